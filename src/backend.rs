@@ -1,0 +1,104 @@
+//! The backend trait: where made keys and encoded values live.
+//!
+//! [`Cache`](crate::Cache) does the Django part (making and validating keys, resolving
+//! timeouts, encoding values) and hands a backend made keys, absolute expiry ticks and a
+//! closure that writes the encoded value straight into the backend's storage. A backend
+//! keeps Django's locmem semantics for what it stores:
+//!
+//! - an entry is *live* while `now < expiry`; an expired entry behaves as missing;
+//! - `get` hits, `put`s and `incr` make an entry most recent; `has_key`, `touch` and a
+//!   refused `add` do not;
+//! - a failed `put` of an existing key leaves that key absent, never stale.
+//!
+//! The crate ships [`Table`](crate::Table) (Django's locmem) and [`Dummy`](crate::Dummy)
+//! (Django's dummy). A user backend implements this trait; the persistent backends wrap a
+//! [`Table`](crate::Table) and log its changes to flash.
+
+use core::fmt::Debug;
+
+use crate::error::Error;
+use crate::value::Kind;
+
+/// Expiry tick of an entry that never expires.
+pub const NEVER: u64 = u64::MAX;
+
+/// What a `put` does with a key that is already live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Put {
+    /// Overwrite it (Django's `set`).
+    Set,
+    /// Leave it and report `false` (Django's `add`).
+    Add,
+}
+
+/// Storage for made keys and encoded values, with expiry and recency.
+///
+/// Every method takes the cache time `now` where expiry matters. Keys are made keys (already
+/// validated); values are written by the `fill` closure of [`Backend::put`].
+pub trait Backend {
+    /// The backend's own failure (for example a flash error). `Infallible` for RAM.
+    type Error: Debug;
+
+    /// Reads a live entry, making it most recent; `read` sees its bytes and kind.
+    /// An expired entry is dropped and reads as a miss.
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error<Self::Error>>;
+
+    /// True when `key` is live. Does not change recency; drops an expired entry.
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>>;
+
+    /// Stores a value written by `fill` into a buffer of the backend's value capacity.
+    ///
+    /// With [`Put::Add`] and a live key, returns `Ok(false)` without calling `fill`. When
+    /// `fill` fails, its error is returned and the key is left absent; nothing else is lost.
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+    ) -> Result<bool, Error<Self::Error>>;
+
+    /// Sets a live entry's expiry without changing recency; `false` if missing or expired.
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>>;
+
+    /// Removes `key`; `true` when a live entry was removed.
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>>;
+
+    /// Adds `delta` to an integer entry, keeping its expiry and making it most recent.
+    /// Returns the new value; [`Error::NotFound`], [`Error::NotInteger`] or
+    /// [`Error::Overflow`] otherwise, with the entry unchanged.
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>>;
+
+    /// Moves a live entry to a new key with a new expiry, replacing whatever `to` held, and
+    /// makes it most recent (Django's `incr_version`). `false` when `from` is not live.
+    fn rekey(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        expiry: u64,
+        now: u64,
+    ) -> Result<bool, Error<Self::Error>>;
+
+    /// Removes every entry.
+    fn clear(&mut self) -> Result<(), Error<Self::Error>>;
+
+    /// Makes every acknowledged change durable (a no-op for RAM backends).
+    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+        Ok(())
+    }
+
+    /// Number of entries held, live or expired but not yet reclaimed.
+    fn len(&self) -> usize;
+
+    /// True when no entry is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

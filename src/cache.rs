@@ -1,0 +1,478 @@
+//! The Django-shaped API over any [`Backend`].
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{Backend, Put, NEVER};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::key::{self, Key, KeyError, KeyPolicy, KeyWriter};
+use crate::table::Table;
+use crate::timeout::Timeout;
+use crate::value::{self, Kind, ValueError};
+
+/// A cache with Django's API: clock `C`, backend `B`, made keys of at most `K` bytes.
+///
+/// The memory cache is [`MemCache`]; see the [crate documentation](crate) for a tour.
+pub struct Cache<C, B, const K: usize> {
+    clock: C,
+    backend: B,
+    config: Config,
+    offset: u64,
+}
+
+/// The memory cache (Django's locmem): `N` entries, made keys up to `K` bytes, encoded values
+/// up to `V` bytes. `size_of::<MemCache<C, N, K, V>>()` is about `N * (K + V + 19)` bytes.
+pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, Table<N, K, V>, K>;
+
+type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
+
+fn value_error<E>(e: ValueError) -> Error<E> {
+    match e {
+        ValueError::TooLarge => Error::ValueTooLarge,
+        ValueError::Serialize => Error::Serialize,
+        ValueError::Type => Error::WrongType,
+    }
+}
+
+impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
+    /// A cache over `backend`, reading time from `clock`. Usable in `const` and `static`.
+    pub const fn new(clock: C, backend: B, config: Config) -> Self {
+        const { assert!(K >= 1, "K must be at least 1") };
+        Cache {
+            clock,
+            backend,
+            config,
+            offset: 0,
+        }
+    }
+
+    /// The cache time in ticks: the clock's time, moved forward by [`Cache::resume_at`].
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.clock.now().saturating_add(self.offset)
+    }
+
+    /// Makes cache time continue from at least `ticks`, so time never runs backwards across a
+    /// reboot (persistent backends call this with the latest time found in storage).
+    pub fn resume_at(&mut self, ticks: u64) {
+        let now = self.now();
+        if ticks > now {
+            self.offset = self.offset.saturating_add(ticks - now);
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (for backend-specific calls such as wear statistics).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of entries held (expired ones are counted until reclaimed).
+    pub fn len(&self) -> usize {
+        self.backend.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.backend.is_empty()
+    }
+
+    /// Writes the made and validated key into `out` and returns its length (Django's
+    /// `make_and_validate_key`).
+    pub fn make_key<'k>(&self, key: impl Into<Key<'k>>, out: &mut [u8]) -> Result<usize, KeyError> {
+        let key = key.into();
+        let version = key.version.unwrap_or(self.config.version);
+        self.make_versioned(key.key, version, out)
+    }
+
+    #[inline]
+    fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
+        let mut w = KeyWriter::new(out);
+        match self.config.key_fn {
+            None => key::default_key_fn(self.config.prefix, version, key, &mut w)?,
+            Some(f) => f(self.config.prefix, version, key, &mut w)?,
+        }
+        let n = w.len();
+        if self.config.policy == KeyPolicy::Strict {
+            key::validate(&out[..n])?;
+        }
+        Ok(n)
+    }
+
+    /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
+    fn expiry(&self, timeout: Timeout, now: u64) -> Option<u64> {
+        let timeout = match timeout {
+            Timeout::Default => self.config.timeout,
+            t => t,
+        };
+        match timeout.to_ticks(self.clock.ticks_per_second()) {
+            None => Some(NEVER),
+            Some(0) => None,
+            Some(t) => Some(now.saturating_add(t).min(NEVER - 1)),
+        }
+    }
+
+    /// Stores through the backend; a timeout that is already over removes the key instead.
+    fn store(
+        &mut self,
+        made: &[u8],
+        mode: Put,
+        timeout: Timeout,
+        fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
+    ) -> Res<bool, B> {
+        let now = self.now();
+        match self.expiry(timeout, now) {
+            Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
+            None => {
+                if mode == Put::Add && self.backend.has_key(made, now)? {
+                    return Ok(false);
+                }
+                self.backend.delete(made, now)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Django's `get`: the value, or `None` on a miss. A stored `None` reads as `Some(None)`
+    /// with `T = Option<_>`. A hit makes the entry most recent.
+    ///
+    /// Reading with a type that does not match the stored value is [`Error::WrongType`].
+    #[inline]
+    pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        match self.backend.get(&buf[..n], now, |bytes, kind| {
+            value::decode::<T>(bytes, kind)
+        })? {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(e)) => Err(value_error(e)),
+        }
+    }
+
+    /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.
+    /// Integers read as ASCII decimal (as memcached sends them). A hit makes the entry
+    /// most recent.
+    pub fn get_raw<'k>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        out: &mut [u8],
+    ) -> Res<Option<usize>, B> {
+        let r = self.with_raw(key, |bytes, kind| match kind {
+            Kind::Int => match value::decode_int(bytes) {
+                Some(i) => value::write_decimal(i, out).map_err(|_| Error::BufferTooSmall),
+                None => Err(Error::WrongType),
+            },
+            _ => match out.get_mut(..bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(Error::BufferTooSmall),
+            },
+        })?;
+        r.transpose()
+    }
+
+    /// Calls `read` with the stored bytes and their [`Kind`] without copying; `None` on a
+    /// miss. A hit makes the entry most recent.
+    pub fn with_raw<'k, R>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Res<Option<R>, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        self.backend.get(&buf[..n], now, read)
+    }
+
+    /// Django's `set`: stores `value` for `timeout` (seconds, [`Timeout`] or `Duration`).
+    ///
+    /// A timeout of zero or below removes the key. If the value cannot be stored
+    /// ([`Error::ValueTooLarge`], [`Error::Serialize`]) the key's old value is removed too,
+    /// so no stale value stays readable.
+    #[inline]
+    pub fn set<'k, T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        value: &T,
+        timeout: impl Into<Timeout>,
+    ) -> Res<(), B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+            value::encode(value, dst).map_err(value_error)
+        })
+        .map(drop)
+    }
+
+    /// Stores raw bytes (read back with [`Cache::get_raw`] or [`Cache::with_raw`]).
+    pub fn set_raw<'k>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        bytes: &[u8],
+        timeout: impl Into<Timeout>,
+    ) -> Res<(), B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+            copy_raw(bytes, dst)
+        })
+        .map(drop)
+    }
+
+    /// Django's `add`: stores only when the key is missing or expired; `true` if it stored.
+    /// A refused `add` does not change recency.
+    pub fn add<'k, T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        value: &T,
+        timeout: impl Into<Timeout>,
+    ) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+            value::encode(value, dst).map_err(value_error)
+        })
+    }
+
+    /// [`Cache::add`] for raw bytes.
+    pub fn add_raw<'k>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        bytes: &[u8],
+        timeout: impl Into<Timeout>,
+    ) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+            copy_raw(bytes, dst)
+        })
+    }
+
+    /// Django's `touch`: gives a live entry a new timeout; `false` if missing or expired.
+    /// Does not change recency. A timeout of zero or below expires the entry (and returns
+    /// `true` if it was live).
+    pub fn touch<'k>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        timeout: impl Into<Timeout>,
+    ) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        match self.expiry(timeout.into(), now) {
+            Some(expiry) => self.backend.touch(&buf[..n], expiry, now),
+            None => self.backend.delete(&buf[..n], now),
+        }
+    }
+
+    /// Django's `delete`: `true` when a live entry was removed.
+    pub fn delete<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        self.backend.delete(&buf[..n], now)
+    }
+
+    /// Django's `has_key` (`key in cache`): `true` for a live entry, a stored `None`
+    /// included. Does not change recency.
+    pub fn has_key<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        self.backend.has_key(&buf[..n], now)
+    }
+
+    /// Django's `get_many`, without a heap: calls `found(key, value)` for each key present
+    /// and returns how many were found. Use the same key twice and it is visited twice.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set("a", &1u8, 60)?;
+    /// cache.set("b", &2u8, 60)?;
+    /// let mut sum = 0;
+    /// let found = cache.get_many(["a", "b", "c"], |_key, v: u8| sum += v)?;
+    /// assert_eq!((found, sum), (2, 3));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn get_many<'k, T, I>(
+        &mut self,
+        keys: I,
+        mut found: impl FnMut(Key<'k>, T),
+    ) -> Res<usize, B>
+    where
+        T: DeserializeOwned,
+        I: IntoIterator,
+        I::Item: Into<Key<'k>>,
+    {
+        let mut hits = 0;
+        for key in keys {
+            let key = key.into();
+            if let Some(v) = self.get(key)? {
+                found(key, v);
+                hits += 1;
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Django's `set_many`: stores each pair; for each one that fails, calls
+    /// `failed(key, error)`. Returns the number that failed (memcached's list of failed keys).
+    pub fn set_many<'k, 'v, T, I, KK>(
+        &mut self,
+        items: I,
+        timeout: impl Into<Timeout>,
+        mut failed: impl FnMut(Key<'k>, Error<B::Error>),
+    ) -> usize
+    where
+        T: Serialize + ?Sized + 'v,
+        I: IntoIterator<Item = (KK, &'v T)>,
+        KK: Into<Key<'k>>,
+    {
+        let timeout = timeout.into();
+        let mut failures = 0;
+        for (key, value) in items {
+            let key = key.into();
+            if let Err(e) = self.set(key, value, timeout) {
+                failed(key, e);
+                failures += 1;
+            }
+        }
+        failures
+    }
+
+    /// Django's `delete_many`: deletes each key; returns how many live entries were removed.
+    pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
+    where
+        I: IntoIterator,
+        I::Item: Into<Key<'k>>,
+    {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.delete(key)?);
+        }
+        Ok(removed)
+    }
+
+    /// Django's `get_or_set`: the cached value, or else `default()` (called only on a miss),
+    /// which is then `add`ed with `timeout` and returned. With a timeout of zero nothing is
+    /// stored and the default is returned.
+    pub fn get_or_set<'k, T, F>(
+        &mut self,
+        key: impl Into<Key<'k>>,
+        default: F,
+        timeout: impl Into<Timeout>,
+    ) -> Res<T, B>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let key = key.into();
+        if let Some(v) = self.get(key)? {
+            return Ok(v);
+        }
+        let v = default();
+        self.add(key, &v, timeout)?;
+        Ok(v)
+    }
+
+    /// Django's `incr`: adds `delta` to an integer, keeps its expiry, makes it most recent and
+    /// returns the new value. [`Error::NotFound`] on a miss, [`Error::NotInteger`] on a
+    /// non-integer, [`Error::Overflow`] past the `i64` range (value unchanged).
+    pub fn incr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        self.backend.incr(&buf[..n], delta, now)
+    }
+
+    /// Django's `decr`: `incr` by `-delta`.
+    pub fn decr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+        let delta = delta.checked_neg().ok_or(Error::Overflow)?;
+        self.incr(key, delta)
+    }
+
+    /// Django's `incr_version`: moves the value from its version to version + `delta` with
+    /// the default timeout and returns the new version. [`Error::NotFound`] on a miss.
+    pub fn incr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
+        let key = key.into();
+        let version = key.version.unwrap_or(self.config.version);
+        let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
+        let mut from = [0u8; K];
+        let mut to = [0u8; K];
+        let nf = self.make_versioned(key.key, version, &mut from)?;
+        let nt = self.make_versioned(key.key, to_version, &mut to)?;
+        let now = self.now();
+        let moved = match self.expiry(Timeout::Default, now) {
+            Some(expiry) => self.backend.rekey(&from[..nf], &to[..nt], expiry, now)?,
+            None => {
+                let live = self.backend.delete(&from[..nf], now)?;
+                if live {
+                    self.backend.delete(&to[..nt], now)?;
+                }
+                live
+            }
+        };
+        if moved {
+            Ok(to_version)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Django's `decr_version`.
+    pub fn decr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
+        let delta = delta.checked_neg().ok_or(Error::Overflow)?;
+        self.incr_version(key, delta)
+    }
+
+    /// Django's `clear`: removes everything.
+    pub fn clear(&mut self) -> Res<(), B> {
+        self.backend.clear()
+    }
+
+    /// Django's `close`: makes every change durable (flushes a write-back persistent
+    /// backend); the cache stays usable.
+    pub fn close(&mut self) -> Res<(), B> {
+        self.backend.flush()
+    }
+}
+
+fn copy_raw<E>(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), Error<E>> {
+    let slot = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
+    slot.copy_from_slice(bytes);
+    Ok((bytes.len(), Kind::Bytes))
+}
+
+impl<C, B, const K: usize> core::fmt::Debug for Cache<C, B, K>
+where
+    B: Backend,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.backend.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

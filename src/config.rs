@@ -1,0 +1,102 @@
+//! Cache configuration: Django's `TIMEOUT`, `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, and the
+//! key policy. Built with `const fn`s so a cache can live in a `static`.
+//!
+//! `MAX_ENTRIES` and `CULL_FREQUENCY` belong to the memory table, which enforces them:
+//! see [`Table::with_culling`](crate::Table::with_culling).
+
+use crate::key::{KeyFn, KeyPolicy};
+use crate::timeout::Timeout;
+
+/// How a cache makes keys and what its default timeout is.
+///
+/// ```
+/// use tickcache::{Config, KeyPolicy, Timeout};
+/// const CONFIG: Config = Config::new()
+///     .timeout(Timeout::Secs(60))
+///     .key_prefix("site")
+///     .version(2)
+///     .key_policy(KeyPolicy::Lenient);
+/// assert_eq!(CONFIG.default_version(), 2);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub(crate) timeout: Timeout,
+    pub(crate) prefix: &'static str,
+    pub(crate) version: i32,
+    pub(crate) key_fn: Option<KeyFn>,
+    pub(crate) policy: KeyPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// Django's defaults: timeout 300 s, prefix `""`, version 1, `prefix:version:key`,
+    /// strict (memcached) key validation.
+    pub const fn new() -> Self {
+        Config {
+            timeout: Timeout::DJANGO_DEFAULT,
+            prefix: "",
+            version: 1,
+            key_fn: None,
+            policy: KeyPolicy::Strict,
+        }
+    }
+
+    /// The default timeout (Django's `TIMEOUT`); `Timeout::Never` is Django's `None`.
+    /// `Timeout::Default` here means Django's 300 s.
+    pub const fn timeout(mut self, timeout: Timeout) -> Self {
+        self.timeout = match timeout {
+            Timeout::Default => Timeout::DJANGO_DEFAULT,
+            t => t,
+        };
+        self
+    }
+
+    /// The key prefix (Django's `KEY_PREFIX`).
+    pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The default version (Django's `VERSION`).
+    pub const fn version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// A custom key function (Django's `KEY_FUNCTION`).
+    pub const fn key_function(mut self, key_fn: KeyFn) -> Self {
+        self.key_fn = Some(key_fn);
+        self
+    }
+
+    /// Strict (memcached's rules, an error) or lenient key validation.
+    pub const fn key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The configured default timeout.
+    pub const fn default_timeout(&self) -> Timeout {
+        self.timeout
+    }
+
+    /// The configured key prefix.
+    pub const fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
+    /// The configured default version.
+    pub const fn default_version(&self) -> i32 {
+        self.version
+    }
+
+    /// The configured key policy.
+    pub const fn policy(&self) -> KeyPolicy {
+        self.policy
+    }
+}

@@ -1,0 +1,166 @@
+//! The std adapter (feature `std`): a host clock, a thread-safe cache, a registry of caches by
+//! alias (Django's `caches["default"]`) and heap conveniences for the batch calls.
+
+use std::collections::HashMap;
+use std::string::{String, ToString};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use std::vec::Vec;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::timeout::Timeout;
+
+/// The host's monotonic clock, in microseconds since first use.
+#[derive(Debug, Default)]
+pub struct StdClock {
+    start: OnceLock<Instant>,
+}
+
+impl StdClock {
+    /// A clock that starts at its first reading. Usable in a `static`.
+    pub const fn new() -> Self {
+        StdClock {
+            start: OnceLock::new(),
+        }
+    }
+}
+
+impl Clock for StdClock {
+    fn ticks_per_second(&self) -> u32 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        let start = self.start.get_or_init(Instant::now);
+        u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A cache shared between threads: a `Mutex` around a [`Cache`].
+pub struct SyncCache<C, B, const K: usize> {
+    inner: Mutex<Cache<C, B, K>>,
+}
+
+impl<C, B, const K: usize> SyncCache<C, B, K> {
+    /// Wraps a cache. Usable in a `static`.
+    pub const fn new(cache: Cache<C, B, K>) -> Self {
+        SyncCache {
+            inner: Mutex::new(cache),
+        }
+    }
+
+    /// Locks the cache. A panic in another thread while it held the lock does not poison it:
+    /// every cache operation leaves the table consistent before it returns.
+    pub fn lock(&self) -> MutexGuard<'_, Cache<C, B, K>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An unknown alias (Django's `InvalidCacheBackendError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAlias(pub String);
+
+impl core::fmt::Display for UnknownAlias {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "The connection '{}' doesn't exist.", self.0)
+    }
+}
+
+impl std::error::Error for UnknownAlias {}
+
+/// Caches by alias, Django's `caches`: `caches.get("default")`.
+pub struct Caches<C, B, const K: usize> {
+    by_alias: HashMap<String, Arc<SyncCache<C, B, K>>>,
+}
+
+impl<C, B, const K: usize> Default for Caches<C, B, K> {
+    fn default() -> Self {
+        Caches {
+            by_alias: HashMap::new(),
+        }
+    }
+}
+
+impl<C, B, const K: usize> Caches<C, B, K> {
+    /// Django's alias for the default cache.
+    pub const DEFAULT_ALIAS: &'static str = "default";
+
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `cache` under `alias`, replacing any cache already there.
+    pub fn insert(&mut self, alias: &str, cache: Cache<C, B, K>) -> Arc<SyncCache<C, B, K>> {
+        let shared = Arc::new(SyncCache::new(cache));
+        self.by_alias.insert(alias.to_string(), Arc::clone(&shared));
+        shared
+    }
+
+    /// The cache registered under `alias`: the same one every time.
+    pub fn get(&self, alias: &str) -> Result<Arc<SyncCache<C, B, K>>, UnknownAlias> {
+        self.by_alias
+            .get(alias)
+            .cloned()
+            .ok_or_else(|| UnknownAlias(alias.to_string()))
+    }
+
+    /// The default cache (`caches["default"]`, Django's `cache`).
+    pub fn default_cache(&self) -> Result<Arc<SyncCache<C, B, K>>, UnknownAlias> {
+        self.get(Self::DEFAULT_ALIAS)
+    }
+
+    /// Every alias registered.
+    pub fn aliases(&self) -> impl Iterator<Item = &str> {
+        self.by_alias.keys().map(String::as_str)
+    }
+
+    /// Django's `close_caches`: calls `close` on every cache, returning the first error.
+    pub fn close_all(&self) -> Result<(), Error<B::Error>>
+    where
+        C: Clock,
+        B: Backend,
+    {
+        let mut first = Ok(());
+        for cache in self.by_alias.values() {
+            if let Err(e) = cache.lock().close() {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+}
+
+impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
+    /// Django's `get_many` returning a map of the keys found.
+    pub fn get_many_map<T: DeserializeOwned>(
+        &mut self,
+        keys: &[&str],
+    ) -> Result<HashMap<String, T>, Error<B::Error>> {
+        let mut found = HashMap::new();
+        self.get_many(keys.iter().copied(), |k, v| {
+            found.insert(String::from_utf8_lossy(k.key).into_owned(), v);
+        })?;
+        Ok(found)
+    }
+
+    /// Django's `set_many` from a map, returning the keys that failed.
+    pub fn set_many_map<T: Serialize>(
+        &mut self,
+        items: &HashMap<&str, T>,
+        timeout: impl Into<Timeout>,
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
+        self.set_many(items.iter().map(|(k, v)| (*k, v)), timeout, |k, _| {
+            failed.push(String::from_utf8_lossy(k.key).into_owned());
+        });
+        failed
+    }
+}

@@ -1,0 +1,83 @@
+//! Django's cache API for microcontrollers: `no_std`, no heap, expiry on a tick clock.
+//!
+//! ```
+//! use tickcache::{Config, ManualClock, MemCache, Table, Timeout};
+//!
+//! let clock = ManualClock::new(1000); // a 1 kHz tick
+//! // 64 entries, made keys up to 32 bytes, values up to 48 bytes: all in this one value.
+//! let mut cache: MemCache<_, 64, 32, 48> = MemCache::new(&clock, Table::new(), Config::new());
+//!
+//! cache.set("admin_user", &42u32, 30)?; // 30 seconds
+//! assert_eq!(cache.get::<u32>("admin_user")?, Some(42));
+//! clock.advance_secs(30);
+//! assert_eq!(cache.get::<u32>("admin_user")?, None); // expired
+//!
+//! cache.set("nothing", &None::<u32>, Timeout::Never)?; // a stored None ...
+//! assert_eq!(cache.get::<Option<u32>>("nothing")?, Some(None)); // ... is not a miss
+//!
+//! let n = cache.get_or_set("post_count", || 7i64, 300)?;
+//! assert_eq!(cache.incr("post_count", 1)?, n + 1);
+//! # Ok::<(), tickcache::Error>(())
+//! ```
+//!
+//! # Map from Django
+//! | Django | tickcache |
+//! |---|---|
+//! | `cache.set(k, v, 75)` | [`Cache::set`]`(k, &v, 75)` |
+//! | `cache.get(k)` / `get(k, default)` | [`Cache::get`] returns `Option<T>`; `unwrap_or(default)` |
+//! | `timeout=None` / `0` / negative | [`Timeout::Never`] / expire at once |
+//! | `version=2` | `Key::new(k).version(2)` |
+//! | `LocMemCache` / `DummyCache` | [`Table`] / [`Dummy`] backends |
+//! | `MAX_ENTRIES`, `CULL_FREQUENCY` | [`Table::with_culling`] |
+//! | `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, `TIMEOUT` | [`Config`] |
+//! | `ValueError` from `incr` | [`Error::NotFound`] |
+//! | `caches["default"]` | `Caches` (feature `std`) |
+//!
+//! # Where this differs from Django, and why
+//! - A timeout of zero or below removes the key at once instead of storing an expired entry;
+//!   every read behaves the same, and no slot is spent on a dead entry.
+//! - Overwriting an existing key never culls (Django's locmem culls on every `set` when
+//!   full, even one that does not grow the table). Culling reclaims expired entries first.
+//! - `delete` returns `true` only for a live entry (memcached's answer), not for an expired
+//!   one that happened not to be reclaimed yet.
+//! - `incr`/`decr` work on integers in `i64` range (and on ASCII decimal raw values, as
+//!   memcached does); overflow is an error instead of Python's big integers.
+//! - `incr_version` moves the entry in place, so it never culls.
+//!
+//! # Time
+//! Expiry is in ticks of the [`Clock`] the firmware provides. Timeouts in seconds or
+//! milliseconds convert once, saturating. An entry is expired when `expiry <= now`.
+
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod backend;
+mod cache;
+pub mod clock;
+mod config;
+mod dummy;
+mod error;
+#[cfg(feature = "std")]
+mod host;
+pub mod key;
+#[cfg(feature = "_model")]
+pub mod model;
+mod shared;
+pub mod table;
+mod timeout;
+pub mod value;
+
+pub use backend::{Backend, Put, NEVER};
+pub use cache::{Cache, MemCache};
+pub use clock::{Clock, ManualClock, Wrap32};
+pub use config::Config;
+pub use dummy::Dummy;
+pub use error::Error;
+#[cfg(feature = "std")]
+pub use host::{Caches, StdClock, SyncCache, UnknownAlias};
+pub use key::{Key, KeyError, KeyPolicy};
+pub use shared::SharedCache;
+pub use table::Table;
+pub use timeout::Timeout;
+pub use value::Kind;

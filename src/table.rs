@@ -1,0 +1,550 @@
+//! The memory table: Django's locmem in fixed RAM.
+//!
+//! Layout (`N` entries, `K` key bytes, `V` value bytes per entry), all arrays of the same
+//! length, so `size_of::<Table<N, K, V>>()` is `N * (K + V + 19)` plus a few words:
+//!
+//! | array | bytes per entry | role |
+//! |---|---|---|
+//! | `buckets` | 2 | head slot of each hash chain (`N` chains, Lemire range reduction) |
+//! | `chain` | 2 | next slot in the same chain, or in the free list |
+//! | `prev`, `next` | 4 | intrusive doubly linked recency list, most recent at the head |
+//! | `expiry` | 8 | absolute expiry tick, [`NEVER`](crate::backend::NEVER) for none |
+//! | `klen` | 1 | made-key length (`K` ≤ 255) |
+//! | `vmeta` | 2 | value length (14 bits, `V` < 16384) and [`Kind`] (2 bits) |
+//! | `keys`, `vals` | `K + V` | the made key and the encoded value |
+//!
+//! Every operation is O(1) on average (one hash, a short chain walk, a few link updates).
+//! Culling, the one bounded O(N) step, runs only when an insert finds the table at
+//! `max_entries`: expired entries are reclaimed first, then, if the table is still at the
+//! limit, `len / cull_frequency` least recently used entries go (at least one), or all of
+//! them with frequency 0, exactly as Django's locmem counts them.
+
+use core::convert::Infallible;
+use core::hash::Hasher;
+
+use crate::backend::{Backend, Put};
+use crate::error::Error;
+use crate::key::KeyError;
+use crate::value::{self, Kind};
+
+const NIL: u16 = u16::MAX;
+const LEN_MASK: u16 = 0x3fff;
+
+/// Why culling limits were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LimitError {
+    /// `max_entries` was 0 or above the table's capacity `N`.
+    MaxEntries,
+}
+
+/// Fixed-capacity LRU table with expiry: `N` entries of at most `K` key bytes and `V`
+/// value bytes. See the [module documentation](self) for the layout.
+///
+/// ```
+/// use tickcache::{Cache, Config, ManualClock, Table};
+/// let clock = ManualClock::new(1000);
+/// // 3 entries at most, cull a third of them when full (Django's defaults scaled down).
+/// let table = Table::<8, 24, 16>::with_culling(3, 3);
+/// let mut cache: Cache<_, _, 24> = Cache::new(&clock, table, Config::new());
+/// for k in ["a", "b", "c"] {
+///     cache.set(k, &1u8, 60)?;
+/// }
+/// cache.get::<u8>("a")?; // "b" is now the least recently used
+/// cache.set("d", &1u8, 60)?;
+/// assert!(!cache.has_key("b")?);
+/// assert_eq!(cache.len(), 3);
+/// # Ok::<(), tickcache::Error>(())
+/// ```
+pub struct Table<const N: usize, const K: usize, const V: usize> {
+    buckets: [u16; N],
+    chain: [u16; N],
+    prev: [u16; N],
+    next: [u16; N],
+    expiry: [u64; N],
+    klen: [u8; N],
+    vmeta: [u16; N],
+    keys: [[u8; K]; N],
+    vals: [[u8; V]; N],
+    head: u16,
+    tail: u16,
+    free: u16,
+    fresh: u16,
+    len: u16,
+    max_entries: u16,
+    cull_frequency: u16,
+}
+
+impl<const N: usize, const K: usize, const V: usize> Default for Table<N, K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
+    /// An empty table with `max_entries = N` and Django's `cull_frequency = 3`.
+    pub const fn new() -> Self {
+        const {
+            assert!(N >= 1 && N < NIL as usize, "N must be in 1..65535");
+            assert!(K >= 1 && K <= 255, "K must be in 1..=255");
+            assert!(V <= LEN_MASK as usize, "V must be below 16384");
+        }
+        Table {
+            buckets: [NIL; N],
+            chain: [NIL; N],
+            prev: [NIL; N],
+            next: [NIL; N],
+            expiry: [0; N],
+            klen: [0; N],
+            vmeta: [0; N],
+            keys: [[0; K]; N],
+            vals: [[0; V]; N],
+            head: NIL,
+            tail: NIL,
+            free: NIL,
+            fresh: 0,
+            len: 0,
+            max_entries: N as u16,
+            cull_frequency: 3,
+        }
+    }
+
+    /// An empty table with Django's `MAX_ENTRIES` and `CULL_FREQUENCY`.
+    ///
+    /// Panics (at compile time in a `const`) when `max_entries` is 0 or above `N`; see
+    /// [`Table::try_with_culling`].
+    pub const fn with_culling(max_entries: usize, cull_frequency: u16) -> Self {
+        match Self::try_with_culling(max_entries, cull_frequency) {
+            Ok(t) => t,
+            Err(_) => panic!("max_entries must be in 1..=N"),
+        }
+    }
+
+    /// Like [`Table::with_culling`], returning an error instead of panicking.
+    pub const fn try_with_culling(
+        max_entries: usize,
+        cull_frequency: u16,
+    ) -> Result<Self, LimitError> {
+        if max_entries == 0 || max_entries > N {
+            return Err(LimitError::MaxEntries);
+        }
+        let mut t = Self::new();
+        t.max_entries = max_entries as u16;
+        t.cull_frequency = cull_frequency;
+        Ok(t)
+    }
+
+    /// The compile-time capacity `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Django's `MAX_ENTRIES`.
+    pub const fn max_entries(&self) -> usize {
+        self.max_entries as usize
+    }
+
+    /// Django's `CULL_FREQUENCY` (0 clears the table when full).
+    pub const fn cull_frequency(&self) -> u16 {
+        self.cull_frequency
+    }
+
+    /// Visits every entry held (live or not yet reclaimed) from least to most recent:
+    /// made key, value bytes, kind and expiry tick. Persistence uses it to compact.
+    pub fn for_each_lru(&self, mut f: impl FnMut(&[u8], &[u8], Kind, u64)) {
+        let mut s = self.tail;
+        while s != NIL {
+            let i = s as usize;
+            let (len, kind) = self.value_meta(i);
+            f(
+                &self.keys[i][..self.klen[i] as usize],
+                &self.vals[i][..len],
+                kind,
+                self.expiry[i],
+            );
+            s = self.prev[i];
+        }
+    }
+
+    #[inline]
+    fn bucket_of(key: &[u8]) -> usize {
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(key);
+        let h32 = h.finish() >> 32;
+        ((h32 * N as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn value_meta(&self, i: usize) -> (usize, Kind) {
+        let m = self.vmeta[i];
+        let kind = match m >> 14 {
+            0 => Kind::Bytes,
+            1 => Kind::Serde,
+            _ => Kind::Int,
+        };
+        (usize::from(m & LEN_MASK), kind)
+    }
+
+    #[inline]
+    fn find(&self, b: usize, key: &[u8]) -> Option<usize> {
+        let mut s = self.buckets[b];
+        while s != NIL {
+            let i = s as usize;
+            if usize::from(self.klen[i]) == key.len() && &self.keys[i][..key.len()] == key {
+                return Some(i);
+            }
+            s = self.chain[i];
+        }
+        None
+    }
+
+    #[inline]
+    fn unlink_lru(&mut self, i: usize) {
+        let (p, n) = (self.prev[i], self.next[i]);
+        if p == NIL {
+            self.head = n;
+        } else {
+            self.next[p as usize] = n;
+        }
+        if n == NIL {
+            self.tail = p;
+        } else {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    #[inline]
+    fn push_front(&mut self, i: usize) {
+        self.prev[i] = NIL;
+        self.next[i] = self.head;
+        if self.head == NIL {
+            self.tail = i as u16;
+        } else {
+            self.prev[self.head as usize] = i as u16;
+        }
+        self.head = i as u16;
+    }
+
+    #[inline]
+    fn touch_lru(&mut self, i: usize) {
+        if self.head != i as u16 {
+            self.unlink_lru(i);
+            self.push_front(i);
+        }
+    }
+
+    fn unlink_chain(&mut self, b: usize, i: usize) {
+        let mut s = self.buckets[b];
+        if s as usize == i {
+            self.buckets[b] = self.chain[i];
+            return;
+        }
+        while s != NIL {
+            let next = self.chain[s as usize];
+            if next as usize == i {
+                self.chain[s as usize] = self.chain[i];
+                return;
+            }
+            s = next;
+        }
+    }
+
+    /// Removes slot `i` (in bucket `b`) from every list and frees it.
+    fn remove(&mut self, b: usize, i: usize) {
+        self.unlink_chain(b, i);
+        self.unlink_lru(i);
+        self.chain[i] = self.free;
+        self.free = i as u16;
+        self.len -= 1;
+    }
+
+    fn remove_slot(&mut self, i: usize) {
+        let b = Self::bucket_of(&self.keys[i][..self.klen[i] as usize]);
+        self.remove(b, i);
+    }
+
+    fn alloc(&mut self) -> Option<usize> {
+        if self.free != NIL {
+            let i = self.free as usize;
+            self.free = self.chain[i];
+            Some(i)
+        } else if (self.fresh as usize) < N {
+            self.fresh += 1;
+            Some(self.fresh as usize - 1)
+        } else {
+            None
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        self.chain[i] = self.free;
+        self.free = i as u16;
+    }
+
+    /// Django's cull, after reclaiming expired entries.
+    fn cull(&mut self, now: u64) {
+        let mut s = self.tail;
+        while s != NIL {
+            let i = s as usize;
+            s = self.prev[i];
+            if self.expiry[i] <= now {
+                self.remove_slot(i);
+            }
+        }
+        if self.len < self.max_entries {
+            return;
+        }
+        if self.cull_frequency == 0 {
+            self.reset();
+            return;
+        }
+        let n = (self.len / self.cull_frequency).max(1);
+        for _ in 0..n {
+            self.remove_slot(self.tail as usize);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.buckets = [NIL; N];
+        self.head = NIL;
+        self.tail = NIL;
+        self.free = NIL;
+        self.fresh = 0;
+        self.len = 0;
+    }
+
+    /// Links a filled slot `i` as `key` in bucket `b`, most recent.
+    fn link(&mut self, b: usize, i: usize, key: &[u8], len: usize, kind: Kind, expiry: u64) {
+        self.keys[i][..key.len()].copy_from_slice(key);
+        self.klen[i] = key.len() as u8;
+        self.set_meta(i, len, kind, expiry);
+        self.chain[i] = self.buckets[b];
+        self.buckets[b] = i as u16;
+        self.push_front(i);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn set_meta(&mut self, i: usize, len: usize, kind: Kind, expiry: u64) {
+        self.vmeta[i] = (len as u16 & LEN_MASK) | ((kind as u16) << 14);
+        self.expiry[i] = expiry;
+    }
+
+    /// Checks `fill`'s answer against the buffer it was given.
+    fn checked<E>(r: Result<(usize, Kind), Error<E>>) -> Result<(usize, Kind), Error<E>> {
+        match r {
+            Ok((len, _)) if len > V => Err(Error::ValueTooLarge),
+            other => other,
+        }
+    }
+
+    /// Stores into a brand-new slot, culling first when the table is at its limit.
+    fn insert<E>(
+        &mut self,
+        b: usize,
+        key: &[u8],
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<E>>,
+    ) -> Result<bool, Error<E>> {
+        if key.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        if self.len < self.max_entries {
+            let i = self.alloc().ok_or(Error::StorageFull)?;
+            match Self::checked(fill(&mut self.vals[i])) {
+                Ok((len, kind)) => {
+                    self.link(b, i, key, len, kind, expiry);
+                    Ok(true)
+                }
+                Err(e) => {
+                    self.release(i);
+                    Err(e)
+                }
+            }
+        } else {
+            // Encode aside first, so a value that fails costs no culled entry.
+            let mut staged = [0u8; V];
+            let (len, kind) = Self::checked(fill(&mut staged))?;
+            self.cull(now);
+            let i = self.alloc().ok_or(Error::StorageFull)?;
+            self.vals[i][..len].copy_from_slice(&staged[..len]);
+            self.link(b, i, key, len, kind, expiry);
+            Ok(true)
+        }
+    }
+
+    /// Reads a live entry without changing recency (for wrappers such as persistence).
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
+        let i = self.find(Self::bucket_of(key), key)?;
+        if self.expiry[i] <= now {
+            return None;
+        }
+        let (len, kind) = self.value_meta(i);
+        Some((&self.vals[i][..len], kind, self.expiry[i]))
+    }
+}
+
+impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> {
+    type Error = Infallible;
+
+    #[inline]
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error> {
+        let b = Self::bucket_of(key);
+        let Some(i) = self.find(b, key) else {
+            return Ok(None);
+        };
+        if self.expiry[i] <= now {
+            self.remove(b, i);
+            return Ok(None);
+        }
+        self.touch_lru(i);
+        let (len, kind) = self.value_meta(i);
+        Ok(Some(read(&self.vals[i][..len], kind)))
+    }
+
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
+        let b = Self::bucket_of(key);
+        match self.find(b, key) {
+            Some(i) if self.expiry[i] <= now => {
+                self.remove(b, i);
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    #[inline]
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error>,
+    ) -> Result<bool, Error> {
+        let b = Self::bucket_of(key);
+        let Some(i) = self.find(b, key) else {
+            return self.insert(b, key, expiry, now, fill);
+        };
+        if mode == Put::Add && self.expiry[i] > now {
+            return Ok(false);
+        }
+        match Self::checked(fill(&mut self.vals[i])) {
+            Ok((len, kind)) => {
+                self.set_meta(i, len, kind, expiry);
+                self.touch_lru(i);
+                Ok(true)
+            }
+            Err(e) => {
+                self.remove(b, i);
+                Err(e)
+            }
+        }
+    }
+
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
+        match self.find(Self::bucket_of(key), key) {
+            Some(i) if self.expiry[i] > now => {
+                self.expiry[i] = expiry;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
+        let b = Self::bucket_of(key);
+        match self.find(b, key) {
+            Some(i) => {
+                let live = self.expiry[i] > now;
+                self.remove(b, i);
+                Ok(live)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error> {
+        let b = Self::bucket_of(key);
+        let i = self.find(b, key).ok_or(Error::NotFound)?;
+        if self.expiry[i] <= now {
+            self.remove(b, i);
+            return Err(Error::NotFound);
+        }
+        let (len, kind) = self.value_meta(i);
+        let bytes = &self.vals[i][..len];
+        let old = match kind {
+            Kind::Int => value::decode_int(bytes),
+            Kind::Bytes => value::parse_decimal(bytes),
+            Kind::Serde => None,
+        }
+        .ok_or(Error::NotInteger)?;
+        let new = old.checked_add(delta).ok_or(Error::Overflow)?;
+        let written = match kind {
+            Kind::Int => value::encode_int(new, &mut self.vals[i]),
+            _ => value::write_decimal(new, &mut self.vals[i]),
+        };
+        // V too small for the new value: the old bytes may be partly overwritten, so put them
+        // back rather than leave a torn value.
+        let len = match written {
+            Ok(n) => n,
+            Err(_) => {
+                let restored = match kind {
+                    Kind::Int => value::encode_int(old, &mut self.vals[i]),
+                    _ => value::write_decimal(old, &mut self.vals[i]),
+                };
+                debug_assert_eq!(restored, Ok(len));
+                return Err(Error::ValueTooLarge);
+            }
+        };
+        let expiry = self.expiry[i];
+        self.set_meta(i, len, kind, expiry);
+        self.touch_lru(i);
+        Ok(new)
+    }
+
+    fn rekey(&mut self, from: &[u8], to: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
+        if to.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        let bf = Self::bucket_of(from);
+        let Some(i) = self.find(bf, from) else {
+            return Ok(false);
+        };
+        if self.expiry[i] <= now {
+            self.remove(bf, i);
+            return Ok(false);
+        }
+        if from == to {
+            self.expiry[i] = expiry;
+            self.touch_lru(i);
+            return Ok(true);
+        }
+        let bt = Self::bucket_of(to);
+        if let Some(j) = self.find(bt, to) {
+            self.remove(bt, j);
+        }
+        self.unlink_chain(bf, i);
+        self.unlink_lru(i);
+        self.len -= 1;
+        let (len, kind) = self.value_meta(i);
+        self.link(bt, i, to, len, kind, expiry);
+        Ok(true)
+    }
+
+    fn clear(&mut self) -> Result<(), Error> {
+        self.reset();
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+}

@@ -1,0 +1,118 @@
+//! Timeouts and their conversion to expiry ticks.
+//!
+//! Django's rules: the default timeout comes from the configuration (300 s unless set),
+//! `None` never expires, and a timeout of zero or below stores an entry that is already
+//! expired. tickcache keeps those rules; conversion to ticks happens once per call and
+//! saturates, so no input overflows or panics.
+
+use core::time::Duration;
+
+/// How long an entry lives.
+///
+/// Integers convert to seconds, so `cache.set("k", &1, 75)` stores for 75 s; a
+/// [`Duration`] converts too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Timeout {
+    /// The cache's configured default (Django's `DEFAULT_TIMEOUT`).
+    #[default]
+    Default,
+    /// Never expires (Django's `None`).
+    Never,
+    /// Whole seconds; zero or negative means already expired.
+    Secs(i64),
+    /// Milliseconds; zero or negative means already expired.
+    Millis(i64),
+    /// Clock ticks; zero or negative means already expired.
+    Ticks(i64),
+}
+
+impl Timeout {
+    /// Django's default: 300 seconds.
+    pub const DJANGO_DEFAULT: Timeout = Timeout::Secs(300);
+
+    /// Converts to a tick count at `rate` ticks per second.
+    ///
+    /// Returns `None` for [`Timeout::Never`], `Some(0)` for a timeout that is already over, and
+    /// saturates at `u64::MAX - 1` (so it never collides with "never"). `Default` is resolved
+    /// by the caller; here it counts as Django's 300 s.
+    pub const fn to_ticks(self, rate: u32) -> Option<u64> {
+        let rate = rate as i128;
+        let ticks: i128 = match self {
+            Timeout::Never => return None,
+            Timeout::Default => 300 * rate,
+            Timeout::Secs(s) => s as i128 * rate,
+            Timeout::Millis(ms) => ms as i128 * rate / 1000,
+            Timeout::Ticks(t) => t as i128,
+        };
+        if ticks <= 0 {
+            Some(0)
+        } else if ticks >= (u64::MAX - 1) as i128 {
+            Some(u64::MAX - 1)
+        } else {
+            Some(ticks as u64)
+        }
+    }
+
+    /// True when the timeout is zero or negative: storing with it expires the entry at once.
+    pub const fn is_expired_at_once(self, rate: u32) -> bool {
+        matches!(self.to_ticks(rate), Some(0))
+    }
+}
+
+macro_rules! from_secs {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Timeout {
+            /// Seconds, as in Django's `timeout=75`.
+            fn from(secs: $t) -> Self {
+                Timeout::Secs(i64::try_from(secs).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+from_secs!(i8, i16, i32, i64, u8, u16, u32, u64, isize, usize);
+
+impl From<Duration> for Timeout {
+    /// A duration, kept to the millisecond; a sub-millisecond rest rounds up, so a positive
+    /// duration never becomes an already-expired timeout.
+    fn from(d: Duration) -> Self {
+        let millis = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+        Timeout::Millis(i64::try_from(millis).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<Option<u32>> for Timeout {
+    /// Django's `timeout=None` is `Timeout::Never`; `Some(secs)` is seconds.
+    fn from(t: Option<u32>) -> Self {
+        match t {
+            None => Timeout::Never,
+            Some(s) => Timeout::Secs(i64::from(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_saturate() {
+        assert_eq!(
+            Timeout::Secs(i64::MAX).to_ticks(u32::MAX),
+            Some(u64::MAX - 1)
+        );
+        assert_eq!(Timeout::Secs(i64::MIN).to_ticks(u32::MAX), Some(0));
+        assert_eq!(Timeout::Millis(1).to_ticks(1000), Some(1));
+        assert_eq!(Timeout::Millis(1).to_ticks(100), Some(0));
+        assert_eq!(Timeout::Never.to_ticks(1000), None);
+        assert_eq!(
+            Timeout::from(Duration::from_millis(1500)).to_ticks(1000),
+            Some(1500)
+        );
+        assert_eq!(
+            Timeout::from(Duration::from_micros(1)).to_ticks(1000),
+            Some(1)
+        );
+        assert!(Timeout::from(Duration::MAX).to_ticks(1000) >= Some(i64::MAX as u64));
+    }
+}

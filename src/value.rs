@@ -1,0 +1,336 @@
+//! Values: how typed values become bytes and back.
+//!
+//! Every entry carries a [`Kind`]:
+//! - [`Kind::Int`]: a value that serializes as one integer in `i64` range (`42u8`,
+//!   `-5i64`, …). Stored as the minimal little-endian two's-complement bytes. This is what
+//!   `incr`/`decr` work on, and any integer type within range reads it back.
+//! - [`Kind::Serde`]: anything else `Serialize`, stored with postcard.
+//! - [`Kind::Bytes`]: raw bytes from the raw API. `incr` accepts them when they are ASCII
+//!   decimal (memcached's rule) and keeps them as decimal text.
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::ser::{Impossible, Serialize, Serializer};
+
+/// How an entry's bytes are to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Kind {
+    /// Raw bytes written through the raw API.
+    Bytes = 0,
+    /// A postcard-encoded value.
+    Serde = 1,
+    /// An integer (minimal little-endian two's complement), the target of `incr`/`decr`.
+    Int = 2,
+}
+
+impl Kind {
+    /// The kind for a stored tag, if valid.
+    pub const fn from_u8(tag: u8) -> Option<Kind> {
+        match tag {
+            0 => Some(Kind::Bytes),
+            1 => Some(Kind::Serde),
+            2 => Some(Kind::Int),
+            _ => None,
+        }
+    }
+}
+
+/// Why a value could not be read or written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueError {
+    TooLarge,
+    Serialize,
+    Type,
+}
+
+/// Writes `value` into `buf`, returning the length and kind.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut [u8],
+) -> Result<(usize, Kind), ValueError> {
+    if let Ok(Some(i)) = value.serialize(IntProbe) {
+        return encode_int(i, buf).map(|n| (n, Kind::Int));
+    }
+    match postcard::to_slice(value, buf) {
+        Ok(used) => Ok((used.len(), Kind::Serde)),
+        Err(postcard::Error::SerializeBufferFull) => Err(ValueError::TooLarge),
+        Err(_) => Err(ValueError::Serialize),
+    }
+}
+
+/// Reads a `T` from an entry's bytes.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<T, ValueError> {
+    match kind {
+        Kind::Int => {
+            let i = decode_int(bytes).ok_or(ValueError::Type)?;
+            T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(i))
+                .map_err(|_| ValueError::Type)
+        }
+        Kind::Serde => match postcard::take_from_bytes::<T>(bytes) {
+            Ok((v, [])) => Ok(v),
+            _ => Err(ValueError::Type),
+        },
+        Kind::Bytes => Err(ValueError::Type),
+    }
+}
+
+/// Minimal little-endian two's complement: 0 bytes for 0, 1 byte for -128..=127, …
+pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+    let le = i.to_le_bytes();
+    let mut n = 8;
+    while n > 0 {
+        let top = le[n - 1];
+        let below_sign = if n >= 2 { le[n - 2] & 0x80 != 0 } else { false };
+        let redundant = (top == 0 && !below_sign) || (top == 0xff && below_sign);
+        if n >= 2 && redundant {
+            n -= 1;
+        } else {
+            break;
+        }
+    }
+    if n == 1 && le[0] == 0 {
+        n = 0;
+    }
+    let dst = buf.get_mut(..n).ok_or(ValueError::TooLarge)?;
+    dst.copy_from_slice(&le[..n]);
+    Ok(n)
+}
+
+/// Reverses [`encode_int`]; `None` when longer than 8 bytes.
+pub(crate) fn decode_int(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let fill = match bytes.last() {
+        Some(&b) if b & 0x80 != 0 => 0xff,
+        _ => 0,
+    };
+    let mut le = [fill; 8];
+    le[..bytes.len()].copy_from_slice(bytes);
+    Some(i64::from_le_bytes(le))
+}
+
+/// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding space.
+pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<i64> {
+    let (neg, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if neg {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
+}
+
+/// Writes `i` as ASCII decimal into `buf`.
+pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+    let mut tmp = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = tmp.len();
+    loop {
+        at -= 1;
+        tmp[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        at -= 1;
+        tmp[at] = b'-';
+    }
+    let digits = &tmp[at..];
+    let dst = buf.get_mut(..digits.len()).ok_or(ValueError::TooLarge)?;
+    dst.copy_from_slice(digits);
+    Ok(digits.len())
+}
+
+/// A serializer that answers "is this value a single integer in i64 range?".
+struct IntProbe;
+
+#[derive(Debug)]
+struct NotInt;
+
+impl core::fmt::Display for NotInt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("not an integer")
+    }
+}
+
+impl serde::ser::StdError for NotInt {}
+
+impl serde::ser::Error for NotInt {
+    fn custom<M: core::fmt::Display>(_msg: M) -> Self {
+        NotInt
+    }
+}
+
+macro_rules! probe_int {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f(self, v: $t) -> Result<Option<i64>, NotInt> {
+            Ok(i64::try_from(v).ok())
+        }
+    )*};
+}
+macro_rules! probe_none {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f(self, _v: $t) -> Result<Option<i64>, NotInt> {
+            Ok(None)
+        }
+    )*};
+}
+
+impl Serializer for IntProbe {
+    type Ok = Option<i64>;
+    type Error = NotInt;
+    type SerializeSeq = Impossible<Option<i64>, NotInt>;
+    type SerializeTuple = Impossible<Option<i64>, NotInt>;
+    type SerializeTupleStruct = Impossible<Option<i64>, NotInt>;
+    type SerializeTupleVariant = Impossible<Option<i64>, NotInt>;
+    type SerializeMap = Impossible<Option<i64>, NotInt>;
+    type SerializeStruct = Impossible<Option<i64>, NotInt>;
+    type SerializeStructVariant = Impossible<Option<i64>, NotInt>;
+
+    probe_int!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128);
+    probe_none!(serialize_bool: bool, serialize_f32: f32, serialize_f64: f64,
+        serialize_char: char, serialize_str: &str, serialize_bytes: &[u8],
+        serialize_unit_struct: &'static str);
+
+    fn serialize_none(self) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_unit(self) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotInt> {
+        Err(NotInt)
+    }
+    fn collect_str<T: core::fmt::Display + ?Sized>(self, _: &T) -> Result<Option<i64>, NotInt> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_roundtrip_is_minimal() {
+        let mut buf = [0u8; 8];
+        for (i, len) in [
+            (0i64, 0),
+            (1, 1),
+            (-1, 1),
+            (127, 1),
+            (128, 2),
+            (-128, 1),
+            (-129, 2),
+        ] {
+            assert_eq!(encode_int(i, &mut buf), Ok(len), "{i}");
+            assert_eq!(decode_int(&buf[..len]), Some(i));
+        }
+        for i in [i64::MIN, i64::MAX, 1 << 40, -(1 << 40)] {
+            let n = encode_int(i, &mut buf).unwrap();
+            assert_eq!(decode_int(&buf[..n]), Some(i));
+        }
+    }
+
+    #[test]
+    fn integers_are_recognised_and_read_back_in_any_width() {
+        let mut buf = [0u8; 16];
+        assert_eq!(encode(&300u16, &mut buf).map(|x| x.1), Ok(Kind::Int));
+        let (n, k) = encode(&300u16, &mut buf).unwrap();
+        assert_eq!(decode::<i64>(&buf[..n], k), Ok(300));
+        assert_eq!(decode::<u8>(&buf[..n], k), Err(ValueError::Type));
+        assert_eq!(encode(&u64::MAX, &mut buf).map(|x| x.1), Ok(Kind::Serde));
+        assert_eq!(encode(&Some(1u8), &mut buf).map(|x| x.1), Ok(Kind::Serde));
+        assert_eq!(encode(&1.5f32, &mut buf).map(|x| x.1), Ok(Kind::Serde));
+    }
+
+    #[test]
+    fn decimal_text() {
+        let mut buf = [0u8; 20];
+        for i in [0i64, 7, -7, i64::MAX, i64::MIN] {
+            let n = write_decimal(i, &mut buf).unwrap();
+            assert_eq!(parse_decimal(&buf[..n]), Some(i));
+        }
+        for bad in [&b""[..], b"-", b"1a", b" 1", b"99999999999999999999"] {
+            assert_eq!(parse_decimal(bad), None);
+        }
+    }
+}
