@@ -81,3 +81,8 @@ pub use shared::SharedCache;
 pub use table::Table;
 pub use timeout::Timeout;
 pub use value::Kind;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -548,3 +548,26 @@ impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> 
         usize::from(self.len)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RAM cost documented in the module: `N * (K + V + 19)` plus 16 bytes of list heads,
+    /// counters and limits.
+    #[test]
+    fn size_is_documented_formula() {
+        fn check<const N: usize, const K: usize, const V: usize>() {
+            let per_entry = K + V + 19;
+            let size = core::mem::size_of::<Table<N, K, V>>();
+            assert!(
+                size >= N * per_entry && size <= N * per_entry + 16 + 7,
+                "{N} {K} {V}: {size}"
+            );
+        }
+        check::<16, 24, 16>();
+        check::<64, 32, 64>();
+        check::<1024, 24, 32>();
+        check::<3, 1, 0>();
+    }
+}
