@@ -22,6 +22,10 @@ use crate::timeout::Timeout;
 pub struct Config {
     pub(crate) timeout: Timeout,
     pub(crate) prefix: &'static str,
+    /// Characters in `prefix`, or `usize::MAX` when it holds a byte memcached refuses.
+    pub(crate) prefix_chars: usize,
+    /// `prefix:version:` for the default version, when it fits.
+    pub(crate) head: crate::key::Head,
     pub(crate) version: i32,
     pub(crate) key_fn: Option<KeyFn>,
     pub(crate) policy: KeyPolicy,
@@ -40,6 +44,8 @@ impl Config {
         Config {
             timeout: Timeout::DJANGO_DEFAULT,
             prefix: "",
+            prefix_chars: 0,
+            head: crate::key::Head::new("", 1),
             version: 1,
             key_fn: None,
             policy: KeyPolicy::Strict,
@@ -59,12 +65,15 @@ impl Config {
     /// The key prefix (Django's `KEY_PREFIX`).
     pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
         self.prefix = prefix;
+        self.prefix_chars = crate::key::const_chars(prefix.as_bytes());
+        self.head = crate::key::Head::new(prefix, self.version);
         self
     }
 
     /// The default version (Django's `VERSION`).
     pub const fn version(mut self, version: i32) -> Self {
         self.version = version;
+        self.head = crate::key::Head::new(self.prefix, version);
         self
     }
 

@@ -172,6 +172,65 @@ pub fn default_key_fn(
 
 /// Formats `v` in decimal into `buf`, returning the digits.
 pub(crate) fn fmt_i32(v: i32, buf: &mut [u8; 11]) -> &[u8] {
+    let start = fmt_i32_start(v, buf);
+    &buf[start..]
+}
+
+/// The made key's head `prefix:version:` for the configured version, built once by `const fn`
+/// so the common call only copies it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    bytes: [u8; 16],
+    /// Length, or 0 when the head does not fit in 16 bytes.
+    len: u8,
+    /// Characters in the head, or `u8::MAX` when the prefix holds a refused byte.
+    chars: u8,
+}
+
+impl Head {
+    pub(crate) const fn new(prefix: &str, version: i32) -> Head {
+        let mut bytes = [0u8; 16];
+        let p = prefix.as_bytes();
+        let mut digits = [0u8; 11];
+        let start = fmt_i32_start(version, &mut digits);
+        let n = p.len() + (11 - start) + 2;
+        if n > 16 {
+            return Head {
+                bytes,
+                len: 0,
+                chars: 0,
+            };
+        }
+        let mut i = 0;
+        while i < p.len() {
+            bytes[i] = p[i];
+            i += 1;
+        }
+        bytes[i] = b':';
+        i += 1;
+        let mut d = start;
+        while d < 11 {
+            bytes[i] = digits[d];
+            i += 1;
+            d += 1;
+        }
+        bytes[i] = b':';
+        let prefix_chars = const_chars(p);
+        let chars = if prefix_chars == usize::MAX {
+            u8::MAX
+        } else {
+            (prefix_chars + (11 - start) + 2) as u8
+        };
+        Head {
+            bytes,
+            len: n as u8,
+            chars,
+        }
+    }
+}
+
+/// Formats `v` in decimal at the end of `buf`; returns where the text starts.
+const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
     loop {
@@ -186,7 +245,115 @@ pub(crate) fn fmt_i32(v: i32, buf: &mut [u8; 11]) -> &[u8] {
         i -= 1;
         buf[i] = b'-';
     }
-    &buf[i..]
+    i
+}
+
+/// The default key function's fastest path, for the configured version: the prebuilt head,
+/// then the key. `None` when the head did not fit its buffer.
+#[inline]
+pub(crate) fn make_with_head(
+    head: &Head,
+    key: &[u8],
+    out: &mut [u8],
+    strict: bool,
+) -> Option<Result<usize, KeyError>> {
+    let h = usize::from(head.len);
+    if h == 0 {
+        return None;
+    }
+    let n = h + key.len();
+    let Some(out) = out.get_mut(..n) else {
+        return Some(Err(KeyError::OverCapacity));
+    };
+    out[..h].copy_from_slice(&head.bytes[..h]);
+    out[h..].copy_from_slice(key);
+    if strict {
+        if head.chars == u8::MAX || has_refused_byte(key) {
+            return Some(Err(KeyError::BadChar));
+        }
+        if n > MEMCACHED_MAX_KEY && usize::from(head.chars) + chars(key) > MEMCACHED_MAX_KEY {
+            return Some(Err(KeyError::TooLong));
+        }
+    }
+    Some(Ok(n))
+}
+
+/// Characters in `bytes` (UTF-8 leading bytes), or `usize::MAX` if any byte is refused by
+/// memcached's rules. A `const fn` so a configured prefix is checked once, at build time.
+pub(crate) const fn const_chars(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    let mut chars = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b <= 0x20 || b == 0x7f {
+            return usize::MAX;
+        }
+        if (b & 0xc0) != 0x80 {
+            chars += 1;
+        }
+        i += 1;
+    }
+    chars
+}
+
+/// True when any byte is a control character, a space or DEL. Eight bytes at a time: a
+/// byte below 0x21 or equal to 0x7f sets its high bit in one of two masks.
+#[inline]
+fn has_refused_byte(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGHS;
+        let del = x ^ (ONES * 0x7f);
+        let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
+        if below | is_del != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b <= 0x20 || b == 0x7f)
+}
+
+fn chars(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| (b & 0xc0) != 0x80).count()
+}
+
+/// The default key function's fast path: `prefix:version:key` straight into `out`, checking
+/// only the user's key bytes (the prefix was checked when configured, digits and colons are
+/// always valid). Same answers as [`default_key_fn`] followed by [`validate`].
+#[inline]
+pub(crate) fn make_default(
+    prefix: &str,
+    prefix_chars: usize,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+    strict: bool,
+) -> Result<usize, KeyError> {
+    let mut digits = [0u8; 11];
+    let v = fmt_i32(version, &mut digits);
+    let p = prefix.as_bytes();
+    let n = p.len() + v.len() + 2 + key.len();
+    let out = out.get_mut(..n).ok_or(KeyError::OverCapacity)?;
+    let (head, rest) = out.split_at_mut(p.len());
+    head.copy_from_slice(p);
+    let (colon, rest) = rest.split_at_mut(1);
+    colon[0] = b':';
+    let (ver, rest) = rest.split_at_mut(v.len());
+    ver.copy_from_slice(v);
+    let (colon, tail) = rest.split_at_mut(1);
+    colon[0] = b':';
+    tail.copy_from_slice(key);
+    if strict {
+        if prefix_chars == usize::MAX || has_refused_byte(key) {
+            return Err(KeyError::BadChar);
+        }
+        if n > MEMCACHED_MAX_KEY && prefix_chars + v.len() + 2 + chars(key) > MEMCACHED_MAX_KEY {
+            return Err(KeyError::TooLong);
+        }
+    }
+    Ok(n)
 }
 
 /// Checks a made key against memcached's rules (Django's `memcache_key_warnings`).
@@ -223,6 +390,65 @@ mod tests {
         assert_eq!(&made("", 1, "foo")[..], b":1:foo");
         assert_eq!(&made("site", -12, "k")[..], b"site:-12:k");
         assert_eq!(&made("", i32::MIN, "k")[..], b":-2147483648:k");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_key_fn_and_validate() {
+        let samples: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"post_00000001234",
+            b"with space",
+            b"tab\there",
+            b"del\x7f",
+            b"\x00",
+            "清清清".as_bytes(),
+            b"exactly8",
+            b"exactly8bytes+16",
+            b"abcdefgh\x1f",
+            b"abcdefgh\x20ijklmnop",
+            b"~~~~~~~~\x7f",
+        ];
+        let long_ok = [b'x'; 247];
+        let long_bad = [b'x'; 248];
+        let cjk = "清".repeat(247);
+        let mut all: heapless::Vec<&[u8], 32> = heapless::Vec::new();
+        all.extend_from_slice(samples).unwrap();
+        all.extend_from_slice(&[&long_ok[..], &long_bad[..], cjk.as_bytes()])
+            .unwrap();
+        for prefix in ["", "site", "bad prefix", "清"] {
+            for version in [1, -3, 12345] {
+                for &key in &all {
+                    for cap in [8usize, 40, 1024] {
+                        let mut a = [0u8; 1024];
+                        let mut w = KeyWriter::new(&mut a[..cap]);
+                        let slow = default_key_fn(prefix, version, key, &mut w)
+                            .and_then(|()| validate(w.as_bytes()).map(|()| w.len()));
+                        let mut h = [0u8; 1024];
+                        let head = Head::new(prefix, version);
+                        if let Some(via_head) = make_with_head(&head, key, &mut h[..cap], true) {
+                            assert_eq!(via_head, slow, "head {prefix:?} {version} {key:?} {cap}");
+                            if let Ok(n) = via_head {
+                                assert_eq!(a[..n], h[..n]);
+                            }
+                        }
+                        let mut b = [0u8; 1024];
+                        let fast = make_default(
+                            prefix,
+                            const_chars(prefix.as_bytes()),
+                            version,
+                            key,
+                            &mut b[..cap],
+                            true,
+                        );
+                        assert_eq!(fast, slow, "{prefix:?} {version} {key:?} {cap}");
+                        if let Ok(n) = fast {
+                            assert_eq!(a[..n], b[..n]);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
