@@ -37,7 +37,8 @@
 //! - A timeout of zero or below removes the key at once instead of storing an expired entry;
 //!   every read behaves the same, and no slot is spent on a dead entry.
 //! - Overwriting an existing key never culls (Django's locmem culls on every `set` when
-//!   full, even one that does not grow the table). Culling reclaims expired entries first.
+//!   full, even one that does not grow the table). Culling reclaims expired entries first
+//!   (except a cull of a single entry, which takes the least recent one in O(1)).
 //! - `delete` returns `true` only for a live entry (memcached's answer), not for an expired
 //!   one that happened not to be reclaimed yet.
 //! - `incr`/`decr` work on integers in `i64` range (and on ASCII decimal raw values, as

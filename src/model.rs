@@ -180,6 +180,10 @@ impl Model {
     }
 
     fn cull(&mut self) {
+        if self.cull_frequency != 0 && self.entries.len() / self.cull_frequency <= 1 {
+            self.entries.remove(0);
+            return;
+        }
         let now = self.now;
         self.entries.retain(|e| e.expiry.is_none_or(|x| x > now));
         if self.entries.len() < self.max_entries {

@@ -17,7 +17,9 @@
 //! Culling, the one bounded O(N) step, runs only when an insert finds the table at
 //! `max_entries`: expired entries are reclaimed first, then, if the table is still at the
 //! limit, `len / cull_frequency` least recently used entries go (at least one), or all of
-//! them with frequency 0, exactly as Django's locmem counts them.
+//! them with frequency 0, exactly as Django's locmem counts them. A cull of a single entry
+//! (`len / cull_frequency <= 1`) skips the sweep and takes the least recent entry, so a
+//! one-out-one-in LRU (`with_culling(N, N as u16)`) is O(1) per insert.
 
 use core::convert::Infallible;
 use core::hash::Hasher;
@@ -281,8 +283,14 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
         self.free = i as u16;
     }
 
-    /// Django's cull, after reclaiming expired entries.
+    /// Django's cull, after reclaiming expired entries. A cull that would remove one entry
+    /// (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the sweep, so
+    /// a classic one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per insert.
     fn cull(&mut self, now: u64) {
+        if self.cull_frequency != 0 && self.len / self.cull_frequency <= 1 {
+            self.remove_slot(self.tail as usize);
+            return;
+        }
         let mut s = self.tail;
         while s != NIL {
             let i = s as usize;
