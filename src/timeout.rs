@@ -37,20 +37,25 @@ impl Timeout {
     /// saturates at `u64::MAX - 1` (so it never collides with "never"). `Default` is resolved
     /// by the caller; here it counts as Django's 300 s.
     pub const fn to_ticks(self, rate: u32) -> Option<u64> {
-        let rate = rate as i128;
-        let ticks: i128 = match self {
+        // 64-bit saturating arithmetic only: no 128-bit multiply or divide in firmware.
+        let rate = rate as u64;
+        let ticks = match self {
             Timeout::Never => return None,
-            Timeout::Default => 300 * rate,
-            Timeout::Secs(s) => s as i128 * rate,
-            Timeout::Millis(ms) => ms as i128 * rate / 1000,
-            Timeout::Ticks(t) => t as i128,
+            Timeout::Default => 300u64.saturating_mul(rate),
+            Timeout::Secs(s) if s > 0 => (s as u64).saturating_mul(rate),
+            Timeout::Millis(ms) if ms > 0 => {
+                // floor(ms * rate / 1000) exactly, without a 128-bit product:
+                // ms = 1000 q + r, so it is q * rate + floor(r * rate / 1000).
+                let (q, r) = (ms as u64 / 1000, ms as u64 % 1000);
+                q.saturating_mul(rate).saturating_add(r * rate / 1000)
+            }
+            Timeout::Ticks(t) if t > 0 => t as u64,
+            _ => 0,
         };
-        if ticks <= 0 {
-            Some(0)
-        } else if ticks >= (u64::MAX - 1) as i128 {
+        if ticks >= u64::MAX - 1 {
             Some(u64::MAX - 1)
         } else {
-            Some(ticks as u64)
+            Some(ticks)
         }
     }
 

@@ -1,0 +1,280 @@
+//! tickcache on a Cortex-M under QEMU: the blango walk-through, the engine's conformance
+//! checks (the same module the host tests run), a cache shared between an interrupt
+//! handler and the main loop, and the deepest stack a cache call uses.
+//!
+//! `cargo run --release` (Cortex-M4, mps2-an386) or
+//! `cargo run --release --target thumbv6m-none-eabi` (Cortex-M0, micro:bit). The exit
+//! status is the firmware's: 0 when every check passed.
+
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::peripheral::SCB;
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::debug;
+use serde::{Deserialize, Serialize};
+use tickcache::{Config, Key, ManualClock, MemCache, SharedCache, Table, Timeout, Wrap32};
+
+#[cfg(feature = "log")]
+use defmt_semihosting as _;
+
+#[path = "../../../tests/shared_checks/mod.rs"]
+mod shared_checks;
+
+mod stack;
+
+/// Logging through defmt when the `log` feature is on, nothing otherwise.
+macro_rules! info {
+    ($($t:tt)*) => {{
+        #[cfg(feature = "log")]
+        defmt::info!($($t)*);
+    }};
+}
+macro_rules! error {
+    ($($t:tt)*) => {{
+        #[cfg(feature = "log")]
+        defmt::error!($($t)*);
+    }};
+}
+
+#[cfg(board_m0)]
+const BOARD: &str = "Cortex-M0 (micro:bit)";
+#[cfg(not(board_m0))]
+const BOARD: &str = "Cortex-M4 (mps2-an386)";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Post {
+    id: u32,
+    title: heapless::String<24>,
+    likes: u32,
+}
+
+/// Counts failed checks; each failure is logged.
+struct Checks {
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, name: &str, ok: bool) {
+        if ok {
+            info!("ok   {=str}", name);
+        } else {
+            error!("FAIL {=str}", name);
+            self.failed += 1;
+        }
+    }
+}
+
+fn secs(clock: &ManualClock) -> u32 {
+    use tickcache::Clock;
+    (clock.now() / u64::from(clock.ticks_per_second())) as u32
+}
+
+/// The host example's story, on the target: a post cached for 30 s, invalidated on save,
+/// a count for 300 s, a stored None, batches, get_or_set, counters, versions.
+fn blango(checks: &mut Checks) {
+    let clock = ManualClock::new(1000);
+    let mut cache: MemCache<&ManualClock, 32, 24, 40> =
+        MemCache::new(&clock, Table::new(), Config::new());
+    info!(
+        "blango: a {=usize}-byte cache of 32 entries",
+        core::mem::size_of_val(&cache)
+    );
+    let queries = core::cell::Cell::new(0u32);
+    let mut post = Post {
+        id: 1,
+        title: heapless::String::try_from("Hello, blango").unwrap_or_default(),
+        likes: 3,
+    };
+
+    let detail = |cache: &mut MemCache<&ManualClock, 32, 24, 40>, post: &Post| -> Option<Post> {
+        if let Ok(Some(p)) = cache.get::<Post>("post_1") {
+            return Some(p);
+        }
+        queries.set(queries.get() + 1);
+        cache.set("post_1", post, 30).ok()?;
+        Some(post.clone())
+    };
+    let first = detail(&mut cache, &post);
+    clock.advance_secs(10);
+    let second = detail(&mut cache, &post);
+    info!("[t={=u32}s] post 1 read twice", secs(&clock));
+    checks.check(
+        "blango: a post is cached",
+        first == second && first.is_some(),
+    );
+    clock.advance_secs(20);
+    let _ = detail(&mut cache, &post);
+    info!(
+        "[t={=u32}s] after 30 s the post expired and was read again",
+        secs(&clock)
+    );
+    checks.check("blango: expiry after 30 s", queries.get() == 2);
+    post.likes += 1;
+    checks.check(
+        "blango: save invalidates",
+        cache.delete("post_1") == Ok(true),
+    );
+    let fresh = detail(&mut cache, &post);
+    checks.check(
+        "blango: fresh post after save",
+        fresh.map(|p| p.likes) == Some(4),
+    );
+
+    let _ = cache.set("post_count", &3i64, Timeout::Default);
+    clock.advance_secs(299);
+    let live = cache.get::<i64>("post_count") == Ok(Some(3));
+    clock.advance_secs(1);
+    let gone = cache.get::<i64>("post_count") == Ok(None);
+    info!("[t={=u32}s] post_count lived 300 s", secs(&clock));
+    checks.check("blango: post_count for 300 s", live && gone);
+
+    let _ = cache.set("featured", &None::<u32>, Timeout::Never);
+    checks.check(
+        "blango: stored None",
+        cache.get::<Option<u32>>("featured") == Ok(Some(None)),
+    );
+
+    let failed = cache.set_many([("a", &1u32), ("b", &2), ("c", &3)], 60, |_, _| {});
+    let mut sum = 0;
+    let found = cache.get_many(["a", "b", "c", "d"], |_, v: u32| sum += v);
+    checks.check(
+        "blango: set_many/get_many",
+        failed == 0 && found == Ok(3) && sum == 6,
+    );
+
+    let mut calls = 0;
+    for _ in 0..3 {
+        let _ = cache.get_or_set(
+            "latest",
+            || {
+                calls += 1;
+                7u32
+            },
+            60,
+        );
+    }
+    checks.check("blango: get_or_set calls once", calls == 1);
+
+    let counters = cache.add("visits", &0i64, 60) == Ok(true)
+        && cache.add("visits", &5i64, 60) == Ok(false)
+        && cache.incr("visits", 10) == Ok(10)
+        && cache.decr("visits", 3) == Ok(7)
+        && cache.touch("visits", 5) == Ok(true);
+    clock.advance_secs(5);
+    checks.check(
+        "blango: add/incr/decr/touch",
+        counters && cache.has_key("visits") == Ok(false),
+    );
+
+    let _ = cache.set(Key::new("schema").version(1), &1u8, Timeout::Never);
+    let moved = cache.incr_version("schema", 1) == Ok(2)
+        && cache.get::<u8>(Key::new("schema").version(2)) == Ok(Some(1));
+    checks.check("blango: incr_version", moved);
+    let cleared = cache.clear().is_ok() && cache.is_empty();
+    checks.check("blango: clear", cleared);
+}
+
+/// The tick counter of the shared cache's clock: advanced by the interrupt handler.
+static TICKS: AtomicU32 = AtomicU32::new(0);
+
+fn ticks() -> u32 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+type SharedClock = Wrap32<fn() -> u32>;
+static SHARED: SharedCache<SharedClock, Table<8, 16, 8>, 16> = SharedCache::new(MemCache::new(
+    Wrap32::new(1000, ticks),
+    Table::new(),
+    Config::new(),
+));
+
+/// PendSV, triggered from the main loop: one tick and one counter increment per interrupt.
+#[exception]
+fn PendSV() {
+    // A single writer, so load + store is enough on a core without compare-and-swap.
+    TICKS.store(
+        TICKS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+    let _ = SHARED.lock(|c| c.incr("irq", 1));
+}
+
+/// The cache shared between the main loop and an interrupt handler.
+fn interrupt_sharing(checks: &mut Checks) {
+    let stored =
+        SHARED.lock(|c| c.set("irq", &0i64, 60).is_ok() && c.set("main", &0i64, 60).is_ok());
+    for _ in 0..100 {
+        SCB::set_pendsv();
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+        let _ = SHARED.lock(|c| c.incr("main", 1));
+    }
+    let (irq, main) = SHARED.lock(|c| (c.get::<i64>("irq"), c.get::<i64>("main")));
+    info!(
+        "interrupt sharing: {=u32} ticks, irq {}, main {}",
+        ticks(),
+        irq.ok().flatten(),
+        main.ok().flatten()
+    );
+    checks.check(
+        "shared cache: interrupt and main loop",
+        stored && irq == Ok(Some(100)) && main == Ok(Some(100)) && ticks() == 100,
+    );
+}
+
+#[entry]
+fn main() -> ! {
+    info!("tickcache on {=str}", BOARD);
+    let mut checks = Checks { failed: 0 };
+
+    blango(&mut checks);
+    let failed = shared_checks::run_all(|name, r| match r {
+        Ok(()) => info!("ok   {=str}", name),
+        Err(why) => error!("FAIL {=str}: {=str}", name, why),
+    });
+    checks.failed += failed as u32;
+    interrupt_sharing(&mut checks);
+
+    let clock = ManualClock::new(1000);
+    let mut c: MemCache<&ManualClock, 16, 24, 16> =
+        MemCache::new(&clock, Table::new(), Config::new());
+    let depth = stack::deepest(|| {
+        let post = Post {
+            id: 1,
+            title: heapless::String::new(),
+            likes: 2,
+        };
+        c.set("k", &post, 60).is_ok()
+            && c.get::<Post>("k").is_ok()
+            && c.get_or_set("n", || 1i64, 60).is_ok()
+            && c.incr("n", 1).is_ok()
+            && c.incr_version("n", 1).is_ok()
+            && c.set_many([("a", &1u8), ("b", &2u8)], 60, |_, _| {}) == 0
+            && c.delete_many(["a", "b"]).is_ok()
+    });
+    info!("deepest stack of a cache call (set/get/get_or_set/incr/incr_version/set_many/delete_many): {=u32} bytes", depth);
+    checks.check("stack measured", depth > 0);
+
+    if checks.failed == 0 {
+        info!("all checks passed");
+        debug::exit(debug::EXIT_SUCCESS);
+    } else {
+        error!("{=u32} checks failed", checks.failed);
+        debug::exit(debug::EXIT_FAILURE);
+    }
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    error!("panic");
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
