@@ -49,9 +49,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// The cache time in ticks: the clock's time, moved forward by [`Cache::resume_at`].
+    /// It stops one tick short of [`NEVER`], so a `Never` entry outlives any clock.
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock.now().saturating_add(self.offset)
+        self.clock.now().saturating_add(self.offset).min(NEVER - 1)
     }
 
     /// Makes cache time continue from at least `ticks`, so time never runs backwards across a
@@ -414,7 +415,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         self.backend.incr(&buf[..n], delta, now)
     }
 
-    /// Django's `decr`: `incr` by `-delta`.
+    /// Django's `decr`: `incr` by `-delta`. A `delta` of `i64::MIN` has no negation and is
+    /// [`Error::Overflow`] before the key is looked at.
     pub fn decr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
         self.incr(key, delta)

@@ -499,18 +499,10 @@ impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> 
             Kind::Int => value::encode_int(new, &mut self.vals[i]),
             _ => value::write_decimal(new, &mut self.vals[i]),
         };
-        // V too small for the new value: the old bytes may be partly overwritten, so put them
-        // back rather than leave a torn value.
-        let len = match written {
-            Ok(n) => n,
-            Err(_) => {
-                let restored = match kind {
-                    Kind::Int => value::encode_int(old, &mut self.vals[i]),
-                    _ => value::write_decimal(old, &mut self.vals[i]),
-                };
-                debug_assert_eq!(restored, Ok(len));
-                return Err(Error::ValueTooLarge);
-            }
+        // Both encoders check the room before writing a byte, so on failure the old value
+        // is intact.
+        let Ok(len) = written else {
+            return Err(Error::ValueTooLarge);
         };
         let expiry = self.expiry[i];
         self.set_meta(i, len, kind, expiry);
