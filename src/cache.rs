@@ -105,15 +105,12 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline]
     fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
         let strict = self.config.policy == KeyPolicy::Strict;
-        let Some(key_fn) = self.config.key_fn else {
-            if version == self.config.version {
-                if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
-                    return made;
-                }
+        if self.config.key_fn.is_none() && version == self.config.version {
+            if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
+                return made;
             }
-            let prefix = self.config.prefix;
-            return key::make_default(prefix, self.config.prefix_chars, version, key, out, strict);
-        };
+        }
+        let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
         let mut w = KeyWriter::new(out);
         key_fn(self.config.prefix, version, key, &mut w)?;
         let n = w.len();

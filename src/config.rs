@@ -22,8 +22,6 @@ use crate::timeout::Timeout;
 pub struct Config {
     pub(crate) timeout: Timeout,
     pub(crate) prefix: &'static str,
-    /// Characters in `prefix`, or `usize::MAX` when it holds a byte memcached refuses.
-    pub(crate) prefix_chars: usize,
     /// `prefix:version:` for the default version, when it fits.
     pub(crate) head: crate::key::Head,
     pub(crate) version: i32,
@@ -44,7 +42,6 @@ impl Config {
         Config {
             timeout: Timeout::DJANGO_DEFAULT,
             prefix: "",
-            prefix_chars: 0,
             head: crate::key::Head::new("", 1),
             version: 1,
             key_fn: None,
@@ -65,7 +62,6 @@ impl Config {
     /// The key prefix (Django's `KEY_PREFIX`).
     pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
         self.prefix = prefix;
-        self.prefix_chars = crate::key::const_chars(prefix.as_bytes());
         self.head = crate::key::Head::new(prefix, self.version);
         self
     }

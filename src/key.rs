@@ -319,43 +319,6 @@ fn chars(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| (b & 0xc0) != 0x80).count()
 }
 
-/// The default key function's fast path: `prefix:version:key` straight into `out`, checking
-/// only the user's key bytes (the prefix was checked when configured, digits and colons are
-/// always valid). Same answers as [`default_key_fn`] followed by [`validate`].
-#[inline]
-pub(crate) fn make_default(
-    prefix: &str,
-    prefix_chars: usize,
-    version: i32,
-    key: &[u8],
-    out: &mut [u8],
-    strict: bool,
-) -> Result<usize, KeyError> {
-    let mut digits = [0u8; 11];
-    let v = fmt_i32(version, &mut digits);
-    let p = prefix.as_bytes();
-    let n = p.len() + v.len() + 2 + key.len();
-    let out = out.get_mut(..n).ok_or(KeyError::OverCapacity)?;
-    let (head, rest) = out.split_at_mut(p.len());
-    head.copy_from_slice(p);
-    let (colon, rest) = rest.split_at_mut(1);
-    colon[0] = b':';
-    let (ver, rest) = rest.split_at_mut(v.len());
-    ver.copy_from_slice(v);
-    let (colon, tail) = rest.split_at_mut(1);
-    colon[0] = b':';
-    tail.copy_from_slice(key);
-    if strict {
-        if prefix_chars == usize::MAX || has_refused_byte(key) {
-            return Err(KeyError::BadChar);
-        }
-        if n > MEMCACHED_MAX_KEY && prefix_chars + v.len() + 2 + chars(key) > MEMCACHED_MAX_KEY {
-            return Err(KeyError::TooLong);
-        }
-    }
-    Ok(n)
-}
-
 /// Checks a made key against memcached's rules (Django's `memcache_key_warnings`).
 ///
 /// Length counts characters, not bytes, as Python's `len(str)` does: `清` is one character.
@@ -431,19 +394,6 @@ mod tests {
                             if let Ok(n) = via_head {
                                 assert_eq!(a[..n], h[..n]);
                             }
-                        }
-                        let mut b = [0u8; 1024];
-                        let fast = make_default(
-                            prefix,
-                            const_chars(prefix.as_bytes()),
-                            version,
-                            key,
-                            &mut b[..cap],
-                            true,
-                        );
-                        assert_eq!(fast, slow, "{prefix:?} {version} {key:?} {cap}");
-                        if let Ok(n) = fast {
-                            assert_eq!(a[..n], b[..n]);
                         }
                     }
                 }

@@ -46,8 +46,9 @@ impl Timeout {
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
                 // ms = 1000 q + r, so it is q * rate + floor(r * rate / 1000).
-                let (q, r) = (ms as u64 / 1000, ms as u64 % 1000);
-                q.saturating_mul(rate).saturating_add(r * rate / 1000)
+                let (q, r) = crate::value::divrem_small(ms as u64, 1000);
+                let (part, _) = crate::value::divrem_small(r as u64 * rate, 1000);
+                q.saturating_mul(rate).saturating_add(part)
             }
             Timeout::Ticks(t) if t > 0 => t as u64,
             _ => 0,

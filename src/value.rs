@@ -141,8 +141,9 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
     let mut at = tmp.len();
     loop {
         at -= 1;
-        tmp[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        let (q, r) = divrem_small(n, 10);
+        tmp[at] = b'0' + r as u8;
+        n = q;
         if n == 0 {
             break;
         }
@@ -155,6 +156,23 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
     let dst = buf.get_mut(..digits.len()).ok_or(ValueError::TooLarge)?;
     dst.copy_from_slice(digits);
     Ok(digits.len())
+}
+
+/// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit
+/// operations only: 32-bit cores have no 64-bit divide instruction, and the generic 64-bit
+/// division routine costs nearly a kilobyte of flash.
+pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
+    let d = d as u32;
+    let mut q: u64 = 0;
+    let mut r: u32 = 0;
+    let mut shift = 64;
+    while shift > 0 {
+        shift -= 16;
+        let cur = (r << 16) | ((x >> shift) as u32 & 0xffff);
+        q = (q << 16) | (cur / d) as u64;
+        r = cur % d;
+    }
+    (q, r)
 }
 
 /// A serializer that answers "is this value a single integer in i64 range?".
@@ -320,6 +338,31 @@ mod tests {
         assert_eq!(encode(&u64::MAX, &mut buf).map(|x| x.1), Ok(Kind::Serde));
         assert_eq!(encode(&Some(1u8), &mut buf).map(|x| x.1), Ok(Kind::Serde));
         assert_eq!(encode(&1.5f32, &mut buf).map(|x| x.1), Ok(Kind::Serde));
+    }
+
+    #[test]
+    fn small_division_matches_the_operator() {
+        for x in [
+            0u64,
+            1,
+            9,
+            10,
+            999,
+            1000,
+            65_535,
+            1 << 32,
+            u64::MAX,
+            0x1234_5678_9abc_def0,
+        ] {
+            for d in [1u16, 3, 10, 1000, 65_535] {
+                let (q, r) = divrem_small(x, d);
+                assert_eq!(
+                    (q, u64::from(r)),
+                    (x / u64::from(d), x % u64::from(d)),
+                    "{x} / {d}"
+                );
+            }
+        }
     }
 
     #[test]
