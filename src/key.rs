@@ -262,11 +262,17 @@ pub(crate) fn make_with_head(
         return None;
     }
     let n = h + key.len();
-    let Some(out) = out.get_mut(..n) else {
+    if n > out.len() {
         return Some(Err(KeyError::OverCapacity));
-    };
-    out[..h].copy_from_slice(&head.bytes[..h]);
-    out[h..].copy_from_slice(key);
+    }
+    if out.len() >= 16 {
+        // One fixed 16-byte copy (two word moves) beats a variable-length one; the key then
+        // overwrites the head's unused tail.
+        out[..16].copy_from_slice(&head.bytes);
+    } else {
+        out[..h].copy_from_slice(&head.bytes[..h]);
+    }
+    out[h..n].copy_from_slice(key);
     if strict {
         if head.chars == u8::MAX || has_refused_byte(key) {
             return Some(Err(KeyError::BadChar));
