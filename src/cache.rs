@@ -163,13 +163,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
-        match self.backend.get(&buf[..n], now, |bytes, kind| {
-            value::decode::<T>(bytes, kind)
-        })? {
-            None => Ok(None),
-            Some(Ok(v)) => Ok(Some(v)),
-            Some(Err(e)) => Err(value_error(e)),
-        }
+        self.backend
+            .get(&buf[..n], now, |bytes, kind| {
+                value::decode::<T>(bytes, kind).map_err(value_error)
+            })?
+            .transpose()
     }
 
     /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.

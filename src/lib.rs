@@ -59,6 +59,7 @@ pub mod clock;
 mod config;
 mod dummy;
 mod error;
+pub mod flash;
 #[cfg(feature = "std")]
 mod host;
 pub mod key;
@@ -75,6 +76,7 @@ pub use clock::{Clock, ManualClock, Wrap32};
 pub use config::Config;
 pub use dummy::Dummy;
 pub use error::Error;
+pub use flash::{FlashError, Persistent, Policy};
 #[cfg(feature = "std")]
 pub use host::{Caches, StdClock, SyncCache, UnknownAlias};
 pub use key::{Key, KeyError, KeyPolicy};

@@ -393,6 +393,112 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
     }
 }
 
+/// Hooks for persistence: a persistent backend must log every change the table makes,
+/// including the entries an insert culls, and must restore entries without culling.
+impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
+    /// Reads an entry whether or not it has expired, without changing recency.
+    pub fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
+        let i = self.find(Self::bucket_of(key), key)?;
+        let (len, kind) = self.value_meta(i);
+        Some((&self.vals[i][..len], kind, self.expiry[i]))
+    }
+
+    /// True when a `put` of `key` (absent from the table) would cull first.
+    pub fn would_cull(&self, key: &[u8]) -> bool {
+        self.len >= self.max_entries && self.find(Self::bucket_of(key), key).is_none()
+    }
+
+    /// Visits the made keys of the live entries the next cull at `now` would remove, least
+    /// recent first, without removing anything (expired entries are reclaimed silently and
+    /// are not visited). Same choice as the cull an insert runs.
+    pub fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
+        if self.cull_frequency != 0 && self.len / self.cull_frequency <= 1 {
+            // The one-entry cull: the least recent entry, with no sweep (see `cull`).
+            let t = self.tail;
+            if t != NIL && self.expiry[t as usize] > now {
+                f(&self.keys[t as usize][..self.klen[t as usize] as usize]);
+            }
+            return;
+        }
+        let mut live = 0u16;
+        let mut s = self.tail;
+        while s != NIL {
+            let i = s as usize;
+            live += u16::from(self.expiry[i] > now);
+            s = self.prev[i];
+        }
+        if live < self.max_entries {
+            return;
+        }
+        // Frequency 0 clears the table: every live entry goes.
+        let mut n = match live.checked_div(self.cull_frequency) {
+            None => live,
+            Some(n) => n.max(1),
+        };
+        let mut s = self.tail;
+        while s != NIL && n > 0 {
+            let i = s as usize;
+            if self.expiry[i] > now {
+                f(&self.keys[i][..self.klen[i] as usize]);
+                n -= 1;
+            }
+            s = self.prev[i];
+        }
+    }
+
+    /// Runs the cull an insert would run at `now` (when the table is at `max_entries`) and
+    /// calls `f` with the made key of each live entry it removes, before removing it.
+    /// Returns how many live entries were removed.
+    pub fn cull_reporting(&mut self, now: u64, mut f: impl FnMut(&[u8])) -> usize {
+        if self.len < self.max_entries {
+            return 0;
+        }
+        let mut culled = 0;
+        self.cull_victims(now, |k| {
+            f(k);
+            culled += 1;
+        });
+        self.cull(now);
+        culled
+    }
+
+    /// Puts an entry back as it was stored (replaying a log): overwrites `key` if held and
+    /// makes it most recent. Never runs Django's cull: when the table is at `max_entries`
+    /// it reclaims entries expired at `now`, then, if still full, drops the least recent
+    /// entry. Returns `false` (and stores nothing) when `key` or `bytes` exceed `K` or `V`.
+    pub fn restore(&mut self, key: &[u8], bytes: &[u8], kind: Kind, expiry: u64, now: u64) -> bool {
+        if key.len() > K || bytes.len() > V {
+            return false;
+        }
+        let b = Self::bucket_of(key);
+        if let Some(i) = self.find(b, key) {
+            self.vals[i][..bytes.len()].copy_from_slice(bytes);
+            self.set_meta(i, bytes.len(), kind, expiry);
+            self.touch_lru(i);
+            return true;
+        }
+        if self.len >= self.max_entries {
+            let mut s = self.tail;
+            while s != NIL {
+                let i = s as usize;
+                s = self.prev[i];
+                if self.expiry[i] <= now {
+                    self.remove_slot(i);
+                }
+            }
+            if self.len >= self.max_entries && self.tail != NIL {
+                self.remove_slot(self.tail as usize);
+            }
+        }
+        let Some(i) = self.alloc() else {
+            return false;
+        };
+        self.vals[i][..bytes.len()].copy_from_slice(bytes);
+        self.link(b, i, key, bytes.len(), kind, expiry);
+        true
+    }
+}
+
 impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> {
     type Error = Infallible;
 
@@ -491,6 +597,7 @@ impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> 
         let old = match kind {
             Kind::Int => value::decode_int(bytes),
             Kind::Bytes => value::parse_decimal(bytes),
+            // The memcached front end does memcached's unsigned incr on items itself.
             Kind::Serde => None,
         }
         .ok_or(Error::NotInteger)?;

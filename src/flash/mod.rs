@@ -1,0 +1,1023 @@
+//! Persistence on NOR flash (Django's file and database caches, for microcontrollers).
+//!
+//! [`Persistent`] wraps the memory [`Table`] and logs every change it makes to a region of
+//! any [`embedded_storage::nor_flash::NorFlash`]. At start-up, [`Persistent::open`] replays
+//! the log into the table; the cache then works exactly as before, with flash behind it.
+//! The on-flash layout is documented in [`format`](mod@format).
+//!
+//! ```
+//! # #[cfg(feature = "_mock")] {
+//! use tickcache::flash::{MockFlash, Persistent, Policy};
+//! use tickcache::{Config, ManualClock, Table};
+//!
+//! let mut flash = MockFlash::<4, 1024, 4>::new();
+//! let clock = ManualClock::new(1000);
+//! {
+//!     let p = Persistent::<_, 16, 32, 16>::open(&mut flash, 0..4096, Table::new(),
+//!         Policy::WriteThrough)?;
+//!     let mut cache = p.into_cache(&clock, Config::new());
+//!     cache.set("answer", &42u32, 60).unwrap(); // on flash when `set` returns
+//! }
+//! // Power off, power on: a new clock starts at zero, cache time continues from flash.
+//! let clock = ManualClock::new(1000);
+//! let p = Persistent::<_, 16, 32, 16>::open(&mut flash, 0..4096, Table::new(),
+//!     Policy::WriteThrough)?;
+//! let mut cache = p.into_cache(&clock, Config::new());
+//! assert_eq!(cache.get::<u32>("answer").unwrap(), Some(42));
+//! # }
+//! # Ok::<(), tickcache::flash::FlashError<tickcache::flash::MockError>>(())
+//! ```
+//!
+//! # Policies
+//! - [`Policy::WriteThrough`]: an operation that returns `Ok` is on flash.
+//! - [`Policy::WriteBack`]: changes are kept in RAM (the keys changed are listed, up to
+//!   `D`) and reach flash together on [`Backend::flush`] (called by
+//!   [`Cache::close`](crate::Cache::close)) or when `max_dirty` keys are waiting. `clear`
+//!   is kept as a pending flag. After a power cut the cache holds the state of the last
+//!   flush. An operation whose keys do not fit the list flushes the list first.
+//!
+//! Every operation (or every flush) is written as one batch, so after a power cut at any
+//! byte the cache holds either the state before it or the state after it, including
+//! operations that change several keys: `incr_version` (the old key's removal and the new
+//! key) and an insert that culls (the culled keys' removals and the new entry).
+//!
+//! # Time across reboots
+//! Each record carries the cache time of its write. On open, cache time continues from
+//! the largest time found ([`Persistent::latest_time`], applied by
+//! [`Persistent::into_cache`] through [`Cache::resume_at`](crate::Cache::resume_at)), so
+//! time never runs backwards and an entry that expired never comes back: an expiry
+//! observed by a read is logged too. Without a clock that runs while the power is off, a
+//! timeout counts *powered-on* time: an entry set for 60 s before a night switched off
+//! still has the rest of its 60 s in the morning. `Timeout::Never` entries always come back.
+//! The time recorded is the latest one the backend saw, that of the last operation:
+//! `close()` carries no time of its own, so call any operation first to record the
+//! current time (the `persist` example does a `has_key` before `close`).
+//!
+//! # Recency after a reboot
+//! Reads are not logged. After a reboot, recency (which entry Django's cull takes first) is
+//! the order in which entries were last written.
+//!
+//! # Full flash
+//! When an operation needs room, the oldest page is compacted: its live records are copied
+//! to the head and the page is erased (pages are used in a cycle, so wear is spread evenly;
+//! see [`Persistent::wear`]). When the flash holds only live records, entries are dropped
+//! oldest-written first (the entries of the oldest page), and that drop is durable at once,
+//! even if the operation that needed the room is then cut off. An entry that cannot fit at
+//! all fails with [`Error::StorageFull`] and nothing else is lost.
+
+#[cfg(feature = "std")]
+mod file;
+pub mod format;
+mod log;
+#[cfg(feature = "_mock")]
+mod mock;
+
+use core::fmt;
+use core::ops::Range;
+
+use embedded_storage::nor_flash::{ErrorType, NorFlash};
+
+use crate::backend::{Backend, Put};
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::key::KeyError;
+use crate::table::Table;
+use crate::value::Kind;
+
+#[cfg(feature = "std")]
+pub use file::{FileFlash, FileFlashError};
+pub use format::FORMAT_VERSION;
+#[cfg(feature = "_mock")]
+pub use mock::{MockError, MockFlash};
+
+use format::{align_up, record_size, PART_A, PART_B, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use log::{Committed, Log, Pos, SCRATCH};
+
+/// When changes reach flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Policy {
+    /// Every operation is on flash when it returns `Ok`.
+    WriteThrough,
+    /// Changes reach flash on `flush`/`close`, or when `max_dirty` changed keys are waiting
+    /// (at most the backend's `D`; 0 or 1 behaves as write-through).
+    WriteBack {
+        /// Changed keys that trigger a flush.
+        max_dirty: u16,
+    },
+}
+
+/// Errors of the flash layer, generic over the flash's own error `E`. Surfaced through
+/// [`Error::Backend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FlashError<E> {
+    /// The flash failed to read, write or erase. The RAM cache may then be ahead of flash;
+    /// reopen to resynchronise.
+    Flash(E),
+    /// The flash holds records this configuration cannot restore (a key or value larger
+    /// than `K` or `V`), or the log is inconsistent.
+    Corrupted,
+    /// The range is not page-aligned, holds fewer than two pages, lies outside the flash,
+    /// or a page is too small for a record header.
+    BadRange,
+    /// The flash's `READ_SIZE` or `WRITE_SIZE` does not divide 64 bytes, or does not divide
+    /// its `ERASE_SIZE`.
+    Unsupported,
+}
+
+impl<E: fmt::Debug> fmt::Display for FlashError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlashError::Flash(e) => write!(f, "flash error: {e:?}"),
+            FlashError::Corrupted => f.write_str("flash contents are corrupted"),
+            FlashError::BadRange => f.write_str("flash range is not usable"),
+            FlashError::Unsupported => f.write_str("flash geometry is not supported"),
+        }
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for FlashError<E> {}
+
+impl<E> From<FlashError<E>> for Error<FlashError<E>> {
+    fn from(e: FlashError<E>) -> Self {
+        Error::Backend(e)
+    }
+}
+
+/// Erase counts over the pages of the region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Wear {
+    /// Pages in the region.
+    pub pages: u32,
+    /// Lowest erase count among pages whose count is readable.
+    pub min: u32,
+    /// Highest erase count.
+    pub max: u32,
+    /// Sum of the readable erase counts.
+    pub total: u64,
+    /// Pages whose count is not readable (never erased by this crate, or cut mid-erase).
+    pub unknown: u32,
+}
+
+/// The memory table, logged to NOR flash: `N` entries, keys up to `K` bytes, values up to
+/// `V` bytes, and up to `D` changed keys waiting under [`Policy::WriteBack`].
+///
+/// RAM cost: the [`Table`] plus `D * (K + 1)` bytes and a few words. See the
+/// [module documentation](self).
+pub struct Persistent<F, const N: usize, const K: usize, const V: usize, const D: usize = 8> {
+    table: Table<N, K, V>,
+    log: Log<F>,
+    policy: Policy,
+    dirty_keys: [[u8; K]; D],
+    dirty_len: [u8; D],
+    dirty: usize,
+    pending_clear: bool,
+    time: u64,
+    commits: u64,
+}
+
+type Fe<F> = FlashError<<F as ErrorType>::Error>;
+type Res<T, F> = Result<T, Error<Fe<F>>>;
+
+/// Places records into the free space, page by page, to tell whether a batch fits.
+struct Placer {
+    rem: u32,
+    spare: u32,
+    cap: u32,
+    ws: usize,
+    ok: bool,
+}
+
+impl Placer {
+    fn place(&mut self, klen: usize, vlen: usize) {
+        let size = record_size(klen, vlen, self.ws) as u32;
+        if size > self.rem {
+            if self.spare == 0 || size > self.cap {
+                self.ok = false;
+                return;
+            }
+            self.spare -= 1;
+            self.rem = self.cap;
+        }
+        self.rem -= size;
+    }
+}
+
+fn widen<E>(e: Error) -> Error<E> {
+    e.widen()
+}
+
+impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize>
+    Persistent<F, N, K, V, D>
+{
+    /// Opens the log in `range` of `flash` (page-aligned: `NorFlash::ERASE_SIZE` is the
+    /// page) and replays it into `table` (whose culling limits are kept). A blank or
+    /// foreign region opens empty; invalid records are skipped.
+    pub fn open(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V>,
+        policy: Policy,
+    ) -> Result<Self, Fe<F>> {
+        const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
+        let (rs, ws, es) = (F::READ_SIZE, F::WRITE_SIZE, F::ERASE_SIZE);
+        if rs == 0 || ws == 0 || SCRATCH % rs != 0 || SCRATCH % ws != 0 || es % ws != 0 {
+            return Err(FlashError::Unsupported);
+        }
+        let page_size = u32::try_from(es).map_err(|_| FlashError::Unsupported)?;
+        let hdr = (align_up(PART_A, ws) + align_up(PART_B, ws)) as u32;
+        let len = range.end.saturating_sub(range.start);
+        if page_size == 0
+            || range.start % page_size != 0
+            || len % page_size != 0
+            || len / page_size < 2
+            || range.end as usize > flash.capacity()
+            || (hdr as usize) + record_size(1, 0, ws) > es
+        {
+            return Err(FlashError::BadRange);
+        }
+        let mut log = Log {
+            flash,
+            base: range.start,
+            pages: len / page_size,
+            page_size,
+            hdr,
+            tail: 0,
+            used: 0,
+            head_off: page_size,
+            seq: 0,
+            max_erase: 0,
+            written_time: 0,
+        };
+        // Find the head (highest sequence), then walk back while sequences decrease.
+        let mut head: Option<(u32, u32)> = None;
+        for p in 0..log.pages {
+            if let Some(c) = log.erase_count(p)? {
+                log.max_erase = log.max_erase.max(c);
+            }
+            if let Some((s, _)) = log.page_seq(p)? {
+                if head.is_none_or(|(_, hs)| s > hs) {
+                    head = Some((p, s));
+                }
+            }
+        }
+        if let Some((hp, hs)) = head {
+            let (mut cur, mut cur_seq, mut used) = (hp, hs, 1);
+            while used < log.pages {
+                let prev = (cur + log.pages - 1) % log.pages;
+                match log.page_seq(prev)? {
+                    Some((s, _)) if s < cur_seq => {
+                        cur = prev;
+                        cur_seq = s;
+                        used += 1;
+                    }
+                    _ => break,
+                }
+            }
+            log.tail = cur;
+            log.used = used;
+            log.seq = hs;
+            // Where the head page's records end, and whether the rest is blank.
+            let mut off = hdr;
+            while let Some(r) = log.read_record(hp, off)? {
+                off += r.size(ws) as u32;
+            }
+            let blank = log.is_blank(log.page_addr(hp) + off, page_size - off)?;
+            log.head_off = if blank { off } else { page_size };
+            if log.used == log.pages {
+                // Only a compaction fills the last free page, and until it erases the
+                // oldest page it writes nothing there but copies of that page's records:
+                // drop the copies and let the compaction run again.
+                log.erase_page(hp)?;
+                log.used -= 1;
+                let new_head = log.phys(log.used - 1);
+                let mut off = hdr;
+                while let Some(r) = log.read_record(new_head, off)? {
+                    off += r.size(ws) as u32;
+                }
+                let blank = log.is_blank(log.page_addr(new_head) + off, page_size - off)?;
+                log.head_off = if blank { off } else { page_size };
+            }
+        }
+        let mut me = Persistent {
+            table,
+            log,
+            policy,
+            dirty_keys: [[0; K]; D],
+            dirty_len: [0; D],
+            dirty: 0,
+            pending_clear: false,
+            time: 0,
+            commits: 0,
+        };
+        for li in 0..me.log.used {
+            let p = me.log.phys(li);
+            if let Some((_, t)) = me.log.page_seq(p)? {
+                me.time = me.time.max(t);
+            }
+        }
+        me.replay()?;
+        Ok(me)
+    }
+
+    fn replay(&mut self) -> Result<(), Fe<F>> {
+        let mut it = Committed::new(
+            &self.log,
+            Pos {
+                li: 0,
+                off: self.log.hdr,
+            },
+        );
+        let mut key = [0u8; K];
+        let mut val = [0u8; V];
+        while let Some((at, r)) = it.next(&mut self.log)? {
+            self.time = self.time.max(r.time);
+            match r.ty() {
+                T_PUT => {
+                    if !self.log.read_body(at, &r, &mut key, &mut val)? {
+                        return Err(FlashError::Corrupted);
+                    }
+                    let kind = Kind::from_u8(r.kind).ok_or(FlashError::Corrupted)?;
+                    let (k, v) = (&key[..usize::from(r.klen)], &val[..usize::from(r.vlen)]);
+                    if !self.table.restore(k, v, kind, r.expiry, self.time) {
+                        return Err(FlashError::Corrupted);
+                    }
+                }
+                T_TOMB => {
+                    if !self.log.read_body(at, &r, &mut key, &mut [])? {
+                        return Err(FlashError::Corrupted);
+                    }
+                    let _ = self.table.delete(&key[..usize::from(r.klen)], 0);
+                }
+                T_CLEAR => {
+                    let _ = self.table.clear();
+                }
+                _ => {}
+            }
+        }
+        self.log.written_time = self.time;
+        Ok(())
+    }
+
+    /// The largest cache time found on flash at open, or written since.
+    pub fn latest_time(&self) -> u64 {
+        self.time
+    }
+
+    /// A cache over this backend whose time continues from [`Persistent::latest_time`].
+    pub fn into_cache<C: Clock>(self, clock: C, config: Config) -> Cache<C, Self, K> {
+        let t = self.time;
+        let mut cache = Cache::new(clock, self, config);
+        cache.resume_at(t);
+        cache
+    }
+
+    /// The memory table (read-only: changes must go through the backend).
+    pub fn table(&self) -> &Table<N, K, V> {
+        &self.table
+    }
+
+    /// The flash.
+    pub fn flash(&self) -> &F {
+        &self.log.flash
+    }
+
+    /// The flash, mutably (for counters of a test flash; do not write to the region).
+    pub fn flash_mut(&mut self) -> &mut F {
+        &mut self.log.flash
+    }
+
+    /// Gives the flash back.
+    pub fn into_flash(self) -> F {
+        self.log.flash
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Batches committed since open (one per write-through operation or flush).
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Keys changed and not yet on flash (write-back).
+    pub fn dirty(&self) -> usize {
+        self.dirty + usize::from(self.pending_clear)
+    }
+
+    /// Pages in the region.
+    pub fn pages(&self) -> u32 {
+        self.log.pages
+    }
+
+    /// Pages currently holding the log.
+    pub fn pages_used(&self) -> u32 {
+        self.log.used
+    }
+
+    /// The erase count of page `page` (0-based in the region), `None` when unreadable.
+    pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, Fe<F>> {
+        if page >= self.log.pages {
+            return Ok(None);
+        }
+        self.log.erase_count(page)
+    }
+
+    /// Erase counts over all pages (reads each page header).
+    pub fn wear(&mut self) -> Result<Wear, Fe<F>> {
+        let mut w = Wear {
+            pages: self.log.pages,
+            min: u32::MAX,
+            ..Wear::default()
+        };
+        for p in 0..self.log.pages {
+            match self.log.erase_count(p)? {
+                Some(c) => {
+                    w.min = w.min.min(c);
+                    w.max = w.max.max(c);
+                    w.total += u64::from(c);
+                }
+                None => w.unknown += 1,
+            }
+        }
+        if w.min == u32::MAX {
+            w.min = 0;
+        }
+        Ok(w)
+    }
+
+    // ---- dirty keys -------------------------------------------------------------------
+
+    fn dirty_key(&self, i: usize) -> &[u8] {
+        &self.dirty_keys[i][..usize::from(self.dirty_len[i])]
+    }
+
+    fn is_dirty(&self, key: &[u8]) -> bool {
+        self.pending_clear || (0..self.dirty).any(|i| self.dirty_key(i) == key)
+    }
+
+    /// Records `key` as changed; the caller made room with [`Self::make_room`].
+    fn mark(&mut self, key: &[u8]) {
+        if (0..self.dirty).any(|i| self.dirty_key(i) == key) || key.len() > K {
+            return;
+        }
+        if self.dirty < D {
+            self.dirty_keys[self.dirty][..key.len()].copy_from_slice(key);
+            self.dirty_len[self.dirty] = key.len() as u8;
+            self.dirty += 1;
+        }
+    }
+
+    /// Flushes first when `keys` more changed keys (or a put of `klen` + `vlen` bytes)
+    /// would not fit the list or one batch.
+    fn make_room(&mut self, keys: usize, put: Option<(usize, usize)>) -> Res<(), F> {
+        let fits = self.dirty + keys <= D && {
+            let mut pl = self.empty_placer();
+            self.place_dirty(&mut pl);
+            for _ in 0..keys {
+                let (k, v) = put.unwrap_or((K, 0));
+                pl.place(k, v);
+            }
+            pl.ok
+        };
+        if !fits {
+            self.flush_dirty()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the changes when the policy says so.
+    fn settle(&mut self) -> Res<(), F> {
+        let max = match self.policy {
+            Policy::WriteThrough => 0,
+            Policy::WriteBack { max_dirty } => usize::from(max_dirty),
+        };
+        if self.dirty() > 0 && self.dirty() >= max.min(D) {
+            self.flush_dirty()?;
+        }
+        Ok(())
+    }
+
+    fn place_dirty(&self, pl: &mut Placer) {
+        if self.pending_clear {
+            pl.place(0, 0);
+        }
+        for i in 0..self.dirty {
+            let k = self.dirty_key(i);
+            match self.table.peek_any(k) {
+                Some((v, _, _)) => pl.place(k.len(), v.len()),
+                None => pl.place(k.len(), 0),
+            }
+        }
+    }
+
+    /// A placer over an empty log (does a batch fit at all?).
+    fn empty_placer(&self) -> Placer {
+        Placer {
+            rem: 0,
+            spare: self.log.pages - 1,
+            cap: self.log.cap(),
+            ws: F::WRITE_SIZE,
+            ok: true,
+        }
+    }
+
+    /// A placer over the current free space, keeping one page spare for compaction.
+    fn placer(&self) -> Placer {
+        let rem = if self.log.used == 0 {
+            0
+        } else {
+            self.log.page_size - self.log.head_off
+        };
+        Placer {
+            rem,
+            spare: self.log.free().saturating_sub(1),
+            cap: self.log.cap(),
+            ws: F::WRITE_SIZE,
+            ok: true,
+        }
+    }
+
+    /// Writes every changed key (and a pending clear) as one batch.
+    fn flush_dirty(&mut self) -> Res<(), F> {
+        if self.dirty() == 0 {
+            return Ok(());
+        }
+        self.reserve(&|s: &Self, pl: &mut Placer| s.place_dirty(pl))?;
+        let n = self.dirty();
+        let time = self.time;
+        let mut i = 0;
+        if self.pending_clear {
+            self.log
+                .append(T_CLEAR, true, n == 1, 0, &[], &[], time, 0)
+                .map_err(Error::Backend)?;
+            i = 1;
+        }
+        let mut key = [0u8; K];
+        let mut val = [0u8; V];
+        for d in 0..self.dirty {
+            let klen = usize::from(self.dirty_len[d]);
+            key[..klen].copy_from_slice(&self.dirty_keys[d][..klen]);
+            let k = &key[..klen];
+            let (start, end) = (i == 0, i + 1 == n);
+            match self.table.peek_any(k) {
+                Some((v, kind, expiry)) => {
+                    let vl = v.len();
+                    val[..vl].copy_from_slice(v);
+                    self.log
+                        .append(T_PUT, start, end, kind as u8, k, &val[..vl], time, expiry)
+                        .map_err(Error::Backend)?;
+                }
+                None => self
+                    .log
+                    .append(T_TOMB, start, end, 0, k, &[], time, 0)
+                    .map_err(Error::Backend)?,
+            }
+            i += 1;
+        }
+        self.dirty = 0;
+        self.pending_clear = false;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Makes room for the batch `sizes` describes: compacts the oldest pages, then, when
+    /// the flash holds only live records, drops the oldest page's entries.
+    fn reserve(&mut self, sizes: &dyn Fn(&Self, &mut Placer)) -> Res<(), F> {
+        let mut pl = self.empty_placer();
+        sizes(self, &mut pl);
+        if !pl.ok {
+            return Err(Error::StorageFull);
+        }
+        let pages = self.log.pages;
+        for round in 0..(3 * pages + 4) {
+            if self.log.free() > 0 {
+                let mut pl = self.placer();
+                sizes(self, &mut pl);
+                if pl.ok {
+                    return Ok(());
+                }
+            }
+            if self.log.used <= 1 {
+                self.log.open_page(self.time).map_err(Error::Backend)?;
+                continue;
+            }
+            self.reclaim_tail(round >= 2 * pages)?;
+        }
+        Err(Error::StorageFull)
+    }
+
+    /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
+    /// drops their entries), then erases it.
+    fn reclaim_tail(&mut self, evict: bool) -> Res<(), F> {
+        // Only a time already on flash may expire entries here: after a power cut, time
+        // resumes from what the flash holds, where a later expiry would still be live.
+        let now = self.log.written_time;
+        let careful = self.log.free() == 0;
+        let ws = F::WRITE_SIZE;
+        let mut it = Committed::new(
+            &self.log,
+            Pos {
+                li: 0,
+                off: self.log.hdr,
+            },
+        );
+        let mut key = [0u8; K];
+        let mut val = [0u8; V];
+        while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
+            if at.li != 0 {
+                break;
+            }
+            if r.ty() != T_PUT || r.expiry <= now {
+                continue;
+            }
+            if !self
+                .log
+                .read_body(at, &r, &mut key, &mut val)
+                .map_err(Error::Backend)?
+            {
+                continue;
+            }
+            let (k, v) = (&key[..usize::from(r.klen)], &val[..usize::from(r.vlen)]);
+            let dirty = self.is_dirty(k);
+            let matches = matches!(self.table.peek_any(k),
+                Some((rv, rk, re)) if rv == v && rk as u8 == r.kind && re == r.expiry);
+            if !dirty && !matches {
+                continue;
+            }
+            if dirty || careful || evict {
+                let after = Pos {
+                    li: at.li,
+                    off: at.off + r.size(ws) as u32,
+                };
+                if self.newer_exists(k, after)? {
+                    continue;
+                }
+            }
+            let size = r.size(ws) as u32;
+            let no_room = self.log.free() == 0 && self.log.head_off + size > self.log.page_size;
+            if evict || no_room {
+                if !dirty {
+                    let _ = self.table.delete(k, now);
+                }
+                continue;
+            }
+            self.log
+                .append(T_PUT, true, true, r.kind, k, v, r.time, r.expiry)
+                .map_err(Error::Backend)?;
+        }
+        let tail = self.log.tail;
+        self.log.erase_page(tail).map_err(Error::Backend)?;
+        self.log.tail = (tail + 1) % self.log.pages;
+        self.log.used -= 1;
+        Ok(())
+    }
+
+    /// True when a committed record after `from` changes `key` (or clears everything).
+    fn newer_exists(&mut self, key: &[u8], from: Pos) -> Res<bool, F> {
+        let mut it = Committed::new(&self.log, from);
+        let mut k = [0u8; K];
+        while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
+            match r.ty() {
+                T_CLEAR => return Ok(true),
+                T_PUT | T_TOMB if usize::from(r.klen) == key.len() => {
+                    let mut none = [0u8; 0];
+                    let mut r0 = r;
+                    r0.vlen = 0;
+                    if self
+                        .log
+                        .read_body(at, &r0, &mut k, &mut none)
+                        .map_err(Error::Backend)?
+                        && &k[..key.len()] == key
+                    {
+                        return Ok(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    fn see(&mut self, now: u64) {
+        self.time = self.time.max(now);
+    }
+
+    /// Logs the lazy removal of `key` when it is held but expired at `now`.
+    fn note_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+        let expired = matches!(self.table.peek_any(key), Some((_, _, e)) if e <= now);
+        if expired {
+            self.make_room(1, None)?;
+        }
+        Ok(expired)
+    }
+
+    /// An insert that culls more keys than the list holds: one batch written directly.
+    fn put_culling(
+        &mut self,
+        key: &[u8],
+        expiry: u64,
+        now: u64,
+        staged: &[u8],
+        kind: Kind,
+    ) -> Res<(), F> {
+        self.flush_dirty()?;
+        let vlen = staged.len();
+        self.reserve(&|s: &Self, pl: &mut Placer| {
+            if s.table.would_cull(key) {
+                if s.table.cull_frequency() == 0 {
+                    pl.place(0, 0);
+                } else {
+                    s.table.cull_victims(now, |k| pl.place(k.len(), 0));
+                }
+            }
+            pl.place(key.len(), vlen);
+        })?;
+        let time = self.time;
+        let Self { table, log, .. } = self;
+        let mut first = true;
+        if table.would_cull(key) {
+            if table.cull_frequency() == 0 {
+                table.cull_reporting(now, |_| {});
+                log.append(T_CLEAR, true, false, 0, &[], &[], time, 0)
+                    .map_err(Error::Backend)?;
+                first = false;
+            } else {
+                let mut err = None;
+                table.cull_reporting(now, |k| {
+                    if err.is_none() {
+                        if let Err(e) = log.append(T_TOMB, first, false, 0, k, &[], time, 0) {
+                            err = Some(e);
+                        }
+                        first = false;
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(Error::Backend(e));
+                }
+            }
+        }
+        table
+            .put(key, Put::Set, expiry, now, |dst| {
+                dst[..staged.len()].copy_from_slice(staged);
+                Ok((staged.len(), kind))
+            })
+            .map_err(widen)?;
+        log.append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
+            .map_err(Error::Backend)?;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize> Backend
+    for Persistent<F, N, K, V, D>
+{
+    type Error = Fe<F>;
+
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error<Self::Error>> {
+        self.see(now);
+        if self.note_expired(key, now)? {
+            let _ = self.table.delete(key, now);
+            self.mark(key);
+            self.settle()?;
+            return Ok(None);
+        }
+        self.table.get(key, now, read).map_err(widen)
+    }
+
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if self.note_expired(key, now)? {
+            let _ = self.table.delete(key, now);
+            self.mark(key);
+            self.settle()?;
+            return Ok(false);
+        }
+        self.table.has_key(key, now).map_err(widen)
+    }
+
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if key.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        let held = self.table.peek_any(key).map(|(_, _, e)| e);
+        if mode == Put::Add && held.is_some_and(|e| e > now) {
+            return Ok(false);
+        }
+        let mut staged = [0u8; V];
+        let filled = match fill(&mut staged) {
+            Ok((len, _)) if len > V => Err(Error::ValueTooLarge),
+            Ok((len, _)) if !self.fits_alone(key.len(), len) => Err(Error::StorageFull),
+            other => other,
+        };
+        let (len, kind) = match filled {
+            Ok(x) => x,
+            Err(e) => {
+                // Never leave a stale value readable: the key goes.
+                if held.is_some() {
+                    self.make_room(1, None)?;
+                    let _ = self.table.delete(key, now);
+                    self.mark(key);
+                    self.settle()?;
+                }
+                return Err(e);
+            }
+        };
+        if self.table.would_cull(key) {
+            let mut victims = 0;
+            if self.table.cull_frequency() == 0 {
+                victims = N;
+            } else {
+                self.table.cull_victims(now, |_| victims += 1);
+            }
+            let listed = matches!(self.policy, Policy::WriteBack { .. }) && victims < D;
+            if listed && !self.cull_fits(key.len(), len, now) {
+                self.flush_dirty()?;
+            }
+            if !listed || !self.cull_fits(key.len(), len, now) {
+                self.put_culling(key, expiry, now, &staged[..len], kind)?;
+                return Ok(true);
+            }
+            let Self {
+                table,
+                dirty_keys,
+                dirty_len,
+                dirty,
+                ..
+            } = self;
+            table.cull_reporting(now, |k| {
+                if *dirty < D {
+                    dirty_keys[*dirty][..k.len()].copy_from_slice(k);
+                    dirty_len[*dirty] = k.len() as u8;
+                    *dirty += 1;
+                }
+            });
+        } else {
+            self.make_room(1, Some((key.len(), len)))?;
+        }
+        self.table
+            .put(key, Put::Set, expiry, now, |dst| {
+                dst[..len].copy_from_slice(&staged[..len]);
+                Ok((len, kind))
+            })
+            .map_err(widen)?;
+        self.mark(key);
+        self.settle()?;
+        Ok(true)
+    }
+
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        let vlen = match self.table.peek(key, now) {
+            Some((v, _, _)) => v.len(),
+            None => return Ok(false),
+        };
+        self.make_room(1, Some((key.len(), vlen)))?;
+        let touched = self.table.touch(key, expiry, now).map_err(widen)?;
+        if touched {
+            self.mark(key);
+            self.settle()?;
+        }
+        Ok(touched)
+    }
+
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if self.table.peek_any(key).is_none() {
+            return Ok(false);
+        }
+        self.make_room(1, None)?;
+        let live = self.table.delete(key, now).map_err(widen)?;
+        self.mark(key);
+        self.settle()?;
+        Ok(live)
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+        self.see(now);
+        if self.table.peek_any(key).is_none() {
+            return Err(Error::NotFound);
+        }
+        self.make_room(1, Some((key.len(), V)))?;
+        let r = self.table.incr(key, delta, now);
+        match r {
+            Ok(_) | Err(Error::NotFound) => {
+                self.mark(key);
+                self.settle()?;
+            }
+            _ => {}
+        }
+        r.map_err(widen)
+    }
+
+    fn rekey(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        expiry: u64,
+        now: u64,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if to.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        let vlen = match self.table.peek_any(from) {
+            Some((v, _, _)) => v.len(),
+            None => return Ok(false),
+        };
+        self.make_room(2, Some((K, vlen)))?;
+        let moved = self.table.rekey(from, to, expiry, now).map_err(widen)?;
+        self.mark(from);
+        if moved {
+            self.mark(to);
+        }
+        self.settle()?;
+        Ok(moved)
+    }
+
+    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+        let _ = self.table.clear();
+        self.dirty = 0;
+        self.pending_clear = true;
+        self.settle()
+    }
+
+    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+        self.flush_dirty()?;
+        if self.time > self.log.written_time {
+            self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0))?;
+            let t = self.time;
+            self.log
+                .append(T_TIME, true, true, 0, &[], &[], t, 0)
+                .map_err(Error::Backend)?;
+            self.commits += 1;
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize>
+    Persistent<F, N, K, V, D>
+{
+    /// True when the changed keys, the tombstones of a cull at `now` and a put fit the list
+    /// and one batch.
+    fn cull_fits(&self, klen: usize, vlen: usize, now: u64) -> bool {
+        let mut victims = 0;
+        self.table.cull_victims(now, |_| victims += 1);
+        if self.dirty + victims + 1 > D {
+            return false;
+        }
+        let mut pl = self.empty_placer();
+        self.place_dirty(&mut pl);
+        self.table.cull_victims(now, |k| pl.place(k.len(), 0));
+        pl.place(klen, vlen);
+        pl.ok
+    }
+
+    /// True when one put record of this size fits the flash at all.
+    fn fits_alone(&self, klen: usize, vlen: usize) -> bool {
+        let mut pl = self.empty_placer();
+        pl.place(klen, vlen);
+        pl.ok
+    }
+}
+
+impl<F, const N: usize, const K: usize, const V: usize, const D: usize> fmt::Debug
+    for Persistent<F, N, K, V, D>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Persistent")
+            .field("len", &self.table.len())
+            .field("policy", &self.policy)
+            .field("pages", &self.log.pages)
+            .field("pages_used", &self.log.used)
+            .field("dirty", &self.dirty)
+            .field("time", &self.time)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,347 @@
+//! Persistence on flash: reboots and time, culling across reboots (with power cuts), full
+//! flash, corrupt images, wear, and the mock flash's own rules.
+
+use embedded_storage::nor_flash::NorFlash;
+use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
+use tickcache::{Backend, Config, Error, ManualClock, Table, Timeout};
+
+type Mock = MockFlash<4, 1024, 4>;
+type P<'a> = Persistent<&'a mut Mock, 16, 24, 16>;
+
+fn open(flash: &mut Mock, policy: Policy) -> P<'_> {
+    Persistent::open(flash, 0..4096, Table::new(), policy).expect("open")
+}
+
+#[test]
+fn entries_and_time_survive_reboots() {
+    let mut flash = Mock::new();
+    {
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+        cache.set("short", &1u8, 10).unwrap(); // expires at 10 s
+        cache.set("long", &2u8, 100).unwrap(); // expires at 100 s
+        cache.set("never", &3u8, Timeout::Never).unwrap();
+        clock.advance_secs(8);
+        // `close` persists the latest time the backend saw: that of the last operation.
+        assert!(cache.has_key("short").unwrap());
+        cache.close().unwrap();
+    }
+    {
+        // Power-on: the clock starts at zero again, cache time resumes at 8 s.
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+        assert_eq!(cache.now(), 8000);
+        assert_eq!(cache.get::<u8>("short").unwrap(), Some(1));
+        clock.advance_secs(5); // 13 s: "short" is over
+        assert_eq!(cache.get::<u8>("short").unwrap(), None); // the expiry is logged
+    }
+    for _ in 0..3 {
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+        assert!(cache.now() >= 13_000);
+        assert_eq!(
+            cache.get::<u8>("short").unwrap(),
+            None,
+            "an expired entry came back"
+        );
+        assert_eq!(cache.get::<u8>("long").unwrap(), Some(2));
+        assert_eq!(cache.get::<u8>("never").unwrap(), Some(3));
+        clock.advance_secs(30);
+        cache.touch("never", Timeout::Never).unwrap();
+    }
+    // 13 + 3 * 30 = 103 s of powered-on time: "long" (100 s) is over, "never" stays.
+    let clock = ManualClock::new(1000);
+    let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+    assert_eq!(cache.get::<u8>("long").unwrap(), None);
+    assert_eq!(cache.get::<u8>("never").unwrap(), Some(3));
+}
+
+#[test]
+fn write_back_keeps_the_last_flush() {
+    let mut flash = Mock::new();
+    let policy = Policy::WriteBack { max_dirty: 4 };
+    {
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut flash, policy).into_cache(&clock, Config::new());
+        cache.set("a", &1u8, 60).unwrap();
+        cache.set("b", &2u8, 60).unwrap();
+        assert_eq!(cache.backend().dirty(), 2);
+        cache.close().unwrap();
+        cache.set("c", &3u8, 60).unwrap(); // never flushed
+        cache.delete("a").unwrap(); // never flushed
+    }
+    let clock = ManualClock::new(1000);
+    let mut cache = open(&mut flash, policy).into_cache(&clock, Config::new());
+    assert_eq!(cache.get::<u8>("a").unwrap(), Some(1));
+    assert_eq!(cache.get::<u8>("b").unwrap(), Some(2));
+    assert_eq!(cache.get::<u8>("c").unwrap(), None);
+    // Four changed keys trigger a flush on their own.
+    for k in ["w", "x", "y", "z"] {
+        cache.set(k, &9u8, 60).unwrap();
+    }
+    assert_eq!(cache.backend().dirty(), 0);
+}
+
+/// Django's cull (MAX_ENTRIES 6, CULL_FREQUENCY 3) across reboots: culled entries never come
+/// back, and an insert that culls is all-or-nothing under a power cut at every event.
+#[test]
+fn culling_is_persistent_and_atomic() {
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5"];
+    for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 1 }] {
+        // Count the events of the culling insert.
+        let fill = |flash: &mut Mock| {
+            let clock = ManualClock::new(1000);
+            let p = Persistent::<_, 16, 24, 16>::open(
+                flash,
+                0..4096,
+                Table::with_culling(6, 3),
+                policy,
+            )
+            .unwrap();
+            let mut cache = p.into_cache(&clock, Config::new());
+            for k in keys {
+                cache.set(k, &1u8, Timeout::Never).unwrap();
+            }
+        };
+        let mut probe = Mock::new();
+        fill(&mut probe);
+        let before = probe.events();
+        {
+            let clock = ManualClock::new(1000);
+            let p = Persistent::<_, 16, 24, 16>::open(
+                &mut probe,
+                0..4096,
+                Table::with_culling(6, 3),
+                policy,
+            )
+            .unwrap();
+            let mut cache = p.into_cache(&clock, Config::new());
+            cache.set("new", &2u8, Timeout::Never).unwrap();
+            // 6 / 3 = 2 least recent (write order after a reboot: k0, k1) went.
+            assert!(!cache.has_key("k0").unwrap() && !cache.has_key("k1").unwrap());
+            assert_eq!(cache.len(), 5);
+        }
+        let cost = probe.events() - before;
+        for cut in 0..=cost {
+            let mut flash = Mock::new();
+            fill(&mut flash);
+            {
+                let clock = ManualClock::new(1000);
+                let p = Persistent::<_, 16, 24, 16>::open(
+                    &mut flash,
+                    0..4096,
+                    Table::with_culling(6, 3),
+                    policy,
+                )
+                .unwrap();
+                let mut cache = p.into_cache(&clock, Config::new());
+                cache.backend_mut().flash_mut().cut_after(cut);
+                let _ = cache.set("new", &2u8, Timeout::Never);
+            }
+            flash.power_on();
+            let clock = ManualClock::new(1000);
+            let p = Persistent::<_, 16, 24, 16>::open(
+                &mut flash,
+                0..4096,
+                Table::with_culling(6, 3),
+                policy,
+            )
+            .unwrap();
+            let mut cache = p.into_cache(&clock, Config::new());
+            let has: Vec<bool> = keys.iter().map(|k| cache.has_key(*k).unwrap()).collect();
+            let new = cache.has_key("new").unwrap();
+            if new {
+                assert_eq!(has, [false, false, true, true, true, true], "cut {cut}");
+            } else {
+                assert_eq!(has, [true; 6], "cut {cut}: culled without the insert");
+            }
+        }
+    }
+}
+
+#[test]
+fn incr_version_moves_the_key_across_reboots() {
+    let mut flash = Mock::new();
+    {
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+        cache.set("v", &5i64, Timeout::Never).unwrap();
+        assert_eq!(cache.incr_version("v", 1).unwrap(), 2);
+    }
+    let clock = ManualClock::new(1000);
+    let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+    assert_eq!(cache.get::<i64>("v").unwrap(), None);
+    assert_eq!(
+        cache
+            .get::<i64>(tickcache::Key::new("v").version(2))
+            .unwrap(),
+        Some(5)
+    );
+}
+
+#[test]
+fn full_flash_compacts_and_spreads_wear() {
+    let mut flash = Mock::new();
+    let clock = ManualClock::new(1000);
+    let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+    for i in 0..5000u32 {
+        let k = format!("k{}", i % 12);
+        cache.set(k.as_str(), &i, Timeout::Never).unwrap();
+    }
+    for i in 0..12u32 {
+        let k = format!("k{i}");
+        assert!(cache.get::<u32>(k.as_str()).unwrap().is_some());
+    }
+    let wear = cache.backend_mut().wear().unwrap();
+    assert_eq!(wear.unknown, 0);
+    assert!(wear.max - wear.min <= 2, "{wear:?}");
+    assert!(wear.total > 50, "{wear:?}");
+}
+
+#[test]
+fn entry_too_large_for_the_flash_is_storage_full_and_nothing_is_lost() {
+    // Three pages of 128 bytes (96 for records): two pages of records, one spare.
+    let mut flash = MockFlash::<3, 128, 4>::new();
+    let clock = ManualClock::new(1000);
+    let p =
+        Persistent::<_, 8, 24, 120>::open(&mut flash, 0..384, Table::new(), Policy::WriteThrough)
+            .unwrap();
+    let mut cache = p.into_cache(&clock, Config::new());
+    cache.set("small", &1u8, Timeout::Never).unwrap();
+    cache.set("big", &[7u8; 40][..], Timeout::Never).unwrap();
+    let huge = [1u8; 110];
+    assert_eq!(
+        cache.set_raw("huge", &huge, Timeout::Never),
+        Err(Error::StorageFull)
+    );
+    assert_eq!(cache.get::<u8>("small").unwrap(), Some(1));
+    assert!(cache.has_key("big").unwrap());
+}
+
+#[test]
+fn geometry_is_checked() {
+    let mut flash = Mock::new();
+    let bad = |r: std::ops::Range<u32>, f: &mut Mock| {
+        Persistent::<_, 4, 8, 8>::open(f, r, Table::new(), Policy::WriteThrough).map(drop)
+    };
+    assert_eq!(bad(0..1024, &mut flash), Err(FlashError::BadRange)); // one page
+    assert_eq!(bad(100..2148, &mut flash), Err(FlashError::BadRange)); // not aligned
+    assert_eq!(bad(0..8192, &mut flash), Err(FlashError::BadRange)); // beyond the flash
+    assert!(bad(1024..3072, &mut flash).is_ok());
+}
+
+/// Random bytes and bit flips anywhere: open returns what is intact or `Corrupted`, never
+/// panics or hangs, and the cache keeps working.
+#[test]
+fn corrupt_images_never_panic() {
+    let mut base = Mock::new();
+    {
+        let clock = ManualClock::new(1000);
+        let mut cache = open(&mut base, Policy::WriteThrough).into_cache(&clock, Config::new());
+        for i in 0..300u32 {
+            let k = format!("k{}", i % 14);
+            cache.set(k.as_str(), &i, Timeout::Never).unwrap();
+            if i % 7 == 0 {
+                cache.delete(format!("k{}", i % 5).as_str()).unwrap();
+            }
+        }
+    }
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..600 {
+        let mut flash = base.clone();
+        let n = 1 + rnd() % 8;
+        for _ in 0..n {
+            let at = (rnd() % 4096) as usize;
+            let byte = flash.bytes()[at];
+            let new = if round % 2 == 0 {
+                byte ^ (1 << (rnd() % 8))
+            } else {
+                rnd() as u8
+            };
+            flash.corrupt(at, new);
+        }
+        match Persistent::<_, 16, 24, 16>::open(
+            &mut flash,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        ) {
+            Ok(p) => {
+                let clock = ManualClock::new(1000);
+                let mut cache = p.into_cache(&clock, Config::new());
+                for i in 0..40u32 {
+                    let k = format!("k{}", i % 14);
+                    match cache.set(k.as_str(), &i, Timeout::Never) {
+                        Ok(()) => {}
+                        Err(Error::Backend(FlashError::Corrupted)) => break,
+                        Err(Error::Backend(FlashError::Flash(MockError::DoubleWrite))) => {
+                            panic!("round {round}: wrote over a written word")
+                        }
+                        Err(e) => panic!("round {round}: {e:?}"),
+                    }
+                }
+            }
+            Err(FlashError::Corrupted) => {}
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+    }
+    // A fully random image.
+    for _ in 0..50 {
+        let mut flash = Mock::new();
+        for at in 0..4096 {
+            flash.corrupt(at, rnd() as u8);
+        }
+        if let Ok(p) = Persistent::<_, 16, 24, 16>::open(
+            &mut flash,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        ) {
+            let clock = ManualClock::new(1000);
+            let mut cache = p.into_cache(&clock, Config::new());
+            cache.set("k", &1u8, 60).unwrap();
+            assert_eq!(cache.get::<u8>("k").unwrap(), Some(1));
+        }
+    }
+}
+
+#[test]
+fn mock_flash_enforces_nor_rules() {
+    let mut f = MockFlash::<2, 64, 4>::new();
+    assert_eq!(f.write(1, &[0; 4]), Err(MockError::NotAligned));
+    assert_eq!(f.write(0, &[0; 3]), Err(MockError::NotAligned));
+    f.write(0, &[0x0f; 4]).unwrap();
+    assert_eq!(f.write(0, &[0x0f; 4]), Err(MockError::DoubleWrite));
+    assert_eq!(f.write(128, &[0; 4]), Err(MockError::OutOfBounds));
+    f.erase(0, 64).unwrap();
+    assert_eq!(f.bytes()[0], 0xff);
+    f.write(0, &[1; 4]).unwrap();
+    f.cut_after(2);
+    assert_eq!(f.write(4, &[0; 4]), Err(MockError::PowerOff));
+    assert_eq!(&f.bytes()[4..8], &[0, 0, 0xff, 0xff]);
+    f.power_on();
+    f.cut_after(0);
+    assert_eq!(f.erase(64, 128), Err(MockError::PowerOff));
+    f.power_on();
+    assert_eq!(f.erases(0), 1);
+    assert_eq!(f.writes(), 3);
+}
+
+#[test]
+fn backend_is_usable_directly() {
+    let mut flash = Mock::new();
+    let mut p = open(&mut flash, Policy::WriteThrough);
+    assert!(p.is_empty());
+    p.put(b"k", tickcache::Put::Set, u64::MAX, 0, |dst| {
+        dst[0] = 1;
+        Ok((1, tickcache::Kind::Bytes))
+    })
+    .unwrap();
+    assert_eq!(p.len(), 1);
+}

@@ -1,0 +1,487 @@
+//! Power-cut sweep: a seeded random workload through the `Cache` API on a mock NOR flash
+//! that cuts the power again and again; after each cut the image is reopened and checked
+//! against a model of the acknowledged state, then the workload goes on.
+//!
+//! A run cuts the power every `PERIOD` flash events (an event is one byte written or one
+//! erase), starting at event `phase`; the sweep runs every phase in `0..PERIOD`, so each
+//! byte of a write and each erase is cut in turn. `TICKCACHE_SWEEP=full` runs a longer
+//! workload, more seeds and a longer period.
+//!
+//! Capacities keep the table below `MAX_ENTRIES` and the flash below its live capacity, so
+//! no culling happens and the expected state never depends on read recency (after a
+//! reboot, recency is the write order). Culling across reboots is tested in
+//! `flash_persist.rs`.
+
+use std::collections::HashMap;
+
+use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
+use tickcache::{Config, Error, Key, ManualClock, Table, Timeout, NEVER};
+
+const N: usize = 40;
+const KC: usize = 24;
+const VC: usize = 16;
+const NAMES: usize = 16;
+const RATE: u32 = 1000;
+const DEFAULT_TIMEOUT: u64 = 300 * RATE as u64;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Set(usize, i32, i64, Option<u64>),
+    Delete(usize, i32),
+    Incr(usize, i32, i64),
+    Touch(usize, i32, Option<u64>),
+    Get(usize, i32),
+    IncrVersion(usize, i32),
+    Clear,
+    Flush,
+}
+
+fn random_op(rng: &mut Rng) -> Op {
+    let name = rng.below(NAMES as u64) as usize;
+    let ver = 1 + rng.below(2) as i32;
+    let timeout = |rng: &mut Rng| {
+        if rng.below(10) < 3 {
+            None
+        } else {
+            Some(1 + rng.below(40))
+        }
+    };
+    match rng.below(100) {
+        0..=34 => {
+            let v = rng.below(2000) as i64 - 1000;
+            Op::Set(name, ver, v, timeout(rng))
+        }
+        35..=46 => Op::Delete(name, ver),
+        47..=58 => Op::Incr(name, ver, rng.below(7) as i64 - 3),
+        59..=66 => Op::Touch(name, ver, timeout(rng)),
+        67..=82 => Op::Get(name, ver),
+        83..=92 => Op::IncrVersion(name, ver),
+        93 => Op::Clear,
+        _ => Op::Flush,
+    }
+}
+
+fn made(name: usize, ver: i32) -> Vec<u8> {
+    format!(":{ver}:k{name}").into_bytes()
+}
+
+fn expiry(now: u64, t: Option<u64>) -> u64 {
+    match t {
+        None => NEVER,
+        Some(s) => now.saturating_add(s * RATE as u64).min(NEVER - 1),
+    }
+}
+
+/// Made key → (value, expiry tick).
+type Model = HashMap<Vec<u8>, (i64, u64)>;
+
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Found(Option<i64>),
+    NotFound,
+}
+
+/// Applies `op` to the model at cache time `now`; returns the answer the cache must give.
+fn apply(m: &mut Model, op: Op, now: u64) -> Answer {
+    let live = |m: &Model, k: &[u8]| m.get(k).copied().filter(|&(_, e)| e > now);
+    match op {
+        Op::Set(n, v, x, t) => {
+            m.insert(made(n, v), (x, expiry(now, t)));
+            Answer::Unit
+        }
+        Op::Delete(n, v) => {
+            let k = made(n, v);
+            let was = live(m, &k).is_some();
+            m.remove(&k);
+            Answer::Bool(was)
+        }
+        Op::Incr(n, v, d) => {
+            let k = made(n, v);
+            match live(m, &k) {
+                Some((x, e)) => {
+                    m.insert(k, (x + d, e));
+                    Answer::Int(x + d)
+                }
+                None => {
+                    m.remove(&k);
+                    Answer::NotFound
+                }
+            }
+        }
+        Op::Touch(n, v, t) => {
+            let k = made(n, v);
+            match live(m, &k) {
+                Some((x, _)) => {
+                    m.insert(k, (x, expiry(now, t)));
+                    Answer::Bool(true)
+                }
+                None => Answer::Bool(false),
+            }
+        }
+        Op::Get(n, v) => {
+            let k = made(n, v);
+            let r = live(m, &k).map(|(x, _)| x);
+            if r.is_none() {
+                m.remove(&k);
+            }
+            Answer::Found(r)
+        }
+        Op::IncrVersion(n, v) => {
+            let to_v = if v == 1 { 2 } else { 1 };
+            let (from, to) = (made(n, v), made(n, to_v));
+            match live(m, &from) {
+                Some((x, _)) => {
+                    m.remove(&from);
+                    m.insert(to, (x, now + DEFAULT_TIMEOUT));
+                    Answer::Int(i64::from(to_v))
+                }
+                None => {
+                    m.remove(&from);
+                    Answer::NotFound
+                }
+            }
+        }
+        Op::Clear => {
+            m.clear();
+            Answer::Unit
+        }
+        Op::Flush => Answer::Unit,
+    }
+}
+
+fn live_at(m: &Model, now: u64) -> HashMap<Vec<u8>, (i64, u64)> {
+    m.iter()
+        .filter(|(_, &(_, e))| e > now)
+        .map(|(k, &v)| (k.clone(), v))
+        .collect()
+}
+
+fn decode_int(b: &[u8]) -> i64 {
+    let fill = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+        0xff
+    } else {
+        0
+    };
+    let mut le = [fill; 8];
+    le[..b.len()].copy_from_slice(b);
+    i64::from_le_bytes(le)
+}
+
+type Flash<const PG: usize, const PS: usize, const WS: usize> = MockFlash<PG, PS, WS>;
+type Back<'a, const PG: usize, const PS: usize, const WS: usize> =
+    Persistent<&'a mut Flash<PG, PS, WS>, N, KC, VC>;
+
+fn contents<const PG: usize, const PS: usize, const WS: usize>(
+    p: &Back<'_, PG, PS, WS>,
+    now: u64,
+) -> HashMap<Vec<u8>, (i64, u64)> {
+    let mut out = HashMap::new();
+    p.table().for_each_lru(|k, v, _, e| {
+        if e > now {
+            out.insert(k.to_vec(), (decode_int(v), e));
+        }
+    });
+    out
+}
+
+fn is_cut<T: std::fmt::Debug>(r: &Result<T, Error<FlashError<MockError>>>) -> bool {
+    matches!(
+        r,
+        Err(Error::Backend(FlashError::Flash(MockError::PowerOff)))
+    )
+}
+
+struct Stats {
+    cuts: u64,
+    applied: u64,
+}
+
+/// One run: `ops` operations, the power cut every `period` events from `phase` on.
+fn run<const PG: usize, const PS: usize, const WS: usize>(
+    policy: Policy,
+    seed: u64,
+    ops: usize,
+    period: u64,
+    phase: u64,
+    stats: &mut Stats,
+) {
+    let mut flash = Flash::<PG, PS, WS>::new();
+    let mut rng = Rng(seed | 1);
+    let mut acked = Model::new();
+    let mut pending: Option<Model> = None;
+    let mut t_floor = 0u64;
+    let mut t_ceiling = 0u64;
+    let mut done = 0usize;
+    let mut first = true;
+    let ctx = |done: usize| format!("seed {seed} phase {phase} op {done} {policy:?} WS {WS}");
+    while done < ops {
+        flash.power_on();
+        let clock = ManualClock::new(RATE);
+        let p: Back<'_, PG, PS, WS> =
+            Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy)
+                .unwrap_or_else(|e| panic!("open failed: {e:?} at {}", ctx(done)));
+        let mut cache = p.into_cache(&clock, Config::new());
+        let t = cache.now();
+        if std::env::var("TC_TRACE").is_ok() {
+            eprintln!("reopen at {t}, used {}", cache.backend().pages_used());
+        }
+        assert!(
+            t >= t_floor && t <= t_ceiling,
+            "time {t} outside {t_floor}..={t_ceiling} at {}",
+            ctx(done)
+        );
+        let found = contents(cache.backend(), t);
+        if found == live_at(&acked, t) {
+            // The interrupted operation left no trace.
+        } else if pending
+            .as_ref()
+            .is_some_and(|after| found == live_at(after, t))
+        {
+            acked = pending.take().unwrap_or_default();
+            stats.applied += 1;
+            if std::env::var("TC_TRACE").is_ok() {
+                eprintln!("applied: {}", ctx(done));
+            }
+        } else {
+            panic!(
+                "recovered state matches neither side of the cut at {}:\n found {found:?}\n before {:?}\n after {:?}",
+                ctx(done),
+                live_at(&acked, t),
+                pending.as_ref().map(|a| live_at(a, t))
+            );
+        }
+        pending = None;
+        t_floor = t;
+        let mut current = acked.clone();
+        let mut commits = cache.backend().commits();
+        cache
+            .backend_mut()
+            .flash_mut()
+            .cut_after(if first { phase } else { period });
+        first = false;
+        // Run until the power goes.
+        loop {
+            if done >= ops {
+                cache.backend_mut().flash_mut().power_on();
+                cache.close().expect("final close");
+                acked = current.clone();
+                break;
+            }
+            clock.advance(rng.below(2500));
+            let op = random_op(&mut rng);
+            let now = cache.now();
+            t_ceiling = now;
+            let mut after = current.clone();
+            let expected = apply(&mut after, op, now);
+            let key = |n: usize, _v: i32| format!("k{n}");
+            let answer = match op {
+                Op::Set(n, v, x, t) => {
+                    let to = t.map_or(Timeout::Never, |s| Timeout::Secs(s as i64));
+                    let name = key(n, v);
+                    let r = cache.set(Key::new(&name).version(v), &x, to);
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        r.map(|_| Answer::Unit).map_err(|e| panic!("{e:?}"))
+                    }
+                }
+                Op::Delete(n, v) => {
+                    let name = key(n, v);
+                    let r = cache.delete(Key::new(&name).version(v));
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        Ok(Answer::Bool(r.expect("delete")))
+                    }
+                }
+                Op::Incr(n, v, d) => {
+                    let name = key(n, v);
+                    let r = cache.incr(Key::new(&name).version(v), d);
+                    match r {
+                        _ if is_cut(&r) => Err(()),
+                        Ok(x) => Ok(Answer::Int(x)),
+                        Err(Error::NotFound) => Ok(Answer::NotFound),
+                        Err(e) => panic!("incr: {e:?}"),
+                    }
+                }
+                Op::Touch(n, v, t) => {
+                    let to = t.map_or(Timeout::Never, |s| Timeout::Secs(s as i64));
+                    let name = key(n, v);
+                    let r = cache.touch(Key::new(&name).version(v), to);
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        Ok(Answer::Bool(r.expect("touch")))
+                    }
+                }
+                Op::Get(n, v) => {
+                    let name = key(n, v);
+                    let r = cache.get::<i64>(Key::new(&name).version(v));
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        Ok(Answer::Found(r.expect("get")))
+                    }
+                }
+                Op::IncrVersion(n, v) => {
+                    let name = key(n, v);
+                    let delta = if v == 1 { 1 } else { -1 };
+                    let r = cache.incr_version(Key::new(&name).version(v), delta);
+                    match r {
+                        _ if is_cut(&r) => Err(()),
+                        Ok(x) => Ok(Answer::Int(i64::from(x))),
+                        Err(Error::NotFound) => Ok(Answer::NotFound),
+                        Err(e) => panic!("incr_version: {e:?}"),
+                    }
+                }
+                Op::Clear => {
+                    let r = cache.clear();
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        r.map(|_| Answer::Unit).map_err(|e| panic!("{e:?}"))
+                    }
+                }
+                Op::Flush => {
+                    let r = cache.close();
+                    if is_cut(&r) {
+                        Err(())
+                    } else {
+                        r.map(|_| Answer::Unit).map_err(|e| panic!("{e:?}"))
+                    }
+                }
+            };
+            done += 1;
+            if std::env::var("TC_TRACE").is_ok() {
+                eprintln!(
+                    "op {done} at {now}: {op:?} -> {answer:?} commits {}",
+                    cache.backend().commits()
+                );
+            }
+            match answer {
+                Ok(a) => {
+                    assert_eq!(a, expected, "{op:?} at {}", ctx(done));
+                    current = after;
+                    let c = cache.backend().commits();
+                    if policy == Policy::WriteThrough || c != commits {
+                        acked = current.clone();
+                    }
+                    // `clear` and `close` carry no time: their records bear the latest
+                    // time the backend saw.
+                    if c != commits && !matches!(op, Op::Clear | Op::Flush) {
+                        t_floor = t_floor.max(now);
+                    }
+                    commits = c;
+                }
+                Err(()) => {
+                    stats.cuts += 1;
+                    pending = Some(after);
+                    break;
+                }
+            }
+        }
+    }
+    // Last check after a clean close (or the last cut).
+    flash.power_on();
+    let clock = ManualClock::new(RATE);
+    let p: Back<'_, PG, PS, WS> =
+        Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy).expect("reopen");
+    let t = p.latest_time();
+    let cache = p.into_cache(&clock, Config::new());
+    let found = contents(cache.backend(), t);
+    assert!(
+        found == live_at(&acked, t) || pending.is_some_and(|a| found == live_at(&a, t)),
+        "after close, {}",
+        ctx(ops)
+    );
+}
+
+fn sweep<const PG: usize, const PS: usize, const WS: usize>(policy: Policy) {
+    let full = std::env::var("TICKCACHE_SWEEP").is_ok_and(|v| v == "full");
+    let (ops, period, seeds): (usize, u64, u64) = if full {
+        (3000, 1499, 3)
+    } else {
+        (1000, 499, 1)
+    };
+    let mut stats = Stats {
+        cuts: 0,
+        applied: 0,
+    };
+    for seed in 0..seeds {
+        for phase in 0..period {
+            run::<PG, PS, WS>(policy, 0x5eed + seed * 7919, ops, period, phase, &mut stats);
+        }
+    }
+    assert!(stats.cuts > 0);
+    println!(
+        "{policy:?} WRITE_SIZE {WS}: {} cuts, {} interrupted operations found applied",
+        stats.cuts, stats.applied
+    );
+}
+
+const WB: Policy = Policy::WriteBack { max_dirty: 6 };
+
+#[test]
+fn sweep_write_through_ws1() {
+    sweep::<6, 512, 1>(Policy::WriteThrough);
+}
+
+#[test]
+fn sweep_write_through_ws4() {
+    sweep::<6, 512, 4>(Policy::WriteThrough);
+}
+
+#[test]
+fn sweep_write_through_ws16() {
+    sweep::<6, 512, 16>(Policy::WriteThrough);
+}
+
+#[test]
+fn sweep_write_back_ws1() {
+    sweep::<6, 512, 1>(WB);
+}
+
+#[test]
+fn sweep_write_back_ws4() {
+    sweep::<6, 512, 4>(WB);
+}
+
+#[test]
+fn sweep_write_back_ws16() {
+    sweep::<6, 512, 16>(WB);
+}
+
+/// The same workload without cuts: every answer matches the model.
+#[test]
+fn workload_without_cuts_matches_model() {
+    let mut stats = Stats {
+        cuts: 0,
+        applied: 0,
+    };
+    run::<6, 512, 4>(
+        Policy::WriteThrough,
+        1,
+        3000,
+        u64::MAX,
+        u64::MAX,
+        &mut stats,
+    );
+    run::<6, 512, 4>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+    assert_eq!(stats.cuts, 0);
+}
