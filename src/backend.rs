@@ -102,3 +102,81 @@ pub trait Backend {
         self.len() == 0
     }
 }
+
+/// A borrowed backend is a backend: a firmware can keep a large [`Table`](crate::Table) in a
+/// `static` of its own (all zero bytes, so in `.bss`, costing no flash) and hand the cache a
+/// `&'static mut` to it, for example from `cortex_m::singleton!`.
+///
+/// ```
+/// use tickcache::{Backend, Cache, Config, ManualClock, Table};
+/// let clock = ManualClock::new(1000);
+/// let mut table = Table::<8, 16, 8>::new();
+/// let mut cache: Cache<_, &mut Table<8, 16, 8>, 16> = Cache::new(&clock, &mut table, Config::new());
+/// cache.set("k", &1u8, 60)?;
+/// drop(cache);
+/// assert_eq!(table.len(), 1);
+/// # Ok::<(), tickcache::Error>(())
+/// ```
+impl<B: Backend + ?Sized> Backend for &mut B {
+    type Error = B::Error;
+
+    #[inline]
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error<Self::Error>> {
+        (**self).get(key, now, read)
+    }
+
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        (**self).has_key(key, now)
+    }
+
+    #[inline]
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+    ) -> Result<bool, Error<Self::Error>> {
+        (**self).put(key, mode, expiry, now, fill)
+    }
+
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+        (**self).touch(key, expiry, now)
+    }
+
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        (**self).delete(key, now)
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+        (**self).incr(key, delta, now)
+    }
+
+    fn rekey(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        expiry: u64,
+        now: u64,
+    ) -> Result<bool, Error<Self::Error>> {
+        (**self).rekey(from, to, expiry, now)
+    }
+
+    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+        (**self).clear()
+    }
+
+    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+        (**self).flush()
+    }
+
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+}

@@ -28,6 +28,9 @@ pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, 
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 
+/// A value encoder behind a `dyn` call: writes into the slot, returns length and kind.
+type DynFill<'a, B> = &'a mut dyn FnMut(&mut [u8]) -> Res<(usize, Kind), B>;
+
 fn value_error<E>(e: ValueError) -> Error<E> {
     match e {
         ValueError::TooLarge => Error::ValueTooLarge,
@@ -134,12 +137,32 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Stores through the backend; a timeout that is already over removes the key instead.
+    ///
+    /// Every typed and raw store funnels into [`Cache::store_dyn`] with the value's encoder
+    /// behind a `dyn` call, so the backend's insert path is compiled once, not once per
+    /// value type: smaller firmware for an indirect call per store.
     fn store(
         &mut self,
         made: &[u8],
         mode: Put,
         timeout: Timeout,
         fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
+    ) -> Res<bool, B> {
+        let mut fill = Some(fill);
+        self.store_dyn(made, mode, timeout, &mut |dst| match fill.take() {
+            Some(f) => f(dst),
+            // A backend calls `fill` at most once.
+            None => Err(Error::Serialize),
+        })
+    }
+
+    #[inline(never)]
+    fn store_dyn(
+        &mut self,
+        made: &[u8],
+        mode: Put,
+        timeout: Timeout,
+        fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
         let now = self.now();
         match self.expiry(timeout, now) {

@@ -73,8 +73,13 @@ pub struct Table<const N: usize, const K: usize, const V: usize> {
     free: u16,
     fresh: u16,
     len: u16,
-    max_entries: u16,
-    cull_frequency: u16,
+    /// `N - max_entries`, so the default limit is stored as zero.
+    max_gap: u16,
+    /// `cull_frequency ^ 3`, so Django's default 3 is stored as zero.
+    freq_x: u16,
+    /// False until the first insert sets the chain heads: a new table is all zero bytes, so
+    /// a `static` one costs no flash for an initial image.
+    ready: bool,
 }
 
 impl<const N: usize, const K: usize, const V: usize> Default for Table<N, K, V> {
@@ -92,22 +97,23 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
             assert!(V <= LEN_MASK as usize, "V must be below 16384");
         }
         Table {
-            buckets: [NIL; N],
-            chain: [NIL; N],
-            prev: [NIL; N],
-            next: [NIL; N],
+            buckets: [0; N],
+            chain: [0; N],
+            prev: [0; N],
+            next: [0; N],
             expiry: [0; N],
             klen: [0; N],
             vmeta: [0; N],
             keys: [[0; K]; N],
             vals: [[0; V]; N],
-            head: NIL,
-            tail: NIL,
-            free: NIL,
+            head: 0,
+            tail: 0,
+            free: 0,
             fresh: 0,
             len: 0,
-            max_entries: N as u16,
-            cull_frequency: 3,
+            max_gap: 0,
+            freq_x: 0,
+            ready: false,
         }
     }
 
@@ -131,8 +137,8 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
             return Err(LimitError::MaxEntries);
         }
         let mut t = Self::new();
-        t.max_entries = max_entries as u16;
-        t.cull_frequency = cull_frequency;
+        t.max_gap = (N - max_entries) as u16;
+        t.freq_x = cull_frequency ^ 3;
         Ok(t)
     }
 
@@ -143,17 +149,30 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
 
     /// Django's `MAX_ENTRIES`.
     pub const fn max_entries(&self) -> usize {
-        self.max_entries as usize
+        self.limit() as usize
+    }
+
+    #[inline]
+    const fn limit(&self) -> u16 {
+        N as u16 - self.max_gap
+    }
+
+    #[inline]
+    const fn freq(&self) -> u16 {
+        self.freq_x ^ 3
     }
 
     /// Django's `CULL_FREQUENCY` (0 clears the table when full).
     pub const fn cull_frequency(&self) -> u16 {
-        self.cull_frequency
+        self.freq()
     }
 
     /// Visits every entry held (live or not yet reclaimed) from least to most recent:
     /// made key, value bytes, kind and expiry tick. Persistence uses it to compact.
     pub fn for_each_lru(&self, mut f: impl FnMut(&[u8], &[u8], Kind, u64)) {
+        if !self.ready {
+            return;
+        }
         let mut s = self.tail;
         while s != NIL {
             let i = s as usize;
@@ -189,6 +208,9 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
 
     #[inline]
     fn find(&self, b: usize, key: &[u8]) -> Option<usize> {
+        if !self.ready {
+            return None;
+        }
         let mut s = self.buckets[b];
         while s != NIL {
             let i = s as usize;
@@ -287,7 +309,7 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
     /// (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the sweep, so
     /// a classic one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per insert.
     fn cull(&mut self, now: u64) {
-        if self.cull_frequency != 0 && self.len / self.cull_frequency <= 1 {
+        if self.freq() != 0 && self.len / self.freq() <= 1 {
             self.remove_slot(self.tail as usize);
             return;
         }
@@ -299,20 +321,21 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
                 self.remove_slot(i);
             }
         }
-        if self.len < self.max_entries {
+        if self.len < self.limit() {
             return;
         }
-        if self.cull_frequency == 0 {
+        if self.freq() == 0 {
             self.reset();
             return;
         }
-        let n = (self.len / self.cull_frequency).max(1);
+        let n = (self.len / self.freq()).max(1);
         for _ in 0..n {
             self.remove_slot(self.tail as usize);
         }
     }
 
     fn reset(&mut self) {
+        self.ready = true;
         self.buckets = [NIL; N];
         self.head = NIL;
         self.tail = NIL;
@@ -358,7 +381,10 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
         if key.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
-        if self.len < self.max_entries {
+        if !self.ready {
+            self.reset();
+        }
+        if self.len < self.limit() {
             let i = self.alloc().ok_or(Error::StorageFull)?;
             match Self::checked(fill(&mut self.vals[i])) {
                 Ok((len, kind)) => {
@@ -405,14 +431,17 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
 
     /// True when a `put` of `key` (absent from the table) would cull first.
     pub fn would_cull(&self, key: &[u8]) -> bool {
-        self.len >= self.max_entries && self.find(Self::bucket_of(key), key).is_none()
+        self.len >= self.limit() && self.find(Self::bucket_of(key), key).is_none()
     }
 
     /// Visits the made keys of the live entries the next cull at `now` would remove, least
     /// recent first, without removing anything (expired entries are reclaimed silently and
     /// are not visited). Same choice as the cull an insert runs.
     pub fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
-        if self.cull_frequency != 0 && self.len / self.cull_frequency <= 1 {
+        if !self.ready {
+            return;
+        }
+        if self.freq() != 0 && self.len / self.freq() <= 1 {
             // The one-entry cull: the least recent entry, with no sweep (see `cull`).
             let t = self.tail;
             if t != NIL && self.expiry[t as usize] > now {
@@ -427,11 +456,11 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
             live += u16::from(self.expiry[i] > now);
             s = self.prev[i];
         }
-        if live < self.max_entries {
+        if live < self.limit() {
             return;
         }
         // Frequency 0 clears the table: every live entry goes.
-        let mut n = match live.checked_div(self.cull_frequency) {
+        let mut n = match live.checked_div(self.freq()) {
             None => live,
             Some(n) => n.max(1),
         };
@@ -450,7 +479,7 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
     /// calls `f` with the made key of each live entry it removes, before removing it.
     /// Returns how many live entries were removed.
     pub fn cull_reporting(&mut self, now: u64, mut f: impl FnMut(&[u8])) -> usize {
-        if self.len < self.max_entries {
+        if self.len < self.limit() {
             return 0;
         }
         let mut culled = 0;
@@ -470,6 +499,9 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
         if key.len() > K || bytes.len() > V {
             return false;
         }
+        if !self.ready {
+            self.reset();
+        }
         let b = Self::bucket_of(key);
         if let Some(i) = self.find(b, key) {
             self.vals[i][..bytes.len()].copy_from_slice(bytes);
@@ -477,7 +509,7 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
             self.touch_lru(i);
             return true;
         }
-        if self.len >= self.max_entries {
+        if self.len >= self.limit() {
             let mut s = self.tail;
             while s != NIL {
                 let i = s as usize;
@@ -486,7 +518,7 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
                     self.remove_slot(i);
                 }
             }
-            if self.len >= self.max_entries && self.tail != NIL {
+            if self.len >= self.limit() && self.tail != NIL {
                 self.remove_slot(self.tail as usize);
             }
         }
