@@ -20,7 +20,7 @@ N=${TICKCACHE_OPS:-100000}
 JOBS=${JOBS:-2}
 REPEAT=${REPEAT:-5}
 OPS=(get_hit get_miss set_overwrite set_evicting)
-IMPLS=(tickcache tickcache_cull1 lru schnellru quick_cache heapless moka hashmap)
+IMPLS=(tickcache tickcache_cull1 tickcache_bytes lru schnellru quick_cache heapless moka hashmap)
 
 target=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -79,7 +79,8 @@ else
     for op in "${OPS[@]}"; do
         for impl in "${IMPLS[@]}"; do
             # tickcache_cull1 differs from tickcache only when culling.
-            if [ "$impl" != tickcache_cull1 ] || [ "$op" = set_evicting ]; then
+            if { [ "$impl" != tickcache_cull1 ] || [ "$op" = set_evicting ]; } &&
+                { [ "$impl" != tickcache_bytes ] || [ "$op" = get_hit ] || [ "$op" = set_overwrite ]; }; then
                 specs+=("$op:$impl")
             fi
         done
@@ -97,7 +98,7 @@ python3 - "$out/instructions.tsv" "$out/ram.tsv" "$N" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 ram = {r["impl"]: r["bytes_per_entry"] for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
-impls = ["tickcache", "tickcache_cull1", "lru", "schnellru", "quick_cache", "heapless", "moka", "hashmap"]
+impls = ["tickcache", "tickcache_cull1", "tickcache_bytes", "lru", "schnellru", "quick_cache", "heapless", "moka", "hashmap"]
 impls = [i for i in impls if any(r["impl"] == i for r in rows)]
 ops = []
 for r in rows:

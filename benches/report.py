@@ -19,8 +19,10 @@ FLOOR = "hashmap"
 # (label, criterion/callgrind op, tickcache variant)
 ROWS = [
     ("get hit", "get_hit", "tickcache"),
+    ("get hit, value as `serde_bytes::ByteArray<32>`", "get_hit", "tickcache_bytes"),
     ("get miss", "get_miss", "tickcache"),
     ("set overwrite", "set_overwrite", "tickcache"),
+    ("set overwrite, value as `serde_bytes::ByteArray<32>`", "set_overwrite", "tickcache_bytes"),
     ("set evicting, cull 1/3 (`Table::new()`)", "set_evicting", "tickcache"),
     ("set evicting, 1 per insert (`with_culling(1024, 1024)`)", "set_evicting", "tickcache_cull1"),
 ]
