@@ -15,6 +15,7 @@ use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::debug;
 use serde::{Deserialize, Serialize};
+use tickcache::flash::{Persistent, Policy};
 use tickcache::{Config, Key, ManualClock, MemCache, SharedCache, Table, Timeout, Wrap32};
 
 #[cfg(feature = "log")]
@@ -23,6 +24,7 @@ use defmt_semihosting as _;
 #[path = "../../../tests/shared_checks/mod.rs"]
 mod shared_checks;
 
+mod ramflash;
 mod stack;
 
 /// Logging through defmt when the `log` feature is on, nothing otherwise.
@@ -74,6 +76,7 @@ fn secs(clock: &ManualClock) -> u32 {
 
 /// The host example's story, on the target: a post cached for 30 s, invalidated on save,
 /// a count for 300 s, a stored None, batches, get_or_set, counters, versions.
+#[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
 fn blango(checks: &mut Checks) {
     let clock = ManualClock::new(1000);
     let mut cache: MemCache<&ManualClock, 32, 24, 40> =
@@ -203,6 +206,7 @@ fn PendSV() {
 }
 
 /// The cache shared between the main loop and an interrupt handler.
+#[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
 fn interrupt_sharing(checks: &mut Checks) {
     let stored =
         SHARED.lock(|c| c.set("irq", &0i64, 60).is_ok() && c.set("main", &0i64, 60).is_ok());
@@ -225,6 +229,81 @@ fn interrupt_sharing(checks: &mut Checks) {
     );
 }
 
+/// 4 pages of 1 KiB of NOR flash in RAM.
+type Flash = ramflash::RamFlash<4096>;
+
+/// Fills a persistent cache, "reboots" by reopening the same flash region with a new clock
+/// that starts at zero, and checks what came back.
+#[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
+fn persistence(checks: &mut Checks, flash: &mut Flash) {
+    type P<'f> = Persistent<&'f mut Flash, 16, 24, 16>;
+    for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }] {
+        // A blank part: erase everything first.
+        use embedded_storage::nor_flash::NorFlash;
+        let erased = flash.erase(0, 4096).is_ok();
+        let first = {
+            let clock = ManualClock::new(1000);
+            let Ok(p) = P::open(&mut *flash, 0..4096, Table::new(), policy) else {
+                checks.check("persistence: open a blank region", false);
+                return;
+            };
+            let mut cache = p.into_cache(&clock, Config::new());
+            let mut ok = cache.set("config", &0xC0FFEEu32, Timeout::Never).is_ok()
+                && cache.set("short", &1u8, 5).is_ok()
+                && cache.set("long", &2u8, 600).is_ok()
+                && cache.set("gone", &3u8, 600).is_ok()
+                && cache
+                    .set(Key::new("schema").version(1), &7u8, Timeout::Never)
+                    .is_ok()
+                && cache.set("boots", &0i64, Timeout::Never).is_ok();
+            for _ in 0..20 {
+                ok &= cache.incr("boots", 1).is_ok();
+            }
+            clock.advance_secs(10);
+            ok &= cache.delete("gone") == Ok(true) && cache.incr_version("schema", 1) == Ok(2);
+            ok &= cache.has_key("long") == Ok(true); // records the current time
+            ok &= cache.close().is_ok();
+            ok
+        };
+        // Reboot: a new clock at zero; cache time resumes from the flash.
+        let clock = ManualClock::new(1000);
+        let Ok(p) = P::open(&mut *flash, 0..4096, Table::new(), policy) else {
+            checks.check("persistence: reopen", false);
+            return;
+        };
+        let mut cache = p.into_cache(&clock, Config::new());
+        let back = cache.get::<u32>("config") == Ok(Some(0xC0FFEE))
+            && cache.get::<u8>("short") == Ok(None)
+            && cache.get::<u8>("long") == Ok(Some(2))
+            && cache.get::<u8>("gone") == Ok(None)
+            && cache.get::<u8>(Key::new("schema").version(2)) == Ok(Some(7))
+            && cache.get::<u8>(Key::new("schema").version(1)) == Ok(None)
+            && cache.get::<i64>("boots") == Ok(Some(20));
+        let wear = cache.backend_mut().wear();
+        let resumed = cache.now() / 1000;
+        match policy {
+            Policy::WriteThrough => info!(
+                "persistence (write-through): cache time resumed at {=u64} s",
+                resumed
+            ),
+            _ => info!(
+                "persistence (write-back): cache time resumed at {=u64} s",
+                resumed
+            ),
+        }
+        if let Ok(w) = wear {
+            info!(
+                "  wear: {=u32} pages, erases min {=u32} max {=u32}",
+                w.pages, w.min, w.max
+            );
+        }
+        checks.check(
+            "persistence: entries come back after a reboot, expired ones do not",
+            erased && first && back,
+        );
+    }
+}
+
 #[entry]
 fn main() -> ! {
     info!("tickcache on {=str}", BOARD);
@@ -237,6 +316,10 @@ fn main() -> ! {
     });
     checks.failed += failed as u32;
     interrupt_sharing(&mut checks);
+    match cortex_m::singleton!(: Flash = Flash::new()) {
+        Some(flash) => persistence(&mut checks, flash),
+        None => checks.check("persistence: flash region", false),
+    }
 
     let clock = ManualClock::new(1000);
     let mut c: MemCache<&ManualClock, 16, 24, 16> =
