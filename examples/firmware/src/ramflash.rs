@@ -43,7 +43,7 @@ impl<const SIZE: usize> RamFlash<SIZE> {
         align: usize,
     ) -> Result<core::ops::Range<usize>, RamFlashError> {
         let start = offset as usize;
-        if start % align != 0 || len % align != 0 {
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(RamFlashError::NotAligned);
         }
         let end = start.checked_add(len).ok_or(RamFlashError::OutOfBounds)?;
