@@ -63,6 +63,7 @@ pub mod flash;
 #[cfg(feature = "std")]
 mod host;
 pub mod key;
+pub mod memcached;
 #[cfg(feature = "_model")]
 pub mod model;
 mod shared;

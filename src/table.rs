@@ -201,7 +201,8 @@ impl<const N: usize, const K: usize, const V: usize> Table<N, K, V> {
         let kind = match m >> 14 {
             0 => Kind::Bytes,
             1 => Kind::Serde,
-            _ => Kind::Int,
+            2 => Kind::Int,
+            _ => Kind::Item,
         };
         (usize::from(m & LEN_MASK), kind)
     }
@@ -630,7 +631,7 @@ impl<const N: usize, const K: usize, const V: usize> Backend for Table<N, K, V> 
             Kind::Int => value::decode_int(bytes),
             Kind::Bytes => value::parse_decimal(bytes),
             // The memcached front end does memcached's unsigned incr on items itself.
-            Kind::Serde => None,
+            Kind::Serde | Kind::Item => None,
         }
         .ok_or(Error::NotInteger)?;
         let new = old.checked_add(delta).ok_or(Error::Overflow)?;

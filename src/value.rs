@@ -7,6 +7,8 @@
 //! - [`Kind::Serde`]: anything else `Serialize`, stored with postcard.
 //! - [`Kind::Bytes`]: raw bytes from the raw API. `incr` accepts them when they are ASCII
 //!   decimal (memcached's rule) and keeps them as decimal text.
+//! - [`Kind::Item`]: a memcached item (client flags and cas unique in a header, then the
+//!   data), written by the memcached front end, which does its own `incr`/`decr`.
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::ser::{Impossible, Serialize, Serializer};
@@ -22,6 +24,11 @@ pub enum Kind {
     Serde = 1,
     /// An integer (minimal little-endian two's complement), the target of `incr`/`decr`.
     Int = 2,
+    /// A memcached item: a 12-byte header (client flags `u32`, then the cas unique `u64`,
+    /// both little-endian) in front of the data. Written by the memcached front end
+    /// ([`crate::memcached`]); `get` of a typed value refuses it, `get_raw` returns the header
+    /// and the data.
+    Item = 3,
 }
 
 impl Kind {
@@ -31,6 +38,7 @@ impl Kind {
             0 => Some(Kind::Bytes),
             1 => Some(Kind::Serde),
             2 => Some(Kind::Int),
+            3 => Some(Kind::Item),
             _ => None,
         }
     }
@@ -71,7 +79,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<T,
             Ok((v, [])) => Ok(v),
             _ => Err(ValueError::Type),
         },
-        Kind::Bytes => Err(ValueError::Type),
+        Kind::Bytes | Kind::Item => Err(ValueError::Type),
     }
 }
 

@@ -1,0 +1,524 @@
+//! `tickcache-server`: a memcached-compatible server (text protocol) on a tickcache table.
+//!
+//! ```text
+//! cargo run --release --features server --bin tickcache-server -- --listen 127.0.0.1:11211
+//! ```
+//!
+//! One tokio event loop (`--threads 1`, the default) serves every connection; the cache is
+//! one [`Memcached`] engine behind a mutex, so commands are applied one at a time. Each
+//! connection owns a fixed read buffer (a command line of up to 8 KiB plus one data block)
+//! and an output buffer that is sent whenever it passes 64 KiB, so memory per connection
+//! is bounded. Run with `--help` for the options.
+
+use std::fmt::Debug;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tickcache::flash::FileFlash;
+use tickcache::memcached::{Command, Memcached, Now, Outcome, Parser, Step, Store};
+use tickcache::{Clock, Persistent, Policy, StdClock, Table};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Key capacity of every table: memcached's longest key.
+const KEY: usize = tickcache::memcached::MAX_KEY;
+/// Longest command line (a multi-get included), newline included.
+const LINE_MAX: usize = 8192;
+/// The output buffer is sent when it grows past this, even inside a multi-get.
+const OUT_HIGH: usize = 64 * 1024;
+/// Flash page of the persistence image.
+const PAGE: usize = 4096;
+
+const USAGE: &str = "\
+tickcache-server: memcached's text protocol on a fixed-size tickcache table
+
+OPTIONS
+  --listen ADDR           address to listen on (default 127.0.0.1:11211)
+  --capacity N            most items held, LRU eviction beyond (default 16384, max 65534)
+  --item-size-max BYTES   largest item data (default 4096, max 16371); a bigger set gets
+                          SERVER_ERROR object too large for cache
+  --threads N             worker threads of the event loop (default 1)
+  --max-conns N           simultaneous connections (default 1024)
+  --idle-timeout SECS     close a connection idle this long (default 600, 0 = never)
+  --request-timeout SECS  close a client that leaves a command unfinished or does not read
+                          its replies for this long (default 10)
+  --persist FILE          keep the cache in a flash image FILE across restarts
+  --persist-mb MB         size of a new flash image (default 64)
+  --write-back N          with --persist: write changes in batches of N keys (and every
+                          second) instead of one by one
+  --help                  this text
+
+RAM: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes. The slot
+count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item slot (data +
+12-byte header) is the smallest of 1036, 4108 and 16383 bytes that holds --item-size-max.
+Defaults: 16384 x 4377 bytes = 72 MB. Each connection adds a fixed read buffer of
+8 KiB + --item-size-max.";
+
+#[derive(Clone, Debug)]
+struct Opts {
+    listen: SocketAddr,
+    capacity: usize,
+    item_max: usize,
+    threads: usize,
+    max_conns: usize,
+    idle: Option<Duration>,
+    request: Duration,
+    persist: Option<PathBuf>,
+    persist_mb: usize,
+    write_back: Option<u16>,
+}
+
+fn parse_opts() -> Result<Option<Opts>, String> {
+    let mut o = Opts {
+        listen: "127.0.0.1:11211".parse().map_err(|e| format!("{e}"))?,
+        capacity: 16384,
+        item_max: 4096,
+        threads: 1,
+        max_conns: 1024,
+        idle: Some(Duration::from_secs(600)),
+        request: Duration::from_secs(10),
+        persist: None,
+        persist_mb: 64,
+        write_back: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--help" || a == "-h" {
+            return Ok(None);
+        }
+        let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: not a number: {v}"))
+        };
+        match a.as_str() {
+            "--listen" => o.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?,
+            "--capacity" => o.capacity = num(&v)? as usize,
+            "--item-size-max" => o.item_max = num(&v)? as usize,
+            "--threads" => o.threads = num(&v)?.max(1) as usize,
+            "--max-conns" => o.max_conns = num(&v)?.max(1) as usize,
+            "--idle-timeout" => {
+                let s = num(&v)?;
+                o.idle = (s > 0).then(|| Duration::from_secs(s));
+            }
+            "--request-timeout" => o.request = Duration::from_secs(num(&v)?.max(1)),
+            "--persist" => o.persist = Some(PathBuf::from(v)),
+            "--persist-mb" => o.persist_mb = num(&v)?.max(1) as usize,
+            "--write-back" => o.write_back = Some(num(&v)?.clamp(2, 8) as u16),
+            _ => return Err(format!("unknown option {a} (see --help)")),
+        }
+    }
+    if o.capacity == 0 || o.capacity > 65534 {
+        return Err("--capacity must be in 1..=65534".into());
+    }
+    if o.item_max > 16383 - tickcache::memcached::HEADER {
+        return Err("--item-size-max must be at most 16371".into());
+    }
+    Ok(Some(o))
+}
+
+/// The engine with its store type erased, so the connection code is compiled once.
+trait Service: Send {
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Vec<u8>) -> Outcome;
+    fn get_one(&mut self, key: &[u8], cas: bool, touch: Option<i64>, now: &Now, out: &mut Vec<u8>);
+    fn tick(&mut self, now: &Now);
+    fn write_stats(&self, out: &mut Vec<u8>);
+    fn flush(&mut self) -> Result<(), String>;
+    fn len(&self) -> usize;
+}
+
+impl<S, const V: usize> Service for Memcached<S, V>
+where
+    S: Store + Send,
+    S::Error: Debug,
+{
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Vec<u8>) -> Outcome {
+        Memcached::execute(self, cmd, now, out)
+    }
+    fn get_one(&mut self, key: &[u8], cas: bool, touch: Option<i64>, now: &Now, out: &mut Vec<u8>) {
+        Memcached::get_one(self, key, cas, touch, now, out)
+    }
+    fn tick(&mut self, now: &Now) {
+        Memcached::tick(self, now)
+    }
+    fn write_stats(&self, out: &mut Vec<u8>) {
+        Memcached::write_stats(self, out)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        self.store_mut().flush().map_err(|e| format!("{e:?}"))
+    }
+    fn len(&self) -> usize {
+        self.store().len()
+    }
+}
+
+struct Built {
+    service: Box<dyn Service>,
+    resume_ticks: u64,
+    ram: usize,
+}
+
+/// Builds the engine on a thread whose stack can hold the table while it is moved into its
+/// box (the table is one value of up to hundreds of megabytes).
+fn build(o: &Opts) -> Result<Built, String> {
+    let n = [1024usize, 16384, 65534]
+        .into_iter()
+        .find(|&n| n >= o.capacity)
+        .unwrap_or(65534);
+    let v = [1036usize, 4108, 16383]
+        .into_iter()
+        .find(|&v| v >= o.item_max + 12)
+        .unwrap_or(16383);
+    match (n, v) {
+        (1024, 1036) => make::<1024, 1036>(o),
+        (1024, 4108) => make::<1024, 4108>(o),
+        (1024, _) => make::<1024, 16383>(o),
+        (16384, 1036) => make::<16384, 1036>(o),
+        (16384, 4108) => make::<16384, 4108>(o),
+        (16384, _) => make::<16384, 16383>(o),
+        (_, 1036) => make::<65534, 1036>(o),
+        (_, 4108) => make::<65534, 4108>(o),
+        _ => make::<65534, 16383>(o),
+    }
+}
+
+fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
+    let ram = std::mem::size_of::<Memcached<Table<N, KEY, V>, V>>();
+    let o = o.clone();
+    // Unoptimised builds keep several copies of the table on the stack while it is built.
+    let stack = 12 * ram + (64 << 20);
+    std::thread::Builder::new()
+        .name("build".into())
+        .stack_size(stack)
+        .spawn(move || -> Result<Built, String> {
+            let table = Table::<N, KEY, V>::try_with_culling(o.capacity, o.capacity as u16)
+                .map_err(|e| format!("capacity: {e:?}"))?;
+            match &o.persist {
+                None => Ok(Built {
+                    service: Box::new(Memcached::<_, V>::new(table, o.item_max, 0)),
+                    resume_ticks: 0,
+                    ram,
+                }),
+                Some(path) => {
+                    let pages = (o.persist_mb << 20) / PAGE;
+                    let flash = FileFlash::<PAGE, 4>::open(path, pages)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let policy = match o.write_back {
+                        Some(max_dirty) => Policy::WriteBack { max_dirty },
+                        None => Policy::WriteThrough,
+                    };
+                    let end = u32::try_from(pages * PAGE).map_err(|_| "image too large")?;
+                    let p = Persistent::<_, N, KEY, V>::open(flash, 0..end, table, policy)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let resume_ticks = p.latest_time();
+                    let first_cas = Memcached::<Table<N, KEY, V>, V>::max_cas(p.table());
+                    Ok(Built {
+                        service: Box::new(Memcached::<_, V>::new(p, o.item_max, first_cas)),
+                        resume_ticks,
+                        ram,
+                    })
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start: {e}"))?
+        .join()
+        .map_err(|_| "building the table failed".to_string())?
+}
+
+struct Shared {
+    service: Mutex<Box<dyn Service>>,
+    clock: StdClock,
+    offset: u64,
+    started: Instant,
+    conns: AtomicUsize,
+    total_conns: AtomicU64,
+    opts: Opts,
+    ram: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Box<dyn Service>> {
+        self.service.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> Now {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Now {
+            ticks: self.clock.now().saturating_add(self.offset),
+            ticks_per_second: self.clock.ticks_per_second(),
+            unix,
+        }
+    }
+
+    fn server_stats(&self, out: &mut Vec<u8>, now: &Now) {
+        use tickcache::memcached::write_stat as stat;
+        stat(out, "pid", u64::from(std::process::id()));
+        stat(out, "uptime", self.started.elapsed().as_secs());
+        stat(out, "time", now.unix);
+        out.extend_from_slice(
+            format!("STAT version {}-tickcache\r\n", env!("CARGO_PKG_VERSION")).as_bytes(),
+        );
+        stat(out, "threads", self.opts.threads as u64);
+        stat(
+            out,
+            "curr_connections",
+            self.conns.load(Ordering::Relaxed) as u64,
+        );
+        stat(
+            out,
+            "total_connections",
+            self.total_conns.load(Ordering::Relaxed),
+        );
+        stat(out, "max_connections", self.opts.max_conns as u64);
+        stat(out, "limit_maxbytes", self.ram as u64);
+        stat(out, "limit_items", self.opts.capacity as u64);
+    }
+}
+
+/// Runs `f` within `limit`; a timeout is an error.
+async fn within<T>(
+    limit: Option<Duration>,
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match limit {
+        None => f.await,
+        Some(d) => tokio::time::timeout(d, f)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+    }
+}
+
+async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let o = &shared.opts;
+    let mut parser = Parser::new(o.item_max, LINE_MAX);
+    let mut buf = vec![0u8; parser.buffer_size()];
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let (mut start, mut end) = (0usize, 0usize);
+    loop {
+        let mut close = false;
+        loop {
+            match parser.next(&buf[start..end]) {
+                Step::Need => break,
+                Step::Skip(n) => start += n,
+                Step::Close { reply } => {
+                    out.extend_from_slice(reply);
+                    close = true;
+                    break;
+                }
+                Step::Command { cmd, used } => {
+                    start += used;
+                    match cmd {
+                        Command::Get { keys, cas } => {
+                            get_many(&shared, keys, cas, None, &mut out, &mut stream).await?
+                        }
+                        Command::Gat { exptime, keys, cas } => {
+                            let t = Some(exptime);
+                            get_many(&shared, keys, cas, t, &mut out, &mut stream).await?
+                        }
+                        Command::Stats { reset: false } => {
+                            let now = shared.now();
+                            shared.server_stats(&mut out, &now);
+                            let mut svc = shared.lock();
+                            svc.tick(&now);
+                            svc.write_stats(&mut out);
+                            out.extend_from_slice(b"END\r\n");
+                        }
+                        cmd => {
+                            let now = shared.now();
+                            if shared.lock().execute(&cmd, &now, &mut out) == Outcome::Close {
+                                close = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            within(Some(o.request), stream.write_all(&out)).await?;
+            out.clear();
+            if out.capacity() > 4 * OUT_HIGH {
+                out.shrink_to(16 * 1024);
+            }
+        }
+        if close {
+            return Ok(());
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        } else if end == buf.len() {
+            buf.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        let pending = start < end || parser.skipping();
+        let limit = if pending { Some(o.request) } else { o.idle };
+        let n = within(limit, stream.read(&mut buf[end..])).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        end += n;
+    }
+}
+
+/// A multi-get, one key at a time, sending the reply in parts when it grows large.
+async fn get_many(
+    shared: &Shared,
+    keys: tickcache::memcached::Keys<'_>,
+    cas: bool,
+    touch: Option<i64>,
+    out: &mut Vec<u8>,
+    stream: &mut TcpStream,
+) -> io::Result<()> {
+    let now = shared.now();
+    shared.lock().tick(&now);
+    for key in keys {
+        shared.lock().get_one(key, cas, touch, &now, out);
+        if out.len() > OUT_HIGH {
+            within(Some(shared.opts.request), stream.write_all(out)).await?;
+            out.clear();
+        }
+    }
+    out.extend_from_slice(b"END\r\n");
+    Ok(())
+}
+
+async fn run(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        shared.total_conns.fetch_add(1, Ordering::Relaxed);
+        if shared.conns.load(Ordering::Relaxed) >= shared.opts.max_conns {
+            tokio::spawn(async move {
+                let msg = b"SERVER_ERROR too many open connections\r\n";
+                let _ = within(Some(Duration::from_secs(1)), stream.write_all(msg)).await;
+            });
+            continue;
+        }
+        shared.conns.fetch_add(1, Ordering::Relaxed);
+        let sh = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _ = serve(stream, Arc::clone(&sh)).await;
+            sh.conns.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn shutdown_signal() -> io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn main() -> ExitCode {
+    let o = match parse_opts() {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("tickcache-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let built = match build(&o) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tickcache-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clock = StdClock::new();
+    clock.now();
+    let items = built.service.len();
+    let shared = Arc::new(Shared {
+        service: Mutex::new(built.service),
+        clock,
+        offset: built.resume_ticks,
+        started: Instant::now(),
+        conns: AtomicUsize::new(0),
+        total_conns: AtomicU64::new(0),
+        opts: o.clone(),
+        ram: built.ram,
+    });
+    let rt = if o.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(o.threads);
+        b
+    }
+    .enable_all()
+    .build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tickcache-server: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        let listener = match TcpListener::bind(o.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tickcache-server: {}: {e}", o.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map_or(o.listen, |a| a);
+        eprintln!(
+            "tickcache-server: listening on {addr}; {} items max of {} bytes; table {} bytes; \
+             {items} items restored",
+            o.capacity, o.item_max, shared.ram
+        );
+        if o.persist.is_some() && o.write_back.is_some() {
+            let sh = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = sh.lock().flush() {
+                        eprintln!("tickcache-server: flush: {e}");
+                    }
+                }
+            });
+        }
+        tokio::select! {
+            () = run(listener, Arc::clone(&shared)) => ExitCode::SUCCESS,
+            sig = shutdown_signal() => {
+                let sig = sig.unwrap_or("signal setup failure");
+                let mut svc = shared.lock();
+                match svc.flush() {
+                    Ok(()) => {
+                        eprintln!("tickcache-server: {sig}: {} items, flushed; bye", svc.len());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("tickcache-server: {sig}: flush failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
+}

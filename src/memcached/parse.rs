@@ -1,0 +1,537 @@
+//! The incremental parser: bytes in, one [`Command`] (borrowing the input) out.
+//!
+//! [`Parser::next`] looks at the unconsumed bytes of a connection and either asks for more
+//! ([`Step::Need`], consuming nothing), or returns a command and how many bytes it used. A
+//! storage command is returned only once its data block is complete, so the caller's read
+//! buffer must hold a command line and a data block: [`Parser::buffer_size`] bytes always
+//! suffice. A data block larger than the item limit is not buffered: the parser answers
+//! [`Command::TooLarge`] and then discards the block as it arrives ([`Step::Skip`]).
+
+use crate::memcached::MAX_KEY;
+
+/// What a storage command does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StoreOp {
+    /// `set`: store unconditionally.
+    Set,
+    /// `add`: store only when the key is missing.
+    Add,
+    /// `replace`: store only when the key is present.
+    Replace,
+    /// `append`: add the data after the stored data (flags and expiry kept).
+    Append,
+    /// `prepend`: add the data before the stored data (flags and expiry kept).
+    Prepend,
+    /// `cas`: store only when the item's cas unique still matches.
+    Cas,
+}
+
+/// The keys of a retrieval command, in order, separated by spaces (all already checked
+/// against memcached's key rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Keys<'a> {
+    /// Keys from a space-separated list.
+    pub const fn new(list: &'a [u8]) -> Self {
+        Keys { rest: list }
+    }
+}
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        next_token(&mut self.rest)
+    }
+}
+
+/// One parsed command. Byte slices borrow the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `get`/`gets <key>*`.
+    Get {
+        /// The keys, in request order (repeats allowed).
+        keys: Keys<'a>,
+        /// `gets`: include the cas unique.
+        cas: bool,
+    },
+    /// `gat`/`gats <exptime> <key>*`: get and touch.
+    Gat {
+        /// The new expiry (memcached exptime).
+        exptime: i64,
+        /// The keys.
+        keys: Keys<'a>,
+        /// `gats`: include the cas unique.
+        cas: bool,
+    },
+    /// A storage command with its complete data block.
+    Store {
+        /// Which one.
+        op: StoreOp,
+        /// The key.
+        key: &'a [u8],
+        /// Client flags stored with the item.
+        flags: u32,
+        /// memcached exptime: 0 never, negative expired, above 30 days a Unix time.
+        exptime: i64,
+        /// The data (without the trailing `\r\n`).
+        data: &'a [u8],
+        /// For `cas`, the unique the client read; 0 otherwise.
+        unique: u64,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// A storage command whose data block exceeds the item limit; the parser discards the
+    /// block. The answer is `SERVER_ERROR object too large for cache`, and a `set` also
+    /// removes the key's old value (as memcached does, so no stale value survives).
+    TooLarge {
+        /// Which one.
+        op: StoreOp,
+        /// The key.
+        key: &'a [u8],
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `delete <key> [0] [noreply]`.
+    Delete {
+        /// The key.
+        key: &'a [u8],
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `incr`/`decr <key> <delta>`: unsigned 64-bit; `incr` wraps, `decr` stops at 0.
+    Arith {
+        /// The key.
+        key: &'a [u8],
+        /// The amount.
+        delta: u64,
+        /// `incr` (true) or `decr`.
+        incr: bool,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `touch <key> <exptime>`.
+    Touch {
+        /// The key.
+        key: &'a [u8],
+        /// The new expiry.
+        exptime: i64,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `flush_all [delay]`: invalidate every item now or after `delay` seconds.
+    FlushAll {
+        /// Seconds to wait (memcached exptime rules; 0 or below is now).
+        delay: i64,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `version`.
+    Version,
+    /// `stats [reset]`.
+    Stats {
+        /// `stats reset`: zero the counters.
+        reset: bool,
+    },
+    /// `verbosity <level>`: accepted and ignored.
+    Verbosity {
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `quit`: close the connection.
+    Quit,
+    /// A line that is not a valid command: send `reply` (a complete line) unless `noreply`.
+    Invalid {
+        /// The error line, `\r\n` included.
+        reply: &'static [u8],
+        /// Send no reply.
+        noreply: bool,
+    },
+}
+
+/// The parser's answer for the bytes it was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// No complete command yet: read more and call again with the same bytes and more.
+    Need,
+    /// The first `n` bytes belong to a discarded data block: drop them.
+    Skip(usize),
+    /// A command, using the first `used` bytes.
+    Command {
+        /// The command.
+        cmd: Command<'a>,
+        /// Bytes consumed.
+        used: usize,
+    },
+    /// A command line longer than the limit: send `reply`, then close the connection.
+    Close {
+        /// The error line.
+        reply: &'static [u8],
+    },
+}
+
+/// The error line memcached sends for an unknown command.
+pub const ERROR: &[u8] = b"ERROR\r\n";
+/// A malformed command line.
+pub const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
+/// A data block not followed by `\r\n`.
+pub const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
+/// A line longer than the parser's limit.
+pub const LINE_TOO_LONG: &[u8] = b"CLIENT_ERROR line too long\r\n";
+const BAD_DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
+const BAD_EXPTIME: &[u8] = b"CLIENT_ERROR invalid exptime argument\r\n";
+const BAD_DELETE: &[u8] =
+    b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
+
+/// The incremental parser of one connection (its only state is a data block being
+/// discarded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parser {
+    item_max: usize,
+    line_max: usize,
+    skip: u64,
+}
+
+impl Parser {
+    /// A parser accepting data blocks up to `item_max` bytes and command lines up to
+    /// `line_max` bytes (newline included).
+    pub const fn new(item_max: usize, line_max: usize) -> Self {
+        Parser {
+            item_max,
+            line_max,
+            skip: 0,
+        }
+    }
+
+    /// A read buffer of this many bytes always holds a whole command.
+    pub const fn buffer_size(&self) -> usize {
+        self.line_max + self.item_max + 2
+    }
+
+    /// The item limit in data bytes.
+    pub const fn item_max(&self) -> usize {
+        self.item_max
+    }
+
+    /// True while a too-large data block is being discarded.
+    pub const fn skipping(&self) -> bool {
+        self.skip > 0
+    }
+
+    /// Parses the next command at the start of `buf` (the connection's unconsumed bytes).
+    pub fn next<'a>(&mut self, buf: &'a [u8]) -> Step<'a> {
+        if self.skip > 0 {
+            if buf.is_empty() {
+                return Step::Need;
+            }
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            self.skip -= n as u64;
+            return Step::Skip(n);
+        }
+        let window = &buf[..buf.len().min(self.line_max)];
+        let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+            return if buf.len() >= self.line_max {
+                Step::Close {
+                    reply: LINE_TOO_LONG,
+                }
+            } else {
+                Step::Need
+            };
+        };
+        let mut line = &buf[..nl];
+        if let [head @ .., b'\r'] = line {
+            line = head;
+        }
+        let used = nl + 1;
+        let invalid = |reply, noreply| Step::Command {
+            cmd: Command::Invalid { reply, noreply },
+            used,
+        };
+        let mut rest = line;
+        let Some(name) = next_token(&mut rest) else {
+            return invalid(ERROR, false);
+        };
+        match name {
+            b"get" | b"gets" => match check_keys(rest) {
+                Some(Ok(())) => Step::Command {
+                    cmd: Command::Get {
+                        keys: Keys::new(rest),
+                        cas: name == b"gets",
+                    },
+                    used,
+                },
+                Some(Err(e)) => invalid(e, false),
+                None => invalid(ERROR, false),
+            },
+            b"gat" | b"gats" => {
+                let Some(exp) = next_token(&mut rest) else {
+                    return invalid(ERROR, false);
+                };
+                match check_keys(rest) {
+                    None => invalid(ERROR, false),
+                    Some(Err(e)) => invalid(e, false),
+                    Some(Ok(())) => match parse_i64(exp) {
+                        None => invalid(BAD_EXPTIME, false),
+                        Some(exptime) => Step::Command {
+                            cmd: Command::Gat {
+                                exptime,
+                                keys: Keys::new(rest),
+                                cas: name == b"gats",
+                            },
+                            used,
+                        },
+                    },
+                }
+            }
+            _ => self.parse_other(name, rest, buf, used),
+        }
+    }
+
+    fn parse_other<'a>(
+        &mut self,
+        name: &'a [u8],
+        mut rest: &'a [u8],
+        buf: &'a [u8],
+        used: usize,
+    ) -> Step<'a> {
+        // Every other command has at most 7 arguments; one more means "not this command".
+        let mut args: [&[u8]; 8] = [&[]; 8];
+        let mut n = 0;
+        while let Some(t) = next_token(&mut rest) {
+            if n == args.len() {
+                n += 1;
+                break;
+            }
+            args[n] = t;
+            n += 1;
+        }
+        let args = &args[..n.min(8)];
+        let noreply = args.last() == Some(&&b"noreply"[..]);
+        let done = |cmd| Step::Command { cmd, used };
+        let invalid = |reply, noreply| done(Command::Invalid { reply, noreply });
+        let op = match name {
+            b"set" => Some(StoreOp::Set),
+            b"add" => Some(StoreOp::Add),
+            b"replace" => Some(StoreOp::Replace),
+            b"append" => Some(StoreOp::Append),
+            b"prepend" => Some(StoreOp::Prepend),
+            b"cas" => Some(StoreOp::Cas),
+            _ => None,
+        };
+        if let Some(op) = op {
+            let base = if op == StoreOp::Cas { 5 } else { 4 };
+            if n != base && n != base + 1 {
+                return invalid(ERROR, false);
+            }
+            let key = args[0];
+            let (Some(flags), Some(exptime), Some(len)) =
+                (parse_u32(args[1]), parse_i64(args[2]), parse_i64(args[3]))
+            else {
+                return invalid(BAD_FORMAT, noreply);
+            };
+            let unique = if op == StoreOp::Cas {
+                match parse_u64(args[4]) {
+                    Some(u) => u,
+                    None => return invalid(BAD_FORMAT, noreply),
+                }
+            } else {
+                0
+            };
+            if !key_ok(key) || !(0..=i64::from(i32::MAX) - 2).contains(&len) {
+                return invalid(BAD_FORMAT, noreply);
+            }
+            let len = len as u64;
+            if len > self.item_max as u64 {
+                self.skip = len + 2;
+                return done(Command::TooLarge { op, key, noreply });
+            }
+            let len = len as usize;
+            let end = used + len + 2;
+            if buf.len() < end {
+                return Step::Need;
+            }
+            if &buf[used + len..end] != b"\r\n" {
+                return Step::Command {
+                    cmd: Command::Invalid {
+                        reply: BAD_CHUNK,
+                        noreply,
+                    },
+                    used: end,
+                };
+            }
+            return Step::Command {
+                cmd: Command::Store {
+                    op,
+                    key,
+                    flags,
+                    exptime,
+                    data: &buf[used..used + len],
+                    unique,
+                    noreply,
+                },
+                used: end,
+            };
+        }
+        match name {
+            b"delete" => {
+                if !(1..=3).contains(&n) {
+                    return invalid(ERROR, false);
+                }
+                if n > 1 {
+                    let zero = args[1] == b"0";
+                    let ok = (n == 2 && (zero || noreply)) || (n == 3 && zero && noreply);
+                    if !ok {
+                        return invalid(BAD_DELETE, false);
+                    }
+                }
+                if !key_ok(args[0]) {
+                    return invalid(BAD_FORMAT, noreply);
+                }
+                done(Command::Delete {
+                    key: args[0],
+                    noreply,
+                })
+            }
+            b"incr" | b"decr" => {
+                if n != 2 && n != 3 {
+                    return invalid(ERROR, false);
+                }
+                if !key_ok(args[0]) {
+                    return invalid(BAD_FORMAT, noreply);
+                }
+                match parse_u64(args[1]) {
+                    Some(delta) => done(Command::Arith {
+                        key: args[0],
+                        delta,
+                        incr: name == b"incr",
+                        noreply,
+                    }),
+                    None => invalid(BAD_DELTA, noreply),
+                }
+            }
+            b"touch" => {
+                if n != 2 && n != 3 {
+                    return invalid(ERROR, false);
+                }
+                if !key_ok(args[0]) {
+                    return invalid(BAD_FORMAT, noreply);
+                }
+                match parse_i64(args[1]) {
+                    Some(exptime) => done(Command::Touch {
+                        key: args[0],
+                        exptime,
+                        noreply,
+                    }),
+                    None => invalid(BAD_EXPTIME, noreply),
+                }
+            }
+            b"flush_all" => {
+                if n > 2 {
+                    return invalid(ERROR, false);
+                }
+                let delay = match args.first() {
+                    Some(&t) if t != b"noreply" => match parse_i64(t) {
+                        Some(d) => d,
+                        None => return invalid(BAD_EXPTIME, noreply),
+                    },
+                    _ => 0,
+                };
+                done(Command::FlushAll { delay, noreply })
+            }
+            b"version" if n == 0 => done(Command::Version),
+            b"quit" if n == 0 => done(Command::Quit),
+            b"stats" => match args {
+                [] => done(Command::Stats { reset: false }),
+                [b"reset"] => done(Command::Stats { reset: true }),
+                _ => invalid(ERROR, false),
+            },
+            b"verbosity" if (1..=2).contains(&n) => done(Command::Verbosity { noreply }),
+            _ => invalid(ERROR, false),
+        }
+    }
+}
+
+/// The next space-separated token (runs of spaces count as one separator).
+fn next_token<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let start = rest.iter().position(|&b| b != b' ')?;
+    let tail = &rest[start..];
+    let end = tail.iter().position(|&b| b == b' ').unwrap_or(tail.len());
+    let (tok, after) = tail.split_at(end);
+    *rest = after;
+    Some(tok)
+}
+
+/// memcached's key rules: 1 to 250 bytes, no control character (spaces separate keys).
+pub fn key_ok(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY && !key.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
+/// `None` when there is no key; the error line for an invalid key.
+fn check_keys(list: &[u8]) -> Option<Result<(), &'static [u8]>> {
+    let mut keys = Keys::new(list);
+    let mut any = false;
+    for k in &mut keys {
+        any = true;
+        if !key_ok(k) {
+            return Some(Err(BAD_FORMAT));
+        }
+    }
+    any.then_some(Ok(()))
+}
+
+/// Unsigned decimal, digits only.
+pub(crate) fn parse_u64(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in t {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(v)
+}
+
+fn parse_u32(t: &[u8]) -> Option<u32> {
+    parse_u64(t).and_then(|v| u32::try_from(v).ok())
+}
+
+fn parse_i64(t: &[u8]) -> Option<i64> {
+    match t.split_first() {
+        Some((b'-', digits)) => parse_u64(digits)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
+        _ => parse_u64(t).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_skip_runs_of_spaces() {
+        let mut r = &b"  a  bb c "[..];
+        assert_eq!(next_token(&mut r), Some(&b"a"[..]));
+        assert_eq!(next_token(&mut r), Some(&b"bb"[..]));
+        assert_eq!(next_token(&mut r), Some(&b"c"[..]));
+        assert_eq!(next_token(&mut r), None);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_i64(b"-1"), Some(-1));
+        assert_eq!(parse_i64(b"-"), None);
+        assert_eq!(parse_u32(b"4294967296"), None);
+    }
+}

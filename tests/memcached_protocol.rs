@@ -1,0 +1,539 @@
+//! memcached text-protocol conformance of the `no_std` front end (parser and engine over a
+//! RAM table), without sockets. The expected replies are memcached 1.6's (checked against
+//! it with scripts/memcached_compare.py).
+
+use tickcache::memcached::{Memcached, Now, Outcome, Parser, Step};
+use tickcache::Table;
+
+const ITEM_MAX: usize = 100;
+type Engine = Memcached<Table<64, 250, 112>, 112>;
+
+/// One connection: a parser, a bounded read buffer, and the engine it talks to.
+struct Conn {
+    parser: Parser,
+    engine: Box<Engine>,
+    pending: Vec<u8>,
+    now: Now,
+    closed: bool,
+}
+
+impl Conn {
+    fn new() -> Self {
+        Conn {
+            parser: Parser::new(ITEM_MAX, 512),
+            engine: Box::new(Memcached::new(Table::new(), ITEM_MAX, 0)),
+            pending: Vec::new(),
+            now: Now {
+                ticks: 1_000,
+                ticks_per_second: 1_000,
+                unix: 1_700_000_000,
+            },
+            closed: false,
+        }
+    }
+
+    /// Feeds bytes and returns everything the server would send.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(!self.closed, "connection already closed");
+        self.pending.extend_from_slice(bytes);
+        assert!(self.pending.len() <= self.parser.buffer_size() + bytes.len());
+        let mut start = 0;
+        for _ in 0..100_000 {
+            match self.parser.next(&self.pending[start..]) {
+                Step::Need => break,
+                Step::Skip(n) => start += n,
+                Step::Close { reply } => {
+                    out.extend_from_slice(reply);
+                    self.closed = true;
+                    break;
+                }
+                Step::Command { cmd, used } => {
+                    start += used;
+                    if self.engine.execute(&cmd, &self.now, &mut out) == Outcome::Close {
+                        self.closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.pending.drain(..start);
+        out
+    }
+
+    fn ask(&mut self, bytes: &str) -> String {
+        String::from_utf8(self.feed(bytes.as_bytes())).unwrap()
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now.ticks += secs * 1_000;
+        self.now.unix += secs;
+    }
+}
+
+/// Masks the cas unique of `gets` replies.
+fn no_cas(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() == 5 && f[0] == "VALUE" {
+                format!("{} {} {} {} <cas>\r\n", f[0], f[1], f[2], f[3])
+            } else {
+                format!("{l}\r\n")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn storage_commands() {
+    let mut c = Conn::new();
+    assert_eq!(c.ask("set a 5 0 3\r\nabc\r\n"), "STORED\r\n");
+    assert_eq!(c.ask("get a\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
+    assert_eq!(c.ask("add a 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.ask("add b 7 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(c.ask("replace zz 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.ask("replace b 8 0 2\r\nyy\r\n"), "STORED\r\n");
+    assert_eq!(c.ask("append b 1 0 1\r\nz\r\n"), "STORED\r\n");
+    assert_eq!(c.ask("prepend b 1 0 1\r\nw\r\n"), "STORED\r\n");
+    assert_eq!(c.ask("append nope 0 0 1\r\nz\r\n"), "NOT_STORED\r\n");
+    // append/prepend keep the flags.
+    assert_eq!(
+        c.ask("get b a\r\n"),
+        "VALUE b 8 4\r\nwyyz\r\nVALUE a 5 3\r\nabc\r\nEND\r\n"
+    );
+    assert_eq!(c.ask("get a a nope\r\n").matches("VALUE").count(), 2);
+    assert_eq!(
+        c.ask("set e 0 0 0\r\n\r\nget e\r\n"),
+        "STORED\r\nVALUE e 0 0\r\n\r\nEND\r\n"
+    );
+    // Binary data, including CR LF inside, is stored as is.
+    assert_eq!(
+        c.feed(b"set bin 0 0 6\r\n\x00\r\n\xff\r\n\r\nget bin\r\n"),
+        b"STORED\r\nVALUE bin 0 6\r\n\x00\r\n\xff\r\n\r\nEND\r\n"
+    );
+    // Flags are u32.
+    assert_eq!(
+        c.ask("set f 4294967295 0 1\r\nx\r\nget f\r\n"),
+        "STORED\r\nVALUE f 4294967295 1\r\nx\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn cas_uniques() {
+    let mut c = Conn::new();
+    c.ask("set a 0 0 1\r\nx\r\n");
+    let r = c.ask("gets a\r\n");
+    let unique: u64 = r.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert_eq!(no_cas(&r), "VALUE a 0 1 <cas>\r\nx\r\nEND\r\n");
+    assert_eq!(
+        c.ask(&format!("cas a 3 0 1 {}\r\ny\r\n", unique + 1)),
+        "EXISTS\r\n"
+    );
+    assert_eq!(
+        c.ask(&format!("cas a 3 0 1 {unique}\r\ny\r\n")),
+        "STORED\r\n"
+    );
+    assert_eq!(
+        c.ask(&format!("cas a 3 0 1 {unique}\r\nz\r\n")),
+        "EXISTS\r\n"
+    );
+    assert_eq!(c.ask("cas nope 0 0 1 1\r\nz\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.ask("get a\r\n"), "VALUE a 3 1\r\ny\r\nEND\r\n");
+    // Every write changes the unique; touch does not.
+    let u1 = c.ask("gets a\r\n");
+    c.ask("touch a 100\r\n");
+    assert_eq!(c.ask("gets a\r\n"), u1);
+    c.ask("append a 0 0 1\r\n!\r\n");
+    assert_ne!(no_cas(&c.ask("gets a\r\n")), u1);
+}
+
+#[test]
+fn delete_and_touch() {
+    let mut c = Conn::new();
+    c.ask("set a 0 10 1\r\nx\r\n");
+    assert_eq!(c.ask("touch a 100\r\n"), "TOUCHED\r\n");
+    c.advance(50);
+    assert_eq!(c.ask("get a\r\n"), "VALUE a 0 1\r\nx\r\nEND\r\n");
+    assert_eq!(c.ask("touch nope 1\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.ask("delete a\r\n"), "DELETED\r\n");
+    assert_eq!(c.ask("delete a\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.ask("delete a 0\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(
+        c.ask("delete a 5\r\n"),
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+    );
+    c.ask("set b 0 0 1\r\nx\r\n");
+    assert_eq!(c.ask("touch b -1\r\n"), "TOUCHED\r\n");
+    assert_eq!(c.ask("get b\r\n"), "END\r\n");
+}
+
+#[test]
+fn get_and_touch() {
+    let mut c = Conn::new();
+    c.ask("set a 1 10 1\r\nx\r\n");
+    assert_eq!(c.ask("gat 100 a nope\r\n"), "VALUE a 1 1\r\nx\r\nEND\r\n");
+    c.advance(50);
+    assert_eq!(
+        no_cas(&c.ask("gats 0 a\r\n")),
+        "VALUE a 1 1 <cas>\r\nx\r\nEND\r\n"
+    );
+    c.advance(100_000);
+    assert_eq!(c.ask("get a\r\n"), "VALUE a 1 1\r\nx\r\nEND\r\n");
+    // A negative exptime returns the item once, then it is gone.
+    assert_eq!(c.ask("gat -1 a\r\n"), "VALUE a 1 1\r\nx\r\nEND\r\n");
+    assert_eq!(c.ask("get a\r\n"), "END\r\n");
+    assert_eq!(
+        c.ask("gat x a\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    assert_eq!(c.ask("gat 10\r\n"), "ERROR\r\n");
+}
+
+#[test]
+fn expiry_rules() {
+    let mut c = Conn::new();
+    assert_eq!(c.ask("set a 0 -1 1\r\nx\r\nget a\r\n"), "STORED\r\nEND\r\n");
+    c.ask("set old 0 0 1\r\nx\r\n");
+    assert_eq!(
+        c.ask("set old 0 -1 1\r\ny\r\nget old\r\n"),
+        "STORED\r\nEND\r\n"
+    );
+    assert_eq!(c.ask("add n 0 -1 1\r\nx\r\nget n\r\n"), "STORED\r\nEND\r\n");
+    c.ask("set t 0 5 1\r\nx\r\nset forever 0 0 1\r\nx\r\n");
+    c.advance(4);
+    assert!(c.ask("get t\r\n").starts_with("VALUE"));
+    c.advance(1);
+    assert_eq!(c.ask("get t\r\n"), "END\r\n");
+    // Above 30 days an exptime is a Unix time.
+    let at = c.now.unix + 100;
+    c.ask(&format!("set u 0 {at} 1\r\nx\r\n"));
+    let past = c.now.unix - 1;
+    assert_eq!(
+        c.ask(&format!("set p 0 {past} 1\r\nx\r\nget p\r\n")),
+        "STORED\r\nEND\r\n"
+    );
+    c.advance(99);
+    assert!(c.ask("get u\r\n").starts_with("VALUE"));
+    c.advance(1);
+    assert_eq!(c.ask("get u\r\n"), "END\r\n");
+    c.advance(10_000_000);
+    assert!(c.ask("get forever\r\n").starts_with("VALUE"));
+}
+
+#[test]
+fn incr_decr() {
+    let mut c = Conn::new();
+    c.ask("set n 9 100 2\r\n10\r\n");
+    assert_eq!(c.ask("incr n 5\r\n"), "15\r\n");
+    assert_eq!(c.ask("decr n 6\r\n"), "9\r\n");
+    // Shorter results are padded in place, as memcached does; flags are kept.
+    assert_eq!(c.ask("get n\r\n"), "VALUE n 9 2\r\n9 \r\nEND\r\n");
+    assert_eq!(c.ask("decr n 100\r\n"), "0\r\n");
+    assert_eq!(
+        c.ask("set m 0 0 20\r\n18446744073709551615\r\nincr m 2\r\n"),
+        "STORED\r\n1\r\n"
+    );
+    assert_eq!(c.ask("incr nope 1\r\n"), "NOT_FOUND\r\n");
+    for bad in ["abc", "-5", "1.5", "12x"] {
+        c.ask(&format!("set s 0 0 {}\r\n{bad}\r\n", bad.len()));
+        assert_eq!(
+            c.ask("incr s 1\r\n"),
+            "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        c.ask("incr n -1\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(
+        c.ask("incr n 18446744073709551616\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    // The expiry is kept.
+    c.advance(99);
+    assert_eq!(c.ask("incr n 1\r\n"), "1\r\n");
+    c.advance(1);
+    assert_eq!(c.ask("incr n 1\r\n"), "NOT_FOUND\r\n");
+}
+
+#[test]
+fn flush_version_stats_verbosity_quit() {
+    let mut c = Conn::new();
+    c.ask("set a 0 0 1\r\nx\r\n");
+    assert_eq!(c.ask("flush_all\r\nget a\r\n"), "OK\r\nEND\r\n");
+    c.ask("set a 0 0 1\r\nx\r\n");
+    assert_eq!(c.ask("flush_all 10\r\n"), "OK\r\n");
+    assert!(c.ask("get a\r\n").starts_with("VALUE"));
+    c.advance(10);
+    assert_eq!(c.ask("get a\r\n"), "END\r\n");
+    assert_eq!(
+        c.ask("flush_all x\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    assert!(c.ask("version\r\n").starts_with("VERSION "));
+    let stats = c.ask("stats\r\n");
+    assert!(
+        stats.contains("STAT cmd_get ") && stats.ends_with("END\r\n"),
+        "{stats}"
+    );
+    assert_eq!(c.ask("stats reset\r\n"), "RESET\r\n");
+    assert_eq!(c.ask("stats items please\r\n"), "ERROR\r\n");
+    assert_eq!(c.ask("verbosity 1\r\n"), "OK\r\n");
+    assert_eq!(c.ask("verbosity\r\n"), "ERROR\r\n");
+    assert_eq!(c.ask("quit\r\nget a\r\n"), "");
+    assert!(c.closed);
+}
+
+#[test]
+fn noreply_silences_every_reply() {
+    let mut c = Conn::new();
+    let all =
+        "set a 0 0 1 noreply\r\n1\r\nadd a 0 0 1 noreply\r\nx\r\nreplace a 0 0 1 noreply\r\n2\r\n\
+               append a 0 0 1 noreply\r\n3\r\nprepend a 0 0 1 noreply\r\n0\r\nincr a 1 noreply\r\n\
+               decr a 1 noreply\r\ntouch a 100 noreply\r\ncas a 0 0 1 1 noreply\r\nx\r\n\
+               delete nope noreply\r\nverbosity 1 noreply\r\nincr a x noreply\r\n\
+               set big 0 0 1000 noreply\r\n";
+    assert_eq!(c.ask(all), "");
+    assert_eq!(c.ask(&"z".repeat(1002)), "");
+    assert_eq!(c.ask("get a\r\n"), "VALUE a 0 3\r\n23 \r\nEND\r\n");
+    assert_eq!(
+        c.ask("flush_all noreply\r\nflush_all 0 noreply\r\nget a\r\n"),
+        "END\r\n"
+    );
+}
+
+#[test]
+fn malformed_lines() {
+    let mut c = Conn::new();
+    let cases: &[(&str, &str)] = &[
+        ("\r\n", "ERROR\r\n"),
+        ("bogus\r\n", "ERROR\r\n"),
+        ("GET a\r\n", "ERROR\r\n"),
+        ("get\r\n", "ERROR\r\n"),
+        ("set a 0 0\r\n", "ERROR\r\n"),
+        ("set a 0 0 1 noreply extra\r\n", "ERROR\r\n"),
+        (
+            "set a x 0 1\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            "set a 0 x 1\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            "set a 0 0 -1\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            "set a -1 0 1\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            "set a 4294967296 0 1\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            "cas a 0 0 1 x\r\n",
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        ("incr\r\n", "ERROR\r\n"),
+        ("incr a\r\n", "ERROR\r\n"),
+        ("touch a\r\n", "ERROR\r\n"),
+        ("touch a x\r\n", "CLIENT_ERROR invalid exptime argument\r\n"),
+        ("delete\r\n", "ERROR\r\n"),
+        ("version now\r\n", "ERROR\r\n"),
+        ("flush_all 1 2 3\r\n", "ERROR\r\n"),
+    ];
+    for (line, want) in cases {
+        // The data line "x" of a refused storage command is read as a command.
+        let input = if line.starts_with("set") || line.starts_with("cas") {
+            format!("{line}x\r\n")
+        } else {
+            line.to_string()
+        };
+        let want = if input.ends_with("x\r\n")
+            && want.ends_with("ERROR\r\n")
+            && !want.contains("ERROR\r\nERROR")
+            && want.starts_with("ERROR")
+        {
+            "ERROR\r\nERROR\r\n".to_string()
+        } else {
+            want.to_string()
+        };
+        assert_eq!(c.ask(&input), want, "{line:?}");
+    }
+}
+
+#[test]
+fn key_rules() {
+    let mut c = Conn::new();
+    let k250 = "k".repeat(250);
+    assert_eq!(c.ask(&format!("set {k250} 0 0 1\r\nx\r\n")), "STORED\r\n");
+    assert!(c.ask(&format!("get {k250}\r\n")).starts_with("VALUE"));
+    let k251 = "k".repeat(251);
+    assert_eq!(
+        c.ask(&format!("set {k251} 0 0 1\r\nx\r\n")),
+        "CLIENT_ERROR bad command line format\r\nERROR\r\n"
+    );
+    assert_eq!(
+        c.ask(&format!("get a {k251}\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.feed(b"get a\x01b\r\n"),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.feed(b"delete a\x7f\r\n"),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+    // UTF-8 keys are bytes.
+    assert_eq!(
+        c.ask("set :1:Iñtërnâtiônàlizætiøn 16 0 1\r\nx\r\n"),
+        "STORED\r\n"
+    );
+}
+
+#[test]
+fn wrong_byte_counts() {
+    let mut c = Conn::new();
+    // Too many bytes: the block is refused and the rest is read as a line.
+    assert_eq!(
+        c.ask("set a 0 0 2\r\nxyz\r\n"),
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    );
+    // Too few: the next line is taken as data.
+    assert_eq!(
+        c.ask("set a 0 0 5\r\nxy\r\nget a\r\n"),
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    );
+    assert_eq!(c.ask("get a\r\n"), "END\r\n");
+}
+
+#[test]
+fn giant_lengths_and_oversized_items() {
+    let mut c = Conn::new();
+    c.ask("set a 0 0 1\r\nx\r\nset keep 0 0 1\r\nk\r\n");
+    // Beyond i32: refused at once, nothing is swallowed.
+    assert_eq!(
+        c.ask("set a 0 0 99999999999999999999\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.ask("set a 0 0 2147483645\r\n"),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    // The announced block is discarded as it arrives, in bounded memory.
+    for _ in 0..1000 {
+        assert_eq!(c.feed(&[b'z'; 4096]), b"");
+        assert!(c.pending.len() <= c.parser.buffer_size());
+    }
+    assert!(c.parser.skipping());
+    let mut c = Conn::new();
+    c.ask("set a 0 0 1\r\nx\r\nset keep 0 0 1\r\nk\r\n");
+    let big = "b".repeat(ITEM_MAX + 1);
+    // A too-large set removes the old value; add and others do not.
+    assert_eq!(
+        c.ask(&format!("set a 0 0 {}\r\n{big}\r\nget a\r\n", big.len())),
+        "SERVER_ERROR object too large for cache\r\nEND\r\n"
+    );
+    assert_eq!(
+        c.ask(&format!(
+            "add keep 0 0 {}\r\n{big}\r\nget keep\r\n",
+            big.len()
+        )),
+        "SERVER_ERROR object too large for cache\r\nVALUE keep 0 1\r\nk\r\nEND\r\n"
+    );
+    let fits = "f".repeat(ITEM_MAX);
+    assert_eq!(
+        c.ask(&format!("set a 0 0 {ITEM_MAX}\r\n{fits}\r\n")),
+        "STORED\r\n"
+    );
+    assert_eq!(
+        c.ask("append a 0 0 1\r\n!\r\n"),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    assert!(c.ask("get a\r\n").contains(&fits));
+}
+
+#[test]
+fn binary_garbage_never_panics_and_stays_bounded() {
+    let mut c = Conn::new();
+    let mut x: u64 = 0x1234_5678_9abc_def0;
+    for _ in 0..2000 {
+        let mut chunk = [0u8; 97];
+        for b in chunk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        if c.closed {
+            c = Conn::new();
+        }
+        let _ = c.feed(&chunk);
+        assert!(c.pending.len() <= c.parser.buffer_size());
+    }
+    // A line longer than the limit closes the connection.
+    let mut c = Conn::new();
+    assert_eq!(c.ask(&"x".repeat(600)), "CLIENT_ERROR line too long\r\n");
+    assert!(c.closed);
+}
+
+#[test]
+fn commands_split_at_every_byte() {
+    let script = "set a 1 0 3\r\nabc\r\nget a\r\nappend a 0 0 2\r\nde\r\nincr n 1\r\n\
+                  set n 0 0 1\r\n7\r\nincr n 5\r\ngets a b\r\ndelete a\r\ntouch n 10\r\n\
+                  set big 0 0 150\r\n"
+        .to_string()
+        + &"q".repeat(150)
+        + "\r\nget big n\r\nset x 0 0 2 noreply\r\nhi\r\nget x\r\n";
+    let mut whole = Conn::new();
+    let want = no_cas(&String::from_utf8(whole.feed(script.as_bytes())).unwrap());
+    assert!(want.contains("SERVER_ERROR object too large"));
+    let bytes = script.as_bytes();
+    for cut in 0..=bytes.len() {
+        let mut c = Conn::new();
+        let mut got = c.feed(&bytes[..cut]);
+        got.extend(c.feed(&bytes[cut..]));
+        assert_eq!(
+            no_cas(&String::from_utf8(got).unwrap()),
+            want,
+            "cut at {cut}"
+        );
+    }
+    // And one byte at a time.
+    let mut c = Conn::new();
+    let mut got = Vec::new();
+    for b in bytes {
+        got.extend(c.feed(&[*b]));
+    }
+    assert_eq!(no_cas(&String::from_utf8(got).unwrap()), want);
+}
+
+#[test]
+fn need_more_consumes_nothing() {
+    let mut p = Parser::new(10, 64);
+    for partial in [
+        &b"get a"[..],
+        b"set a 0 0 5\r\nab",
+        b"set a 0 0 5\r\nabcde\r",
+        b"",
+    ] {
+        assert_eq!(p.next(partial), Step::Need);
+    }
+}
+
+#[test]
+fn lru_eviction_when_full() {
+    let mut c = Conn::new();
+    for i in 0..64 {
+        c.ask(&format!("set k{i} 0 0 1\r\nx\r\n"));
+    }
+    c.ask("get k0\r\n");
+    c.ask("set new 0 0 1\r\nx\r\n");
+    assert!(c.ask("get k0\r\n").starts_with("VALUE"));
+    assert!(c.ask("get new\r\n").starts_with("VALUE"));
+}

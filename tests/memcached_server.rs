@@ -1,0 +1,203 @@
+//! The `tickcache-server` binary over loopback: many connections with pipelined requests,
+//! stalled half-commands, bounded memory (RSS), graceful shutdown and persistence.
+#![cfg(all(feature = "server", target_os = "linux"))]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcache-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--capacity",
+                "1024",
+                "--item-size-max",
+                "1000",
+            ])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> bool {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `req` and reads until the reply ends with `end` (bounded by the read timeout).
+fn roundtrip(s: &mut TcpStream, req: &[u8], end: &[u8], count: usize) -> Vec<u8> {
+    s.write_all(req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    for _ in 0..100_000 {
+        if got.windows(end.len()).filter(|w| *w == end).count() >= count {
+            break;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn many_pipelined_connections_and_stalled_clients_in_bounded_memory() {
+    let server = Server::start(&["--request-timeout", "2", "--max-conns", "2000"]);
+    let base = server.rss_kib();
+    // Stalled clients: half a command line, half a data block, and an oversized block.
+    let mut stalled = Vec::new();
+    for i in 0..300 {
+        let mut s = server.connect();
+        let part: &[u8] = match i % 3 {
+            0 => b"get some_ke",
+            1 => b"set k 0 0 900\r\nonly part of the data",
+            _ => b"set k 0 0 5000000\r\nxxxxxxxx",
+        };
+        s.write_all(part).unwrap();
+        stalled.push(s);
+    }
+    // Busy clients: 100 connections, each pipelining 200 commands per write, 5 rounds.
+    let mut busy: Vec<TcpStream> = (0..100).map(|_| server.connect()).collect();
+    for round in 0..5 {
+        for (c, s) in busy.iter_mut().enumerate() {
+            let mut req = Vec::new();
+            for i in 0..100 {
+                let key = format!("c{c}_k{i}");
+                req.extend_from_slice(format!("set {key} {round} 0 32\r\n").as_bytes());
+                req.extend_from_slice(&[b'v'; 32]);
+                req.extend_from_slice(b"\r\n");
+                req.extend_from_slice(format!("get {key}\r\n").as_bytes());
+            }
+            let got = roundtrip(s, &req, b"END\r\n", 100);
+            assert_eq!(got.windows(8).filter(|w| w == b"STORED\r\n").count(), 100);
+            assert_eq!(got.windows(6).filter(|w| w == b"VALUE ").count(), 100);
+        }
+    }
+    let loaded = server.rss_kib();
+    // 400 connections with fixed 8 KiB + item-size buffers, and a 1024-item table: far
+    // below 64 MiB above the idle server.
+    assert!(loaded < base + 64 * 1024, "RSS {base} KiB -> {loaded} KiB");
+    // The stalled clients are closed after the request timeout.
+    std::thread::sleep(Duration::from_millis(2500));
+    for mut s in stalled {
+        // The oversized set was answered at once; then the connection ends.
+        let mut b = [0u8; 64];
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let closed = (0..4).any(|_| matches!(s.read(&mut b), Ok(0) | Err(_)));
+        assert!(closed, "stalled client still open");
+    }
+    // The server is still serving.
+    let mut s = server.connect();
+    assert!(roundtrip(&mut s, b"get c99_k99\r\n", b"END\r\n", 1).starts_with(b"VALUE c99_k99 4 32"));
+    assert!(server.terminate());
+}
+
+#[test]
+fn too_many_connections_are_refused_politely() {
+    let server = Server::start(&["--max-conns", "3"]);
+    let held: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = server.connect();
+    let mut b = [0u8; 128];
+    let n = extra.read(&mut b).unwrap();
+    assert_eq!(&b[..n], b"SERVER_ERROR too many open connections\r\n");
+    drop(held);
+}
+
+#[test]
+fn persistence_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tickcache-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("cache.flash");
+    let _ = std::fs::remove_file(&image);
+    let path = image.to_str().unwrap();
+    for policy in [&[][..], &["--write-back", "8"][..]] {
+        let _ = std::fs::remove_file(&image);
+        let mut args = vec!["--persist", path, "--persist-mb", "2"];
+        args.extend_from_slice(policy);
+        let server = Server::start(&args);
+        let mut s = server.connect();
+        let mut req = Vec::new();
+        for i in 0..50 {
+            req.extend_from_slice(format!("set k{i} {i} 0 3\r\nv{i:02}\r\n").as_bytes());
+        }
+        req.extend_from_slice(
+            b"set gone 0 0 1\r\nx\r\ndelete gone\r\nset n 0 0 1\r\n5\r\nincr n 2\r\n",
+        );
+        roundtrip(&mut s, &req, b"7\r\n", 1);
+        let before = roundtrip(&mut s, b"gets k7\r\n", b"END\r\n", 1);
+        assert!(server.terminate(), "graceful exit");
+        let server = Server::start(&args);
+        let mut s = server.connect();
+        let got = roundtrip(&mut s, b"get k0 k49 gone n\r\n", b"END\r\n", 1);
+        assert_eq!(
+            got,
+            b"VALUE k0 0 3\r\nv00\r\nVALUE k49 49 3\r\nv49\r\nVALUE n 0 1\r\n7\r\nEND\r\n",
+            "{policy:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        // Cas uniques continue after the restart: the old one still matches, new ones differ.
+        assert_eq!(roundtrip(&mut s, b"gets k7\r\n", b"END\r\n", 1), before);
+        assert!(server.terminate());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
