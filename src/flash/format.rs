@@ -1,35 +1,44 @@
 //! The on-flash format, version [`FORMAT_VERSION`].
 //!
 //! The flash region is cut into *pages* of `NorFlash::ERASE_SIZE` bytes, used in a cycle.
-//! Each page starts with a header in two parts, then holds records back to back. Every
-//! field is little-endian; every part and every record starts at a multiple of
-//! `WRITE_SIZE` and is padded with `0xFF` to a multiple of it, so each flash word is
-//! written once between erases. Parts `A` and `B` are 16 bytes each before padding.
+//! Each page starts with a header in two parts, then holds records back to back. Fixed
+//! fields are little-endian; variable ones are LEB128 varints (7 bits a byte, low group
+//! first, high bit set on every byte but the last; at most 10 bytes for a `u64`). Every
+//! part and every record starts at a multiple of `WRITE_SIZE` and is padded with `0xFF`
+//! to a multiple of it, so each flash word is written once between erases.
 //!
 //! ```text
-//! page header, part A (written right after the erase)
-//!  0      4      5        8              12             16
-//!  +------+------+--------+--------------+--------------+ ... pad to WRITE_SIZE
-//!  | magic| ver  | 0 0 0  | erase count  | CRC-32C 0..12|
-//!  +------+------+--------+--------------+--------------+
-//!  "TKCH"   = 1             times erased   over magic..erase count
+//! page header, part A (8 bytes, written right after the erase)
+//!  0     1     2              6         8
+//!  +-----+-----+--------------+---------+ ... pad to WRITE_SIZE
+//!  | 'T' | ver | erase count  | CRC-16  |
+//!  +-----+-----+--------------+---------+
+//!   0x54   = 2   times erased   low 16 bits of CRC-32C over bytes 0..6
 //!
-//! page header, part B (written when the page joins the log)
-//!  0              4                            12             16
-//!  +--------------+----------------------------+--------------+ ... pad to WRITE_SIZE
-//!  |  sequence    | cache time when opened     | CRC-32C      |
-//!  +--------------+----------------------------+--------------+
-//!  CRC over the erase count (from part A), sequence and time. The time keeps the latest
-//!  cache time on flash when the pages that held it are compacted away.
+//! page header, part B (9 to 18 bytes, written when the page joins the log)
+//!  0              4                  4+n          8+n
+//!  +--------------+------------------+------------+ ... pad to WRITE_SIZE
+//!  |  sequence    | base time (n B)  |  CRC-32C   |
+//!  +--------------+------------------+------------+
+//!                   varint: cache time when the page was opened; record times are
+//!                   deltas from it. CRC over sequence and base time. Records start
+//!                   at the next multiple of WRITE_SIZE.
 //!
 //! record (first byte never 0xFF: a 0xFF byte where a record would start means "blank")
-//!  0     1     2     3     4       6     8           16          24        28
-//!  +-----+-----+-----+-----+-------+-----+-----------+-----------+---------+-----+-------+
-//!  | tag |kind |klen |  0  | vlen  | 0 0 |   time    |  expiry   | CRC-32C | key | value | pad
-//!  +-----+-----+-----+-----+-------+-----+-----------+-----------+---------+-----+-------+
-//!  tag = 0b01ES_TTTT: T type (1 put, 2 tombstone, 3 clear, 4 time), S first record of a
-//!  batch, E last record of a batch (commit). CRC over bytes 0..24, key and value.
-//!  time = cache time of the write; expiry = absolute expiry tick (puts), else 0.
+//!  0     1      ...                                                             +4
+//!  +-----+------+--------+---------+---------+-----+-------+---------+
+//!  | tag | klen | vlen   | Δtime   | expiry  | key | value | CRC-32C | pad
+//!  +-----+------+--------+---------+---------+-----+-------+---------+
+//!         u8     varint   varint    varint
+//!         P,T    P only   if D      if X       CRC over every byte before it
+//!
+//!  tag bits:  7 6 | 5 | 4 | 3 | 2 | 1 0
+//!             type| S | E | D | X | kind
+//!  type: 0 put (P), 1 tombstone (T), 2 clear, 3 time. S first record of a batch,
+//!  E last record of a batch (commit). D: a time delta follows (absent = 0).
+//!  X: an expiry follows (puts only; absent = never). kind: the value's `Kind` (puts
+//!  only, else 0). A time record carries no X and no kind, so 0xFF is never a tag.
+//!  time = page base time + Δtime; expiry = time + the varint (0: expired at `time`).
 //! ```
 //!
 //! A page whose part A is invalid is free (blank or garbage from an interrupted erase).
@@ -41,29 +50,46 @@
 //! batch counts only when its last record is on flash; a batch cut short is ignored. A
 //! batch may continue on the next page; its first page may later be compacted away, and
 //! the records left on the next page still count once their `E` record is found.
+//!
+//! A record copied by compaction keeps its time when that is not older than the page's
+//! base time, else it takes the base time (already on flash, so time does not move).
+//!
+//! Version 1 (32-byte page header, 28-byte record header) is not read: its pages have no
+//! valid version-2 part A, so a version-1 image opens empty and its pages are erased
+//! before reuse (their erase counts restart from the highest count known).
 
 /// Version of the on-flash format this crate writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
-/// Magic bytes at the start of every page header.
-pub const MAGIC: [u8; 4] = *b"TKCH";
+/// Magic byte at the start of every page header.
+pub const MAGIC: u8 = b'T';
 
 /// Length of header part A before padding.
-pub(crate) const PART_A: usize = 16;
-/// Length of header part B before padding.
-pub(crate) const PART_B: usize = 16;
-/// Length of a record header (before key and value).
-pub(crate) const REC_HEADER: usize = 28;
+pub(crate) const PART_A: usize = 8;
+/// Longest header part B before padding.
+pub(crate) const PART_B_MAX: usize = 4 + VARINT_MAX + 4;
+/// Longest record header before the key (tag, klen, vlen, time delta, expiry).
+pub(crate) const REC_HEAD_MAX: usize = 2 + 3 + VARINT_MAX + VARINT_MAX;
+/// Bytes of the CRC closing a record.
+pub(crate) const REC_CRC: usize = 4;
+/// Longest varint of a `u64`.
+pub(crate) const VARINT_MAX: usize = 10;
+/// Largest value length a record can state (a 3-byte varint).
+pub(crate) const VLEN_MAX: usize = (1 << 21) - 1;
 
-/// Record types.
-pub(crate) const T_PUT: u8 = 1;
-pub(crate) const T_TOMB: u8 = 2;
-pub(crate) const T_CLEAR: u8 = 3;
-pub(crate) const T_TIME: u8 = 4;
+/// Record types (tag bits 7..6).
+pub(crate) const T_PUT: u8 = 0;
+pub(crate) const T_TOMB: u8 = 1;
+pub(crate) const T_CLEAR: u8 = 2;
+pub(crate) const T_TIME: u8 = 3;
 /// Tag bits.
-pub(crate) const TAG_FIXED: u8 = 0b0100_0000;
-pub(crate) const TAG_START: u8 = 0b0001_0000;
-pub(crate) const TAG_END: u8 = 0b0010_0000;
+pub(crate) const TAG_START: u8 = 0b0010_0000;
+pub(crate) const TAG_END: u8 = 0b0001_0000;
+pub(crate) const TAG_DELTA: u8 = 0b0000_1000;
+pub(crate) const TAG_EXPIRY: u8 = 0b0000_0100;
+
+/// Sentinel for "no expiry".
+const NEVER: u64 = u64::MAX;
 
 /// Rounds `n` up to a multiple of `align` (a power of two or any positive number).
 pub(crate) const fn align_up(n: usize, align: usize) -> usize {
@@ -120,65 +146,117 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
     c.finish()
 }
 
+/// Bytes of the LEB128 varint of `v`.
+pub(crate) const fn varint_len(v: u64) -> usize {
+    let mut n = 1;
+    let mut v = v >> 7;
+    while v != 0 {
+        n += 1;
+        v >>= 7;
+    }
+    n
+}
+
+/// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
+/// returns its length.
+pub(crate) fn put_varint(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = 0;
+    while i < out.len() {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out[i] = b;
+            return i + 1;
+        }
+        out[i] = b | 0x80;
+        i += 1;
+    }
+    i
+}
+
+/// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
+/// `None` when it does not end within `max` bytes or `buf`, or overflows a `u64`.
+pub(crate) fn get_varint(buf: &[u8], max: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(max.min(VARINT_MAX)) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            // A non-minimal encoding (a trailing zero group) is refused.
+            if i > 0 && b == 0 {
+                return None;
+            }
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// Header part A for a page erased `erase_count` times.
 pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
     let mut a = [0u8; PART_A];
-    a[..4].copy_from_slice(&MAGIC);
-    a[4] = FORMAT_VERSION;
-    a[8..12].copy_from_slice(&erase_count.to_le_bytes());
-    let crc = crc32c(&a[..12]);
-    a[12..16].copy_from_slice(&crc.to_le_bytes());
+    a[0] = MAGIC;
+    a[1] = FORMAT_VERSION;
+    a[2..6].copy_from_slice(&erase_count.to_le_bytes());
+    let crc = crc32c(&a[..6]) as u16;
+    a[6..8].copy_from_slice(&crc.to_le_bytes());
     a
 }
 
 /// The erase count of a valid part A.
 pub(crate) fn parse_part_a(a: &[u8; PART_A]) -> Option<u32> {
-    let crc = u32::from_le_bytes([a[12], a[13], a[14], a[15]]);
-    if a[..4] != MAGIC || a[4] != FORMAT_VERSION || crc32c(&a[..12]) != crc {
+    let crc = u16::from_le_bytes([a[6], a[7]]);
+    if a[0] != MAGIC || a[1] != FORMAT_VERSION || crc32c(&a[..6]) as u16 != crc {
         return None;
     }
-    Some(u32::from_le_bytes([a[8], a[9], a[10], a[11]]))
+    Some(u32::from_le_bytes([a[2], a[3], a[4], a[5]]))
 }
 
-/// Header part B: the page's sequence number and the cache time when it was opened, bound
-/// to its erase count.
-pub(crate) fn part_b(erase_count: u32, seq: u32, time: u64) -> [u8; PART_B] {
-    let mut b = [0u8; PART_B];
+/// Header part B: the page's sequence number and base time; the bytes and their length.
+pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
+    let mut b = [0xffu8; PART_B_MAX];
     b[..4].copy_from_slice(&seq.to_le_bytes());
-    b[4..12].copy_from_slice(&time.to_le_bytes());
-    let mut c = Crc::new();
-    c.update(&erase_count.to_le_bytes());
-    c.update(&b[..12]);
-    b[12..16].copy_from_slice(&c.finish().to_le_bytes());
-    b
+    let n = 4 + put_varint(&mut b[4..], time);
+    let crc = crc32c(&b[..n]);
+    b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
+    (b, n + 4)
 }
 
-/// The sequence number and time of a valid part B.
-pub(crate) fn parse_part_b(erase_count: u32, b: &[u8; PART_B]) -> Option<(u32, u64)> {
+/// The sequence number, base time and length of a valid part B at the start of `b`.
+pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
+    if b.len() < 9 {
+        return None;
+    }
     let seq = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let time = u64::from_le_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]);
-    let crc = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
-    let mut c = Crc::new();
-    c.update(&erase_count.to_le_bytes());
-    c.update(&b[..12]);
-    (c.finish() == crc).then_some((seq, time))
+    let (time, tl) = get_varint(&b[4..], b.len() - 8)?;
+    let n = 4 + tl;
+    let crc = u32::from_le_bytes([b[n], b[n + 1], b[n + 2], b[n + 3]]);
+    (crc32c(&b[..n]) == crc).then_some((seq, time, n + 4))
 }
 
 /// A record header, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecHead {
     pub tag: u8,
-    pub kind: u8,
     pub klen: u8,
-    pub vlen: u16,
+    pub vlen: u32,
+    /// Absolute cache time of the write.
     pub time: u64,
+    /// Absolute expiry tick (`u64::MAX`: never; puts only).
     pub expiry: u64,
-    pub crc: u32,
+    /// Bytes of the header before the key.
+    pub hlen: u8,
 }
 
 impl RecHead {
     pub(crate) fn ty(&self) -> u8 {
-        self.tag & 0x0f
+        self.tag >> 6
+    }
+    pub(crate) fn kind(&self) -> u8 {
+        self.tag & 0b11
     }
     pub(crate) fn start(&self) -> bool {
         self.tag & TAG_START != 0
@@ -187,65 +265,170 @@ impl RecHead {
         self.tag & TAG_END != 0
     }
 
-    /// The first 24 bytes (what the CRC covers before key and value).
-    pub(crate) fn encode(&self) -> [u8; REC_HEADER] {
-        let mut h = [0u8; REC_HEADER];
+    /// A header for a record of type `ty` written at `time` in a page of base time `base`
+    /// (a time older than `base` is stored as `base`). The key and value lengths must be
+    /// in range (`klen` 1..=255 for puts and tombstones, 0 else; `vlen` ≤ [`VLEN_MAX`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        ty: u8,
+        start: bool,
+        end: bool,
+        kind: u8,
+        klen: usize,
+        vlen: usize,
+        time: u64,
+        expiry: u64,
+        base: u64,
+    ) -> RecHead {
+        let time = time.max(base);
+        let mut tag = ty << 6 | (kind & 0b11);
+        if start {
+            tag |= TAG_START;
+        }
+        if end {
+            tag |= TAG_END;
+        }
+        if time > base {
+            tag |= TAG_DELTA;
+        }
+        let (expiry, xlen) = if ty == T_PUT && expiry != NEVER {
+            tag |= TAG_EXPIRY;
+            let e = expiry.max(time);
+            (e, varint_len(e - time))
+        } else {
+            (NEVER, 0)
+        };
+        let mut hlen = 1 + xlen;
+        if ty == T_PUT || ty == T_TOMB {
+            hlen += 1;
+        }
+        if ty == T_PUT {
+            hlen += varint_len(vlen as u64);
+        }
+        if time > base {
+            hlen += varint_len(time - base);
+        }
+        RecHead {
+            tag,
+            klen: klen as u8,
+            vlen: vlen as u32,
+            time,
+            expiry,
+            hlen: hlen as u8,
+        }
+    }
+
+    /// The header bytes (the first `hlen` of the array) for a page of base time `base`.
+    pub(crate) fn encode(&self, base: u64) -> [u8; REC_HEAD_MAX] {
+        let mut h = [0xffu8; REC_HEAD_MAX];
         h[0] = self.tag;
-        h[1] = self.kind;
-        h[2] = self.klen;
-        h[4..6].copy_from_slice(&self.vlen.to_le_bytes());
-        h[8..16].copy_from_slice(&self.time.to_le_bytes());
-        h[16..24].copy_from_slice(&self.expiry.to_le_bytes());
-        h[24..28].copy_from_slice(&self.crc.to_le_bytes());
+        let mut n = 1;
+        let ty = self.ty();
+        if ty == T_PUT || ty == T_TOMB {
+            h[n] = self.klen;
+            n += 1;
+        }
+        if ty == T_PUT {
+            n += put_varint(&mut h[n..], u64::from(self.vlen));
+        }
+        if self.tag & TAG_DELTA != 0 {
+            n += put_varint(&mut h[n..], self.time.saturating_sub(base));
+        }
+        if self.tag & TAG_EXPIRY != 0 {
+            put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
+        }
         h
     }
 
-    /// Decodes and checks the fixed fields (not the CRC, which needs key and value).
-    pub(crate) fn decode(h: &[u8; REC_HEADER]) -> Option<RecHead> {
-        let tag = h[0];
-        let ty = tag & 0x0f;
-        if tag & 0b1100_0000 != TAG_FIXED || !(T_PUT..=T_TIME).contains(&ty) {
+    /// Decodes a header from the start of `h` (which may run past it) in a page of base
+    /// time `base`, checking its shape (not the CRC, which needs key and value).
+    pub(crate) fn decode(h: &[u8], base: u64) -> Option<RecHead> {
+        let tag = *h.first()?;
+        let ty = tag >> 6;
+        let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
+        let mut n = 1;
+        let (mut klen, mut vlen) = (0u8, 0u64);
+        match ty {
+            T_PUT => {
+                crate::value::Kind::from_u8(kind)?;
+                klen = *h.get(n)?;
+                n += 1;
+                let (v, l) = get_varint(h.get(n..)?, 3)?;
+                vlen = v;
+                n += l;
+            }
+            T_TOMB => {
+                klen = *h.get(n)?;
+                n += 1;
+            }
+            _ => {}
+        }
+        if (ty != T_PUT && (kind != 0 || x)) || (ty <= T_TOMB && klen == 0) {
             return None;
         }
-        if h[3] != 0 || h[6] != 0 || h[7] != 0 {
-            return None;
+        let mut time = base;
+        if tag & TAG_DELTA != 0 {
+            let (d, l) = get_varint(h.get(n..)?, VARINT_MAX)?;
+            if d == 0 {
+                return None;
+            }
+            time = base.checked_add(d)?;
+            n += l;
         }
-        let r = RecHead {
+        let mut expiry = NEVER;
+        if x {
+            let (d, l) = get_varint(h.get(n..)?, VARINT_MAX)?;
+            expiry = time.checked_add(d).filter(|&e| e != NEVER)?;
+            n += l;
+        }
+        Some(RecHead {
             tag,
-            kind: h[1],
-            klen: h[2],
-            vlen: u16::from_le_bytes([h[4], h[5]]),
-            time: u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]),
-            expiry: u64::from_le_bytes([h[16], h[17], h[18], h[19], h[20], h[21], h[22], h[23]]),
-            crc: u32::from_le_bytes([h[24], h[25], h[26], h[27]]),
-        };
-        let shape_ok = match ty {
-            T_PUT => r.klen > 0 && r.kind <= 2,
-            T_TOMB => r.klen > 0 && r.vlen == 0 && r.kind == 0 && r.expiry == 0,
-            _ => r.klen == 0 && r.vlen == 0 && r.kind == 0 && r.expiry == 0,
-        };
-        shape_ok.then_some(r)
+            klen,
+            vlen: vlen as u32,
+            time,
+            expiry,
+            hlen: n as u8,
+        })
     }
 
-    /// CRC over the header's first 24 bytes, `key` and `value`.
-    pub(crate) fn compute_crc(&self, key: &[u8], value: &[u8]) -> u32 {
-        let h = self.encode();
+    /// CRC over the header (encoded for `base`), `key` and `value`.
+    pub(crate) fn compute_crc(&self, base: u64, key: &[u8], value: &[u8]) -> u32 {
+        let h = self.encode(base);
         let mut c = Crc::new();
-        c.update(&h[..24]);
+        c.update(&h[..usize::from(self.hlen)]);
         c.update(key);
         c.update(value);
         c.finish()
     }
 
+    /// Bytes before the CRC (header, key and value).
+    pub(crate) fn body_end(&self) -> u32 {
+        u32::from(self.hlen) + u32::from(self.klen) + self.vlen
+    }
+
     /// Bytes the record takes on flash with write size `ws`.
     pub(crate) fn size(&self, ws: usize) -> usize {
-        record_size(usize::from(self.klen), usize::from(self.vlen), ws)
+        align_up(self.body_end() as usize + REC_CRC, ws)
     }
 }
 
-/// Bytes a record with `klen` key and `vlen` value bytes takes on flash.
-pub(crate) const fn record_size(klen: usize, vlen: usize, ws: usize) -> usize {
-    align_up(REC_HEADER + klen + vlen, ws)
+/// Upper bound on the bytes a record with `klen` key and `vlen` value bytes takes on
+/// flash, for a time delta of `dlen` varint bytes (0: none) and an expiry varint of
+/// `xlen` bytes (0: never).
+pub(crate) const fn record_size(
+    klen: usize,
+    vlen: usize,
+    dlen: usize,
+    xlen: usize,
+    ws: usize,
+) -> usize {
+    // Key and value lengths (a tombstone has no value length: one byte of slack).
+    let lens = if klen > 0 {
+        1 + varint_len(vlen as u64)
+    } else {
+        0
+    };
+    align_up(1 + lens + dlen + xlen + klen + vlen + REC_CRC, ws)
 }
 
 #[cfg(test)]
@@ -259,35 +442,69 @@ mod tests {
     }
 
     #[test]
+    fn varints_round_trip() {
+        let mut b = [0u8; VARINT_MAX];
+        for v in [0, 1, 127, 128, 300, 1 << 35, u64::MAX - 1, u64::MAX] {
+            let n = put_varint(&mut b, v);
+            assert_eq!(n, varint_len(v));
+            assert_eq!(get_varint(&b[..n], VARINT_MAX), Some((v, n)));
+            // Cut short, it never decodes.
+            assert_eq!(get_varint(&b[..n - 1], VARINT_MAX), None);
+        }
+        assert_eq!(get_varint(&[0xff; 12], VARINT_MAX), None);
+        assert_eq!(get_varint(&[0x80, 0x00], VARINT_MAX), None);
+        assert_eq!(
+            get_varint(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                10
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn headers_round_trip() {
         let a = part_a(7);
         assert_eq!(parse_part_a(&a), Some(7));
         let mut bad = a;
-        bad[9] ^= 1;
+        bad[3] ^= 1;
         assert_eq!(parse_part_a(&bad), None);
-        let b = part_b(7, 42, 1234);
-        assert_eq!(parse_part_b(7, &b), Some((42, 1234)));
-        assert_eq!(parse_part_b(8, &b), None);
         assert_eq!(parse_part_a(&[0xff; PART_A]), None);
+        for t in [0u64, 5, 1 << 40, u64::MAX] {
+            let (b, n) = part_b(42, t);
+            assert_eq!(n, 8 + varint_len(t));
+            assert_eq!(parse_part_b(&b), Some((42, t, n)));
+            for cut in 0..n {
+                let mut torn = [0xffu8; PART_B_MAX];
+                torn[..cut].copy_from_slice(&b[..cut]);
+                assert_eq!(parse_part_b(&torn), None, "cut at {cut}");
+            }
+        }
     }
 
     #[test]
     fn record_header_round_trip() {
-        let mut r = RecHead {
-            tag: TAG_FIXED | TAG_START | TAG_END | T_PUT,
-            kind: 2,
-            klen: 3,
-            vlen: 2,
-            time: 99,
-            expiry: 1234,
-            crc: 0,
-        };
-        r.crc = r.compute_crc(b"abc", b"xy");
-        let h = r.encode();
-        assert_ne!(h[0], 0xff);
-        assert_eq!(RecHead::decode(&h), Some(r));
-        assert_eq!(RecHead::decode(&[0xff; REC_HEADER]), None);
-        assert_eq!(record_size(3, 2, 16), 48);
-        assert_eq!(record_size(3, 2, 1), 33);
+        for (ty, kind, klen, vlen, time, expiry, base) in [
+            (T_PUT, 2u8, 3usize, 2usize, 99u64, 1234u64, 90u64),
+            (T_PUT, 0, 2, 200, 90, u64::MAX, 90),
+            (T_PUT, 1, 1, 0, 50, 40, 90),
+            (T_TOMB, 0, 4, 0, 1 << 40, u64::MAX, 0),
+            (T_CLEAR, 0, 0, 0, 7, u64::MAX, 7),
+            (T_TIME, 0, 0, 0, 8, u64::MAX, 7),
+        ] {
+            let r = RecHead::new(ty, true, true, kind, klen, vlen, time, expiry, base);
+            let h = r.encode(base);
+            assert_ne!(h[0], 0xff);
+            assert_eq!(RecHead::decode(&h, base), Some(r));
+            assert_eq!(r.time, time.max(base));
+            assert!(
+                r.size(1) <= record_size(klen, vlen, varint_len(time.saturating_sub(base)), 10, 1)
+            );
+        }
+        let r = RecHead::new(T_PUT, true, true, 0, 2, 5, 9, u64::MAX, 9);
+        assert_eq!(r.hlen, 3);
+        assert_eq!(r.size(1), 3 + 2 + 5 + 4);
+        assert_eq!(r.size(16), 16);
+        assert_eq!(RecHead::decode(&[0xff; REC_HEAD_MAX], 0), None);
     }
 }

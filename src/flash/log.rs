@@ -7,8 +7,8 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use super::format::{
-    align_up, parse_part_a, parse_part_b, part_a, part_b, record_size, Crc, RecHead, PART_A,
-    PART_B, REC_HEADER, TAG_END, TAG_FIXED, TAG_START,
+    align_up, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, PART_A, PART_B_MAX,
+    REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
@@ -16,11 +16,17 @@ use super::FlashError;
 /// divide it.
 pub(crate) const SCRATCH: usize = 64;
 
-/// A place in the log: `li`-th page of the log (0 = oldest), byte offset in that page.
+/// A place in the log: `li`-th page of the log (0 = oldest), byte offset in that page
+/// (0: the page's first record, wherever its header ends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pos {
     pub li: u32,
     pub off: u32,
+}
+
+impl Pos {
+    /// The first record of the oldest page.
+    pub const START: Pos = Pos { li: 0, off: 0 };
 }
 
 pub(crate) struct Log<F> {
@@ -28,27 +34,56 @@ pub(crate) struct Log<F> {
     pub base: u32,
     pub pages: u32,
     pub page_size: u32,
-    /// Header bytes (parts A and B, padded).
-    pub hdr: u32,
     /// Physical index of the oldest log page (or of the next page to use when empty).
     pub tail: u32,
     /// Pages in the log.
     pub used: u32,
     /// Next record offset in the head page (`page_size` when the page is sealed).
     pub head_off: u32,
+    /// Base time of the head page.
+    pub head_base: u64,
+    /// Free pages, from the one after the head, known to hold a valid part A and nothing
+    /// else (they join the log without a read or an erase).
+    pub ready: u32,
     /// Sequence number of the head page.
     pub seq: u32,
     /// Highest erase count seen (the estimate for a page whose count was lost).
     pub max_erase: u32,
-    /// Latest cache time written in a record.
+    /// Latest cache time written on flash.
     pub written_time: u64,
+    /// Where the records of the last two pages looked up start, and their base times:
+    /// (physical page, first record offset, base time).
+    starts: [Option<(u32, u32, u64)>; 2],
 }
 
 type Res<T, F> = Result<T, FlashError<<F as embedded_storage::nor_flash::ErrorType>::Error>>;
 
 impl<F: NorFlash> Log<F> {
+    pub fn new(flash: F, base: u32, pages: u32, page_size: u32) -> Self {
+        Log {
+            flash,
+            base,
+            pages,
+            page_size,
+            tail: 0,
+            used: 0,
+            head_off: page_size,
+            head_base: 0,
+            ready: 0,
+            seq: 0,
+            max_erase: 0,
+            written_time: 0,
+            starts: [None; 2],
+        }
+    }
+
     pub fn a_len() -> u32 {
         align_up(PART_A, F::WRITE_SIZE) as u32
+    }
+
+    /// Longest page header (parts A and B, padded).
+    pub fn hdr_max() -> u32 {
+        Self::a_len() + align_up(PART_B_MAX, F::WRITE_SIZE) as u32
     }
 
     pub fn page_addr(&self, p: u32) -> u32 {
@@ -60,9 +95,9 @@ impl<F: NorFlash> Log<F> {
         (self.tail + li) % self.pages
     }
 
-    /// Bytes a page can hold for records.
+    /// Bytes a fresh page can surely hold for records.
     pub fn cap(&self) -> u32 {
-        self.page_size - self.hdr
+        self.page_size - Self::hdr_max()
     }
 
     /// Pages neither in the log nor reserved.
@@ -116,14 +151,47 @@ impl<F: NorFlash> Log<F> {
         Ok(parse_part_a(&a))
     }
 
-    /// The page's sequence number and opening time when it belongs to a log.
-    pub fn page_seq(&mut self, p: u32) -> Res<Option<(u32, u64)>, F> {
-        let Some(count) = self.erase_count(p)? else {
+    /// When page `p` belongs to a log: its sequence number, base time and the offset of
+    /// its first record.
+    pub fn page_seq(&mut self, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
+        let a_len = Self::a_len() as usize;
+        let mut buf = [0xffu8; PART_A + 8 + PART_B_MAX];
+        let n = (a_len + PART_B_MAX).min(self.page_size as usize);
+        self.read(self.page_addr(p), &mut buf[..n])?;
+        let mut a = [0u8; PART_A];
+        a.copy_from_slice(&buf[..PART_A]);
+        if parse_part_a(&a).is_none() {
+            return Ok(None);
+        }
+        let Some((seq, time, len)) = parse_part_b(&buf[a_len..n]) else {
             return Ok(None);
         };
-        let mut b = [0u8; PART_B];
-        self.read(self.page_addr(p) + Self::a_len(), &mut b)?;
-        Ok(parse_part_b(count, &b))
+        let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;
+        Ok((first < self.page_size).then_some((seq, time, first)))
+    }
+
+    /// Where page `p`'s records start and its base time (`None` when not a log page).
+    pub fn page_start(&mut self, p: u32) -> Res<Option<(u32, u64)>, F> {
+        for (q, first, base) in self.starts.iter().flatten() {
+            if *q == p {
+                return Ok(Some((*first, *base)));
+            }
+        }
+        let Some((_, base, first)) = self.page_seq(p)? else {
+            return Ok(None);
+        };
+        self.starts[1] = self.starts[0];
+        self.starts[0] = Some((p, first, base));
+        Ok(Some((first, base)))
+    }
+
+    /// Forgets what is known of page `p`'s header.
+    fn forget(&mut self, p: u32) {
+        for s in &mut self.starts {
+            if s.is_some_and(|(q, _, _)| q == p) {
+                *s = None;
+            }
+        }
     }
 
     /// Writes `parts` back to back from `addr` (aligned), padding the end with 0xFF.
@@ -156,9 +224,19 @@ impl<F: NorFlash> Log<F> {
         Ok(())
     }
 
-    /// Erases page `p` and writes its part A with the count incremented.
-    pub fn erase_page(&mut self, p: u32) -> Res<u32, F> {
-        let old = self.erase_count(p)?.unwrap_or(self.max_erase);
+    /// Writes part A with `count` on page `p` (blank).
+    pub fn write_part_a(&mut self, p: u32, count: u32) -> Res<(), F> {
+        self.write_parts(self.page_addr(p), &[&part_a(count)])
+    }
+
+    /// Erases page `p` and writes its part A with the count incremented. `old` is the
+    /// count before the erase when known (else it is read).
+    pub fn erase_page(&mut self, p: u32, old: Option<u32>) -> Res<u32, F> {
+        let old = match old {
+            Some(c) => c,
+            None => self.erase_count(p)?.unwrap_or(self.max_erase),
+        };
+        self.forget(p);
         let addr = self.page_addr(p);
         self.flash
             .erase(addr, addr + self.page_size)
@@ -169,55 +247,78 @@ impl<F: NorFlash> Log<F> {
         Ok(count)
     }
 
-    /// Takes the page after the head into the log (erasing it unless it is already a blank
-    /// page with a valid part A).
+    /// Takes the page after the head into the log with base time `time`: without a read
+    /// when it is ready, else erasing it first.
     pub fn open_page(&mut self, time: u64) -> Res<(), F> {
         if self.used >= self.pages {
             return Err(FlashError::Corrupted);
         }
         let p = self.phys(self.used);
-        let addr = self.page_addr(p);
+        if self.ready > 0 {
+            self.ready -= 1;
+        } else {
+            self.erase_page(p, None)?;
+        }
+        self.forget(p);
         let a_len = Self::a_len();
-        let count = match self.erase_count(p)? {
-            Some(c) if self.is_blank(addr + a_len, self.page_size - a_len)? => c,
-            _ => self.erase_page(p)?,
-        };
         let seq = self.seq.wrapping_add(1);
-        self.write_parts(addr + a_len, &[&part_b(count, seq, time)])?;
-        self.written_time = self.written_time.max(time);
+        let (b, n) = part_b(seq, time);
+        self.write_parts(self.page_addr(p) + a_len, &[&b[..n]])?;
         self.seq = seq;
         self.used += 1;
-        self.head_off = self.hdr;
+        self.written_time = self.written_time.max(time);
+        self.head_base = time;
+        self.head_off = a_len + align_up(n, F::WRITE_SIZE) as u32;
         Ok(())
     }
 
-    /// Reads and checks the record at `off` of page `p`; `None` when blank or invalid.
-    pub fn read_record(&mut self, p: u32, off: u32) -> Res<Option<RecHead>, F> {
-        if off < self.hdr || off as usize + REC_HEADER > self.page_size as usize {
+    /// Reads and checks the record at `off` of page `p` (base time `base`); `None` when
+    /// blank or invalid.
+    pub fn read_record(&mut self, p: u32, off: u32, base: u64) -> Res<Option<RecHead>, F> {
+        let room = self.page_size.saturating_sub(off) as usize;
+        if room < 1 + REC_CRC {
             return Ok(None);
         }
         let addr = self.page_addr(p) + off;
-        let mut h = [0u8; REC_HEADER];
-        self.read(addr, &mut h)?;
-        let Some(r) = RecHead::decode(&h) else {
+        // One read covers a short record whole (header, key, value and CRC).
+        let mut h = [0xffu8; SCRATCH];
+        let hn = SCRATCH.min(room);
+        self.read(addr, &mut h[..hn])?;
+        let Some(r) = RecHead::decode(&h[..hn.min(REC_HEAD_MAX)], base) else {
             return Ok(None);
         };
-        let size = r.size(F::WRITE_SIZE) as u32;
-        if off + size > self.page_size {
+        let size = r.size(F::WRITE_SIZE) as u64;
+        if size > room as u64 {
             return Ok(None);
         }
+        let end = r.body_end();
+        if end as usize + REC_CRC <= hn {
+            let e = end as usize;
+            let stored = u32::from_le_bytes([h[e], h[e + 1], h[e + 2], h[e + 3]]);
+            return Ok((super::format::crc32c(&h[..e]) == stored).then_some(r));
+        }
+        let first = hn.min(end as usize);
         let mut crc = Crc::new();
-        crc.update(&h[..24]);
-        let body = u32::from(r.klen) + u32::from(r.vlen);
+        crc.update(&h[..first]);
+        let mut done = first as u32;
         let mut buf = [0u8; SCRATCH];
-        let mut done = 0u32;
-        while done < body {
-            let n = (body - done).min(SCRATCH as u32);
-            self.read(addr + REC_HEADER as u32 + done, &mut buf[..n as usize])?;
+        while done < end {
+            let n = (end - done).min(SCRATCH as u32);
+            self.read(addr + done, &mut buf[..n as usize])?;
             crc.update(&buf[..n as usize]);
             done += n;
         }
-        Ok((crc.finish() == r.crc).then_some(r))
+        // The CRC may start inside what was read already.
+        let mut c = [0u8; REC_CRC];
+        let mut i = 0usize;
+        while i < REC_CRC && (end as usize + i) < hn {
+            c[i] = h[end as usize + i];
+            i += 1;
+        }
+        if i < REC_CRC {
+            self.read(addr + end + i as u32, &mut c[i..])?;
+        }
+        Ok((crc.finish() == u32::from_le_bytes(c)).then_some(r))
     }
 
     /// Reads the key and value of the record at `pos` into `key` and `val`.
@@ -228,29 +329,33 @@ impl<F: NorFlash> Log<F> {
         key: &mut [u8],
         val: &mut [u8],
     ) -> Res<bool, F> {
-        let (kl, vl) = (usize::from(r.klen), usize::from(r.vlen));
+        let (kl, vl) = (usize::from(r.klen), r.vlen as usize);
         if kl > key.len() || vl > val.len() {
             return Ok(false);
         }
-        let addr = self.page_addr(self.phys(pos.li)) + pos.off + REC_HEADER as u32;
+        let addr = self.page_addr(self.phys(pos.li)) + pos.off + u32::from(r.hlen);
         self.read(addr, &mut key[..kl])?;
         self.read(addr + kl as u32, &mut val[..vl])?;
         Ok(true)
     }
 
     /// The first valid record at or after `pos`, moving to the next log page when a page's
-    /// records end; `None` at the end of the log.
+    /// records end; `None` at the end of the log. The position returned has a real offset.
     pub fn next_rec(&mut self, mut pos: Pos) -> Res<Option<(Pos, RecHead)>, F> {
         for _ in 0..=self.pages {
             if pos.li >= self.used {
                 return Ok(None);
             }
-            if let Some(r) = self.read_record(self.phys(pos.li), pos.off)? {
-                return Ok(Some((pos, r)));
+            let p = self.phys(pos.li);
+            if let Some((first, base)) = self.page_start(p)? {
+                let off = pos.off.max(first);
+                if let Some(r) = self.read_record(p, off, base)? {
+                    return Ok(Some((Pos { li: pos.li, off }, r)));
+                }
             }
             pos = Pos {
                 li: pos.li + 1,
-                off: self.hdr,
+                off: 0,
             };
         }
         Ok(None)
@@ -258,8 +363,17 @@ impl<F: NorFlash> Log<F> {
 
     /// Upper bound on the records the log can hold (bounds every scan).
     pub fn max_records(&self) -> u32 {
-        let min = record_size(0, 0, F::WRITE_SIZE) as u32;
+        let min = (1 + REC_CRC) as u32;
         self.pages * (self.page_size / min + 1) + 4
+    }
+
+    /// Bytes of the time delta a record written at `time` takes in the head page.
+    pub fn delta_len(&self, time: u64) -> usize {
+        if self.used == 0 || time <= self.head_base {
+            0
+        } else {
+            super::format::varint_len(time - self.head_base)
+        }
     }
 
     /// Appends one record at the head, opening the next page when it does not fit. The
@@ -276,38 +390,60 @@ impl<F: NorFlash> Log<F> {
         time: u64,
         expiry: u64,
     ) -> Res<(), F> {
-        let size = record_size(key.len(), val.len(), F::WRITE_SIZE) as u32;
-        if size > self.cap() || key.len() > 255 || val.len() > usize::from(u16::MAX) {
+        if key.len() > 255 || val.len() > VLEN_MAX {
             return Err(FlashError::Corrupted);
         }
-        if self.used == 0 || self.head_off + size > self.page_size {
-            self.open_page(time.max(self.written_time))?;
-        }
-        let mut tag = TAG_FIXED | ty;
-        if start {
-            tag |= TAG_START;
-        }
-        if end {
-            tag |= TAG_END;
-        }
-        let mut r = RecHead {
-            tag,
+        let fresh = RecHead::new(
+            ty,
+            start,
+            end,
             kind,
-            klen: key.len() as u8,
-            vlen: val.len() as u16,
+            key.len(),
+            val.len(),
             time,
             expiry,
-            crc: 0,
-        };
-        r.crc = r.compute_crc(key, val);
+            time,
+        );
+        if fresh.size(F::WRITE_SIZE) as u32 > self.cap() {
+            return Err(FlashError::Corrupted);
+        }
+        let mut r = RecHead::new(
+            ty,
+            start,
+            end,
+            kind,
+            key.len(),
+            val.len(),
+            time,
+            expiry,
+            self.head_base,
+        );
+        if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
+            self.open_page(time.max(self.written_time))?;
+            r = RecHead::new(
+                ty,
+                start,
+                end,
+                kind,
+                key.len(),
+                val.len(),
+                time,
+                expiry,
+                self.head_base,
+            );
+        }
+        let size = r.size(F::WRITE_SIZE) as u32;
+        let h = r.encode(self.head_base);
+        let h = &h[..usize::from(r.hlen)];
+        let crc = r.compute_crc(self.head_base, key, val).to_le_bytes();
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self.write_parts(addr, &[&r.encode(), key, val]) {
+        if let Err(e) = self.write_parts(addr, &[h, key, val, &crc]) {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
         }
-        self.written_time = self.written_time.max(time);
+        self.written_time = self.written_time.max(r.time);
         Ok(())
     }
 }

@@ -50,6 +50,7 @@ pub struct MockFlash<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZ
     writes: u64,
     bytes_written: u64,
     erases: Vec<u32>,
+    rewrite: bool,
 }
 
 impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> Default
@@ -80,6 +81,7 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize>
             writes: 0,
             bytes_written: 0,
             erases: vec![0; PAGES],
+            rewrite: false,
         }
     }
 
@@ -88,6 +90,12 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize>
     /// holding garbage. Every operation then fails with [`MockError::PowerOff`].
     pub fn cut_after(&mut self, events: u64) {
         self.cut = Some(events);
+    }
+
+    /// Lets a written word be written again before an erase (bits still only go from 1
+    /// to 0), as `MultiwriteNorFlash` parts allow. Off by default.
+    pub fn allow_rewrite(&mut self, on: bool) {
+        self.rewrite = on;
     }
 
     /// Restores the power and cancels any pending cut (a reboot).
@@ -151,11 +159,14 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize>
     }
 
     /// Overwrites one byte as corruption would (bypassing the NOR rules); its word then
-    /// counts as written.
+    /// counts as written, unless the byte is 0xFF (as after an erase: on NOR flash an
+    /// erased-looking word can be programmed).
     pub fn corrupt(&mut self, offset: usize, byte: u8) {
         if let Some(b) = self.data.get_mut(offset) {
             *b = byte;
-            self.written[offset / WRITE_SIZE] = true;
+            if byte != 0xff {
+                self.written[offset / WRITE_SIZE] = true;
+            }
         }
     }
 
@@ -265,9 +276,10 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> NorFla
             .checked_add(bytes.len())
             .filter(|&e| e <= self.data.len())
             .ok_or(MockError::OutOfBounds)?;
-        if self.written[start / WRITE_SIZE..end / WRITE_SIZE]
-            .iter()
-            .any(|&w| w)
+        if !self.rewrite
+            && self.written[start / WRITE_SIZE..end / WRITE_SIZE]
+                .iter()
+                .any(|&w| w)
         {
             return Err(MockError::DoubleWrite);
         }

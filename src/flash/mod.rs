@@ -92,7 +92,7 @@ pub use format::FORMAT_VERSION;
 #[cfg(feature = "_mock")]
 pub use mock::{MockError, MockFlash};
 
-use format::{align_up, record_size, PART_A, PART_B, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use format::{record_size, varint_len, RecHead, T_CLEAR, T_PUT, T_TIME, T_TOMB};
 use log::{Committed, Log, Pos, SCRATCH};
 
 /// When changes reach flash.
@@ -190,21 +190,40 @@ struct Placer {
     spare: u32,
     cap: u32,
     ws: usize,
+    /// Bytes of the time delta in the page being filled (0 in a fresh page).
+    dlen: usize,
     ok: bool,
 }
 
+/// Expiry bytes of a record whose expiry is not known yet (the longest).
+const XLEN_ANY: usize = 10;
+
+/// Bytes of the expiry varint of a put written at `time`.
+fn xlen(expiry: u64, time: u64) -> usize {
+    if expiry == crate::NEVER {
+        0
+    } else {
+        varint_len(expiry.saturating_sub(time))
+    }
+}
+
 impl Placer {
-    fn place(&mut self, klen: usize, vlen: usize) {
-        let size = record_size(klen, vlen, self.ws) as u32;
-        if size > self.rem {
-            if self.spare == 0 || size > self.cap {
-                self.ok = false;
-                return;
-            }
-            self.spare -= 1;
-            self.rem = self.cap;
+    /// Places a record: `klen` key bytes (0 for clear and time records), `vlen` value
+    /// bytes, `xlen` expiry bytes.
+    fn place(&mut self, klen: usize, vlen: usize, xlen: usize) {
+        let size = record_size(klen, vlen, self.dlen, xlen, self.ws) as u32;
+        if size <= self.rem {
+            self.rem -= size;
+            return;
         }
-        self.rem -= size;
+        let fresh = record_size(klen, vlen, 0, xlen, self.ws) as u32;
+        if self.spare == 0 || fresh > self.cap {
+            self.ok = false;
+            return;
+        }
+        self.spare -= 1;
+        self.dlen = 0;
+        self.rem = self.cap - fresh;
     }
 }
 
@@ -230,37 +249,24 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             return Err(FlashError::Unsupported);
         }
         let page_size = u32::try_from(es).map_err(|_| FlashError::Unsupported)?;
-        let hdr = (align_up(PART_A, ws) + align_up(PART_B, ws)) as u32;
         let len = range.end.saturating_sub(range.start);
         if page_size == 0
             || range.start % page_size != 0
             || len % page_size != 0
             || len / page_size < 2
             || range.end as usize > flash.capacity()
-            || (hdr as usize) + record_size(1, 0, ws) > es
+            || Log::<F>::hdr_max() as usize + record_size(1, 0, 0, 0, ws) > es
         {
             return Err(FlashError::BadRange);
         }
-        let mut log = Log {
-            flash,
-            base: range.start,
-            pages: len / page_size,
-            page_size,
-            hdr,
-            tail: 0,
-            used: 0,
-            head_off: page_size,
-            seq: 0,
-            max_erase: 0,
-            written_time: 0,
-        };
+        let mut log = Log::new(flash, range.start, len / page_size, page_size);
         // Find the head (highest sequence), then walk back while sequences decrease.
         let mut head: Option<(u32, u32)> = None;
         for p in 0..log.pages {
             if let Some(c) = log.erase_count(p)? {
                 log.max_erase = log.max_erase.max(c);
             }
-            if let Some((s, _)) = log.page_seq(p)? {
+            if let Some((s, _, _)) = log.page_seq(p)? {
                 if head.is_none_or(|(_, hs)| s > hs) {
                     head = Some((p, s));
                 }
@@ -271,7 +277,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             while used < log.pages {
                 let prev = (cur + log.pages - 1) % log.pages;
                 match log.page_seq(prev)? {
-                    Some((s, _)) if s < cur_seq => {
+                    Some((s, _, _)) if s < cur_seq => {
                         cur = prev;
                         cur_seq = s;
                         used += 1;
@@ -282,27 +288,35 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             log.tail = cur;
             log.used = used;
             log.seq = hs;
-            // Where the head page's records end, and whether the rest is blank.
-            let mut off = hdr;
-            while let Some(r) = log.read_record(hp, off)? {
-                off += r.size(ws) as u32;
-            }
-            let blank = log.is_blank(log.page_addr(hp) + off, page_size - off)?;
-            log.head_off = if blank { off } else { page_size };
+            Self::find_head_end(&mut log)?;
             if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
-                log.erase_page(hp)?;
+                log.erase_page(hp, None)?;
                 log.used -= 1;
-                let new_head = log.phys(log.used - 1);
-                let mut off = hdr;
-                while let Some(r) = log.read_record(new_head, off)? {
-                    off += r.size(ws) as u32;
-                }
-                let blank = log.is_blank(log.page_addr(new_head) + off, page_size - off)?;
-                log.head_off = if blank { off } else { page_size };
+                Self::find_head_end(&mut log)?;
             }
+        }
+        // Free pages after the head that can join the log without an erase: a valid
+        // part A and nothing else, or fully blank (part A is written now).
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let addr = log.page_addr(p);
+            let a_len = Log::<F>::a_len();
+            let ready = match log.erase_count(p)? {
+                Some(_) => log.is_blank(addr + a_len, page_size - a_len)?,
+                None if log.is_blank(addr, page_size)? => {
+                    let count = log.max_erase;
+                    log.write_part_a(p, count)?;
+                    true
+                }
+                None => false,
+            };
+            if !ready {
+                break;
+            }
+            log.ready += 1;
         }
         let mut me = Persistent {
             table,
@@ -317,7 +331,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
         };
         for li in 0..me.log.used {
             let p = me.log.phys(li);
-            if let Some((_, t)) = me.log.page_seq(p)? {
+            if let Some((_, t)) = me.log.page_start(p)? {
                 me.time = me.time.max(t);
             }
         }
@@ -325,14 +339,28 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
         Ok(me)
     }
 
+    /// Sets the head page's base time and where its records end (the page is sealed when
+    /// anything but blank follows them).
+    fn find_head_end(log: &mut Log<F>) -> Result<(), Fe<F>> {
+        let (hp, ps) = (log.phys(log.used - 1), log.page_size);
+        let Some((first, base)) = log.page_start(hp)? else {
+            return Err(FlashError::Corrupted);
+        };
+        let mut off = first;
+        for _ in 0..log.max_records() {
+            match log.read_record(hp, off, base)? {
+                Some(r) => off += r.size(F::WRITE_SIZE) as u32,
+                None => break,
+            }
+        }
+        let blank = log.is_blank(log.page_addr(hp) + off, ps - off)?;
+        log.head_off = if blank { off } else { ps };
+        log.head_base = base;
+        Ok(())
+    }
+
     fn replay(&mut self) -> Result<(), Fe<F>> {
-        let mut it = Committed::new(
-            &self.log,
-            Pos {
-                li: 0,
-                off: self.log.hdr,
-            },
-        );
+        let mut it = Committed::new(&self.log, Pos::START);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
         while let Some((at, r)) = it.next(&mut self.log)? {
@@ -342,8 +370,8 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
                     if !self.log.read_body(at, &r, &mut key, &mut val)? {
                         return Err(FlashError::Corrupted);
                     }
-                    let kind = Kind::from_u8(r.kind).ok_or(FlashError::Corrupted)?;
-                    let (k, v) = (&key[..usize::from(r.klen)], &val[..usize::from(r.vlen)]);
+                    let kind = Kind::from_u8(r.kind()).ok_or(FlashError::Corrupted)?;
+                    let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
                     if !self.table.restore(k, v, kind, r.expiry, self.time) {
                         return Err(FlashError::Corrupted);
                     }
@@ -483,7 +511,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             self.place_dirty(&mut pl);
             for _ in 0..keys {
                 let (k, v) = put.unwrap_or((K, 0));
-                pl.place(k, v);
+                pl.place(k, v, XLEN_ANY);
             }
             pl.ok
         };
@@ -507,13 +535,13 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
 
     fn place_dirty(&self, pl: &mut Placer) {
         if self.pending_clear {
-            pl.place(0, 0);
+            pl.place(0, 0, 0);
         }
         for i in 0..self.dirty {
             let k = self.dirty_key(i);
             match self.table.peek_any(k) {
-                Some((v, _, _)) => pl.place(k.len(), v.len()),
-                None => pl.place(k.len(), 0),
+                Some((v, _, e)) => pl.place(k.len(), v.len(), xlen(e, self.time)),
+                None => pl.place(k.len(), 0, 0),
             }
         }
     }
@@ -525,6 +553,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             spare: self.log.pages - 1,
             cap: self.log.cap(),
             ws: F::WRITE_SIZE,
+            dlen: 0,
             ok: true,
         }
     }
@@ -541,6 +570,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             spare: self.log.free().saturating_sub(1),
             cap: self.log.cap(),
             ws: F::WRITE_SIZE,
+            dlen: self.log.delta_len(self.time),
             ok: true,
         }
     }
@@ -620,15 +650,8 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
         // Only a time already on flash may expire entries here: after a power cut, time
         // resumes from what the flash holds, where a later expiry would still be live.
         let now = self.log.written_time;
-        let careful = self.log.free() == 0;
         let ws = F::WRITE_SIZE;
-        let mut it = Committed::new(
-            &self.log,
-            Pos {
-                li: 0,
-                off: self.log.hdr,
-            },
-        );
+        let mut it = Committed::new(&self.log, Pos::START);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
         while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
@@ -645,23 +668,34 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
             {
                 continue;
             }
-            let (k, v) = (&key[..usize::from(r.klen)], &val[..usize::from(r.vlen)]);
+            let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
             let dirty = self.is_dirty(k);
             let matches = matches!(self.table.peek_any(k),
-                Some((rv, rk, re)) if rv == v && rk as u8 == r.kind && re == r.expiry);
+                Some((rv, rk, re)) if rv == v && rk as u8 == r.kind() && re == r.expiry);
             if !dirty && !matches {
                 continue;
             }
-            if dirty || careful || evict {
-                let after = Pos {
-                    li: at.li,
-                    off: at.off + r.size(ws) as u32,
-                };
-                if self.newer_exists(k, after)? {
-                    continue;
-                }
+            // The table may hold the same value again, written later: only the latest
+            // record of a key is copied.
+            let after = Pos {
+                li: at.li,
+                off: at.off + r.size(ws) as u32,
+            };
+            if self.newer_exists(k, after)? {
+                continue;
             }
-            let size = r.size(ws) as u32;
+            let copy = RecHead::new(
+                T_PUT,
+                true,
+                true,
+                r.kind(),
+                k.len(),
+                v.len(),
+                r.time,
+                r.expiry,
+                self.log.head_base,
+            );
+            let size = copy.size(ws) as u32;
             let no_room = self.log.free() == 0 && self.log.head_off + size > self.log.page_size;
             if evict || no_room {
                 if !dirty {
@@ -670,13 +704,17 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
                 continue;
             }
             self.log
-                .append(T_PUT, true, true, r.kind, k, v, r.time, r.expiry)
+                .append(T_PUT, true, true, r.kind(), k, v, r.time, r.expiry)
                 .map_err(Error::Backend)?;
         }
         let tail = self.log.tail;
-        self.log.erase_page(tail).map_err(Error::Backend)?;
+        self.log.erase_page(tail, None).map_err(Error::Backend)?;
         self.log.tail = (tail + 1) % self.log.pages;
         self.log.used -= 1;
+        // The erased page is now the last free page in the cycle.
+        if self.log.ready + 1 == self.log.free() {
+            self.log.ready += 1;
+        }
         Ok(())
     }
 
@@ -733,12 +771,12 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
         self.reserve(&|s: &Self, pl: &mut Placer| {
             if s.table.would_cull(key) {
                 if s.table.cull_frequency() == 0 {
-                    pl.place(0, 0);
+                    pl.place(0, 0, 0);
                 } else {
-                    s.table.cull_victims(now, |k| pl.place(k.len(), 0));
+                    s.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
                 }
             }
-            pl.place(key.len(), vlen);
+            pl.place(key.len(), vlen, xlen(expiry, s.time));
         })?;
         let time = self.time;
         let Self { table, log, .. } = self;
@@ -966,7 +1004,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         self.flush_dirty()?;
         if self.time > self.log.written_time {
-            self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0))?;
+            self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))?;
             let t = self.time;
             self.log
                 .append(T_TIME, true, true, 0, &[], &[], t, 0)
@@ -994,15 +1032,15 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
         }
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
-        self.table.cull_victims(now, |k| pl.place(k.len(), 0));
-        pl.place(klen, vlen);
+        self.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
+        pl.place(klen, vlen, XLEN_ANY);
         pl.ok
     }
 
     /// True when one put record of this size fits the flash at all.
     fn fits_alone(&self, klen: usize, vlen: usize) -> bool {
         let mut pl = self.empty_placer();
-        pl.place(klen, vlen);
+        pl.place(klen, vlen, XLEN_ANY);
         pl.ok
     }
 }
