@@ -105,9 +105,19 @@ pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
     Ok(n)
 }
 
-/// Reverses [`encode_int`]; `None` when longer than 8 bytes.
+/// Reverses [`encode_int`]; `None` when longer than 8 bytes or not minimal (only the
+/// minimal form is ever written, so anything else is damaged storage).
 pub(crate) fn decode_int(bytes: &[u8]) -> Option<i64> {
     if bytes.len() > 8 {
+        return None;
+    }
+    let redundant = match bytes {
+        [] => false,
+        [0] => true,
+        [.., below, top] => (*top == 0 && below & 0x80 == 0) || (*top == 0xff && below & 0x80 != 0),
+        [_] => false,
+    };
+    if redundant {
         return None;
     }
     let fill = match bytes.last() {
@@ -333,6 +343,18 @@ mod tests {
         for i in [i64::MIN, i64::MAX, 1 << 40, -(1 << 40)] {
             let n = encode_int(i, &mut buf).unwrap();
             assert_eq!(decode_int(&buf[..n]), Some(i));
+        }
+    }
+
+    #[test]
+    fn only_minimal_integers_decode() {
+        let mut buf = [0u8; 8];
+        for i in [0i64, 1, -1, 127, 128, -128, -129, 255, 256, i64::MAX, i64::MIN] {
+            let n = encode_int(i, &mut buf).unwrap();
+            assert_eq!(decode_int(&buf[..n]), Some(i));
+        }
+        for bad in [&[0u8][..], &[1, 0], &[0x7f, 0], &[0xff, 0xff], &[0x80, 0xff, 0xff]] {
+            assert_eq!(decode_int(bad), None, "{bad:?}");
         }
     }
 

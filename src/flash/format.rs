@@ -21,8 +21,12 @@
 //!  |  sequence    | base time (n B)  |  CRC-32C   |
 //!  +--------------+------------------+------------+
 //!                   varint: cache time when the page was opened; record times are
-//!                   deltas from it. CRC over sequence and base time. Records start
-//!                   at the next multiple of WRITE_SIZE.
+//!                   deltas from it. CRC-32C over the byte 'B' (0x42), the sequence
+//!                   and the base time: the leading constant keeps a blank field from
+//!                   checking out (over bytes that start with FF FF FF FF, CRC-32C's
+//!                   initial value cancels, and FF FF FF FF 00 would have CRC FF FF FF FF,
+//!                   what blank flash reads). Sequence 0xFFFF_FFFF is never valid.
+//!                   Records start at the next multiple of WRITE_SIZE.
 //!
 //! record (first byte never 0xFF: a 0xFF byte where a record would start means "blank")
 //!  0     1      ...                                                             +4
@@ -220,7 +224,7 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
     let mut b = [0xffu8; PART_B_MAX];
     b[..4].copy_from_slice(&seq.to_le_bytes());
     let n = 4 + put_varint(&mut b[4..], time);
-    let crc = crc32c(&b[..n]);
+    let crc = part_b_crc(&b[..n]);
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     (b, n + 4)
 }
@@ -234,7 +238,18 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
     let (time, tl) = get_varint(&b[4..], b.len() - 8)?;
     let n = 4 + tl;
     let crc = u32::from_le_bytes([b[n], b[n + 1], b[n + 2], b[n + 3]]);
-    (crc32c(&b[..n]) == crc).then_some((seq, time, n + 4))
+    (seq != SEQ_NEVER && part_b_crc(&b[..n]) == crc).then_some((seq, time, n + 4))
+}
+
+/// A sequence number never written: reading it means a blank or damaged part B.
+pub(crate) const SEQ_NEVER: u32 = u32::MAX;
+
+/// CRC-32C of part B, with the constant `'B'` in front (see the diagram).
+fn part_b_crc(fields: &[u8]) -> u32 {
+    let mut c = Crc::new();
+    c.update(b"B");
+    c.update(fields);
+    c.finish()
 }
 
 /// A record header, decoded.
@@ -507,4 +522,24 @@ mod tests {
         assert_eq!(r.size(16), 16);
         assert_eq!(RecHead::decode(&[0xff; REC_HEAD_MAX], 0), None);
     }
+
+    #[test]
+    fn blank_part_b_with_one_stray_byte_is_not_valid() {
+        for at in 0..PART_B_MAX {
+            for stray in [0x00u8, 0x7f, 0xfe] {
+                let mut b = [0xffu8; PART_B_MAX];
+                b[at] = stray;
+                assert_eq!(parse_part_b(&b), None, "byte {at} = {stray:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_never_sequence_is_not_valid() {
+        let (b, _) = part_b(SEQ_NEVER, 5);
+        assert_eq!(parse_part_b(&b), None);
+        let (b, n) = part_b(SEQ_NEVER - 1, 5);
+        assert_eq!(parse_part_b(&b), Some((SEQ_NEVER - 1, 5, n)));
+    }
+
 }

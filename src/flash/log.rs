@@ -261,7 +261,11 @@ impl<F: NorFlash> Log<F> {
         }
         self.forget(p);
         let a_len = Self::a_len();
-        let seq = self.seq.wrapping_add(1);
+        // Sequences never wrap: 2^32 - 1 page openings outlast any flash part.
+        let seq = match self.seq.checked_add(1) {
+            Some(s) if s != crate::flash::format::SEQ_NEVER => s,
+            _ => return Err(FlashError::Corrupted),
+        };
         let (b, n) = part_b(seq, time);
         self.write_parts(self.page_addr(p) + a_len, &[&b[..n]])?;
         self.seq = seq;
