@@ -279,6 +279,13 @@ fn persistence(checks: &mut Checks, flash: &mut Flash) {
             && cache.get::<u8>(Key::new("schema").version(2)) == Ok(Some(7))
             && cache.get::<u8>(Key::new("schema").version(1)) == Ok(None)
             && cache.get::<i64>("boots") == Ok(Some(20));
+        let depth = stack::deepest(|| {
+            cache.set("config", &1u32, Timeout::Never).is_ok()
+                && cache.incr("boots", 1).is_ok()
+                && cache.incr_version("long", 1).is_ok()
+                && cache.close().is_ok()
+        });
+        info!("  deepest stack of a persistent cache call (set/incr/incr_version/close): {=u32} bytes", depth);
         let wear = cache.backend_mut().wear();
         let resumed = cache.now() / 1000;
         match policy {

@@ -2,18 +2,26 @@
 //! word the pattern no longer holds.
 
 const PAINT: u32 = 0xDEAD_BEEF;
-/// How far below the caller's stack pointer to paint (fits the 16 KiB of the micro:bit).
+/// How far below the caller's stack pointer to paint, at most.
 const SPAN: usize = 8 * 1024;
+
+extern "C" {
+    /// End of `.bss` and `.uninit`, from cortex-m-rt's linker script.
+    static __sheap: u32;
+}
 
 /// Runs `f` and returns the deepest stack use below this function's frame, in bytes.
 #[inline(never)]
 pub fn deepest<R>(f: impl FnOnce() -> R) -> u32 {
     let sp = cortex_m::register::msp::read() as usize;
     let top = (sp - 64) & !3; // leave this frame alone
-    let bottom = top - SPAN;
-    // SAFETY: [bottom, top) lies below the live stack pointer, inside RAM (the memory map
-    // gives at least 16 KiB and the firmware's statics take far less), and nothing but the
-    // stack of the call below can use it; volatile writes keep the paint from being elided.
+                              // Never below the end of the statics (cortex-m-rt's `__sheap`), whatever the span.
+                              // SAFETY: only the address of the linker symbol is taken, never its value.
+    let statics_end = unsafe { core::ptr::addr_of!(__sheap) } as usize;
+    let bottom = top.saturating_sub(SPAN).max((statics_end + 3) & !3);
+    // SAFETY: [bottom, top) lies below the live stack pointer and above the statics, inside
+    // RAM, and nothing but the stack of the call below can use it; volatile writes keep the
+    // paint from being elided.
     unsafe {
         let mut p = bottom;
         while p < top {
