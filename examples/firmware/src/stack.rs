@@ -16,8 +16,8 @@ pub fn deepest<R>(f: impl FnOnce() -> R) -> u32 {
     let sp = cortex_m::register::msp::read() as usize;
     let top = (sp - 64) & !3; // leave this frame alone
                               // Never below the end of the statics (cortex-m-rt's `__sheap`), whatever the span.
-                              // SAFETY: only the address of the linker symbol is taken, never its value.
-    let statics_end = unsafe { core::ptr::addr_of!(__sheap) } as usize;
+                              // Only the address of the linker symbol is taken, never its value.
+    let statics_end = core::ptr::addr_of!(__sheap) as usize;
     let bottom = top.saturating_sub(SPAN).max((statics_end + 3) & !3);
     // SAFETY: [bottom, top) lies below the live stack pointer and above the statics, inside
     // RAM, and nothing but the stack of the call below can use it; volatile writes keep the
