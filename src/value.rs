@@ -349,11 +349,29 @@ mod tests {
     #[test]
     fn only_minimal_integers_decode() {
         let mut buf = [0u8; 8];
-        for i in [0i64, 1, -1, 127, 128, -128, -129, 255, 256, i64::MAX, i64::MIN] {
+        for i in [
+            0i64,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            255,
+            256,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let n = encode_int(i, &mut buf).unwrap();
             assert_eq!(decode_int(&buf[..n]), Some(i));
         }
-        for bad in [&[0u8][..], &[1, 0], &[0x7f, 0], &[0xff, 0xff], &[0x80, 0xff, 0xff]] {
+        for bad in [
+            &[0u8][..],
+            &[1, 0],
+            &[0x7f, 0],
+            &[0xff, 0xff],
+            &[0x80, 0xff, 0xff],
+        ] {
             assert_eq!(decode_int(bad), None, "{bad:?}");
         }
     }

@@ -541,5 +541,4 @@ mod tests {
         let (b, n) = part_b(SEQ_NEVER - 1, 5);
         assert_eq!(parse_part_b(&b), Some((SEQ_NEVER - 1, 5, n)));
     }
-
 }
