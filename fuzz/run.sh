@@ -16,7 +16,7 @@
 # Runs under `nice`; needs `cargo +nightly` and cargo-fuzz.
 set -uo pipefail
 
-TARGETS=(ops key value persist flash_image)
+TARGETS=(ops key value persist flash_image memcached)
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")

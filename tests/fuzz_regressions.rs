@@ -19,6 +19,9 @@ mod flash_image;
 #[path = "../fuzz/src/key.rs"]
 mod key;
 #[allow(dead_code)]
+#[path = "../fuzz/src/memcached.rs"]
+mod memcached;
+#[allow(dead_code)]
 #[path = "../fuzz/src/ops.rs"]
 mod ops;
 #[allow(dead_code)]
@@ -62,6 +65,12 @@ fn ops_inputs_replay() {
     replay("regressions", "ops", "", ops::run_bytes);
     // The seeds only: a campaign's own corpus is not kept.
     replay("corpus", "ops", "seed-", ops::run_bytes);
+}
+
+#[test]
+fn memcached_inputs_replay() {
+    replay("regressions", "memcached", "", memcached::run_bytes);
+    assert!(replay("corpus", "memcached", "seed-", memcached::run_bytes) > 0);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 pub mod flash_image;
 pub mod key;
+pub mod memcached;
 pub mod ops;
 pub mod persist;
 pub mod value;
