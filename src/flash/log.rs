@@ -397,34 +397,9 @@ impl<F: NorFlash> Log<F> {
         if key.len() > 255 || val.len() > VLEN_MAX {
             return Err(FlashError::Corrupted);
         }
-        let fresh = RecHead::new(
-            ty,
-            start,
-            end,
-            kind,
-            key.len(),
-            val.len(),
-            time,
-            expiry,
-            time,
-        );
-        if fresh.size(F::WRITE_SIZE) as u32 > self.cap() {
-            return Err(FlashError::Corrupted);
-        }
-        let mut r = RecHead::new(
-            ty,
-            start,
-            end,
-            kind,
-            key.len(),
-            val.len(),
-            time,
-            expiry,
-            self.head_base,
-        );
-        if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
-            self.open_page(time.max(self.written_time))?;
-            r = RecHead::new(
+        // The header depends on the page's base time, which a new page may change.
+        let head = |base: u64| {
+            RecHead::new(
                 ty,
                 start,
                 end,
@@ -433,8 +408,17 @@ impl<F: NorFlash> Log<F> {
                 val.len(),
                 time,
                 expiry,
-                self.head_base,
-            );
+                base,
+            )
+        };
+        // On a fresh page the delta from its base (this record's time) is zero.
+        if head(time).size(F::WRITE_SIZE) as u32 > self.cap() {
+            return Err(FlashError::Corrupted);
+        }
+        let mut r = head(self.head_base);
+        if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
+            self.open_page(time.max(self.written_time))?;
+            r = head(self.head_base);
         }
         let size = r.size(F::WRITE_SIZE) as u32;
         let h = r.encode(self.head_base);
