@@ -395,8 +395,12 @@ fn torn_varints<const WS: usize>() {
 #[test]
 fn cuts_inside_varints_every_write_size() {
     torn_varints::<1>();
+    torn_varints::<2>();
     torn_varints::<4>();
+    torn_varints::<8>();
     torn_varints::<16>();
+    torn_varints::<32>();
+    torn_varints::<64>();
 }
 
 #[test]
