@@ -39,8 +39,8 @@ awk -v check="${1:-}" -v budget_file=cost-budget.txt '
         nops = split("get_hit get_miss set_overwrite set_evicting set_evicting_one delete incr", ops, " ")
         label["get_hit"] = "get hit"; label["get_miss"] = "get miss"
         label["set_overwrite"] = "set overwrite"
-        label["set_evicting"] = "set evicting"
-        label["set_evicting_one"] = "set evicting, 1 per insert"
+        label["set_evicting"] = "set evicting (tickcache: cull a third, `Table::new()`)"
+        label["set_evicting_one"] = "set evicting (tickcache: 1 per insert, `with_culling(N, N)`)"
         label["delete"] = "delete"; label["incr"] = "incr"
         split("m4 m0", cores, " "); split("64 1024", sizes, " ")
         printf "| operation | N |"
