@@ -34,6 +34,24 @@ use crate::key::KeyError;
 use crate::value::{self, Kind};
 
 const NIL: u16 = u16::MAX;
+
+/// True when `key` is the start of `slot`, compared four bytes at a time: keys are short,
+/// and the byte loop behind `memcmp` on Cortex-M costs several instructions a byte.
+#[inline]
+fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
+    let Some(slot) = slot.get(..key.len()) else {
+        return false;
+    };
+    let (mut a, mut b) = (slot.chunks_exact(4), key.chunks_exact(4));
+    for (x, y) in (&mut a).zip(&mut b) {
+        if u32::from_ne_bytes([x[0], x[1], x[2], x[3]])
+            != u32::from_ne_bytes([y[0], y[1], y[2], y[3]])
+        {
+            return false;
+        }
+    }
+    a.remainder() == b.remainder()
+}
 const LEN_MASK: u16 = 0x3fff;
 
 /// Why culling limits were refused.
@@ -249,7 +267,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let mut s = self.buckets[b];
         while s != NIL {
             let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && &self.keys[i][..key.len()] == key {
+            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys[i], key) {
                 return Some(i);
             }
             s = self.chain[i];

@@ -84,24 +84,20 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<T,
 }
 
 /// Minimal little-endian two's complement: 0 bytes for 0, 1 byte for -128..=127, …
+///
+/// The length comes from the count of significant bits, and the bytes are shifted out one
+/// by one: no loop over redundant bytes and no `memcpy` call for 1 to 8 bytes.
 pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
-    let le = i.to_le_bytes();
-    let mut n = 8;
-    while n > 0 {
-        let top = le[n - 1];
-        let below_sign = if n >= 2 { le[n - 2] & 0x80 != 0 } else { false };
-        let redundant = (top == 0 && !below_sign) || (top == 0xff && below_sign);
-        if n >= 2 && redundant {
-            n -= 1;
-        } else {
-            break;
-        }
-    }
-    if n == 1 && le[0] == 0 {
-        n = 0;
-    }
+    // Bits below the sign: those of `i`, or of `!i` when negative (-1 needs none).
+    let magnitude = (i ^ (i >> 63)) as u64;
+    let bits = 64 - magnitude.leading_zeros() as usize;
+    let n = if i == 0 { 0 } else { bits / 8 + 1 };
     let dst = buf.get_mut(..n).ok_or(ValueError::TooLarge)?;
-    dst.copy_from_slice(&le[..n]);
+    let mut v = i as u64;
+    for d in dst {
+        *d = v as u8;
+        v >>= 8;
+    }
     Ok(n)
 }
 
@@ -120,13 +116,15 @@ pub(crate) fn decode_int(bytes: &[u8]) -> Option<i64> {
     if redundant {
         return None;
     }
-    let fill = match bytes.last() {
-        Some(&b) if b & 0x80 != 0 => 0xff,
+    // Sign-extend from the top byte, then shift the bytes in, most significant first.
+    let mut v: i64 = match bytes.last() {
+        Some(&b) if b & 0x80 != 0 => -1,
         _ => 0,
     };
-    let mut le = [fill; 8];
-    le[..bytes.len()].copy_from_slice(bytes);
-    Some(i64::from_le_bytes(le))
+    for &b in bytes.iter().rev() {
+        v = (v << 8) | i64::from(b);
+    }
+    Some(v)
 }
 
 /// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding space.
@@ -324,6 +322,39 @@ impl Serializer for IntProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int_lengths_at_every_byte_boundary() {
+        let mut buf = [0u8; 9];
+        for k in 0..64 {
+            for i in [
+                1i64 << k,
+                (1i64 << k).wrapping_sub(1),
+                (1i64 << k).wrapping_neg(),
+                (1i64 << k).wrapping_neg().wrapping_sub(1),
+                !(1i64 << k),
+            ] {
+                let n = encode_int(i, &mut buf).unwrap();
+                assert_eq!(decode_int(&buf[..n]), Some(i), "{i}");
+                // Minimal: the fewest bytes whose sign extension is `i`.
+                let fits = |m: u32| m == 8 || (i << (64 - 8 * m) >> (64 - 8 * m)) == i;
+                let want = if i == 0 {
+                    0
+                } else {
+                    (1..=8).find(|&m| fits(m)).unwrap()
+                };
+                assert_eq!(n, want as usize, "{i}");
+                assert_eq!(
+                    encode_int(i, &mut buf[..n.saturating_sub(1)]),
+                    if n == 0 {
+                        Ok(0)
+                    } else {
+                        Err(ValueError::TooLarge)
+                    }
+                );
+            }
+        }
+    }
 
     #[test]
     fn int_roundtrip_is_minimal() {
