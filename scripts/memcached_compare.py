@@ -93,6 +93,10 @@ CASES = [
     b"set n 0 0 2\r\n10\r\nincr n \x001\r\nincr n\x00 1\r\nget n\x00 zz\r\n",
     b"set n 0 0 2\r\n10\r\nincr n 1 noreply\x00 junk\r\ntouch n 0\x00x\r\n\x00get n\r\nget n\r\n",
     b"set n 0 0 1 noreply\x00\r\nx\r\nset z 0 0 3\r\na\x00b\r\nget n z\r\n",
+    # A cas unique is read like a delta (none of these match; the refused ones are errors).
+    b"set n 0 0 1\r\nx\r\ncas n 0 0 1 +99999999999\r\ny\r\ncas n 0 0 1 \x0b\t99999999999\r\ny\r\n"
+    + b"cas n 0 0 1 -0\r\ny\r\ncas n 0 0 1 000000000000000000000000099999999999\r\ny\r\n"
+    + b"cas n 0 0 1 -1\r\ny\r\ncas n 0 0 1 1x\r\ny\r\ncas n 0 0 1 18446744073709551616\r\ny\r\n",
     # Commands arriving slowly, a few bytes at a time, are answered as if sent at once.
     (b"se", b"t n 0 0 2\r", b"\n1", b"0\r\ninc", b"r n 5\r\n"),
     (b"get n\r\nset n 0 0 1\r\n", b"7", b"\r\n", b"incr n 2\r\nget", b" n\r\n"),

@@ -446,6 +446,38 @@ fn incr_decr_pad_results_to_any_stored_length() {
 }
 
 #[test]
+fn cas_unique_is_read_like_an_incr_delta() {
+    fn unique(c: &mut Conn) -> u64 {
+        let r = c.ask("gets n\r\n");
+        r.split_whitespace().nth(4).unwrap().parse().unwrap()
+    }
+    let mut c = Conn::new();
+    c.ask("set n 0 0 1\r\nx\r\n");
+    // Each spelling memcached 1.6.18 accepts for the unique, each matching it.
+    for spelling in [
+        |u: u64| format!("+{u}"),
+        |u: u64| format!("\x0b\t{u}"),
+        |u: u64| format!("{u}\x0b"),
+        |u: u64| format!("{u:0>30}"),
+        |u: u64| format!("-{}", u.wrapping_neg()),
+    ] {
+        let u = unique(&mut c);
+        let cmd = format!("cas n 0 0 1 {}\r\ny\r\n", spelling(u));
+        assert_eq!(c.ask(&cmd), "STORED\r\n", "{cmd:?}");
+    }
+    // `-0` is 0, which no item has.
+    assert_eq!(c.ask("cas n 0 0 1 -0\r\ny\r\n"), "EXISTS\r\n");
+    // Refused spellings: the line is a bad command line, its data block a line of its own.
+    for bad in ["-1", "1x", "+-1", "18446744073709551616"] {
+        assert_eq!(
+            c.ask(&format!("cas n 0 0 1 {bad}\r\ny\r\n")),
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn a_command_line_ends_at_its_first_nul() {
     let mut c = Conn::new();
     c.ask("set n 0 0 2\r\n10\r\n");

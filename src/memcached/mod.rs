@@ -21,10 +21,11 @@
 //!
 //! # Limits and differences from memcached
 //! - Keys: 1 to 250 bytes, no control characters (memcached accepts control characters).
-//! - `incr`/`decr` read the delta and the stored value as memcached does (C's `strtoull`:
-//!   leading white space, a sign, any number of leading zeros, then the end, white space
-//!   or a NUL byte), and keep its in-place rule: a result shorter than the stored data is
-//!   padded with spaces to the stored length. A command line ends at its first NUL byte.
+//! - `incr`/`decr` read the delta and the stored value, and `cas` its unique, as memcached
+//!   does (C's `strtoull`: leading white space, a sign, any number of leading zeros, then
+//!   the end, white space or a NUL byte), and keep its in-place rule: a result shorter than
+//!   the stored data is padded with spaces to the stored length. Other numbers (flags,
+//!   exptime, byte count) are plain digits. A command line ends at its first NUL byte.
 //! - `flush_all <delay>` clears the table at the first command at or after the deadline.
 //! - `stats` reports the counters of this module; `stats <group>` other than `reset` is
 //!   `ERROR`.

@@ -341,7 +341,8 @@ impl Parser {
                 return invalid(BAD_FORMAT, noreply);
             };
             let unique = if op == StoreOp::Cas {
-                match parse_u64(args[4]) {
+                // memcached reads the cas unique as it reads an incr delta.
+                match parse_number(args[4]) {
                     Some(u) => u,
                     None => return invalid(BAD_FORMAT, noreply),
                 }
@@ -502,8 +503,8 @@ fn parse_i64(t: &[u8]) -> Option<i64> {
     value::parse_decimal(t)
 }
 
-/// memcached's reading of an unsigned 64-bit number (an `incr`/`decr` delta, or the stored
-/// value it applies to), which is C's `strtoull` checked by memcached:
+/// memcached's reading of an unsigned 64-bit number (an `incr`/`decr` delta, the stored
+/// value it applies to, a `cas` unique), which is C's `strtoull` checked by memcached:
 /// - leading white space (space, `\t`, `\n`, `\v`, `\f`, `\r`) is skipped;
 /// - one optional sign, `+` or `-`; then one or more decimal digits (any number of leading
 ///   zeros), whose value must fit in `u64`;
