@@ -265,10 +265,13 @@ pub(crate) fn make_with_head(
     if n > out.len() {
         return Some(Err(KeyError::OverCapacity));
     }
-    if let Some(words) = out.first_chunk_mut::<16>() {
-        // The whole 16-byte head in four word stores (no `memcpy` call); the key then
-        // overwrites its unused tail.
-        *words = head.bytes;
+    if let Some(dst) = out.first_chunk_mut::<16>() {
+        // The whole 16-byte head in four word stores (no `memcpy` call, which on Cortex-M0
+        // copies a byte at a time); the key then overwrites its unused tail.
+        for (d, s) in dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4)) {
+            let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+            d.copy_from_slice(&w.to_ne_bytes());
+        }
     } else {
         out[..h].copy_from_slice(&head.bytes[..h]);
     }
