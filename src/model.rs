@@ -142,16 +142,18 @@ impl Model {
             timeout
         };
         let rate = i128::from(self.rate);
-        let ticks: i128 = match timeout {
+        let (given, ticks): (i128, i128) = match timeout {
             Timeout::Never => return Ok(None),
-            Timeout::Default => 300 * rate,
-            Timeout::Secs(s) => i128::from(s) * rate,
-            Timeout::Millis(ms) => i128::from(ms) * rate / 1000,
-            Timeout::Ticks(t) => i128::from(t),
+            Timeout::Default => (300, 300 * rate),
+            Timeout::Secs(s) => (i128::from(s), i128::from(s) * rate),
+            Timeout::Millis(ms) => (i128::from(ms), i128::from(ms) * rate / 1000),
+            Timeout::Ticks(t) => (i128::from(t), i128::from(t)),
         };
-        if ticks <= 0 {
+        if given <= 0 {
             return Err(());
         }
+        // A positive timeout lasts at least one tick.
+        let ticks = ticks.max(1);
         let exp = (i128::from(self.now) + ticks).min(i128::from(u64::MAX - 1));
         Ok(Some(exp as u64))
     }
