@@ -181,8 +181,15 @@ impl Model {
         self.entries.push(e);
     }
 
+    /// Django's cull: frequency 0 clears everything; a cull of one entry takes the least
+    /// recent; otherwise expired entries go first, then, if still at the limit,
+    /// `len / cull_frequency` least recent ones.
     fn cull(&mut self) {
-        if self.cull_frequency != 0 && self.entries.len() / self.cull_frequency <= 1 {
+        if self.cull_frequency == 0 {
+            self.entries.clear();
+            return;
+        }
+        if self.entries.len() / self.cull_frequency <= 1 {
             self.entries.remove(0);
             return;
         }
@@ -191,12 +198,8 @@ impl Model {
         if self.entries.len() < self.max_entries {
             return;
         }
-        match self.entries.len().checked_div(self.cull_frequency) {
-            None => self.entries.clear(),
-            Some(n) => {
-                self.entries.drain(..n.max(1));
-            }
-        }
+        let n = (self.entries.len() / self.cull_frequency).max(1);
+        self.entries.drain(..n);
     }
 
     fn store(

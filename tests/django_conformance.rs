@@ -850,6 +850,34 @@ fn zero_cull() {
 }
 
 #[test]
+fn zero_cull_clears_live_entries_even_when_expired_ones_would_make_room() {
+    // CULL_FREQUENCY 0 dumps the entire cache when MAX_ENTRIES is reached (Django's docs,
+    // locmem): reclaiming the expired entry alone does not save the live ones.
+    let clock = clock();
+    let mut cache = culling(&clock, 4, 0);
+    for k in ["a", "b", "c"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    cache.set("soon", "soon", 1).unwrap();
+    clock.advance_secs(1);
+    cache.set("d", "d", 60).unwrap();
+    assert_eq!(cache.len(), 1);
+    for k in ["a", "b", "c", "soon"] {
+        assert!(!cache.has_key(k).unwrap(), "{k}");
+    }
+    assert_eq!(text(&mut cache, "d").as_deref(), Some("d"));
+    // Below the limit nothing is cleared; an overwrite at the limit clears nothing either.
+    for k in ["e", "f", "g"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    cache.set("d", "d2", 60).unwrap();
+    assert_eq!(cache.len(), 4);
+    cache.set("h", "h", 60).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert_eq!(text(&mut cache, "h").as_deref(), Some("h"));
+}
+
+#[test]
 fn cull_removes_at_least_one_entry() {
     let clock = clock();
     let mut cache = culling(&clock, 2, 3);
