@@ -10,7 +10,8 @@ pub const MEMCACHED_MAX_KEY: usize = 250;
 
 /// A key as the caller names it, with an optional version.
 ///
-/// `&str` and `&[u8]` convert into a `Key` with the cache's default version:
+/// `&str`, `&[u8]`, `&heapless::String<N>` and (feature `std`) `&String` convert into a
+/// `Key` with the cache's default version:
 ///
 /// ```
 /// use tickcache::Key;
@@ -66,6 +67,22 @@ impl<'a> From<&'a [u8]> for Key<'a> {
 impl<'a, const N: usize> From<&'a [u8; N]> for Key<'a> {
     fn from(key: &'a [u8; N]) -> Self {
         Key::bytes(key)
+    }
+}
+
+impl<'a, L: heapless::LenType, const N: usize> From<&'a heapless::String<N, L>> for Key<'a> {
+    /// A bounded string built at run time, such as a key formatted with `write!`.
+    fn from(key: &'a heapless::String<N, L>) -> Self {
+        Key::new(key.as_str())
+    }
+}
+
+#[cfg(feature = "std")]
+impl<'a> From<&'a std::string::String> for Key<'a> {
+    /// `cache.get(&key)` for a `String` key (feature `std`). An owned `String` cannot
+    /// become a `Key`, which borrows: pass `&key` or `key.as_str()`.
+    fn from(key: &'a std::string::String) -> Self {
+        Key::new(key.as_str())
     }
 }
 

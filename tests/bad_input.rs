@@ -74,18 +74,19 @@ fn a_bad_key_in_a_batch() {
     let mut cache = small(&clock);
     seed(&mut cache);
     let bad = Error::Key(KeyError::BadChar);
-    // set_many stores the good ones and reports the bad one.
+    // set_many refuses the whole batch before storing anything.
     let mut failed = Vec::new();
     let n = cache.set_many([("a", &1u8), ("b c", &2u8), ("d", &3u8)], 60, |k, e| {
         failed.push((k.key.to_vec(), e))
     });
-    assert_eq!(n, 1);
-    assert_eq!(failed, vec![(b"b c".to_vec(), bad)]);
-    assert_eq!(cache.get::<u8>("a").unwrap(), Some(1));
-    assert_eq!(cache.get::<u8>("d").unwrap(), Some(3));
-    // get_many and delete_many refuse it.
-    assert_eq!(cache.get_many(["b c"], |_, _: u8| {}), Err(bad));
-    assert_eq!(cache.delete_many(["b c"]), Err(bad));
+    assert_eq!(n, Err(bad));
+    assert!(failed.is_empty());
+    assert!(!cache.has_key("a").unwrap());
+    assert!(!cache.has_key("d").unwrap());
+    cache.set("a", &1u8, 60).unwrap();
+    // get_many and delete_many refuse it, even after valid keys.
+    assert_eq!(cache.get_many(["a", "b c"], |_, _: u8| {}), Err(bad));
+    assert_eq!(cache.delete_many(["a", "b c", "int"]), Err(bad));
     assert_eq!(cache.get::<u8>("a").unwrap(), Some(1));
     intact(&mut cache);
 }
