@@ -7,7 +7,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::key::{self, Key, KeyError, KeyPolicy, KeyWriter};
+use crate::key::{self, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
@@ -114,13 +114,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             }
         }
         let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
-        let mut w = KeyWriter::new(out);
-        key_fn(self.config.prefix, version, key, &mut w)?;
-        let n = w.len();
-        if strict {
-            key::validate(&out[..n])?;
-        }
-        Ok(n)
+        key::make(key_fn, self.config.prefix, version, key, out, strict)
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.

@@ -119,17 +119,18 @@ impl Model {
         let version = version.unwrap_or(self.version);
         let mut made = format!("{}:{}:", self.prefix, version).into_bytes();
         made.extend_from_slice(key);
-        if made.len() > self.key_cap {
-            return Err(KeyError::OverCapacity);
-        }
+        // memcached's rules (strict only), length before characters, then the capacity.
         if self.strict {
-            if made.iter().any(|&b| b <= 0x20 || b == 0x7f) {
-                return Err(KeyError::BadChar);
-            }
             let chars = made.iter().filter(|&&b| (b & 0xc0) != 0x80).count();
             if chars > 250 {
                 return Err(KeyError::TooLong);
             }
+            if made.iter().any(|&b| b <= 0x20 || b == 0x7f) {
+                return Err(KeyError::BadChar);
+            }
+        }
+        if made.len() > self.key_cap {
+            return Err(KeyError::OverCapacity);
         }
         Ok(made)
     }

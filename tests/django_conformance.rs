@@ -646,11 +646,11 @@ fn batch_calls_with_one_invalid_key_change_nothing() {
         bad.map(|()| 0)
     );
     assert!(seen.is_empty());
-    // A key too long for the cache anywhere in the batch is found too.
-    let long = "x".repeat(100);
+    // A key too long anywhere in the batch is found too.
+    let long = "x".repeat(300);
     assert_eq!(
         cache.delete_many(["a", long.as_str()]),
-        Err(Error::Key(KeyError::OverCapacity))
+        Err(Error::Key(KeyError::TooLong))
     );
     assert_eq!(text(&mut cache, "a").as_deref(), Some("a"));
     assert_eq!(cache.len(), 3);
@@ -1725,6 +1725,81 @@ fn non_ascii_characters_count_once() {
     let cjk = "清".repeat(80);
     cache.set(cjk.as_str(), &2u8, 60).unwrap();
     assert_eq!(cache.get::<u8>(cjk.as_str()).unwrap(), Some(2));
+}
+
+#[test]
+fn the_length_rule_is_reported_before_the_key_capacity() {
+    // A 64-byte key capacity: a made key over 250 characters breaks memcached's length
+    // rule, and says so, rather than only "too long for this cache".
+    let clock = clock();
+    let mut cache = mem(&clock);
+    let long = "a".repeat(248); // ":1:" + 248 = 251 characters
+    let too_long = Err(Error::Key(KeyError::TooLong));
+    assert_eq!(cache.set(long.as_str(), &1u8, 60), too_long);
+    assert_eq!(cache.get::<u8>(long.as_str()), too_long.map(|()| None));
+    assert_eq!(cache.delete(long.as_str()), too_long.map(|()| false));
+    // Through a non-default version and a custom key function too (the general path).
+    assert_eq!(cache.set(v(&long, 7), &1u8, 60), too_long);
+    let custom = Config::new().key_function(tickcache::key::default_key_fn);
+    let mut custom: Mem<'_> = MemCache::new(&clock, Table::new(), custom);
+    assert_eq!(custom.set(long.as_str(), &1u8, 60), too_long);
+    // Length first, then characters, then capacity (Django's order for the first two).
+    let spaced_and_long = format!("a b{}", "c".repeat(300));
+    let spaced = format!("a b{}", "c".repeat(100));
+    let plain = "c".repeat(100);
+    for cache in [&mut cache, &mut custom] {
+        assert_eq!(cache.set(spaced_and_long.as_str(), &1u8, 60), too_long);
+        assert_eq!(
+            cache.set(spaced.as_str(), &1u8, 60),
+            Err(Error::Key(KeyError::BadChar))
+        );
+        assert_eq!(
+            cache.set(plain.as_str(), &1u8, 60),
+            Err(Error::Key(KeyError::OverCapacity))
+        );
+    }
+    let mut out = [0u8; 64];
+    assert_eq!(
+        cache.make_key(long.as_str(), &mut out),
+        Err(KeyError::TooLong)
+    );
+    // 251 characters of non-ASCII text that fit no table (over 255 bytes) are TooLong; 250
+    // of them are only over the capacity.
+    let cjk = "清".repeat(248);
+    assert_eq!(cache.set(cjk.as_str(), &1u8, 60), too_long);
+    let cjk = "清".repeat(247);
+    assert_eq!(
+        cache.set(cjk.as_str(), &1u8, 60),
+        Err(Error::Key(KeyError::OverCapacity))
+    );
+    // Lenient: only the capacity applies.
+    let lenient = Config::new().key_policy(KeyPolicy::Lenient);
+    let mut lenient: Mem<'_> = MemCache::new(&clock, Table::new(), lenient);
+    assert_eq!(
+        lenient.set(long.as_str(), &1u8, 60),
+        Err(Error::Key(KeyError::OverCapacity))
+    );
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn key_errors_say_which_rule_failed() {
+    let too_long = KeyError::TooLong.to_string();
+    assert!(
+        too_long.contains("length rule") && too_long.contains("250"),
+        "{too_long}"
+    );
+    let bad = KeyError::BadChar.to_string();
+    assert!(
+        bad.contains("character rule") && bad.contains("space"),
+        "{bad}"
+    );
+    let over = KeyError::OverCapacity.to_string();
+    assert!(over.contains("capacity"), "{over}");
+    assert_eq!(
+        Error::<Infallible>::Key(KeyError::TooLong).to_string(),
+        format!("invalid key: {too_long}")
+    );
 }
 
 #[test]
