@@ -185,7 +185,8 @@ impl<'b> KeyWriter<'b> {
     fn overflow(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
         let m = self.measure.as_mut().ok_or(KeyError::OverCapacity)?;
         m.chars = m.chars.saturating_add(chars(bytes));
-        m.bad |= has_refused_byte(bytes);
+        // Bytewise: an error path, kept small rather than fast.
+        m.bad |= bytes.iter().any(|&b| b <= 0x20 || b == 0x7f);
         Ok(())
     }
 
@@ -357,7 +358,9 @@ const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
 }
 
 /// The default key function's fastest path, for the configured version: the prebuilt head,
-/// then the key. `None` when the head did not fit its buffer.
+/// then the key. `None` when the head did not fit its buffer, or when the made key does not
+/// fit `out` under the strict policy (the general path, [`make`], then tells memcached's
+/// rules from the capacity).
 #[inline]
 pub(crate) fn make_with_head(
     head: &Head,
@@ -371,14 +374,8 @@ pub(crate) fn make_with_head(
     }
     let n = h + key.len();
     if n > out.len() {
-        if !strict {
-            return Some(Err(KeyError::OverCapacity));
-        }
-        let bad = head.chars == u8::MAX || has_refused_byte(key);
-        return Some(Err(over_capacity(
-            head_chars(head).saturating_add(chars(key)),
-            bad,
-        )));
+        // Under the strict policy the general path says which rule the key breaks.
+        return (!strict).then_some(Err(KeyError::OverCapacity));
     }
     if out.len() >= 16 {
         // One fixed 16-byte copy (two word moves) beats a variable-length one; the key then
