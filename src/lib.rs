@@ -67,6 +67,7 @@ mod config;
 mod dummy;
 mod error;
 pub mod flash;
+pub mod hash;
 #[cfg(feature = "std")]
 mod host;
 pub mod key;

@@ -13,8 +13,11 @@
 
 use proptest::prelude::*;
 use proptest::sample::select;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use tickcache::model::{Model, Value};
-use tickcache::{Config, Error, Key, KeyPolicy, Kind, ManualClock, MemCache, Table, Timeout};
+
+use tickcache::hash::DefaultHashBuilder;
+use tickcache::{Cache, Config, Error, Key, KeyPolicy, Kind, ManualClock, Table, Timeout};
 
 // ---------------------------------------------------------------------------------------
 // The key pool
@@ -338,9 +341,9 @@ enum Out {
     Advanced,
 }
 
-struct Harness<'c, const N: usize, const K: usize, const V: usize> {
+struct Harness<'c, const N: usize, const K: usize, const V: usize, S = DefaultHashBuilder> {
     clock: &'c ManualClock,
-    cache: MemCache<&'c ManualClock, N, K, V>,
+    cache: Cache<&'c ManualClock, Table<N, K, V, S>, K>,
     model: Model,
     names: Vec<String>,
 }
@@ -352,7 +355,9 @@ fn key_of(name: &str, version: Option<i32>) -> Key<'_> {
     }
 }
 
-impl<'c, const N: usize, const K: usize, const V: usize> Harness<'c, N, K, V> {
+impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Default>
+    Harness<'c, N, K, V, S>
+{
     fn new(clock: &'c ManualClock, s: &Setup) -> Self {
         let max = s.max.clamp(1, N);
         let config = Config::new()
@@ -364,7 +369,9 @@ impl<'c, const N: usize, const K: usize, const V: usize> Harness<'c, N, K, V> {
             } else {
                 KeyPolicy::Lenient
             });
-        let cache = MemCache::new(clock, Table::with_culling(max, s.freq), config);
+        let table =
+            Table::try_with_culling_and_hasher(max, s.freq, S::default()).expect("max is in 1..=N");
+        let cache = Cache::new(clock, table, config);
         let mut model = Model::new(clock_rate(clock), K, V, max, usize::from(s.freq));
         model.prefix = s.prefix.to_string();
         model.version = s.version;
@@ -735,8 +742,27 @@ fn run<const N: usize, const K: usize, const V: usize>(
     s: &Setup,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
+    run_hashed::<N, K, V, DefaultHashBuilder>(s, ops)
+}
+
+/// A hasher that gives every key the same hash: every entry shares one chain, so only the
+/// key comparison tells entries apart. Slow, and must still answer exactly like the model.
+#[derive(Default)]
+struct SameHash;
+
+impl Hasher for SameHash {
+    fn write(&mut self, _: &[u8]) {}
+    fn finish(&self) -> u64 {
+        0x5a5a_5a5a_5a5a_5a5a
+    }
+}
+
+fn run_hashed<const N: usize, const K: usize, const V: usize, S: BuildHasher + Default>(
+    s: &Setup,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(s.rate);
-    let mut h: Harness<'_, N, K, V> = Harness::new(&clock, s);
+    let mut h: Harness<'_, N, K, V, S> = Harness::new(&clock, s);
     for (step, op) in ops.iter().enumerate() {
         let engine = h.engine(op);
         let model = h.model(op);
@@ -771,5 +797,14 @@ proptest! {
         ops in prop::collection::vec(op(), 1..200),
     ) {
         run::<8, 255, 4>(&s, &ops)?;
+    }
+
+    /// Every key hashes alike (one chain holds the whole table): answers must not change.
+    #[test]
+    fn engine_matches_model_with_a_constant_hasher(
+        s in setup(16),
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        run_hashed::<16, 24, 16, BuildHasherDefault<SameHash>>(&s, &ops)?;
     }
 }

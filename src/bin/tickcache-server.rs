@@ -187,8 +187,11 @@ fn build(o: &Opts) -> Result<Built, String> {
     }
 }
 
+/// The server's table hasher: SipHash with random keys.
+type Keyed = std::collections::hash_map::RandomState;
+
 fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
-    let ram = std::mem::size_of::<Memcached<Table<N, KEY, V>, V>>();
+    let ram = std::mem::size_of::<Memcached<Table<N, KEY, V, Keyed>, V>>();
     let o = o.clone();
     // Unoptimised builds keep several copies of the table on the stack while it is built.
     let stack = 12 * ram + (64 << 20);
@@ -196,8 +199,14 @@ fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
         .name("build".into())
         .stack_size(stack)
         .spawn(move || -> Result<Built, String> {
-            let table = Table::<N, KEY, V>::try_with_culling(o.capacity, o.capacity as u16)
-                .map_err(|e| format!("capacity: {e:?}"))?;
+            // Keys come from the network: a randomly keyed hasher, so no client can choose
+            // keys that pile up in one chain.
+            let table = Table::<N, KEY, V, Keyed>::try_with_culling_and_hasher(
+                o.capacity,
+                o.capacity as u16,
+                Keyed::new(),
+            )
+            .map_err(|e| format!("capacity: {e:?}"))?;
             match &o.persist {
                 None => Ok(Built {
                     service: Box::new(Memcached::<_, V>::new(table, o.item_max, 0)),
@@ -213,10 +222,11 @@ fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
                         None => Policy::WriteThrough,
                     };
                     let end = u32::try_from(pages * PAGE).map_err(|_| "image too large")?;
-                    let p = Persistent::<_, N, KEY, V>::open(flash, 0..end, table, policy)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let p =
+                        Persistent::<_, N, KEY, V, 8, Keyed>::open(flash, 0..end, table, policy)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
                     let resume_ticks = p.latest_time();
-                    let first_cas = Memcached::<Table<N, KEY, V>, V>::max_cas(p.table());
+                    let first_cas = Memcached::<Table<N, KEY, V, Keyed>, V>::max_cas(p.table());
                     Ok(Built {
                         service: Box::new(Memcached::<_, V>::new(p, o.item_max, first_cas)),
                         resume_ticks,

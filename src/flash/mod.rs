@@ -73,6 +73,7 @@ mod log;
 mod mock;
 
 use core::fmt;
+use core::hash::BuildHasher;
 use core::ops::Range;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash};
@@ -82,6 +83,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
+use crate::hash::DefaultHashBuilder;
 use crate::key::KeyError;
 use crate::table::Table;
 use crate::value::Kind;
@@ -169,8 +171,15 @@ pub struct Wear {
 ///
 /// RAM cost: the [`Table`] plus `D * (K + 1)` bytes and a few words. See the
 /// [module documentation](self).
-pub struct Persistent<F, const N: usize, const K: usize, const V: usize, const D: usize = 8> {
-    table: Table<N, K, V>,
+pub struct Persistent<
+    F,
+    const N: usize,
+    const K: usize,
+    const V: usize,
+    const D: usize = 8,
+    S = DefaultHashBuilder,
+> {
+    table: Table<N, K, V, S>,
     log: Log<F>,
     policy: Policy,
     dirty_keys: [[u8; K]; D],
@@ -231,8 +240,14 @@ fn widen<E>(e: Error) -> Error<E> {
     e.widen()
 }
 
-impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize>
-    Persistent<F, N, K, V, D>
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Persistent<F, N, K, V, D, S>
 {
     /// Opens the log in `range` of `flash` (page-aligned: `NorFlash::ERASE_SIZE` is the
     /// page) and replays it into `table` (whose culling limits are kept). A blank or
@@ -240,7 +255,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     pub fn open(
         flash: F,
         range: Range<u32>,
-        table: Table<N, K, V>,
+        table: Table<N, K, V, S>,
         policy: Policy,
     ) -> Result<Self, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
@@ -406,7 +421,7 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     }
 
     /// The memory table (read-only: changes must go through the backend).
-    pub fn table(&self) -> &Table<N, K, V> {
+    pub fn table(&self) -> &Table<N, K, V, S> {
         &self.table
     }
 
@@ -815,8 +830,14 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     }
 }
 
-impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize> Backend
-    for Persistent<F, N, K, V, D>
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Backend for Persistent<F, N, K, V, D, S>
 {
     type Error = Fe<F>;
 
@@ -1019,8 +1040,14 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     }
 }
 
-impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize>
-    Persistent<F, N, K, V, D>
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Persistent<F, N, K, V, D, S>
 {
     /// True when the changed keys, the tombstones of a cull at `now` and a put fit the list
     /// and one batch.
@@ -1045,8 +1072,8 @@ impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize
     }
 }
 
-impl<F, const N: usize, const K: usize, const V: usize, const D: usize> fmt::Debug
-    for Persistent<F, N, K, V, D>
+impl<F, const N: usize, const K: usize, const V: usize, const D: usize, S: BuildHasher> fmt::Debug
+    for Persistent<F, N, K, V, D, S>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Persistent")

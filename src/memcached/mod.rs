@@ -35,6 +35,8 @@ mod parse;
 pub use parse::{Command, Keys, Parser, Step, StoreOp};
 pub use parse::{BAD_CHUNK, BAD_FORMAT, ERROR, LINE_TOO_LONG};
 
+use core::hash::BuildHasher;
+
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::backend::{Backend, Put, NEVER};
@@ -71,14 +73,20 @@ pub trait Store: Backend {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)>;
 }
 
-impl<const N: usize, const K: usize, const V: usize> Store for Table<N, K, V> {
+impl<const N: usize, const K: usize, const V: usize, H: BuildHasher> Store for Table<N, K, V, H> {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
         Table::peek(self, key, now)
     }
 }
 
-impl<F: NorFlash, const N: usize, const K: usize, const V: usize, const D: usize> Store
-    for Persistent<F, N, K, V, D>
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        H: BuildHasher,
+    > Store for Persistent<F, N, K, V, D, H>
 {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
         self.table().peek(key, now)
@@ -257,7 +265,9 @@ impl<S: Store, const V: usize> Memcached<S, V> {
     }
 
     /// The largest cas unique among the items of a table (to continue after a restart).
-    pub fn max_cas<const N: usize, const K: usize, const W: usize>(table: &Table<N, K, W>) -> u64 {
+    pub fn max_cas<const N: usize, const K: usize, const W: usize, H: BuildHasher>(
+        table: &Table<N, K, W, H>,
+    ) -> u64 {
         let mut max = 0;
         table.for_each_lru(|_, bytes, kind, _| {
             if let (Kind::Item, Some(h)) = (kind, bytes.get(..HEADER)) {

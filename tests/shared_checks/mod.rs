@@ -4,6 +4,7 @@
 
 use core::cell::Cell;
 
+use tickcache::hash::{self, DefaultHashBuilder};
 use tickcache::{Config, Error, Key, KeyError, ManualClock, MemCache, Table, Timeout, Wrap32};
 
 type Small<'c> = MemCache<&'c ManualClock, 16, 24, 16>;
@@ -38,6 +39,10 @@ pub const CHECKS: &[Check] = &[
     ("zero and negative timeouts", zero_timeouts),
     ("oversized value leaves no stale value", oversized_value),
     ("32-bit counter wrapping during a timeout", wrap32_timeout),
+    (
+        "hash chains: 1,024 keys of each shape spread evenly",
+        chain_lengths,
+    ),
 ];
 
 /// Runs every check, reporting each through `report`; returns the number that failed.
@@ -258,4 +263,97 @@ fn fmt_key(prefix: &[u8], i: u8, out: &mut [u8; 8]) -> usize {
     }
     out[n] = b'0' + i % 10;
     n + 1
+}
+
+/// Chains a table of 1,024 entries would build from 1,024 keys, bucketed exactly as `Table`
+/// does (`hash::hash32` with the default hasher, then `hash::reduce`): the longest chain
+/// and the total number of key comparisons to find every key once.
+///
+/// The bounds are those of a uniformly random hash, 1,024 keys into 1,024 chains: a lookup
+/// compares 1 + (n - 1) / 2m = 1.5 keys on average (standard deviation of the mean about
+/// 0.07), so at most 1,792 comparisons (1.75 each, almost four deviations above); a chain of
+/// 9 or more has a probability near 0.1%. A hash that ignored part of the key, or kept only
+/// zero bits on a 32-bit target, fails both by far (one chain: 524,800 comparisons).
+pub fn chain_stats(mut key: impl FnMut(usize, &mut [u8; 48]) -> usize) -> (u8, u32) {
+    const N: usize = 1024;
+    let mut chains = [0u8; N];
+    let mut buf = [0u8; 48];
+    for i in 0..N {
+        let n = key(i, &mut buf);
+        let b = hash::reduce(
+            hash::hash32(&DefaultHashBuilder::default(), &buf[..n]),
+            N as u32,
+        );
+        chains[b] = chains[b].saturating_add(1);
+    }
+    let longest = chains.iter().copied().max().unwrap_or(0);
+    let compares = chains
+        .iter()
+        .map(|&c| u32::from(c) * (u32::from(c) + 1) / 2)
+        .sum();
+    (longest, compares)
+}
+
+/// Appends `v` in decimal at `out[at..]`; returns the new end.
+fn put_decimal(out: &mut [u8; 48], mut at: usize, v: usize) -> usize {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut v = v;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while n > 0 {
+        n -= 1;
+        out[at] = digits[n];
+        at += 1;
+    }
+    at
+}
+
+fn put(out: &mut [u8; 48], at: usize, bytes: &[u8]) -> usize {
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+    at + bytes.len()
+}
+
+/// Django-made keys `:1:post_1`..., sensor keys `:1:sensor:17:temp`... and random bytes.
+fn chain_lengths() -> Result<(), &'static str> {
+    const UNITS: [&[u8]; 8] = [
+        b"temp", b"hum", b"pres", b"volt", b"curr", b"lux", b"co2", b"pm25",
+    ];
+    let posts = chain_stats(|i, out| {
+        let at = put(out, 0, b":1:post_");
+        put_decimal(out, at, i + 1)
+    });
+    let sensors = chain_stats(|i, out| {
+        let at = put(out, 0, b":1:sensor:");
+        let at = put_decimal(out, at, i / 8);
+        let at = put(out, at, b":");
+        put(out, at, UNITS[i % 8])
+    });
+    let mut x = 0x2545_f491_u32;
+    let random = chain_stats(|_, out| {
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let n = 1 + (next() % 40) as usize;
+        for b in &mut out[..n] {
+            *b = next() as u8;
+        }
+        n
+    });
+    // The same hash on every target (the value the host's unit test pins).
+    ensure!(hash::hash32(&DefaultHashBuilder::default(), b":1:post_1") == 0x39d7_e715);
+    for (longest, compares) in [posts, sensors, random] {
+        ensure!(longest <= 8);
+        ensure!(compares <= 1792);
+    }
+    Ok(())
 }
