@@ -184,9 +184,11 @@ impl<'b> KeyWriter<'b> {
     #[cold]
     fn overflow(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
         let m = self.measure.as_mut().ok_or(KeyError::OverCapacity)?;
-        m.chars = m.chars.saturating_add(chars(bytes));
-        // Bytewise: an error path, kept small rather than fast.
-        m.bad |= bytes.iter().any(|&b| b <= 0x20 || b == 0x7f);
+        // One bytewise pass: an error path, kept small rather than fast.
+        for &b in bytes {
+            m.chars += usize::from((b as i8) >= -0x40);
+            m.bad |= b <= 0x20 || b == 0x7f;
+        }
         Ok(())
     }
 
@@ -252,27 +254,29 @@ pub(crate) fn make(
             Ok(n)
         }
         Err(KeyError::OverCapacity) if strict => {
-            // Too long for the buffer: measure the made key to say which rule it breaks.
-            let mut m = KeyWriter {
-                buf: &mut [],
-                len: 0,
-                measure: Some(Measure::default()),
-            };
-            key_fn(prefix, version, key, &mut m)?;
-            let seen = m.measure.unwrap_or_default();
-            Err(over_capacity(seen.chars, seen.bad))
+            Err(explain_overflow(key_fn, prefix, version, key))
         }
         Err(e) => Err(e),
     }
 }
 
-/// The error for a made key over the key capacity under the strict policy: memcached's
-/// rules come first.
+/// The error for a made key too long for its buffer under the strict policy: the key
+/// function runs again on a writer that only measures, and memcached's rules come first.
 #[cold]
-fn over_capacity(chars: usize, bad: bool) -> KeyError {
-    if chars > MEMCACHED_MAX_KEY {
+#[inline(never)]
+fn explain_overflow(key_fn: KeyFn, prefix: &str, version: i32, key: &[u8]) -> KeyError {
+    let mut m = KeyWriter {
+        buf: &mut [],
+        len: 0,
+        measure: Some(Measure::default()),
+    };
+    if let Err(e) = key_fn(prefix, version, key, &mut m) {
+        return e;
+    }
+    let seen = m.measure.unwrap_or_default();
+    if seen.chars > MEMCACHED_MAX_KEY {
         KeyError::TooLong
-    } else if bad {
+    } else if seen.bad {
         KeyError::BadChar
     } else {
         KeyError::OverCapacity

@@ -347,11 +347,12 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// a classic one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per insert.
     /// Frequency 0 clears the table, live entries included, as Django documents.
     fn cull(&mut self, now: u64) {
-        if self.freq() == 0 {
+        let freq = self.freq();
+        if freq == 0 {
             self.reset();
             return;
         }
-        if self.len / self.freq() <= 1 {
+        if self.len / freq <= 1 {
             self.remove_slot(self.tail as usize);
             return;
         }
@@ -366,7 +367,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if self.len < self.limit() {
             return;
         }
-        let n = (self.len / self.freq()).max(1);
+        let n = (self.len / freq).max(1);
         for _ in 0..n {
             self.remove_slot(self.tail as usize);
         }
