@@ -4,7 +4,8 @@ prints the replies side by side; exits 1 when they differ.
 
 usage: memcached_compare.py PORT_A PORT_B
 Each case runs on a fresh connection after `flush_all`; cas uniques are masked (the two
-servers count differently)."""
+servers count differently). A case given as a tuple of parts is sent part by part, 0.2 s
+apart (a command arriving slowly, well within a request timeout)."""
 import re
 import socket
 import sys
@@ -63,6 +64,43 @@ CASES = [
     b"set c 0 0 1\r\n1\r\ngets c\r\ncas c 0 0 1 999999\r\n2\r\n",
     b"\x00\x01\x02\xff\r\n",
     b"get a\r\n\r\n\r\nget a\r\n",
+    # incr/decr read the stored value with strtoull: white space, a sign, leading zeros,
+    # then the end, white space or NUL; results are padded to the stored length.
+    b"set n 0 0 4\r\n\t\x0b\x0c5\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 3\r\n\r\n5\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 3\r\n +5\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 2\r\n-0\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 5\r\n5\x00abc\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 5\r\n5\x0babc\r\ndecr n 1\r\nget n\r\n",
+    b"set n 0 0 31\r\n" + b"0" * 30 + b"7\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 41\r\n00000000000000000000018446744073709551615\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 21\r\n-18446744073709551615\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 20\r\n-9223372036854775809\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 20\r\n-9223372036854775808\r\nincr n 1\r\n",
+    b"set n 0 0 3\r\n+-5\r\nincr n 1\r\nset n 0 0 3\r\n+ 5\r\nincr n 1\r\n",
+    b"set n 0 0 2\r\n\x005\r\nincr n 1\r\nset n 0 0 3\r\n0x5\r\nincr n 1\r\n",
+    b"set n 0 0 23\r\n99999999999999999999999\r\nincr n 1\r\n",
+    b"set n 2 0 41\r\n9" + b" " * 40 + b"\r\nincr n 1\r\nget n\r\n",
+    b"set n 0 0 200\r\n1" + b" " * 199 + b"\r\ndecr n 1\r\nget n\r\n",
+    b"set n 0 0 4000\r\n" + b"0" * 3999 + b"9\r\nincr n 1\r\nget n\r\n",
+    # ... and the delta the same way; a line ends at its first NUL.
+    b"set n 0 0 2\r\n10\r\nincr n +1\r\ndecr n -0\r\nincr n \x0b1\r\ndecr n \t\x0c1\r\nget n\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n 1\t\r\ndecr n 1\x0b\r\nincr n 1\x00x\r\ndecr n 1\rx\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n 0000000000000000000000000000003\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n -18446744073709551615\r\nincr n -9223372036854775809\r\n",
+    b"set n 0 0 2\r\n10\r\ndecr n -9223372036854775808\r\nincr n +\r\nincr n -\r\nincr n +-1\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n -5\r\ndecr n -1\r\nincr n 0x1\r\nget n\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n \x001\r\nincr n\x00 1\r\nget n\x00 zz\r\n",
+    b"set n 0 0 2\r\n10\r\nincr n 1 noreply\x00 junk\r\ntouch n 0\x00x\r\n\x00get n\r\nget n\r\n",
+    b"set n 0 0 1 noreply\x00\r\nx\r\nset z 0 0 3\r\na\x00b\r\nget n z\r\n",
+    # A cas unique is read like a delta (none of these match; the refused ones are errors).
+    b"set n 0 0 1\r\nx\r\ncas n 0 0 1 +99999999999\r\ny\r\ncas n 0 0 1 \x0b\t99999999999\r\ny\r\n"
+    + b"cas n 0 0 1 -0\r\ny\r\ncas n 0 0 1 000000000000000000000000099999999999\r\ny\r\n"
+    + b"cas n 0 0 1 -1\r\ny\r\ncas n 0 0 1 1x\r\ny\r\ncas n 0 0 1 18446744073709551616\r\ny\r\n",
+    # Commands arriving slowly, a few bytes at a time, are answered as if sent at once.
+    (b"se", b"t n 0 0 2\r", b"\n1", b"0\r\ninc", b"r n 5\r\n"),
+    (b"get n\r\nset n 0 0 1\r\n", b"7", b"\r\n", b"incr n 2\r\nget", b" n\r\n"),
+    (b"set big 0 0 1048577\r\n" + b"a" * 1000, b"a" * 1047577, b"\r\nget big\r\n"),
 ]
 
 
@@ -73,7 +111,11 @@ def run(port, data):
     buf = b""
     while not buf.endswith(b"OK\r\n"):
         buf += s.recv(100)
-    s.sendall(data)
+    parts = data if isinstance(data, tuple) else (data,)
+    for i, part in enumerate(parts):
+        if i:
+            time.sleep(0.2)
+        s.sendall(part)
     time.sleep(0.15)
     s.settimeout(0.25)
     out = b""
@@ -97,7 +139,8 @@ def main():
         ra, rb = run(a, case), run(b, case)
         same = ra == rb
         diffs += not same
-        print(("same" if same else "DIFF"), repr(case[:60]))
+        shown = b"|".join(case) if isinstance(case, tuple) else case
+        print(("same" if same else "DIFF"), repr(shown[:60]))
         if not same:
             print("   A:", repr(ra[:200]))
             print("   B:", repr(rb[:200]))

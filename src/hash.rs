@@ -56,10 +56,13 @@ impl Hasher for TickHasher {
         }
         let tail = words.remainder();
         if !tail.is_empty() {
-            let mut w = [0u8; 4];
-            w[..tail.len()].copy_from_slice(tail);
-            // The length in the top byte keeps "a" and "a\0" apart.
-            self.word(u32::from_le_bytes(w) ^ ((tail.len() as u32) << 30));
+            // Shifts rather than a copy into a zeroed word: no `memcpy` call for 1-3 bytes.
+            let mut w = 0u32;
+            for (i, &b) in tail.iter().enumerate() {
+                w |= u32::from(b) << (8 * i);
+            }
+            // The length in the top bits keeps "a" and "a\0" apart.
+            self.word(w ^ ((tail.len() as u32) << 30));
         }
     }
 

@@ -36,6 +36,24 @@ use crate::key::KeyError;
 use crate::value::{self, Kind};
 
 const NIL: u16 = u16::MAX;
+
+/// True when `key` is the start of `slot`, compared four bytes at a time: keys are short,
+/// and the byte loop behind `memcmp` on Cortex-M costs several instructions a byte.
+#[inline]
+fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
+    let Some(slot) = slot.get(..key.len()) else {
+        return false;
+    };
+    let (mut a, mut b) = (slot.chunks_exact(4), key.chunks_exact(4));
+    for (x, y) in (&mut a).zip(&mut b) {
+        if u32::from_ne_bytes([x[0], x[1], x[2], x[3]])
+            != u32::from_ne_bytes([y[0], y[1], y[2], y[3]])
+        {
+            return false;
+        }
+    }
+    a.remainder() == b.remainder()
+}
 const LEN_MASK: u16 = 0x3fff;
 
 /// Why culling limits were refused.
@@ -251,12 +269,20 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let mut s = self.buckets[b];
         while s != NIL {
             let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && &self.keys[i][..key.len()] == key {
+            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys[i], key) {
                 return Some(i);
             }
             s = self.chain[i];
         }
         None
+    }
+
+    /// The chain of `key` and its slot, if held. Not inlined: every operation starts here,
+    /// and one copy of the hash and the chain walk keeps firmware small.
+    #[inline(never)]
+    fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
+        let b = self.bucket_of(key);
+        (b, self.find(b, key))
     }
 
     #[inline]
@@ -449,7 +475,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// Reads a live entry without changing recency (for wrappers such as persistence).
     pub fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
-        let i = self.find(self.bucket_of(key), key)?;
+        let i = self.locate(key).1?;
         if self.expiry[i] <= now {
             return None;
         }
@@ -463,14 +489,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K, V, S> {
     /// Reads an entry whether or not it has expired, without changing recency.
     pub fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
-        let i = self.find(self.bucket_of(key), key)?;
+        let i = self.locate(key).1?;
         let (len, kind) = self.value_meta(i);
         Some((&self.vals[i][..len], kind, self.expiry[i]))
     }
 
     /// True when a `put` of `key` (absent from the table) would cull first.
     pub fn would_cull(&self, key: &[u8]) -> bool {
-        self.len >= self.limit() && self.find(self.bucket_of(key), key).is_none()
+        self.len >= self.limit() && self.locate(key).1.is_none()
     }
 
     /// Visits the made keys of the live entries the next cull at `now` would remove, least
@@ -543,8 +569,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if !self.ready {
             self.reset();
         }
-        let b = self.bucket_of(key);
-        if let Some(i) = self.find(b, key) {
+        let (b, found) = self.locate(key);
+        if let Some(i) = found {
             self.vals[i][..bytes.len()].copy_from_slice(bytes);
             self.set_meta(i, bytes.len(), kind, expiry);
             self.touch_lru(i);
@@ -582,8 +608,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error> {
-        let b = self.bucket_of(key);
-        let Some(i) = self.find(b, key) else {
+        let (b, found) = self.locate(key);
+        let Some(i) = found else {
             return Ok(None);
         };
         if self.expiry[i] <= now {
@@ -596,8 +622,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        let b = self.bucket_of(key);
-        match self.find(b, key) {
+        let (b, found) = self.locate(key);
+        match found {
             Some(i) if self.expiry[i] <= now => {
                 self.remove(b, i);
                 Ok(false)
@@ -616,8 +642,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         now: u64,
         fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error>,
     ) -> Result<bool, Error> {
-        let b = self.bucket_of(key);
-        let Some(i) = self.find(b, key) else {
+        let (b, found) = self.locate(key);
+        let Some(i) = found else {
             return self.insert(b, key, expiry, now, fill);
         };
         if mode == Put::Add && self.expiry[i] > now {
@@ -637,7 +663,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
-        match self.find(self.bucket_of(key), key) {
+        match self.locate(key).1 {
             Some(i) if self.expiry[i] > now => {
                 self.expiry[i] = expiry;
                 Ok(true)
@@ -647,8 +673,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        let b = self.bucket_of(key);
-        match self.find(b, key) {
+        let (b, found) = self.locate(key);
+        match found {
             Some(i) => {
                 let live = self.expiry[i] > now;
                 self.remove(b, i);
@@ -659,8 +685,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error> {
-        let b = self.bucket_of(key);
-        let i = self.find(b, key).ok_or(Error::NotFound)?;
+        let (b, found) = self.locate(key);
+        let i = found.ok_or(Error::NotFound)?;
         if self.expiry[i] <= now {
             self.remove(b, i);
             return Err(Error::NotFound);
@@ -694,8 +720,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         if to.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
-        let bf = self.bucket_of(from);
-        let Some(i) = self.find(bf, from) else {
+        let (bf, found) = self.locate(from);
+        let Some(i) = found else {
             return Ok(false);
         };
         if self.expiry[i] <= now {
@@ -707,8 +733,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
             self.touch_lru(i);
             return Ok(true);
         }
-        let bt = self.bucket_of(to);
-        if let Some(j) = self.find(bt, to) {
+        let (bt, found) = self.locate(to);
+        if let Some(j) = found {
             self.remove(bt, j);
         }
         self.unlink_chain(bf, i);

@@ -84,24 +84,20 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<T,
 }
 
 /// Minimal little-endian two's complement: 0 bytes for 0, 1 byte for -128..=127, …
+///
+/// The length comes from the count of significant bits, and the bytes are shifted out one
+/// by one: no loop over redundant bytes and no `memcpy` call for 1 to 8 bytes.
 pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
-    let le = i.to_le_bytes();
-    let mut n = 8;
-    while n > 0 {
-        let top = le[n - 1];
-        let below_sign = if n >= 2 { le[n - 2] & 0x80 != 0 } else { false };
-        let redundant = (top == 0 && !below_sign) || (top == 0xff && below_sign);
-        if n >= 2 && redundant {
-            n -= 1;
-        } else {
-            break;
-        }
-    }
-    if n == 1 && le[0] == 0 {
-        n = 0;
-    }
+    // Bits below the sign: those of `i`, or of `!i` when negative (-1 needs none).
+    let magnitude = (i ^ (i >> 63)) as u64;
+    let bits = 64 - magnitude.leading_zeros() as usize;
+    let n = if i == 0 { 0 } else { bits / 8 + 1 };
     let dst = buf.get_mut(..n).ok_or(ValueError::TooLarge)?;
-    dst.copy_from_slice(&le[..n]);
+    let mut v = i as u64;
+    for d in dst {
+        *d = v as u8;
+        v >>= 8;
+    }
     Ok(n)
 }
 
@@ -120,43 +116,71 @@ pub(crate) fn decode_int(bytes: &[u8]) -> Option<i64> {
     if redundant {
         return None;
     }
-    let fill = match bytes.last() {
-        Some(&b) if b & 0x80 != 0 => 0xff,
+    // Sign-extend from the top byte, then shift the bytes in, most significant first.
+    let mut v: i64 = match bytes.last() {
+        Some(&b) if b & 0x80 != 0 => -1,
         _ => 0,
     };
-    let mut le = [fill; 8];
-    le[..bytes.len()].copy_from_slice(bytes);
-    Some(i64::from_le_bytes(le))
+    for &b in bytes.iter().rev() {
+        v = (v << 8) | i64::from(b);
+    }
+    Some(v)
 }
 
-/// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding space.
+/// The ASCII digits at the start of `bytes`: how many there are, and their value (`None`
+/// when it exceeds `u64`). Every decimal reader of the crate is built on this one.
+#[inline]
+pub(crate) fn leading_digits(bytes: &[u8]) -> (usize, Option<u64>) {
+    let n = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    // Overflow is checked against u64::MAX's digits rather than with a checked multiply,
+    // which 32-bit cores would do with a 128-bit multiplication routine.
+    const MAX_TENTH: u64 = u64::MAX / 10;
+    const MAX_LAST: u64 = u64::MAX % 10;
+    let mut v = Some(0u64);
+    for &d in &bytes[..n] {
+        let d = u64::from(d - b'0');
+        v = match v {
+            Some(x) if x < MAX_TENTH || (x == MAX_TENTH && d <= MAX_LAST) => Some(x * 10 + d),
+            _ => None,
+        };
+    }
+    (n, v)
+}
+
+/// Unsigned ASCII decimal: one or more digits and nothing else, within `u64`.
+pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    match leading_digits(bytes) {
+        (n, v) if n > 0 && n == bytes.len() => v,
+        _ => None,
+    }
+}
+
+/// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding
+/// space; leading zeros are allowed, the value must fit in `i64`.
 pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<i64> {
     let (neg, digits) = match bytes.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, bytes),
     };
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-    }
+    let m = parse_u64(digits)?;
     if neg {
-        Some(v)
+        0i64.checked_sub_unsigned(m)
     } else {
-        v.checked_neg()
+        i64::try_from(m).ok()
     }
 }
 
-/// Writes `i` as ASCII decimal into `buf`.
-pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+/// Writes `v` as ASCII decimal at the start of `buf`; returns the length. The one decimal
+/// formatter of the crate.
+pub(crate) fn write_u64(v: u64, buf: &mut [u8; 20]) -> usize {
+    // Digits come out last first; they are gathered in `tmp` and copied once (an in-place
+    // move would link a memmove routine, 1.5 KiB of flash on a Cortex-M).
     let mut tmp = [0u8; 20];
-    let mut n = i.unsigned_abs();
     let mut at = tmp.len();
+    let mut n = v;
     loop {
         at -= 1;
         let (q, r) = divrem_small(n, 10);
@@ -166,14 +190,22 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
             break;
         }
     }
+    let len = tmp.len() - at;
+    buf[..len].copy_from_slice(&tmp[at..]);
+    len
+}
+
+/// Writes `i` as ASCII decimal into `buf`.
+pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+    let mut digits = [0u8; 20];
+    let n = write_u64(i.unsigned_abs(), &mut digits);
+    let sign = usize::from(i < 0);
+    let dst = buf.get_mut(..sign + n).ok_or(ValueError::TooLarge)?;
     if i < 0 {
-        at -= 1;
-        tmp[at] = b'-';
+        dst[0] = b'-';
     }
-    let digits = &tmp[at..];
-    let dst = buf.get_mut(..digits.len()).ok_or(ValueError::TooLarge)?;
-    dst.copy_from_slice(digits);
-    Ok(digits.len())
+    dst[sign..].copy_from_slice(&digits[..n]);
+    Ok(sign + n)
 }
 
 /// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit
@@ -326,6 +358,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn int_lengths_at_every_byte_boundary() {
+        let mut buf = [0u8; 9];
+        for k in 0..64 {
+            for i in [
+                1i64 << k,
+                (1i64 << k).wrapping_sub(1),
+                (1i64 << k).wrapping_neg(),
+                (1i64 << k).wrapping_neg().wrapping_sub(1),
+                !(1i64 << k),
+            ] {
+                let n = encode_int(i, &mut buf).unwrap();
+                assert_eq!(decode_int(&buf[..n]), Some(i), "{i}");
+                // Minimal: the fewest bytes whose sign extension is `i`.
+                let fits = |m: u32| m == 8 || (i << (64 - 8 * m) >> (64 - 8 * m)) == i;
+                let want = if i == 0 {
+                    0
+                } else {
+                    (1..=8).find(|&m| fits(m)).unwrap()
+                };
+                assert_eq!(n, want as usize, "{i}");
+                assert_eq!(
+                    encode_int(i, &mut buf[..n.saturating_sub(1)]),
+                    if n == 0 {
+                        Ok(0)
+                    } else {
+                        Err(ValueError::TooLarge)
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
     fn int_roundtrip_is_minimal() {
         let mut buf = [0u8; 8];
         for (i, len) in [
@@ -423,5 +488,17 @@ mod tests {
         for bad in [&b""[..], b"-", b"1a", b" 1", b"99999999999999999999"] {
             assert_eq!(parse_decimal(bad), None);
         }
+        assert_eq!(parse_decimal(b"-9223372036854775809"), None);
+        assert_eq!(parse_decimal(b"9223372036854775808"), None);
+        for v in [0u64, 9, 10, u64::MAX] {
+            let mut b = [0u8; 20];
+            let n = write_u64(v, &mut b);
+            assert_eq!(parse_u64(&b[..n]), Some(v));
+            assert_eq!(leading_digits(&b[..n]), (n, Some(v)));
+        }
+        assert_eq!(leading_digits(b"18446744073709551616x"), (20, None));
+        assert_eq!(leading_digits(b"x1"), (0, Some(0)));
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"+1"), None);
     }
 }

@@ -258,6 +258,241 @@ fn incr_decr() {
     assert_eq!(c.ask("incr n 1\r\n"), "NOT_FOUND\r\n");
 }
 
+/// Stores `data` under `n`, runs `op n delta`, and returns the reply and what `get n`
+/// shows afterwards.
+fn arith_on(data: &[u8], op: &str, delta: &[u8]) -> (String, String) {
+    let mut c = Conn::new();
+    let mut set = format!("set n 0 0 {}\r\n", data.len()).into_bytes();
+    set.extend_from_slice(data);
+    set.extend_from_slice(b"\r\n");
+    assert_eq!(c.feed(&set), b"STORED\r\n");
+    let mut cmd = format!("{op} n ").into_bytes();
+    cmd.extend_from_slice(delta);
+    cmd.extend_from_slice(b"\r\n");
+    let reply = String::from_utf8_lossy(&c.feed(&cmd)).into_owned();
+    let after = String::from_utf8_lossy(&c.feed(b"get n\r\n")).into_owned();
+    (reply, after)
+}
+
+const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument\r\n";
+
+#[test]
+fn incr_reads_the_stored_value_like_memcached() {
+    // (stored data, reply to `incr n 1`, data afterwards), as memcached 1.6.18 answers.
+    let zeros30 = format!("{}7", "0".repeat(30));
+    let cases: Vec<(Vec<u8>, &str, Vec<u8>)> = vec![
+        (b"5".to_vec(), "6", b"6".to_vec()),
+        (b" 5".to_vec(), "6", b"6 ".to_vec()),
+        (b"\t5".to_vec(), "6", b"6 ".to_vec()),
+        (b"\x0b5".to_vec(), "6", b"6 ".to_vec()),
+        (b"\x0c5".to_vec(), "6", b"6 ".to_vec()),
+        (b"\r\n5".to_vec(), "6", b"6  ".to_vec()),
+        (b"+5".to_vec(), "6", b"6 ".to_vec()),
+        (b" +5".to_vec(), "6", b"6  ".to_vec()),
+        (b"-0".to_vec(), "1", b"1 ".to_vec()),
+        (b"5\0".to_vec(), "6", b"6 ".to_vec()),
+        (b"5\0abc".to_vec(), "6", b"6    ".to_vec()),
+        (b"5 abc".to_vec(), "6", b"6    ".to_vec()),
+        (b"5\x0bx".to_vec(), "6", b"6  ".to_vec()),
+        (b"5\rx".to_vec(), "6", b"6  ".to_vec()),
+        (b"5\nx".to_vec(), "6", b"6  ".to_vec()),
+        (
+            zeros30.into_bytes(),
+            "8",
+            format!("8{}", " ".repeat(30)).into_bytes(),
+        ),
+        (
+            vec![b'0'; 40],
+            "1",
+            format!("1{}", " ".repeat(39)).into_bytes(),
+        ),
+        (
+            b"00000000000000000000018446744073709551615".to_vec(),
+            "0",
+            format!("0{}", " ".repeat(40)).into_bytes(),
+        ),
+        (
+            b"-18446744073709551615".to_vec(),
+            "2",
+            format!("2{}", " ".repeat(20)).into_bytes(),
+        ),
+        (
+            b"-9223372036854775809".to_vec(),
+            "9223372036854775808",
+            b"9223372036854775808 ".to_vec(),
+        ),
+    ];
+    for (data, reply, after) in cases {
+        let (got, shown) = arith_on(&data, "incr", b"1");
+        assert_eq!(got, format!("{reply}\r\n"), "{data:?}");
+        let mut want = format!("VALUE n 0 {}\r\n", after.len()).into_bytes();
+        want.extend_from_slice(&after);
+        want.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(shown.as_bytes(), &want[..], "{data:?}");
+    }
+    for data in [
+        &b"-5"[..],
+        b"+-5",
+        b"++5",
+        b"+ 5",
+        b"5x",
+        b"0x5",
+        b"\x005",
+        b"",
+        b"18446744073709551616",
+        b"99999999999999999999999",
+        b"-9223372036854775808",
+        b"\xa05",
+    ] {
+        let (got, shown) = arith_on(data, "incr", b"1");
+        assert_eq!(got, NON_NUMERIC, "{data:?}");
+        assert!(
+            shown.starts_with(&format!("VALUE n 0 {}\r\n", data.len())),
+            "{data:?}"
+        );
+    }
+}
+
+#[test]
+fn incr_decr_read_the_delta_like_memcached() {
+    // Stored "10": (delta, reply to incr, reply to decr), as memcached 1.6.18 answers.
+    let cases: [(&[u8], &str, &str); 14] = [
+        (b"+1", "11", "9"),
+        (b"-0", "10", "10"),
+        (b"\x0b1", "11", "9"),
+        (b"\t1", "11", "9"),
+        (b"\x0c1", "11", "9"),
+        (b"\r1", "11", "9"),
+        (b"1\t", "11", "9"),
+        (b"1\x0b", "11", "9"),
+        (b"1\0", "11", "9"),
+        (b"1\0x", "11", "9"),
+        (b"1\rx", "11", "9"),
+        (b"0000000000000000000000000000003", "13", "7"),
+        (b"-18446744073709551615", "11", "9"),
+        (b"-9223372036854775809", "9223372036854775817", "0"),
+    ];
+    for (delta, up, down) in cases {
+        assert_eq!(
+            arith_on(b"10", "incr", delta).0,
+            format!("{up}\r\n"),
+            "{delta:?}"
+        );
+        assert_eq!(
+            arith_on(b"10", "decr", delta).0,
+            format!("{down}\r\n"),
+            "{delta:?}"
+        );
+    }
+    for delta in [
+        &b"-1"[..],
+        b"-5",
+        b"1x",
+        b"-9223372036854775808",
+        b"18446744073709551616",
+        b"+",
+        b"-",
+        b"+-1",
+        b"0x1",
+    ] {
+        for op in ["incr", "decr"] {
+            let (got, shown) = arith_on(b"10", op, delta);
+            assert_eq!(got, BAD_DELTA, "{op} {delta:?}");
+            assert_eq!(shown, "VALUE n 0 2\r\n10\r\nEND\r\n");
+        }
+    }
+    // A line ends at its first NUL: `incr n \01` has no delta.
+    assert_eq!(arith_on(b"10", "incr", b"\x001").0, "ERROR\r\n");
+}
+
+#[test]
+fn incr_decr_pad_results_to_any_stored_length() {
+    let mut c = Conn::new();
+    let wide = format!("9{}", " ".repeat(40));
+    c.ask(&format!("set n 3 0 {}\r\n{wide}\r\n", wide.len()));
+    // A longer result than the digits, still within the stored length: padded in place.
+    assert_eq!(c.ask("incr n 1\r\n"), "10\r\n");
+    assert_eq!(
+        c.ask("get n\r\n"),
+        format!("VALUE n 3 41\r\n10{}\r\nEND\r\n", " ".repeat(39))
+    );
+    let long = format!("{}{}", "1".repeat(19), " ".repeat(30));
+    c.ask(&format!("set m 0 0 {}\r\n{long}\r\n", long.len()));
+    assert_eq!(c.ask("incr m 1\r\n"), "1111111111111111112\r\n");
+    assert_eq!(
+        c.ask("get m\r\n"),
+        format!(
+            "VALUE m 0 49\r\n1111111111111111112{}\r\nEND\r\n",
+            " ".repeat(30)
+        )
+    );
+    // The full item size: 100 bytes of zeros and a 1.
+    let big = format!("{}1", "0".repeat(ITEM_MAX - 1));
+    c.ask(&format!("set b 0 0 {ITEM_MAX}\r\n{big}\r\n"));
+    assert_eq!(c.ask("decr b 1\r\n"), "0\r\n");
+    assert_eq!(
+        c.ask("get b\r\n"),
+        format!(
+            "VALUE b 0 {ITEM_MAX}\r\n0{}\r\nEND\r\n",
+            " ".repeat(ITEM_MAX - 1)
+        )
+    );
+    // A result longer than the stored data makes the item longer.
+    assert_eq!(
+        c.ask("set s 0 0 1\r\n9\r\nincr s 1\r\nget s\r\n"),
+        "STORED\r\n10\r\nVALUE s 0 2\r\n10\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn cas_unique_is_read_like_an_incr_delta() {
+    fn unique(c: &mut Conn) -> u64 {
+        let r = c.ask("gets n\r\n");
+        r.split_whitespace().nth(4).unwrap().parse().unwrap()
+    }
+    let mut c = Conn::new();
+    c.ask("set n 0 0 1\r\nx\r\n");
+    // Each spelling memcached 1.6.18 accepts for the unique, each matching it.
+    for spelling in [
+        |u: u64| format!("+{u}"),
+        |u: u64| format!("\x0b\t{u}"),
+        |u: u64| format!("{u}\x0b"),
+        |u: u64| format!("{u:0>30}"),
+        |u: u64| format!("-{}", u.wrapping_neg()),
+    ] {
+        let u = unique(&mut c);
+        let cmd = format!("cas n 0 0 1 {}\r\ny\r\n", spelling(u));
+        assert_eq!(c.ask(&cmd), "STORED\r\n", "{cmd:?}");
+    }
+    // `-0` is 0, which no item has.
+    assert_eq!(c.ask("cas n 0 0 1 -0\r\ny\r\n"), "EXISTS\r\n");
+    // Refused spellings: the line is a bad command line, its data block a line of its own.
+    for bad in ["-1", "1x", "+-1", "18446744073709551616"] {
+        assert_eq!(
+            c.ask(&format!("cas n 0 0 1 {bad}\r\ny\r\n")),
+            "CLIENT_ERROR bad command line format\r\nERROR\r\n",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_command_line_ends_at_its_first_nul() {
+    let mut c = Conn::new();
+    c.ask("set n 0 0 2\r\n10\r\n");
+    assert_eq!(c.feed(b"get n\0 zz\r\n"), b"VALUE n 0 2\r\n10\r\nEND\r\n");
+    assert_eq!(c.feed(b"incr n\0 1\r\n"), b"ERROR\r\n");
+    assert_eq!(c.feed(b"incr n 1 noreply\0 junk\r\n"), b"");
+    assert_eq!(c.feed(b"touch n 0\0x\r\n"), b"TOUCHED\r\n");
+    assert_eq!(c.feed(b"\0get n\r\n"), b"ERROR\r\n");
+    // The data block is not a line: a NUL in it is data.
+    assert_eq!(
+        c.feed(b"set n 0 0 1 noreply\0\r\nx\r\nset z 0 0 3\r\na\0b\r\nget n z\r\n"),
+        b"STORED\r\nVALUE n 0 1\r\nx\r\nVALUE z 0 3\r\na\0b\r\nEND\r\n"
+    );
+}
+
 #[test]
 fn flush_version_stats_verbosity_quit() {
     let mut c = Conn::new();

@@ -151,6 +151,83 @@ fn many_pipelined_connections_and_stalled_clients_in_bounded_memory() {
     assert!(server.terminate());
 }
 
+/// True when the server has closed `s` (end of stream or a reset); waits up to `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 256];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(n) => panic!("unexpected reply {:?}", String::from_utf8_lossy(&b[..n])),
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn request_timeout_is_a_deadline_for_the_whole_command() {
+    let server = Server::start(&["--request-timeout", "1"]);
+    let mut other = server.connect();
+    let mut dripper = server.connect();
+    // 47 bytes at one every 200 ms would take over 9 s; the deadline is 1 s from the first.
+    let mut cmd = b"set drip 0 0 30\r\n".to_vec();
+    cmd.extend_from_slice(&[b'd'; 30]);
+    cmd.extend_from_slice(b"\r\n");
+    let first = Instant::now();
+    let mut closed_after = None;
+    for &byte in &cmd {
+        if dripper.write_all(&[byte]).is_err() {
+            closed_after = Some(first.elapsed());
+            break;
+        }
+        // Another client is served meanwhile.
+        assert_eq!(
+            roundtrip(&mut other, b"get drip\r\n", b"END\r\n", 1),
+            b"END\r\n"
+        );
+        if closed_within(&mut dripper, Duration::from_millis(200)) {
+            closed_after = Some(first.elapsed());
+            break;
+        }
+    }
+    let after = closed_after.expect("a client dripping a command was never closed");
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+    // Nothing of the dripped command was stored, and the other client is still served.
+    assert_eq!(
+        roundtrip(&mut other, b"get drip\r\n", b"END\r\n", 1),
+        b"END\r\n"
+    );
+    // A client idle between commands is not closed by the request timeout (and by default
+    // not at all, as memcached), however long the pause.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        roundtrip(&mut other, b"set k 0 0 1\r\nx\r\n", b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    assert!(server.terminate());
+}
+
+#[test]
+fn idle_timeout_only_when_asked_for() {
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let mut s = server.connect();
+    assert_eq!(roundtrip(&mut s, b"get a\r\n", b"END\r\n", 1), b"END\r\n");
+    let start = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)),
+        "idle client kept"
+    );
+    let after = start.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn too_many_connections_are_refused_politely() {
     let server = Server::start(&["--max-conns", "3"]);

@@ -3,11 +3,14 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     let target = env::var("TARGET").unwrap_or_default();
-    let memory = if target.starts_with("thumbv6m") {
+    // The cost benchmark runs its Cortex-M0 build on the MPS2 board too: QEMU's only M0
+    // board, the micro:bit, has 16 KiB of RAM.
+    let mps2 = env::var_os("CARGO_FEATURE_COST").is_some();
+    let memory = if target.starts_with("thumbv6m") && !mps2 {
         // micro:bit (nRF51822, Cortex-M0): 256 KiB flash, 16 KiB RAM.
         "MEMORY\n{\n  FLASH : ORIGIN = 0x00000000, LENGTH = 256K\n  RAM : ORIGIN = 0x20000000, LENGTH = 16K\n}\n"
     } else {
-        // mps2-an386 (Cortex-M4): 4 MiB code memory, 4 MiB RAM.
+        // mps2-an386: 4 MiB code memory, 4 MiB RAM.
         "MEMORY\n{\n  FLASH : ORIGIN = 0x00000000, LENGTH = 4M\n  RAM : ORIGIN = 0x20000000, LENGTH = 4M\n}\n"
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -19,6 +19,24 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+const USAGE: &str = "\
+tickcache-load: a closed-loop load generator for memcached-protocol servers
+
+Each connection sends --pipeline requests, waits for their replies and repeats until the
+time is up: a get of a random key (--get-percent) or a set of a 32-byte value, 16-byte
+keys, all stored beforehand. Several --addr are measured one after the other, --rounds
+times in alternation, then totalled.
+
+OPTIONS
+  --addr ADDR          server to measure; repeat to compare (default 127.0.0.1:11211)
+  --conns N            connections (default 50)
+  --secs N             seconds per measurement (default 10)
+  --keys N             keys stored first and requested (default 10000)
+  --get-percent P      share of gets, the rest are sets (default 90)
+  --pipeline N         requests in flight per connection (default 1)
+  --rounds N           measurements per server, alternating (default 1)
+  --help               this text";
+
 const VALUE: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 /// Latency histogram: 1 µs buckets up to 100 ms, then one overflow bucket.
 const BUCKETS: usize = 100_000;
@@ -218,8 +236,12 @@ fn main() -> io::Result<()> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--help" || a == "-h" {
+            println!("{USAGE}");
+            return Ok(());
+        }
         let v = args.next().unwrap_or_default();
-        let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, format!("{a} {v}"));
+        let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, format!("{a} {v}: {e}"));
         match a.as_str() {
             "--addr" => o.addrs.push(v.parse().map_err(|e| bad(format!("{e}")))?),
             "--conns" => o.conns = v.parse().map_err(|e| bad(format!("{e}")))?,
@@ -228,7 +250,10 @@ fn main() -> io::Result<()> {
             "--get-percent" => o.get_percent = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--pipeline" => o.pipeline = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--rounds" => o.rounds = v.parse().map_err(|e| bad(format!("{e}")))?,
-            _ => return Err(bad(String::new())),
+            _ => {
+                let e = format!("unknown option {a} (see --help)");
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+            }
         }
     }
     if o.addrs.is_empty() {

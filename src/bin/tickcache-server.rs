@@ -44,9 +44,11 @@ OPTIONS
                           SERVER_ERROR object too large for cache
   --threads N             worker threads of the event loop (default 1)
   --max-conns N           simultaneous connections (default 1024)
-  --idle-timeout SECS     close a connection idle this long (default 600, 0 = never)
-  --request-timeout SECS  close a client that leaves a command unfinished or does not read
-                          its replies for this long (default 10)
+  --idle-timeout SECS     close a connection idle this long between commands (default:
+                          never, as memcached; 0 = never)
+  --request-timeout SECS  deadline for each command: close a client whose command is not
+                          complete SECS after its first byte arrived, or that does not take
+                          a reply (up to 64 KiB at a time) within SECS (default 10)
   --persist FILE          keep the cache in a flash image FILE across restarts
   --persist-mb MB         size of a new flash image (default 64)
   --write-back N          with --persist: write changes in batches of N keys (and every
@@ -80,7 +82,7 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         item_max: 4096,
         threads: 1,
         max_conns: 1024,
-        idle: Some(Duration::from_secs(600)),
+        idle: None,
         request: Duration::from_secs(10),
         persist: None,
         persist_mb: 64,
@@ -305,6 +307,16 @@ async fn within<T>(
     }
 }
 
+/// Runs `f` until `deadline`; passing it is an error.
+async fn until<T>(
+    deadline: Instant,
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout_at(deadline.into(), f)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let o = &shared.opts;
@@ -312,12 +324,23 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let mut buf = vec![0u8; parser.buffer_size()];
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let (mut start, mut end) = (0usize, 0usize);
+    // When the first byte of the unfinished command arrived (its deadline runs from there),
+    // and when the last read returned.
+    let mut began: Option<Instant> = None;
+    let mut last_read = Instant::now();
     loop {
         let mut close = false;
         loop {
             match parser.next(&buf[start..end]) {
                 Step::Need => break,
-                Step::Skip(n) => start += n,
+                Step::Skip(n) => {
+                    start += n;
+                    // The discarded block belongs to its command: the deadline runs on
+                    // until the block is gone.
+                    if !parser.skipping() {
+                        began = None;
+                    }
+                }
                 Step::Close { reply } => {
                     out.extend_from_slice(reply);
                     close = true;
@@ -325,6 +348,9 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                 }
                 Step::Command { cmd, used } => {
                     start += used;
+                    if !matches!(cmd, Command::TooLarge { .. }) {
+                        began = None;
+                    }
                     match cmd {
                         Command::Get { keys, cas } => {
                             get_many(&shared, keys, cas, None, &mut out, &mut stream).await?
@@ -368,9 +394,16 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
         }
-        let pending = start < end || parser.skipping();
-        let limit = if pending { Some(o.request) } else { o.idle };
-        let n = within(limit, stream.read(&mut buf[end..])).await?;
+        let n = if start < end || parser.skipping() {
+            // Part of a command is here. When the command before it was completed by the
+            // last read, this part arrived with that read too.
+            let b = *began.get_or_insert(last_read);
+            until(b + o.request, stream.read(&mut buf[end..])).await?
+        } else {
+            began = None;
+            within(o.idle, stream.read(&mut buf[end..])).await?
+        };
+        last_read = Instant::now();
         if n == 0 {
             return Ok(());
         }

@@ -21,8 +21,11 @@
 //!
 //! # Limits and differences from memcached
 //! - Keys: 1 to 250 bytes, no control characters (memcached accepts control characters).
-//! - Replies to `incr`/`decr` keep memcached's in-place rule: a result shorter than the
-//!   stored number is padded with spaces to the stored length.
+//! - `incr`/`decr` read the delta and the stored value, and `cas` its unique, as memcached
+//!   does (C's `strtoull`: leading white space, a sign, any number of leading zeros, then
+//!   the end, white space or a NUL byte), and keep its in-place rule: a result shorter than
+//!   the stored data is padded with spaces to the stored length. Other numbers (flags,
+//!   exptime, byte count) are plain digits. A command line ends at its first NUL byte.
 //! - `flush_all <delay>` clears the table at the first command at or after the deadline.
 //! - `stats` reports the counters of this module; `stats <group>` other than `reset` is
 //!   `ERROR`.
@@ -43,7 +46,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::error::Error;
 use crate::flash::Persistent;
 use crate::table::Table;
-use crate::value::Kind;
+use crate::value::{self, Kind};
 
 /// Longest key memcached accepts, in bytes.
 pub const MAX_KEY: usize = 250;
@@ -638,7 +641,10 @@ impl<S: Store, const V: usize> Memcached<S, V> {
             return reply(out, noreply, NOT_FOUND);
         };
         let (flags, _, data) = split_item(bytes, kind);
-        let Some(old) = parse_counter(data) else {
+        // memcached reads the stored data followed by its `\r\n`, so the end of the data
+        // ends the number like white space does. (Data of white space only is refused;
+        // memcached would read on past the item.)
+        let Some(old) = parse::parse_number(data) else {
             return reply(out, noreply, NON_NUMERIC);
         };
         if incr {
@@ -651,16 +657,30 @@ impl<S: Store, const V: usize> Memcached<S, V> {
         } else {
             old.saturating_sub(delta)
         };
-        let mut digits = [b' '; 20];
-        let n = write_u64(new, &mut digits);
-        // memcached rewrites a number in place when it is not longer, padding with spaces.
-        let len = if n <= data.len() && data.len() <= 20 {
-            data.len()
-        } else {
-            n
+        let mut digits = [0u8; 20];
+        let n = value::write_u64(new, &mut digits);
+        // memcached rewrites the item in place when the result is not longer than the
+        // stored data, padding it with spaces to the stored length (whatever that length).
+        let len = n.max(data.len());
+        let Some(buf) = self.scratch.get_mut(..len) else {
+            // Only a table with values below 20 bytes: the number does not fit.
+            return reply(out, noreply, TOO_LARGE);
         };
-        let r = self.write(key, Put::Set, flags, expiry, [&digits[..len], &[]], now);
+        buf[..n].copy_from_slice(&digits[..n]);
+        buf[n..].fill(b' ');
+        let unique = self.next_cas();
+        let r = write_item(
+            &mut self.store,
+            key,
+            Put::Set,
+            flags,
+            unique,
+            expiry,
+            [&self.scratch[..len], &[]],
+            now,
+        );
         if r == STORED {
+            self.stats.total_items += 1;
             if !noreply {
                 out.put(&digits[..n]);
                 out.put(b"\r\n");
@@ -750,58 +770,15 @@ fn split_item(bytes: &[u8], kind: Kind) -> (u32, u64, &[u8]) {
     }
 }
 
-/// memcached's reading of a counter: optional leading whitespace, decimal digits that fit
-/// in `u64`, then the end or whitespace.
-fn parse_counter(data: &[u8]) -> Option<u64> {
-    let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
-    let rest = &data[start..];
-    let end = rest
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(rest.len());
-    if end == 0 || (end < rest.len() && !rest[end].is_ascii_whitespace()) {
-        return None;
-    }
-    parse::parse_u64(&rest[..end])
-}
-
-fn write_u64(v: u64, buf: &mut [u8; 20]) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut n = v;
-    let mut at = tmp.len();
-    loop {
-        at -= 1;
-        tmp[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = tmp.len() - at;
-    buf[..len].copy_from_slice(&tmp[at..]);
-    len
-}
-
 fn put_u64(out: &mut impl Sink, v: u64) {
     let mut buf = [0u8; 20];
-    let n = write_u64(v, &mut buf);
+    let n = value::write_u64(v, &mut buf);
     out.put(&buf[..n]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counters_read_like_memcached() {
-        assert_eq!(parse_counter(b" 12"), Some(12));
-        assert_eq!(parse_counter(b"12 "), Some(12));
-        assert_eq!(parse_counter(b"012"), Some(12));
-        assert_eq!(parse_counter(b""), None);
-        assert_eq!(parse_counter(b"-5"), None);
-        assert_eq!(parse_counter(b"1a"), None);
-        assert_eq!(parse_counter(b"18446744073709551616"), None);
-    }
 
     #[test]
     fn exptime_rules() {

@@ -8,6 +8,7 @@
 //! [`Command::TooLarge`] and then discards the block as it arrives ([`Step::Skip`]).
 
 use crate::memcached::MAX_KEY;
+use crate::value;
 
 /// What a storage command does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +249,10 @@ impl Parser {
         if let [head @ .., b'\r'] = line {
             line = head;
         }
+        // memcached reads the line as a C string: it ends at the first NUL byte.
+        if let Some(nul) = line.iter().position(|&b| b == 0) {
+            line = &line[..nul];
+        }
         let used = nl + 1;
         let invalid = |reply, noreply| Step::Command {
             cmd: Command::Invalid { reply, noreply },
@@ -336,7 +341,8 @@ impl Parser {
                 return invalid(BAD_FORMAT, noreply);
             };
             let unique = if op == StoreOp::Cas {
-                match parse_u64(args[4]) {
+                // memcached reads the cas unique as it reads an incr delta.
+                match parse_number(args[4]) {
                     Some(u) => u,
                     None => return invalid(BAD_FORMAT, noreply),
                 }
@@ -405,7 +411,7 @@ impl Parser {
                 if !key_ok(args[0]) {
                     return invalid(BAD_FORMAT, noreply);
                 }
-                match parse_u64(args[1]) {
+                match parse_number(args[1]) {
                     Some(delta) => done(Command::Arith {
                         key: args[0],
                         delta,
@@ -485,19 +491,8 @@ fn check_keys(list: &[u8]) -> Option<Result<(), &'static [u8]>> {
     any.then_some(Ok(()))
 }
 
-/// Unsigned decimal, digits only.
-pub(crate) fn parse_u64(t: &[u8]) -> Option<u64> {
-    if t.is_empty() || t.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in t {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(v)
+fn parse_u64(t: &[u8]) -> Option<u64> {
+    value::parse_u64(t)
 }
 
 fn parse_u32(t: &[u8]) -> Option<u32> {
@@ -505,12 +500,41 @@ fn parse_u32(t: &[u8]) -> Option<u32> {
 }
 
 fn parse_i64(t: &[u8]) -> Option<i64> {
-    match t.split_first() {
-        Some((b'-', digits)) => parse_u64(digits)
-            .and_then(|v| i64::try_from(v).ok())
-            .map(|v| -v),
-        _ => parse_u64(t).and_then(|v| i64::try_from(v).ok()),
+    value::parse_decimal(t)
+}
+
+/// memcached's reading of an unsigned 64-bit number (an `incr`/`decr` delta, the stored
+/// value it applies to, a `cas` unique), which is C's `strtoull` checked by memcached:
+/// - leading white space (space, `\t`, `\n`, `\v`, `\f`, `\r`) is skipped;
+/// - one optional sign, `+` or `-`; then one or more decimal digits (any number of leading
+///   zeros), whose value must fit in `u64`;
+/// - the digits end the input or are followed by white space or a NUL byte (anything may
+///   come after that);
+/// - a `-` negates modulo 2^64, and the result is refused when it is then at or above 2^63
+///   (so `-0` is 0, `-1` is refused, and `-18446744073709551615` is 1, as in memcached).
+pub(crate) fn parse_number(bytes: &[u8]) -> Option<u64> {
+    let start = bytes.iter().position(|&b| !is_space(b))?;
+    let rest = &bytes[start..];
+    let (neg, rest) = match rest.split_first() {
+        Some((b'-', r)) => (true, r),
+        Some((b'+', r)) => (false, r),
+        _ => (false, rest),
+    };
+    let (n, v) = value::leading_digits(rest);
+    if n == 0 || rest.get(n).is_some_and(|&b| b != 0 && !is_space(b)) {
+        return None;
     }
+    let v = v?;
+    if !neg {
+        return Some(v);
+    }
+    let v = v.wrapping_neg();
+    (v < 1 << 63).then_some(v)
+}
+
+/// C's `isspace` in the "C" locale.
+const fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 #[cfg(test)]
@@ -533,5 +557,49 @@ mod tests {
         assert_eq!(parse_i64(b"-1"), Some(-1));
         assert_eq!(parse_i64(b"-"), None);
         assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u64(b"000000000000000000000000007"), Some(7));
+    }
+
+    #[test]
+    fn numbers_read_like_memcached() {
+        let ok: [(&[u8], u64); 12] = [
+            (b"5", 5),
+            (b" \t\n\x0b\x0c\r5", 5),
+            (b"+5", 5),
+            (b"-0", 0),
+            (b"5\0junk", 5),
+            (b"5 junk", 5),
+            (b"5\x0b", 5),
+            (
+                b"0000000000000000000000000000018446744073709551615",
+                u64::MAX,
+            ),
+            (b"-18446744073709551615", 1),
+            (b"-9223372036854775809", (1 << 63) - 1),
+            (b" +5\r", 5),
+            (b"007", 7),
+        ];
+        for (t, v) in ok {
+            assert_eq!(parse_number(t), Some(v), "{t:?}");
+        }
+        let bad: [&[u8]; 14] = [
+            b"",
+            b" ",
+            b"+",
+            b"-",
+            b"-1",
+            b"-9223372036854775808",
+            b"+-1",
+            b"++1",
+            b"+ 1",
+            b"\x001",
+            b"1x",
+            b"0x1",
+            b"18446744073709551616",
+            b"\xa01",
+        ];
+        for t in bad {
+            assert_eq!(parse_number(t), None, "{t:?}");
+        }
     }
 }
