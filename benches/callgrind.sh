@@ -27,7 +27,7 @@ target=$(cargo metadata --format-version 1 --no-deps |
 out="$target/callgrind"
 mkdir -p "$out"
 
-bin=$(cargo bench --no-run --bench ops --message-format=json 2>/dev/null |
+bin=$(cargo bench --no-run -p tickcache-benches --bench ops --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
 for line in sys.stdin:

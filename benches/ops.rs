@@ -18,7 +18,7 @@
 //! uses `Table::with_culling(1024, 1024)` (one entry per insert, like the peers).
 //!
 //! Modes:
-//! - `cargo bench --bench ops`: criterion, one group per operation.
+//! - `cargo bench -p tickcache-benches --bench ops`: criterion, one group per operation.
 //! - `TICKCACHE_CALLGRIND=<op>:<impl>` (and optionally `TICKCACHE_OPS=<n>`, default 100000):
 //!   prepares the cache as criterion does, runs `n` operations and exits. `benches/callgrind.sh`
 //!   runs it under callgrind with `n` and `2n` operations and takes the difference.

@@ -137,13 +137,13 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// value type: smaller firmware for an indirect call per store.
     fn store(
         &mut self,
-        made: &[u8],
+        key: Key<'_>,
         mode: Put,
         timeout: Timeout,
         fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
     ) -> Res<bool, B> {
         let mut fill = Some(fill);
-        self.store_dyn(made, mode, timeout, &mut |dst| match fill.take() {
+        self.store_dyn(key, mode, timeout, &mut |dst| match fill.take() {
             Some(f) => f(dst),
             // A backend calls `fill` at most once.
             None => Err(Error::Serialize),
@@ -153,11 +153,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline(never)]
     fn store_dyn(
         &mut self,
-        made: &[u8],
+        key: Key<'_>,
         mode: Put,
         timeout: Timeout,
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let made = &buf[..n];
         let now = self.now();
         match self.expiry(timeout, now) {
             Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
@@ -177,14 +180,22 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
     pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
+        let mut out = None;
+        self.read_dyn(key.into(), &mut |bytes, kind| {
+            out = Some(value::decode::<T>(bytes, kind).map_err(value_error));
+        })?;
+        out.transpose()
+    }
+
+    /// Every read funnels here with the reader behind a `dyn` call, so the key making, the
+    /// lookup and the recency update are compiled once, not once per value type (as stores
+    /// funnel into [`Cache::store_dyn`]). Answers whether the key was found.
+    #[inline(never)]
+    fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
-        self.backend
-            .get(&buf[..n], now, |bytes, kind| {
-                value::decode::<T>(bytes, kind).map_err(value_error)
-            })?
-            .transpose()
+        Ok(self.backend.get(&buf[..n], now, read)?.is_some())
     }
 
     /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.
@@ -218,10 +229,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: impl Into<Key<'k>>,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Res<Option<R>, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.get(&buf[..n], now, read)
+        let mut read = Some(read);
+        let mut out = None;
+        self.read_dyn(key.into(), &mut |bytes, kind| {
+            if let Some(read) = read.take() {
+                out = Some(read(bytes, kind));
+            }
+        })?;
+        Ok(out)
     }
 
     /// Django's `set`: stores `value` for `timeout` (seconds, [`Timeout`] or `Duration`).
@@ -236,9 +251,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+        self.store(key.into(), Put::Set, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
         .map(drop)
@@ -251,9 +264,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+        self.store(key.into(), Put::Set, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
         .map(drop)
@@ -267,9 +278,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+        self.store(key.into(), Put::Add, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
     }
@@ -281,9 +290,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+        self.store(key.into(), Put::Add, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
     }

@@ -427,27 +427,30 @@ pub(crate) const fn const_chars(bytes: &[u8]) -> usize {
     chars
 }
 
-/// Copies `key` into `dst` (of the same length) four bytes at a time, and tells whether any
+/// Copies `key` into `dst` (of the same length) a machine word at a time, and tells whether any
 /// byte is a control character, a space or DEL: in a word, a byte below 0x21 or equal to
 /// 0x7f sets its high bit in one of two masks. One pass, and no `memcpy` call, which on
 /// Cortex-M copies short keys a byte at a time.
 #[inline]
 fn copy_checked(key: &[u8], dst: &mut [u8]) -> bool {
-    const ONES: u32 = 0x0101_0101;
-    const HIGHS: u32 = 0x8080_8080;
+    const W: usize = core::mem::size_of::<usize>();
+    const ONES: usize = usize::MAX / 0xff;
+    const HIGHS: usize = ONES * 0x80;
     let mut refused = 0;
-    let mut to = dst.chunks_exact_mut(4);
-    let mut from = key.chunks_exact(4);
+    let mut to = dst.chunks_exact_mut(W);
+    let mut from = key.chunks_exact(W);
     for (d, s) in (&mut to).zip(&mut from) {
-        let x = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-        d.copy_from_slice(&x.to_ne_bytes());
+        d.copy_from_slice(s);
+        let mut w = [0u8; W];
+        w.copy_from_slice(s);
+        let x = usize::from_ne_bytes(w);
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let del = x ^ (ONES * 0x7f);
         refused |= (below | (del.wrapping_sub(ONES) & !del)) & HIGHS;
     }
     for (d, &b) in to.into_remainder().iter_mut().zip(from.remainder()) {
         *d = b;
-        refused |= u32::from(b <= 0x20 || b == 0x7f);
+        refused |= usize::from(b <= 0x20 || b == 0x7f);
     }
     refused != 0
 }

@@ -37,22 +37,31 @@ use crate::value::{self, Kind};
 
 const NIL: u16 = u16::MAX;
 
-/// True when `key` is the start of `slot`, compared four bytes at a time: keys are short,
-/// and the byte loop behind `memcmp` on Cortex-M costs several instructions a byte.
+/// True when `key` is the start of `slot`, compared a machine word at a time (4 bytes on
+/// Cortex-M, 8 on a 64-bit host): keys are short, and the byte loop behind `memcmp` on
+/// Cortex-M costs several instructions a byte.
 #[inline]
 fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
+    const W: usize = core::mem::size_of::<usize>();
     let Some(slot) = slot.get(..key.len()) else {
         return false;
     };
-    let (mut a, mut b) = (slot.chunks_exact(4), key.chunks_exact(4));
+    let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
     for (x, y) in (&mut a).zip(&mut b) {
-        if u32::from_ne_bytes([x[0], x[1], x[2], x[3]])
-            != u32::from_ne_bytes([y[0], y[1], y[2], y[3]])
-        {
+        let word = |c: &[u8]| {
+            let mut w = [0u8; W];
+            w.copy_from_slice(c);
+            usize::from_ne_bytes(w)
+        };
+        if word(x) != word(y) {
             return false;
         }
     }
-    a.remainder() == b.remainder()
+    let mut diff = 0;
+    for (x, y) in a.remainder().iter().zip(b.remainder()) {
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 const LEN_MASK: u16 = 0x3fff;
 

@@ -4,8 +4,10 @@
 //!
 //! A run cuts the power every `PERIOD` flash events (an event is one byte written or one
 //! erase), starting at event `phase`; the sweep runs every phase in `0..PERIOD`, so each
-//! byte of a write and each erase is cut in turn. `TICKCACHE_SWEEP=full` runs a longer
-//! workload, more seeds and a longer period.
+//! byte of a write and each erase is cut in turn. Write sizes 1, 2, 4, 8, 16, 32 and 64 are
+//! swept under both policies: 1, 4 and 16 at every phase, the others (with read sizes 4 and
+//! 32) at every third phase. `TICKCACHE_SWEEP=full` runs a longer workload, more seeds and a
+//! longer period, every phase for every write size.
 //!
 //! Capacities keep the table below `MAX_ENTRIES` and the flash below its live capacity, so
 //! no culling happens and the expected state never depends on read recency (after a
@@ -183,12 +185,13 @@ fn decode_int(b: &[u8]) -> i64 {
     i64::from_le_bytes(le)
 }
 
-type Flash<const PG: usize, const PS: usize, const WS: usize> = MockFlash<PG, PS, WS>;
-type Back<'a, const PG: usize, const PS: usize, const WS: usize> =
-    Persistent<&'a mut Flash<PG, PS, WS>, N, KC, VC>;
+type Flash<const PG: usize, const PS: usize, const WS: usize, const RS: usize> =
+    MockFlash<PG, PS, WS, RS>;
+type Back<'a, const PG: usize, const PS: usize, const WS: usize, const RS: usize> =
+    Persistent<&'a mut Flash<PG, PS, WS, RS>, N, KC, VC>;
 
-fn contents<const PG: usize, const PS: usize, const WS: usize>(
-    p: &Back<'_, PG, PS, WS>,
+fn contents<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
+    p: &Back<'_, PG, PS, WS, RS>,
     now: u64,
 ) -> HashMap<Vec<u8>, (i64, u64)> {
     let mut out = HashMap::new();
@@ -213,7 +216,7 @@ struct Stats {
 }
 
 /// One run: `ops` operations, the power cut every `period` events from `phase` on.
-fn run<const PG: usize, const PS: usize, const WS: usize>(
+fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     policy: Policy,
     seed: u64,
     ops: usize,
@@ -221,7 +224,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize>(
     phase: u64,
     stats: &mut Stats,
 ) {
-    let mut flash = Flash::<PG, PS, WS>::new();
+    let mut flash = Flash::<PG, PS, WS, RS>::new();
     let mut rng = Rng(seed | 1);
     let mut acked = Model::new();
     let mut pending: Option<Model> = None;
@@ -229,11 +232,13 @@ fn run<const PG: usize, const PS: usize, const WS: usize>(
     let mut t_ceiling = 0u64;
     let mut done = 0usize;
     let mut first = true;
-    let ctx = |done: usize| format!("seed {seed} phase {phase} op {done} {policy:?} WS {WS}");
+    let ctx = |done: usize| {
+        format!("seed {seed} phase {phase} op {done} {policy:?} {PG} x {PS} B, WS {WS}, RS {RS}")
+    };
     while done < ops {
         flash.power_on();
         let clock = ManualClock::new(RATE);
-        let p: Back<'_, PG, PS, WS> =
+        let p: Back<'_, PG, PS, WS, RS> =
             Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy)
                 .unwrap_or_else(|e| panic!("open failed: {e:?} at {}", ctx(done)));
         let mut cache = p.into_cache(&clock, Config::new());
@@ -400,7 +405,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize>(
     // Last check after a clean close (or the last cut).
     flash.power_on();
     let clock = ManualClock::new(RATE);
-    let p: Back<'_, PG, PS, WS> =
+    let p: Back<'_, PG, PS, WS, RS> =
         Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy).expect("reopen");
     let t = p.latest_time();
     let cache = p.into_cache(&clock, Config::new());
@@ -412,59 +417,111 @@ fn run<const PG: usize, const PS: usize, const WS: usize>(
     );
 }
 
-fn sweep<const PG: usize, const PS: usize, const WS: usize>(policy: Policy) {
+/// Runs the sweep on `PG` pages of `PS` bytes written in `WS`-byte words and read in
+/// `RS`-byte units. `stride` 1 cuts at every phase of the period (each byte of each write in
+/// turn); a larger stride (odd, so that cuts still fall on every byte of a word over the
+/// run) runs every `stride`-th phase only. `TICKCACHE_SWEEP=full` always runs every phase.
+fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
+    policy: Policy,
+    stride: u64,
+) {
     let full = std::env::var("TICKCACHE_SWEEP").is_ok_and(|v| v == "full");
-    let (ops, period, seeds): (usize, u64, u64) = if full {
-        (3000, 1499, 3)
+    let (ops, period, seeds, stride): (usize, u64, u64, u64) = if full {
+        (3000, 1499, 3, 1)
     } else {
-        (1000, 499, 1)
+        (1000, 499, 1, stride)
     };
     let mut stats = Stats {
         cuts: 0,
         applied: 0,
     };
     for seed in 0..seeds {
-        for phase in 0..period {
-            run::<PG, PS, WS>(policy, 0x5eed + seed * 7919, ops, period, phase, &mut stats);
+        for phase in (0..period).step_by(stride as usize) {
+            run::<PG, PS, WS, RS>(policy, 0x5eed + seed * 7919, ops, period, phase, &mut stats);
         }
     }
     assert!(stats.cuts > 0);
     println!(
-        "{policy:?} WRITE_SIZE {WS}: {} cuts, {} interrupted operations found applied",
+        "{policy:?} {PG} x {PS} B, WRITE_SIZE {WS}, READ_SIZE {RS}, phase stride {stride}: \
+         {} cuts, {} interrupted operations found applied",
         stats.cuts, stats.applied
     );
 }
 
 const WB: Policy = Policy::WriteBack { max_dirty: 6 };
 
+// Every phase (every byte of every write cut) for write sizes 1, 4 and 16; the other write
+// sizes, with read sizes above 1, every 3rd phase. Pages hold the same number of records
+// for every write size up to 32 (1,024 bytes for 64), so the live data fits the same way.
+
 #[test]
 fn sweep_write_through_ws1() {
-    sweep::<6, 512, 1>(Policy::WriteThrough);
+    sweep::<6, 512, 1, 1>(Policy::WriteThrough, 1);
+}
+
+#[test]
+fn sweep_write_through_ws2_rs4() {
+    sweep::<6, 512, 2, 4>(Policy::WriteThrough, 3);
 }
 
 #[test]
 fn sweep_write_through_ws4() {
-    sweep::<6, 512, 4>(Policy::WriteThrough);
+    sweep::<6, 512, 4, 1>(Policy::WriteThrough, 1);
+}
+
+#[test]
+fn sweep_write_through_ws8_rs32() {
+    sweep::<6, 512, 8, 32>(Policy::WriteThrough, 3);
 }
 
 #[test]
 fn sweep_write_through_ws16() {
-    sweep::<6, 512, 16>(Policy::WriteThrough);
+    sweep::<6, 512, 16, 1>(Policy::WriteThrough, 1);
+}
+
+#[test]
+fn sweep_write_through_ws32_rs32() {
+    sweep::<6, 512, 32, 32>(Policy::WriteThrough, 3);
+}
+
+#[test]
+fn sweep_write_through_ws64_rs4() {
+    sweep::<6, 1024, 64, 4>(Policy::WriteThrough, 3);
 }
 
 #[test]
 fn sweep_write_back_ws1() {
-    sweep::<6, 512, 1>(WB);
+    sweep::<6, 512, 1, 1>(WB, 1);
+}
+
+#[test]
+fn sweep_write_back_ws2_rs4() {
+    sweep::<6, 512, 2, 4>(WB, 3);
 }
 
 #[test]
 fn sweep_write_back_ws4() {
-    sweep::<6, 512, 4>(WB);
+    sweep::<6, 512, 4, 1>(WB, 1);
+}
+
+#[test]
+fn sweep_write_back_ws8_rs32() {
+    sweep::<6, 512, 8, 32>(WB, 3);
 }
 
 #[test]
 fn sweep_write_back_ws16() {
-    sweep::<6, 512, 16>(WB);
+    sweep::<6, 512, 16, 1>(WB, 1);
+}
+
+#[test]
+fn sweep_write_back_ws32_rs32() {
+    sweep::<6, 512, 32, 32>(WB, 3);
+}
+
+#[test]
+fn sweep_write_back_ws64_rs4() {
+    sweep::<6, 1024, 64, 4>(WB, 3);
 }
 
 /// The same workload without cuts: every answer matches the model.
@@ -474,7 +531,7 @@ fn workload_without_cuts_matches_model() {
         cuts: 0,
         applied: 0,
     };
-    run::<6, 512, 4>(
+    run::<6, 512, 4, 1>(
         Policy::WriteThrough,
         1,
         3000,
@@ -482,6 +539,7 @@ fn workload_without_cuts_matches_model() {
         u64::MAX,
         &mut stats,
     );
-    run::<6, 512, 4>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+    run::<6, 512, 4, 1>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+    run::<6, 1024, 64, 32>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
     assert_eq!(stats.cuts, 0);
 }

@@ -118,9 +118,12 @@ fn flash_image_inputs_replay() {
 /// a constant byte and never accepting sequence `0xFFFF_FFFF`.
 #[test]
 fn flash_image_stray_zero_in_part_b_keeps_later_writes() {
-    flash_image::run_bytes(include_bytes!(
-        "../fuzz/regressions/flash_image/seq-wrap-after-stray-zero"
-    ));
+    use arbitrary::{Arbitrary, Unstructured};
+    let data = include_bytes!("../fuzz/regressions/flash_image/seq-wrap-after-stray-zero");
+    // The first four bytes (0x40) pick 4-byte words, the geometry it was found on.
+    let input = flash_image::Input::arbitrary_take_rest(Unstructured::new(data)).unwrap();
+    assert!(matches!(input.geometry, flash_image::Geometry::W4));
+    flash_image::run_bytes(data);
 }
 
 /// Fixed finding: an integer entry whose bytes are longer than the minimal encoding (`[0]`

@@ -24,12 +24,38 @@ pub fn run_bytes(data: &[u8]) {
 /// One fuzz case.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct Input {
+    /// The flash's geometry.
+    pub geometry: Geometry,
     /// Where the image comes from.
     pub base: Base,
     /// Bytes overwritten afterwards: offset (modulo the flash size) and value.
     pub patches: Vec<(u16, u8)>,
     /// Writes made after opening.
     pub writes: Vec<Write>,
+}
+
+/// Flash geometry: 6 pages of 256 bytes (512 for 16- and 32-byte words, 1,024 for 64),
+/// written in words of `WRITE_SIZE` bytes and read in units of `READ_SIZE` bytes. Eight
+/// variants: the top three bits of an input's fourth byte pick one (the first four bytes are
+/// a little-endian `u32` scaled to the variant count; `0x40` picks `W4`).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Geometry {
+    /// Written and read a byte at a time.
+    W1,
+    /// 2-byte words, reads of 4.
+    W2R4,
+    /// 4-byte words.
+    W4,
+    /// 4-byte words, reads of 4.
+    W4R4,
+    /// 8-byte words, reads of 32.
+    W8R32,
+    /// 16-byte words, 512-byte pages.
+    W16,
+    /// 32-byte words (STM32H7), reads of 32, 512-byte pages.
+    W32R32,
+    /// 64-byte words, reads of 4, 1,024-byte pages.
+    W64R4,
 }
 
 /// The image before patches.
@@ -73,23 +99,24 @@ pub enum Write {
 }
 
 const PAGES: usize = 6;
-const PAGE: usize = 256;
-const WRITE: usize = 4;
 const N: usize = 16;
 const K: usize = 24;
 const V: usize = 16;
 
-type Flash = MockFlash<PAGES, PAGE, WRITE>;
-type Back<'f> = Persistent<&'f mut Flash, N, K, V>;
+type Flash<const PS: usize, const WS: usize, const RS: usize> = MockFlash<PAGES, PS, WS, RS>;
+type Back<'f, const PS: usize, const WS: usize, const RS: usize> =
+    Persistent<&'f mut Flash<PS, WS, RS>, N, K, V>;
+type Opened<'f, const PS: usize, const WS: usize, const RS: usize> =
+    Cache<&'f ManualClock, Back<'f, PS, WS, RS>, K>;
 type Fe = FlashError<MockError>;
 
-fn open<'f>(
-    flash: &'f mut Flash,
+fn open<'f, const PS: usize, const WS: usize, const RS: usize>(
+    flash: &'f mut Flash<PS, WS, RS>,
     clock: &'f ManualClock,
-) -> Result<Cache<&'f ManualClock, Back<'f>, K>, Fe> {
+) -> Result<Opened<'f, PS, WS, RS>, Fe> {
     let p = Persistent::open(
         flash,
-        0..(PAGES * PAGE) as u32,
+        0..(PAGES * PS) as u32,
         Table::new(),
         Policy::WriteThrough,
     )?;
@@ -99,7 +126,9 @@ fn open<'f>(
 /// Live entries: made key → bytes, kind, expiry.
 type Contents = BTreeMap<Vec<u8>, (Vec<u8>, Kind, u64)>;
 
-fn contents(cache: &Cache<&ManualClock, Back<'_>, K>) -> Contents {
+fn contents<const PS: usize, const WS: usize, const RS: usize>(
+    cache: &Opened<'_, PS, WS, RS>,
+) -> Contents {
     let now = cache.now();
     let mut out = Contents::new();
     cache.backend().table().for_each_lru(|k, v, kind, e| {
@@ -121,17 +150,17 @@ fn misuse(e: &Error<Fe>) -> bool {
 }
 
 /// The image before patches.
-fn build(base: &Base) -> Vec<u8> {
+fn build<const PS: usize, const WS: usize, const RS: usize>(base: &Base) -> Vec<u8> {
     match base {
-        Base::Blank => vec![0xff; PAGES * PAGE],
+        Base::Blank => vec![0xff; PAGES * PS],
         Base::Raw(bytes) => {
-            let mut image = vec![0xff; PAGES * PAGE];
+            let mut image = vec![0xff; PAGES * PS];
             let n = bytes.len().min(image.len());
             image[..n].copy_from_slice(&bytes[..n]);
             image
         }
         Base::Workload { ops, cut } => {
-            let mut flash = Flash::new();
+            let mut flash = Flash::<PS, WS, RS>::new();
             let clock = ManualClock::new(1000);
             let Ok(mut cache) = open(&mut flash, &clock) else {
                 panic!("a blank flash opens");
@@ -174,12 +203,12 @@ fn build(base: &Base) -> Vec<u8> {
 /// (the state a real part is in: it cannot tell an erased word from one programmed with
 /// ones, and the engine never programs a whole word of ones where it could be taken for
 /// free space).
-fn flash_of(image: &[u8]) -> Flash {
+fn flash_of<const PS: usize, const WS: usize, const RS: usize>(image: &[u8]) -> Flash<PS, WS, RS> {
     let mut flash = Flash::new();
-    for (w, word) in image.chunks(WRITE).enumerate() {
+    for (w, word) in image.chunks(WS).enumerate() {
         if word.iter().any(|&b| b != 0xff) {
             for (i, &b) in word.iter().enumerate() {
-                flash.corrupt(w * WRITE + i, b);
+                flash.corrupt(w * WS + i, b);
             }
         }
     }
@@ -188,11 +217,24 @@ fn flash_of(image: &[u8]) -> Flash {
 
 /// Runs one case.
 pub fn run(input: &Input) {
-    let mut image = build(&input.base);
-    for &(at, byte) in input.patches.iter().take(64) {
-        image[usize::from(at) % (PAGES * PAGE)] = byte;
+    match input.geometry {
+        Geometry::W1 => run_with::<256, 1, 1>(input),
+        Geometry::W2R4 => run_with::<256, 2, 4>(input),
+        Geometry::W4 => run_with::<256, 4, 1>(input),
+        Geometry::W4R4 => run_with::<256, 4, 4>(input),
+        Geometry::W8R32 => run_with::<256, 8, 32>(input),
+        Geometry::W16 => run_with::<512, 16, 1>(input),
+        Geometry::W32R32 => run_with::<512, 32, 32>(input),
+        Geometry::W64R4 => run_with::<1024, 64, 4>(input),
     }
-    let mut flash = flash_of(&image);
+}
+
+fn run_with<const PS: usize, const WS: usize, const RS: usize>(input: &Input) {
+    let mut image = build::<PS, WS, RS>(&input.base);
+    for &(at, byte) in input.patches.iter().take(64) {
+        image[usize::from(at) % (PAGES * PS)] = byte;
+    }
+    let mut flash = flash_of::<PS, WS, RS>(&image);
     let clock = ManualClock::new(1000);
     let Ok(mut cache) = open(&mut flash, &clock) else {
         return;

@@ -37,13 +37,28 @@ pub struct Input {
     pub ops: Vec<Op>,
 }
 
-/// Flash geometry: 8 pages of 512 bytes.
+/// Flash geometry: 8 pages of 512 bytes (1,024 for 64-byte words), written in words of
+/// `WRITE_SIZE` bytes and read in units of `READ_SIZE` bytes (the mock refuses any other
+/// read or write). Eight variants: the top three bits of an input's fourth byte pick one
+/// (the first four bytes are a little-endian `u32` scaled to the variant count).
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum Geometry {
-    /// Written a byte at a time.
-    Byte,
-    /// Written in 4-byte words.
-    Word,
+    /// Written and read a byte at a time.
+    W1,
+    /// 2-byte words, reads of 4.
+    W2R4,
+    /// 4-byte words.
+    W4,
+    /// 4-byte words, reads of 4.
+    W4R4,
+    /// 8-byte words, reads of 32.
+    W8R32,
+    /// 16-byte words.
+    W16,
+    /// 32-byte words (STM32H7), reads of 32.
+    W32R32,
+    /// 64-byte words, reads of 4, pages of 1,024 bytes.
+    W64R4,
 }
 
 /// The policy.
@@ -210,16 +225,27 @@ pub fn run(input: &Input) {
             max_dirty: u16::from(d % 7),
         },
     };
+    let ops = &input.ops;
     match input.geometry {
-        Geometry::Byte => run_with::<1>(policy, &input.ops),
-        Geometry::Word => run_with::<4>(policy, &input.ops),
+        Geometry::W1 => run_with::<512, 1, 1>(policy, ops),
+        Geometry::W2R4 => run_with::<512, 2, 4>(policy, ops),
+        Geometry::W4 => run_with::<512, 4, 1>(policy, ops),
+        Geometry::W4R4 => run_with::<512, 4, 4>(policy, ops),
+        Geometry::W8R32 => run_with::<512, 8, 32>(policy, ops),
+        Geometry::W16 => run_with::<512, 16, 1>(policy, ops),
+        Geometry::W32R32 => run_with::<512, 32, 32>(policy, ops),
+        Geometry::W64R4 => run_with::<1024, 64, 4>(policy, ops),
     }
 }
 
-type Flash<const WS: usize> = MockFlash<8, 512, WS>;
-type Back<'f, const WS: usize> = Persistent<&'f mut Flash<WS>, N, K, V>;
+type Flash<const PS: usize, const WS: usize, const RS: usize> = MockFlash<8, PS, WS, RS>;
+type Back<'f, const PS: usize, const WS: usize, const RS: usize> =
+    Persistent<&'f mut Flash<PS, WS, RS>, N, K, V>;
 
-fn engine_contents<const WS: usize>(p: &Back<'_, WS>, now: u64) -> Contents {
+fn engine_contents<const PS: usize, const WS: usize, const RS: usize>(
+    p: &Back<'_, PS, WS, RS>,
+    now: u64,
+) -> Contents {
     let mut out = Vec::new();
     p.table().for_each_lru(|k, v, kind, e| {
         if e > now {
@@ -230,9 +256,9 @@ fn engine_contents<const WS: usize>(p: &Back<'_, WS>, now: u64) -> Contents {
     out
 }
 
-fn run_with<const WS: usize>(policy: Policy, ops: &[Op]) {
+fn run_with<const PS: usize, const WS: usize, const RS: usize>(policy: Policy, ops: &[Op]) {
     let write_back = policy != Policy::WriteThrough;
-    let mut flash = Flash::<WS>::new();
+    let mut flash = Flash::<PS, WS, RS>::new();
     let fresh = || Model::new(RATE, K, V, N, 3);
     // The state on flash, the state in RAM before the call being made, and (after a cut)
     // the state had the interrupted call completed.
@@ -245,8 +271,8 @@ fn run_with<const WS: usize>(policy: Policy, ops: &[Op]) {
     loop {
         flash.power_on();
         let clock = ManualClock::new(RATE);
-        let p: Back<'_, WS> =
-            Persistent::open(&mut flash, 0..(8 * 512), Table::new(), policy).expect("open");
+        let p: Back<'_, PS, WS, RS> =
+            Persistent::open(&mut flash, 0..(8 * PS as u32), Table::new(), policy).expect("open");
         let mut cache = p.into_cache(&clock, Config::new());
         let t = cache.now();
         assert!(

@@ -61,6 +61,87 @@
 //! Version 1 (32-byte page header, 28-byte record header) is not read: its pages have no
 //! valid version-2 part A, so a version-1 image opens empty and its pages are erased
 //! before reuse (their erase counts restart from the highest count known).
+//!
+//! # Geometry
+//!
+//! Any NOR flash whose `READ_SIZE` and `WRITE_SIZE` are powers of two from 1 to
+//! [`MAX_WORD`] (64) bytes, and whose `ERASE_SIZE` is a multiple of both and at least
+//! [`min_page_size`] (34 bytes for `WRITE_SIZE` 1, 192 for 64; large pages are fine, 128 KiB
+//! sectors included). Reads are made at multiples of `READ_SIZE`, writes at multiples of
+//! `WRITE_SIZE`. A geometry outside these bounds does not compile:
+//! [`Persistent::open`](super::Persistent::open) checks the flash's associated constants in
+//! a `const` block. STM32H7's 32-byte flash words:
+//!
+//! ```
+//! # use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
+//! # use tickcache::flash::{Persistent, Policy};
+//! # use tickcache::Table;
+//! # /// Pages of `E` bytes in RAM, written in words of `W` bytes.
+//! # struct Ram<const W: usize, const E: usize>(Vec<u8>);
+//! # impl<const W: usize, const E: usize> ErrorType for Ram<W, E> {
+//! #     type Error = NorFlashErrorKind;
+//! # }
+//! # impl<const W: usize, const E: usize> ReadNorFlash for Ram<W, E> {
+//! #     const READ_SIZE: usize = 1;
+//! #     fn read(&mut self, at: u32, out: &mut [u8]) -> Result<(), Self::Error> {
+//! #         out.copy_from_slice(&self.0[at as usize..at as usize + out.len()]);
+//! #         Ok(())
+//! #     }
+//! #     fn capacity(&self) -> usize { self.0.len() }
+//! # }
+//! # impl<const W: usize, const E: usize> NorFlash for Ram<W, E> {
+//! #     const WRITE_SIZE: usize = W;
+//! #     const ERASE_SIZE: usize = E;
+//! #     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+//! #         self.0[from as usize..to as usize].fill(0xff);
+//! #         Ok(())
+//! #     }
+//! #     fn write(&mut self, at: u32, data: &[u8]) -> Result<(), Self::Error> {
+//! #         let dst = &mut self.0[at as usize..at as usize + data.len()];
+//! #         dst.iter_mut().zip(data).for_each(|(d, s)| *d &= s);
+//! #         Ok(())
+//! #     }
+//! # }
+//! let flash = Ram::<32, 512>(vec![0xff; 2048]);
+//! let p = Persistent::<_, 8, 16, 16>::open(flash, 0..2048, Table::new(), Policy::WriteThrough);
+//! assert!(p.is_ok());
+//! ```
+//!
+//! A 128-byte page of 64-byte words holds the two header words and no record:
+//!
+//! ```compile_fail
+//! # use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
+//! # use tickcache::flash::{Persistent, Policy};
+//! # use tickcache::Table;
+//! # /// Pages of `E` bytes in RAM, written in words of `W` bytes.
+//! # struct Ram<const W: usize, const E: usize>(Vec<u8>);
+//! # impl<const W: usize, const E: usize> ErrorType for Ram<W, E> {
+//! #     type Error = NorFlashErrorKind;
+//! # }
+//! # impl<const W: usize, const E: usize> ReadNorFlash for Ram<W, E> {
+//! #     const READ_SIZE: usize = 1;
+//! #     fn read(&mut self, at: u32, out: &mut [u8]) -> Result<(), Self::Error> {
+//! #         out.copy_from_slice(&self.0[at as usize..at as usize + out.len()]);
+//! #         Ok(())
+//! #     }
+//! #     fn capacity(&self) -> usize { self.0.len() }
+//! # }
+//! # impl<const W: usize, const E: usize> NorFlash for Ram<W, E> {
+//! #     const WRITE_SIZE: usize = W;
+//! #     const ERASE_SIZE: usize = E;
+//! #     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+//! #         self.0[from as usize..to as usize].fill(0xff);
+//! #         Ok(())
+//! #     }
+//! #     fn write(&mut self, at: u32, data: &[u8]) -> Result<(), Self::Error> {
+//! #         let dst = &mut self.0[at as usize..at as usize + data.len()];
+//! #         dst.iter_mut().zip(data).for_each(|(d, s)| *d &= s);
+//! #         Ok(())
+//! #     }
+//! # }
+//! let flash = Ram::<64, 128>(vec![0xff; 512]);
+//! let p = Persistent::<_, 8, 16, 16>::open(flash, 0..512, Table::new(), Policy::WriteThrough);
+//! ```
 
 /// Version of the on-flash format this crate writes and reads.
 pub const FORMAT_VERSION: u8 = 2;
@@ -94,6 +175,17 @@ pub(crate) const TAG_EXPIRY: u8 = 0b0000_0100;
 
 /// Sentinel for "no expiry".
 const NEVER: u64 = u64::MAX;
+
+/// Largest `READ_SIZE` and `WRITE_SIZE` supported: reads and writes go through a stack
+/// buffer of this many bytes.
+pub const MAX_WORD: usize = 64;
+
+/// Smallest page (`ERASE_SIZE`) for a write size of `ws` bytes: header parts A and B, each
+/// padded to whole words (they are written at different times), and the shortest record.
+/// 34 bytes for `WRITE_SIZE` 1, 64 for 16, 96 for 32, 192 for 64.
+pub const fn min_page_size(ws: usize) -> usize {
+    align_up(PART_A, ws) + align_up(PART_B_MAX, ws) + record_size(1, 0, 0, 0, ws)
+}
 
 /// Rounds `n` up to a multiple of `align` (a power of two or any positive number).
 pub(crate) const fn align_up(n: usize, align: usize) -> usize {

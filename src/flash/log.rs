@@ -7,14 +7,14 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use super::format::{
-    align_up, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, PART_A, PART_B_MAX,
-    REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, MAX_WORD,
+    PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
-/// Bytes of the stack buffer used for reads and writes; `READ_SIZE` and `WRITE_SIZE` must
-/// divide it.
-pub(crate) const SCRATCH: usize = 64;
+/// Bytes of the stack buffer used for reads and writes; `READ_SIZE` and `WRITE_SIZE` divide
+/// it ([`Log::GEOMETRY`]).
+pub(crate) const SCRATCH: usize = MAX_WORD;
 
 /// A place in the log: `li`-th page of the log (0 = oldest), byte offset in that page
 /// (0: the page's first record, wherever its header ends).
@@ -76,6 +76,33 @@ impl<F: NorFlash> Log<F> {
             starts: [None; 2],
         }
     }
+
+    /// The flash's geometry, checked when [`Persistent::open`](super::Persistent::open) is
+    /// compiled for it: a geometry this log cannot use is a build error, never a panic.
+    pub const GEOMETRY: () = {
+        let (rs, ws, es) = (F::READ_SIZE, F::WRITE_SIZE, F::ERASE_SIZE);
+        assert!(
+            rs.is_power_of_two() && rs <= MAX_WORD,
+            "NorFlash::READ_SIZE must be a power of two from 1 to 64"
+        );
+        assert!(
+            ws.is_power_of_two() && ws <= MAX_WORD,
+            "NorFlash::WRITE_SIZE must be a power of two from 1 to 64"
+        );
+        assert!(
+            es % rs == 0 && es % ws == 0,
+            "NorFlash::ERASE_SIZE must be a multiple of READ_SIZE and WRITE_SIZE"
+        );
+        assert!(
+            es >= min_page_size(ws),
+            "NorFlash::ERASE_SIZE is too small for its WRITE_SIZE: a page must hold two \
+             header words and a record (flash::format::min_page_size)"
+        );
+        assert!(
+            es as u64 <= u32::MAX as u64,
+            "NorFlash::ERASE_SIZE must fit in a u32"
+        );
+    };
 
     pub fn a_len() -> u32 {
         align_up(PART_A, F::WRITE_SIZE) as u32
@@ -155,15 +182,23 @@ impl<F: NorFlash> Log<F> {
     /// its first record.
     pub fn page_seq(&mut self, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
         let a_len = Self::a_len() as usize;
+        let addr = self.page_addr(p);
+        // Part A's padding is skipped when it is wider than 8 bytes: two reads then.
         let mut buf = [0xffu8; PART_A + 8 + PART_B_MAX];
-        let n = (a_len + PART_B_MAX).min(self.page_size as usize);
-        self.read(self.page_addr(p), &mut buf[..n])?;
+        let b_at = if a_len <= PART_A + 8 {
+            self.read(addr, &mut buf[..a_len + PART_B_MAX])?;
+            a_len
+        } else {
+            self.read(addr, &mut buf[..PART_A])?;
+            self.read(addr + a_len as u32, &mut buf[PART_A..PART_A + PART_B_MAX])?;
+            PART_A
+        };
         let mut a = [0u8; PART_A];
         a.copy_from_slice(&buf[..PART_A]);
         if parse_part_a(&a).is_none() {
             return Ok(None);
         }
-        let Some((seq, time, len)) = parse_part_b(&buf[a_len..n]) else {
+        let Some((seq, time, len)) = parse_part_b(&buf[b_at..b_at + PART_B_MAX]) else {
             return Ok(None);
         };
         let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;

@@ -1,9 +1,9 @@
 //! A NOR flash model for tests (internal feature `_mock`, not covered by semver).
 //!
 //! It enforces what real NOR flash demands and a careless driver gets wrong: erase sets a
-//! page to 0xFF; writes are aligned to `WRITE_SIZE`; a word is written at most once between
-//! erases. It can cut the power after any byte of a write or during an erase (the page then
-//! holds garbage), and it counts every read, write and erase.
+//! page to 0xFF; reads are aligned to `READ_SIZE` and writes to `WRITE_SIZE`; a word is
+//! written at most once between erases. It can cut the power after any byte of a write or
+//! during an erase (the page then holds garbage), and it counts every read, write and erase.
 
 use std::vec;
 use std::vec::Vec;
@@ -16,7 +16,8 @@ use embedded_storage::nor_flash::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MockError {
-    /// Offset or length not aligned to `WRITE_SIZE` (writes) or the page (erases).
+    /// Offset or length not aligned to `READ_SIZE` (reads), `WRITE_SIZE` (writes) or the
+    /// page (erases).
     NotAligned,
     /// Outside the flash.
     OutOfBounds,
@@ -36,9 +37,15 @@ impl NorFlashError for MockError {
     }
 }
 
-/// `PAGES` pages of `PAGE_SIZE` bytes, written in words of `WRITE_SIZE` bytes.
+/// `PAGES` pages of `PAGE_SIZE` bytes, written in words of `WRITE_SIZE` bytes and read in
+/// units of `READ_SIZE` bytes (offset and length both multiples of it).
 #[derive(Clone, Debug)]
-pub struct MockFlash<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> {
+pub struct MockFlash<
+    const PAGES: usize,
+    const PAGE_SIZE: usize,
+    const WRITE_SIZE: usize,
+    const READ_SIZE: usize = 1,
+> {
     data: Vec<u8>,
     written: Vec<bool>,
     cut: Option<u64>,
@@ -53,21 +60,30 @@ pub struct MockFlash<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZ
     rewrite: bool,
 }
 
-impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> Default
-    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE>
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > Default for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize>
-    MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE>
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
 {
     /// A fully erased flash with the power on.
     pub fn new() -> Self {
         const {
             assert!(WRITE_SIZE >= 1 && PAGE_SIZE % WRITE_SIZE == 0 && PAGES >= 1);
+            assert!(READ_SIZE >= 1 && PAGE_SIZE % READ_SIZE == 0);
         }
         MockFlash {
             data: vec![0xff; PAGES * PAGE_SIZE],
@@ -198,22 +214,33 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize>
     }
 }
 
-impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> ErrorType
-    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE>
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > ErrorType for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
 {
     type Error = MockError;
 }
 
-impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> ReadNorFlash
-    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE>
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > ReadNorFlash for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
 {
-    const READ_SIZE: usize = 1;
+    const READ_SIZE: usize = READ_SIZE;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
         if !self.powered {
             return Err(MockError::PowerOff);
         }
         let start = offset as usize;
+        if start % READ_SIZE != 0 || bytes.len() % READ_SIZE != 0 {
+            return Err(MockError::NotAligned);
+        }
         let src = start
             .checked_add(bytes.len())
             .and_then(|end| self.data.get(start..end))
@@ -229,8 +256,12 @@ impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> ReadNo
     }
 }
 
-impl<const PAGES: usize, const PAGE_SIZE: usize, const WRITE_SIZE: usize> NorFlash
-    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE>
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > NorFlash for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
 {
     const WRITE_SIZE: usize = WRITE_SIZE;
     const ERASE_SIZE: usize = PAGE_SIZE;

@@ -95,7 +95,7 @@ pub use format::FORMAT_VERSION;
 pub use mock::{MockError, MockFlash};
 
 use format::{record_size, varint_len, RecHead, T_CLEAR, T_PUT, T_TIME, T_TOMB};
-use log::{Committed, Log, Pos, SCRATCH};
+use log::{Committed, Log, Pos};
 
 /// When changes reach flash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,11 +123,12 @@ pub enum FlashError<E> {
     /// The flash holds records this configuration cannot restore (a key or value larger
     /// than `K` or `V`), or the log is inconsistent.
     Corrupted,
-    /// The range is not page-aligned, holds fewer than two pages, lies outside the flash,
-    /// or a page is too small for a record header.
+    /// The range is not page-aligned, holds fewer than two pages, or lies outside the
+    /// flash.
     BadRange,
-    /// The flash's `READ_SIZE` or `WRITE_SIZE` does not divide 64 bytes, or does not divide
-    /// its `ERASE_SIZE`.
+    /// Not returned any more: a flash geometry the log cannot use (`READ_SIZE` or
+    /// `WRITE_SIZE` not a power of two up to 64, `ERASE_SIZE` not a multiple of them or
+    /// below [`format::min_page_size`]) now fails to compile.
     Unsupported,
 }
 
@@ -259,18 +260,14 @@ impl<
         policy: Policy,
     ) -> Result<Self, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
-        let (rs, ws, es) = (F::READ_SIZE, F::WRITE_SIZE, F::ERASE_SIZE);
-        if rs == 0 || ws == 0 || SCRATCH % rs != 0 || SCRATCH % ws != 0 || es % ws != 0 {
-            return Err(FlashError::Unsupported);
-        }
-        let page_size = u32::try_from(es).map_err(|_| FlashError::Unsupported)?;
+        #[allow(clippy::let_unit_value)]
+        let () = Log::<F>::GEOMETRY;
+        let page_size = F::ERASE_SIZE as u32;
         let len = range.end.saturating_sub(range.start);
-        if page_size == 0
-            || range.start % page_size != 0
+        if range.start % page_size != 0
             || len % page_size != 0
             || len / page_size < 2
             || range.end as usize > flash.capacity()
-            || Log::<F>::hdr_max() as usize + record_size(1, 0, 0, 0, ws) > es
         {
             return Err(FlashError::BadRange);
         }

@@ -4,8 +4,8 @@
 //! full region.
 //!
 //! ```text
-//! cargo run --release --example flash_figures
-//! cargo run --release --example flash_figures -- open 64   # only open a full 64 KiB region
+//! cargo run --release -p tickcache-benches --bin flash_figures
+//! cargo run --release -p tickcache-benches --bin flash_figures -- open 64   # only open a full 64 KiB region
 //! ```
 
 use std::time::Instant;
