@@ -7,7 +7,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::key::{self, Key, KeyError, KeyPolicy, KeyWriter};
+use crate::key::{self, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
@@ -114,13 +114,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             }
         }
         let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
-        let mut w = KeyWriter::new(out);
-        key_fn(self.config.prefix, version, key, &mut w)?;
-        let n = w.len();
-        if strict {
-            key::validate(&out[..n])?;
-        }
-        Ok(n)
+        key::make(key_fn, self.config.prefix, version, key, out, strict)
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
@@ -335,8 +329,22 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         self.backend.has_key(&buf[..n], now)
     }
 
+    /// Checks every key before a batch call touches anything (Django's memcached backends
+    /// make and validate all keys first): the first invalid key's error, or `Ok`.
+    fn validate_all<'k>(&self, keys: impl Iterator<Item = Key<'k>>) -> Result<(), KeyError> {
+        let mut buf = [0u8; K];
+        for key in keys {
+            self.make_key(key, &mut buf)?;
+        }
+        Ok(())
+    }
+
     /// Django's `get_many`, without a heap: calls `found(key, value)` for each key present
     /// and returns how many were found. Use the same key twice and it is visited twice.
+    ///
+    /// Every key is validated first: if any is invalid, the error is returned before any
+    /// entry is read (no `found` call, no change of recency), as Django's memcached backends
+    /// do.
     ///
     /// ```
     /// # use tickcache::{MemCache, Config, ManualClock, Table};
@@ -357,8 +365,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     where
         T: DeserializeOwned,
         I: IntoIterator,
+        I::IntoIter: Clone,
         I::Item: Into<Key<'k>>,
     {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
         let mut hits = 0;
         for key in keys {
             let key = key.into();
@@ -370,19 +381,26 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(hits)
     }
 
-    /// Django's `set_many`: stores each pair; for each one that fails, calls
-    /// `failed(key, error)`. Returns the number that failed (memcached's list of failed keys).
+    /// Django's `set_many`: stores each pair; for each one that fails to store (value too
+    /// large, not serializable, storage error), calls `failed(key, error)` and goes on.
+    /// Returns the number that failed (memcached's list of failed keys).
+    ///
+    /// Every key is validated first: if any is invalid, its [`Error::Key`] is returned and
+    /// nothing is stored, as Django's memcached backends raise before storing anything.
     pub fn set_many<'k, 'v, T, I, KK>(
         &mut self,
         items: I,
         timeout: impl Into<Timeout>,
         mut failed: impl FnMut(Key<'k>, Error<B::Error>),
-    ) -> usize
+    ) -> Res<usize, B>
     where
         T: Serialize + ?Sized + 'v,
         I: IntoIterator<Item = (KK, &'v T)>,
+        I::IntoIter: Clone,
         KK: Into<Key<'k>>,
     {
+        let items = items.into_iter();
+        self.validate_all(items.clone().map(|(key, _)| key.into()))?;
         let timeout = timeout.into();
         let mut failures = 0;
         for (key, value) in items {
@@ -392,15 +410,21 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 failures += 1;
             }
         }
-        failures
+        Ok(failures)
     }
 
     /// Django's `delete_many`: deletes each key; returns how many live entries were removed.
+    ///
+    /// Every key is validated first: if any is invalid, the error is returned and nothing
+    /// is deleted (Django's memcached backends).
     pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
     where
         I: IntoIterator,
+        I::IntoIter: Clone,
         I::Item: Into<Key<'k>>,
     {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
         let mut removed = 0;
         for key in keys {
             removed += usize::from(self.delete(key)?);
