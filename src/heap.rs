@@ -348,12 +348,23 @@ impl<S: BuildHasher> HeapTable<S> {
         usize::from(self.limits.cull_frequency)
     }
 
-    /// Django's cull, exactly as the fixed table runs it: a cull of one entry takes the
-    /// least recent one; otherwise expired entries are reclaimed first, then, if the table
-    /// is still at `max_entries`, `len / cull_frequency` least recent entries go (at least
-    /// one), or all of them with frequency 0.
+    /// Django's cull, exactly as the fixed table runs it: frequency 0 clears the table, live
+    /// entries included; a cull of one entry takes the least recent one; otherwise expired
+    /// entries are reclaimed first, then, if the table is still at `max_entries`,
+    /// `len / cull_frequency` least recent entries go (at least one).
     fn cull(&mut self, now: u64) {
-        if self.freq() != 0 && self.len / self.freq() <= 1 {
+        let freq = self.freq();
+        if freq == 0 {
+            let mut s = self.tail;
+            while s != NIL {
+                let slot = &self.slots[s as usize];
+                self.evictions += u64::from(slot.expiry > now);
+                s = slot.prev;
+            }
+            self.reset();
+            return;
+        }
+        if self.len / freq <= 1 {
             self.evict_tail(now);
             return;
         }
@@ -369,12 +380,7 @@ impl<S: BuildHasher> HeapTable<S> {
         if self.len < self.limits.max_entries {
             return;
         }
-        if self.freq() == 0 {
-            self.evictions += self.len as u64;
-            self.reset();
-            return;
-        }
-        for _ in 0..(self.len / self.freq()).max(1) {
+        for _ in 0..(self.len / freq).max(1) {
             self.evict_tail(now);
         }
     }

@@ -223,9 +223,19 @@ fn entry_limit_and_budget_together() {
     for i in 1..=49 {
         put(&mut t, &format!("cull{i}"), 1, 0).unwrap();
     }
-    // Django's cull test: 29 left with frequency 3.
+    // Django's cull test: 29 left with frequency 3 ...
     assert_eq!(t.len(), 29);
     assert_eq!(t.bytes(), counted(&t));
+    assert_eq!(t.evictions(), 20);
+    // ... and 19 with frequency 0, which clears the table at the 31st insert.
+    let limits = Limits::new(1 << 20).key_max(8).value_max(100);
+    let mut t = HeapTable::new(limits.culling(30, 0)).unwrap();
+    for i in 1..=49 {
+        put(&mut t, &format!("cull{i}"), 1, 0).unwrap();
+    }
+    assert_eq!(t.len(), 19);
+    assert_eq!(t.bytes(), counted(&t));
+    assert_eq!(t.evictions(), 30);
     assert_eq!(ENTRY_OVERHEAD, 64);
 }
 
