@@ -426,3 +426,45 @@ fn the_default_server_idles_small() {
     let rss = server.rss_kib();
     assert!(rss < 16 << 10, "idle RSS {rss} KiB");
 }
+
+/// Connections do not hold the item limit: after a 1 MiB item went through (and its
+/// connection closed), 200 connections that send small commands cost about their 16 KiB
+/// buffers, not 1 MiB each; a connection that sends a large item gives the memory back.
+#[test]
+fn connections_do_not_reserve_the_item_limit() {
+    let server = Server::with(&[]);
+    let data = vec![b'd'; 1 << 20];
+    for _ in 0..3 {
+        let mut s = server.connect();
+        assert_eq!(
+            roundtrip(&mut s, &set_cmd("big", 0, &data), b"\r\n", 1),
+            b"STORED\r\n"
+        );
+        roundtrip(&mut s, b"get big\r\n", b"\r\nEND\r\n", 1);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let base = server.rss_kib();
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = server.connect();
+        let got = roundtrip(&mut s, format!("get k{i}\r\n").as_bytes(), b"END\r\n", 1);
+        assert_eq!(got, b"END\r\n");
+        held.push(s);
+    }
+    // One of them sends a large item; its buffer shrinks back afterwards.
+    assert_eq!(
+        roundtrip(&mut held[0], &set_cmd("big2", 0, &data), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    assert_eq!(
+        roundtrip(&mut held[0], b"get nothing\r\n", b"END\r\n", 1),
+        b"END\r\n"
+    );
+    let grown = server.rss_kib().saturating_sub(base);
+    assert!(
+        grown < 24 << 10,
+        "200 connections grew RSS by {grown} KiB (1 MiB each would be 200 MiB)"
+    );
+    drop(held);
+    assert!(server.terminate());
+}

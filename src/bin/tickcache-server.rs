@@ -7,9 +7,9 @@
 //!
 //! One tokio event loop (`--threads 1`, the default) serves every connection; the cache is
 //! one [`Memcached`] engine behind a mutex, so commands are applied one at a time. Each
-//! connection owns a fixed read buffer (a command line of up to 8 KiB plus one data block)
-//! and an output buffer that is sent whenever it passes 64 KiB, so memory per connection
-//! is bounded. Run with `--help` for the options.
+//! connection owns a read buffer of 16 KiB that grows to hold one large command (a line of
+//! up to 8 KiB plus one data block) while it arrives, and an output buffer that is sent
+//! whenever it passes 64 KiB, so memory per connection is bounded. Run with `--help` for the options.
 
 use std::fmt::Debug;
 use std::io;
@@ -68,12 +68,13 @@ OPTIONS
 
 RAM, heap table (the default): each item takes its key, its data, a 12-byte header and 64
 bytes of bookkeeping, counted against -m (stats: bytes, limit_maxbytes, evictions); the
-process idles at a few megabytes. A staging buffer of one item and each connection's read
-buffer (8 KiB + -I) are outside -m and only take memory as far as items fill them.
+process idles at a few megabytes. Outside -m: a staging buffer of one item (only as far as
+items fill it), and each connection's read buffer of 16 KiB, which grows to 8 KiB + -I
+while a large item arrives and shrinks back after it.
 RAM, --fixed: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes.
 The slot count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item
 slot (data + 12-byte header) is the smallest of 1036, 4108 and 16383 bytes that holds -I.
-Defaults: 16384 x 4377 bytes = 72 MB.";
+Defaults: 16384 x 4377 bytes = 72 MB. Connections as above.";
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -415,7 +416,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let o = &shared.opts;
     let mut parser = Parser::new(o.item_max, LINE_MAX);
-    let mut buf = vec![0u8; parser.buffer_size()];
+    // The read buffer starts at two command lines and grows (doubling) only while a
+    // command's data block does not fit, up to a whole command; it shrinks back once the
+    // large command is done. So a connection costs 16 KiB, not 1 MiB, between large items.
+    let full = parser.buffer_size();
+    let small = (2 * LINE_MAX).min(full);
+    let mut buf = vec![0u8; small];
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let (mut start, mut end) = (0usize, 0usize);
     // When the first byte of the unfinished command arrived (its deadline runs from there),
@@ -484,9 +490,17 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         }
         if start == end {
             (start, end) = (0, 0);
+            if buf.len() > small {
+                buf.truncate(small);
+                buf.shrink_to_fit();
+            }
         } else if end == buf.len() {
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
+            if end == buf.len() {
+                // A command larger than the buffer (a data block on its way).
+                buf.resize((2 * buf.len()).min(full), 0);
+            }
         }
         let n = if start < end || parser.skipping() {
             // Part of a command is here. When the command before it was completed by the
