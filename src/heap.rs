@@ -675,3 +675,17 @@ impl<S> core::fmt::Debug for HeapTable<S> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`ENTRY_OVERHEAD`] counts a 48-byte slot; on 64-bit hosts that is what a slot is.
+    #[test]
+    fn slot_is_48_bytes_on_64_bit() {
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(core::mem::size_of::<Slot>(), 48);
+        }
+        assert!(core::mem::size_of::<Slot>() <= 48);
+    }
+}

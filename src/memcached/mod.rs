@@ -97,7 +97,7 @@ pub struct Usage {
 /// The engine's working buffer for `append`, `prepend` and `incr`: room for one item.
 ///
 /// A fixed table's engine uses `[u8; V]` (the table's value size, no heap); an engine on a
-/// [`HeapTable`](crate::heap::HeapTable) uses a `Vec<u8>` that grows to the largest item
+/// `HeapTable` (feature `std`) uses a `Vec<u8>` that grows to the largest item
 /// such a command has rewritten.
 pub trait Scratch {
     /// Largest item (header included) the buffer can hold.
@@ -246,7 +246,7 @@ pub struct Stats {
 /// It keeps the cas counter, the `stats` counters, a pending delayed flush, and a scratch
 /// buffer `B` for `append`/`prepend`/`incr`: by default `V` bytes, so its RAM cost is the
 /// store plus `V` bytes and a few words. On the heap table `B` is a `Vec<u8>` and `V` is
-/// unused ([`HeapMemcached`]).
+/// unused (`HeapMemcached`, feature `std`).
 pub struct Memcached<S, const V: usize, B = [u8; V]> {
     store: S,
     item_max: usize,
