@@ -873,6 +873,15 @@ proptest! {
         run_heap::<255, std::collections::hash_map::RandomState>(4, s.max, &s, &ops)?;
     }
 
+    /// The heap table with no entry limit (the server's setting): nothing is ever culled.
+    #[test]
+    fn heap_table_without_entry_limit_matches_model(
+        s in setup(16),
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        run_heap::<24, std::collections::hash_map::RandomState>(16, usize::MAX, &s, &ops)?;
+    }
+
     /// The heap table with every key hashing alike (one probe sequence for all).
     #[test]
     fn heap_table_matches_model_with_a_constant_hasher(
