@@ -47,6 +47,8 @@ impl Timeout {
         let ticks = match self {
             Timeout::Never => return None,
             Timeout::Default => 300u64.saturating_mul(rate),
+            // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
+            Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
             Timeout::Secs(s) if s > 0 => (s as u64).saturating_mul(rate),
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
