@@ -180,11 +180,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
     pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
-        let mut out = None;
-        self.read_dyn(key.into(), &mut |bytes, kind| {
-            out = Some(value::decode::<T>(bytes, kind).map_err(value_error));
-        })?;
-        out.transpose()
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let now = self.now();
+        self.backend
+            .get(&buf[..n], now, |bytes, kind| {
+                value::decode::<T>(bytes, kind).map_err(value_error)
+            })?
+            .transpose()
     }
 
     /// Every read funnels here with the reader behind a `dyn` call, so the key making, the
