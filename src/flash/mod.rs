@@ -272,7 +272,9 @@ impl<
             return Err(FlashError::BadRange);
         }
         let mut log = Log::new(flash, range.start, len / page_size, page_size);
-        // Find the head (highest sequence), then walk back while sequences decrease.
+        // Find the head (highest sequence), then walk back while sequences go down one by
+        // one: pages are opened with consecutive numbers and leave the log from its tail, so
+        // a gap means pages are missing, and the pages before it are not trusted (not read).
         let mut head: Option<(u32, u32)> = None;
         for p in 0..log.pages {
             if let Some(c) = log.erase_count(p)? {
@@ -289,7 +291,7 @@ impl<
             while used < log.pages {
                 let prev = (cur + log.pages - 1) % log.pages;
                 match log.page_seq(prev)? {
-                    Some((s, _, _)) if s < cur_seq => {
+                    Some((s, _, _)) if s.wrapping_add(1) == cur_seq => {
                         cur = prev;
                         cur_seq = s;
                         used += 1;
@@ -307,28 +309,26 @@ impl<
                 // drop the copies and let the compaction run again.
                 log.erase_page(hp, None)?;
                 log.used -= 1;
+                log.seq = hs - 1;
                 Self::find_head_end(&mut log)?;
             }
         }
-        // Free pages after the head that can join the log without an erase: a valid
-        // part A and nothing else, or fully blank (part A is written now).
+        // A page outside the log never has a valid header part B nor holds records, unless
+        // damaged (an erase or a header write cut short leaves neither). Such a stray page
+        // right after the head means a page newer than the head may have been there: nothing
+        // read can be trusted to be the latest. Stray pages are erased below, so that they
+        // never come to follow the head later.
+        let mut strays = false;
+        let mut lost_head = false;
         for li in log.used..log.pages {
             let p = log.phys(li);
-            let addr = log.page_addr(p);
-            let a_len = Log::<F>::a_len();
-            let ready = match log.erase_count(p)? {
-                Some(_) => log.is_blank(addr + a_len, page_size - a_len)?,
-                None if log.is_blank(addr, page_size)? => {
-                    let count = log.max_erase;
-                    log.write_part_a(p, count)?;
-                    true
-                }
-                None => false,
-            };
-            if !ready {
-                break;
+            if log.page_seq(p)?.is_some() || log.holds_records(p)? {
+                strays = true;
+                lost_head |= li == log.used && log.used > 0;
             }
-            log.ready += 1;
+        }
+        if lost_head {
+            log.trust_from = log.used;
         }
         let mut me = Persistent {
             table,
@@ -347,7 +347,57 @@ impl<
                 me.time = me.time.max(t);
             }
         }
-        me.replay()?;
+        // Replay, checking how each page's records end; then, when damage was found, replay
+        // again from the first page after it: whatever came before may have been overwritten
+        // in the unreadable part (by a record or a tombstone of any key).
+        me.log.check = true;
+        me.replay(Pos::START)?;
+        me.log.check = false;
+        let trust = me.log.trust_from;
+        if trust > 0 {
+            let _ = me.table.clear();
+            me.replay(Pos { li: trust, off: 0 })?;
+        }
+        if lost_head {
+            // Make the drop durable before the page that shows it is erased: a clear record
+            // at the head (in a new page when the head is full: that page is then the stray
+            // one, erased first).
+            me.pending_clear = true;
+            me.flush_dirty().map_err(|e| match e {
+                Error::Backend(e) => e,
+                _ => FlashError::Corrupted,
+            })?;
+        }
+        let log = &mut me.log;
+        if strays {
+            for li in log.used..log.pages {
+                let p = log.phys(li);
+                if log.page_seq(p)?.is_some() || log.holds_records(p)? {
+                    log.erase_page(p, None)?;
+                }
+            }
+        }
+        // Free pages after the head that can join the log without an erase: a valid
+        // part A and nothing else, or fully blank (part A is written now).
+        log.ready = 0;
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let addr = log.page_addr(p);
+            let a_len = Log::<F>::a_len();
+            let ready = match log.erase_count(p)? {
+                Some(_) => log.is_blank(addr + a_len, page_size - a_len)?,
+                None if log.is_blank(addr, page_size)? => {
+                    let count = log.max_erase;
+                    log.write_part_a(p, count)?;
+                    true
+                }
+                None => false,
+            };
+            if !ready {
+                break;
+            }
+            log.ready += 1;
+        }
         Ok(me)
     }
 
@@ -371,27 +421,33 @@ impl<
         Ok(())
     }
 
-    fn replay(&mut self) -> Result<(), Fe<F>> {
-        let mut it = Committed::new(&self.log, Pos::START);
+    fn replay(&mut self, from: Pos) -> Result<(), Fe<F>> {
+        let mut it = Committed::new(&self.log, from);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
         while let Some((at, r)) = it.next(&mut self.log)? {
             self.time = self.time.max(r.time);
             match r.ty() {
                 T_PUT => {
-                    if !self.log.read_body(at, &r, &mut key, &mut val)? {
-                        return Err(FlashError::Corrupted);
-                    }
-                    let kind = Kind::from_u8(r.kind()).ok_or(FlashError::Corrupted)?;
-                    let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
-                    if !self.table.restore(k, v, kind, r.expiry, self.time) {
-                        return Err(FlashError::Corrupted);
+                    let kl = usize::from(r.klen);
+                    let fits = self.log.read_body(at, &r, &mut key, &mut val)?;
+                    let restored = fits
+                        && Kind::from_u8(r.kind()).is_some_and(|kind| {
+                            let v = &val[..r.vlen as usize];
+                            self.table.restore(&key[..kl], v, kind, r.expiry, self.time)
+                        });
+                    // A record this configuration cannot hold (written with a larger `K` or
+                    // `V`) is dropped, and so is any older value of its key.
+                    if !restored {
+                        let mut key_only = r;
+                        key_only.vlen = 0;
+                        if self.log.read_body(at, &key_only, &mut key, &mut [])? {
+                            let _ = self.table.delete(&key[..kl], 0);
+                        }
                     }
                 }
-                T_TOMB => {
-                    if !self.log.read_body(at, &r, &mut key, &mut [])? {
-                        return Err(FlashError::Corrupted);
-                    }
+                // A key longer than `K` was never restored: nothing to remove.
+                T_TOMB if self.log.read_body(at, &r, &mut key, &mut [])? => {
                     let _ = self.table.delete(&key[..usize::from(r.klen)], 0);
                 }
                 T_CLEAR => {
@@ -666,11 +722,13 @@ impl<
         let mut it = Committed::new(&self.log, Pos::START);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
+        // Records before the damage found at open are never copied: they were not restored.
+        let trusted = self.log.trust_from == 0;
         while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
             if at.li != 0 {
                 break;
             }
-            if r.ty() != T_PUT || r.expiry <= now {
+            if !trusted || r.ty() != T_PUT || r.expiry <= now {
                 continue;
             }
             if !self
@@ -723,6 +781,7 @@ impl<
         self.log.erase_page(tail, None).map_err(Error::Backend)?;
         self.log.tail = (tail + 1) % self.log.pages;
         self.log.used -= 1;
+        self.log.trust_from = self.log.trust_from.saturating_sub(1);
         // The erased page is now the last free page in the cycle.
         if self.log.ready + 1 == self.log.free() {
             self.log.ready += 1;
