@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
-use tickcache::{Config, Error, Key, ManualClock, Table, Timeout};
+use tickcache::{Backend, Config, Error, Key, ManualClock, Table, Timeout};
 
 const PAGES: usize = 6;
 const PS: usize = 512;
@@ -542,4 +542,231 @@ fn damaged_images_never_serve_stale_or_invented_values() {
             r.first_failure.as_deref().unwrap_or("")
         );
     }
+}
+
+type Small = MockFlash<4, 1024, 4>;
+
+fn set_all(flash: &mut Small, pairs: &[(&str, &[u8])]) {
+    let clock = ManualClock::new(1000);
+    let p =
+        Persistent::<_, 16, 24, 16>::open(&mut *flash, 0..4096, Table::new(), Policy::WriteThrough)
+            .expect("open");
+    let mut cache = p.into_cache(&clock, Config::new());
+    for (k, v) in pairs {
+        cache.set_raw(*k, v, Timeout::Never).expect("set");
+    }
+}
+
+#[test]
+fn erase_all_formats_the_region() {
+    let mut flash = Small::new();
+    set_all(&mut flash, &[("a", b"1"), ("b", b"22"), ("a", b"333")]);
+    let counts: Vec<u32> = (0..4).map(|p| flash.erases(p)).collect();
+    {
+        let clock = ManualClock::new(1000);
+        let mut p = Persistent::<_, 16, 24, 16>::open(
+            &mut flash,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        )
+        .expect("open");
+        let before = p.wear().expect("wear");
+        p.erase_all().expect("erase_all");
+        assert_eq!(p.len(), 0);
+        assert_eq!(p.pages_used(), 0);
+        let after = p.wear().expect("wear");
+        assert_eq!(after.unknown, 0);
+        assert!(
+            after.min > before.min || before.unknown > 0,
+            "{before:?} {after:?}"
+        );
+        let mut cache = p.into_cache(&clock, Config::new());
+        assert_eq!(cache.with_raw("a", |b, _| b.to_vec()).unwrap(), None);
+        cache.set_raw("c", b"4", Timeout::Never).unwrap();
+    }
+    for (p, c) in counts.iter().enumerate() {
+        assert_eq!(flash.erases(p), c + 1, "page {p} erased once");
+    }
+    let p =
+        Persistent::<_, 16, 24, 16>::open(&mut flash, 0..4096, Table::new(), Policy::WriteThrough)
+            .expect("open");
+    let s: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut v = Vec::new();
+        p.table()
+            .for_each_lru(|k, val, _, _| v.push((k.to_vec(), val.to_vec())));
+        v
+    };
+    assert_eq!(s, vec![(b":1:c".to_vec(), b"4".to_vec())]);
+}
+
+/// A power cut at every event of `erase_all` never brings back an older value.
+#[test]
+fn erase_all_cut_anywhere_serves_no_stale_value() {
+    let mut base = Small::new();
+    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    {
+        let clock = ManualClock::new(1000);
+        let p = Persistent::<_, 16, 24, 16>::open(
+            &mut base,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        )
+        .expect("open");
+        let mut cache = p.into_cache(&clock, Config::new());
+        // Several rounds over 10 keys: the log spans pages and compacts.
+        for round in 0..30u32 {
+            for k in 0..10u32 {
+                let v = (round * 10 + k).to_le_bytes();
+                cache
+                    .set_raw(format!("k{k}").as_str(), &v, Timeout::Never)
+                    .unwrap();
+                latest.insert(format!(":1:k{k}").into_bytes(), v.to_vec());
+            }
+        }
+    }
+    let mut events = 0;
+    loop {
+        let mut flash = base.clone();
+        let mut p = Persistent::<_, 16, 24, 16>::open(
+            &mut flash,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        )
+        .expect("open");
+        p.flash_mut().cut_after(events);
+        let done = p.erase_all().is_ok();
+        flash.power_on();
+        let p = Persistent::<_, 16, 24, 16>::open(
+            &mut flash,
+            0..4096,
+            Table::new(),
+            Policy::WriteThrough,
+        )
+        .expect("open after a cut erase_all");
+        p.table().for_each_lru(|k, v, _, _| {
+            assert_eq!(
+                latest.get(k).map(Vec::as_slice),
+                Some(v),
+                "cut after {events} events"
+            );
+        });
+        if done {
+            assert_eq!(p.len(), 0);
+            break;
+        }
+        events += 1;
+    }
+    assert!(events >= 4);
+}
+
+/// CRC-32C, to build headers by hand.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A log page header (4-byte words): part A with erase count 1, part B with `seq` and base
+/// time 0.
+fn header(seq: u32) -> Vec<u8> {
+    let mut a = vec![b'T', 2, 1, 0, 0, 0];
+    let crc = crc32c(&a) as u16;
+    a.extend_from_slice(&crc.to_le_bytes());
+    let mut b = seq.to_le_bytes().to_vec();
+    b.push(0);
+    let mut with_tag = b"B".to_vec();
+    with_tag.extend_from_slice(&b);
+    b.extend_from_slice(&crc32c(&with_tag).to_le_bytes());
+    a.extend_from_slice(&b);
+    a
+}
+
+#[test]
+fn open_or_format_formats_a_log_that_cannot_continue() {
+    // The head's sequence number is the last usable one, the head is sealed (damaged after
+    // its header) and a copy of it follows: the drop must be written in a new page, which
+    // would need the next sequence number.
+    let mut flash = Small::new();
+    let mut page = header(u32::MAX - 1);
+    page.resize(20, 0xff); // part B padded to the 4-byte word
+    page.push(0); // where the first record would start
+    for p in 0..2 {
+        for (i, &b) in page.iter().enumerate() {
+            flash.corrupt(p * 1024 + i, b);
+        }
+    }
+    let mut copy = flash.clone();
+    let r =
+        Persistent::<_, 16, 24, 16>::open(&mut copy, 0..4096, Table::new(), Policy::WriteThrough);
+    assert_eq!(r.err(), Some(FlashError::Corrupted));
+    let clock = ManualClock::new(1000);
+    let p = Persistent::<_, 16, 24, 16>::open_or_format(
+        &mut flash,
+        0..4096,
+        Table::new(),
+        Policy::WriteThrough,
+    )
+    .expect("open_or_format");
+    assert_eq!(p.len(), 0);
+    let mut cache = p.into_cache(&clock, Config::new());
+    cache.set_raw("a", b"1", Timeout::Never).unwrap();
+    let p =
+        Persistent::<_, 16, 24, 16>::open(&mut flash, 0..4096, Table::new(), Policy::WriteThrough)
+            .expect("open after format");
+    assert_eq!(p.len(), 1);
+}
+
+#[test]
+fn records_a_smaller_configuration_cannot_hold_are_dropped() {
+    let mut flash = Small::new();
+    set_all(
+        &mut flash,
+        &[
+            ("a", b"12"),        // fits V = 4
+            ("a", b"123456789"), // does not: "a" must not come back as "12"
+            ("b", b"1"),
+            ("longer-key-name", b"1"), // key does not fit K = 8
+            ("c", b"123456789"),
+            ("c", b"3"), // the latest fits
+        ],
+    );
+    let p =
+        Persistent::<_, 16, 8, 4>::open(&mut flash, 0..4096, Table::new(), Policy::WriteThrough)
+            .expect("a smaller configuration opens");
+    let mut got = Vec::new();
+    p.table()
+        .for_each_lru(|k, v, _, _| got.push((k.to_vec(), v.to_vec())));
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (b":1:b".to_vec(), b"1".to_vec()),
+            (b":1:c".to_vec(), b"3".to_vec())
+        ]
+    );
+    // Writing and compacting with the smaller configuration keeps working.
+    let clock = ManualClock::new(1000);
+    let mut cache = p.into_cache(&clock, Config::new());
+    for i in 0..200u32 {
+        cache
+            .set_raw("b", &i.to_le_bytes(), Timeout::Never)
+            .unwrap();
+    }
+    assert_eq!(cache.with_raw("a", |b, _| b.to_vec()).unwrap(), None);
+    assert_eq!(
+        cache.with_raw("c", |b, _| b.to_vec()).unwrap(),
+        Some(b"3".to_vec())
+    );
 }

@@ -252,12 +252,86 @@ impl<
 {
     /// Opens the log in `range` of `flash` (page-aligned: `NorFlash::ERASE_SIZE` is the
     /// page) and replays it into `table` (whose culling limits are kept). A blank or
-    /// foreign region opens empty; invalid records are skipped.
+    /// foreign region opens empty.
+    ///
+    /// # What is dropped, and why
+    /// A cache may lose an entry (a miss), never serve a value older than one it
+    /// acknowledged later. So, besides expired entries and batches a power cut left
+    /// incomplete:
+    /// - **Records this configuration cannot hold** (a key longer than `K` or a value
+    ///   longer than `V`, written by firmware with larger capacities) are skipped, and
+    ///   any older value of the same key is dropped with them.
+    /// - **Everything before damage.** Records are replayed oldest first. A page's records
+    ///   end in blank flash, or in a record a power cut tore (a prefix of a record followed
+    ///   by blank flash). Any other end (a record whose CRC fails, a header no record has,
+    ///   written bytes after blank ones) is damage: the rest of that page is unreadable and
+    ///   may have held newer records or tombstones of any key. So every entry whose latest
+    ///   record lies before the damage is dropped, and everything written after it (from
+    ///   the next page on) is kept. With several damaged pages, the newest one counts.
+    /// - **Pages cut off from the log.** Log pages carry consecutive sequence numbers; the
+    ///   log is the run ending at the highest one. Pages before a gap in the numbers are not
+    ///   read (their entries are lost; nothing newer is).
+    /// - **Everything, when the newest page may be gone.** A page after the head that has a
+    ///   valid header part B, or holds valid records (a log page whose header is damaged),
+    ///   shows that a page newer than the head may have been there. Every entry is dropped,
+    ///   and a clear record written at the head makes that durable.
+    ///
+    /// Pages outside the log with a valid header or records (stray pages) are erased, so
+    /// they never come to follow the head later. Records dropped for damage are never
+    /// copied by compaction, so a drop holds across reopens until the damaged page is
+    /// erased, and writes made after the damaged open are kept.
+    ///
+    /// Damage that leaves no trace cannot be told from a shorter log, and older values of
+    /// keys written in the lost part then come back: the newest page, or the end of it,
+    /// erased (or replaced by zeros or garbage, as a page erase cut short leaves it); a
+    /// damaged record whose last CRC byte is 0xFF, at the end of a page, which reads as a
+    /// torn one (one in 256 of such damage). See `FLASH.md` for measured figures.
+    ///
+    /// Returns [`FlashError::Corrupted`] only when the log cannot be continued at all (its
+    /// sequence numbers are exhausted); [`Persistent::open_or_format`] formats the region
+    /// then and opens it empty, and [`Persistent::erase_all`] formats it at any time:
+    ///
+    /// ```
+    /// # #[cfg(feature = "_mock")] {
+    /// use tickcache::flash::{MockFlash, Persistent, Policy};
+    /// use tickcache::Table;
+    ///
+    /// let mut flash = MockFlash::<4, 1024, 4>::new();
+    /// let mut p = Persistent::<_, 16, 32, 16>::open_or_format(&mut flash, 0..4096,
+    ///     Table::new(), Policy::WriteThrough)?;
+    /// p.erase_all()?; // every entry gone, on flash too
+    /// assert_eq!(p.pages_used(), 0);
+    /// # }
+    /// # Ok::<(), tickcache::flash::FlashError<tickcache::flash::MockError>>(())
+    /// ```
     pub fn open(
         flash: F,
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
+    ) -> Result<Self, Fe<F>> {
+        Self::start(flash, range, table, policy, false)
+    }
+
+    /// [`Persistent::open`], but when the flash holds something it cannot open
+    /// ([`FlashError::Corrupted`]), the region is formatted ([`Persistent::erase_all`]) and
+    /// opens empty: for firmware that prefers an empty cache to a refused one. Flash
+    /// errors and a bad range are still returned.
+    pub fn open_or_format(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V, S>,
+        policy: Policy,
+    ) -> Result<Self, Fe<F>> {
+        Self::start(flash, range, table, policy, true)
+    }
+
+    fn start(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V, S>,
+        policy: Policy,
+        format: bool,
     ) -> Result<Self, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
         #[allow(clippy::let_unit_value)]
@@ -271,7 +345,29 @@ impl<
         {
             return Err(FlashError::BadRange);
         }
-        let mut log = Log::new(flash, range.start, len / page_size, page_size);
+        let log = Log::new(flash, range.start, len / page_size, page_size);
+        let mut me = Persistent {
+            table,
+            log,
+            policy,
+            dirty_keys: [[0; K]; D],
+            dirty_len: [0; D],
+            dirty: 0,
+            pending_clear: false,
+            time: 0,
+            commits: 0,
+        };
+        match me.mount() {
+            Err(FlashError::Corrupted) if format => me.erase_all()?,
+            r => r?,
+        }
+        Ok(me)
+    }
+
+    /// Reads the log: finds its pages, replays it into the table, checks for damage.
+    fn mount(&mut self) -> Result<(), Fe<F>> {
+        let page_size = self.log.page_size;
+        let log = &mut self.log;
         // Find the head (highest sequence), then walk back while sequences go down one by
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
@@ -302,7 +398,7 @@ impl<
             log.tail = cur;
             log.used = used;
             log.seq = hs;
-            Self::find_head_end(&mut log)?;
+            Self::find_head_end(log)?;
             if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
@@ -310,7 +406,7 @@ impl<
                 log.erase_page(hp, None)?;
                 log.used -= 1;
                 log.seq = hs - 1;
-                Self::find_head_end(&mut log)?;
+                Self::find_head_end(log)?;
             }
         }
         // A page outside the log never has a valid header part B nor holds records, unless
@@ -330,45 +426,34 @@ impl<
         if lost_head {
             log.trust_from = log.used;
         }
-        let mut me = Persistent {
-            table,
-            log,
-            policy,
-            dirty_keys: [[0; K]; D],
-            dirty_len: [0; D],
-            dirty: 0,
-            pending_clear: false,
-            time: 0,
-            commits: 0,
-        };
-        for li in 0..me.log.used {
-            let p = me.log.phys(li);
-            if let Some((_, t)) = me.log.page_start(p)? {
-                me.time = me.time.max(t);
+        for li in 0..self.log.used {
+            let p = self.log.phys(li);
+            if let Some((_, t)) = self.log.page_start(p)? {
+                self.time = self.time.max(t);
             }
         }
         // Replay, checking how each page's records end; then, when damage was found, replay
         // again from the first page after it: whatever came before may have been overwritten
         // in the unreadable part (by a record or a tombstone of any key).
-        me.log.check = true;
-        me.replay(Pos::START)?;
-        me.log.check = false;
-        let trust = me.log.trust_from;
+        self.log.check = true;
+        self.replay(Pos::START)?;
+        self.log.check = false;
+        let trust = self.log.trust_from;
         if trust > 0 {
-            let _ = me.table.clear();
-            me.replay(Pos { li: trust, off: 0 })?;
+            let _ = self.table.clear();
+            self.replay(Pos { li: trust, off: 0 })?;
         }
         if lost_head {
             // Make the drop durable before the page that shows it is erased: a clear record
             // at the head (in a new page when the head is full: that page is then the stray
             // one, erased first).
-            me.pending_clear = true;
-            me.flush_dirty().map_err(|e| match e {
+            self.pending_clear = true;
+            self.flush_dirty().map_err(|e| match e {
                 Error::Backend(e) => e,
                 _ => FlashError::Corrupted,
             })?;
         }
-        let log = &mut me.log;
+        let log = &mut self.log;
         if strays {
             for li in log.used..log.pages {
                 let p = log.phys(li);
@@ -398,7 +483,7 @@ impl<
             }
             log.ready += 1;
         }
-        Ok(me)
+        Ok(())
     }
 
     /// Sets the head page's base time and where its records end (the page is sealed when
@@ -457,6 +542,28 @@ impl<
             }
         }
         self.log.written_time = self.time;
+        Ok(())
+    }
+
+    /// Formats the region: erases every page (counting the erase in each page's header),
+    /// and empties the table and the list of changed keys. The log's pages go oldest first,
+    /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
+    /// come back then, each with the latest value it had (never an older one).
+    pub fn erase_all(&mut self) -> Result<(), Fe<F>> {
+        let _ = self.table.clear();
+        self.dirty = 0;
+        self.pending_clear = false;
+        let log = &mut self.log;
+        for li in 0..log.pages {
+            let p = log.phys(li);
+            log.erase_page(p, None)?;
+        }
+        log.used = 0;
+        log.seq = 0;
+        log.ready = log.pages;
+        log.head_off = log.page_size;
+        log.trust_from = 0;
+        log.check = false;
         Ok(())
     }
 
