@@ -47,8 +47,14 @@
 //!
 //! A page whose part A is invalid is free (blank or garbage from an interrupted erase).
 //! A page with both parts valid belongs to the log; the log is the run of such pages with
-//! increasing sequence numbers that ends at the highest one, read oldest first. Inside a
-//! page, records are read up to the first one that is blank or fails its CRC.
+//! consecutive sequence numbers (each page opened gets the next one) that ends at the
+//! highest one, read oldest first. Inside a page, records are read up to the first one that
+//! is blank or fails its CRC. What follows tells how the page ends: blank flash, or a torn
+//! record (a prefix of a record, then blank flash to the end of the page, and no valid
+//! record inside its claimed length), is a normal end; anything else is damage, and
+//! [`Persistent::open`](super::Persistent::open) then drops every entry whose latest record
+//! precedes it. Outside the log, no page has a valid part B or holds valid records unless
+//! damaged.
 //!
 //! An operation writes one *batch*: its records from a first (`S`) to a last (`E`) one. A
 //! batch counts only when its last record is on flash; a batch cut short is ignored. A

@@ -120,8 +120,10 @@ pub enum FlashError<E> {
     /// The flash failed to read, write or erase. The RAM cache may then be ahead of flash;
     /// reopen to resynchronise.
     Flash(E),
-    /// The flash holds records this configuration cannot restore (a key or value larger
-    /// than `K` or `V`), or the log is inconsistent.
+    /// The log cannot be continued (its page sequence numbers are exhausted) or a write
+    /// was asked that the log cannot hold. Damaged records and records larger than `K` or
+    /// `V` are not errors: [`Persistent::open`] drops them (its docs say which entries go
+    /// with them); [`Persistent::open_or_format`] formats the region on this error.
     Corrupted,
     /// The range is not page-aligned, holds fewer than two pages, or lies outside the
     /// flash.
