@@ -35,6 +35,10 @@ fn title(s: &str) -> heapless::String<32> {
     heapless::String::try_from(s).unwrap_or_default()
 }
 
+fn text(s: &str) -> heapless::String<16> {
+    heapless::String::try_from(s).unwrap_or_default()
+}
+
 /// Made keys up to 32 bytes, values up to 64 bytes, 64 entries: the whole cache is one value.
 type BlogCache<'c> = MemCache<&'c ManualClock, 64, 32, 64>;
 
@@ -169,20 +173,31 @@ fn main() -> Result<(), Error> {
         ),
     );
 
-    // 5. "key1" and "key_1" are different keys.
-    cache.set("key1", &1u8, 60)?;
-    cache.set("key_1", &2u8, 60)?;
+    // 5. The reading question, asked and answered.
+    println!();
+    println!("Question: after");
+    println!("    cache.set(\"key1\", \"Calvin\")");
+    println!("what does");
+    println!("    cache.get_or_set(\"key_1\", \"Hobbes\")");
+    println!("return?");
+    cache.set("key1", "Calvin", Timeout::Default)?;
+    let answer: heapless::String<16> =
+        cache.get_or_set("key_1", || text("Hobbes"), Timeout::Default)?;
+    println!("Answer: {answer:?}. \"key1\" and \"key_1\" are different keys, so \"key_1\" is");
+    println!("a miss: get_or_set stores the default \"Hobbes\" under \"key_1\" and returns it.");
+    assert_eq!(answer, "Hobbes");
     show(
         &clock,
         &format!(
             "key1 = {:?}, key_1 = {:?}",
-            cache.get::<u8>("key1")?,
-            cache.get::<u8>("key_1")?
+            cache.get::<heapless::String<16>>("key1")?,
+            cache.get::<heapless::String<16>>("key_1")?
         ),
     );
+    println!();
 
     // 6. set_many / get_many.
-    let failed = cache.set_many([("a", &1u32), ("b", &2), ("c", &3)], 60, |_, _| {});
+    let failed = cache.set_many([("a", &1u32), ("b", &2), ("c", &3)], 60, |_, _| {})?;
     let mut found = Vec::new();
     cache.get_many(["a", "b", "c", "d"], |k: Key<'_>, v: u32| {
         found.push((String::from_utf8_lossy(k.key).into_owned(), v));

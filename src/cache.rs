@@ -7,7 +7,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::key::{self, Key, KeyError, KeyPolicy, KeyWriter};
+use crate::key::{self, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
@@ -114,13 +114,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             }
         }
         let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
-        let mut w = KeyWriter::new(out);
-        key_fn(self.config.prefix, version, key, &mut w)?;
-        let n = w.len();
-        if strict {
-            key::validate(&out[..n])?;
-        }
-        Ok(n)
+        key::make(key_fn, self.config.prefix, version, key, out, strict)
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
@@ -143,13 +137,13 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// value type: smaller firmware for an indirect call per store.
     fn store(
         &mut self,
-        made: &[u8],
+        key: Key<'_>,
         mode: Put,
         timeout: Timeout,
         fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
     ) -> Res<bool, B> {
         let mut fill = Some(fill);
-        self.store_dyn(made, mode, timeout, &mut |dst| match fill.take() {
+        self.store_dyn(key, mode, timeout, &mut |dst| match fill.take() {
             Some(f) => f(dst),
             // A backend calls `fill` at most once.
             None => Err(Error::Serialize),
@@ -159,11 +153,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline(never)]
     fn store_dyn(
         &mut self,
-        made: &[u8],
+        key: Key<'_>,
         mode: Put,
         timeout: Timeout,
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
+        let mut buf = [0u8; K];
+        let n = self.make_key(key, &mut buf)?;
+        let made = &buf[..n];
         let now = self.now();
         match self.expiry(timeout, now) {
             Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
@@ -183,14 +180,22 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
     pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
+        let mut out = None;
+        self.read_dyn(key.into(), &mut |bytes, kind| {
+            out = Some(value::decode::<T>(bytes, kind).map_err(value_error));
+        })?;
+        out.transpose()
+    }
+
+    /// Every read funnels here with the reader behind a `dyn` call, so the key making, the
+    /// lookup and the recency update are compiled once, not once per value type (as stores
+    /// funnel into [`Cache::store_dyn`]). Answers whether the key was found.
+    #[inline(never)]
+    fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
-        self.backend
-            .get(&buf[..n], now, |bytes, kind| {
-                value::decode::<T>(bytes, kind).map_err(value_error)
-            })?
-            .transpose()
+        Ok(self.backend.get(&buf[..n], now, read)?.is_some())
     }
 
     /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.
@@ -224,10 +229,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: impl Into<Key<'k>>,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Res<Option<R>, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.get(&buf[..n], now, read)
+        let mut read = Some(read);
+        let mut out = None;
+        self.read_dyn(key.into(), &mut |bytes, kind| {
+            if let Some(read) = read.take() {
+                out = Some(read(bytes, kind));
+            }
+        })?;
+        Ok(out)
     }
 
     /// Django's `set`: stores `value` for `timeout` (seconds, [`Timeout`] or `Duration`).
@@ -242,9 +251,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+        self.store(key.into(), Put::Set, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
         .map(drop)
@@ -257,9 +264,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Set, timeout.into(), |dst| {
+        self.store(key.into(), Put::Set, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
         .map(drop)
@@ -273,9 +278,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+        self.store(key.into(), Put::Add, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
     }
@@ -287,9 +290,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        self.store(&buf[..n], Put::Add, timeout.into(), |dst| {
+        self.store(key.into(), Put::Add, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
     }
@@ -328,8 +329,22 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         self.backend.has_key(&buf[..n], now)
     }
 
+    /// Checks every key before a batch call touches anything (Django's memcached backends
+    /// make and validate all keys first): the first invalid key's error, or `Ok`.
+    fn validate_all<'k>(&self, keys: impl Iterator<Item = Key<'k>>) -> Result<(), KeyError> {
+        let mut buf = [0u8; K];
+        for key in keys {
+            self.make_key(key, &mut buf)?;
+        }
+        Ok(())
+    }
+
     /// Django's `get_many`, without a heap: calls `found(key, value)` for each key present
     /// and returns how many were found. Use the same key twice and it is visited twice.
+    ///
+    /// Every key is validated first: if any is invalid, the error is returned before any
+    /// entry is read (no `found` call, no change of recency), as Django's memcached backends
+    /// do.
     ///
     /// ```
     /// # use tickcache::{MemCache, Config, ManualClock, Table};
@@ -350,8 +365,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     where
         T: DeserializeOwned,
         I: IntoIterator,
+        I::IntoIter: Clone,
         I::Item: Into<Key<'k>>,
     {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
         let mut hits = 0;
         for key in keys {
             let key = key.into();
@@ -363,19 +381,26 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(hits)
     }
 
-    /// Django's `set_many`: stores each pair; for each one that fails, calls
-    /// `failed(key, error)`. Returns the number that failed (memcached's list of failed keys).
+    /// Django's `set_many`: stores each pair; for each one that fails to store (value too
+    /// large, not serializable, storage error), calls `failed(key, error)` and goes on.
+    /// Returns the number that failed (memcached's list of failed keys).
+    ///
+    /// Every key is validated first: if any is invalid, its [`Error::Key`] is returned and
+    /// nothing is stored, as Django's memcached backends raise before storing anything.
     pub fn set_many<'k, 'v, T, I, KK>(
         &mut self,
         items: I,
         timeout: impl Into<Timeout>,
         mut failed: impl FnMut(Key<'k>, Error<B::Error>),
-    ) -> usize
+    ) -> Res<usize, B>
     where
         T: Serialize + ?Sized + 'v,
         I: IntoIterator<Item = (KK, &'v T)>,
+        I::IntoIter: Clone,
         KK: Into<Key<'k>>,
     {
+        let items = items.into_iter();
+        self.validate_all(items.clone().map(|(key, _)| key.into()))?;
         let timeout = timeout.into();
         let mut failures = 0;
         for (key, value) in items {
@@ -385,15 +410,21 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 failures += 1;
             }
         }
-        failures
+        Ok(failures)
     }
 
     /// Django's `delete_many`: deletes each key; returns how many live entries were removed.
+    ///
+    /// Every key is validated first: if any is invalid, the error is returned and nothing
+    /// is deleted (Django's memcached backends).
     pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
     where
         I: IntoIterator,
+        I::IntoIter: Clone,
         I::Item: Into<Key<'k>>,
     {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
         let mut removed = 0;
         for key in keys {
             removed += usize::from(self.delete(key)?);

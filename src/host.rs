@@ -63,6 +63,18 @@ impl<C, B, const K: usize> SyncCache<C, B, K> {
     }
 }
 
+impl<C, B, const K: usize> core::fmt::Debug for SyncCache<C, B, K>
+where
+    Cache<C, B, K>: core::fmt::Debug,
+{
+    /// The cache's own `Debug`, or `<locked>` while another thread holds it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SyncCache")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
 /// An unknown alias (Django's `InvalidCacheBackendError`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownAlias(pub String);
@@ -78,6 +90,15 @@ impl std::error::Error for UnknownAlias {}
 /// Caches by alias, Django's `caches`: `caches.get("default")`.
 pub struct Caches<C, B, const K: usize> {
     by_alias: HashMap<String, Arc<SyncCache<C, B, K>>>,
+}
+
+impl<C, B, const K: usize> core::fmt::Debug for Caches<C, B, K> {
+    /// The registered aliases.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Caches")
+            .field("aliases", &self.by_alias.keys())
+            .finish()
+    }
 }
 
 impl<C, B, const K: usize> Default for Caches<C, B, K> {
@@ -151,16 +172,17 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(found)
     }
 
-    /// Django's `set_many` from a map, returning the keys that failed.
+    /// Django's `set_many` from a map, returning the keys that failed to store. An invalid
+    /// key is an error and nothing is stored (Django's memcached backends).
     pub fn set_many_map<T: Serialize>(
         &mut self,
         items: &HashMap<&str, T>,
         timeout: impl Into<Timeout>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, Error<B::Error>> {
         let mut failed = Vec::new();
         self.set_many(items.iter().map(|(k, v)| (*k, v)), timeout, |k, _| {
             failed.push(String::from_utf8_lossy(k.key).into_owned());
-        });
-        failed
+        })?;
+        Ok(failed)
     }
 }

@@ -2,15 +2,28 @@
 //!
 //! As in Django, every operation turns the user's key into a *made key* with the key
 //! function (by default `prefix:version:key`) and validates the made key, so the prefix and
-//! the version count toward the limits. Validation follows memcached's rules: at most 250
-//! characters, and none of `\x00`–`\x20` or `\x7f`.
+//! the version count toward the limits.
+//!
+//! The rules, checked in this order (the first that fails is the [`KeyError`]):
+//! 1. Under [`KeyPolicy::Strict`] (the default), memcached's length rule: at most 250
+//!    characters ([`KeyError::TooLong`]). Characters, not bytes, as Python's `len(str)`.
+//! 2. Under [`KeyPolicy::Strict`], memcached's character rule: none of `\x00`–`\x20` or
+//!    `\x7f` ([`KeyError::BadChar`]).
+//! 3. Under either policy, the cache's key capacity `K` in bytes
+//!    ([`KeyError::OverCapacity`]); a made key is refused, never truncated.
+//!
+//! No table can hold a made key over 255 bytes: the key capacity `K` of a [`Table`](crate::Table)
+//! is at most 255 (the key length is stored in one byte). A key of 251 to 255 bytes fits
+//! only when it has at most 250 characters (non-ASCII text) or under
+//! [`KeyPolicy::Lenient`].
 
 /// Longest made key memcached accepts, in characters.
 pub const MEMCACHED_MAX_KEY: usize = 250;
 
 /// A key as the caller names it, with an optional version.
 ///
-/// `&str` and `&[u8]` convert into a `Key` with the cache's default version:
+/// `&str`, `&[u8]`, `&heapless::String<N>` and (feature `std`) `&String` convert into a
+/// `Key` with the cache's default version:
 ///
 /// ```
 /// use tickcache::Key;
@@ -69,25 +82,49 @@ impl<'a, const N: usize> From<&'a [u8; N]> for Key<'a> {
     }
 }
 
-/// Why a key was refused.
+impl<'a, L: heapless::LenType, const N: usize> From<&'a heapless::String<N, L>> for Key<'a> {
+    /// A bounded string built at run time, such as a key formatted with `write!`.
+    fn from(key: &'a heapless::String<N, L>) -> Self {
+        Key::new(key.as_str())
+    }
+}
+
+#[cfg(feature = "std")]
+impl<'a> From<&'a std::string::String> for Key<'a> {
+    /// `cache.get(&key)` for a `String` key (feature `std`). An owned `String` cannot
+    /// become a `Key`, which borrows: pass `&key` or `key.as_str()`.
+    fn from(key: &'a std::string::String) -> Self {
+        Key::new(key.as_str())
+    }
+}
+
+/// Why a key was refused: which rule the made key broke (see the
+/// [module documentation](self) for the rules and their order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The made key is longer than 250 characters (memcached's limit; strict policy only).
+    /// memcached's length rule: the made key is longer than 250 characters (strict policy
+    /// only). Checked first, before the key capacity.
     TooLong,
-    /// The made key contains a control character, a space or DEL (strict policy only).
+    /// memcached's character rule: the made key contains a control character, a space or
+    /// DEL (strict policy only).
     BadChar,
-    /// The made key does not fit the cache's key capacity `K` (either policy; never truncated).
+    /// The cache's key capacity: the made key is longer than `K` bytes (either policy;
+    /// never truncated). No table holds more than 255 bytes.
     OverCapacity,
 }
 
 impl core::fmt::Display for KeyError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            KeyError::TooLong => "key longer than 250 characters",
-            KeyError::BadChar => "key contains a control character, space or DEL",
-            KeyError::OverCapacity => "key longer than the cache's key capacity",
+            KeyError::TooLong => "memcached key length rule: made key longer than 250 characters",
+            KeyError::BadChar => {
+                "memcached key character rule: made key contains a control character, space or DEL"
+            }
+            KeyError::OverCapacity => {
+                "key capacity: made key longer than the cache's key capacity in bytes"
+            }
         })
     }
 }
@@ -103,28 +140,55 @@ pub enum KeyPolicy {
 }
 
 /// A bounded buffer that a key function writes the made key into.
+///
+/// A key function should only append: when a made key overflows the key capacity under the
+/// strict policy, the key function runs a second time on a writer that keeps nothing and
+/// only measures, to tell memcached's rules from the capacity (see [`KeyError`]).
 #[derive(Debug)]
 pub struct KeyWriter<'b> {
     buf: &'b mut [u8],
     len: usize,
+    /// Set on the measuring writer: pushes past the buffer are counted, not refused.
+    measure: Option<Measure>,
+}
+
+/// What a measuring [`KeyWriter`] saw.
+#[derive(Debug, Default, Clone, Copy)]
+struct Measure {
+    chars: usize,
+    bad: bool,
 }
 
 impl<'b> KeyWriter<'b> {
     /// A writer over `buf`, empty.
     pub fn new(buf: &'b mut [u8]) -> Self {
-        KeyWriter { buf, len: 0 }
+        KeyWriter {
+            buf,
+            len: 0,
+            measure: None,
+        }
     }
 
     /// Appends bytes; fails with [`KeyError::OverCapacity`] rather than truncating.
     #[inline]
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
         let end = self.len + bytes.len();
-        let dst = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(KeyError::OverCapacity)?;
+        let Some(dst) = self.buf.get_mut(self.len..end) else {
+            return self.overflow(bytes);
+        };
         dst.copy_from_slice(bytes);
         self.len = end;
+        Ok(())
+    }
+
+    #[cold]
+    fn overflow(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
+        let m = self.measure.as_mut().ok_or(KeyError::OverCapacity)?;
+        // One bytewise pass: an error path, kept small rather than fast.
+        for &b in bytes {
+            m.chars += usize::from((b as i8) >= -0x40);
+            m.bad |= b <= 0x20 || b == 0x7f;
+        }
         Ok(())
     }
 
@@ -168,6 +232,55 @@ pub fn default_key_fn(
     out.push_int(version)?;
     out.push(b":")?;
     out.push(key)
+}
+
+/// Makes the key with `key_fn` into `out` and checks it: the rules in the module
+/// documentation's order, memcached's first under the strict policy.
+pub(crate) fn make(
+    key_fn: KeyFn,
+    prefix: &str,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+    strict: bool,
+) -> Result<usize, KeyError> {
+    let mut w = KeyWriter::new(out);
+    match key_fn(prefix, version, key, &mut w) {
+        Ok(()) => {
+            let n = w.len();
+            if strict {
+                validate(&out[..n])?;
+            }
+            Ok(n)
+        }
+        Err(KeyError::OverCapacity) if strict => {
+            Err(explain_overflow(key_fn, prefix, version, key))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The error for a made key too long for its buffer under the strict policy: the key
+/// function runs again on a writer that only measures, and memcached's rules come first.
+#[cold]
+#[inline(never)]
+fn explain_overflow(key_fn: KeyFn, prefix: &str, version: i32, key: &[u8]) -> KeyError {
+    let mut m = KeyWriter {
+        buf: &mut [],
+        len: 0,
+        measure: Some(Measure::default()),
+    };
+    if let Err(e) = key_fn(prefix, version, key, &mut m) {
+        return e;
+    }
+    let seen = m.measure.unwrap_or_default();
+    if seen.chars > MEMCACHED_MAX_KEY {
+        KeyError::TooLong
+    } else if seen.bad {
+        KeyError::BadChar
+    } else {
+        KeyError::OverCapacity
+    }
 }
 
 /// Formats `v` in decimal into `buf`, returning the digits.
@@ -249,7 +362,9 @@ const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
 }
 
 /// The default key function's fastest path, for the configured version: the prebuilt head,
-/// then the key. `None` when the head did not fit its buffer.
+/// then the key. `None` when the head did not fit its buffer, or when the made key does not
+/// fit `out` under the strict policy (the general path, [`make`], then tells memcached's
+/// rules from the capacity).
 #[inline]
 pub(crate) fn make_with_head(
     head: &Head,
@@ -263,25 +378,38 @@ pub(crate) fn make_with_head(
     }
     let n = h + key.len();
     if n > out.len() {
-        return Some(Err(KeyError::OverCapacity));
+        // Under the strict policy the general path says which rule the key breaks.
+        return (!strict).then_some(Err(KeyError::OverCapacity));
     }
-    if let Some(words) = out.first_chunk_mut::<16>() {
-        // The whole 16-byte head in four word stores (no `memcpy` call); the key then
-        // overwrites its unused tail.
-        *words = head.bytes;
+    if let Some(dst) = out.first_chunk_mut::<16>() {
+        // The whole 16-byte head in four word stores (no `memcpy` call, which on Cortex-M0
+        // copies a byte at a time); the key then overwrites its unused tail.
+        for (d, s) in dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4)) {
+            let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+            d.copy_from_slice(&w.to_ne_bytes());
+        }
     } else {
         out[..h].copy_from_slice(&head.bytes[..h]);
     }
     let refused = copy_checked(key, &mut out[h..n]);
     if strict {
+        if n > MEMCACHED_MAX_KEY && head_chars(head) + chars(key) > MEMCACHED_MAX_KEY {
+            return Some(Err(KeyError::TooLong));
+        }
         if head.chars == u8::MAX || refused {
             return Some(Err(KeyError::BadChar));
         }
-        if n > MEMCACHED_MAX_KEY && usize::from(head.chars) + chars(key) > MEMCACHED_MAX_KEY {
-            return Some(Err(KeyError::TooLong));
-        }
     }
     Some(Ok(n))
+}
+
+/// Characters in the head, a refused byte in the prefix included.
+fn head_chars(head: &Head) -> usize {
+    if head.chars == u8::MAX {
+        chars(&head.bytes[..usize::from(head.len)])
+    } else {
+        usize::from(head.chars)
+    }
 }
 
 /// Characters in `bytes` (UTF-8 leading bytes), or `usize::MAX` if any byte is refused by
@@ -302,27 +430,30 @@ pub(crate) const fn const_chars(bytes: &[u8]) -> usize {
     chars
 }
 
-/// Copies `key` into `dst` (of the same length) four bytes at a time, and tells whether any
+/// Copies `key` into `dst` (of the same length) a machine word at a time, and tells whether any
 /// byte is a control character, a space or DEL: in a word, a byte below 0x21 or equal to
 /// 0x7f sets its high bit in one of two masks. One pass, and no `memcpy` call, which on
 /// Cortex-M copies short keys a byte at a time.
 #[inline]
 fn copy_checked(key: &[u8], dst: &mut [u8]) -> bool {
-    const ONES: u32 = 0x0101_0101;
-    const HIGHS: u32 = 0x8080_8080;
+    const W: usize = core::mem::size_of::<usize>();
+    const ONES: usize = usize::MAX / 0xff;
+    const HIGHS: usize = ONES * 0x80;
     let mut refused = 0;
-    let mut to = dst.chunks_exact_mut(4);
-    let mut from = key.chunks_exact(4);
+    let mut to = dst.chunks_exact_mut(W);
+    let mut from = key.chunks_exact(W);
     for (d, s) in (&mut to).zip(&mut from) {
-        let x = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-        d.copy_from_slice(&x.to_ne_bytes());
+        d.copy_from_slice(s);
+        let mut w = [0u8; W];
+        w.copy_from_slice(s);
+        let x = usize::from_ne_bytes(w);
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let del = x ^ (ONES * 0x7f);
         refused |= (below | (del.wrapping_sub(ONES) & !del)) & HIGHS;
     }
     for (d, &b) in to.into_remainder().iter_mut().zip(from.remainder()) {
         *d = b;
-        refused |= u32::from(b <= 0x20 || b == 0x7f);
+        refused |= usize::from(b <= 0x20 || b == 0x7f);
     }
     refused != 0
 }
@@ -331,20 +462,23 @@ fn chars(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| (b & 0xc0) != 0x80).count()
 }
 
-/// Checks a made key against memcached's rules (Django's `memcache_key_warnings`).
+/// Checks a made key against memcached's rules (Django's `memcache_key_warnings`), in
+/// Django's order: the length rule first, then the character rule.
 ///
 /// Length counts characters, not bytes, as Python's `len(str)` does: `清` is one character.
 pub fn validate(made: &[u8]) -> Result<(), KeyError> {
     let mut chars = 0usize;
+    let mut bad = false;
     for &b in made {
-        if b <= 0x20 || b == 0x7f {
-            return Err(KeyError::BadChar);
-        }
+        bad |= b <= 0x20 || b == 0x7f;
         // Count every byte that does not continue a UTF-8 sequence.
         chars += usize::from((b as i8) >= -0x40);
     }
     if chars > MEMCACHED_MAX_KEY {
         return Err(KeyError::TooLong);
+    }
+    if bad {
+        return Err(KeyError::BadChar);
     }
     Ok(())
 }
@@ -413,17 +547,32 @@ mod tests {
         for prefix in ["", "site", "bad prefix", "清"] {
             for version in [1, -3, 12345] {
                 for &key in &all {
-                    for cap in [8usize, 40, 1024] {
-                        let mut a = [0u8; 1024];
-                        let mut w = KeyWriter::new(&mut a[..cap]);
-                        let slow = default_key_fn(prefix, version, key, &mut w)
-                            .and_then(|()| validate(w.as_bytes()).map(|()| w.len()));
-                        let mut h = [0u8; 1024];
-                        let head = Head::new(prefix, version);
-                        if let Some(via_head) = make_with_head(&head, key, &mut h[..cap], true) {
-                            assert_eq!(via_head, slow, "head {prefix:?} {version} {key:?} {cap}");
-                            if let Ok(n) = via_head {
-                                assert_eq!(a[..n], h[..n]);
+                    for cap in [8usize, 40, 255, 1024] {
+                        for strict in [true, false] {
+                            let mut a = [0u8; 1024];
+                            let slow =
+                                make(default_key_fn, prefix, version, key, &mut a[..cap], strict);
+                            // The rules straight from their definition.
+                            let mut full = [0u8; 2048];
+                            let mut w = KeyWriter::new(&mut full);
+                            default_key_fn(prefix, version, key, &mut w).unwrap();
+                            let n = w.len();
+                            let expected = match validate(&full[..n]) {
+                                Err(e) if strict => Err(e),
+                                _ if n > cap => Err(KeyError::OverCapacity),
+                                _ => Ok(n),
+                            };
+                            let what = format!("{prefix:?} {version} {key:?} {cap} {strict}");
+                            assert_eq!(slow, expected, "key fn {what}");
+                            let mut h = [0u8; 1024];
+                            let head = Head::new(prefix, version);
+                            if let Some(via_head) =
+                                make_with_head(&head, key, &mut h[..cap], strict)
+                            {
+                                assert_eq!(via_head, slow, "head {what}");
+                                if let Ok(n) = via_head {
+                                    assert_eq!(a[..n], h[..n]);
+                                }
                             }
                         }
                     }

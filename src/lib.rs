@@ -36,9 +36,15 @@
 //! # Where this differs from Django, and why
 //! - A timeout of zero or below removes the key at once instead of storing an expired entry;
 //!   every read behaves the same, and no slot is spent on a dead entry.
+//! - A positive timeout lasts at least one tick, however short: 5 ms on a 100 Hz clock
+//!   keeps the value for one 10 ms tick.
 //! - Overwriting an existing key never culls (Django's locmem culls on every `set` when
-//!   full, even one that does not grow the table). Culling reclaims expired entries first
-//!   (except a cull of a single entry, which takes the least recent one in O(1)).
+//!   full, even one that does not grow the table). With a non-zero `CULL_FREQUENCY`,
+//!   culling reclaims expired entries first (except a cull of a single entry, which takes
+//!   the least recent one in O(1)); frequency 0 clears everything, as in Django.
+//! - Key errors are errors (Django's memcached backends), checked in Django's order and
+//!   before the key capacity: [`KeyError::TooLong`], [`KeyError::BadChar`], then
+//!   [`KeyError::OverCapacity`]. Batch calls validate every key before using any.
 //! - `delete` returns `true` only for a live entry (memcached's answer), not for an expired
 //!   one that happened not to be reclaimed yet.
 //! - `incr`/`decr` work on integers in `i64` range (and on ASCII decimal raw values, as
@@ -47,7 +53,8 @@
 //!
 //! # Time
 //! Expiry is in ticks of the [`Clock`] the firmware provides. Timeouts in seconds or
-//! milliseconds convert once, saturating. An entry is expired when `expiry <= now`.
+//! milliseconds convert once, saturating, and a positive timeout is never shorter than one
+//! tick. An entry is expired when `expiry <= now`.
 
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]

@@ -119,17 +119,18 @@ impl Model {
         let version = version.unwrap_or(self.version);
         let mut made = format!("{}:{}:", self.prefix, version).into_bytes();
         made.extend_from_slice(key);
-        if made.len() > self.key_cap {
-            return Err(KeyError::OverCapacity);
-        }
+        // memcached's rules (strict only), length before characters, then the capacity.
         if self.strict {
-            if made.iter().any(|&b| b <= 0x20 || b == 0x7f) {
-                return Err(KeyError::BadChar);
-            }
             let chars = made.iter().filter(|&&b| (b & 0xc0) != 0x80).count();
             if chars > 250 {
                 return Err(KeyError::TooLong);
             }
+            if made.iter().any(|&b| b <= 0x20 || b == 0x7f) {
+                return Err(KeyError::BadChar);
+            }
+        }
+        if made.len() > self.key_cap {
+            return Err(KeyError::OverCapacity);
         }
         Ok(made)
     }
@@ -142,16 +143,18 @@ impl Model {
             timeout
         };
         let rate = i128::from(self.rate);
-        let ticks: i128 = match timeout {
+        let (given, ticks): (i128, i128) = match timeout {
             Timeout::Never => return Ok(None),
-            Timeout::Default => 300 * rate,
-            Timeout::Secs(s) => i128::from(s) * rate,
-            Timeout::Millis(ms) => i128::from(ms) * rate / 1000,
-            Timeout::Ticks(t) => i128::from(t),
+            Timeout::Default => (300, 300 * rate),
+            Timeout::Secs(s) => (i128::from(s), i128::from(s) * rate),
+            Timeout::Millis(ms) => (i128::from(ms), i128::from(ms) * rate / 1000),
+            Timeout::Ticks(t) => (i128::from(t), i128::from(t)),
         };
-        if ticks <= 0 {
+        if given <= 0 {
             return Err(());
         }
+        // A positive timeout lasts at least one tick.
+        let ticks = ticks.max(1);
         let exp = (i128::from(self.now) + ticks).min(i128::from(u64::MAX - 1));
         Ok(Some(exp as u64))
     }
@@ -179,8 +182,15 @@ impl Model {
         self.entries.push(e);
     }
 
+    /// Django's cull: frequency 0 clears everything; a cull of one entry takes the least
+    /// recent; otherwise expired entries go first, then, if still at the limit,
+    /// `len / cull_frequency` least recent ones.
     fn cull(&mut self) {
-        if self.cull_frequency != 0 && self.entries.len() / self.cull_frequency <= 1 {
+        if self.cull_frequency == 0 {
+            self.entries.clear();
+            return;
+        }
+        if self.entries.len() / self.cull_frequency <= 1 {
             self.entries.remove(0);
             return;
         }
@@ -189,12 +199,8 @@ impl Model {
         if self.entries.len() < self.max_entries {
             return;
         }
-        match self.entries.len().checked_div(self.cull_frequency) {
-            None => self.entries.clear(),
-            Some(n) => {
-                self.entries.drain(..n.max(1));
-            }
-        }
+        let n = (self.entries.len() / self.cull_frequency).max(1);
+        self.entries.drain(..n);
     }
 
     fn store(

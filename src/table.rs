@@ -19,8 +19,10 @@
 //! 1,024 entries on the host, on i686 and on Cortex-M.
 //! Culling, the one bounded O(N) step, runs only when an insert finds the table at
 //! `max_entries`: expired entries are reclaimed first, then, if the table is still at the
-//! limit, `len / cull_frequency` least recently used entries go (at least one), or all of
-//! them with frequency 0, exactly as Django's locmem counts them. A cull of a single entry
+//! limit, `len / cull_frequency` least recently used entries go (at least one), exactly as
+//! Django's locmem counts them. With frequency 0 the whole table is cleared, live entries
+//! included, even when reclaiming expired entries alone would have made room (Django's
+//! documented `CULL_FREQUENCY = 0`). A cull of a single entry
 //! (`len / cull_frequency <= 1`) skips the sweep and takes the least recent entry, so a
 //! one-out-one-in LRU (`with_culling(N, N as u16)`) is O(1) per insert.
 
@@ -35,22 +37,31 @@ use crate::value::{self, Kind};
 
 const NIL: u16 = u16::MAX;
 
-/// True when `key` is the start of `slot`, compared four bytes at a time: keys are short,
-/// and the byte loop behind `memcmp` on Cortex-M costs several instructions a byte.
+/// True when `key` is the start of `slot`, compared a machine word at a time (4 bytes on
+/// Cortex-M, 8 on a 64-bit host): keys are short, and the byte loop behind `memcmp` on
+/// Cortex-M costs several instructions a byte.
 #[inline]
 fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
+    const W: usize = core::mem::size_of::<usize>();
     let Some(slot) = slot.get(..key.len()) else {
         return false;
     };
-    let (mut a, mut b) = (slot.chunks_exact(4), key.chunks_exact(4));
+    let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
     for (x, y) in (&mut a).zip(&mut b) {
-        if u32::from_ne_bytes([x[0], x[1], x[2], x[3]])
-            != u32::from_ne_bytes([y[0], y[1], y[2], y[3]])
-        {
+        let word = |c: &[u8]| {
+            let mut w = [0u8; W];
+            w.copy_from_slice(c);
+            usize::from_ne_bytes(w)
+        };
+        if word(x) != word(y) {
             return false;
         }
     }
-    a.remainder() == b.remainder()
+    let mut diff = 0;
+    for (x, y) in a.remainder().iter().zip(b.remainder()) {
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 const LEN_MASK: u16 = 0x3fff;
 
@@ -369,8 +380,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Django's cull, after reclaiming expired entries. A cull that would remove one entry
     /// (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the sweep, so
     /// a classic one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per insert.
+    /// Frequency 0 clears the table, live entries included, as Django documents.
     fn cull(&mut self, now: u64) {
-        if self.freq() != 0 && self.len / self.freq() <= 1 {
+        let freq = self.freq();
+        if freq == 0 {
+            self.reset();
+            return;
+        }
+        if self.len / freq <= 1 {
             self.remove_slot(self.tail as usize);
             return;
         }
@@ -385,11 +402,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if self.len < self.limit() {
             return;
         }
-        if self.freq() == 0 {
-            self.reset();
-            return;
-        }
-        let n = (self.len / self.freq()).max(1);
+        let n = (self.len / freq).max(1);
         for _ in 0..n {
             self.remove_slot(self.tail as usize);
         }
@@ -497,12 +510,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// Visits the made keys of the live entries the next cull at `now` would remove, least
     /// recent first, without removing anything (expired entries are reclaimed silently and
-    /// are not visited). Same choice as the cull an insert runs.
+    /// are not visited). Same choice as the cull an insert runs: with frequency 0, every
+    /// live entry.
     pub fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
         if !self.ready {
             return;
         }
-        if self.freq() != 0 && self.len / self.freq() <= 1 {
+        let all = self.freq() == 0;
+        if !all && self.len / self.freq() <= 1 {
             // The one-entry cull: the least recent entry, with no sweep (see `cull`).
             let t = self.tail;
             if t != NIL && self.expiry[t as usize] > now {
@@ -517,7 +532,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             live += u16::from(self.expiry[i] > now);
             s = self.prev[i];
         }
-        if live < self.limit() {
+        if !all && live < self.limit() {
             return;
         }
         // Frequency 0 clears the table: every live entry goes.

@@ -3,7 +3,9 @@
 //! Django's rules: the default timeout comes from the configuration (300 s unless set),
 //! `None` never expires, and a timeout of zero or below stores an entry that is already
 //! expired. tickcache keeps those rules; conversion to ticks happens once per call and
-//! saturates, so no input overflows or panics.
+//! saturates, so no input overflows or panics. A positive timeout shorter than one tick
+//! rounds up to one tick, so it never expires the entry at once (Django's locmem keeps a
+//! 0.5 s entry).
 
 use core::time::Duration;
 
@@ -21,7 +23,8 @@ pub enum Timeout {
     Never,
     /// Whole seconds; zero or negative means already expired.
     Secs(i64),
-    /// Milliseconds; zero or negative means already expired.
+    /// Milliseconds; zero or negative means already expired. Rounded down to whole ticks,
+    /// but never below one tick.
     Millis(i64),
     /// Clock ticks; zero or negative means already expired.
     Ticks(i64),
@@ -33,15 +36,19 @@ impl Timeout {
 
     /// Converts to a tick count at `rate` ticks per second.
     ///
-    /// Returns `None` for [`Timeout::Never`], `Some(0)` for a timeout that is already over, and
-    /// saturates at `u64::MAX - 1` (so it never collides with "never"). `Default` is resolved
-    /// by the caller; here it counts as Django's 300 s.
+    /// Returns `None` for [`Timeout::Never`], `Some(0)` for a timeout that is already over
+    /// (zero or negative), at least `Some(1)` for a positive one (a positive timeout shorter
+    /// than a tick keeps the entry for one tick), and saturates at `u64::MAX - 1` (so it never
+    /// collides with "never"). `Default` is resolved by the caller; here it counts as
+    /// Django's 300 s.
     pub const fn to_ticks(self, rate: u32) -> Option<u64> {
         // 64-bit saturating arithmetic only: no 128-bit multiply or divide in firmware.
         let rate = rate as u64;
         let ticks = match self {
             Timeout::Never => return None,
             Timeout::Default => 300u64.saturating_mul(rate),
+            // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
+            Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
             Timeout::Secs(s) if s > 0 => (s as u64).saturating_mul(rate),
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
@@ -51,9 +58,12 @@ impl Timeout {
                 q.saturating_mul(rate).saturating_add(part)
             }
             Timeout::Ticks(t) if t > 0 => t as u64,
-            _ => 0,
+            _ => return Some(0),
         };
-        if ticks >= u64::MAX - 1 {
+        // Positive from here on: never shorter than one tick.
+        if ticks == 0 {
+            Some(1)
+        } else if ticks >= u64::MAX - 1 {
             Some(u64::MAX - 1)
         } else {
             Some(ticks)
@@ -109,7 +119,14 @@ mod tests {
         );
         assert_eq!(Timeout::Secs(i64::MIN).to_ticks(u32::MAX), Some(0));
         assert_eq!(Timeout::Millis(1).to_ticks(1000), Some(1));
-        assert_eq!(Timeout::Millis(1).to_ticks(100), Some(0));
+        assert_eq!(Timeout::Millis(1).to_ticks(100), Some(1));
+        assert_eq!(Timeout::Millis(0).to_ticks(100), Some(0));
+        assert_eq!(Timeout::Millis(-1).to_ticks(100), Some(0));
+        assert_eq!(Timeout::Millis(15).to_ticks(100), Some(1));
+        assert_eq!(Timeout::Millis(25).to_ticks(100), Some(2));
+        assert_eq!(Timeout::Secs(1).to_ticks(0), Some(1));
+        assert_eq!(Timeout::Default.to_ticks(0), Some(1));
+        assert_eq!(Timeout::Secs(0).to_ticks(1000), Some(0));
         assert_eq!(Timeout::Never.to_ticks(1000), None);
         assert_eq!(
             Timeout::from(Duration::from_millis(1500)).to_ticks(1000),

@@ -211,6 +211,8 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
 /// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit
 /// operations only: 32-bit cores have no 64-bit divide instruction, and the generic 64-bit
 /// division routine costs nearly a kilobyte of flash.
+// One copy for every caller: the loop unrolls into about 120 bytes of Thumb code.
+#[inline(never)]
 pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
     let d = d as u32;
     let mut q: u64 = 0;

@@ -74,18 +74,19 @@ fn a_bad_key_in_a_batch() {
     let mut cache = small(&clock);
     seed(&mut cache);
     let bad = Error::Key(KeyError::BadChar);
-    // set_many stores the good ones and reports the bad one.
+    // set_many refuses the whole batch before storing anything.
     let mut failed = Vec::new();
     let n = cache.set_many([("a", &1u8), ("b c", &2u8), ("d", &3u8)], 60, |k, e| {
         failed.push((k.key.to_vec(), e))
     });
-    assert_eq!(n, 1);
-    assert_eq!(failed, vec![(b"b c".to_vec(), bad)]);
-    assert_eq!(cache.get::<u8>("a").unwrap(), Some(1));
-    assert_eq!(cache.get::<u8>("d").unwrap(), Some(3));
-    // get_many and delete_many refuse it.
-    assert_eq!(cache.get_many(["b c"], |_, _: u8| {}), Err(bad));
-    assert_eq!(cache.delete_many(["b c"]), Err(bad));
+    assert_eq!(n, Err(bad));
+    assert!(failed.is_empty());
+    assert!(!cache.has_key("a").unwrap());
+    assert!(!cache.has_key("d").unwrap());
+    cache.set("a", &1u8, 60).unwrap();
+    // get_many and delete_many refuse it, even after valid keys.
+    assert_eq!(cache.get_many(["a", "b c"], |_, _: u8| {}), Err(bad));
+    assert_eq!(cache.delete_many(["a", "b c", "int"]), Err(bad));
     assert_eq!(cache.get::<u8>("a").unwrap(), Some(1));
     intact(&mut cache);
 }
@@ -574,13 +575,9 @@ fn negative_extremes_expire_at_once() {
         assert!(cache.add("k", &1u8, t).unwrap());
         assert!(!cache.has_key("k").unwrap());
     }
-    // Zero milliseconds, and a timeout shorter than one tick, are already over.
+    // Zero milliseconds is already over.
     cache.set("k", &1u8, Timeout::Millis(0)).unwrap();
     assert!(!cache.has_key("k").unwrap());
-    let slow = ManualClock::new(1);
-    let mut slow_cache = small(&slow);
-    slow_cache.set("k", &1u8, Timeout::Millis(999)).unwrap();
-    assert!(!slow_cache.has_key("k").unwrap());
     assert_eq!(cache.len(), 3);
     intact(&mut cache);
 }
@@ -619,14 +616,62 @@ fn a_32_bit_counter_wrapping_between_two_reads() {
 }
 
 #[test]
-fn a_slow_clock_rounds_sub_tick_timeouts_down() {
-    // 10 Hz: 150 ms is one tick, 99 ms is none (already over).
+fn a_slow_clock_rounds_sub_tick_timeouts_down_but_never_to_zero() {
+    // 10 Hz: 150 ms is one tick, 250 ms two; 99 ms is under a tick but positive, so it
+    // also lasts one tick instead of removing the key.
     let clock = ManualClock::new(10);
     let mut cache = small(&clock);
     cache.set("a", &1u8, Timeout::Millis(150)).unwrap();
     cache.set("b", &1u8, Timeout::Millis(99)).unwrap();
+    cache.set("c", &1u8, Timeout::Millis(250)).unwrap();
     assert!(cache.has_key("a").unwrap());
-    assert!(!cache.has_key("b").unwrap());
+    assert!(cache.has_key("b").unwrap());
     clock.advance(1);
     assert!(!cache.has_key("a").unwrap());
+    assert!(!cache.has_key("b").unwrap());
+    assert!(cache.has_key("c").unwrap());
+    clock.advance(1);
+    assert!(!cache.has_key("c").unwrap());
+}
+
+#[test]
+fn a_positive_timeout_shorter_than_a_tick_keeps_the_value_for_one_tick() {
+    // A 100 Hz clock: one tick is 10 ms.
+    let clock = ManualClock::new(100);
+    let mut cache = small(&clock);
+    cache.set("k", &1u8, 60).unwrap();
+    // Overwriting with a 5 ms timeout must store the new value, not remove the key.
+    cache.set("k", &2u8, Duration::from_millis(5)).unwrap();
+    assert_eq!(cache.get::<u8>("k").unwrap(), Some(2));
+    cache.set("m", &3u8, Timeout::Millis(5)).unwrap();
+    assert!(cache.add("n", &4u8, Duration::from_nanos(1)).unwrap());
+    assert!(cache.touch("n", Timeout::Millis(1)).unwrap());
+    assert_eq!(cache.get::<u8>("m").unwrap(), Some(3));
+    assert_eq!(cache.get::<u8>("n").unwrap(), Some(4));
+    assert_eq!(
+        cache.get_or_set("o", || 5u8, Timeout::Millis(9)).unwrap(),
+        5
+    );
+    assert_eq!(cache.get::<u8>("o").unwrap(), Some(5));
+    // One tick later they have all expired.
+    clock.advance(1);
+    for key in ["k", "m", "n", "o"] {
+        assert!(!cache.has_key(key).unwrap(), "{key}");
+    }
+    // A 1 Hz clock: half a second (Django's `timeout=0.5`) is under a tick, and still stores.
+    let slow = ManualClock::new(1);
+    let mut slow_cache = small(&slow);
+    slow_cache
+        .set("s", &1u8, Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(slow_cache.get::<u8>("s").unwrap(), Some(1));
+    slow.advance(1);
+    assert!(!slow_cache.has_key("s").unwrap());
+    // Zero and negative timeouts still remove the key at once.
+    cache.set("z", &1u8, 60).unwrap();
+    cache.set("z", &1u8, Duration::ZERO).unwrap();
+    assert!(!cache.has_key("z").unwrap());
+    cache.set("z", &1u8, 60).unwrap();
+    cache.set("z", &1u8, Timeout::Millis(-5)).unwrap();
+    assert!(!cache.has_key("z").unwrap());
 }

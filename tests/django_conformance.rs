@@ -523,7 +523,7 @@ fn unicode_keys_and_values() {
     // set_many
     cache.clear().unwrap();
     let failed = cache.set_many(stuff.iter().map(|(k, v)| (*k, *v)), 60, |_, _| {});
-    assert_eq!(failed, 0);
+    assert_eq!(failed, Ok(0));
     for (key, value) in stuff {
         assert_eq!(text(&mut cache, key).as_deref(), Some(value));
     }
@@ -567,15 +567,21 @@ fn set_many_stores_everything_and_reports_no_failure() {
     let clock = clock();
     let mut cache = mem(&clock);
     let items: HashMap<&str, &str> = [("key1", "spam"), ("key2", "eggs")].into();
-    assert!(cache.set_many_map(&items, Timeout::Default).is_empty());
+    assert!(cache
+        .set_many_map(&items, Timeout::Default)
+        .unwrap()
+        .is_empty());
     assert_eq!(text(&mut cache, "key1").as_deref(), Some("spam"));
     assert_eq!(text(&mut cache, "key2").as_deref(), Some("eggs"));
     // Empty data.
     let empty: HashMap<&str, &str> = HashMap::new();
-    assert!(cache.set_many_map(&empty, Timeout::Default).is_empty());
+    assert!(cache
+        .set_many_map(&empty, Timeout::Default)
+        .unwrap()
+        .is_empty());
     assert_eq!(
         cache.set_many(std::iter::empty::<(&str, &u8)>(), 60, |_, _| {}),
-        0
+        Ok(0)
     );
 }
 
@@ -584,19 +590,84 @@ fn set_many_expiration() {
     let clock = clock();
     let mut cache = mem(&clock);
     let n = cache.set_many([("key1", "spam"), ("key2", "eggs")], 1, |_, _| {});
-    assert_eq!(n, 0);
+    assert_eq!(n, Ok(0));
     clock.advance_secs(2);
     assert_eq!(text(&mut cache, "key1"), None);
     assert_eq!(text(&mut cache, "key2"), None);
 }
 
 #[test]
-fn set_many_map_reports_failing_keys() {
+fn set_many_map_reports_keys_that_failed_to_store() {
+    let clock = clock();
+    let mut cache: MemCache<_, 8, 16, 8> = MemCache::new(&clock, Table::new(), Config::new());
+    let items: HashMap<&str, &str> = [("good", "1"), ("big", "far too long")].into();
+    assert_eq!(
+        cache.set_many_map(&items, 60).unwrap(),
+        vec!["big".to_string()]
+    );
+    assert_eq!(cache.get::<String>("good").unwrap().as_deref(), Some("1"));
+    assert!(!cache.has_key("big").unwrap());
+}
+
+#[test]
+fn batch_calls_with_one_invalid_key_change_nothing() {
+    // Django's memcached backends make and validate every key before the batch call.
     let clock = clock();
     let mut cache = mem(&clock);
-    let items: HashMap<&str, &str> = [("good", "1"), ("bad key", "2")].into();
-    assert_eq!(cache.set_many_map(&items, 60), vec!["bad key".to_string()]);
-    assert_eq!(text(&mut cache, "good").as_deref(), Some("1"));
+    for k in ["a", "b", "c"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    let bad = Err(Error::Key(KeyError::BadChar));
+    // delete_many: the valid keys before and after the bad one stay.
+    assert_eq!(cache.delete_many(["a", "bad key", "b"]), bad.map(|()| 0));
+    for k in ["a", "b", "c"] {
+        assert_eq!(text(&mut cache, k).as_deref(), Some(k), "{k}");
+    }
+    // set_many: nothing is stored, nothing is overwritten, `failed` is not called.
+    let mut failed = Vec::new();
+    assert_eq!(
+        cache.set_many(
+            [("a", "new"), ("d", "new"), ("bad key", "new")],
+            60,
+            |k, e| failed.push((k, e))
+        ),
+        bad.map(|()| 0)
+    );
+    assert!(failed.is_empty());
+    assert_eq!(text(&mut cache, "a").as_deref(), Some("a"));
+    assert!(!cache.has_key("d").unwrap());
+    let items: HashMap<&str, &str> = [("a", "new"), ("bad key", "new")].into();
+    assert_eq!(cache.set_many_map(&items, 60), bad.map(|()| Vec::new()));
+    assert_eq!(text(&mut cache, "a").as_deref(), Some("a"));
+    // get_many: nothing is visited and recency is unchanged.
+    let mut seen = Vec::new();
+    assert_eq!(
+        cache.get_many(["a", "bad key"], |k, v: String| seen.push((k, v))),
+        bad.map(|()| 0)
+    );
+    assert!(seen.is_empty());
+    // A key too long anywhere in the batch is found too.
+    let long = "x".repeat(300);
+    assert_eq!(
+        cache.delete_many(["a", long.as_str()]),
+        Err(Error::Key(KeyError::TooLong))
+    );
+    assert_eq!(text(&mut cache, "a").as_deref(), Some("a"));
+    assert_eq!(cache.len(), 3);
+}
+
+#[test]
+fn get_many_with_an_invalid_key_leaves_recency_alone() {
+    let clock = clock();
+    let mut cache = culling(&clock, 3, 3);
+    for k in ["a", "b", "c"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    // Were "a" read before the bad key was found, "b" would be the least recent.
+    assert!(cache.get_many(["a", "bad key"], |_, _: String| {}).is_err());
+    cache.set("d", "d", 60).unwrap();
+    assert!(!cache.has_key("a").unwrap());
+    assert!(cache.has_key("b").unwrap());
 }
 
 #[test]
@@ -654,7 +725,9 @@ fn long_timeouts_are_relative() {
     let thirty_days_and_a_second = 60 * 60 * 24 * 30 + 1;
     cache.set("key1", "eggs", thirty_days_and_a_second).unwrap();
     assert!(cache.add("key2", "ham", thirty_days_and_a_second).unwrap());
-    cache.set_many([("key3", "sausage")], thirty_days_and_a_second, |_, _| {});
+    cache
+        .set_many([("key3", "sausage")], thirty_days_and_a_second, |_, _| {})
+        .unwrap();
     clock.advance_secs(60 * 60 * 24 * 30);
     assert_eq!(text(&mut cache, "key1").as_deref(), Some("eggs"));
     assert_eq!(text(&mut cache, "key2").as_deref(), Some("ham"));
@@ -676,11 +749,13 @@ fn forever_timeout() {
     cache.set("key1", "eggs", Timeout::Never).unwrap();
     assert!(cache.add("key2", "ham", Timeout::Never).unwrap());
     assert!(!cache.add("key1", "new eggs", Timeout::Never).unwrap());
-    cache.set_many(
-        [("key3", "sausage"), ("key4", "lobster bisque")],
-        Timeout::Never,
-        |_, _| {},
-    );
+    cache
+        .set_many(
+            [("key3", "sausage"), ("key4", "lobster bisque")],
+            Timeout::Never,
+            |_, _| {},
+        )
+        .unwrap();
     // `None` from Django's side converts too.
     cache.set("key5", "spam", None::<u32>).unwrap();
     clock.advance_secs(100 * 365 * 24 * 3600);
@@ -733,11 +808,13 @@ fn zero_timeout_stores_nothing() {
     assert_eq!(text(&mut cache, "key1"), None);
     assert!(cache.add("key2", "ham", 0).unwrap());
     assert_eq!(text(&mut cache, "key2"), None);
-    cache.set_many(
-        [("key3", "sausage"), ("key4", "lobster bisque")],
-        0,
-        |_, _| {},
-    );
+    cache
+        .set_many(
+            [("key3", "sausage"), ("key4", "lobster bisque")],
+            0,
+            |_, _| {},
+        )
+        .unwrap();
     assert_eq!(text(&mut cache, "key3"), None);
     assert_eq!(text(&mut cache, "key4"), None);
     // Documented difference: nothing is held at all, not even an expired entry.
@@ -847,6 +924,34 @@ fn zero_cull() {
     assert_eq!(live.len(), 19);
     // Everything is cleared at the 31st insert.
     assert_eq!(live, (31..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn zero_cull_clears_live_entries_even_when_expired_ones_would_make_room() {
+    // CULL_FREQUENCY 0 dumps the entire cache when MAX_ENTRIES is reached (Django's docs,
+    // locmem): reclaiming the expired entry alone does not save the live ones.
+    let clock = clock();
+    let mut cache = culling(&clock, 4, 0);
+    for k in ["a", "b", "c"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    cache.set("soon", "soon", 1).unwrap();
+    clock.advance_secs(1);
+    cache.set("d", "d", 60).unwrap();
+    assert_eq!(cache.len(), 1);
+    for k in ["a", "b", "c", "soon"] {
+        assert!(!cache.has_key(k).unwrap(), "{k}");
+    }
+    assert_eq!(text(&mut cache, "d").as_deref(), Some("d"));
+    // Below the limit nothing is cleared; an overwrite at the limit clears nothing either.
+    for k in ["e", "f", "g"] {
+        cache.set(k, k, 60).unwrap();
+    }
+    cache.set("d", "d2", 60).unwrap();
+    assert_eq!(cache.len(), 4);
+    cache.set("h", "h", 60).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert_eq!(text(&mut cache, "h").as_deref(), Some("h"));
 }
 
 #[test]
@@ -1286,7 +1391,7 @@ fn versioning_get_set_many() {
     let k1 = ["ford1", "arthur1"];
     assert_eq!(
         cache.set_many([("ford1", &37), ("arthur1", &42)], d, |_, _| {}),
-        0
+        Ok(0)
     );
     assert_eq!(many(&mut cache, &k1, None), full("ford1", "arthur1"));
     assert_eq!(many(&mut cache, &k1, Some(1)), full("ford1", "arthur1"));
@@ -1297,7 +1402,9 @@ fn versioning_get_set_many() {
 
     // set, default version = 1, but manually override version = 2
     let k2 = ["ford2", "arthur2"];
-    cache.set_many([(v("ford2", 2), &37), (v("arthur2", 2), &42)], d, |_, _| {});
+    cache
+        .set_many([(v("ford2", 2), &37), (v("arthur2", 2), &42)], d, |_, _| {})
+        .unwrap();
     assert_eq!(many(&mut cache, &k2, None), none);
     assert_eq!(many(&mut cache, &k2, Some(1)), none);
     assert_eq!(many(&mut cache, &k2, Some(2)), full("ford2", "arthur2"));
@@ -1307,7 +1414,8 @@ fn versioning_get_set_many() {
 
     // v2 set, using default version = 2
     let k3 = ["ford3", "arthur3"];
-    v2.set_many([("ford3", &37), ("arthur3", &42)], d, |_, _| {});
+    v2.set_many([("ford3", &37), ("arthur3", &42)], d, |_, _| {})
+        .unwrap();
     assert_eq!(many(&mut cache, &k3, None), none);
     assert_eq!(many(&mut cache, &k3, Some(2)), full("ford3", "arthur3"));
     assert_eq!(many(&mut v2, &k3, None), full("ford3", "arthur3"));
@@ -1315,7 +1423,8 @@ fn versioning_get_set_many() {
 
     // v2 set, default version = 2, but manually override version = 1
     let k4 = ["ford4", "arthur4"];
-    v2.set_many([(v("ford4", 1), &37), (v("arthur4", 1), &42)], d, |_, _| {});
+    v2.set_many([(v("ford4", 1), &37), (v("arthur4", 1), &42)], d, |_, _| {})
+        .unwrap();
     assert_eq!(many(&mut cache, &k4, None), full("ford4", "arthur4"));
     assert_eq!(many(&mut cache, &k4, Some(2)), none);
     assert_eq!(many(&mut v2, &k4, None), none);
@@ -1553,8 +1662,11 @@ fn invalid_key_characters_are_refused_by_every_operation() {
         assert_eq!(cache.get_many([key], |_, _: u8| {}), bad.map(|()| 0));
         assert_eq!(cache.delete_many([key]), bad.map(|()| 0));
         let mut errors = Vec::new();
-        assert_eq!(cache.set_many([(key, &1u8)], 60, |_, e| errors.push(e)), 1);
-        assert_eq!(errors, vec![Error::Key(KeyError::BadChar)]);
+        assert_eq!(
+            cache.set_many([(key, &1u8)], 60, |_, e| errors.push(e)),
+            bad.map(|()| 0)
+        );
+        assert!(errors.is_empty());
     }
     assert_eq!(cache.len(), 0);
 }
@@ -1613,6 +1725,81 @@ fn non_ascii_characters_count_once() {
     let cjk = "清".repeat(80);
     cache.set(cjk.as_str(), &2u8, 60).unwrap();
     assert_eq!(cache.get::<u8>(cjk.as_str()).unwrap(), Some(2));
+}
+
+#[test]
+fn the_length_rule_is_reported_before_the_key_capacity() {
+    // A 64-byte key capacity: a made key over 250 characters breaks memcached's length
+    // rule, and says so, rather than only "too long for this cache".
+    let clock = clock();
+    let mut cache = mem(&clock);
+    let long = "a".repeat(248); // ":1:" + 248 = 251 characters
+    let too_long = Err(Error::Key(KeyError::TooLong));
+    assert_eq!(cache.set(long.as_str(), &1u8, 60), too_long);
+    assert_eq!(cache.get::<u8>(long.as_str()), too_long.map(|()| None));
+    assert_eq!(cache.delete(long.as_str()), too_long.map(|()| false));
+    // Through a non-default version and a custom key function too (the general path).
+    assert_eq!(cache.set(v(&long, 7), &1u8, 60), too_long);
+    let custom = Config::new().key_function(tickcache::key::default_key_fn);
+    let mut custom: Mem<'_> = MemCache::new(&clock, Table::new(), custom);
+    assert_eq!(custom.set(long.as_str(), &1u8, 60), too_long);
+    // Length first, then characters, then capacity (Django's order for the first two).
+    let spaced_and_long = format!("a b{}", "c".repeat(300));
+    let spaced = format!("a b{}", "c".repeat(100));
+    let plain = "c".repeat(100);
+    for cache in [&mut cache, &mut custom] {
+        assert_eq!(cache.set(spaced_and_long.as_str(), &1u8, 60), too_long);
+        assert_eq!(
+            cache.set(spaced.as_str(), &1u8, 60),
+            Err(Error::Key(KeyError::BadChar))
+        );
+        assert_eq!(
+            cache.set(plain.as_str(), &1u8, 60),
+            Err(Error::Key(KeyError::OverCapacity))
+        );
+    }
+    let mut out = [0u8; 64];
+    assert_eq!(
+        cache.make_key(long.as_str(), &mut out),
+        Err(KeyError::TooLong)
+    );
+    // 251 characters of non-ASCII text that fit no table (over 255 bytes) are TooLong; 250
+    // of them are only over the capacity.
+    let cjk = "清".repeat(248);
+    assert_eq!(cache.set(cjk.as_str(), &1u8, 60), too_long);
+    let cjk = "清".repeat(247);
+    assert_eq!(
+        cache.set(cjk.as_str(), &1u8, 60),
+        Err(Error::Key(KeyError::OverCapacity))
+    );
+    // Lenient: only the capacity applies.
+    let lenient = Config::new().key_policy(KeyPolicy::Lenient);
+    let mut lenient: Mem<'_> = MemCache::new(&clock, Table::new(), lenient);
+    assert_eq!(
+        lenient.set(long.as_str(), &1u8, 60),
+        Err(Error::Key(KeyError::OverCapacity))
+    );
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn key_errors_say_which_rule_failed() {
+    let too_long = KeyError::TooLong.to_string();
+    assert!(
+        too_long.contains("length rule") && too_long.contains("250"),
+        "{too_long}"
+    );
+    let bad = KeyError::BadChar.to_string();
+    assert!(
+        bad.contains("character rule") && bad.contains("space"),
+        "{bad}"
+    );
+    let over = KeyError::OverCapacity.to_string();
+    assert!(over.contains("capacity"), "{over}");
+    assert_eq!(
+        Error::<Infallible>::Key(KeyError::TooLong).to_string(),
+        format!("invalid key: {too_long}")
+    );
 }
 
 #[test]
@@ -1781,9 +1968,12 @@ fn dummy_backend_stores_nothing() {
     assert_eq!(cache.decr("answer", 1), Err(Error::NotFound));
     assert_eq!(cache.incr_version("answer", 1), Err(Error::NotFound));
     assert_eq!(cache.decr_version("answer", 1), Err(Error::NotFound));
-    assert_eq!(cache.set_many([("a", &1u8), ("b", &2u8)], d, |_, _| {}), 0);
+    assert_eq!(
+        cache.set_many([("a", &1u8), ("b", &2u8)], d, |_, _| {}),
+        Ok(0)
+    );
     let items: HashMap<&str, u8> = [("a", 1), ("b", 2)].into();
-    assert!(cache.set_many_map(&items, d).is_empty());
+    assert!(cache.set_many_map(&items, d).unwrap().is_empty());
     assert_eq!(cache.delete_many(["a", "b"]).unwrap(), 0);
     assert_eq!(cache.delete_many(std::iter::empty::<&str>()).unwrap(), 0);
     cache.set_raw("raw", b"bytes", d).unwrap();
@@ -1935,7 +2125,7 @@ fn caches_registry_by_alias() {
     assert_eq!(other.lock().get::<String>("k").unwrap(), None);
 
     // An unknown alias, with Django's message.
-    let err = caches.get("x").err().unwrap();
+    let err = caches.get("x").unwrap_err();
     assert_eq!(err.to_string(), "The connection 'x' doesn't exist.");
     assert_eq!(err.0, "x");
 
@@ -1949,6 +2139,39 @@ fn caches_registry_by_alias() {
 #[test]
 fn caches_registry_without_default_alias() {
     let caches: Caches<StdClock, Table<16, 32, 32>, 32> = Caches::new();
-    let err = caches.default_cache().err().unwrap();
+    let err = caches.default_cache().unwrap_err();
     assert_eq!(err.to_string(), "The connection 'default' doesn't exist.");
+}
+
+#[test]
+fn shared_caches_are_debug() {
+    let mut caches: Caches<StdClock, Table<16, 32, 32>, 32> = Caches::new();
+    let cache = caches.insert("default", host(Config::new()));
+    cache.lock().set("k", "v", 60).unwrap();
+    let shown = format!("{cache:?}");
+    assert!(shown.starts_with("SyncCache"), "{shown}");
+    assert!(shown.contains("len: 1"), "{shown}");
+    // While another holder has the lock, Debug neither blocks nor panics.
+    let guard = cache.lock();
+    assert!(format!("{cache:?}").contains("<locked>"));
+    drop(guard);
+    assert!(format!("{caches:?}").contains("\"default\""));
+}
+
+#[test]
+fn string_keys_convert() {
+    let clock = clock();
+    let mut cache = mem(&clock);
+    let owned = String::from("post_1");
+    cache.set(&owned, "a post", 60).unwrap();
+    assert_eq!(text(&mut cache, "post_1").as_deref(), Some("a post"));
+    let mut bounded = heapless::String::<16>::new();
+    bounded.push_str("post_").unwrap();
+    bounded.push('1').unwrap();
+    assert!(cache.has_key(&bounded).unwrap());
+    assert_eq!(
+        cache.get::<String>(Key::from(&owned).version(2)).unwrap(),
+        None
+    );
+    assert_eq!(cache.delete_many([&owned, &owned]).unwrap(), 1);
 }

@@ -159,6 +159,48 @@ fn culling_is_persistent_and_atomic() {
     }
 }
 
+/// CULL_FREQUENCY 0 clears the whole table on an insert at the limit, live entries included
+/// even when an expired entry would have made room, and the log records exactly that: after
+/// a reboot the cache holds what it held before, under every policy (a dirty list too short
+/// for the clear, and one long enough to list every removed key).
+#[test]
+fn zero_cull_frequency_clears_and_the_log_agrees() {
+    fn run<const D: usize>(policy: Policy) {
+        let mut flash = Mock::new();
+        fn open<const D: usize>(
+            flash: &mut Mock,
+            policy: Policy,
+        ) -> Persistent<&mut Mock, 16, 24, 16, D> {
+            Persistent::open(flash, 0..4096, Table::with_culling(4, 0), policy).unwrap()
+        }
+        let clock = ManualClock::new(1000);
+        {
+            let mut cache = open::<D>(&mut flash, policy).into_cache(&clock, Config::new());
+            for k in ["a", "b", "c"] {
+                cache.set(k, &1u8, Timeout::Never).unwrap();
+            }
+            cache.set("soon", &1u8, 1).unwrap();
+            clock.advance_secs(1);
+            cache.set("d", &2u8, Timeout::Never).unwrap();
+            assert_eq!(cache.len(), 1, "{policy:?}");
+            assert!(!cache.has_key("a").unwrap());
+            cache.set("e", &3u8, Timeout::Never).unwrap();
+            cache.close().unwrap();
+        }
+        let clock = ManualClock::new(1000);
+        let mut cache = open::<D>(&mut flash, policy).into_cache(&clock, Config::new());
+        for k in ["a", "b", "c", "soon"] {
+            assert!(!cache.has_key(k).unwrap(), "{policy:?}: {k} came back");
+        }
+        assert_eq!(cache.get::<u8>("d").unwrap(), Some(2));
+        assert_eq!(cache.get::<u8>("e").unwrap(), Some(3));
+        assert_eq!(cache.len(), 2, "{policy:?}");
+    }
+    run::<8>(Policy::WriteThrough);
+    run::<8>(Policy::WriteBack { max_dirty: 8 });
+    run::<32>(Policy::WriteBack { max_dirty: 32 });
+}
+
 #[test]
 fn incr_version_moves_the_key_across_reboots() {
     let mut flash = Mock::new();

@@ -335,7 +335,7 @@ enum Out {
     Value(Result<Option<Value>, Error>),
     Raw(Result<Option<Vec<u8>>, Error>),
     Many(Vec<(Vec<u8>, Option<i32>, Value)>, Result<usize, Error>),
-    Failed(Vec<(Vec<u8>, Option<i32>, Error)>, usize),
+    Failed(Vec<(Vec<u8>, Option<i32>, Error)>, Result<usize, Error>),
     Count(Result<usize, Error>),
     Got(Result<Value, Error>),
     Advanced,
@@ -476,9 +476,14 @@ impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Defaul
                         _ => None,
                     })
                     .collect();
-                let n = c.set_many(ints, *t, &mut on_fail)
-                    + c.set_many(texts, *t, &mut on_fail)
-                    + c.set_many(opts, *t, &mut on_fail);
+                // Items of one class only: at most one call has items.
+                let n = [
+                    c.set_many(ints, *t, &mut on_fail),
+                    c.set_many(texts, *t, &mut on_fail),
+                    c.set_many(opts, *t, &mut on_fail),
+                ]
+                .into_iter()
+                .sum();
                 Out::Failed(failed, n)
             }
             Op::DeleteMany(keys) => {
@@ -545,6 +550,10 @@ impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Defaul
             Op::GetMany(_, keys) => {
                 let mut hits = Vec::new();
                 let mut r = Ok(0);
+                // Every key is validated before any is read.
+                if let Some(e) = keys.iter().find_map(|&(k, v)| m.make_key(name(k), v).err()) {
+                    return Out::Many(hits, Err(Error::Key(e)));
+                }
                 for &(k, v) in keys {
                     match typed(m.get(name(k), v)) {
                         Ok(Some(x)) => hits.push((name(k).to_vec(), v, x)),
@@ -560,15 +569,26 @@ impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Defaul
             }
             Op::SetMany(items, t) => {
                 let mut failed = Vec::new();
+                // Every key is validated before any is stored.
+                if let Some(e) = items
+                    .iter()
+                    .find_map(|(k, v, _)| m.make_key(name(*k), *v).err())
+                {
+                    return Out::Failed(failed, Err(Error::Key(e)));
+                }
                 for (k, v, x) in items {
                     if let Err(e) = m.set(name(*k), *v, x.clone(), *t) {
                         failed.push((name(*k).to_vec(), *v, e));
                     }
                 }
                 let n = failed.len();
-                Out::Failed(failed, n)
+                Out::Failed(failed, Ok(n))
             }
             Op::DeleteMany(keys) => {
+                // Every key is validated before any is deleted.
+                if let Some(e) = keys.iter().find_map(|&(k, v)| m.make_key(name(k), v).err()) {
+                    return Out::Count(Err(Error::Key(e)));
+                }
                 let mut r = Ok(0);
                 for &(k, v) in keys {
                     match m.delete(name(k), v) {

@@ -501,7 +501,7 @@ enum Out {
     Raw(Result<Option<Vec<u8>>, Error>),
     Stored(Result<Option<(Vec<u8>, Kind)>, Error>),
     Many(Vec<(Vec<u8>, Option<i32>, Value)>, Result<usize, Error>),
-    Failed(Vec<(Vec<u8>, Option<i32>, Error)>, usize),
+    Failed(Vec<(Vec<u8>, Option<i32>, Error)>, Result<usize, Error>),
     Count(Result<usize, Error>),
     Got(Result<Value, Error>),
     Made(Result<Vec<u8>, tickcache::KeyError>),
@@ -964,6 +964,16 @@ impl<const N: usize, const K: usize, const V: usize> Harness<'_, N, K, V> {
             Op::GetMany(class, keys) => {
                 let mut hits = Vec::new();
                 let mut r = Ok(0);
+                // Every key is validated before any is read.
+                if let Some(e) = keys.iter().find_map(|k| {
+                    let k = KeySeed {
+                        class: *class,
+                        ..k.clone()
+                    };
+                    m.make_key(&name(&k, K), k.version.get()).err()
+                }) {
+                    return Out::Many(hits, Err(Error::Key(e)));
+                }
                 for k in keys {
                     let k = KeySeed {
                         class: *class,
@@ -989,6 +999,13 @@ impl<const N: usize, const K: usize, const V: usize> Harness<'_, N, K, V> {
             Op::SetMany(class, items, t) => {
                 let class = class.typed();
                 let mut failed = Vec::new();
+                // Every key is validated before any is stored.
+                if let Some(e) = items.iter().find_map(|(k, _)| {
+                    let k = KeySeed { class, ..k.clone() };
+                    m.make_key(&name(&k, K), k.version.get()).err()
+                }) {
+                    return Out::Failed(failed, Err(Error::Key(e)));
+                }
                 for (k, x) in items {
                     let k = KeySeed { class, ..k.clone() };
                     let n = name(&k, K);
@@ -998,9 +1015,16 @@ impl<const N: usize, const K: usize, const V: usize> Harness<'_, N, K, V> {
                     }
                 }
                 let n = failed.len();
-                Out::Failed(failed, n)
+                Out::Failed(failed, Ok(n))
             }
             Op::DeleteMany(keys) => {
+                // Every key is validated before any is deleted.
+                if let Some(e) = keys
+                    .iter()
+                    .find_map(|k| m.make_key(&name(k, K), k.version.get()).err())
+                {
+                    return Out::Count(Err(Error::Key(e)));
+                }
                 let mut r = Ok(0);
                 for k in keys {
                     let n = name(k, K);

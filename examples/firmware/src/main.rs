@@ -145,7 +145,7 @@ fn blango(checks: &mut Checks) {
     let found = cache.get_many(["a", "b", "c", "d"], |_, v: u32| sum += v);
     checks.check(
         "blango: set_many/get_many",
-        failed == 0 && found == Ok(3) && sum == 6,
+        failed == Ok(0) && found == Ok(3) && sum == 6,
     );
 
     let mut calls = 0;
@@ -342,7 +342,7 @@ fn main() -> ! {
             && c.get_or_set("n", || 1i64, 60).is_ok()
             && c.incr("n", 1).is_ok()
             && c.incr_version("n", 1).is_ok()
-            && c.set_many([("a", &1u8), ("b", &2u8)], 60, |_, _| {}) == 0
+            && c.set_many([("a", &1u8), ("b", &2u8)], 60, |_, _| {}) == Ok(0)
             && c.delete_many(["a", "b"]).is_ok()
     });
     info!("deepest stack of a cache call (set/get/get_or_set/incr/incr_version/set_many/delete_many): {=u32} bytes", depth);

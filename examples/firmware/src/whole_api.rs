@@ -31,7 +31,9 @@ pub fn exercise<C: Clock, B: Backend, const K: usize>(c: &mut Cache<C, B, K>) ->
             black_box(v);
         })
         .unwrap_or(0) as u32;
-    score += c.set_many([(key, &1u32), (other, &2u32)], t, |_, _| {}) as u32;
+    score += c
+        .set_many([(key, &1u32), (other, &2u32)], t, |_, _| {})
+        .unwrap_or(0) as u32;
     score += c.get_or_set(other, || black_box(3u32), t).unwrap_or(0);
     score += c.incr(key, black_box(2)).unwrap_or(0) as u32;
     score += c.decr(key, black_box(1)).unwrap_or(0) as u32;
