@@ -93,6 +93,7 @@ fn workload(policy: Policy, seed: u64) -> Image {
     let mut model = State::new();
     let mut history = History::new();
     let mut counter = 0u32;
+    let held;
     {
         let clock = ManualClock::new(1000);
         let mut cache = open(&mut flash, policy)
@@ -144,12 +145,22 @@ fn workload(policy: Policy, seed: u64) -> Image {
         if rng.below(3) != 0 {
             cache.close().expect("close");
         }
+        // Flash-pressure eviction (documented, durable) may have dropped entries: what
+        // the cache holds is the model less those.
+        held = state(cache.backend());
+        for (k, v) in &held {
+            assert_eq!(
+                model.get(k),
+                Some(v),
+                "seed {seed}: the cache disagrees with the model"
+            );
+        }
     }
     let bytes = flash.bytes().to_vec();
     let mut again = flash_of(&bytes);
     let truth = state(&open(&mut again, policy).expect("undamaged image opens"));
     if policy == Policy::WriteThrough {
-        assert_eq!(truth, model, "undamaged write-through image, seed {seed}");
+        assert_eq!(truth, held, "undamaged write-through image, seed {seed}");
     }
     for (k, v) in &truth {
         assert!(history.get(k).is_some_and(|h| h.contains(v)));
@@ -224,7 +235,8 @@ fn written_end(image: &[u8], p: usize) -> usize {
 /// Damages `image`; true when the damage leaves a trace the format can see. Damage that
 /// leaves none: erased flash where the log's newest part was (a page, the end of the newest
 /// page), and the newest page replaced by zeros or garbage (what a page erase cut short
-/// leaves, as on the page after the head).
+/// leaves, as on the page after the head). Small damage to the last record of a page is
+/// told apart by [`may_read_torn`].
 fn damage(kind: Damage, image: &mut [u8], rng: &mut Rng) -> bool {
     let logs = log_pages(image);
     let head = logs.iter().max_by_key(|(_, s)| *s).map(|&(p, _)| p);
@@ -347,6 +359,70 @@ fn damage(kind: Damage, image: &mut [u8], rng: &mut Rng) -> bool {
     }
 }
 
+/// LEB128 varint at `at`: value and length (0 when it does not end in 10 bytes).
+fn varint(b: &[u8], at: usize) -> (u64, usize) {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let Some(&x) = b.get(at + i) else { break };
+        v |= u64::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    (0, 0)
+}
+
+/// Where the last record of page `p` lies (start, end), walking its records as the format
+/// lays them out (test-side, on the undamaged image).
+fn last_record(image: &[u8], p: usize) -> Option<(usize, usize)> {
+    let pg = &image[p * PS..(p + 1) * PS];
+    if pg[0] != b'T' || pg[1] != 2 {
+        return None;
+    }
+    let (_, tl) = varint(pg, 12);
+    let mut off = 8 + (4 + tl + 4).div_ceil(WS) * WS;
+    let mut last = None;
+    while off + 5 <= PS && pg[off] != 0xff {
+        let tag = pg[off];
+        let ty = tag >> 6;
+        let mut n = 1;
+        let (mut klen, mut vlen) = (0, 0);
+        if ty <= 1 {
+            klen = usize::from(pg[off + 1]);
+            n += 1;
+        }
+        if ty == 0 {
+            let (v, l) = varint(pg, off + n);
+            vlen = v as usize;
+            n += l;
+        }
+        for bit in [0x08, 0x04] {
+            if tag & bit != 0 {
+                n += varint(pg, off + n).1;
+            }
+        }
+        let size = (n + klen + vlen + 4).div_ceil(WS) * WS;
+        if off + size > PS {
+            break;
+        }
+        last = Some((off, off + size));
+        off += size;
+    }
+    last
+}
+
+/// True when small damage (a few bytes) touches the last record of a page: a length field
+/// made longer, or a hole in it, then reads as a record a power cut tore (nothing follows
+/// it to tell), so the older value of its keys may come back without a trace.
+fn may_read_torn(before: &[u8], after: &[u8]) -> bool {
+    let diff: Vec<usize> = (0..LEN).filter(|&i| before[i] != after[i]).collect();
+    diff.len() <= 8
+        && diff.iter().any(|&i| {
+            let p = i / PS;
+            last_record(before, p).is_some_and(|(s, e)| (s..e).contains(&(i % PS)))
+        })
+}
+
 #[derive(Default, Clone)]
 struct Row {
     images: u64,
@@ -366,7 +442,7 @@ struct Row {
 fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
     let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let mut bytes = img.bytes.clone();
-    let traced = damage(kind, &mut bytes, &mut rng);
+    let traced = damage(kind, &mut bytes, &mut rng) && !may_read_torn(&img.bytes, &bytes);
     let ctx = format!("{kind:?} seed {seed} {:?}", img.policy);
     let debug = std::env::var("TICKCACHE_DAMAGE_ONLY").is_ok();
     if debug {
@@ -532,6 +608,11 @@ fn damaged_images_never_serve_stale_or_invented_values() {
             r.stale_untraced,
             r.lost_after_writes
         );
+    }
+    for (_, r) in &rows {
+        if let Some(f) = &r.first_failure {
+            println!("first failure: {f}");
+        }
     }
     for (kind, r) in &rows {
         assert_eq!(

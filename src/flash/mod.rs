@@ -275,8 +275,9 @@ impl<
     ///   read (their entries are lost; nothing newer is).
     /// - **Everything, when the newest page may be gone.** A page after the head that has a
     ///   valid header part B, or holds valid records (a log page whose header is damaged),
-    ///   shows that a page newer than the head may have been there. Every entry is dropped,
-    ///   and a clear record written at the head makes that durable.
+    ///   or a page outside the log whose sequence number is not below the log's oldest (a
+    ///   copy of a log page), shows that a page newer than the head may have been there.
+    ///   Every entry is dropped, and a clear record written at the head makes that durable.
     ///
     /// Pages outside the log with a valid header or records (stray pages) are erased, so
     /// they never come to follow the head later. Records dropped for damage are never
@@ -416,13 +417,18 @@ impl<
         // right after the head means a page newer than the head may have been there: nothing
         // read can be trusted to be the latest. Stray pages are erased below, so that they
         // never come to follow the head later.
+        // A stray page whose sequence number is not below the log's oldest one cannot be an
+        // older page cut off from it either (a copy of a log page, say): the same then.
+        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
         let mut strays = false;
         let mut lost_head = false;
         for li in log.used..log.pages {
             let p = log.phys(li);
-            if log.page_seq(p)?.is_some() || log.holds_records(p)? {
+            let seq = log.page_seq(p)?.map(|(s, _, _)| s);
+            if seq.is_some() || log.holds_records(p)? {
                 strays = true;
-                lost_head |= li == log.used && log.used > 0;
+                let newer = seq.is_some_and(|s| s >= tail_seq);
+                lost_head |= log.used > 0 && (li == log.used || newer);
             }
         }
         if lost_head {
