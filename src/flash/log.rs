@@ -383,8 +383,10 @@ impl<F: NorFlash> Log<F> {
     /// next opened). So the bytes from `off` to the last one not 0xFF must be a header cut
     /// short, or a whole header with the record's last bytes still blank. Anything else (a
     /// record whose CRC fails with its last byte written, a header no bytes could complete,
-    /// written bytes after blank ones) is damage. A damaged record whose last CRC byte
-    /// happens to be 0xFF reads as torn (one in 256).
+    /// written bytes after blank ones) is damage, and so is a torn-looking record with
+    /// valid records inside its claimed length or one whose header, with one bit flipped
+    /// back, makes a whole record. Other damage to a page's last record that makes it claim
+    /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     pub fn damaged_end(&mut self, p: u32, off: u32, base: u64) -> Res<bool, F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
@@ -413,9 +415,54 @@ impl<F: NorFlash> Log<F> {
                     && r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off)
             }
         };
+        if !torn {
+            return Ok(true);
+        }
         // A length field damaged upwards makes the following records look like the rest
-        // of a torn one: a valid record inside it tells them apart.
-        Ok(!torn || self.valid_record_in(p, off + 1, off + written, base)?)
+        // of a torn one: a valid record inside it tells them apart. In the page's last
+        // record, one flipped header bit is found by flipping each back: a whole record
+        // that then checks out, ending where the written bytes end, was not torn.
+        if self.valid_record_in(p, off + 1, off + written, base)? {
+            return Ok(true);
+        }
+        for bit in 0..n * 8 {
+            let mut g = h;
+            g[bit / 8] ^= 1 << (bit % 8);
+            let Ok(r) = RecHead::parse(&g[..n], base) else {
+                continue;
+            };
+            let end = r.body_end() + REC_CRC as u32;
+            let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
+            if fits
+                && written <= end
+                && written + REC_CRC as u32 > end
+                && self.crc_ok(p, off, &g, &r)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
+    /// in place of those on flash, has a matching CRC.
+    fn crc_ok(&mut self, p: u32, off: u32, head: &[u8], r: &RecHead) -> Res<bool, F> {
+        let addr = self.page_addr(p) + off;
+        let hl = u32::from(r.hlen);
+        let end = r.body_end();
+        let mut crc = Crc::new();
+        crc.update(&head[..hl as usize]);
+        let mut buf = [0u8; SCRATCH];
+        let mut at = hl;
+        while at < end {
+            let k = (end - at).min(SCRATCH as u32);
+            self.read(addr + at, &mut buf[..k as usize])?;
+            crc.update(&buf[..k as usize]);
+            at += k;
+        }
+        let mut c = [0u8; REC_CRC];
+        self.read(addr + end, &mut c)?;
+        Ok(crc.finish() == u32::from_le_bytes(c))
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page

@@ -287,8 +287,9 @@ impl<
     /// Damage that leaves no trace cannot be told from a shorter log, and older values of
     /// keys written in the lost part then come back: the newest page, or the end of it,
     /// erased (or replaced by zeros or garbage, as a page erase cut short leaves it); a
-    /// damaged record whose last CRC byte is 0xFF, at the end of a page, which reads as a
-    /// torn one (one in 256 of such damage). See `FLASH.md` for measured figures.
+    /// page's last record damaged so that it claims more bytes than were written (beyond
+    /// one flipped header bit, which is found) or with its last CRC byte 0xFF, which reads
+    /// as a record a power cut tore. See `FLASH.md` for measured figures.
     ///
     /// Returns [`FlashError::Corrupted`] only when the log cannot be continued at all (its
     /// sequence numbers are exhausted); [`Persistent::open_or_format`] formats the region
