@@ -49,7 +49,8 @@ wait_port() {
     return 1
 }
 
-"$SERVER" --listen 127.0.0.1:$TC_PORT --capacity 16384 --item-size-max 4096 &
+# The default heap table has memcached's limits (-m 64, -I 1m), as the memcached below.
+"$SERVER" --listen 127.0.0.1:$TC_PORT &
 PIDS+=($!)
 wait_port $TC_PORT
 HAVE_MC=0

@@ -14,6 +14,7 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::key::Key;
 use crate::timeout::Timeout;
 
 /// The host's monotonic clock, in microseconds since first use.
@@ -60,6 +61,32 @@ impl<C, B, const K: usize> SyncCache<C, B, K> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<C: Clock, B: Backend, const K: usize> SyncCache<C, B, K> {
+    /// Django's `get_or_set`, with `default` run while the lock is released, so it may use
+    /// this same cache (inside [`SyncCache::lock`] it would deadlock) and other threads are
+    /// not held up while it computes. As in Django, the value is read again after the
+    /// `add`: if another thread stored the key meanwhile, that value is returned.
+    pub fn get_or_set<'k, T, F>(
+        &self,
+        key: impl Into<Key<'k>>,
+        default: F,
+        timeout: impl Into<Timeout>,
+    ) -> Result<T, Error<B::Error>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let key = key.into();
+        if let Some(v) = self.lock().get(key)? {
+            return Ok(v);
+        }
+        let v = default();
+        let mut cache = self.lock();
+        cache.add(key, &v, timeout)?;
+        Ok(cache.get(key)?.unwrap_or(v))
     }
 }
 

@@ -27,7 +27,7 @@
 //! | `cache.get(k)` / `get(k, default)` | [`Cache::get`] returns `Option<T>`; `unwrap_or(default)` |
 //! | `timeout=None` / `0` / negative | [`Timeout::Never`] / expire at once |
 //! | `version=2` | `Key::new(k).version(2)` |
-//! | `LocMemCache` / `DummyCache` | [`Table`] / [`Dummy`] backends |
+//! | `LocMemCache` / `DummyCache` | [`Table`] / [`Dummy`] backends; on the host also `HeapTable` (feature `std`: entries on the heap under a byte budget) |
 //! | `MAX_ENTRIES`, `CULL_FREQUENCY` | [`Table::with_culling`] |
 //! | `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, `TIMEOUT` | [`Config`] |
 //! | `ValueError` from `incr` | [`Error::NotFound`] |
@@ -69,6 +69,8 @@ mod error;
 pub mod flash;
 pub mod hash;
 #[cfg(feature = "std")]
+pub mod heap;
+#[cfg(feature = "std")]
 mod host;
 pub mod key;
 pub mod memcached;
@@ -86,6 +88,8 @@ pub use config::Config;
 pub use dummy::Dummy;
 pub use error::Error;
 pub use flash::{FlashError, Persistent, Policy};
+#[cfg(feature = "std")]
+pub use heap::HeapTable;
 #[cfg(feature = "std")]
 pub use host::{Caches, StdClock, SyncCache, UnknownAlias};
 pub use key::{Key, KeyError, KeyPolicy};

@@ -2,7 +2,15 @@
 
 use core::cell::RefCell;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::Backend;
 use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::key::Key;
+use crate::timeout::Timeout;
 
 /// A cache behind a `critical_section::Mutex`, so a `static` cache can be used from
 /// interrupts and the main loop alike. Each call runs inside one critical section.
@@ -50,5 +58,49 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
             let mut cache = self.inner.borrow(cs).try_borrow_mut().ok()?;
             Some(f(&mut cache))
         })
+    }
+}
+
+impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
+    /// Django's `get_or_set`, with `default` run outside the critical section: it may read
+    /// or write this same cache (inside [`SharedCache::lock`] it would panic on the
+    /// re-entrant borrow), and interrupts stay enabled while it computes.
+    ///
+    /// As in Django, the value is read again after the `add`: if another context stored
+    /// the key meanwhile, that value is returned (and the default is not stored).
+    ///
+    /// ```
+    /// use tickcache::{Config, ManualClock, MemCache, SharedCache, Table};
+    /// let clock = ManualClock::new(1000);
+    /// let cache: SharedCache<_, Table<8, 16, 8>, 16> =
+    ///     SharedCache::new(MemCache::new(&clock, Table::new(), Config::new()));
+    ///
+    /// cache.lock(|c| c.set("base", &40u32, 60)).unwrap();
+    /// // The default reads the same cache.
+    /// let answer = || cache.lock(|c| c.get::<u32>("base")).unwrap().unwrap_or(0) + 2;
+    /// assert_eq!(cache.get_or_set("answer", answer, 60).unwrap(), 42);
+    /// assert_eq!(cache.lock(|c| c.get::<u32>("answer")).unwrap(), Some(42));
+    /// ```
+    pub fn get_or_set<'k, T, F>(
+        &self,
+        key: impl Into<Key<'k>>,
+        default: F,
+        timeout: impl Into<Timeout>,
+    ) -> Result<T, Error<B::Error>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let key = key.into();
+        if let Some(v) = self.lock(|c| c.get(key))? {
+            return Ok(v);
+        }
+        let v = default();
+        let timeout = timeout.into();
+        let stored = self.lock(|c| {
+            c.add(key, &v, timeout)?;
+            c.get(key)
+        })?;
+        Ok(stored.unwrap_or(v))
     }
 }

@@ -1,5 +1,7 @@
 //! The `tickcache-server` binary over loopback: many connections with pipelined requests,
-//! stalled half-commands, bounded memory (RSS), graceful shutdown and persistence.
+//! stalled half-commands, bounded memory (RSS), graceful shutdown and persistence on the
+//! fixed table; megabyte items, the item limit and the memory limit on the heap table (the
+//! default).
 #![cfg(all(feature = "server", target_os = "linux"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,17 +15,18 @@ struct Server {
 }
 
 impl Server {
+    /// The fixed table: 1,024 items of up to 1,000 bytes.
     fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["--fixed", "--capacity", "1024", "--item-size-max", "1000"];
+        args.extend_from_slice(extra);
+        Server::with(&args)
+    }
+
+    /// The server with only `args` (and a free loopback port).
+    fn with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickcache-server"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--capacity",
-                "1024",
-                "--item-size-max",
-                "1000",
-            ])
-            .args(extra)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start server");
@@ -249,9 +252,10 @@ fn persistence_survives_a_restart() {
     let path = image.to_str().unwrap();
     for policy in [&[][..], &["--write-back", "8"][..]] {
         let _ = std::fs::remove_file(&image);
-        let mut args = vec!["--persist", path, "--persist-mb", "2"];
+        // --persist selects the fixed table by itself.
+        let mut args = vec!["--persist", path, "--persist-mb", "2", "--capacity", "1024"];
         args.extend_from_slice(policy);
-        let server = Server::start(&args);
+        let server = Server::with(&args);
         let mut s = server.connect();
         let mut req = Vec::new();
         for i in 0..50 {
@@ -263,7 +267,7 @@ fn persistence_survives_a_restart() {
         roundtrip(&mut s, &req, b"7\r\n", 1);
         let before = roundtrip(&mut s, b"gets k7\r\n", b"END\r\n", 1);
         assert!(server.terminate(), "graceful exit");
-        let server = Server::start(&args);
+        let server = Server::with(&args);
         let mut s = server.connect();
         let got = roundtrip(&mut s, b"get k0 k49 gone n\r\n", b"END\r\n", 1);
         assert_eq!(
@@ -277,4 +281,190 @@ fn persistence_survives_a_restart() {
         assert!(server.terminate());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `STAT name value` lines of a `stats` reply.
+fn stats(s: &mut TcpStream) -> std::collections::HashMap<String, String> {
+    let got = roundtrip(s, b"stats\r\n", b"END\r\n", 1);
+    String::from_utf8(got)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("STAT "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn stat(st: &std::collections::HashMap<String, String>, name: &str) -> u64 {
+    st.get(name)
+        .unwrap_or_else(|| panic!("no {name} in {st:?}"))
+        .parse()
+        .unwrap()
+}
+
+fn set_cmd(key: &str, flags: u32, data: &[u8]) -> Vec<u8> {
+    let mut cmd = format!("set {key} {flags} 0 {}\r\n", data.len()).into_bytes();
+    cmd.extend_from_slice(data);
+    cmd.extend_from_slice(b"\r\n");
+    cmd
+}
+
+/// memcached's defaults: a 1 MiB item is stored and read back whole, one byte more is
+/// refused and unlinks the old value, and the connection goes on.
+#[test]
+fn a_megabyte_item_round_trips_on_the_default_server() {
+    let server = Server::with(&[]);
+    let mut s = server.connect();
+    let st = stats(&mut s);
+    assert_eq!(stat(&st, "item_size_max"), 1 << 20);
+    assert_eq!(stat(&st, "limit_maxbytes"), 64 << 20);
+    assert_eq!(stat(&st, "bytes"), 0);
+    // Every byte differs from its neighbours, so a misplaced block would show.
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("big", 42, &data), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    let got = roundtrip(&mut s, b"get big\r\n", b"\r\nEND\r\n", 1);
+    let head = b"VALUE big 42 1048576\r\n";
+    assert_eq!(&got[..head.len()], head);
+    assert_eq!(got.len(), head.len() + data.len() + 7);
+    assert!(got[head.len()..head.len() + data.len()] == data[..]);
+    let bytes = stat(&stats(&mut s), "bytes");
+    assert!((1 << 20) < bytes && bytes < (1 << 20) + 1024, "{bytes}");
+
+    let over = vec![b'o'; (1 << 20) + 1];
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("big", 0, &over), b"\r\n", 1),
+        b"SERVER_ERROR object too large for cache\r\n"
+    );
+    assert_eq!(roundtrip(&mut s, b"get big\r\n", b"END\r\n", 1), b"END\r\n");
+    assert_eq!(stat(&stats(&mut s), "bytes"), 0);
+    assert!(server.terminate());
+}
+
+/// `-I 100k`: 102,400 bytes are stored, 102,401 are refused cleanly (the block is read and
+/// dropped, the old value unlinked, the next command on the connection answered).
+#[test]
+fn an_item_just_over_the_item_limit_is_refused() {
+    let server = Server::with(&["-I", "100k"]);
+    let mut s = server.connect();
+    assert_eq!(stat(&stats(&mut s), "item_size_max"), 102_400);
+    let fits = vec![b'f'; 102_400];
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, &fits), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    let mut req = set_cmd("k", 0, &vec![b'x'; 102_401]);
+    req.extend_from_slice(b"get k\r\n");
+    assert_eq!(
+        roundtrip(&mut s, &req, b"END\r\n", 1),
+        b"SERVER_ERROR object too large for cache\r\nEND\r\n"
+    );
+    // add is refused the same way but leaves nothing to unlink; the limit is on the data.
+    let mut req = b"add k 0 0 102401\r\n".to_vec();
+    req.extend_from_slice(&vec![b'x'; 102_401]);
+    req.extend_from_slice(b"\r\nset small 0 0 2\r\nok\r\n");
+    assert_eq!(
+        roundtrip(&mut s, &req, b"STORED\r\n", 1),
+        b"SERVER_ERROR object too large for cache\r\nSTORED\r\n"
+    );
+    assert!(server.terminate());
+}
+
+/// `-m 4`: 40 MiB of 64 KiB items through a 4 MiB budget. The least recently used items
+/// are evicted (one read after every write keeps the first one alive), `bytes` never passes
+/// `limit_maxbytes`, and the process's memory grows by about the budget, not the data.
+#[test]
+fn storing_more_than_the_memory_limit_evicts_lru_items_in_bounded_memory() {
+    let server = Server::with(&["-m", "4", "--max-item-size", "200k"]);
+    let mut s = server.connect();
+    let base = server.rss_kib();
+    let data = vec![b'v'; 64 << 10];
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("keep", 0, &data), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    for i in 0..640 {
+        let mut req = set_cmd(&format!("k{i}"), 0, &data);
+        req.extend_from_slice(b"get keep\r\n");
+        let got = roundtrip(&mut s, &req, b"END\r\n", 1);
+        assert!(got.starts_with(b"STORED\r\nVALUE keep 0 65536\r\n"), "{i}");
+        if i % 64 == 0 {
+            let st = stats(&mut s);
+            assert!(stat(&st, "bytes") <= stat(&st, "limit_maxbytes"), "{st:?}");
+        }
+    }
+    let st = stats(&mut s);
+    assert_eq!(stat(&st, "limit_maxbytes"), 4 << 20);
+    let (bytes, items) = (stat(&st, "bytes"), stat(&st, "curr_items"));
+    assert!(bytes <= 4 << 20 && bytes > 3 << 20, "{bytes}");
+    // 4 MiB hold 63 items of 64 KiB and their bookkeeping; the rest were evicted.
+    assert!((55..=64).contains(&items), "{items}");
+    assert_eq!(stat(&st, "evictions"), 641 - items);
+    let got = roundtrip(&mut s, b"get k0 k500 k639 keep\r\n", b"END\r\n", 1);
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        !got.contains("VALUE k0 ") && !got.contains("VALUE k500 "),
+        "{got:.200}"
+    );
+    assert!(got.contains("VALUE k639 ") && got.contains("VALUE keep "));
+    let grown = server.rss_kib().saturating_sub(base);
+    assert!(
+        grown < 16 << 10,
+        "RSS grew by {grown} KiB for a 4 MiB budget"
+    );
+    assert!(server.terminate());
+}
+
+/// The heap table idles small: no table is reserved at start.
+#[test]
+fn the_default_server_idles_small() {
+    let server = Server::with(&[]);
+    let mut s = server.connect();
+    assert_eq!(roundtrip(&mut s, b"get a\r\n", b"END\r\n", 1), b"END\r\n");
+    let rss = server.rss_kib();
+    assert!(rss < 16 << 10, "idle RSS {rss} KiB");
+}
+
+/// Connections do not hold the item limit: after a 1 MiB item went through (and its
+/// connection closed), 200 connections that send small commands cost about their 16 KiB
+/// buffers, not 1 MiB each; a connection that sends a large item gives the memory back.
+#[test]
+fn connections_do_not_reserve_the_item_limit() {
+    let server = Server::with(&[]);
+    let data = vec![b'd'; 1 << 20];
+    for _ in 0..3 {
+        let mut s = server.connect();
+        assert_eq!(
+            roundtrip(&mut s, &set_cmd("big", 0, &data), b"\r\n", 1),
+            b"STORED\r\n"
+        );
+        roundtrip(&mut s, b"get big\r\n", b"\r\nEND\r\n", 1);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let base = server.rss_kib();
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = server.connect();
+        let got = roundtrip(&mut s, format!("get k{i}\r\n").as_bytes(), b"END\r\n", 1);
+        assert_eq!(got, b"END\r\n");
+        held.push(s);
+    }
+    // One of them sends a large item; its buffer shrinks back afterwards.
+    assert_eq!(
+        roundtrip(&mut held[0], &set_cmd("big2", 0, &data), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    assert_eq!(
+        roundtrip(&mut held[0], b"get nothing\r\n", b"END\r\n", 1),
+        b"END\r\n"
+    );
+    let grown = server.rss_kib().saturating_sub(base);
+    assert!(
+        grown < 24 << 10,
+        "200 connections grew RSS by {grown} KiB (1 MiB each would be 200 MiB)"
+    );
+    drop(held);
+    assert!(server.terminate());
 }

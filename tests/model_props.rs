@@ -1,5 +1,7 @@
 //! Property tests: random sequences of every cache operation, with clock advances, applied to
-//! a real memory cache and to the reference model (`tickcache::model::Model`). Every answer
+//! a real memory cache (the fixed `Table`, and the host's `HeapTable` with a budget large
+//! enough that only its entry limit culls) and to the reference model
+//! (`tickcache::model::Model`). Every answer
 //! is compared, and after every operation so are the entry count and the live contents
 //! (made key, value, expiry and recency order).
 //!
@@ -17,7 +19,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use tickcache::model::{Model, Value};
 
 use tickcache::hash::DefaultHashBuilder;
-use tickcache::{Cache, Config, Error, Key, KeyPolicy, Kind, ManualClock, Table, Timeout};
+use tickcache::heap::{HeapTable, Limits};
+use tickcache::{Backend, Cache, Config, Error, Key, KeyPolicy, Kind, ManualClock, Table, Timeout};
 
 // ---------------------------------------------------------------------------------------
 // The key pool
@@ -341,9 +344,29 @@ enum Out {
     Advanced,
 }
 
-struct Harness<'c, const N: usize, const K: usize, const V: usize, S = DefaultHashBuilder> {
+/// Sees one entry: made key, value bytes, kind, expiry tick.
+type Visitor<'a> = dyn FnMut(&[u8], &[u8], Kind, u64) + 'a;
+
+/// A backend whose entries the harness can list in recency order.
+trait Lru: Backend<Error = std::convert::Infallible> {
+    fn visit(&self, f: &mut Visitor<'_>);
+}
+
+impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Lru for Table<N, K, V, S> {
+    fn visit(&self, f: &mut Visitor<'_>) {
+        self.for_each_lru(f)
+    }
+}
+
+impl<S: BuildHasher> Lru for HeapTable<S> {
+    fn visit(&self, f: &mut Visitor<'_>) {
+        self.for_each_lru(f)
+    }
+}
+
+struct Harness<'c, B, const K: usize> {
     clock: &'c ManualClock,
-    cache: Cache<&'c ManualClock, Table<N, K, V, S>, K>,
+    cache: Cache<&'c ManualClock, B, K>,
     model: Model,
     names: Vec<String>,
 }
@@ -355,11 +378,9 @@ fn key_of(name: &str, version: Option<i32>) -> Key<'_> {
     }
 }
 
-impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Default>
-    Harness<'c, N, K, V, S>
-{
-    fn new(clock: &'c ManualClock, s: &Setup) -> Self {
-        let max = s.max.clamp(1, N);
+impl<'c, B: Lru, const K: usize> Harness<'c, B, K> {
+    /// `table` holds values of up to `value_cap` bytes and culls at `max` entries.
+    fn new(clock: &'c ManualClock, s: &Setup, table: B, value_cap: usize, max: usize) -> Self {
         let config = Config::new()
             .key_prefix(s.prefix)
             .version(s.version)
@@ -369,10 +390,8 @@ impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Defaul
             } else {
                 KeyPolicy::Lenient
             });
-        let table =
-            Table::try_with_culling_and_hasher(max, s.freq, S::default()).expect("max is in 1..=N");
         let cache = Cache::new(clock, table, config);
-        let mut model = Model::new(clock_rate(clock), K, V, max, usize::from(s.freq));
+        let mut model = Model::new(clock_rate(clock), K, value_cap, max, usize::from(s.freq));
         model.prefix = s.prefix.to_string();
         model.version = s.version;
         model.timeout = s.timeout;
@@ -627,7 +646,7 @@ impl<'c, const N: usize, const K: usize, const V: usize, S: BuildHasher + Defaul
         let mut out = Vec::new();
         self.cache
             .backend()
-            .for_each_lru(|made, bytes, kind, expiry| {
+            .visit(&mut |made, bytes, kind, expiry| {
                 if expiry <= now {
                     return;
                 }
@@ -761,8 +780,38 @@ fn run_hashed<const N: usize, const K: usize, const V: usize, S: BuildHasher + D
     s: &Setup,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
+    let max = s.max.clamp(1, N);
+    let table: Table<N, K, V, S> =
+        Table::try_with_culling_and_hasher(max, s.freq, S::default()).expect("max is in 1..=N");
+    run_on::<_, K>(table, V, max, s, ops)
+}
+
+/// The heap table with made keys of up to `K` bytes, values of up to `v` bytes, Django's
+/// culling at `max` entries, and a byte budget no sequence can reach (so only the entry
+/// limit culls, as in the model; the budget's own eviction is tested in heap_table.rs).
+fn run_heap<const K: usize, S: BuildHasher + Default>(
+    v: usize,
+    max: usize,
+    s: &Setup,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let limits = Limits::new(usize::MAX / 2)
+        .key_max(K)
+        .value_max(v)
+        .culling(max, s.freq);
+    let table = HeapTable::with_hasher(limits, S::default()).expect("valid limits");
+    run_on::<_, K>(table, v, max, s, ops)
+}
+
+fn run_on<B: Lru, const K: usize>(
+    table: B,
+    value_cap: usize,
+    max: usize,
+    s: &Setup,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(s.rate);
-    let mut h: Harness<'_, N, K, V, S> = Harness::new(&clock, s);
+    let mut h: Harness<'_, B, K> = Harness::new(&clock, s, table, value_cap, max);
     for (step, op) in ops.iter().enumerate() {
         let engine = h.engine(op);
         let model = h.model(op);
@@ -806,5 +855,39 @@ proptest! {
         ops in prop::collection::vec(op(), 1..200),
     ) {
         run_hashed::<16, 24, 16, BuildHasherDefault<SameHash>>(&s, &ops)?;
+    }
+
+    /// The heap table (std's keyed hasher), 16 entries at most, keys up to 24 bytes, values
+    /// up to 16 bytes: the fixed table's first configuration.
+    #[test]
+    fn heap_table_matches_model(s in setup(16), ops in prop::collection::vec(op(), 1..200)) {
+        run_heap::<24, std::collections::hash_map::RandomState>(16, s.max, &s, &ops)?;
+    }
+
+    /// The heap table with keys up to 255 bytes and values of at most 4 bytes.
+    #[test]
+    fn heap_table_matches_model_wide_keys_small_values(
+        s in setup(8),
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        run_heap::<255, std::collections::hash_map::RandomState>(4, s.max, &s, &ops)?;
+    }
+
+    /// The heap table with no entry limit (the server's setting): nothing is ever culled.
+    #[test]
+    fn heap_table_without_entry_limit_matches_model(
+        s in setup(16),
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        run_heap::<24, std::collections::hash_map::RandomState>(16, usize::MAX, &s, &ops)?;
+    }
+
+    /// The heap table with every key hashing alike (one probe sequence for all).
+    #[test]
+    fn heap_table_matches_model_with_a_constant_hasher(
+        s in setup(16),
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        run_heap::<24, BuildHasherDefault<SameHash>>(16, s.max, &s, &ops)?;
     }
 }

@@ -1,4 +1,5 @@
-//! `tickcache-server`: a memcached-compatible server (text protocol) on a tickcache table.
+//! `tickcache-server`: a memcached-compatible server (text protocol) on a tickcache table:
+//! the heap table under a memory budget by default, the fixed table with `--fixed`.
 //!
 //! ```text
 //! cargo run --release --features server --bin tickcache-server -- --listen 127.0.0.1:11211
@@ -6,9 +7,9 @@
 //!
 //! One tokio event loop (`--threads 1`, the default) serves every connection; the cache is
 //! one [`Memcached`] engine behind a mutex, so commands are applied one at a time. Each
-//! connection owns a fixed read buffer (a command line of up to 8 KiB plus one data block)
-//! and an output buffer that is sent whenever it passes 64 KiB, so memory per connection
-//! is bounded. Run with `--help` for the options.
+//! connection owns a read buffer of 16 KiB that grows to hold one large command (a line of
+//! up to 8 KiB plus one data block) while it arrives, and an output buffer that is sent
+//! whenever it passes 64 KiB, so memory per connection is bounded. Run with `--help` for the options.
 
 use std::fmt::Debug;
 use std::io;
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tickcache::flash::FileFlash;
-use tickcache::memcached::{Command, Memcached, Now, Outcome, Parser, Step, Store};
+use tickcache::heap::{HeapTable, Limits};
+use tickcache::memcached::{Command, Memcached, Now, Outcome, Parser, Scratch, Step, Store};
 use tickcache::{Clock, Persistent, Policy, StdClock, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,13 +37,21 @@ const OUT_HIGH: usize = 64 * 1024;
 const PAGE: usize = 4096;
 
 const USAGE: &str = "\
-tickcache-server: memcached's text protocol on a fixed-size tickcache table
+tickcache-server: memcached's text protocol on a tickcache table
 
 OPTIONS
   --listen ADDR           address to listen on (default 127.0.0.1:11211)
-  --capacity N            most items held, LRU eviction beyond (default 16384, max 65534)
-  --item-size-max BYTES   largest item data (default 4096, max 16371); a bigger set gets
-                          SERVER_ERROR object too large for cache
+  -m, --memory-limit MB   memory for items, in megabytes (default 64): least recently used
+                          items are evicted to stay within it
+  -I, --max-item-size SIZE
+                          largest item data, in bytes or with a k or m suffix (default 1m;
+                          with --fixed 4096, at most 16371; otherwise at most half of -m);
+                          a bigger set gets SERVER_ERROR object too large for cache.
+                          --item-size-max BYTES is the same option
+  --fixed                 the fixed-size table of the firmware instead of the heap table:
+                          every slot is allocated at start for the largest item (see RAM)
+  --capacity N            with --fixed: most items held, LRU eviction beyond (default
+                          16384, max 65534)
   --threads N             worker threads of the event loop (default 1)
   --max-conns N           simultaneous connections (default 1024)
   --idle-timeout SECS     close a connection idle this long between commands (default:
@@ -49,21 +59,30 @@ OPTIONS
   --request-timeout SECS  deadline for each command: close a client whose command is not
                           complete SECS after its first byte arrived, or that does not take
                           a reply (up to 64 KiB at a time) within SECS (default 10)
-  --persist FILE          keep the cache in a flash image FILE across restarts
+  --persist FILE          keep the cache in a flash image FILE across restarts; persistence
+                          runs on the fixed table, so --persist implies --fixed
   --persist-mb MB         size of a new flash image (default 64)
   --write-back N          with --persist: write changes in batches of N keys (and every
                           second) instead of one by one
   --help                  this text
 
-RAM: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes. The slot
-count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item slot (data +
-12-byte header) is the smallest of 1036, 4108 and 16383 bytes that holds --item-size-max.
-Defaults: 16384 x 4377 bytes = 72 MB. Each connection adds a fixed read buffer of
-8 KiB + --item-size-max.";
+RAM, heap table (the default): each item takes its key, its data, a 12-byte header and 64
+bytes of bookkeeping, counted against -m (stats: bytes, limit_maxbytes, evictions); the
+process idles at a few megabytes. Outside -m: a staging buffer of one item (only as far as
+items fill it), and each connection's read buffer of 16 KiB, which grows to 8 KiB + -I
+while a large item arrives and shrinks back after it.
+RAM, --fixed: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes.
+The slot count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item
+slot (data + 12-byte header) is the smallest of 1036, 4108 and 16383 bytes that holds -I.
+Defaults: 16384 x 4377 bytes = 72 MB. Connections as above.";
 
 #[derive(Clone, Debug)]
 struct Opts {
     listen: SocketAddr,
+    /// The fixed table (`--fixed`, or implied by `--persist`).
+    fixed: bool,
+    /// The heap table's budget in bytes.
+    memory: usize,
     capacity: usize,
     item_max: usize,
     threads: usize,
@@ -78,8 +97,10 @@ struct Opts {
 fn parse_opts() -> Result<Option<Opts>, String> {
     let mut o = Opts {
         listen: "127.0.0.1:11211".parse().map_err(|e| format!("{e}"))?,
+        fixed: false,
+        memory: 64 << 20,
         capacity: 16384,
-        item_max: 4096,
+        item_max: 1 << 20,
         threads: 1,
         max_conns: 1024,
         idle: None,
@@ -88,20 +109,35 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         persist_mb: 64,
         write_back: None,
     };
+    let (mut memory, mut capacity, mut item_max) = (None, None, None);
     let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--help" || a == "-h" {
+    while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
             return Ok(None);
         }
-        let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
+        if arg == "--fixed" {
+            o.fixed = true;
+            continue;
+        }
+        // `--name=value` as well as `--name value`.
+        let (a, v) = match arg.split_once('=').filter(|_| arg.starts_with("--")) {
+            Some((a, v)) => (a.to_string(), v.to_string()),
+            None => {
+                let v = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                (arg, v)
+            }
+        };
         let num = |v: &str| {
             v.parse::<u64>()
                 .map_err(|_| format!("{a}: not a number: {v}"))
         };
         match a.as_str() {
             "--listen" => o.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?,
-            "--capacity" => o.capacity = num(&v)? as usize,
-            "--item-size-max" => o.item_max = num(&v)? as usize,
+            "-m" | "--memory-limit" => memory = Some(num(&v)?),
+            "--capacity" => capacity = Some(num(&v)? as usize),
+            "-I" | "--max-item-size" | "--item-size-max" => {
+                item_max = Some(size(&v).ok_or_else(|| format!("{a}: not a size: {v}"))?)
+            }
             "--threads" => o.threads = num(&v)?.max(1) as usize,
             "--max-conns" => o.max_conns = num(&v)?.max(1) as usize,
             "--idle-timeout" => {
@@ -115,13 +151,49 @@ fn parse_opts() -> Result<Option<Opts>, String> {
             _ => return Err(format!("unknown option {a} (see --help)")),
         }
     }
-    if o.capacity == 0 || o.capacity > 65534 {
-        return Err("--capacity must be in 1..=65534".into());
-    }
-    if o.item_max > 16383 - tickcache::memcached::HEADER {
-        return Err("--item-size-max must be at most 16371".into());
+    o.fixed |= o.persist.is_some();
+    if o.fixed {
+        if memory.is_some() {
+            return Err("-m is the heap table's budget; with --fixed, use --capacity".into());
+        }
+        o.capacity = capacity.unwrap_or(o.capacity);
+        o.item_max = item_max.unwrap_or(4096);
+        if o.capacity == 0 || o.capacity > 65534 {
+            return Err("--capacity must be in 1..=65534".into());
+        }
+        if o.item_max > 16383 - tickcache::memcached::HEADER {
+            return Err("with --fixed, -I must be at most 16371".into());
+        }
+    } else {
+        if capacity.is_some() {
+            return Err("--capacity needs --fixed (the heap table is bounded by -m)".into());
+        }
+        let mb = memory.unwrap_or(64);
+        if mb == 0 || mb > (usize::MAX >> 21) as u64 {
+            return Err("-m must be a positive number of megabytes".into());
+        }
+        o.memory = (mb as usize) << 20;
+        o.item_max = item_max.unwrap_or(o.item_max);
+        // memcached's rule: an item may take at most half of the memory.
+        if o.item_max == 0 || o.item_max > o.memory / 2 {
+            return Err(format!(
+                "-I must be between 1 and half of -m ({} bytes)",
+                o.memory / 2
+            ));
+        }
     }
     Ok(Some(o))
+}
+
+/// A size in bytes, or in KiB or MiB with a `k` or `m` suffix (memcached's `-I`).
+fn size(v: &str) -> Option<usize> {
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        _ => (v, 0),
+    };
+    let n: usize = digits.parse().ok()?;
+    n.checked_mul(1 << shift)
 }
 
 /// The engine with its store type erased, so the connection code is compiled once.
@@ -134,10 +206,11 @@ trait Service: Send {
     fn len(&self) -> usize;
 }
 
-impl<S, const V: usize> Service for Memcached<S, V>
+impl<S, const V: usize, B> Service for Memcached<S, V, B>
 where
     S: Store + Send,
     S::Error: Debug,
+    B: Scratch + Send,
 {
     fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Vec<u8>) -> Outcome {
         Memcached::execute(self, cmd, now, out)
@@ -165,9 +238,29 @@ struct Built {
     ram: usize,
 }
 
-/// Builds the engine on a thread whose stack can hold the table while it is moved into its
-/// box (the table is one value of up to hundreds of megabytes).
+/// Builds the engine: the heap table, or the fixed table (with its persistence).
 fn build(o: &Opts) -> Result<Built, String> {
+    if o.fixed {
+        return build_fixed(o);
+    }
+    let limits = Limits::new(o.memory).value_max(o.item_max + tickcache::memcached::HEADER);
+    // Keys come from the network: a randomly keyed hasher.
+    let table = HeapTable::with_hasher(limits, Keyed::new()).map_err(|e| format!("-m/-I: {e}"))?;
+    Ok(Built {
+        service: Box::new(Memcached::<_, 0, Vec<u8>>::with_scratch(
+            table,
+            o.item_max,
+            0,
+            Vec::new(),
+        )),
+        resume_ticks: 0,
+        ram: o.memory,
+    })
+}
+
+/// Builds the fixed table's engine on a thread whose stack can hold the table while it is
+/// moved into its box (the table is one value of up to hundreds of megabytes).
+fn build_fixed(o: &Opts) -> Result<Built, String> {
     let n = [1024usize, 16384, 65534]
         .into_iter()
         .find(|&n| n >= o.capacity)
@@ -290,7 +383,9 @@ impl Shared {
         );
         stat(out, "max_connections", self.opts.max_conns as u64);
         stat(out, "limit_maxbytes", self.ram as u64);
-        stat(out, "limit_items", self.opts.capacity as u64);
+        if self.opts.fixed {
+            stat(out, "limit_items", self.opts.capacity as u64);
+        }
     }
 }
 
@@ -321,7 +416,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let o = &shared.opts;
     let mut parser = Parser::new(o.item_max, LINE_MAX);
-    let mut buf = vec![0u8; parser.buffer_size()];
+    // The read buffer starts at two command lines and grows (doubling) only while a
+    // command's data block does not fit, up to a whole command; it shrinks back once the
+    // large command is done. So a connection costs 16 KiB, not 1 MiB, between large items.
+    let full = parser.buffer_size();
+    let small = (2 * LINE_MAX).min(full);
+    let mut buf = vec![0u8; small];
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let (mut start, mut end) = (0usize, 0usize);
     // When the first byte of the unfinished command arrived (its deadline runs from there),
@@ -390,9 +490,17 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         }
         if start == end {
             (start, end) = (0, 0);
+            if buf.len() > small {
+                buf.truncate(small);
+                buf.shrink_to_fit();
+            }
         } else if end == buf.len() {
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
+            if end == buf.len() {
+                // A command larger than the buffer (a data block on its way).
+                buf.resize((2 * buf.len()).min(full), 0);
+            }
         }
         let n = if start < end || parser.skipping() {
             // Part of a command is here. When the command before it was completed by the
@@ -527,11 +635,20 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(o.listen, |a| a);
-        eprintln!(
-            "tickcache-server: listening on {addr}; {} items max of {} bytes; table {} bytes; \
-             {items} items restored",
-            o.capacity, o.item_max, shared.ram
-        );
+        if o.fixed {
+            eprintln!(
+                "tickcache-server: listening on {addr}; fixed table: {} items max of {} bytes; \
+                 table {} bytes; {items} items restored",
+                o.capacity, o.item_max, shared.ram
+            );
+        } else {
+            eprintln!(
+                "tickcache-server: listening on {addr}; heap table: {} MiB for items of up to {} \
+                 bytes",
+                o.memory >> 20,
+                o.item_max
+            );
+        }
         if o.persist.is_some() && o.write_back.is_some() {
             let sh = Arc::clone(&shared);
             tokio::spawn(async move {

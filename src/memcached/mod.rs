@@ -74,7 +74,65 @@ impl Sink for std::vec::Vec<u8> {
 pub trait Store: Backend {
     /// The live entry for `key`: bytes, kind and expiry tick, without changing recency.
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)>;
+
+    /// The memory the store accounts for, if it keeps a budget in bytes (`stats` then
+    /// reports `bytes`, `limit_maxbytes` and `evictions`).
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
 }
+
+/// A store's memory accounting, reported by `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Usage {
+    /// Bytes the items count (memcached's `bytes`).
+    pub bytes: u64,
+    /// The budget (memcached's `limit_maxbytes`).
+    pub limit: u64,
+    /// Live items removed to make room (memcached's `evictions`).
+    pub evictions: u64,
+}
+
+/// The engine's working buffer for `append`, `prepend` and `incr`: room for one item.
+///
+/// A fixed table's engine uses `[u8; V]` (the table's value size, no heap); an engine on a
+/// `HeapTable` (feature `std`) uses a `Vec<u8>` that grows to the largest item
+/// such a command has rewritten.
+pub trait Scratch {
+    /// Largest item (header included) the buffer can hold.
+    fn capacity(&self) -> usize;
+    /// The first `len` bytes of the buffer; `None` above [`Scratch::capacity`].
+    fn room(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+impl<const V: usize> Scratch for [u8; V] {
+    fn capacity(&self) -> usize {
+        V
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.get_mut(..len)
+    }
+}
+
+#[cfg(feature = "std")]
+impl Scratch for std::vec::Vec<u8> {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.len() < len {
+            self.resize(len, 0);
+        }
+        self.get_mut(..len)
+    }
+}
+
+/// The engine on a [`HeapTable`](crate::heap::HeapTable), with a growable working buffer;
+/// build it with [`Memcached::with_scratch`] and `Vec::new()`.
+#[cfg(feature = "std")]
+pub type HeapMemcached<H = std::collections::hash_map::RandomState> =
+    Memcached<crate::heap::HeapTable<H>, 0, std::vec::Vec<u8>>;
 
 impl<const N: usize, const K: usize, const V: usize, H: BuildHasher> Store for Table<N, K, V, H> {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
@@ -185,16 +243,17 @@ pub struct Stats {
 
 /// The memcached engine over store `S` whose values hold `V` bytes (the table's `V`).
 ///
-/// It keeps the cas counter, the `stats` counters, a pending delayed flush, and one
-/// `V`-byte scratch buffer for `append`/`prepend`/`incr`, so its RAM cost is the store plus
-/// `V` bytes and a few words.
-pub struct Memcached<S, const V: usize> {
+/// It keeps the cas counter, the `stats` counters, a pending delayed flush, and a scratch
+/// buffer `B` for `append`/`prepend`/`incr`: by default `V` bytes, so its RAM cost is the
+/// store plus `V` bytes and a few words. On the heap table `B` is a `Vec<u8>` and `V` is
+/// unused (`HeapMemcached`, feature `std`).
+pub struct Memcached<S, const V: usize, B = [u8; V]> {
     store: S,
     item_max: usize,
     cas: u64,
     flush_at: Option<u64>,
     stats: Stats,
-    scratch: [u8; V],
+    scratch: B,
 }
 
 const STORED: &[u8] = b"STORED\r\n";
@@ -210,6 +269,23 @@ pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
 const NO_MEMORY: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
 const BACKEND: &[u8] = b"SERVER_ERROR storage failure\r\n";
 const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+
+impl<S: Store, const V: usize, B: Scratch> Memcached<S, V, B> {
+    /// An engine over `store` with the working buffer `scratch`, accepting items of up to
+    /// `item_max` data bytes (capped by the buffer's capacity less the 12-byte header; the
+    /// store may refuse less). Cas uniques start after `first_cas`.
+    pub fn with_scratch(store: S, item_max: usize, first_cas: u64, scratch: B) -> Self {
+        let cap = scratch.capacity().saturating_sub(HEADER);
+        Memcached {
+            store,
+            item_max: item_max.min(cap),
+            cas: first_cas,
+            flush_at: None,
+            stats: Stats::default(),
+            scratch,
+        }
+    }
+}
 
 impl<S: Store, const V: usize> Memcached<S, V> {
     /// An engine over `store`, accepting items of up to `item_max` data bytes (capped at
@@ -246,7 +322,9 @@ impl<S: Store, const V: usize> Memcached<S, V> {
             scratch: [0; V],
         }
     }
+}
 
+impl<S: Store, const V: usize, B: Scratch> Memcached<S, V, B> {
     /// The item limit in data bytes.
     pub const fn item_max(&self) -> usize {
         self.item_max
@@ -410,6 +488,10 @@ impl<S: Store, const V: usize> Memcached<S, V> {
     /// Writes the `STAT` lines of the counters (without the final `END`).
     pub fn write_stats(&self, out: &mut impl Sink) {
         let s = &self.stats;
+        if let Some(u) = self.store.usage() {
+            stat(out, "bytes", u.bytes);
+            stat(out, "evictions", u.evictions);
+        }
         let lines: [(&str, u64); 20] = [
             ("curr_items", self.store.len() as u64),
             ("total_items", s.total_items),
@@ -590,8 +672,11 @@ impl<S: Store, const V: usize> Memcached<S, V> {
                 if n + data.len() > self.item_max {
                     return TOO_LARGE;
                 }
-                self.scratch[..n].copy_from_slice(old);
-                let held = &self.scratch[..n];
+                let Some(held) = self.scratch.room(n) else {
+                    return TOO_LARGE;
+                };
+                held.copy_from_slice(old);
+                let held: &[u8] = held;
                 let parts: [&[u8]; 2] = if op == StoreOp::Append {
                     [held, data]
                 } else {
@@ -662,13 +747,14 @@ impl<S: Store, const V: usize> Memcached<S, V> {
         // memcached rewrites the item in place when the result is not longer than the
         // stored data, padding it with spaces to the stored length (whatever that length).
         let len = n.max(data.len());
-        let Some(buf) = self.scratch.get_mut(..len) else {
+        let Some(buf) = self.scratch.room(len) else {
             // Only a table with values below 20 bytes: the number does not fit.
             return reply(out, noreply, TOO_LARGE);
         };
         buf[..n].copy_from_slice(&digits[..n]);
         buf[n..].fill(b' ');
-        let unique = self.next_cas();
+        self.cas = self.cas.wrapping_add(1).max(1);
+        let unique = self.cas;
         let r = write_item(
             &mut self.store,
             key,
@@ -676,7 +762,7 @@ impl<S: Store, const V: usize> Memcached<S, V> {
             flags,
             unique,
             expiry,
-            [&self.scratch[..len], &[]],
+            [&*buf, &[]],
             now,
         );
         if r == STORED {
@@ -691,7 +777,7 @@ impl<S: Store, const V: usize> Memcached<S, V> {
     }
 }
 
-impl<S, const V: usize> core::fmt::Debug for Memcached<S, V> {
+impl<S, const V: usize, B> core::fmt::Debug for Memcached<S, V, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Memcached")
             .field("item_max", &self.item_max)
