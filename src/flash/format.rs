@@ -47,8 +47,14 @@
 //!
 //! A page whose part A is invalid is free (blank or garbage from an interrupted erase).
 //! A page with both parts valid belongs to the log; the log is the run of such pages with
-//! increasing sequence numbers that ends at the highest one, read oldest first. Inside a
-//! page, records are read up to the first one that is blank or fails its CRC.
+//! consecutive sequence numbers (each page opened gets the next one) that ends at the
+//! highest one, read oldest first. Inside a page, records are read up to the first one that
+//! is blank or fails its CRC. What follows tells how the page ends: blank flash, or a torn
+//! record (a prefix of a record, then blank flash to the end of the page, and no valid
+//! record inside its claimed length), is a normal end; anything else is damage, and
+//! [`Persistent::open`](super::Persistent::open) then drops every entry whose latest record
+//! precedes it. Outside the log, no page has a valid part B or holds valid records unless
+//! damaged.
 //!
 //! An operation writes one *batch*: its records from a first (`S`) to a last (`E`) one. A
 //! batch counts only when its last record is on flash; a batch cut short is ignored. A
@@ -344,6 +350,15 @@ fn part_b_crc(fields: &[u8]) -> u32 {
     c.finish()
 }
 
+/// Why a record header does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// The bytes end before the header does: a write cut short could have left them.
+    Short,
+    /// No header starts with these bytes.
+    Invalid,
+}
+
 /// A record header, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecHead {
@@ -450,45 +465,67 @@ impl RecHead {
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
     /// time `base`, checking its shape (not the CRC, which needs key and value).
     pub(crate) fn decode(h: &[u8], base: u64) -> Option<RecHead> {
-        let tag = *h.first()?;
+        Self::parse(h, base).ok()
+    }
+
+    /// [`RecHead::decode`], telling a header that `h` cuts short ([`Unread::Short`]: it may
+    /// continue past `h`) from one that no bytes after `h` could make valid.
+    pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
+        let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
+        let varint = |n: usize, max: usize| {
+            let rest = h.get(n..).unwrap_or(&[]);
+            get_varint(rest, max).ok_or_else(|| {
+                // Every byte read so far asks for one more, and `h` ends first.
+                let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
+                if short {
+                    Unread::Short
+                } else {
+                    Unread::Invalid
+                }
+            })
+        };
+        let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
         let mut n = 1;
         let (mut klen, mut vlen) = (0u8, 0u64);
-        match ty {
-            T_PUT => {
-                crate::value::Kind::from_u8(kind)?;
-                klen = *h.get(n)?;
-                n += 1;
-                let (v, l) = get_varint(h.get(n..)?, 3)?;
-                vlen = v;
-                n += l;
-            }
-            T_TOMB => {
-                klen = *h.get(n)?;
-                n += 1;
-            }
-            _ => {}
+        if ty == T_PUT && crate::value::Kind::from_u8(kind).is_none() {
+            return Err(Unread::Invalid);
         }
-        if (ty != T_PUT && (kind != 0 || x)) || (ty <= T_TOMB && klen == 0) {
-            return None;
+        if ty != T_PUT && (kind != 0 || x) {
+            return Err(Unread::Invalid);
+        }
+        if ty <= T_TOMB {
+            klen = byte(n)?;
+            n += 1;
+            if klen == 0 {
+                return Err(Unread::Invalid);
+            }
+        }
+        if ty == T_PUT {
+            let (v, l) = varint(n, 3)?;
+            vlen = v;
+            n += l;
         }
         let mut time = base;
         if tag & TAG_DELTA != 0 {
-            let (d, l) = get_varint(h.get(n..)?, VARINT_MAX)?;
-            if d == 0 {
-                return None;
-            }
-            time = base.checked_add(d)?;
+            let (d, l) = varint(n, VARINT_MAX)?;
+            time = base
+                .checked_add(d)
+                .filter(|_| d != 0)
+                .ok_or(Unread::Invalid)?;
             n += l;
         }
         let mut expiry = NEVER;
         if x {
-            let (d, l) = get_varint(h.get(n..)?, VARINT_MAX)?;
-            expiry = time.checked_add(d).filter(|&e| e != NEVER)?;
+            let (d, l) = varint(n, VARINT_MAX)?;
+            expiry = time
+                .checked_add(d)
+                .filter(|&e| e != NEVER)
+                .ok_or(Unread::Invalid)?;
             n += l;
         }
-        Some(RecHead {
+        Ok(RecHead {
             tag,
             klen,
             vlen: vlen as u32,
@@ -613,6 +650,33 @@ mod tests {
         assert_eq!(r.size(1), 3 + 2 + 5 + 4);
         assert_eq!(r.size(16), 16);
         assert_eq!(RecHead::decode(&[0xff; REC_HEAD_MAX], 0), None);
+    }
+
+    #[test]
+    fn a_header_cut_short_is_told_from_an_invalid_one() {
+        for (ty, kind, klen, vlen, time, expiry, base) in [
+            (T_PUT, 2u8, 3usize, 300usize, 1 << 20, 1 << 30, 90u64),
+            (T_TOMB, 0, 255, 0, 200, u64::MAX, 0),
+            (T_TIME, 0, 0, 0, 1 << 40, u64::MAX, 0),
+        ] {
+            let r = RecHead::new(ty, true, false, kind, klen, vlen, time, expiry, base);
+            let h = r.encode(base);
+            let n = usize::from(r.hlen);
+            assert_eq!(RecHead::parse(&h[..n], base), Ok(r));
+            for cut in 0..n {
+                assert_eq!(
+                    RecHead::parse(&h[..cut], base),
+                    Err(Unread::Short),
+                    "cut {cut}"
+                );
+            }
+        }
+        assert_eq!(RecHead::parse(&[0xff], 0), Err(Unread::Invalid));
+        assert_eq!(RecHead::parse(&[0x00, 0x00], 0), Err(Unread::Invalid));
+        assert_eq!(
+            RecHead::parse(&[0x00, 0x03, 0x80, 0x00], 0),
+            Err(Unread::Invalid)
+        );
     }
 
     #[test]

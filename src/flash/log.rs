@@ -7,14 +7,17 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, MAX_WORD,
-    PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, Unread,
+    MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
 /// Bytes of the stack buffer used for reads and writes; `READ_SIZE` and `WRITE_SIZE` divide
 /// it ([`Log::GEOMETRY`]).
 pub(crate) const SCRATCH: usize = MAX_WORD;
+
+/// Bytes after part A searched for a record in a page whose header does not check out.
+const HOLD_SCAN: u32 = 256;
 
 /// A place in the log: `li`-th page of the log (0 = oldest), byte offset in that page
 /// (0: the page's first record, wherever its header ends).
@@ -54,6 +57,15 @@ pub(crate) struct Log<F> {
     /// Where the records of the last two pages looked up start, and their base times:
     /// (physical page, first record offset, base time).
     starts: [Option<(u32, u32, u64)>; 2],
+    /// While true (the first replay at open), [`Log::next_rec`] checks how each page's
+    /// records end and moves [`Log::trust_from`] past any damage.
+    pub check: bool,
+    /// Log pages whose end has been checked.
+    checked: u32,
+    /// First log page trusted to hold the latest record of every key it is read up to:
+    /// damage was found in the page before it (or a gap just before it). Records before it
+    /// are never restored nor copied by compaction; 0 when nothing is known damaged.
+    pub trust_from: u32,
 }
 
 type Res<T, F> = Result<T, FlashError<<F as embedded_storage::nor_flash::ErrorType>::Error>>;
@@ -74,6 +86,9 @@ impl<F: NorFlash> Log<F> {
             max_erase: 0,
             written_time: 0,
             starts: [None; 2],
+            check: false,
+            checked: 0,
+            trust_from: 0,
         }
     }
 
@@ -360,6 +375,121 @@ impl<F: NorFlash> Log<F> {
         Ok((crc.finish() == u32::from_le_bytes(c)).then_some(r))
     }
 
+    /// True when page `p`'s records, ending at `off` (no valid record there), end in
+    /// damage rather than in blank flash or in a record a power cut tore.
+    ///
+    /// A torn record is a prefix of a record, followed by blank flash to the end of the
+    /// page (nothing is written after a torn record: the page is sealed when the log is
+    /// next opened). So the bytes from `off` to the last one not 0xFF must be a header cut
+    /// short, or a whole header with the record's last bytes still blank. Anything else (a
+    /// record whose CRC fails with its last byte written, a header no bytes could complete,
+    /// written bytes after blank ones) is damage, and so is a torn-looking record with
+    /// valid records inside its claimed length or one whose header, with one bit flipped
+    /// back, makes a whole record. Other damage to a page's last record that makes it claim
+    /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
+    pub fn damaged_end(&mut self, p: u32, off: u32, base: u64) -> Res<bool, F> {
+        let addr = self.page_addr(p);
+        // One past the last byte that is not 0xFF, relative to `off`.
+        let mut written = 0u32;
+        let mut buf = [0u8; SCRATCH];
+        let mut at = off;
+        while at < self.page_size {
+            let n = (self.page_size - at).min(SCRATCH as u32);
+            self.read(addr + at, &mut buf[..n as usize])?;
+            if let Some(i) = buf[..n as usize].iter().rposition(|&b| b != 0xff) {
+                written = at - off + i as u32 + 1;
+            }
+            at += n;
+        }
+        if written == 0 {
+            return Ok(false);
+        }
+        let n = (written as usize).min(REC_HEAD_MAX);
+        let mut h = [0xffu8; REC_HEAD_MAX];
+        self.read(addr + off, &mut h[..n])?;
+        let torn = match RecHead::parse(&h[..n], base) {
+            Err(Unread::Short) => true,
+            Err(Unread::Invalid) => false,
+            Ok(r) => {
+                written < r.body_end() + REC_CRC as u32
+                    && r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off)
+            }
+        };
+        if !torn {
+            return Ok(true);
+        }
+        // A length field damaged upwards makes the following records look like the rest
+        // of a torn one: a valid record inside it tells them apart. In the page's last
+        // record, one flipped header bit is found by flipping each back: a whole record
+        // that then checks out, ending where the written bytes end, was not torn.
+        if self.valid_record_in(p, off + 1, off + written, base)? {
+            return Ok(true);
+        }
+        for bit in 0..n * 8 {
+            let mut g = h;
+            g[bit / 8] ^= 1 << (bit % 8);
+            let Ok(r) = RecHead::parse(&g[..n], base) else {
+                continue;
+            };
+            let end = r.body_end() + REC_CRC as u32;
+            let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
+            if fits
+                && written <= end
+                && written + REC_CRC as u32 > end
+                && self.crc_ok(p, off, &g, &r)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
+    /// in place of those on flash, has a matching CRC.
+    fn crc_ok(&mut self, p: u32, off: u32, head: &[u8], r: &RecHead) -> Res<bool, F> {
+        let addr = self.page_addr(p) + off;
+        let hl = u32::from(r.hlen);
+        let end = r.body_end();
+        let mut crc = Crc::new();
+        crc.update(&head[..hl as usize]);
+        let mut buf = [0u8; SCRATCH];
+        let mut at = hl;
+        while at < end {
+            let k = (end - at).min(SCRATCH as u32);
+            self.read(addr + at, &mut buf[..k as usize])?;
+            crc.update(&buf[..k as usize]);
+            at += k;
+        }
+        let mut c = [0u8; REC_CRC];
+        self.read(addr + end, &mut c)?;
+        Ok(crc.finish() == u32::from_le_bytes(c))
+    }
+
+    /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
+    /// `p` (read with base time `base`).
+    fn valid_record_in(&mut self, p: u32, from: u32, to: u32, base: u64) -> Res<bool, F> {
+        let ws = F::WRITE_SIZE as u32;
+        let mut off = align_up(from as usize, ws as usize) as u32;
+        while off < to.min(self.page_size) {
+            if self.read_record(p, off, base)?.is_some() {
+                return Ok(true);
+            }
+            off += ws;
+        }
+        Ok(false)
+    }
+
+    /// True when page `p` (not in the log) holds a valid record in its first bytes after
+    /// part A: a log page whose header is damaged. Blank pages are told at one read.
+    pub fn holds_records(&mut self, p: u32) -> Res<bool, F> {
+        let from = Self::a_len();
+        let to = (from + HOLD_SCAN).min(self.page_size);
+        if self.is_blank(self.page_addr(p) + from, to - from)? {
+            return Ok(false);
+        }
+        self.valid_record_in(p, from, to, 0)
+    }
+
     /// Reads the key and value of the record at `pos` into `key` and `val`.
     pub fn read_body(
         &mut self,
@@ -390,6 +520,12 @@ impl<F: NorFlash> Log<F> {
                 let off = pos.off.max(first);
                 if let Some(r) = self.read_record(p, off, base)? {
                     return Ok(Some((Pos { li: pos.li, off }, r)));
+                }
+                if self.check && pos.li >= self.checked {
+                    self.checked = pos.li + 1;
+                    if self.damaged_end(p, off, base)? {
+                        self.trust_from = self.trust_from.max(pos.li + 1);
+                    }
                 }
             }
             pos = Pos {
