@@ -8,7 +8,7 @@
 //! One tokio event loop (`--threads 1`, the default) serves every connection; the cache is
 //! one [`Memcached`] engine behind a mutex, so commands are applied one at a time. Each
 //! connection owns a read buffer of 16 KiB that grows to hold one large command (a line of
-//! up to 8 KiB plus one data block) while it arrives, and an output buffer that is sent
+//! up to 64 KiB plus one data block) while it arrives, and an output buffer that is sent
 //! whenever it passes 64 KiB, so memory per connection is bounded. Run with `--help` for the options.
 
 use std::fmt::Debug;
@@ -29,8 +29,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Key capacity of every table: memcached's longest key.
 const KEY: usize = tickcache::memcached::MAX_KEY;
-/// Longest command line (a multi-get included), newline included.
-const LINE_MAX: usize = 8192;
+/// Longest command line (a multi-get included), newline included: 2,000 Django-made keys
+/// fit (memcached reads multi-gets of any length; other lines it limits to 2 KiB).
+const LINE_MAX: usize = 64 * 1024;
+/// A connection's read buffer between large commands.
+const READ_SMALL: usize = 16 * 1024;
 /// The output buffer is sent when it grows past this, even inside a multi-get.
 const OUT_HIGH: usize = 64 * 1024;
 /// Flash page of the persistence image.
@@ -69,7 +72,7 @@ OPTIONS
 RAM, heap table (the default): each item takes its key, its data, a 12-byte header and 64
 bytes of bookkeeping, counted against -m (stats: bytes, limit_maxbytes, evictions); the
 process idles at a few megabytes. Outside -m: a staging buffer of one item (only as far as
-items fill it), and each connection's read buffer of 16 KiB, which grows to 8 KiB + -I
+items fill it), and each connection's read buffer of 16 KiB, which grows to 64 KiB + -I
 while a large item arrives and shrinks back after it.
 RAM, --fixed: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes.
 The slot count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item
@@ -420,7 +423,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     // command's data block does not fit, up to a whole command; it shrinks back once the
     // large command is done. So a connection costs 16 KiB, not 1 MiB, between large items.
     let full = parser.buffer_size();
-    let small = (2 * LINE_MAX).min(full);
+    let small = READ_SMALL.min(full);
     let mut buf = vec![0u8; small];
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let (mut start, mut end) = (0usize, 0usize);
