@@ -118,6 +118,17 @@ mod tests {
             Some(u64::MAX - 1)
         );
         assert_eq!(Timeout::Secs(i64::MIN).to_ticks(u32::MAX), Some(0));
+        // Both sides of the 32 x 32-bit fast path agree with the saturating product.
+        let big = u64::from(u32::MAX);
+        assert_eq!(
+            Timeout::Secs(big as i64).to_ticks(u32::MAX),
+            Some(big * big)
+        );
+        assert_eq!(
+            Timeout::Secs(big as i64 + 1).to_ticks(u32::MAX),
+            Some((big + 1) * big)
+        );
+        assert_eq!(Timeout::Secs(300).to_ticks(1000), Some(300_000));
         assert_eq!(Timeout::Millis(1).to_ticks(1000), Some(1));
         assert_eq!(Timeout::Millis(1).to_ticks(100), Some(1));
         assert_eq!(Timeout::Millis(0).to_ticks(100), Some(0));
