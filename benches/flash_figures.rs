@@ -1,6 +1,7 @@
 //! Flash figures for FLASH.md, all on the mock flash (which counts every call):
-//! sequential-storage's map beside tickcache on sequential-storage's published workload,
-//! bytes written per `set`, erases per 10,000 sets, wear spread, and the time to open a
+//! sequential-storage's map beside tickcache on sequential-storage's published workload
+//! (bare and Django-made keys, both policies), the same workload with values that change
+//! every round and a flush every ten rounds (what write-back saves), bytes written per `set`, erases per 10,000 sets, wear spread, and the time to open a
 //! full region.
 //!
 //! ```text
@@ -122,7 +123,15 @@ const NAMES: [&str; 24] = [
     "17", "18", "19", "20", "21", "22", "23",
 ];
 
-fn tickcache_run<const P: usize, const S: usize>(policy: Policy, bare: bool) -> Counts {
+/// One run of sequential-storage's workload through the `Cache` API. With `rewrite`, each
+/// round's values differ from the last round's (the round number is in every value) and a
+/// flush ends every tenth round; else the values are the map workload's, the same every
+/// round.
+fn tickcache_run<const P: usize, const S: usize>(
+    policy: Policy,
+    bare: bool,
+    rewrite: bool,
+) -> Counts {
     let mut flash = MockFlash::<P, S, 1>::new();
     let clock = ManualClock::new(1000);
     let p =
@@ -135,13 +144,18 @@ fn tickcache_run<const P: usize, const S: usize>(policy: Policy, bare: bool) -> 
     };
     let mut cache = p.into_cache(&clock, config);
     let mut out = [0u8; 72];
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
+        let value = |i: usize| {
+            let fill = if rewrite { (i + round) as u8 } else { i as u8 };
+            vec![fill; LEN[i]]
+        };
         for i in WRITE_ORDER {
-            let v = vec![i as u8; LEN[i]];
-            cache.set_raw(NAMES[i], &v, Timeout::Never).expect("set");
+            cache
+                .set_raw(NAMES[i], &value(i), Timeout::Never)
+                .expect("set");
         }
         for (n, i) in READ_ORDER.into_iter().enumerate() {
-            let want = vec![i as u8; LEN[i]];
+            let want = value(i);
             if n % 2 == 0 {
                 let len = cache
                     .get_raw(NAMES[i], &mut out)
@@ -152,6 +166,9 @@ fn tickcache_run<const P: usize, const S: usize>(policy: Policy, bare: bool) -> 
                 let same = cache.with_raw(NAMES[i], |b, _| b == want).expect("get");
                 assert_eq!(same, Some(true), "tickcache key {i}");
             }
+        }
+        if rewrite && round % 10 == 9 {
+            cache.backend_mut().flush().expect("flush");
         }
     }
     cache.close().expect("close");
@@ -165,24 +182,44 @@ fn row(name: &str, c: Counts) {
     );
 }
 
+/// Write-back keeping every key of a round listed (`max_dirty` above the 24 keys).
+const WRITE_BACK: Policy = Policy::WriteBack { max_dirty: 32 };
+
 fn side_by_side<const P: usize, const S: usize>() {
     println!();
     println!("## sequential-storage's map workload, {P} x {S} B, WRITE_SIZE 1, one run");
     println!("| engine | erases | read calls | bytes read | write calls | bytes written |");
     println!("|---|---|---|---|---|---|");
     row("sequential-storage 8 map, no cache", seq_storage::<P, S>());
-    row(
-        "tickcache write-through",
-        tickcache_run::<P, S>(Policy::WriteThrough, true),
+    for (keys, bare) in [("bare keys `n`", true), ("Django keys `:1:n`", false)] {
+        row(
+            &format!("tickcache write-through, {keys}"),
+            tickcache_run::<P, S>(Policy::WriteThrough, bare, false),
+        );
+        row(
+            &format!("tickcache write-back (max_dirty 6), {keys}"),
+            tickcache_run::<P, S>(Policy::WriteBack { max_dirty: 6 }, bare, false),
+        );
+    }
+}
+
+fn rewrites<const P: usize, const S: usize>() {
+    println!();
+    println!(
+        "## rewrites: 24 keys, new values every round, 100 rounds, a flush every 10, {P} x {S} B"
     );
-    row(
-        "tickcache write-back (max_dirty 6)",
-        tickcache_run::<P, S>(Policy::WriteBack { max_dirty: 6 }, true),
-    );
-    row(
-        "tickcache write-through, Django keys `:1:n`",
-        tickcache_run::<P, S>(Policy::WriteThrough, false),
-    );
+    println!("| engine | erases | read calls | bytes read | write calls | bytes written |");
+    println!("|---|---|---|---|---|---|");
+    for (keys, bare) in [("bare keys `n`", true), ("Django keys `:1:n`", false)] {
+        row(
+            &format!("tickcache write-through, {keys}"),
+            tickcache_run::<P, S>(Policy::WriteThrough, bare, true),
+        );
+        row(
+            &format!("tickcache write-back (max_dirty 32), {keys}"),
+            tickcache_run::<P, S>(WRITE_BACK, bare, true),
+        );
+    }
 }
 
 // ---- tickcache's own workload ------------------------------------------------------------
@@ -279,6 +316,9 @@ fn main() {
     side_by_side::<4, 256>();
     side_by_side::<4, 512>();
     side_by_side::<8, 256>();
+    rewrites::<4, 256>();
+    rewrites::<4, 512>();
+    rewrites::<8, 256>();
     println!();
     println!("## 10,000 sets, 48 keys, u32 values, 8 pages of 4 KiB");
     println!("| policy | WRITE_SIZE | bytes written per set | erases | most / least erased page | bytes read per set |");
