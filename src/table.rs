@@ -498,14 +498,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 /// including the entries an insert culls, and must restore entries without culling.
 impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K, V, S> {
     /// Reads an entry whether or not it has expired, without changing recency.
-    pub fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
+    pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
         let i = self.locate(key).1?;
         let (len, kind) = self.value_meta(i);
         Some((&self.vals[i][..len], kind, self.expiry[i]))
     }
 
     /// True when a `put` of `key` (absent from the table) would cull first.
-    pub fn would_cull(&self, key: &[u8]) -> bool {
+    pub(crate) fn would_cull(&self, key: &[u8]) -> bool {
         self.len >= self.limit() && self.locate(key).1.is_none()
     }
 
@@ -513,7 +513,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// recent first, without removing anything (expired entries are reclaimed silently and
     /// are not visited). Same choice as the cull an insert runs: with frequency 0, every
     /// live entry.
-    pub fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
+    pub(crate) fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
         if !self.ready {
             return;
         }
@@ -555,7 +555,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Runs the cull an insert would run at `now` (when the table is at `max_entries`) and
     /// calls `f` with the made key of each live entry it removes, before removing it.
     /// Returns how many live entries were removed.
-    pub fn cull_reporting(&mut self, now: u64, mut f: impl FnMut(&[u8])) -> usize {
+    pub(crate) fn cull_reporting(&mut self, now: u64, mut f: impl FnMut(&[u8])) -> usize {
         if self.len < self.limit() {
             return 0;
         }
@@ -572,7 +572,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// makes it most recent. Never runs Django's cull: when the table is at `max_entries`
     /// it reclaims entries expired at `now`, then, if still full, drops the least recent
     /// entry. Returns `false` (and stores nothing) when `key` or `bytes` exceed `K` or `V`.
-    pub fn restore(&mut self, key: &[u8], bytes: &[u8], kind: Kind, expiry: u64, now: u64) -> bool {
+    pub(crate) fn restore(
+        &mut self,
+        key: &[u8],
+        bytes: &[u8],
+        kind: Kind,
+        expiry: u64,
+        now: u64,
+    ) -> bool {
         if key.len() > K || bytes.len() > V {
             return false;
         }

@@ -1,0 +1,320 @@
+//! The [`Backend`] implementation: each operation changes the table and logs the change
+//! (at once under write-through, at the next flush under write-back).
+
+use core::hash::BuildHasher;
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::format::{T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::space::{xlen, Placer};
+use super::{widen, Fe, Persistent, Policy, Res};
+use crate::backend::{Backend, Put};
+use crate::error::Error;
+use crate::key::KeyError;
+use crate::memcached::Store;
+use crate::value::Kind;
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Persistent<F, N, K, V, D, S>
+{
+    pub(super) fn see(&mut self, now: u64) {
+        self.time = self.time.max(now);
+    }
+
+    /// Logs the lazy removal of `key` when it is held but expired at `now`.
+    pub(super) fn note_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+        let expired = matches!(self.table.peek_any(key), Some((_, _, e)) if e <= now);
+        if expired {
+            self.make_room(1, None)?;
+        }
+        Ok(expired)
+    }
+
+    /// An insert that culls more keys than the list holds: one batch written directly.
+    pub(super) fn put_culling(
+        &mut self,
+        key: &[u8],
+        expiry: u64,
+        now: u64,
+        staged: &[u8],
+        kind: Kind,
+    ) -> Res<(), F> {
+        self.flush_dirty()?;
+        let vlen = staged.len();
+        self.reserve(&|s: &Self, pl: &mut Placer| {
+            if s.table.would_cull(key) {
+                if s.table.cull_frequency() == 0 {
+                    pl.place(0, 0, 0);
+                } else {
+                    s.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
+                }
+            }
+            pl.place(key.len(), vlen, xlen(expiry, s.time));
+        })?;
+        let time = self.time;
+        let Self { table, log, .. } = self;
+        let mut first = true;
+        if table.would_cull(key) {
+            if table.cull_frequency() == 0 {
+                table.cull_reporting(now, |_| {});
+                log.append(T_CLEAR, true, false, 0, &[], &[], time, 0)
+                    .map_err(Error::Backend)?;
+                first = false;
+            } else {
+                let mut err = None;
+                table.cull_reporting(now, |k| {
+                    if err.is_none() {
+                        if let Err(e) = log.append(T_TOMB, first, false, 0, k, &[], time, 0) {
+                            err = Some(e);
+                        }
+                        first = false;
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(Error::Backend(e));
+                }
+            }
+        }
+        table
+            .put(key, Put::Set, expiry, now, |dst| {
+                dst[..staged.len()].copy_from_slice(staged);
+                Ok((staged.len(), kind))
+            })
+            .map_err(widen)?;
+        log.append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
+            .map_err(Error::Backend)?;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Backend for Persistent<F, N, K, V, D, S>
+{
+    type Error = Fe<F>;
+
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error<Self::Error>> {
+        self.see(now);
+        if self.note_expired(key, now)? {
+            let _ = self.table.delete(key, now);
+            self.mark(key);
+            self.settle()?;
+            return Ok(None);
+        }
+        self.table.get(key, now, read).map_err(widen)
+    }
+
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if self.note_expired(key, now)? {
+            let _ = self.table.delete(key, now);
+            self.mark(key);
+            self.settle()?;
+            return Ok(false);
+        }
+        self.table.has_key(key, now).map_err(widen)
+    }
+
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if key.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        let held = self.table.peek_any(key).map(|(_, _, e)| e);
+        if mode == Put::Add && held.is_some_and(|e| e > now) {
+            return Ok(false);
+        }
+        let mut staged = [0u8; V];
+        let filled = match fill(&mut staged) {
+            Ok((len, _)) if len > V => Err(Error::ValueTooLarge),
+            Ok((len, _)) if !self.fits_alone(key.len(), len) => Err(Error::StorageFull),
+            other => other,
+        };
+        let (len, kind) = match filled {
+            Ok(x) => x,
+            Err(e) => {
+                // Never leave a stale value readable: the key goes.
+                if held.is_some() {
+                    self.make_room(1, None)?;
+                    let _ = self.table.delete(key, now);
+                    self.mark(key);
+                    self.settle()?;
+                }
+                return Err(e);
+            }
+        };
+        if self.table.would_cull(key) {
+            let mut victims = 0;
+            if self.table.cull_frequency() == 0 {
+                victims = N;
+            } else {
+                self.table.cull_victims(now, |_| victims += 1);
+            }
+            let listed = matches!(self.policy, Policy::WriteBack { .. }) && victims < D;
+            if listed && !self.cull_fits(key.len(), len, now) {
+                self.flush_dirty()?;
+            }
+            if !listed || !self.cull_fits(key.len(), len, now) {
+                self.put_culling(key, expiry, now, &staged[..len], kind)?;
+                return Ok(true);
+            }
+            let Self {
+                table,
+                dirty_keys,
+                dirty_len,
+                dirty,
+                ..
+            } = self;
+            table.cull_reporting(now, |k| {
+                if *dirty < D {
+                    dirty_keys[*dirty][..k.len()].copy_from_slice(k);
+                    dirty_len[*dirty] = k.len() as u8;
+                    *dirty += 1;
+                }
+            });
+        } else {
+            self.make_room(1, Some((key.len(), len)))?;
+        }
+        self.table
+            .put(key, Put::Set, expiry, now, |dst| {
+                dst[..len].copy_from_slice(&staged[..len]);
+                Ok((len, kind))
+            })
+            .map_err(widen)?;
+        self.mark(key);
+        self.settle()?;
+        Ok(true)
+    }
+
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        let vlen = match self.table.peek(key, now) {
+            Some((v, _, _)) => v.len(),
+            None => return Ok(false),
+        };
+        self.make_room(1, Some((key.len(), vlen)))?;
+        let touched = self.table.touch(key, expiry, now).map_err(widen)?;
+        if touched {
+            self.mark(key);
+            self.settle()?;
+        }
+        Ok(touched)
+    }
+
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if self.table.peek_any(key).is_none() {
+            return Ok(false);
+        }
+        self.make_room(1, None)?;
+        let live = self.table.delete(key, now).map_err(widen)?;
+        self.mark(key);
+        self.settle()?;
+        Ok(live)
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+        self.see(now);
+        if self.table.peek_any(key).is_none() {
+            return Err(Error::NotFound);
+        }
+        self.make_room(1, Some((key.len(), V)))?;
+        let r = self.table.incr(key, delta, now);
+        match r {
+            Ok(_) | Err(Error::NotFound) => {
+                self.mark(key);
+                self.settle()?;
+            }
+            _ => {}
+        }
+        r.map_err(widen)
+    }
+
+    fn rekey(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        expiry: u64,
+        now: u64,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.see(now);
+        if to.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        let vlen = match self.table.peek_any(from) {
+            Some((v, _, _)) => v.len(),
+            None => return Ok(false),
+        };
+        self.make_room(2, Some((K, vlen)))?;
+        let moved = self.table.rekey(from, to, expiry, now).map_err(widen)?;
+        self.mark(from);
+        if moved {
+            self.mark(to);
+        }
+        self.settle()?;
+        Ok(moved)
+    }
+
+    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+        let _ = self.table.clear();
+        self.dirty = 0;
+        self.pending_clear = true;
+        self.settle()
+    }
+
+    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+        self.flush_dirty()?;
+        if self.time > self.log.written_time {
+            self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))?;
+            let t = self.time;
+            self.log
+                .append(T_TIME, true, true, 0, &[], &[], t, 0)
+                .map_err(Error::Backend)?;
+            self.commits += 1;
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+/// The memcached engine runs on a persistent table too: reads come from RAM.
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Store for Persistent<F, N, K, V, D, S>
+{
+    fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
+        self.table.peek(key, now)
+    }
+}
