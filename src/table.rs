@@ -235,21 +235,41 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Visits every entry held (live or not yet reclaimed) from least to most recent:
     /// made key, value bytes, kind and expiry tick. Persistence uses it to compact.
     pub fn for_each_lru(&self, mut f: impl FnMut(&[u8], &[u8], Kind, u64)) {
-        if !self.ready {
-            return;
+        let mut s = self.older(None);
+        while let Some(i) = s {
+            let (k, v, kind, e) = self.slot(i);
+            f(k, v, kind, e);
+            s = self.older(Some(i));
         }
-        let mut s = self.tail;
-        while s != NIL {
-            let i = s as usize;
-            let (len, kind) = self.value_meta(i);
-            f(
-                &self.keys[i][..self.klen[i] as usize],
-                &self.vals[i][..len],
-                kind,
-                self.expiry[i],
-            );
-            s = self.prev[i];
-        }
+    }
+
+    /// Walks the slots held, least recent first: the least recent slot (`None`), or the one
+    /// held just before slot `i`. A slot stays its entry's while the entry is held
+    /// (persistence keeps where each slot's latest record lies on flash), and removing
+    /// slot `i` leaves the slot before it valid.
+    pub(crate) fn older(&self, i: Option<usize>) -> Option<usize> {
+        let s = match i {
+            None if self.ready => self.tail,
+            None => NIL,
+            Some(i) => self.prev[i],
+        };
+        (s != NIL).then_some(s as usize)
+    }
+
+    /// The made key, value, kind and expiry tick of the entry in slot `i` (held).
+    pub(crate) fn slot(&self, i: usize) -> (&[u8], &[u8], Kind, u64) {
+        let (len, kind) = self.value_meta(i);
+        (
+            &self.keys[i][..self.klen[i] as usize],
+            &self.vals[i][..len],
+            kind,
+            self.expiry[i],
+        )
+    }
+
+    /// The slot holding `key` (see [`Table::older`]).
+    pub(crate) fn slot_of(&self, key: &[u8]) -> Option<usize> {
+        self.locate(key).1
     }
 
     /// The chain of `key`: its 32-bit hash (the same on every pointer width) mapped onto

@@ -214,14 +214,14 @@ const KINDS: [Damage; 17] = [
     Damage::ErasedHole,
 ];
 
-/// Pages whose header reads as a log page ('T', version 2, a sequence number): physical
+/// Pages whose header reads as a log page ('T', version 3, a sequence number): physical
 /// index and sequence. Only to aim the damage; the engine's own checks are stricter.
 fn log_pages(image: &[u8]) -> Vec<(usize, u32)> {
     (0..PAGES)
         .filter_map(|p| {
             let pg = &image[p * PS..(p + 1) * PS];
             let seq = u32::from_le_bytes([pg[8], pg[9], pg[10], pg[11]]);
-            (pg[0] == b'T' && pg[1] == 2 && seq != u32::MAX).then_some((p, seq))
+            (pg[0] == b'T' && pg[1] == 3 && seq != u32::MAX).then_some((p, seq))
         })
         .collect()
 }
@@ -376,7 +376,7 @@ fn varint(b: &[u8], at: usize) -> (u64, usize) {
 /// lays them out (test-side, on the undamaged image).
 fn last_record(image: &[u8], p: usize) -> Option<(usize, usize)> {
     let pg = &image[p * PS..(p + 1) * PS];
-    if pg[0] != b'T' || pg[1] != 2 {
+    if pg[0] != b'T' || pg[1] != 3 {
         return None;
     }
     let (_, tl) = varint(pg, 12);
@@ -388,8 +388,10 @@ fn last_record(image: &[u8], p: usize) -> Option<(usize, usize)> {
         let mut n = 1;
         let (mut klen, mut vlen) = (0, 0);
         if ty <= 1 {
-            klen = usize::from(pg[off + 1]);
-            n += 1;
+            // Key varint: length of the key's rest << 1 | the `:1:` bit.
+            let (k, l) = varint(pg, off + n);
+            klen = (k >> 1) as usize;
+            n += l;
         }
         if ty == 0 {
             let (v, l) = varint(pg, off + n);
@@ -762,7 +764,7 @@ fn crc32c(bytes: &[u8]) -> u32 {
 /// A log page header (4-byte words): part A with erase count 1, part B with `seq` and base
 /// time 0.
 fn header(seq: u32) -> Vec<u8> {
-    let mut a = vec![b'T', 2, 1, 0, 0, 0];
+    let mut a = vec![b'T', 3, 1, 0, 0, 0];
     let crc = crc32c(&a) as u16;
     a.extend_from_slice(&crc.to_le_bytes());
     let mut b = seq.to_le_bytes().to_vec();
@@ -868,7 +870,7 @@ fn a_flipped_length_bit_in_the_last_record_is_damage() {
         }
         let mut image = flash.bytes().to_vec();
         let (start, _) = last_record(&image, 0).expect("a record");
-        // Tag, key length, value length: the third byte.
+        // Tag, key (one byte for ":1:a"), value length: the third byte.
         let at = start + 2;
         if image[at] & (1 << bit) != 0 {
             continue; // only flips that lengthen the record

@@ -5,9 +5,9 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::format::{key_cost, T_CLEAR, T_PUT, T_TIME, T_TOMB};
 use super::space::{xlen, Placer};
-use super::{widen, Fe, Persistent, Policy, Res};
+use super::{widen, Fe, Persistent, Policy, Res, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
 use crate::key::KeyError;
@@ -52,10 +52,10 @@ impl<
                 if s.table.cull_frequency() == 0 {
                     pl.place(0, 0, 0);
                 } else {
-                    s.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
+                    s.table.cull_victims(now, |k| pl.place(key_cost(k), 0, 0));
                 }
             }
-            pl.place(key.len(), vlen, xlen(expiry, s.time));
+            pl.place(key_cost(key), vlen, xlen(expiry, s.time));
         })?;
         let time = self.time;
         let Self { table, log, .. } = self;
@@ -87,8 +87,12 @@ impl<
                 Ok((staged.len(), kind))
             })
             .map_err(widen)?;
-        log.append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
+        let at = log
+            .append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
             .map_err(Error::Backend)?;
+        if let Some(s) = table.slot_of(key) {
+            self.loc[s] = at;
+        }
         self.commits += 1;
         Ok(())
     }
@@ -113,8 +117,9 @@ impl<
     ) -> Result<Option<R>, Error<Self::Error>> {
         self.see(now);
         if self.note_expired(key, now)? {
+            let at = self.on_flash(key);
             let _ = self.table.delete(key, now);
-            self.mark(key);
+            self.mark(key, at);
             self.settle()?;
             return Ok(None);
         }
@@ -124,8 +129,9 @@ impl<
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
         self.see(now);
         if self.note_expired(key, now)? {
+            let at = self.on_flash(key);
             let _ = self.table.delete(key, now);
-            self.mark(key);
+            self.mark(key, at);
             self.settle()?;
             return Ok(false);
         }
@@ -151,7 +157,7 @@ impl<
         let mut staged = [0u8; V];
         let filled = match fill(&mut staged) {
             Ok((len, _)) if len > V => Err(Error::ValueTooLarge),
-            Ok((len, _)) if !self.fits_alone(key.len(), len) => Err(Error::StorageFull),
+            Ok((len, _)) if !self.fits_alone(key_cost(key), len) => Err(Error::StorageFull),
             other => other,
         };
         let (len, kind) = match filled {
@@ -160,8 +166,9 @@ impl<
                 // Never leave a stale value readable: the key goes.
                 if held.is_some() {
                     self.make_room(1, None)?;
+                    let at = self.on_flash(key);
                     let _ = self.table.delete(key, now);
-                    self.mark(key);
+                    self.mark(key, at);
                     self.settle()?;
                 }
                 return Err(e);
@@ -175,37 +182,53 @@ impl<
                 self.table.cull_victims(now, |_| victims += 1);
             }
             let listed = matches!(self.policy, Policy::WriteBack { .. }) && victims < D;
-            if listed && !self.cull_fits(key.len(), len, now) {
+            let kc = key_cost(key);
+            if listed && !self.cull_fits(kc, len, now) {
                 self.flush_dirty()?;
             }
-            if !listed || !self.cull_fits(key.len(), len, now) {
+            if !listed || !self.cull_fits(kc, len, now) {
                 self.put_culling(key, expiry, now, &staged[..len], kind)?;
                 return Ok(true);
             }
+            // The victims join the list (as tombstones), each with its latest record.
             let Self {
                 table,
+                loc,
                 dirty_keys,
                 dirty_len,
+                dirty_loc,
                 dirty,
                 ..
             } = self;
-            table.cull_reporting(now, |k| {
-                if *dirty < D {
+            let t = &*table;
+            t.cull_victims(now, |k| {
+                let listed = (0..*dirty).any(|d| &dirty_keys[d][..usize::from(dirty_len[d])] == k);
+                if !listed && *dirty < D {
                     dirty_keys[*dirty][..k.len()].copy_from_slice(k);
                     dirty_len[*dirty] = k.len() as u8;
+                    dirty_loc[*dirty] = t.slot_of(k).map_or(NOWHERE, |s| loc[s]);
                     *dirty += 1;
                 }
             });
+            self.table.cull_reporting(now, |_| {});
         } else {
             self.make_room(1, Some((key.len(), len)))?;
         }
+        // Under write-back, a set that changes nothing is not written again.
+        let same = matches!(self.table.peek_any(key),
+            Some((v, k, e)) if v == &staged[..len] && k == kind && e == expiry);
+        let unchanged =
+            same && matches!(self.policy, Policy::WriteBack { .. }) && !self.is_dirty(key);
+        let at = self.on_flash(key);
         self.table
             .put(key, Put::Set, expiry, now, |dst| {
                 dst[..len].copy_from_slice(&staged[..len]);
                 Ok((len, kind))
             })
             .map_err(widen)?;
-        self.mark(key);
+        if !unchanged {
+            self.mark(key, at);
+        }
         self.settle()?;
         Ok(true)
     }
@@ -217,9 +240,10 @@ impl<
             None => return Ok(false),
         };
         self.make_room(1, Some((key.len(), vlen)))?;
+        let at = self.on_flash(key);
         let touched = self.table.touch(key, expiry, now).map_err(widen)?;
         if touched {
-            self.mark(key);
+            self.mark(key, at);
             self.settle()?;
         }
         Ok(touched)
@@ -231,8 +255,9 @@ impl<
             return Ok(false);
         }
         self.make_room(1, None)?;
+        let at = self.on_flash(key);
         let live = self.table.delete(key, now).map_err(widen)?;
-        self.mark(key);
+        self.mark(key, at);
         self.settle()?;
         Ok(live)
     }
@@ -243,10 +268,11 @@ impl<
             return Err(Error::NotFound);
         }
         self.make_room(1, Some((key.len(), V)))?;
+        let at = self.on_flash(key);
         let r = self.table.incr(key, delta, now);
         match r {
             Ok(_) | Err(Error::NotFound) => {
-                self.mark(key);
+                self.mark(key, at);
                 self.settle()?;
             }
             _ => {}
@@ -270,20 +296,23 @@ impl<
             None => return Ok(false),
         };
         self.make_room(2, Some((K, vlen)))?;
+        let (at_from, at_to) = (self.on_flash(from), self.on_flash(to));
         let moved = self.table.rekey(from, to, expiry, now).map_err(widen)?;
-        self.mark(from);
+        self.mark(from, at_from);
         if moved {
-            self.mark(to);
+            self.mark(to, at_to);
         }
         self.settle()?;
         Ok(moved)
     }
 
+    /// Under both policies the clear is written at once (one small record): the changed
+    /// keys it drops are not written, and no older record has to be kept for them.
     fn clear(&mut self) -> Result<(), Error<Self::Error>> {
         let _ = self.table.clear();
         self.dirty = 0;
         self.pending_clear = true;
-        self.settle()
+        self.flush_dirty()
     }
 
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {

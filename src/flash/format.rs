@@ -13,7 +13,7 @@
 //!  +-----+-----+--------------+---------+ ... pad to WRITE_SIZE
 //!  | 'T' | ver | erase count  | CRC-16  |
 //!  +-----+-----+--------------+---------+
-//!   0x54   = 2   times erased   low 16 bits of CRC-32C over bytes 0..6
+//!   0x54   = 3   times erased   low 16 bits of CRC-32C over bytes 0..6
 //!
 //! page header, part B (9 to 18 bytes, written when the page joins the log)
 //!  0              4                  4+n          8+n
@@ -29,12 +29,17 @@
 //!                   Records start at the next multiple of WRITE_SIZE.
 //!
 //! record (first byte never 0xFF: a 0xFF byte where a record would start means "blank")
-//!  0     1      ...                                                             +4
-//!  +-----+------+--------+---------+---------+-----+-------+---------+
-//!  | tag | klen | vlen   | Δtime   | expiry  | key | value | CRC-32C | pad
-//!  +-----+------+--------+---------+---------+-----+-------+---------+
-//!         u8     varint   varint    varint
-//!         P,T    P only   if D      if X       CRC over every byte before it
+//!  0     1                                                                        +4
+//!  +-----+--------+--------+---------+---------+------+-------+---------+
+//!  | tag | key    | vlen   | Δtime   | expiry  | key  | value | CRC-32C | pad
+//!  +-----+--------+--------+---------+---------+------+-------+---------+
+//!         varint   varint   varint    varint    rest
+//!         P,T      P only   if D      if X       CRC over every byte before it
+//!
+//!  key varint: length of the key's rest << 1 | V. Django's made keys are
+//!  `<key prefix>:<version>:<key>`, and with the default key prefix and version they
+//!  start with `:1:`: V set means the key is `:1:` then the rest (3 bytes saved), V clear
+//!  that the key is the rest (at least one byte). A key is at most 255 bytes whole.
 //!
 //!  tag bits:  7 6 | 5 | 4 | 3 | 2 | 1 0
 //!             type| S | E | D | X | kind
@@ -61,12 +66,14 @@
 //! batch may continue on the next page; its first page may later be compacted away, and
 //! the records left on the next page still count once their `E` record is found.
 //!
-//! A record copied by compaction keeps its time when that is not older than the page's
-//! base time, else it takes the base time (already on flash, so time does not move).
+//! A record copied by compaction takes the base time of the page it is copied to (already
+//! on flash, so time does not move), and keeps its absolute expiry.
 //!
-//! Version 1 (32-byte page header, 28-byte record header) is not read: its pages have no
-//! valid version-2 part A, so a version-1 image opens empty and its pages are erased
-//! before reuse (their erase counts restart from the highest count known).
+//! Older versions are not read: version 1 (32-byte page header, 28-byte record header) and
+//! version 2 (this layout with a one-byte key length and no key prefix) have no valid
+//! version-3 part A, so such an image opens empty, and its pages are erased before reuse
+//! (their erase counts restart from the highest count known). Firmware that moves to this
+//! version starts with an empty cache; nothing old is ever read as new.
 //!
 //! # Geometry
 //!
@@ -150,7 +157,7 @@
 //! ```
 
 /// Version of the on-flash format this crate writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Magic byte at the start of every page header.
 pub const MAGIC: u8 = b'T';
@@ -159,8 +166,9 @@ pub const MAGIC: u8 = b'T';
 pub(crate) const PART_A: usize = 8;
 /// Longest header part B before padding.
 pub(crate) const PART_B_MAX: usize = 4 + VARINT_MAX + 4;
-/// Longest record header before the key (tag, klen, vlen, time delta, expiry).
-pub(crate) const REC_HEAD_MAX: usize = 2 + 3 + VARINT_MAX + VARINT_MAX;
+/// Longest record header before the key (tag, key varint, version, vlen, time delta,
+/// expiry).
+pub(crate) const REC_HEAD_MAX: usize = 1 + 2 + 1 + 3 + VARINT_MAX + VARINT_MAX;
 /// Bytes of the CRC closing a record.
 pub(crate) const REC_CRC: usize = 4;
 /// Longest varint of a `u64`.
@@ -190,7 +198,27 @@ pub const MAX_WORD: usize = 64;
 /// padded to whole words (they are written at different times), and the shortest record.
 /// 34 bytes for `WRITE_SIZE` 1, 64 for 16, 96 for 32, 192 for 64.
 pub const fn min_page_size(ws: usize) -> usize {
-    align_up(PART_A, ws) + align_up(PART_B_MAX, ws) + record_size(1, 0, 0, 0, ws)
+    align_up(PART_A, ws) + align_up(PART_B_MAX, ws) + record_size(2, 0, 0, 0, ws)
+}
+
+/// The prefix that Django's default key function gives every key (empty key prefix,
+/// version 1): records write it as one bit.
+const PREFIX: &[u8] = b":1:";
+
+/// True when `key` starts with [`PREFIX`].
+pub(crate) fn prefixed(key: &[u8]) -> bool {
+    key.starts_with(PREFIX)
+}
+
+/// Bytes `key` takes in a record: its varint and its rest.
+pub(crate) fn key_cost(key: &[u8]) -> usize {
+    let rest = key.len() - if prefixed(key) { PREFIX.len() } else { 0 };
+    varint_len((rest << 1) as u64) + rest
+}
+
+/// Upper bound on [`key_cost`] for a key of `klen` bytes.
+pub(crate) const fn key_cost_max(klen: usize) -> usize {
+    klen + 2
 }
 
 /// Rounds `n` up to a multiple of `align` (a power of two or any positive number).
@@ -363,7 +391,10 @@ pub(crate) enum Unread {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecHead {
     pub tag: u8,
+    /// Length of the whole key, its prefix put back (0 for clear and time records).
     pub klen: u8,
+    /// The key starts with `:1:`, not written (see the diagram).
+    pub pfx: bool,
     pub vlen: u32,
     /// Absolute cache time of the write.
     pub time: u64,
@@ -389,14 +420,15 @@ impl RecHead {
 
     /// A header for a record of type `ty` written at `time` in a page of base time `base`
     /// (a time older than `base` is stored as `base`). The key and value lengths must be
-    /// in range (`klen` 1..=255 for puts and tombstones, 0 else; `vlen` ≤ [`VLEN_MAX`]).
+    /// in range (`key` 1..=255 bytes for puts and tombstones, empty else; `vlen` ≤
+    /// [`VLEN_MAX`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ty: u8,
         start: bool,
         end: bool,
         kind: u8,
-        klen: usize,
+        key: &[u8],
         vlen: usize,
         time: u64,
         expiry: u64,
@@ -421,8 +453,10 @@ impl RecHead {
             (NEVER, 0)
         };
         let mut hlen = 1 + xlen;
+        let pfx = prefixed(key);
         if ty == T_PUT || ty == T_TOMB {
-            hlen += 1;
+            let rest = key.len() - PREFIX.len() * usize::from(pfx);
+            hlen += varint_len((rest << 1) as u64);
         }
         if ty == T_PUT {
             hlen += varint_len(vlen as u64);
@@ -432,12 +466,26 @@ impl RecHead {
         }
         RecHead {
             tag,
-            klen: klen as u8,
+            klen: key.len() as u8,
+            pfx,
             vlen: vlen as u32,
             time,
             expiry,
             hlen: hlen as u8,
         }
+    }
+
+    /// Bytes of the key the prefix stands for (not on flash).
+    pub(crate) fn plen(&self) -> usize {
+        PREFIX.len() * usize::from(self.pfx)
+    }
+
+    /// Writes the key prefix the record stands for into `out` (at least 3 bytes); returns
+    /// its length.
+    pub(crate) fn prefix(&self, out: &mut [u8]) -> usize {
+        let n = self.plen();
+        out[..n].copy_from_slice(&PREFIX[..n]);
+        n
     }
 
     /// The header bytes (the first `hlen` of the array) for a page of base time `base`.
@@ -447,8 +495,8 @@ impl RecHead {
         let mut n = 1;
         let ty = self.ty();
         if ty == T_PUT || ty == T_TOMB {
-            h[n] = self.klen;
-            n += 1;
+            let rest = usize::from(self.klen) - self.plen();
+            n += put_varint(&mut h[n..], (rest << 1 | usize::from(self.pfx)) as u64);
         }
         if ty == T_PUT {
             n += put_varint(&mut h[n..], u64::from(self.vlen));
@@ -488,7 +536,7 @@ impl RecHead {
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
         let mut n = 1;
-        let (mut klen, mut vlen) = (0u8, 0u64);
+        let (mut klen, mut vlen, mut pfx) = (0u8, 0u64, false);
         if ty == T_PUT && crate::value::Kind::from_u8(kind).is_none() {
             return Err(Unread::Invalid);
         }
@@ -496,11 +544,14 @@ impl RecHead {
             return Err(Unread::Invalid);
         }
         if ty <= T_TOMB {
-            klen = byte(n)?;
-            n += 1;
-            if klen == 0 {
+            let (k, l) = varint(n, 2)?;
+            n += l;
+            pfx = k & 1 != 0;
+            let full = (k >> 1) as usize + PREFIX.len() * usize::from(pfx);
+            if full == 0 || full > 255 {
                 return Err(Unread::Invalid);
             }
+            klen = full as u8;
         }
         if ty == T_PUT {
             let (v, l) = varint(n, 3)?;
@@ -528,6 +579,7 @@ impl RecHead {
         Ok(RecHead {
             tag,
             klen,
+            pfx,
             vlen: vlen as u32,
             time,
             expiry,
@@ -535,19 +587,20 @@ impl RecHead {
         })
     }
 
-    /// CRC over the header (encoded for `base`), `key` and `value`.
+    /// CRC over the header (encoded for `base`), the key's rest (after its prefix) and
+    /// `value`.
     pub(crate) fn compute_crc(&self, base: u64, key: &[u8], value: &[u8]) -> u32 {
         let h = self.encode(base);
         let mut c = Crc::new();
         c.update(&h[..usize::from(self.hlen)]);
-        c.update(key);
+        c.update(&key[self.plen()..]);
         c.update(value);
         c.finish()
     }
 
-    /// Bytes before the CRC (header, key and value).
+    /// Bytes before the CRC (header, the key's rest and value).
     pub(crate) fn body_end(&self) -> u32 {
-        u32::from(self.hlen) + u32::from(self.klen) + self.vlen
+        (usize::from(self.hlen) + usize::from(self.klen) - self.plen()) as u32 + self.vlen
     }
 
     /// Bytes the record takes on flash with write size `ws`.
@@ -556,23 +609,23 @@ impl RecHead {
     }
 }
 
-/// Upper bound on the bytes a record with `klen` key and `vlen` value bytes takes on
-/// flash, for a time delta of `dlen` varint bytes (0: none) and an expiry varint of
-/// `xlen` bytes (0: never).
+/// Upper bound on the bytes a record takes on flash whose key takes `kcost` bytes
+/// ([`key_cost`]; 0 for clear and time records) with `vlen` value bytes, a time delta of
+/// `dlen` varint bytes (0: none) and an expiry varint of `xlen` bytes (0: never).
 pub(crate) const fn record_size(
-    klen: usize,
+    kcost: usize,
     vlen: usize,
     dlen: usize,
     xlen: usize,
     ws: usize,
 ) -> usize {
-    // Key and value lengths (a tombstone has no value length: one byte of slack).
-    let lens = if klen > 0 {
-        1 + varint_len(vlen as u64)
+    // The value length (a tombstone has none: one byte of slack).
+    let lens = if kcost > 0 {
+        varint_len(vlen as u64)
     } else {
         0
     };
-    align_up(1 + lens + dlen + xlen + klen + vlen + REC_CRC, ws)
+    align_up(1 + kcost + lens + dlen + xlen + vlen + REC_CRC, ws)
 }
 
 #[cfg(test)]
@@ -636,16 +689,17 @@ mod tests {
             (T_CLEAR, 0, 0, 0, 7, u64::MAX, 7),
             (T_TIME, 0, 0, 0, 8, u64::MAX, 7),
         ] {
-            let r = RecHead::new(ty, true, true, kind, klen, vlen, time, expiry, base);
+            let key = &b"abcd"[..klen];
+            let r = RecHead::new(ty, true, true, kind, key, vlen, time, expiry, base);
             let h = r.encode(base);
             assert_ne!(h[0], 0xff);
             assert_eq!(RecHead::decode(&h, base), Some(r));
             assert_eq!(r.time, time.max(base));
-            assert!(
-                r.size(1) <= record_size(klen, vlen, varint_len(time.saturating_sub(base)), 10, 1)
-            );
+            let kc = if klen > 0 { key_cost(key) } else { 0 };
+            let dlen = varint_len(time.saturating_sub(base));
+            assert!(r.size(1) <= record_size(kc, vlen, dlen, 10, 1));
         }
-        let r = RecHead::new(T_PUT, true, true, 0, 2, 5, 9, u64::MAX, 9);
+        let r = RecHead::new(T_PUT, true, true, 0, b"ab", 5, 9, u64::MAX, 9);
         assert_eq!(r.hlen, 3);
         assert_eq!(r.size(1), 3 + 2 + 5 + 4);
         assert_eq!(r.size(16), 16);
@@ -654,12 +708,13 @@ mod tests {
 
     #[test]
     fn a_header_cut_short_is_told_from_an_invalid_one() {
-        for (ty, kind, klen, vlen, time, expiry, base) in [
-            (T_PUT, 2u8, 3usize, 300usize, 1 << 20, 1 << 30, 90u64),
-            (T_TOMB, 0, 255, 0, 200, u64::MAX, 0),
-            (T_TIME, 0, 0, 0, 1 << 40, u64::MAX, 0),
+        for (ty, kind, key, vlen, time, expiry, base) in [
+            (T_PUT, 2u8, &b"abc"[..], 300usize, 1 << 20, 1 << 30, 90u64),
+            (T_PUT, 0, b":1:abc", 3, 5, 9, 0),
+            (T_TOMB, 0, &[b'k'; 255], 0, 200, u64::MAX, 0),
+            (T_TIME, 0, b"", 0, 1 << 40, u64::MAX, 0),
         ] {
-            let r = RecHead::new(ty, true, false, kind, klen, vlen, time, expiry, base);
+            let r = RecHead::new(ty, true, false, kind, key, vlen, time, expiry, base);
             let h = r.encode(base);
             let n = usize::from(r.hlen);
             assert_eq!(RecHead::parse(&h[..n], base), Ok(r));
@@ -677,6 +732,43 @@ mod tests {
             RecHead::parse(&[0x00, 0x03, 0x80, 0x00], 0),
             Err(Unread::Invalid)
         );
+    }
+
+    #[test]
+    fn the_default_django_prefix_is_one_bit_and_read_back_whole() {
+        for (key, pfx) in [
+            (&b":1:answer"[..], true),
+            (b":1:", true),
+            (&[b'k'; 255], false),
+            ([&b":1:"[..], &[b'k'; 252]].concat().leak(), true),
+            // Written whole.
+            (b":2:x", false),
+            (b":1", false),
+            (b"app:1:x", false),
+            (b"k", false),
+        ] {
+            let r = RecHead::new(T_PUT, true, true, 0, key, 2, 9, u64::MAX, 9);
+            assert_eq!(r.pfx, pfx, "{key:?}");
+            let rest = key.len() - if pfx { 3 } else { 0 };
+            // Tag, key varint, value length, the key's rest, two value bytes.
+            let varint = if rest < 64 { 1 } else { 2 };
+            assert_eq!(r.body_end() as usize, 1 + varint + 1 + rest + 2, "{key:?}");
+            assert_eq!(key_cost(key), varint + rest, "{key:?}");
+            assert!(key_cost(key) <= key_cost_max(key.len()));
+            let back = RecHead::decode(&r.encode(9), 9).expect("decodes");
+            assert_eq!(back, r);
+            let mut p = [0u8; 3];
+            let n = back.prefix(&mut p);
+            assert_eq!(&p[..n], &key[..n], "{key:?}");
+            assert_eq!(usize::from(back.klen), key.len());
+        }
+        // A key over 255 bytes whole, and an empty one, never decode.
+        for k in [0u64, 253 << 1 | 1, 256 << 1] {
+            let mut h = [0u8; 5];
+            let n = put_varint(&mut h[1..], k);
+            h[1 + n] = 2;
+            assert_eq!(RecHead::decode(&h, 0), None, "{k}");
+        }
     }
 
     #[test]

@@ -132,9 +132,25 @@ impl<F: NorFlash> Log<F> {
         self.base + p * self.page_size
     }
 
+    /// The flash address of `pos`.
+    pub fn addr(&self, pos: Pos) -> u32 {
+        self.page_addr(self.phys(pos.li)) + pos.off
+    }
+
+    /// True when flash address `at` lies in page `p`.
+    pub fn in_page(&self, at: u32, p: u32) -> bool {
+        at != super::NOWHERE && at.wrapping_sub(self.page_addr(p)) < self.page_size
+    }
+
     /// Physical page of the `li`-th log page.
     pub fn phys(&self, li: u32) -> u32 {
         (self.tail + li) % self.pages
+    }
+
+    /// True when a record of `size` bytes can be appended: it fits the head page, or a
+    /// free page is left to open.
+    pub fn head_fits(&self, size: usize) -> bool {
+        self.free() > 0 || self.head_off as usize + size <= self.page_size as usize
     }
 
     /// Bytes a fresh page can surely hold for records.
@@ -490,10 +506,24 @@ impl<F: NorFlash> Log<F> {
         self.valid_record_in(p, from, to, 0)
     }
 
-    /// Reads the key and value of the record at `pos` into `key` and `val`.
+    /// Reads the key (its prefix put back) and value of the record at `pos` into `key` and
+    /// `val`; `false` when they do not fit.
     pub fn read_body(
         &mut self,
         pos: Pos,
+        r: &RecHead,
+        key: &mut [u8],
+        val: &mut [u8],
+    ) -> Res<bool, F> {
+        let at = self.page_addr(self.phys(pos.li)) + pos.off;
+        self.read_at(at, r, key, val)
+    }
+
+    /// [`Log::read_body`] of the record at region offset `at` ([`Log::append`]'s answer).
+    #[inline(never)]
+    pub fn read_at(
+        &mut self,
+        at: u32,
         r: &RecHead,
         key: &mut [u8],
         val: &mut [u8],
@@ -502,9 +532,10 @@ impl<F: NorFlash> Log<F> {
         if kl > key.len() || vl > val.len() {
             return Ok(false);
         }
-        let addr = self.page_addr(self.phys(pos.li)) + pos.off + u32::from(r.hlen);
-        self.read(addr, &mut key[..kl])?;
-        self.read(addr + kl as u32, &mut val[..vl])?;
+        let p = r.prefix(key);
+        let addr = at + u32::from(r.hlen);
+        self.read(addr, &mut key[p..kl])?;
+        self.read(addr + (kl - p) as u32, &mut val[..vl])?;
         Ok(true)
     }
 
@@ -551,8 +582,9 @@ impl<F: NorFlash> Log<F> {
         }
     }
 
-    /// Appends one record at the head, opening the next page when it does not fit. The
-    /// caller has made sure there is room.
+    /// Appends one record at the head, opening the next page when it does not fit, and
+    /// returns where it starts ([`Log::read_at`] reads it back). The caller has made sure
+    /// there is room.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -564,24 +596,13 @@ impl<F: NorFlash> Log<F> {
         val: &[u8],
         time: u64,
         expiry: u64,
-    ) -> Res<(), F> {
+    ) -> Res<u32, F> {
         if key.len() > 255 || val.len() > VLEN_MAX {
             return Err(FlashError::Corrupted);
         }
         // The header depends on the page's base time, which a new page may change.
-        let head = |base: u64| {
-            RecHead::new(
-                ty,
-                start,
-                end,
-                kind,
-                key.len(),
-                val.len(),
-                time,
-                expiry,
-                base,
-            )
-        };
+        let head =
+            |base: u64| RecHead::new(ty, start, end, kind, key, val.len(), time, expiry, base);
         // On a fresh page the delta from its base (this record's time) is zero.
         if head(time).size(F::WRITE_SIZE) as u32 > self.cap() {
             return Err(FlashError::Corrupted);
@@ -597,13 +618,13 @@ impl<F: NorFlash> Log<F> {
         let crc = r.compute_crc(self.head_base, key, val).to_le_bytes();
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self.write_parts(addr, &[h, key, val, &crc]) {
+        if let Err(e) = self.write_parts(addr, &[h, &key[r.plen()..], val, &crc]) {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
         }
         self.written_time = self.written_time.max(r.time);
-        Ok(())
+        Ok(addr)
     }
 }
 

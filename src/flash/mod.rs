@@ -32,9 +32,12 @@
 //! - [`Policy::WriteThrough`]: an operation that returns `Ok` is on flash.
 //! - [`Policy::WriteBack`]: changes are kept in RAM (the keys changed are listed, up to
 //!   `D`) and reach flash together on [`Backend::flush`] (called by
-//!   [`Cache::close`](crate::Cache::close)) or when `max_dirty` keys are waiting. `clear`
-//!   is kept as a pending flag. After a power cut the cache holds the state of the last
-//!   flush. An operation whose keys do not fit the list flushes the list first.
+//!   [`Cache::close`](crate::Cache::close)) or when `max_dirty` keys are waiting. A flush
+//!   writes each changed key once, with its latest value, and a `set` that leaves a key's
+//!   value, kind and expiry as they are on flash changes nothing. `clear` is written at
+//!   once (one record; the changes it drops are never written). After a power cut the
+//!   cache holds the state of the last flush. An operation whose keys do not fit the list
+//!   flushes the list first.
 //!
 //! Every operation (or every flush) is written as one batch, so after a power cut at any
 //! byte the cache holds either the state before it or the state after it, including
@@ -60,10 +63,16 @@
 //! # Full flash
 //! When an operation needs room, the oldest page is compacted: its live records are copied
 //! to the head and the page is erased (pages are used in a cycle, so wear is spread evenly;
-//! see [`Persistent::wear`]). When the flash holds only live records, entries are dropped
-//! oldest-written first (the entries of the oldest page), and that drop is durable at once,
-//! even if the operation that needed the room is then cut off. An entry that cannot fit at
-//! all fails with [`Error::StorageFull`] and nothing else is lost.
+//! see [`Persistent::wear`]). Compaction reads nothing to tell which records are live: for
+//! each table slot, RAM keeps where its key's latest record lies (4 bytes a slot), so a
+//! record is live when it is that one, and its copy is written from RAM (only the flushed
+//! value of a key changed since the last flush is read back). When the flash holds only
+//! live records, entries are dropped oldest-written first (the entries of the oldest page),
+//! and that drop is durable at once, even if the operation that needed the room is then cut
+//! off. A write-back flush that cannot fit beside the values it replaces does not keep them
+//! through compaction: a power cut during that flush loses those keys (a miss, never an
+//! older value). An entry that cannot fit at all fails with [`Error::StorageFull`] and
+//! nothing else is lost.
 
 mod backend;
 #[cfg(feature = "std")]
@@ -172,8 +181,9 @@ pub struct Wear {
 /// The memory table, logged to NOR flash: `N` entries, keys up to `K` bytes, values up to
 /// `V` bytes, and up to `D` changed keys waiting under [`Policy::WriteBack`].
 ///
-/// RAM cost: the [`Table`] plus `D * (K + 1)` bytes and a few words. See the
-/// [module documentation](self).
+/// RAM cost: the [`Table`] plus `4 * N + D * (K + 5)` bytes and a few words: where each
+/// entry's latest record lies on flash (so compaction knows a live record without reading
+/// the log), and the changed keys. See the [module documentation](self).
 pub struct Persistent<
     F,
     const N: usize,
@@ -185,13 +195,22 @@ pub struct Persistent<
     table: Table<N, K, V, S>,
     log: Log<F>,
     policy: Policy,
+    /// Per table slot: where the latest record of the key held there starts on flash
+    /// ([`NOWHERE`] when unknown). Exact for every key that is held and not changed since
+    /// the last flush: each record written for it sets it.
+    loc: [u32; N],
     dirty_keys: [[u8; K]; D],
     dirty_len: [u8; D],
+    /// Per changed key: where its latest record on flash starts, taken before the change.
+    dirty_loc: [u32; D],
     dirty: usize,
     pending_clear: bool,
     time: u64,
     commits: u64,
 }
+
+/// A flash address no record has.
+const NOWHERE: u32 = u32::MAX;
 
 type Fe<F> = FlashError<<F as ErrorType>::Error>;
 type Res<T, F> = Result<T, Error<Fe<F>>>;

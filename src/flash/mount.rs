@@ -7,7 +7,7 @@ use core::ops::Range;
 use embedded_storage::nor_flash::NorFlash;
 
 use super::log::{Committed, Log, Pos};
-use super::{Fe, FlashError, Persistent, Policy};
+use super::{Fe, FlashError, Persistent, Policy, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::table::Table;
@@ -126,8 +126,10 @@ impl<
             table,
             log,
             policy,
+            loc: [NOWHERE; N],
             dirty_keys: [[0; K]; D],
             dirty_len: [0; D],
+            dirty_loc: [NOWHERE; D],
             dirty: 0,
             pending_clear: false,
             time: 0,
@@ -302,6 +304,11 @@ impl<
                             let v = &val[..r.vlen as usize];
                             self.table.restore(&key[..kl], v, kind, r.expiry, self.time)
                         });
+                    if restored {
+                        if let Some(s) = self.table.slot_of(&key[..kl]) {
+                            self.loc[s] = self.log.addr(at);
+                        }
+                    }
                     // A record this configuration cannot hold (written with a larger `K` or
                     // `V`) is dropped, and so is any older value of its key.
                     if !restored {

@@ -1,13 +1,18 @@
 //! Space on flash: placing a batch's records into pages to tell whether it fits, making
 //! room for it, and compaction (copying the oldest page's live records to the head).
+//!
+//! Compaction reads no record to know which are live: RAM holds every entry, and where each
+//! entry's latest record lies (`Persistent::loc`, per table slot, and `dirty_loc` for keys
+//! changed since the last flush). A record in the oldest page is live when it is that
+//! latest record; an unchanged entry is copied from RAM, a changed one from flash (its
+//! flushed value is what a power cut must bring back).
 
 use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{record_size, varint_len, RecHead, T_CLEAR, T_PUT, T_TOMB};
-use super::log::{Committed, Pos};
-use super::{Persistent, Res};
+use super::format::{key_cost, record_size, varint_len, RecHead, T_PUT};
+use super::{Persistent, Res, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
 
@@ -19,6 +24,8 @@ pub(super) struct Placer {
     ws: usize,
     /// Bytes of the time delta in the page being filled (0 in a fresh page).
     dlen: usize,
+    /// Bytes of the records placed.
+    bytes: u32,
     pub(super) ok: bool,
 }
 
@@ -35,15 +42,16 @@ pub(super) fn xlen(expiry: u64, time: u64) -> usize {
 }
 
 impl Placer {
-    /// Places a record: `klen` key bytes (0 for clear and time records), `vlen` value
-    /// bytes, `xlen` expiry bytes.
-    pub(super) fn place(&mut self, klen: usize, vlen: usize, xlen: usize) {
-        let size = record_size(klen, vlen, self.dlen, xlen, self.ws) as u32;
+    /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);
+    /// 0 for clear and time records), `vlen` value bytes, `xlen` expiry bytes.
+    pub(super) fn place(&mut self, kcost: usize, vlen: usize, xlen: usize) {
+        let size = record_size(kcost, vlen, self.dlen, xlen, self.ws) as u32;
+        self.bytes += size;
         if size <= self.rem {
             self.rem -= size;
             return;
         }
-        let fresh = record_size(klen, vlen, 0, xlen, self.ws) as u32;
+        let fresh = record_size(kcost, vlen, 0, xlen, self.ws) as u32;
         if self.spare == 0 || fresh > self.cap {
             self.ok = false;
             return;
@@ -71,6 +79,7 @@ impl<
             cap: self.log.cap(),
             ws: F::WRITE_SIZE,
             dlen: 0,
+            bytes: 0,
             ok: true,
         }
     }
@@ -88,18 +97,26 @@ impl<
             cap: self.log.cap(),
             ws: F::WRITE_SIZE,
             dlen: self.log.delta_len(self.time),
+            bytes: 0,
             ok: true,
         }
     }
 
     /// Makes room for the batch `sizes` describes: compacts the oldest pages, then, when
     /// the flash holds only live records, drops the oldest page's entries.
+    ///
+    /// When the batch cannot fit beside every live record (a write-back flush rewriting
+    /// most of a small region), compaction does not keep the records the batch replaces:
+    /// copying them round the log would not make room. A power cut while such a batch is
+    /// written then loses those keys (a miss, never an older value).
     pub(super) fn reserve(&mut self, sizes: &dyn Fn(&Self, &mut Placer)) -> Res<(), F> {
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
         if !pl.ok {
             return Err(Error::StorageFull);
         }
+        let need = pl.bytes;
+        let mut keep = None;
         let pages = self.log.pages;
         for round in 0..(3 * pages + 4) {
             if self.log.free() > 0 {
@@ -113,118 +130,121 @@ impl<
                 self.log.open_page(self.time).map_err(Error::Backend)?;
                 continue;
             }
-            self.reclaim_tail(round >= 2 * pages)?;
+            // The records the batch replaces take about as much room as the batch.
+            let keep = *keep.get_or_insert_with(|| {
+                let room = (pages - 1) * self.log.cap();
+                need.saturating_mul(2).saturating_add(self.live_bytes()) <= room
+            });
+            self.reclaim_tail(round >= 2 * pages, keep)?;
         }
         Err(Error::StorageFull)
     }
 
+    /// Bytes of the live records of unchanged entries on flash.
+    fn live_bytes(&self) -> u32 {
+        let now = self.log.written_time;
+        let mut bytes = 0u32;
+        let mut s = self.table.older(None);
+        while let Some(i) = s {
+            s = self.table.older(Some(i));
+            let (k, v, _, e) = self.table.slot(i);
+            if self.loc[i] != NOWHERE && e > now && !self.is_dirty(k) {
+                let size = record_size(key_cost(k), v.len(), 0, xlen(e, now), F::WRITE_SIZE);
+                bytes = bytes.saturating_add(size as u32);
+            }
+        }
+        bytes
+    }
+
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
-    /// drops their entries), then erases it.
-    pub(super) fn reclaim_tail(&mut self, evict: bool) -> Res<(), F> {
+    /// drops their entries; without `keep`, the records of changed keys are not copied),
+    /// then erases it. Reads only the records of changed keys.
+    pub(super) fn reclaim_tail(&mut self, evict: bool, keep: bool) -> Res<(), F> {
         // Only a time already on flash may expire entries here: after a power cut, time
         // resumes from what the flash holds, where a later expiry would still be live.
         let now = self.log.written_time;
+        let tail = self.log.tail;
         let ws = F::WRITE_SIZE;
-        let mut it = Committed::new(&self.log, Pos::START);
+        // Records before damage found at open are never copied: no entry was restored from
+        // them, so no slot and no changed key points there.
         let mut key = [0u8; K];
         let mut val = [0u8; V];
-        // Records before the damage found at open are never copied: they were not restored.
-        let trusted = self.log.trust_from == 0;
-        while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
-            if at.li != 0 {
-                break;
-            }
-            if !trusted || r.ty() != T_PUT || r.expiry <= now {
+        for d in 0..self.dirty {
+            let at = self.dirty_loc[d];
+            if !self.log.in_page(at, tail) {
                 continue;
             }
-            if !self
-                .log
-                .read_body(at, &r, &mut key, &mut val)
-                .map_err(Error::Backend)?
-            {
+            // Copied, or lost with the page (a miss after a power cut, never an older value:
+            // the key's older records were in pages erased before).
+            self.dirty_loc[d] = NOWHERE;
+            if evict || !keep {
                 continue;
             }
-            let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
-            let dirty = self.is_dirty(k);
-            let matches = matches!(self.table.peek_any(k),
-                Some((rv, rk, re)) if rv == v && rk as u8 == r.kind() && re == r.expiry);
-            if !dirty && !matches {
+            let log = &mut self.log;
+            let Some((_, base)) = log.page_start(tail).map_err(Error::Backend)? else {
                 continue;
-            }
-            // The table may hold the same value again, written later: only the latest
-            // record of a key is copied.
-            let after = Pos {
-                li: at.li,
-                off: at.off + r.size(ws) as u32,
             };
-            if self.newer_exists(k, after)? {
+            let off = at - log.page_addr(tail);
+            let Some(r) = log.read_record(tail, off, base).map_err(Error::Backend)? else {
                 continue;
+            };
+            let read = r.expiry > now
+                && log
+                    .read_at(at, &r, &mut key, &mut val)
+                    .map_err(Error::Backend)?;
+            let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
+            if read
+                && log.head_fits(
+                    RecHead::new(T_PUT, true, true, 0, k, v.len(), 0, r.expiry, log.head_base)
+                        .size(ws),
+                )
+            {
+                self.dirty_loc[d] = log
+                    .append(T_PUT, true, true, r.kind(), k, v, 0, r.expiry)
+                    .map_err(Error::Backend)?;
             }
-            let copy = RecHead::new(
-                T_PUT,
-                true,
-                true,
-                r.kind(),
-                k.len(),
-                v.len(),
-                r.time,
-                r.expiry,
-                self.log.head_base,
-            );
-            let size = copy.size(ws) as u32;
-            let no_room = self.log.free() == 0 && self.log.head_off + size > self.log.page_size;
-            if evict || no_room {
-                if !dirty {
-                    let _ = self.table.delete(k, now);
-                }
-                continue;
-            }
-            self.log
-                .append(T_PUT, true, true, r.kind(), k, v, r.time, r.expiry)
-                .map_err(Error::Backend)?;
         }
-        let tail = self.log.tail;
-        self.log.erase_page(tail, None).map_err(Error::Backend)?;
-        self.log.tail = (tail + 1) % self.log.pages;
-        self.log.used -= 1;
-        self.log.trust_from = self.log.trust_from.saturating_sub(1);
+        // Unchanged entries, least recent first: RAM holds what their latest record says.
+        // Those that cannot be copied go with the page (durable at once: it is erased next).
+        let mut s = self.table.older(None);
+        while let Some(i) = s {
+            s = self.table.older(Some(i));
+            let (k, v, kind, e) = self.table.slot(i);
+            if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
+                continue;
+            }
+            self.loc[i] = NOWHERE;
+            if e <= now {
+                continue;
+            }
+            let log = &mut self.log;
+            let size = RecHead::new(T_PUT, true, true, 0, k, v.len(), 0, e, log.head_base).size(ws);
+            if !evict && log.head_fits(size) {
+                self.loc[i] = log
+                    .append(T_PUT, true, true, kind as u8, k, v, 0, e)
+                    .map_err(Error::Backend)?;
+            } else {
+                key[..k.len()].copy_from_slice(k);
+                let kl = k.len();
+                let _ = self.table.delete(&key[..kl], now);
+            }
+        }
+        let log = &mut self.log;
+        log.erase_page(tail, None).map_err(Error::Backend)?;
+        log.tail = (tail + 1) % log.pages;
+        log.used -= 1;
+        log.trust_from = log.trust_from.saturating_sub(1);
         // The erased page is now the last free page in the cycle.
-        if self.log.ready + 1 == self.log.free() {
-            self.log.ready += 1;
+        if log.ready + 1 == log.free() {
+            log.ready += 1;
         }
         Ok(())
     }
 
-    /// True when a committed record after `from` changes `key` (or clears everything).
-    pub(super) fn newer_exists(&mut self, key: &[u8], from: Pos) -> Res<bool, F> {
-        let mut it = Committed::new(&self.log, from);
-        let mut k = [0u8; K];
-        while let Some((at, r)) = it.next(&mut self.log).map_err(Error::Backend)? {
-            match r.ty() {
-                T_CLEAR => return Ok(true),
-                T_PUT | T_TOMB if usize::from(r.klen) == key.len() => {
-                    let mut none = [0u8; 0];
-                    let mut r0 = r;
-                    r0.vlen = 0;
-                    if self
-                        .log
-                        .read_body(at, &r0, &mut k, &mut none)
-                        .map_err(Error::Backend)?
-                        && &k[..key.len()] == key
-                    {
-                        return Ok(true);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(false)
-    }
-
     /// True when one put record of this size fits the flash at all.
-    pub(super) fn fits_alone(&self, klen: usize, vlen: usize) -> bool {
+    pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
         let mut pl = self.empty_placer();
-        pl.place(klen, vlen, XLEN_ANY);
+        pl.place(kcost, vlen, XLEN_ANY);
         pl.ok
     }
 }

@@ -6,9 +6,9 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
 use super::space::{xlen, Placer, XLEN_ANY};
-use super::{Persistent, Policy, Res};
+use super::{Persistent, Policy, Res, NOWHERE};
 use crate::error::Error;
 
 impl<
@@ -28,14 +28,25 @@ impl<
         self.pending_clear || (0..self.dirty).any(|i| self.dirty_key(i) == key)
     }
 
-    /// Records `key` as changed; the caller made room with [`Self::make_room`].
-    pub(super) fn mark(&mut self, key: &[u8]) {
+    /// Where the latest record of `key` lies on flash, when it is held and unchanged since
+    /// the last flush ([`NOWHERE`] else). Taken before a change, for [`Self::mark`].
+    pub(super) fn on_flash(&self, key: &[u8]) -> u32 {
+        match self.table.slot_of(key) {
+            Some(s) if !self.is_dirty(key) => self.loc[s],
+            _ => NOWHERE,
+        }
+    }
+
+    /// Records `key` as changed, its latest record on flash being at `at` (from
+    /// [`Self::on_flash`] before the change); the caller made room with [`Self::make_room`].
+    pub(super) fn mark(&mut self, key: &[u8], at: u32) {
         if (0..self.dirty).any(|i| self.dirty_key(i) == key) || key.len() > K {
             return;
         }
         if self.dirty < D {
             self.dirty_keys[self.dirty][..key.len()].copy_from_slice(key);
             self.dirty_len[self.dirty] = key.len() as u8;
+            self.dirty_loc[self.dirty] = at;
             self.dirty += 1;
         }
     }
@@ -48,7 +59,7 @@ impl<
             self.place_dirty(&mut pl);
             for _ in 0..keys {
                 let (k, v) = put.unwrap_or((K, 0));
-                pl.place(k, v, XLEN_ANY);
+                pl.place(key_cost_max(k), v, XLEN_ANY);
             }
             pl.ok
         };
@@ -77,8 +88,8 @@ impl<
         for i in 0..self.dirty {
             let k = self.dirty_key(i);
             match self.table.peek_any(k) {
-                Some((v, _, e)) => pl.place(k.len(), v.len(), xlen(e, self.time)),
-                None => pl.place(k.len(), 0, 0),
+                Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
+                None => pl.place(key_cost(k), 0, 0),
             }
         }
     }
@@ -109,14 +120,19 @@ impl<
                 Some((v, kind, expiry)) => {
                     let vl = v.len();
                     val[..vl].copy_from_slice(v);
-                    self.log
+                    let at = self
+                        .log
                         .append(T_PUT, start, end, kind as u8, k, &val[..vl], time, expiry)
                         .map_err(Error::Backend)?;
+                    if let Some(s) = self.table.slot_of(k) {
+                        self.loc[s] = at;
+                    }
                 }
-                None => self
-                    .log
-                    .append(T_TOMB, start, end, 0, k, &[], time, 0)
-                    .map_err(Error::Backend)?,
+                None => {
+                    self.log
+                        .append(T_TOMB, start, end, 0, k, &[], time, 0)
+                        .map_err(Error::Backend)?;
+                }
             }
             i += 1;
         }
@@ -126,9 +142,9 @@ impl<
         Ok(())
     }
 
-    /// True when the changed keys, the tombstones of a cull at `now` and a put fit the list
-    /// and one batch.
-    pub(super) fn cull_fits(&self, klen: usize, vlen: usize, now: u64) -> bool {
+    /// True when the changed keys, the tombstones of a cull at `now` and a put (its key
+    /// taking `kcost` bytes) fit the list and one batch.
+    pub(super) fn cull_fits(&self, kcost: usize, vlen: usize, now: u64) -> bool {
         let mut victims = 0;
         self.table.cull_victims(now, |_| victims += 1);
         if self.dirty + victims + 1 > D {
@@ -136,8 +152,9 @@ impl<
         }
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
-        self.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
-        pl.place(klen, vlen, XLEN_ANY);
+        self.table
+            .cull_victims(now, |k| pl.place(key_cost(k), 0, 0));
+        pl.place(kcost, vlen, XLEN_ANY);
         pl.ok
     }
 }
