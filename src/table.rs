@@ -591,7 +591,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Puts an entry back as it was stored (replaying a log): overwrites `key` if held and
     /// makes it most recent. Never runs Django's cull: when the table is at `max_entries`
     /// it reclaims entries expired at `now`, then, if still full, drops the least recent
-    /// entry. Returns `false` (and stores nothing) when `key` or `bytes` exceed `K` or `V`.
+    /// entry. Returns the entry's slot, or `None` (and stores nothing) when `key` or `bytes`
+    /// exceed `K` or `V`.
     pub(crate) fn restore(
         &mut self,
         key: &[u8],
@@ -599,9 +600,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         kind: Kind,
         expiry: u64,
         now: u64,
-    ) -> bool {
+    ) -> Option<usize> {
         if key.len() > K || bytes.len() > V {
-            return false;
+            return None;
         }
         if !self.ready {
             self.reset();
@@ -611,7 +612,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             self.vals[i][..bytes.len()].copy_from_slice(bytes);
             self.set_meta(i, bytes.len(), kind, expiry);
             self.touch_lru(i);
-            return true;
+            return Some(i);
         }
         if self.len >= self.limit() {
             let mut s = self.tail;
@@ -626,12 +627,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
                 self.remove_slot(self.tail as usize);
             }
         }
-        let Some(i) = self.alloc() else {
-            return false;
-        };
+        let i = self.alloc()?;
         self.vals[i][..bytes.len()].copy_from_slice(bytes);
         self.link(b, i, key, bytes.len(), kind, expiry);
-        true
+        Some(i)
     }
 }
 

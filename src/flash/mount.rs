@@ -299,19 +299,20 @@ impl<
                 T_PUT => {
                     let kl = usize::from(r.klen);
                     let fits = self.log.read_body(at, &r, &mut key, &mut val)?;
-                    let restored = fits
-                        && Kind::from_u8(r.kind()).is_some_and(|kind| {
+                    let slot = if fits {
+                        Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
                             self.table.restore(&key[..kl], v, kind, r.expiry, self.time)
-                        });
-                    if restored {
-                        if let Some(s) = self.table.slot_of(&key[..kl]) {
-                            self.loc[s] = self.log.addr(at);
-                        }
+                        })
+                    } else {
+                        None
+                    };
+                    if let Some(s) = slot {
+                        self.loc[s] = self.log.addr(at);
                     }
                     // A record this configuration cannot hold (written with a larger `K` or
                     // `V`) is dropped, and so is any older value of its key.
-                    if !restored {
+                    if slot.is_none() {
                         let mut key_only = r;
                         key_only.vlen = 0;
                         if self.log.read_body(at, &key_only, &mut key, &mut [])? {
