@@ -10,6 +10,7 @@ use super::format::{T_CLEAR, T_PUT, T_TOMB};
 use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Persistent, Policy, Res};
 use crate::error::Error;
+use crate::table::CullPlan;
 
 impl<
         F: NorFlash,
@@ -126,18 +127,25 @@ impl<
         Ok(())
     }
 
-    /// True when the changed keys, the tombstones of a cull at `now` and a put fit the list
-    /// and one batch.
-    pub(super) fn cull_fits(&self, klen: usize, vlen: usize, now: u64) -> bool {
+    /// The live victims of `plan` at `now`, and whether the changed keys, their tombstones
+    /// and a put fit the list and one batch.
+    pub(super) fn cull_fits(
+        &self,
+        plan: CullPlan,
+        klen: usize,
+        vlen: usize,
+        now: u64,
+    ) -> (usize, bool) {
         let mut victims = 0;
-        self.table.cull_victims(now, |_| victims += 1);
-        if self.dirty + victims + 1 > D {
-            return false;
-        }
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
-        self.table.cull_victims(now, |k| pl.place(k.len(), 0, 0));
+        self.table.for_each_victim(plan, now, &mut |k, live| {
+            if live {
+                victims += 1;
+                pl.place(k.len(), 0, 0);
+            }
+        });
         pl.place(klen, vlen, XLEN_ANY);
-        pl.ok
+        (victims, self.dirty + victims < D && pl.ok)
     }
 }
