@@ -644,25 +644,30 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if key.len() > K || bytes.len() > V {
             return false;
         }
-        if !self.ready {
-            self.reset();
-        }
-        let (b, found) = self.locate(key);
-        if let Some(i) = found {
-            self.vals[i][..bytes.len()].copy_from_slice(bytes);
-            self.set_meta(i, bytes.len(), kind, expiry);
-            self.touch_lru(i);
-            return true;
-        }
-        if self.len >= self.limit() {
+        if self.len >= self.limit() && self.locate(key).1.is_none() {
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
-        let Some(i) = self.alloc() else {
-            return false;
-        };
-        self.vals[i][..bytes.len()].copy_from_slice(bytes);
-        self.link(b, i, key, bytes.len(), kind, expiry);
-        true
+        // Below the limit now: the insert does not cull.
+        self.put_bytes(key, expiry, now, bytes, kind).is_ok()
+    }
+
+    /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the
+    /// table is full): the one non-generic store for wrappers that encode a value aside, so
+    /// the table's insert is compiled once for all of them.
+    #[inline(never)]
+    pub(crate) fn put_bytes(
+        &mut self,
+        key: &[u8],
+        expiry: u64,
+        now: u64,
+        bytes: &[u8],
+        kind: Kind,
+    ) -> Result<bool, Error> {
+        self.put(key, Put::Set, expiry, now, |dst| {
+            let dst = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
+            dst.copy_from_slice(bytes);
+            Ok((bytes.len(), kind))
+        })
     }
 }
 

@@ -81,10 +81,7 @@ impl<
             first = false;
         }
         table
-            .put(key, Put::Set, expiry, now, |dst| {
-                dst[..staged.len()].copy_from_slice(staged);
-                Ok((staged.len(), kind))
-            })
+            .put_bytes(key, expiry, now, staged, kind)
             .map_err(widen)?;
         log.append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
             .map_err(Error::Backend)?;
@@ -202,10 +199,7 @@ impl<
             self.make_room(1, Some((key.len(), len)))?;
         }
         self.table
-            .put(key, Put::Set, expiry, now, |dst| {
-                dst[..len].copy_from_slice(&staged[..len]);
-                Ok((len, kind))
-            })
+            .put_bytes(key, expiry, now, &staged[..len], kind)
             .map_err(widen)?;
         self.mark(key);
         self.settle()?;

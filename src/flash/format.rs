@@ -391,6 +391,7 @@ impl RecHead {
     /// (a time older than `base` is stored as `base`). The key and value lengths must be
     /// in range (`klen` 1..=255 for puts and tombstones, 0 else; `vlen` ≤ [`VLEN_MAX`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(crate) fn new(
         ty: u8,
         start: bool,
@@ -533,16 +534,6 @@ impl RecHead {
             expiry,
             hlen: n as u8,
         })
-    }
-
-    /// CRC over the header (encoded for `base`), `key` and `value`.
-    pub(crate) fn compute_crc(&self, base: u64, key: &[u8], value: &[u8]) -> u32 {
-        let h = self.encode(base);
-        let mut c = Crc::new();
-        c.update(&h[..usize::from(self.hlen)]);
-        c.update(key);
-        c.update(value);
-        c.finish()
     }
 
     /// Bytes before the CRC (header, key and value).
