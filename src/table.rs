@@ -553,38 +553,33 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if !self.ready {
             return;
         }
-        let mut lru = match plan {
+        let (sweep, mut lru) = match plan {
             CullPlan::None => return,
-            CullPlan::Clear => u16::MAX,
-            CullPlan::Tail => {
-                if self.tail != NIL {
-                    let t = self.tail as usize;
-                    f(self.slot_key(t), self.expiry[t] > now);
-                }
-                return;
-            }
+            CullPlan::Clear => (true, u16::MAX),
+            CullPlan::Tail => (false, 1),
             CullPlan::Sweep { per } => {
                 let mut live = 0;
                 let mut s = self.tail;
                 while s != NIL {
                     let i = s as usize;
-                    if self.expiry[i] > now {
-                        live += 1;
-                    }
+                    live += u16::from(self.expiry[i] > now);
                     s = self.prev[i];
                 }
-                self.after_sweep(live, per)
+                (true, self.after_sweep(live, per))
             }
         };
         let mut s = self.tail;
         while s != NIL {
             let i = s as usize;
             s = self.prev[i];
-            if self.expiry[i] <= now {
+            let live = self.expiry[i] > now;
+            if sweep && !live {
                 f(self.slot_key(i), false);
             } else if lru > 0 {
                 lru -= 1;
-                f(self.slot_key(i), true);
+                f(self.slot_key(i), live);
+            } else if !sweep {
+                return;
             }
         }
     }
@@ -595,36 +590,36 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if !self.ready {
             return;
         }
-        let per = match plan {
+        let lru = match plan {
             CullPlan::None => return,
             CullPlan::Clear => {
                 self.for_each_victim(plan, now, f);
                 self.reset();
                 return;
             }
-            CullPlan::Tail => {
-                if self.tail != NIL {
-                    let t = self.tail as usize;
-                    f(self.slot_key(t), self.expiry[t] > now);
-                    self.remove_slot(t);
+            CullPlan::Tail => 1,
+            CullPlan::Sweep { per } => {
+                let mut s = self.tail;
+                while s != NIL {
+                    let i = s as usize;
+                    s = self.prev[i];
+                    if self.expiry[i] <= now {
+                        f(self.slot_key(i), false);
+                        self.remove_slot(i);
+                    }
                 }
-                return;
+                // Only live entries are left.
+                self.after_sweep(self.len, per)
             }
-            CullPlan::Sweep { per } => per,
         };
-        let mut s = self.tail;
-        while s != NIL {
-            let i = s as usize;
-            s = self.prev[i];
-            if self.expiry[i] <= now {
-                f(self.slot_key(i), false);
-                self.remove_slot(i);
+        // The least recent entries go.
+        for _ in 0..lru {
+            let t = self.tail;
+            if t == NIL {
+                break;
             }
-        }
-        // Only live entries are left: the least recent ones go.
-        for _ in 0..self.after_sweep(self.len, per) {
-            let t = self.tail as usize;
-            f(self.slot_key(t), true);
+            let t = t as usize;
+            f(self.slot_key(t), self.expiry[t] > now);
             self.remove_slot(t);
         }
     }

@@ -37,6 +37,20 @@ impl<
         Ok(expired)
     }
 
+    /// Before a read at `now`: drops `key` when it is held but expired, and logs that
+    /// (true then). Not generic, so the typed reads share it.
+    #[inline(never)]
+    fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+        self.see(now);
+        if !self.note_expired(key, now)? {
+            return Ok(false);
+        }
+        let _ = self.table.delete(key, now);
+        self.mark(key);
+        self.settle()?;
+        Ok(true)
+    }
+
     /// An insert that culls more keys than the list holds: one batch written directly.
     pub(super) fn put_culling(
         &mut self,
@@ -107,22 +121,14 @@ impl<
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error<Self::Error>> {
-        self.see(now);
-        if self.note_expired(key, now)? {
-            let _ = self.table.delete(key, now);
-            self.mark(key);
-            self.settle()?;
+        if self.drop_expired(key, now)? {
             return Ok(None);
         }
         self.table.get(key, now, read).map_err(widen)
     }
 
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        self.see(now);
-        if self.note_expired(key, now)? {
-            let _ = self.table.delete(key, now);
-            self.mark(key);
-            self.settle()?;
+        if self.drop_expired(key, now)? {
             return Ok(false);
         }
         self.table.has_key(key, now).map_err(widen)
