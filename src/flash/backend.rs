@@ -12,6 +12,7 @@ use crate::backend::{Backend, Put};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::memcached::Store;
+use crate::table::CullPlan;
 use crate::value::Kind;
 
 impl<
@@ -36,6 +37,21 @@ impl<
         Ok(expired)
     }
 
+    /// Before a read at `now`: drops `key` when it is held but expired, and logs that
+    /// (true then). Not generic, so the typed reads share it.
+    #[inline(never)]
+    fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+        self.see(now);
+        if !self.note_expired(key, now)? {
+            return Ok(false);
+        }
+        let at = self.on_flash(key);
+        let _ = self.table.delete(key, now);
+        self.mark(key, at);
+        self.settle()?;
+        Ok(true)
+    }
+
     /// An insert that culls more keys than the list holds: one batch written directly.
     pub(super) fn put_culling(
         &mut self,
@@ -48,44 +64,39 @@ impl<
         self.flush_dirty()?;
         let vlen = staged.len();
         self.reserve(&|s: &Self, pl: &mut Placer| {
-            if s.table.would_cull(key) {
-                if s.table.cull_frequency() == 0 {
-                    pl.place(0, 0, 0);
-                } else {
-                    s.table.cull_victims(now, |k| pl.place(key_cost(k), 0, 0));
-                }
+            match s.table.cull_plan(key) {
+                CullPlan::Clear => pl.place(0, 0, 0),
+                plan => s.table.for_each_victim(plan, now, &mut |k, live| {
+                    if live {
+                        pl.place(key_cost(k), 0, 0);
+                    }
+                }),
             }
             pl.place(key_cost(key), vlen, xlen(expiry, s.time));
         })?;
         let time = self.time;
         let Self { table, log, .. } = self;
+        let plan = table.cull_plan(key);
         let mut first = true;
-        if table.would_cull(key) {
-            if table.cull_frequency() == 0 {
-                table.cull_reporting(now, |_| {});
-                log.append(T_CLEAR, true, false, 0, &[], &[], time, 0)
-                    .map_err(Error::Backend)?;
+        let mut err = None;
+        // The log records exactly the live entries the table removes (expired ones need
+        // no record: they stay expired after a reboot), or one clear record.
+        table.apply_cull(plan, now, &mut |k, live| {
+            if live && plan != CullPlan::Clear && err.is_none() {
+                err = log.append(T_TOMB, first, false, 0, k, &[], time, 0).err();
                 first = false;
-            } else {
-                let mut err = None;
-                table.cull_reporting(now, |k| {
-                    if err.is_none() {
-                        if let Err(e) = log.append(T_TOMB, first, false, 0, k, &[], time, 0) {
-                            err = Some(e);
-                        }
-                        first = false;
-                    }
-                });
-                if let Some(e) = err {
-                    return Err(Error::Backend(e));
-                }
             }
+        });
+        if let Some(e) = err {
+            return Err(Error::Backend(e));
+        }
+        if plan == CullPlan::Clear {
+            log.append(T_CLEAR, true, false, 0, &[], &[], time, 0)
+                .map_err(Error::Backend)?;
+            first = false;
         }
         table
-            .put(key, Put::Set, expiry, now, |dst| {
-                dst[..staged.len()].copy_from_slice(staged);
-                Ok((staged.len(), kind))
-            })
+            .put_bytes(key, expiry, now, staged, kind)
             .map_err(widen)?;
         let at = log
             .append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
@@ -115,24 +126,14 @@ impl<
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error<Self::Error>> {
-        self.see(now);
-        if self.note_expired(key, now)? {
-            let at = self.on_flash(key);
-            let _ = self.table.delete(key, now);
-            self.mark(key, at);
-            self.settle()?;
+        if self.drop_expired(key, now)? {
             return Ok(None);
         }
         self.table.get(key, now, read).map_err(widen)
     }
 
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        self.see(now);
-        if self.note_expired(key, now)? {
-            let at = self.on_flash(key);
-            let _ = self.table.delete(key, now);
-            self.mark(key, at);
-            self.settle()?;
+        if self.drop_expired(key, now)? {
             return Ok(false);
         }
         self.table.has_key(key, now).map_err(widen)
@@ -174,19 +175,21 @@ impl<
                 return Err(e);
             }
         };
-        if self.table.would_cull(key) {
-            let mut victims = 0;
-            if self.table.cull_frequency() == 0 {
-                victims = N;
-            } else {
-                self.table.cull_victims(now, |_| victims += 1);
+        let mut plan = self.table.cull_plan(key);
+        if plan != CullPlan::None {
+            // Under write-back, the tombstones of the cull join the list when they fit it.
+            let mut listed = false;
+            if matches!(self.policy, Policy::WriteBack { .. }) {
+                let (victims, fits) = self.cull_fits(plan, key_cost(key), len, now);
+                listed = victims < D && fits;
+                if victims < D && !fits {
+                    self.flush_dirty()?;
+                    // Making room may have dropped entries: decide the cull again.
+                    plan = self.table.cull_plan(key);
+                    listed = self.cull_fits(plan, key_cost(key), len, now).1;
+                }
             }
-            let listed = matches!(self.policy, Policy::WriteBack { .. }) && victims < D;
-            let kc = key_cost(key);
-            if listed && !self.cull_fits(kc, len, now) {
-                self.flush_dirty()?;
-            }
-            if !listed || !self.cull_fits(kc, len, now) {
+            if !listed {
                 self.put_culling(key, expiry, now, &staged[..len], kind)?;
                 return Ok(true);
             }
@@ -201,16 +204,16 @@ impl<
                 ..
             } = self;
             let t = &*table;
-            t.cull_victims(now, |k| {
+            t.for_each_victim(plan, now, &mut |k, live| {
                 let listed = (0..*dirty).any(|d| &dirty_keys[d][..usize::from(dirty_len[d])] == k);
-                if !listed && *dirty < D {
+                if live && !listed && *dirty < D {
                     dirty_keys[*dirty][..k.len()].copy_from_slice(k);
                     dirty_len[*dirty] = k.len() as u8;
                     dirty_loc[*dirty] = t.slot_of(k).map_or(NOWHERE, |s| loc[s]);
                     *dirty += 1;
                 }
             });
-            self.table.cull_reporting(now, |_| {});
+            table.apply_cull(plan, now, &mut |_, _| {});
         } else {
             self.make_room(1, Some((key.len(), len)))?;
         }
@@ -221,10 +224,7 @@ impl<
             same && matches!(self.policy, Policy::WriteBack { .. }) && !self.is_dirty(key);
         let at = self.on_flash(key);
         self.table
-            .put(key, Put::Set, expiry, now, |dst| {
-                dst[..len].copy_from_slice(&staged[..len]);
-                Ok((len, kind))
-            })
+            .put_bytes(key, expiry, now, &staged[..len], kind)
             .map_err(widen)?;
         if !unchanged {
             self.mark(key, at);
@@ -345,5 +345,107 @@ impl<
 {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
         self.table.peek(key, now)
+    }
+}
+
+#[cfg(all(test, feature = "_mock"))]
+mod tests {
+    use super::super::log::{Committed, Pos};
+    use super::super::{MockFlash, Persistent, Policy};
+    use crate::backend::{Backend, Put};
+    use crate::flash::format::{T_CLEAR, T_TOMB};
+    use crate::table::Table;
+    use crate::value::Kind;
+
+    type P = Persistent<MockFlash<32, 1024, 4>, 8, 8, 4>;
+
+    /// What the log's records from the `skip`-th on remove: tombstoned keys, and whether a
+    /// clear record is among them. Also returns the number of records.
+    fn logged(p: &mut P, skip: usize) -> (Vec<Vec<u8>>, bool, usize) {
+        let mut it = Committed::new(&p.log, Pos::START);
+        let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
+        let mut key = [0u8; 8];
+        while let Some((at, r)) = it.next(&mut p.log).unwrap() {
+            n += 1;
+            if n <= skip {
+                continue;
+            }
+            if r.ty() == T_CLEAR {
+                clear = true;
+            }
+            if r.ty() == T_TOMB {
+                assert!(p.log.read_body(at, &r, &mut key, &mut []).unwrap());
+                tombs.push(key[..usize::from(r.klen)].to_vec());
+            }
+        }
+        tombs.sort();
+        (tombs, clear, n)
+    }
+
+    fn live(p: &P, now: u64) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        p.table().for_each_lru(|k, _, _, e| {
+            if e > now {
+                keys.push(k.to_vec());
+            }
+        });
+        keys.sort();
+        keys
+    }
+
+    /// Every culling insert, under both policies and every kind of plan (clear, one entry,
+    /// sweep), logs a tombstone for exactly the live entries the table removed (or one
+    /// clear record, when it removed them all).
+    #[test]
+    fn the_log_records_exactly_the_entries_a_cull_removes() {
+        for freq in [0u16, 1, 2, 3, 6] {
+            for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }] {
+                let table = Table::<8, 8, 4>::with_culling(6, freq);
+                let mut p = P::open(MockFlash::new(), 0..32 * 1024, table, policy).unwrap();
+                let mut culls = 0;
+                for i in 0u64..120 {
+                    let now = 100 + i * 3;
+                    p.flush().unwrap();
+                    let before = live(&p, now);
+                    let (_, _, skip) = logged(&mut p, 0);
+                    let key = [
+                        b'k',
+                        b'0' + (i * 7 % 23) as u8 / 10,
+                        b'0' + (i * 7 % 23) as u8 % 10,
+                    ];
+                    // Some entries expire soon, so sweeps find expired ones too.
+                    let expiry = if i % 3 == 0 { now + 5 } else { now + 10_000 };
+                    let culled = p.table().cull_plan(&key) != super::CullPlan::None;
+                    p.put(&key, Put::Set, expiry, now, |dst| {
+                        dst[..2].copy_from_slice(&[i as u8, 1]);
+                        Ok((2, Kind::Bytes))
+                    })
+                    .unwrap();
+                    p.flush().unwrap();
+                    if !culled {
+                        continue;
+                    }
+                    culls += 1;
+                    let after = live(&p, now);
+                    let mut removed: Vec<Vec<u8>> = before
+                        .iter()
+                        .filter(|k| !after.contains(k))
+                        .cloned()
+                        .collect();
+                    removed.sort();
+                    let (tombs, clear, _) = logged(&mut p, skip);
+                    if freq == 0 {
+                        assert!(clear && tombs.is_empty() || !clear && tombs == removed);
+                        assert_eq!(after, vec![key.to_vec()]);
+                    } else {
+                        assert!(!clear);
+                        assert_eq!(tombs, removed, "freq {freq}, {policy:?}, insert {i}");
+                    }
+                }
+                assert!(culls > 10, "freq {freq}: {culls} culls");
+                // No compaction ran, so counting records located each insert's batch.
+                assert_eq!(p.log.tail, 0);
+            }
+        }
     }
 }

@@ -423,6 +423,7 @@ impl RecHead {
     /// in range (`key` 1..=255 bytes for puts and tombstones, empty else; `vlen` ≤
     /// [`VLEN_MAX`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(crate) fn new(
         ty: u8,
         start: bool,
@@ -585,17 +586,6 @@ impl RecHead {
             expiry,
             hlen: n as u8,
         })
-    }
-
-    /// CRC over the header (encoded for `base`), the key's rest (after its prefix) and
-    /// `value`.
-    pub(crate) fn compute_crc(&self, base: u64, key: &[u8], value: &[u8]) -> u32 {
-        let h = self.encode(base);
-        let mut c = Crc::new();
-        c.update(&h[..usize::from(self.hlen)]);
-        c.update(&key[self.plen()..]);
-        c.update(value);
-        c.finish()
     }
 
     /// Bytes before the CRC (header, the key's rest and value).

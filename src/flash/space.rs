@@ -11,7 +11,7 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, record_size, varint_len, RecHead, T_PUT};
+use super::format::{record_size, varint_len, RecHead, T_PUT};
 use super::{Persistent, Res, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
@@ -105,10 +105,10 @@ impl<
     /// Makes room for the batch `sizes` describes: compacts the oldest pages, then, when
     /// the flash holds only live records, drops the oldest page's entries.
     ///
-    /// When the batch cannot fit beside every live record (a write-back flush rewriting
-    /// most of a small region), compaction does not keep the records the batch replaces:
-    /// copying them round the log would not make room. A power cut while such a batch is
-    /// written then loses those keys (a miss, never an older value).
+    /// When the batch cannot fit beside the records it replaces (a write-back flush
+    /// rewriting most of a small region), compaction does not keep those: copying them
+    /// round the log would not make room. A power cut while such a batch is written then
+    /// loses those keys (a miss, never an older value).
     pub(super) fn reserve(&mut self, sizes: &dyn Fn(&Self, &mut Placer)) -> Res<(), F> {
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
@@ -116,7 +116,6 @@ impl<
             return Err(Error::StorageFull);
         }
         let need = pl.bytes;
-        let mut keep = None;
         let pages = self.log.pages;
         for round in 0..(3 * pages + 4) {
             if self.log.free() > 0 {
@@ -131,29 +130,10 @@ impl<
                 continue;
             }
             // The records the batch replaces take about as much room as the batch.
-            let keep = *keep.get_or_insert_with(|| {
-                let room = (pages - 1) * self.log.cap();
-                need.saturating_mul(2).saturating_add(self.live_bytes()) <= room
-            });
+            let keep = need.saturating_mul(2) <= (pages - 1) * self.log.cap();
             self.reclaim_tail(round >= 2 * pages, keep)?;
         }
         Err(Error::StorageFull)
-    }
-
-    /// Bytes of the live records of unchanged entries on flash.
-    fn live_bytes(&self) -> u32 {
-        let now = self.log.written_time;
-        let mut bytes = 0u32;
-        let mut s = self.table.older(None);
-        while let Some(i) = s {
-            s = self.table.older(Some(i));
-            let (k, v, _, e) = self.table.slot(i);
-            if self.loc[i] != NOWHERE && e > now && !self.is_dirty(k) {
-                let size = record_size(key_cost(k), v.len(), 0, xlen(e, now), F::WRITE_SIZE);
-                bytes = bytes.saturating_add(size as u32);
-            }
-        }
-        bytes
     }
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,

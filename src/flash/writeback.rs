@@ -10,6 +10,7 @@ use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
 use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Persistent, Policy, Res, NOWHERE};
 use crate::error::Error;
+use crate::table::CullPlan;
 
 impl<
         F: NorFlash,
@@ -30,6 +31,7 @@ impl<
 
     /// Where the latest record of `key` lies on flash, when it is held and unchanged since
     /// the last flush ([`NOWHERE`] else). Taken before a change, for [`Self::mark`].
+    #[inline(never)]
     pub(super) fn on_flash(&self, key: &[u8]) -> u32 {
         match self.table.slot_of(key) {
             Some(s) if !self.is_dirty(key) => self.loc[s],
@@ -142,19 +144,25 @@ impl<
         Ok(())
     }
 
-    /// True when the changed keys, the tombstones of a cull at `now` and a put (its key
-    /// taking `kcost` bytes) fit the list and one batch.
-    pub(super) fn cull_fits(&self, kcost: usize, vlen: usize, now: u64) -> bool {
+    /// The live victims of `plan` at `now`, and whether the changed keys, their tombstones
+    /// and a put (its key taking `kcost` bytes) fit the list and one batch.
+    pub(super) fn cull_fits(
+        &self,
+        plan: CullPlan,
+        kcost: usize,
+        vlen: usize,
+        now: u64,
+    ) -> (usize, bool) {
         let mut victims = 0;
-        self.table.cull_victims(now, |_| victims += 1);
-        if self.dirty + victims + 1 > D {
-            return false;
-        }
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
-        self.table
-            .cull_victims(now, |k| pl.place(key_cost(k), 0, 0));
+        self.table.for_each_victim(plan, now, &mut |k, live| {
+            if live {
+                victims += 1;
+                pl.place(key_cost(k), 0, 0);
+            }
+        });
         pl.place(kcost, vlen, XLEN_ANY);
-        pl.ok
+        (victims, self.dirty + victims < D && pl.ok)
     }
 }
