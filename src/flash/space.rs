@@ -115,8 +115,9 @@ impl<
         if !pl.ok {
             return Err(Error::StorageFull);
         }
-        let need = pl.bytes;
         let pages = self.log.pages;
+        // The records the batch replaces take about as much room as the batch.
+        let keep = pl.bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
         for round in 0..(3 * pages + 4) {
             if self.log.free() > 0 {
                 let mut pl = self.placer();
@@ -129,8 +130,6 @@ impl<
                 self.log.open_page(self.time).map_err(Error::Backend)?;
                 continue;
             }
-            // The records the batch replaces take about as much room as the batch.
-            let keep = need.saturating_mul(2) <= (pages - 1) * self.log.cap();
             self.reclaim_tail(round >= 2 * pages, keep)?;
         }
         Err(Error::StorageFull)
@@ -146,7 +145,8 @@ impl<
         let tail = self.log.tail;
         let ws = F::WRITE_SIZE;
         // Records before damage found at open are never copied: no entry was restored from
-        // them, so no slot and no changed key points there.
+        // them, so no slot and no changed key points there. A copy takes the head page's
+        // base time (already on flash) and keeps its absolute expiry.
         let mut key = [0u8; K];
         let mut val = [0u8; V];
         for d in 0..self.dirty {
@@ -173,14 +173,11 @@ impl<
                     .read_at(at, &r, &mut key, &mut val)
                     .map_err(Error::Backend)?;
             let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
-            if read
-                && log.head_fits(
-                    RecHead::new(T_PUT, true, true, 0, k, v.len(), 0, r.expiry, log.head_base)
-                        .size(ws),
-                )
-            {
+            let base = log.head_base;
+            let copy = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, r.expiry, base);
+            if read && log.head_fits(copy.size(ws)) {
                 self.dirty_loc[d] = log
-                    .append(T_PUT, true, true, r.kind(), k, v, 0, r.expiry)
+                    .append(T_PUT, true, true, r.kind(), k, v, base, r.expiry)
                     .map_err(Error::Backend)?;
             }
         }
@@ -198,10 +195,11 @@ impl<
                 continue;
             }
             let log = &mut self.log;
-            let size = RecHead::new(T_PUT, true, true, 0, k, v.len(), 0, e, log.head_base).size(ws);
+            let base = log.head_base;
+            let size = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, e, base).size(ws);
             if !evict && log.head_fits(size) {
                 self.loc[i] = log
-                    .append(T_PUT, true, true, kind as u8, k, v, 0, e)
+                    .append(T_PUT, true, true, kind as u8, k, v, base, e)
                     .map_err(Error::Backend)?;
             } else {
                 key[..k.len()].copy_from_slice(k);
