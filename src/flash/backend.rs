@@ -220,9 +220,8 @@ impl<
         // Under write-back, a set that changes nothing is not written again.
         let same = matches!(self.table.peek_any(key),
             Some((v, k, e)) if v == &staged[..len] && k == kind && e == expiry);
-        let unchanged =
-            same && matches!(self.policy, Policy::WriteBack { .. }) && !self.is_dirty(key);
         let at = self.on_flash(key);
+        let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
         self.table
             .put_bytes(key, expiry, now, &staged[..len], kind)
             .map_err(widen)?;
