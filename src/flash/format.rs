@@ -226,6 +226,7 @@ impl Crc {
         Crc(!0)
     }
 
+    #[inline(never)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         let mut c = self.0;
         for &b in bytes {
@@ -249,6 +250,7 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
 }
 
 /// Bytes of the LEB128 varint of `v`.
+#[inline(never)]
 pub(crate) const fn varint_len(v: u64) -> usize {
     let mut n = 1;
     let mut v = v >> 7;
@@ -261,6 +263,7 @@ pub(crate) const fn varint_len(v: u64) -> usize {
 
 /// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
 /// returns its length.
+#[inline(never)]
 pub(crate) fn put_varint(out: &mut [u8], mut v: u64) -> usize {
     let mut i = 0;
     while i < out.len() {

@@ -148,6 +148,7 @@ impl<F: NorFlash> Log<F> {
     }
 
     /// Reads `out.len()` bytes at `addr`, honouring `READ_SIZE`.
+    #[inline(never)]
     pub fn read(&mut self, addr: u32, out: &mut [u8]) -> Res<(), F> {
         let rs = F::READ_SIZE as u32;
         if rs <= 1 {
