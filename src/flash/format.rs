@@ -353,6 +353,21 @@ fn part_b_crc(fields: &[u8]) -> u32 {
     c.finish()
 }
 
+/// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]
+/// when every byte there asks for one more and `h` ends first.
+#[inline(never)]
+fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
+    let rest = h.get(n..).unwrap_or(&[]);
+    get_varint(rest, max).ok_or_else(|| {
+        let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
+        if short {
+            Unread::Short
+        } else {
+            Unread::Invalid
+        }
+    })
+}
+
 /// Why a record header does not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Unread {
@@ -476,18 +491,7 @@ impl RecHead {
     /// continue past `h`) from one that no bytes after `h` could make valid.
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
-        let varint = |n: usize, max: usize| {
-            let rest = h.get(n..).unwrap_or(&[]);
-            get_varint(rest, max).ok_or_else(|| {
-                // Every byte read so far asks for one more, and `h` ends first.
-                let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
-                if short {
-                    Unread::Short
-                } else {
-                    Unread::Invalid
-                }
-            })
-        };
+        let varint = |n: usize, max: usize| varint_at(h, n, max);
         let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
