@@ -164,6 +164,7 @@ impl<F: NorFlash> Log<F> {
     }
 
     /// Reads `out.len()` bytes at `addr`, honouring `READ_SIZE`.
+    #[inline(never)]
     pub fn read(&mut self, addr: u32, out: &mut [u8]) -> Res<(), F> {
         let rs = F::READ_SIZE as u32;
         if rs <= 1 {
@@ -656,51 +657,44 @@ impl Committed {
 
     pub fn next<F: NorFlash>(&mut self, log: &mut Log<F>) -> Res<Option<(Pos, RecHead)>, F> {
         let ws = F::WRITE_SIZE;
+        // A record whose batch's end is being looked for, and where the search is.
+        let mut held: Option<(Pos, RecHead)> = None;
+        let mut q = self.pos;
         loop {
             if self.budget == 0 {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some((at, r)) = log.next_rec(self.pos)? else {
+            let Some((at, r)) = log.next_rec(q)? else {
                 return Ok(None);
             };
-            self.pos = Pos {
+            q = Pos {
                 li: at.li,
                 off: at.off + r.size(ws) as u32,
             };
-            if let Some(end) = self.end {
-                if at == end {
-                    self.end = None;
-                }
-                return Ok(Some((at, r)));
-            }
-            if r.end() {
-                return Ok(Some((at, r)));
-            }
-            // A batch (or what is left of one): look for its end before the next start.
-            let mut q = self.pos;
-            loop {
-                if self.budget == 0 {
-                    return Ok(None);
-                }
-                self.budget -= 1;
-                match log.next_rec(q)? {
-                    None => return Ok(None),
-                    Some((qa, qr)) if qr.start() => {
-                        self.pos = qa;
-                        break;
+            let Some(first) = held else {
+                self.pos = q;
+                if let Some(end) = self.end {
+                    if at == end {
+                        self.end = None;
                     }
-                    Some((qa, qr)) if qr.end() => {
-                        self.end = Some(qa);
-                        return Ok(Some((at, r)));
-                    }
-                    Some((qa, qr)) => {
-                        q = Pos {
-                            li: qa.li,
-                            off: qa.off + qr.size(ws) as u32,
-                        }
-                    }
+                    return Ok(Some((at, r)));
                 }
+                if r.end() {
+                    return Ok(Some((at, r)));
+                }
+                // A batch (or what is left of one): look for its end before the next start.
+                held = Some((at, r));
+                continue;
+            };
+            if r.start() {
+                // The batch never ended: go on from this record.
+                held = None;
+                q = at;
+                self.pos = at;
+            } else if r.end() {
+                self.end = Some(at);
+                return Ok(Some(first));
             }
         }
     }
