@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use arbitrary::{Arbitrary, Unstructured};
 use tickcache::memcached::{
-    Command, Driver, Event, Handler, LongLines, Memcached, Now, Outcome, Sink, StoreOp,
+    Command, Driver, Event, Handler, LongLines, Memcached, Now, Outcome, Reply, Sink, StoreOp,
     REPLY_TOO_LARGE,
 };
 use tickcache::{Backend, Table};
@@ -139,12 +139,12 @@ struct Checked<'a> {
     quit: &'a mut bool,
 }
 
-impl Handler for Checked<'_> {
+impl<W: tickcache::memcached::embedded_io::Write> Handler<W> for Checked<'_> {
     fn tick(&mut self, now: &Now) {
-        self.engine.tick(now);
+        Memcached::tick(self.engine, now);
     }
 
-    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut impl Sink) -> Outcome {
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Reply<'_, W>) -> Outcome {
         let mut reply = Vec::new();
         let outcome = self.engine.execute(cmd, now, &mut reply);
         *self.quit |= outcome == Outcome::Close;
@@ -162,7 +162,7 @@ impl Handler for Checked<'_> {
         cas: bool,
         touch: Option<i64>,
         now: &Now,
-        out: &mut impl Sink,
+        out: &mut Reply<'_, W>,
     ) {
         let mut reply = Vec::new();
         self.engine.get_one(key, cas, touch, now, &mut reply);

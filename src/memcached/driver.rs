@@ -50,13 +50,14 @@ use super::{Memcached, Now, Outcome, Scratch, Sink, Store};
 pub const REPLY_TOO_LARGE: &[u8] = b"SERVER_ERROR reply larger than the output buffer\r\n";
 const END: &[u8] = b"END\r\n";
 
-/// What executes commands for a [`Driver`]: the [`Memcached`] engine, or a wrapper of it (a
-/// server adding its own `stats`, a test checking every reply).
-pub trait Handler {
+/// What executes commands for a [`Driver`] whose replies go to a `W`: the [`Memcached`]
+/// engine (for any sink), or a wrapper of it (a server adding its own `stats` or writing
+/// into its own sink type, a test checking every reply).
+pub trait Handler<W: Write> {
     /// Runs what is due at `now` (a delayed `flush_all`); called before a multi-get.
     fn tick(&mut self, now: &Now);
     /// Executes a command other than a retrieval, writing its reply into `out`.
-    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut impl Sink) -> Outcome;
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Reply<'_, W>) -> Outcome;
     /// One key of a retrieval (`touch`: `gat`'s exptime): its `VALUE` block on a hit.
     fn get_one(
         &mut self,
@@ -64,15 +65,15 @@ pub trait Handler {
         cas: bool,
         touch: Option<i64>,
         now: &Now,
-        out: &mut impl Sink,
+        out: &mut Reply<'_, W>,
     );
 }
 
-impl<S: Store, const V: usize, B: Scratch> Handler for Memcached<S, V, B> {
+impl<W: Write, S: Store, const V: usize, B: Scratch> Handler<W> for Memcached<S, V, B> {
     fn tick(&mut self, now: &Now) {
         Memcached::tick(self, now);
     }
-    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut impl Sink) -> Outcome {
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Reply<'_, W>) -> Outcome {
         Memcached::execute(self, cmd, now, out)
     }
     fn get_one(
@@ -81,17 +82,17 @@ impl<S: Store, const V: usize, B: Scratch> Handler for Memcached<S, V, B> {
         cas: bool,
         touch: Option<i64>,
         now: &Now,
-        out: &mut impl Sink,
+        out: &mut Reply<'_, W>,
     ) {
         Memcached::get_one(self, key, cas, touch, now, out);
     }
 }
 
-impl<T: Handler + ?Sized> Handler for &mut T {
+impl<W: Write, T: Handler<W> + ?Sized> Handler<W> for &mut T {
     fn tick(&mut self, now: &Now) {
         T::tick(self, now);
     }
-    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut impl Sink) -> Outcome {
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Reply<'_, W>) -> Outcome {
         T::execute(self, cmd, now, out)
     }
     fn get_one(
@@ -100,7 +101,7 @@ impl<T: Handler + ?Sized> Handler for &mut T {
         cas: bool,
         touch: Option<i64>,
         now: &Now,
-        out: &mut impl Sink,
+        out: &mut Reply<'_, W>,
     ) {
         T::get_one(self, key, cas, touch, now, out);
     }
@@ -297,6 +298,12 @@ impl<B: Buffer> Driver<B> {
         self.start < self.end || self.parser.skipping() || self.discarding
     }
 
+    /// True while a too-large data block or a long line is being dropped: the bytes that
+    /// arrive belong to a command already answered.
+    pub const fn skipping(&self) -> bool {
+        self.parser.skipping() || self.discarding
+    }
+
     /// True once the connection is over ([`Event::Close`]).
     pub const fn closed(&self) -> bool {
         self.closed
@@ -354,7 +361,7 @@ impl<B: Buffer> Driver<B> {
 
     /// Handles the next command (or the next key of a multi-get) in the buffered bytes,
     /// writing its reply into `out`; see [`Event`] and [`WriteError`].
-    pub fn step<H: Handler, W: Write>(
+    pub fn step<W: Write, H: Handler<W>>(
         &mut self,
         handler: &mut H,
         now: &Now,
@@ -363,7 +370,7 @@ impl<B: Buffer> Driver<B> {
         if self.closed {
             return Ok(Event::Close);
         }
-        let mut o = Out::new(out);
+        let mut o = Reply::new(out);
         if let Some(line) = self.owed.take() {
             o.put(line);
             // An error line that does not fit either is dropped, so this cannot loop.
@@ -444,12 +451,12 @@ impl<B: Buffer> Driver<B> {
 
     /// Answers the next key of a multi-get; the last one also writes `END` and consumes the
     /// line.
-    fn next_key<H: Handler, W: Write>(
+    fn next_key<W: Write, H: Handler<W>>(
         &mut self,
         mut m: Multi,
         handler: &mut H,
         now: &Now,
-        mut o: Out<'_, W>,
+        mut o: Reply<'_, W>,
     ) -> Result<Event, WriteError<W::Error>> {
         let line = &self.buf.bytes()[self.start..self.end];
         let list = line.get(m.pos..m.end).unwrap_or(&[]);
@@ -478,21 +485,27 @@ impl<B: Buffer> Driver<B> {
     }
 }
 
-/// The engine's [`Sink`] over an [`embedded_io::Write`]: stops at the first failure and
-/// remembers it.
-struct Out<'a, W: Write> {
+/// The reply of one step: a [`Sink`] over the driver's [`embedded_io::Write`] that stops
+/// at the first failed write and remembers it (the driver then returns a [`WriteError`]).
+pub struct Reply<'a, W: Write> {
     w: &'a mut W,
     written: usize,
     failed: Option<Option<W::Error>>,
 }
 
-impl<'a, W: Write> Out<'a, W> {
+impl<'a, W: Write> Reply<'a, W> {
     fn new(w: &'a mut W) -> Self {
-        Out {
+        Reply {
             w,
             written: 0,
             failed: None,
         }
+    }
+
+    /// The sink itself, for a handler that writes into its own sink type directly (what
+    /// it writes there is not counted in [`WriteError::written`] and cannot fail the step).
+    pub fn sink(&mut self) -> &mut W {
+        self.w
     }
 
     fn check(&mut self) -> Result<(), WriteError<W::Error>> {
@@ -506,7 +519,7 @@ impl<'a, W: Write> Out<'a, W> {
     }
 }
 
-impl<W: Write> Sink for Out<'_, W> {
+impl<W: Write> Sink for Reply<'_, W> {
     fn put(&mut self, mut bytes: &[u8]) {
         if self.failed.is_some() {
             return;

@@ -41,9 +41,13 @@
 pub mod driver;
 mod parse;
 
+/// The IO traits of the driver's output, re-exported so a [`Handler`] names the same
+/// version.
+pub use embedded_io;
+
 #[cfg(feature = "std")]
 pub use driver::GrowBuf;
-pub use driver::{Buffer, Driver, Event, Handler, LongLines, WriteError, REPLY_TOO_LARGE};
+pub use driver::{Buffer, Driver, Event, Handler, LongLines, Reply, WriteError, REPLY_TOO_LARGE};
 pub use parse::{Command, Keys, Parser, Step, StoreOp};
 pub use parse::{BAD_CHUNK, BAD_FORMAT, ERROR, LINE_TOO_LONG};
 
