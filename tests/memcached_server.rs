@@ -629,3 +629,87 @@ fn clients_that_do_not_read_are_not_read_and_memory_is_bounded() {
     );
     assert!(server.terminate());
 }
+
+/// Four worker threads over four shards: clients on every thread see each other's writes,
+/// a multi-get spans the shards, `stats` sums them, `flush_all` and `stats reset` reach
+/// every shard, and the memory limit holds over all of them.
+#[test]
+fn four_threads_over_shards_behave_as_one_cache() {
+    let server = Server::with(&["--threads", "4", "-m", "8", "-I", "100k"]);
+    // Eight clients write 250 keys each, in parallel; each then reads another's keys.
+    let writers: Vec<_> = (0..8)
+        .map(|c| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut req = Vec::new();
+                for i in 0..250 {
+                    req.extend_from_slice(&set_cmd(&format!("c{c}k{i}"), c, b"value"));
+                }
+                let got = roundtrip(&mut s, &req, b"STORED\r\n", 250);
+                assert_eq!(got.len(), 250 * 8);
+                s
+            })
+        })
+        .collect();
+    let mut conns: Vec<TcpStream> = writers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (c, s) in conns.iter_mut().enumerate() {
+        let other = (c + 1) % 8;
+        let keys: Vec<String> = (0..250).map(|i| format!("c{other}k{i}")).collect();
+        let got = roundtrip(
+            s,
+            format!("get {} nokey\r\n", keys.join(" ")).as_bytes(),
+            b"END\r\n",
+            1,
+        );
+        let text = String::from_utf8(got).unwrap();
+        for k in &keys {
+            assert!(
+                text.contains(&format!("VALUE {k} {other} 5\r\nvalue\r\n")),
+                "{k}"
+            );
+        }
+    }
+    let s = &mut conns[0];
+    let st = stats(s);
+    assert_eq!(stat(&st, "threads"), 4);
+    assert_eq!(stat(&st, "curr_items"), 2000);
+    assert_eq!(stat(&st, "total_items"), 2000);
+    assert_eq!(stat(&st, "cmd_set"), 2000);
+    assert_eq!(stat(&st, "cmd_get"), 2008);
+    assert_eq!(stat(&st, "get_hits"), 2000);
+    assert_eq!(stat(&st, "get_misses"), 8);
+    assert_eq!(stat(&st, "item_size_max"), 100 << 10);
+    assert!(stat(&st, "limit_maxbytes") <= 8 << 20);
+    assert!(stat(&st, "limit_maxbytes") > (8 << 20) - 4);
+    // The memory limit holds over the shards: 16 MB of 64 KiB items into 8 MiB.
+    let data = vec![b'x'; 64 << 10];
+    for i in 0..256 {
+        assert_eq!(
+            roundtrip(s, &set_cmd(&format!("big{i}"), 0, &data), b"\r\n", 1),
+            b"STORED\r\n"
+        );
+    }
+    let st = stats(s);
+    assert!(stat(&st, "bytes") <= stat(&st, "limit_maxbytes"));
+    assert!(stat(&st, "evictions") > 100);
+    let got = roundtrip(s, b"get big255\r\n", b"END\r\n", 1);
+    assert!(got.starts_with(b"VALUE big255 0 65536\r\nxxx"));
+    // flush_all empties every shard, with one reply; stats reset zeroes every shard.
+    assert_eq!(roundtrip(s, b"flush_all\r\n", b"\r\n", 1), b"OK\r\n");
+    let keys: Vec<String> = (0..250).map(|i| format!("c3k{i}")).collect();
+    let got = roundtrip(
+        s,
+        format!("get {}\r\n", keys.join(" ")).as_bytes(),
+        b"END\r\n",
+        1,
+    );
+    assert_eq!(got, b"END\r\n");
+    assert_eq!(stat(&stats(s), "cmd_flush"), 1);
+    assert_eq!(roundtrip(s, b"stats reset\r\n", b"\r\n", 1), b"RESET\r\n");
+    let st = stats(s);
+    assert_eq!(stat(&st, "cmd_get"), 0);
+    assert_eq!(stat(&st, "cmd_flush"), 0);
+    assert!(server.terminate());
+}

@@ -5,8 +5,12 @@
 //! cargo run --release --features server --bin tickcache-server -- --listen 127.0.0.1:11211
 //! ```
 //!
-//! One tokio event loop (`--threads 1`, the default) serves every connection; the cache is
-//! one [`Memcached`] engine behind a mutex, so commands are applied one at a time. Each
+//! The main thread accepts connections and hands them in turn to `--threads` worker threads
+//! (default 4), each running its own tokio event loop (a current-thread runtime), as
+//! memcached's workers each run an event base. The heap table is split into one shard per
+//! worker (a [`Memcached`] engine on a `HeapTable` with an equal part of `-m`, behind its
+//! own mutex), chosen by a keyed hash of the key; `stats` sums the shards, `flush_all` runs
+//! on each. The fixed table (`--fixed`, `--persist`) stays one engine behind one mutex. Each
 //! connection owns a read buffer of 16 KiB that grows to hold one large command (a line of
 //! up to 64 KiB plus one data block) while it arrives, and an output buffer with a
 //! high-water mark of 16 KiB: past it, the replies are sent before another command (or
@@ -17,6 +21,7 @@
 //! Run with `--help` for the options.
 
 use std::fmt::Debug;
+use std::hash::BuildHasher;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,7 +71,12 @@ OPTIONS
                           every slot is allocated at start for the largest item (see RAM)
   --capacity N            with --fixed: most items held, LRU eviction beyond (default
                           16384, max 65534)
-  --threads N             worker threads of the event loop (default 1)
+  --threads N             worker threads (default 4, as memcached's -t), each with its own
+                          event loop; connections are handed to them in turn. The heap
+                          table is split into N shards by a keyed hash of the key, each
+                          with its own lock, LRU and an equal part of -m (fewer shards if
+                          a part would hold fewer than two items of -I). --fixed and
+                          --persist keep one table behind one lock
   --max-conns N           simultaneous connections (default 1024)
   --idle-timeout SECS     close a connection idle this long between commands (default:
                           never, as memcached; 0 = never)
@@ -116,7 +126,7 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         memory: 64 << 20,
         capacity: 16384,
         item_max: 1 << 20,
-        threads: 1,
+        threads: 4,
         max_conns: 1024,
         idle: None,
         request: Duration::from_secs(10),
@@ -345,7 +355,8 @@ where
 }
 
 struct Built {
-    service: Box<dyn Service>,
+    /// The shards: one engine each (one for the fixed table).
+    services: Vec<Box<dyn Service>>,
     resume_ticks: u64,
     ram: usize,
 }
@@ -355,19 +366,28 @@ fn build(o: &Opts) -> Result<Built, String> {
     if o.fixed {
         return build_fixed(o);
     }
-    let limits = Limits::new(o.memory).value_max(o.item_max + tickcache::memcached::HEADER);
-    // Keys come from the network: a randomly keyed hasher.
-    let table = HeapTable::with_hasher(limits, Keyed::new()).map_err(|e| format!("-m/-I: {e}"))?;
+    let n = shards(o);
+    let limits = Limits::new(o.memory / n).value_max(o.item_max + tickcache::memcached::HEADER);
+    let mut services: Vec<Box<dyn Service>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Keys come from the network: a randomly keyed hasher.
+        let table =
+            HeapTable::with_hasher(limits, Keyed::new()).map_err(|e| format!("-m/-I: {e}"))?;
+        let engine = Memcached::<_, 0, Vec<u8>>::with_scratch(table, o.item_max, 0, Vec::new());
+        services.push(Box::new(engine));
+    }
     Ok(Built {
-        service: Box::new(Memcached::<_, 0, Vec<u8>>::with_scratch(
-            table,
-            o.item_max,
-            0,
-            Vec::new(),
-        )),
+        services,
         resume_ticks: 0,
-        ram: o.memory,
+        ram: limits.max_bytes * n,
     })
+}
+
+/// How many shards the heap table is split into: one per worker thread, each with an equal
+/// part of `-m`, but never so many that a shard holds fewer than two of the largest items
+/// (memcached's rule for `-I` against `-m`).
+fn shards(o: &Opts) -> usize {
+    o.threads.min(o.memory / (2 * o.item_max)).max(1)
 }
 
 /// Builds the fixed table's engine on a thread whose stack can hold the table while it is
@@ -416,7 +436,7 @@ fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
             .map_err(|e| format!("capacity: {e:?}"))?;
             match &o.persist {
                 None => Ok(Built {
-                    service: Box::new(Memcached::<_, V>::new(table, o.item_max, 0)),
+                    services: vec![Box::new(Memcached::<_, V>::new(table, o.item_max, 0))],
                     resume_ticks: 0,
                     ram,
                 }),
@@ -435,7 +455,7 @@ fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
                     let resume_ticks = p.latest_time();
                     let first_cas = Memcached::<Table<N, KEY, V, Keyed>, V>::max_cas(p.table());
                     Ok(Built {
-                        service: Box::new(Memcached::<_, V>::new(p, o.item_max, first_cas)),
+                        services: vec![Box::new(Memcached::<_, V>::new(p, o.item_max, first_cas))],
                         resume_ticks,
                         ram,
                     })
@@ -448,7 +468,9 @@ fn make<const N: usize, const V: usize>(o: &Opts) -> Result<Built, String> {
 }
 
 struct Shared {
-    service: Mutex<Box<dyn Service>>,
+    /// The table's shards, each behind its own lock; a key's shard is chosen by `router`.
+    shards: Box<[Mutex<Box<dyn Service>>]>,
+    router: Keyed,
     clock: StdClock,
     offset: u64,
     started: Instant,
@@ -460,9 +482,90 @@ struct Shared {
     ram: usize,
 }
 
+/// Locks a shard; a thread that panicked while holding it left the table consistent (the
+/// engine's operations do not unwind midway), so the lock is taken anyway.
+fn lock(shard: &Mutex<Box<dyn Service>>) -> MutexGuard<'_, Box<dyn Service>> {
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The key a command works on, which chooses its shard.
+fn key_of<'a>(cmd: &Command<'a>) -> Option<&'a [u8]> {
+    match *cmd {
+        Command::Store { key, .. }
+        | Command::TooLarge { key, .. }
+        | Command::Delete { key, .. }
+        | Command::Arith { key, .. }
+        | Command::Touch { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Box<dyn Service>> {
-        self.service.lock().unwrap_or_else(|p| p.into_inner())
+    /// The shard of `key`, locked.
+    fn lock(&self, key: &[u8]) -> MutexGuard<'_, Box<dyn Service>> {
+        let i = match self.shards.len() {
+            1 => 0,
+            n => (self.router.hash_one(key) % n as u64) as usize,
+        };
+        lock(&self.shards[i])
+    }
+
+    /// Runs `cmd` on the shard of its key; a command without a key (`flush_all`,
+    /// `stats reset`) on every shard, with the first shard's reply.
+    fn execute(&self, cmd: &Command<'_>, now: &Now, out: &mut Out) -> Outcome {
+        if let Some(key) = key_of(cmd) {
+            return self.lock(key).execute(cmd, now, out);
+        }
+        let (first, rest) = self.shards.split_first().expect("at least one shard");
+        if matches!(
+            cmd,
+            Command::FlushAll { .. } | Command::Stats { reset: true }
+        ) {
+            for shard in rest {
+                lock(shard).execute(cmd, now, &mut Out::default());
+            }
+        }
+        lock(first).execute(cmd, now, out)
+    }
+
+    /// The engines' `STAT` lines, summed over the shards.
+    fn engine_stats(&self, now: &Now, out: &mut Out) {
+        let mut lines: Vec<(String, u64)> = Vec::new();
+        for shard in self.shards.iter() {
+            let mut one = Out::default();
+            {
+                let mut svc = lock(shard);
+                svc.tick(now);
+                svc.write_stats(&mut one);
+            }
+            let text = String::from_utf8_lossy(&one.buf);
+            for line in text.lines() {
+                let mut words = line.split(' ').skip(1);
+                let (Some(name), Some(v)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let v: u64 = v.parse().unwrap_or(0);
+                match lines.iter_mut().find(|l| l.0 == name) {
+                    // The item limit is every shard's; a flush_all ran on every shard.
+                    Some(l) if matches!(name, "item_size_max" | "cmd_flush") => l.1 = l.1.max(v),
+                    Some(l) => l.1 += v,
+                    None => lines.push((name.to_string(), v)),
+                }
+            }
+        }
+        for (name, v) in lines {
+            tickcache::memcached::write_stat(out, &name, v);
+        }
+    }
+
+    /// Items held, over the shards.
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Flushes every shard (a persistent store writes its pending changes).
+    fn flush(&self) -> Result<(), String> {
+        self.shards.iter().try_for_each(|s| lock(s).flush())
     }
 
     fn now(&self) -> Now {
@@ -575,14 +678,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                         Command::Stats { reset: false } => {
                             let now = shared.now();
                             shared.server_stats(&mut out, &now);
-                            let mut svc = shared.lock();
-                            svc.tick(&now);
-                            svc.write_stats(&mut out);
+                            shared.engine_stats(&now, &mut out);
                             out.put(b"END\r\n");
                         }
                         cmd => {
                             let now = shared.now();
-                            if shared.lock().execute(&cmd, &now, &mut out) == Outcome::Close {
+                            if shared.execute(&cmd, &now, &mut out) == Outcome::Close {
                                 close = true;
                                 break;
                             }
@@ -641,18 +742,38 @@ async fn get_many(
     stream: &mut TcpStream,
 ) -> io::Result<()> {
     let now = shared.now();
-    shared.lock().tick(&now);
     for key in keys {
         if out.len() >= OUT_HIGH {
             out.send(stream, shared.opts.request).await?;
         }
-        shared.lock().get_one(key, cas, touch, &now, out);
+        let mut svc = shared.lock(key);
+        svc.tick(&now);
+        svc.get_one(key, cas, touch, &now, out);
     }
     out.put(b"END\r\n");
     Ok(())
 }
 
-async fn run(listener: TcpListener, shared: Arc<Shared>) {
+/// Starts `n` worker threads, each with its own event loop (a current-thread runtime, as
+/// memcached's worker threads each run their own event base), and returns their handles.
+fn start_workers(n: usize) -> io::Result<Vec<tokio::runtime::Handle>> {
+    (0..n)
+        .map(|i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("worker {i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            Ok(handle)
+        })
+        .collect()
+}
+
+/// Accepts connections and hands them to the workers in turn.
+async fn run(listener: TcpListener, shared: Arc<Shared>, workers: Vec<tokio::runtime::Handle>) {
+    let mut next = 0;
     loop {
         let (mut stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -670,10 +791,17 @@ async fn run(listener: TcpListener, shared: Arc<Shared>) {
             });
             continue;
         }
+        // Moved to the worker's event loop: registered there, served there.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
         shared.conns.fetch_add(1, Ordering::Relaxed);
         let sh = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _ = serve(stream, Arc::clone(&sh)).await;
+        next = (next + 1) % workers.len();
+        workers[next].spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                let _ = serve(stream, Arc::clone(&sh)).await;
+            }
             sh.conns.fetch_sub(1, Ordering::Relaxed);
             sh.closed.fetch_add(1, Ordering::Relaxed);
         });
@@ -743,9 +871,9 @@ fn main() -> ExitCode {
     };
     let clock = StdClock::new();
     clock.now();
-    let items = built.service.len();
     let shared = Arc::new(Shared {
-        service: Mutex::new(built.service),
+        shards: built.services.into_iter().map(Mutex::new).collect(),
+        router: Keyed::new(),
         clock,
         offset: built.resume_ticks,
         started: Instant::now(),
@@ -755,15 +883,19 @@ fn main() -> ExitCode {
         opts: o.clone(),
         ram: built.ram,
     });
-    let rt = if o.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(o.threads);
-        b
-    }
-    .enable_all()
-    .build();
+    let items = shared.len();
+    // The main thread accepts connections (and handles signals and timers); the workers
+    // serve them.
+    let workers = match start_workers(o.threads) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("tickcache-server: worker threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
@@ -801,20 +933,25 @@ fn main() -> ExitCode {
                 let mut every = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     every.tick().await;
-                    if let Err(e) = sh.lock().flush() {
+                    if let Err(e) = sh.flush() {
                         eprintln!("tickcache-server: flush: {e}");
                     }
                 }
             });
         }
         tokio::select! {
-            () = run(listener, Arc::clone(&shared)) => ExitCode::SUCCESS,
+            () = run(listener, Arc::clone(&shared), workers) => ExitCode::SUCCESS,
             sig = shutdown_signal() => {
                 let sig = sig.unwrap_or("signal setup failure");
-                let mut svc = shared.lock();
-                match svc.flush() {
+                // Every shard locked, then flushed; the locks are never released, so no
+                // worker writes after the final flush (the process exits next).
+                let mut held: Vec<_> = shared.shards.iter().map(lock).collect();
+                let flushed = held.iter_mut().try_for_each(|svc| svc.flush());
+                let items: usize = held.iter().map(|svc| svc.len()).sum();
+                std::mem::forget(held);
+                match flushed {
                     Ok(()) => {
-                        eprintln!("tickcache-server: {sig}: {} items, flushed; bye", svc.len());
+                        eprintln!("tickcache-server: {sig}: {items} items, flushed; bye");
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
