@@ -465,7 +465,9 @@ impl<B: Buffer> Driver<B> {
             handler.get_one(key, m.cas, m.touch, now, &mut o);
             m.pos = m.end - keys.as_bytes().len();
         }
-        let last = Keys::new(&line[m.pos.min(m.end)..m.end]).next().is_none();
+        let last = Keys::new(line.get(m.pos..m.end).unwrap_or(&[]))
+            .next()
+            .is_none();
         if last {
             o.put(END);
             self.multi = None;
