@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::string::{String, ToString};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use std::vec::Vec;
@@ -10,25 +11,30 @@ use std::vec::Vec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Put};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::Key;
+use crate::shared::backend_through_call;
 use crate::timeout::Timeout;
+use crate::value::Kind;
 
-/// The host's monotonic clock, in microseconds since first use.
-#[derive(Debug, Default)]
+/// The host's monotonic clock, in microseconds since the first reading of any `StdClock` in
+/// the process: every `StdClock` agrees, so caches over one [`SyncStore`] may each have
+/// their own.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct StdClock {
-    start: OnceLock<Instant>,
+    _private: (),
 }
 
+/// When the process first read a [`StdClock`].
+static START: OnceLock<Instant> = OnceLock::new();
+
 impl StdClock {
-    /// A clock that starts at its first reading. Usable in a `static`.
+    /// The process's clock. Usable in a `static`.
     pub const fn new() -> Self {
-        StdClock {
-            start: OnceLock::new(),
-        }
+        StdClock { _private: () }
     }
 }
 
@@ -37,10 +43,165 @@ impl Clock for StdClock {
         1_000_000
     }
     fn now(&self) -> u64 {
-        let start = self.start.get_or_init(Instant::now);
+        let start = START.get_or_init(Instant::now);
         u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 }
+
+/// A token for the calling thread: the address of a thread-local, distinct among the
+/// threads alive at once. Never 0.
+fn this_thread() -> usize {
+    thread_local!(static TOKEN: u8 = const { 0 });
+    TOKEN.with(|t| core::ptr::from_ref(t) as usize)
+}
+
+/// A `Mutex` that knows which thread holds it, so a thread that asks again while it holds
+/// the lock is refused instead of deadlocking.
+struct OwnedMutex<T> {
+    inner: Mutex<T>,
+    /// [`this_thread`] of the holder, or 0.
+    owner: AtomicUsize,
+}
+
+/// The lock of an [`OwnedMutex`]; forgets its owner before it unlocks.
+struct OwnedGuard<'a, T> {
+    guard: MutexGuard<'a, T>,
+    owner: &'a AtomicUsize,
+}
+
+impl<T> OwnedMutex<T> {
+    const fn new(value: T) -> Self {
+        OwnedMutex {
+            inner: Mutex::new(value),
+            owner: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for the lock; `None` at once when this thread already holds it. A panic in
+    /// another thread while it held the lock does not poison it: every cache operation
+    /// leaves its table consistent before it returns.
+    fn lock(&self) -> Option<OwnedGuard<'_, T>> {
+        let me = this_thread();
+        // Only this thread writes its own token, and it clears it before unlocking, so
+        // reading it here means this thread holds the lock.
+        if self.owner.load(Ordering::Relaxed) == me {
+            return None;
+        }
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.owner.store(me, Ordering::Relaxed);
+        Some(OwnedGuard {
+            guard,
+            owner: &self.owner,
+        })
+    }
+}
+
+impl<T> Drop for OwnedGuard<'_, T> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Relaxed);
+    }
+}
+
+impl<T> core::ops::Deref for OwnedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> core::ops::DerefMut for OwnedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+/// One store under several configured caches on the host, shared between threads: the
+/// [`Store`](crate::Store) of firmware with a `Mutex` instead of a critical section.
+///
+/// `&SyncStore<B>` and `Arc<SyncStore<B>>` are [`Backend`]s, so [`Caches`] can register
+/// aliases that differ in prefix, version, key function or default timeout over one store,
+/// as Django's caches that share a `LOCATION`:
+///
+/// ```
+/// use std::sync::Arc;
+/// use tickcache::{Cache, Caches, Config, StdClock, SyncStore, Table};
+///
+/// type Location = Arc<SyncStore<Table<64, 48, 32>>>;
+/// let location: Location = Arc::new(SyncStore::new(Table::new()));
+/// let mut caches: Caches<StdClock, Location, 48> = Caches::new();
+/// for (alias, config) in [
+///     ("default", Config::new()),
+///     ("prefix", Config::new().key_prefix("cacheprefix")),
+///     ("v2", Config::new().version(2)),
+/// ] {
+///     caches.insert(alias, Cache::new(StdClock::new(), Arc::clone(&location), config));
+/// }
+///
+/// let cache = caches.default_cache()?;
+/// cache.lock().set("answer", &42u32, 60)?;
+/// assert_eq!(caches.get("prefix")?.lock().get::<u32>("answer")?, None);
+/// assert_eq!(caches.get("v2")?.lock().get::<u32>("answer")?, None);
+/// assert_eq!(caches.get("v2")?.lock().len(), 1); // one store under every alias
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Every backend call takes the store's lock; a call made while this thread holds it (a
+/// value's `Serialize` that uses a cache over the same store) returns [`Error::Busy`]
+/// instead of deadlocking.
+pub struct SyncStore<B> {
+    inner: OwnedMutex<B>,
+}
+
+impl<B> SyncStore<B> {
+    /// A store over `backend`. Usable in a `static`.
+    pub const fn new(backend: B) -> Self {
+        SyncStore {
+            inner: OwnedMutex::new(backend),
+        }
+    }
+
+    /// Runs `f` on the backend under the store's lock (for calls the caches do not offer);
+    /// `None` when this thread already holds it.
+    pub fn try_lock<R>(&self, f: impl FnOnce(&mut B) -> R) -> Option<R> {
+        let mut backend = self.inner.lock()?;
+        Some(f(&mut backend))
+    }
+
+    /// The backend, taken out of the store.
+    pub fn into_inner(self) -> B {
+        self.inner
+            .inner
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<B: Backend> SyncStore<B> {
+    /// Runs one backend call under the lock; [`Error::Busy`] when re-entered.
+    #[inline]
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut B) -> Result<R, Error<B::Error>>,
+    ) -> Result<R, Error<B::Error>> {
+        self.try_lock(f).unwrap_or(Err(Error::Busy))
+    }
+}
+
+impl<B: Backend> core::fmt::Debug for SyncStore<B> {
+    /// The number of entries, or `<busy>` while this thread holds the store. Waits while
+    /// another thread holds it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s = f.debug_struct("SyncStore");
+        match self.try_lock(|b| b.len()) {
+            Some(len) => s.field("len", &len),
+            None => s.field("len", &format_args!("<busy>")),
+        };
+        s.finish()
+    }
+}
+
+backend_through_call!(&SyncStore<B>);
+backend_through_call!(Arc<SyncStore<B>>);
 
 /// A cache shared between threads: a `Mutex` around a [`Cache`].
 pub struct SyncCache<C, B, const K: usize> {

@@ -32,6 +32,7 @@
 //! | `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, `TIMEOUT` | [`Config`] |
 //! | `ValueError` from `incr` | [`Error::NotFound`] |
 //! | `caches["default"]` | `Caches` (feature `std`) |
+//! | caches sharing a `LOCATION` | a [`Cache`] per [`Config`] over one [`Store`] (`&STORE`); on the host `Caches` aliases over one `Arc<SyncStore>` |
 //!
 //! # Where this differs from Django, and why
 //! - A timeout of zero or below removes the key at once instead of storing an expired entry;
@@ -91,9 +92,9 @@ pub use flash::{FlashError, Persistent, Policy};
 #[cfg(feature = "std")]
 pub use heap::HeapTable;
 #[cfg(feature = "std")]
-pub use host::{Caches, StdClock, SyncCache, UnknownAlias};
+pub use host::{Caches, StdClock, SyncCache, SyncStore, UnknownAlias};
 pub use key::{Key, KeyError, KeyPolicy};
-pub use shared::SharedCache;
+pub use shared::{SharedCache, Store};
 pub use table::Table;
 pub use timeout::Timeout;
 pub use value::Kind;
