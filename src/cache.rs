@@ -348,9 +348,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `get_many`, without a heap: calls `found(key, value)` for each key present
     /// and returns how many were found. Use the same key twice and it is visited twice.
     ///
-    /// Every key is validated first: if any is invalid, the error is returned before any
-    /// entry is read (no `found` call, no change of recency), as Django's memcached backends
-    /// do.
+    /// `keys` is any iterator of key-likes (`&str`, `&String`, [`Key`], ...) that can be
+    /// walked twice (`Clone`, as iterators over arrays, slices and maps are): every key is
+    /// validated first, and if any is invalid the error is returned before any entry is
+    /// read (no `found` call, no change of recency), as Django's memcached backends do.
+    /// Django's `version=` for the whole batch is [`Cache::at_version`].
     ///
     /// ```
     /// # use tickcache::{MemCache, Config, ManualClock, Table};
@@ -387,12 +389,62 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(hits)
     }
 
+    /// Django's `get_many` into a map of the keys found, keyed by the keys as given (so
+    /// duplicates collapse, as in Django's dict); returns how many hits were inserted.
+    ///
+    /// Any [`ManyMap`]: a `heapless` `LinearMap` or `IndexMap` without a heap, or (feature
+    /// `std`) a `HashMap` or `BTreeMap`. A hit that no longer fits a full map is
+    /// [`Error::BufferTooSmall`]; the map then holds the hits before it. Keys are validated
+    /// first, as in [`Cache::get_many`].
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set("a", &1u8, 60)?;
+    /// cache.set("b", &2u8, 60)?;
+    /// let mut got = heapless::LinearMap::<&str, u8, 4>::new();
+    /// cache.get_many_into(["a", "b", "c", "a"], &mut got)?;
+    /// assert_eq!((got.len(), got.get("a"), got.get("c")), (2, Some(&1), None));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn get_many_into<'k, T, I, M>(&mut self, keys: I, map: &mut M) -> Res<usize, B>
+    where
+        T: DeserializeOwned,
+        I: IntoIterator,
+        I::IntoIter: Clone,
+        I::Item: Into<Key<'k>> + Clone,
+        M: ManyMap<I::Item, T> + ?Sized,
+    {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
+        let mut hits = 0;
+        for item in keys {
+            if let Some(v) = self.get(item.clone())? {
+                map.insert_hit(item, v).map_err(|_| Error::BufferTooSmall)?;
+                hits += 1;
+            }
+        }
+        Ok(hits)
+    }
+
     /// Django's `set_many`: stores each pair; for each one that fails to store (value too
     /// large, not serializable, storage error), calls `failed(key, error)` and goes on.
     /// Returns the number that failed (memcached's list of failed keys).
     ///
-    /// Every key is validated first: if any is invalid, its [`Error::Key`] is returned and
-    /// nothing is stored, as Django's memcached backends raise before storing anything.
+    /// `items` is any iterator of `(key, &value)` pairs that can be walked twice (an array,
+    /// a slice's iterator, `&HashMap`): every key is validated first, and if any is invalid
+    /// its [`Error::Key`] is returned and nothing is stored, as Django's memcached backends
+    /// raise before storing anything. Django's `version=` is [`Cache::at_version`].
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// let failed = cache.set_many([("a", &1u32), ("b", &2)], 60, |_key, _error| {})?;
+    /// assert_eq!(failed, 0);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
     pub fn set_many<'k, 'v, T, I, KK>(
         &mut self,
         items: I,
@@ -405,6 +457,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         I::IntoIter: Clone,
         KK: Into<Key<'k>>,
     {
+        // The loop of `set_many_raw` with `set` for `set_raw`, written out: through a
+        // shared loop taking the store call as a closure, the whole-API firmware probe grew
+        // by 28 bytes.
         let items = items.into_iter();
         self.validate_all(items.clone().map(|(key, _)| key.into()))?;
         let timeout = timeout.into();
@@ -419,10 +474,48 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(failures)
     }
 
+    /// [`Cache::set_many`] for raw bytes (read back with [`Cache::get_raw`]).
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// let items: [(&str, &[u8]); 2] = [("a", b"alpha"), ("b", b"beta")];
+    /// assert_eq!(cache.set_many_raw(items, 60, |_, _| {})?, 0);
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(cache.get_raw("b", &mut buf)?, Some(4));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn set_many_raw<'k, 'v, I, KK>(
+        &mut self,
+        items: I,
+        timeout: impl Into<Timeout>,
+        mut failed: impl FnMut(Key<'k>, Error<B::Error>),
+    ) -> Res<usize, B>
+    where
+        I: IntoIterator<Item = (KK, &'v [u8])>,
+        I::IntoIter: Clone,
+        KK: Into<Key<'k>>,
+    {
+        let items = items.into_iter();
+        self.validate_all(items.clone().map(|(key, _)| key.into()))?;
+        let timeout = timeout.into();
+        let mut failures = 0;
+        for (key, value) in items {
+            let key = key.into();
+            if let Err(e) = self.set_raw(key, value, timeout) {
+                failed(key, e);
+                failures += 1;
+            }
+        }
+        Ok(failures)
+    }
+
     /// Django's `delete_many`: deletes each key; returns how many live entries were removed.
     ///
     /// Every key is validated first: if any is invalid, the error is returned and nothing
-    /// is deleted (Django's memcached backends).
+    /// is deleted (Django's memcached backends). Django's `version=` is
+    /// [`Cache::at_version`].
     pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
     where
         I: IntoIterator,
@@ -436,6 +529,35 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             removed += usize::from(self.delete(key)?);
         }
         Ok(removed)
+    }
+
+    /// This cache with `version` as its default version, for the calls made through it:
+    /// Django's `version=` argument, for a whole batch at once. Keys given with their own
+    /// [`Key::version`] keep it. The view borrows this cache's clock and backend.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, Key, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// // cache.set_many({"a": 1, "b": 2}, version=2)
+    /// cache.at_version(2).set_many([("a", &1u32), ("b", &2)], 60, |_, _| {})?;
+    /// assert_eq!(cache.get::<u32>("a")?, None);
+    /// assert_eq!(cache.get::<u32>(Key::new("a").version(2))?, Some(1));
+    /// // cache.get_many(["a", "b"], version=2)
+    /// let mut sum = 0;
+    /// cache.at_version(2).get_many(["a", "b"], |_, v: u32| sum += v)?;
+    /// assert_eq!(sum, 3);
+    /// // cache.delete_many(["a", "b"], version=2)
+    /// assert_eq!(cache.at_version(2).delete_many(["a", "b"])?, 2);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn at_version(&mut self, version: i32) -> Cache<&C, &mut B, K> {
+        Cache {
+            clock: &self.clock,
+            backend: &mut self.backend,
+            config: self.config.version(version),
+            offset: self.offset,
+        }
     }
 
     /// Django's `get_or_set`: the cached value, or else `default()` (called only on a miss),
@@ -520,6 +642,31 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// backend); the cache stays usable.
     pub fn close(&mut self) -> Res<(), B> {
         self.backend.flush()
+    }
+}
+
+/// A map that [`Cache::get_many_into`] fills with the hits of a batch: Django's `get_many`
+/// dict. Implemented for `heapless`'s `LinearMap` and `IndexMap` and, with feature `std`,
+/// for `HashMap` and `BTreeMap`; implement it for any other map.
+pub trait ManyMap<K, V> {
+    /// Inserts `value` under `key`, replacing a value already there; hands both back when
+    /// the map is full.
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)>;
+}
+
+impl<K: Eq, V, const N: usize> ManyMap<K, V> for heapless::LinearMap<K, V, N> {
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value).map(drop)
+    }
+}
+
+impl<K, V, S, const N: usize> ManyMap<K, V> for heapless::IndexMap<K, V, S, N>
+where
+    K: Eq + core::hash::Hash,
+    S: core::hash::BuildHasher,
+{
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value).map(drop)
     }
 }
 

@@ -24,7 +24,8 @@ pub enum Error<E = Infallible> {
     WrongType,
     /// The key is missing or expired (Django's `ValueError` from `incr`/`incr_version`).
     NotFound,
-    /// The caller's buffer is too small for the stored value (raw API); nothing changed.
+    /// The caller's buffer is too small for the stored value (raw API), or a map too
+    /// small for a batch's hits ([`Cache::get_many_into`](crate::Cache::get_many_into)).
     BufferTooSmall,
     /// `incr`/`decr` on a value that is not an integer.
     NotInteger,

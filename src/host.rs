@@ -1,7 +1,7 @@
 //! The std adapter (feature `std`): a host clock, a thread-safe cache, a registry of caches by
 //! alias (Django's `caches["default"]`) and heap conveniences for the batch calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::backend::{Backend, Put};
-use crate::cache::Cache;
+use crate::cache::{Cache, ManyMap};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::Key;
@@ -348,29 +348,84 @@ impl<C, B, const K: usize> Caches<C, B, K> {
 }
 
 impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
-    /// Django's `get_many` returning a map of the keys found.
-    pub fn get_many_map<T: DeserializeOwned>(
-        &mut self,
-        keys: &[&str],
-    ) -> Result<HashMap<String, T>, Error<B::Error>> {
+    /// Django's `get_many` returning a map of the keys found, as owned strings (a key that
+    /// is not UTF-8 is converted lossily). `keys` is any iterator of key-likes, as for
+    /// [`Cache::get_many`]; to keep the keys' own type, use [`Cache::get_many_into`] with a
+    /// `HashMap`.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set_many([("a", &1u8), ("b", &2)], 60, |_, _| {})?;
+    /// let names = vec![String::from("a"), String::from("c")];
+    /// let got = cache.get_many_map::<u8, _>(&names)?;
+    /// assert_eq!(got, [(String::from("a"), 1)].into());
+    /// // Django's version= for the batch: nothing at version 2.
+    /// assert!(cache.at_version(2).get_many_map::<u8, _>(&names)?.is_empty());
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn get_many_map<'k, T, I>(&mut self, keys: I) -> Result<HashMap<String, T>, Error<B::Error>>
+    where
+        T: DeserializeOwned,
+        I: IntoIterator,
+        I::IntoIter: Clone,
+        I::Item: Into<Key<'k>>,
+    {
         let mut found = HashMap::new();
-        self.get_many(keys.iter().copied(), |k, v| {
+        self.get_many(keys, |k, v| {
             found.insert(String::from_utf8_lossy(k.key).into_owned(), v);
         })?;
         Ok(found)
     }
 
-    /// Django's `set_many` from a map, returning the keys that failed to store. An invalid
-    /// key is an error and nothing is stored (Django's memcached backends).
-    pub fn set_many_map<T: Serialize>(
+    /// Django's `set_many` from a map (or any iterator of `(key, &value)` pairs, as for
+    /// [`Cache::set_many`]), returning the keys that failed to store. An invalid key is an
+    /// error and nothing is stored (Django's memcached backends).
+    ///
+    /// ```
+    /// # use std::collections::{BTreeMap, HashMap};
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// let posts: HashMap<String, u32> = [("a".into(), 1), ("b".into(), 2)].into();
+    /// assert!(cache.set_many_map(&posts, 60)?.is_empty());
+    /// assert_eq!(cache.get::<u32>("b")?, Some(2));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn set_many_map<'k, 'v, T, I, KK>(
         &mut self,
-        items: &HashMap<&str, T>,
+        items: I,
         timeout: impl Into<Timeout>,
-    ) -> Result<Vec<String>, Error<B::Error>> {
+    ) -> Result<Vec<String>, Error<B::Error>>
+    where
+        T: Serialize + ?Sized + 'v,
+        I: IntoIterator<Item = (KK, &'v T)>,
+        I::IntoIter: Clone,
+        KK: Into<Key<'k>>,
+    {
         let mut failed = Vec::new();
-        self.set_many(items.iter().map(|(k, v)| (*k, v)), timeout, |k, _| {
+        self.set_many(items, timeout, |k, _| {
             failed.push(String::from_utf8_lossy(k.key).into_owned());
         })?;
         Ok(failed)
+    }
+}
+
+impl<K, V, S> ManyMap<K, V> for HashMap<K, V, S>
+where
+    K: Eq + core::hash::Hash,
+    S: core::hash::BuildHasher,
+{
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value);
+        Ok(())
+    }
+}
+
+impl<K: Ord, V> ManyMap<K, V> for BTreeMap<K, V> {
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value);
+        Ok(())
     }
 }

@@ -32,7 +32,7 @@ pub const MEMCACHED_MAX_KEY: usize = 250;
 /// let k = Key::new("post_1").version(2);
 /// assert_eq!(k.version, Some(2));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Key<'a> {
     /// The key's bytes (normally UTF-8 text).
@@ -66,6 +66,13 @@ impl<'a> Key<'a> {
 
 impl<'a> From<&'a str> for Key<'a> {
     fn from(key: &'a str) -> Self {
+        Key::new(key)
+    }
+}
+
+impl<'a> From<&&'a str> for Key<'a> {
+    /// A key from an iterator over `&[&str]` or the keys of a `HashMap<&str, _>`.
+    fn from(key: &&'a str) -> Self {
         Key::new(key)
     }
 }

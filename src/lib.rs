@@ -26,7 +26,8 @@
 //! | `cache.set(k, v, 75)` | [`Cache::set`]`(k, &v, 75)` |
 //! | `cache.get(k)` / `get(k, default)` | [`Cache::get`] returns `Option<T>`; `unwrap_or(default)` |
 //! | `timeout=None` / `0` / negative | [`Timeout::Never`] / expire at once |
-//! | `version=2` | `Key::new(k).version(2)` |
+//! | `version=2` | `Key::new(k).version(2)`; for a whole batch, [`Cache::at_version`]`(2).get_many(..)` |
+//! | `get_many` → dict | [`Cache::get_many`] (a visitor), [`Cache::get_many_into`] (a `heapless` map, or any [`ManyMap`]); on the host `get_many_map` |
 //! | `LocMemCache` / `DummyCache` | [`Table`] / [`Dummy`] backends; on the host also `HeapTable` (feature `std`: entries on the heap under a byte budget) |
 //! | `MAX_ENTRIES`, `CULL_FREQUENCY` | [`Table::with_culling`] |
 //! | `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, `TIMEOUT` | [`Config`] |
@@ -83,7 +84,7 @@ mod timeout;
 pub mod value;
 
 pub use backend::{Backend, Put, NEVER};
-pub use cache::{Cache, MemCache};
+pub use cache::{Cache, ManyMap, MemCache};
 pub use clock::{Clock, ManualClock, Wrap32};
 pub use config::Config;
 pub use dummy::Dummy;

@@ -140,7 +140,7 @@ fn get_many_returns_present_keys_only() {
     assert_eq!(got["a"], "a");
     assert_eq!(got["b"], "b");
     // Empty input, and duplicates collapse in the map.
-    let got: HashMap<String, String> = cache.get_many_map(&[]).unwrap();
+    let got: HashMap<String, String> = cache.get_many_map(&[] as &[&str]).unwrap();
     assert!(got.is_empty());
     let got: HashMap<String, String> = cache.get_many_map(&["a", "a"]).unwrap();
     assert_eq!(got.len(), 1);
@@ -1311,18 +1311,13 @@ fn versioning_incr_decr() {
     assert_eq!(both(&mut cache, "answer4"), (Some(37), Some(42)));
 }
 
+/// Django's `cache.get_many(keys)` or `cache.get_many(keys, version=v)`.
 fn many(cache: &mut Shared<'_>, keys: &[&str], version: Option<i32>) -> HashMap<String, i32> {
-    let mut found = HashMap::new();
-    let keys = keys.iter().map(|k| Key {
-        key: k.as_bytes(),
-        version,
-    });
-    cache
-        .get_many(keys, |k, val: i32| {
-            found.insert(String::from_utf8(k.key.to_vec()).unwrap(), val);
-        })
-        .unwrap();
-    found
+    match version {
+        None => cache.get_many_map(keys),
+        Some(version) => cache.at_version(version).get_many_map(keys),
+    }
+    .unwrap()
 }
 
 #[test]
@@ -1352,8 +1347,10 @@ fn versioning_get_set_many() {
 
     // set, default version = 1, but manually override version = 2
     let k2 = ["ford2", "arthur2"];
+    // cache.set_many({...}, version=2)
     cache
-        .set_many([(v("ford2", 2), &37), (v("arthur2", 2), &42)], d, |_, _| {})
+        .at_version(2)
+        .set_many([("ford2", &37), ("arthur2", &42)], d, |_, _| {})
         .unwrap();
     assert_eq!(many(&mut cache, &k2, None), none);
     assert_eq!(many(&mut cache, &k2, Some(1)), none);
@@ -1373,7 +1370,8 @@ fn versioning_get_set_many() {
 
     // v2 set, default version = 2, but manually override version = 1
     let k4 = ["ford4", "arthur4"];
-    v2.set_many([(v("ford4", 1), &37), (v("arthur4", 1), &42)], d, |_, _| {})
+    v2.at_version(1)
+        .set_many([("ford4", &37), ("arthur4", &42)], d, |_, _| {})
         .unwrap();
     assert_eq!(many(&mut cache, &k4, None), full("ford4", "arthur4"));
     assert_eq!(many(&mut cache, &k4, Some(2)), none);
