@@ -107,14 +107,15 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     #[inline]
     fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
+        // Under the warning policy the configuration has no head, so every key takes the
+        // general path, which calls the hook.
         let strict = self.config.policy == KeyPolicy::Strict;
         if self.config.key_fn.is_none() && version == self.config.version {
             if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
                 return made;
             }
         }
-        let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
-        key::make(key_fn, self.config.prefix, version, key, out, strict)
+        key::make(&self.config, version, key, out)
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.

@@ -32,6 +32,7 @@
 //! | `MAX_ENTRIES`, `CULL_FREQUENCY` | [`Table::with_culling`] |
 //! | `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION`, `TIMEOUT` | [`Config`] |
 //! | `ValueError` from `incr` | [`Error::NotFound`] |
+//! | `InvalidCacheKey` / `CacheKeyWarning` | [`KeyPolicy::Strict`] (the default) / [`KeyPolicy::Warn`]`(hook)` |
 //! | `caches["default"]` | `Caches` (feature `std`) |
 //! | caches sharing a `LOCATION` | a [`Cache`] per [`Config`] over one [`Store`] (`&STORE`); on the host `Caches` aliases over one `Arc<SyncStore>` |
 //!
@@ -46,7 +47,9 @@
 //!   the least recent one in O(1)); frequency 0 clears everything, as in Django.
 //! - Key errors are errors (Django's memcached backends), checked in Django's order and
 //!   before the key capacity: [`KeyError::TooLong`], [`KeyError::BadChar`], then
-//!   [`KeyError::OverCapacity`]. Batch calls validate every key before using any.
+//!   [`KeyError::OverCapacity`]; [`KeyPolicy::Warn`] calls a hook instead, as locmem warns.
+//!   The capacity is in bytes and no table holds over 255 (see [`key`]). Batch calls
+//!   validate every key before using any.
 //! - `delete` returns `true` only for a live entry (memcached's answer), not for an expired
 //!   one that happened not to be reclaimed yet.
 //! - `incr`/`decr` work on integers in `i64` range (and on ASCII decimal raw values, as
@@ -94,7 +97,7 @@ pub use flash::{FlashError, Persistent, Policy};
 pub use heap::HeapTable;
 #[cfg(feature = "std")]
 pub use host::{Caches, StdClock, SyncCache, SyncStore, UnknownAlias};
-pub use key::{Key, KeyError, KeyPolicy};
+pub use key::{Key, KeyError, KeyPolicy, KeyWarning};
 pub use shared::{SharedCache, Store};
 pub use table::Table;
 pub use timeout::Timeout;
