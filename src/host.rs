@@ -63,8 +63,9 @@ struct OwnedMutex<T> {
     owner: AtomicUsize,
 }
 
-/// The lock of an [`OwnedMutex`]; forgets its owner before it unlocks.
-struct OwnedGuard<'a, T> {
+/// The lock of a [`SyncCache`] (or a [`SyncStore`]), dereferencing to what it guards; it
+/// forgets its holder thread before it unlocks.
+pub struct SyncGuard<'a, T> {
     guard: MutexGuard<'a, T>,
     owner: &'a AtomicUsize,
 }
@@ -80,7 +81,7 @@ impl<T> OwnedMutex<T> {
     /// Waits for the lock; `None` at once when this thread already holds it. A panic in
     /// another thread while it held the lock does not poison it: every cache operation
     /// leaves its table consistent before it returns.
-    fn lock(&self) -> Option<OwnedGuard<'_, T>> {
+    fn lock(&self) -> Option<SyncGuard<'_, T>> {
         let me = this_thread();
         // Only this thread writes its own token, and it clears it before unlocking, so
         // reading it here means this thread holds the lock.
@@ -89,27 +90,33 @@ impl<T> OwnedMutex<T> {
         }
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         self.owner.store(me, Ordering::Relaxed);
-        Some(OwnedGuard {
+        Some(SyncGuard {
             guard,
             owner: &self.owner,
         })
     }
 }
 
-impl<T> Drop for OwnedGuard<'_, T> {
+impl<T: core::fmt::Debug> core::fmt::Debug for SyncGuard<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&*self.guard, f)
+    }
+}
+
+impl<T> Drop for SyncGuard<'_, T> {
     fn drop(&mut self) {
         self.owner.store(0, Ordering::Relaxed);
     }
 }
 
-impl<T> core::ops::Deref for OwnedGuard<'_, T> {
+impl<T> core::ops::Deref for SyncGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.guard
     }
 }
 
-impl<T> core::ops::DerefMut for OwnedGuard<'_, T> {
+impl<T> core::ops::DerefMut for SyncGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.guard
     }
@@ -204,24 +211,64 @@ backend_through_call!(&SyncStore<B>);
 backend_through_call!(Arc<SyncStore<B>>);
 
 /// A cache shared between threads: a `Mutex` around a [`Cache`].
+///
+/// [`SyncCache::lock`] is for straight-line code. Where code run inside a call may use the
+/// same cache again on the same thread (a value's `Serialize`, a closure), use
+/// [`SyncCache::with`]: the inner call gets [`Error::Busy`] instead of a deadlock.
 pub struct SyncCache<C, B, const K: usize> {
-    inner: Mutex<Cache<C, B, K>>,
+    inner: OwnedMutex<Cache<C, B, K>>,
 }
 
 impl<C, B, const K: usize> SyncCache<C, B, K> {
     /// Wraps a cache. Usable in a `static`.
     pub const fn new(cache: Cache<C, B, K>) -> Self {
         SyncCache {
-            inner: Mutex::new(cache),
+            inner: OwnedMutex::new(cache),
         }
     }
 
-    /// Locks the cache. A panic in another thread while it held the lock does not poison it:
-    /// every cache operation leaves the table consistent before it returns.
-    pub fn lock(&self) -> MutexGuard<'_, Cache<C, B, K>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Locks the cache, waiting for another thread that holds it. A panic in another
+    /// thread while it held the lock does not poison it: every cache operation leaves the
+    /// table consistent before it returns.
+    ///
+    /// # Panics
+    /// When this thread already holds the lock (a re-entrant call, which would otherwise
+    /// deadlock); use [`SyncCache::with`] or [`SyncCache::try_lock`] where that can happen.
+    pub fn lock(&self) -> SyncGuard<'_, Cache<C, B, K>> {
+        match self.inner.lock() {
+            Some(guard) => guard,
+            None => panic!("SyncCache::lock by the thread that holds it; use SyncCache::with"),
+        }
+    }
+
+    /// Like [`SyncCache::lock`], but `None` instead of a panic when this thread already
+    /// holds the lock.
+    pub fn try_lock(&self) -> Option<SyncGuard<'_, Cache<C, B, K>>> {
+        self.inner.lock()
+    }
+
+    /// Runs one or more cache calls under the lock: `f`'s result, or [`Error::Busy`] when
+    /// this thread already holds the lock (a value's `Serialize` or a closure that uses
+    /// this cache from inside one of its calls). Never panics and never deadlocks on
+    /// re-entry.
+    ///
+    /// ```
+    /// use tickcache::{Config, MemCache, StdClock, SyncCache, Table};
+    /// let cache = SyncCache::new(MemCache::<_, 8, 16, 8>::new(StdClock::new(), Table::new(), Config::new()));
+    /// cache.with(|c| c.set("k", &1u8, 60))?;
+    /// let inner = cache.with(|_| Ok(cache.with(|c| c.get::<u8>("k"))))?;
+    /// assert_eq!(inner, Err(tickcache::Error::Busy));
+    /// assert_eq!(cache.with(|c| c.get::<u8>("k"))?, Some(1));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn with<R, E>(
+        &self,
+        f: impl FnOnce(&mut Cache<C, B, K>) -> Result<R, Error<E>>,
+    ) -> Result<R, Error<E>> {
+        match self.inner.lock() {
+            Some(mut cache) => f(&mut cache),
+            None => Err(Error::Busy),
+        }
     }
 }
 
@@ -241,13 +288,16 @@ impl<C: Clock, B: Backend, const K: usize> SyncCache<C, B, K> {
         F: FnOnce() -> T,
     {
         let key = key.into();
-        if let Some(v) = self.lock().get(key)? {
+        if let Some(v) = self.with(|c| c.get(key))? {
             return Ok(v);
         }
         let v = default();
-        let mut cache = self.lock();
-        cache.add(key, &v, timeout)?;
-        Ok(cache.get(key)?.unwrap_or(v))
+        let timeout = timeout.into();
+        let stored = self.with(|c| {
+            c.add(key, &v, timeout)?;
+            c.get(key)
+        })?;
+        Ok(stored.unwrap_or(v))
     }
 }
 
@@ -258,7 +308,7 @@ where
     /// The cache's own `Debug`, or `<locked>` while another thread holds it.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SyncCache")
-            .field("inner", &self.inner)
+            .field("inner", &self.inner.inner)
             .finish()
     }
 }

@@ -96,7 +96,7 @@ pub use flash::{FlashError, Persistent, Policy};
 #[cfg(feature = "std")]
 pub use heap::HeapTable;
 #[cfg(feature = "std")]
-pub use host::{Caches, StdClock, SyncCache, SyncStore, UnknownAlias};
+pub use host::{Caches, StdClock, SyncCache, SyncGuard, SyncStore, UnknownAlias};
 pub use key::{Key, KeyError, KeyPolicy, KeyWarning};
 pub use shared::{SharedCache, Store};
 pub use table::Table;

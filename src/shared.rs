@@ -49,7 +49,8 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
     ///
     /// # Panics
     /// When called again from inside `f` (a re-entrant call on the same cache); use
-    /// [`SharedCache::try_lock`] where that can happen.
+    /// [`SharedCache::with`] or [`SharedCache::try_lock`] where that can happen (a value
+    /// whose `Serialize` reads the cache, a closure).
     pub fn lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> R {
         critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
     }
@@ -60,6 +61,28 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
             let mut cache = self.inner.borrow(cs).try_borrow_mut().ok()?;
             Some(f(&mut cache))
         })
+    }
+
+    /// Runs one or more cache calls inside a critical section: `f`'s result, or
+    /// [`Error::Busy`] on a re-entrant call (a value's `Serialize` or a closure that uses
+    /// this cache from inside one of its calls). Never panics.
+    ///
+    /// ```
+    /// use tickcache::{Config, Error, ManualClock, MemCache, SharedCache, Table};
+    /// let clock = ManualClock::new(1000);
+    /// let cache: SharedCache<_, Table<8, 16, 8>, 16> =
+    ///     SharedCache::new(MemCache::new(&clock, Table::new(), Config::new()));
+    /// cache.with(|c| c.set("k", &1u8, 60))?;
+    /// let inner = cache.with(|_| Ok(cache.with(|c| c.get::<u8>("k"))))?;
+    /// assert_eq!(inner, Err(Error::Busy));
+    /// assert_eq!(cache.with(|c| c.get::<u8>("k"))?, Some(1));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn with<R, E>(
+        &self,
+        f: impl FnOnce(&mut Cache<C, B, K>) -> Result<R, Error<E>>,
+    ) -> Result<R, Error<E>> {
+        self.try_lock(f).unwrap_or(Err(Error::Busy))
     }
 }
 
@@ -94,12 +117,12 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
         F: FnOnce() -> T,
     {
         let key = key.into();
-        if let Some(v) = self.lock(|c| c.get(key))? {
+        if let Some(v) = self.with(|c| c.get(key))? {
             return Ok(v);
         }
         let v = default();
         let timeout = timeout.into();
-        let stored = self.lock(|c| {
+        let stored = self.with(|c| {
             c.add(key, &v, timeout)?;
             c.get(key)
         })?;
