@@ -140,7 +140,7 @@ fn main() -> Result<(), Error> {
 
     // 3. The post count, cached for 300 s (Django's default timeout).
     let count = db.post_count();
-    cache.set("post_count", &count, Timeout::Default)?;
+    cache.set_default("post_count", &count)?;
     show(
         &clock,
         &format!("post_count = {count}, cached for the default 300 s"),
@@ -180,7 +180,7 @@ fn main() -> Result<(), Error> {
     println!("what does");
     println!("    cache.get_or_set(\"key_1\", \"Hobbes\")");
     println!("return?");
-    cache.set("key1", "Calvin", Timeout::Default)?;
+    cache.set_default("key1", "Calvin")?;
     let answer: heapless::String<16> =
         cache.get_or_set("key_1", || text("Hobbes"), Timeout::Default)?;
     println!("Answer: {answer:?}. \"key1\" and \"key_1\" are different keys, so \"key_1\" is");
