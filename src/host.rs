@@ -152,6 +152,9 @@ impl<T> core::ops::DerefMut for SyncGuard<'_, T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// Every cache over the store needs the same time: [`StdClock`]s all agree; other clocks
+/// should be one shared clock.
+///
 /// Every backend call takes the store's lock; a call made while this thread holds it (a
 /// value's `Serialize` that uses a cache over the same store) returns [`Error::Busy`]
 /// instead of deadlocking.

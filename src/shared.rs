@@ -154,6 +154,10 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
 /// A call made while the store is busy further up the same stack (a value's `Serialize`
 /// that uses a cache over the same store) returns [`Error::Busy`] instead of panicking.
 ///
+/// Expiry is absolute ticks in the store, so every cache over it needs the same time:
+/// give them one clock (`&CLOCK`) or clocks that agree, and over a persistent backend call
+/// [`Cache::resume_at`] on each with the backend's latest time.
+///
 /// ```
 /// use tickcache::{Cache, Config, Key, ManualClock, Store, Table};
 ///
