@@ -17,6 +17,10 @@ use crate::value::Kind;
 /// A cache behind a `critical_section::Mutex`, so a `static` cache can be used from
 /// interrupts and the main loop alike. Each call runs inside one critical section.
 ///
+/// [`SharedCache::lock`] is for straight-line code. Where code run inside a call may use
+/// the same cache again (a value's `Serialize`, a closure), use [`SharedCache::with`]: the
+/// inner call gets [`Error::Busy`] instead of a panic.
+///
 /// ```
 /// use core::sync::atomic::{AtomicU32, Ordering};
 /// use tickcache::{Config, MemCache, SharedCache, Table, Wrap32};
