@@ -198,13 +198,13 @@ impl<B: Backend> SyncStore<B> {
 }
 
 impl<B: Backend> core::fmt::Debug for SyncStore<B> {
-    /// The number of entries, or `<busy>` while this thread holds the store. Waits while
-    /// another thread holds it.
+    /// The number of entries, or `<locked>` while a thread holds the store: never blocks.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut s = f.debug_struct("SyncStore");
-        match self.try_lock(|b| b.len()) {
-            Some(len) => s.field("len", &len),
-            None => s.field("len", &format_args!("<busy>")),
+        match self.inner.inner.try_lock() {
+            Ok(b) => s.field("len", &b.len()),
+            Err(std::sync::TryLockError::Poisoned(p)) => s.field("len", &p.into_inner().len()),
+            Err(std::sync::TryLockError::WouldBlock) => s.field("len", &format_args!("<locked>")),
         };
         s.finish()
     }
