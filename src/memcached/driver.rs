@@ -521,6 +521,15 @@ impl<'a, W: Write> Reply<'a, W> {
     }
 }
 
+impl<W: Write> core::fmt::Debug for Reply<'_, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reply")
+            .field("written", &self.written)
+            .field("failed", &self.failed.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<W: Write> Sink for Reply<'_, W> {
     fn put(&mut self, mut bytes: &[u8]) {
         if self.failed.is_some() {
