@@ -44,6 +44,8 @@ const KEY: usize = tickcache::memcached::MAX_KEY;
 const LINE_MAX: usize = 64 * 1024;
 /// A connection's read buffer between large commands.
 const READ_SMALL: usize = 16 * 1024;
+/// How long a connection keeps a read buffer grown for a large command once it is idle.
+const KEEP_GROWN: Duration = Duration::from_secs(1);
 /// The output high-water mark: once a connection's pending replies pass it, they are sent
 /// before another command is read or another key of a multi-get is looked up. So a client
 /// that does not read its replies stops being read (its socket buffer full, the send waits),
@@ -94,7 +96,7 @@ RAM, heap table (the default): each item takes its key, its data, a 12-byte head
 bytes of bookkeeping, counted against -m (stats: bytes, limit_maxbytes, evictions); the
 process idles at a few megabytes. Outside -m: a staging buffer of one item (only as far as
 items fill it); per connection a read buffer of 16 KiB, which grows to 64 KiB + -I
-while a large item arrives and shrinks back after it, and up to 16 KiB of replies (a client
+while a large item arrives and shrinks back after a second without commands, and up to 16 KiB of replies (a client
 that does not read them is not read; items of 8 KiB and more are sent from the table).
 RAM, --fixed: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes.
 The slot count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item
@@ -632,8 +634,8 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let o = &shared.opts;
     let mut parser = Parser::new(o.item_max, LINE_MAX);
     // The read buffer starts at two command lines and grows (doubling) only while a
-    // command's data block does not fit, up to a whole command; it shrinks back once the
-    // large command is done. So a connection costs 16 KiB, not 1 MiB, between large items.
+    // command's data block does not fit, up to a whole command; it shrinks back after a
+    // second without commands. So an idle connection costs 16 KiB, not 1 MiB.
     let full = parser.buffer_size();
     let small = READ_SMALL.min(full);
     let mut buf = vec![0u8; small];
@@ -703,10 +705,6 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         }
         if start == end {
             (start, end) = (0, 0);
-            if buf.len() > small {
-                buf.truncate(small);
-                buf.shrink_to_fit();
-            }
         } else if end == buf.len() {
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
@@ -722,7 +720,21 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             until(b + o.request, stream.read(&mut buf[end..])).await?
         } else {
             began = None;
-            within(o.idle, stream.read(&mut buf[end..])).await?
+            if buf.len() > small {
+                // A buffer grown for a large command is kept while commands keep coming
+                // (a client storing large items does not regrow it, page by page, for each
+                // one) and given back after a second without any.
+                match tokio::time::timeout(KEEP_GROWN, stream.read(&mut buf[end..])).await {
+                    Ok(n) => n?,
+                    Err(_) => {
+                        buf.truncate(small);
+                        buf.shrink_to_fit();
+                        within(o.idle, stream.read(&mut buf[end..])).await?
+                    }
+                }
+            } else {
+                within(o.idle, stream.read(&mut buf[end..])).await?
+            }
         };
         last_read = Instant::now();
         if n == 0 {
