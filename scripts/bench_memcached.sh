@@ -36,8 +36,17 @@ wait_port() {
     return 1
 }
 
+port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "port $1 is in use: set MC_PORT/TC_PORT" >&2
+        exit 1
+    fi
+}
+
 row() { # THREADS VALUE_SIZE KEYS
     local threads=$1 size=$2 keys=$3
+    port_free "$MC_PORT"
+    port_free "$TC_PORT"
     memcached -u "$(id -un)" -l 127.0.0.1 -p "$MC_PORT" -t "$threads" -U 0 &
     local mc=$!
     "$TARGET/release/tickcache-server" --listen "127.0.0.1:$TC_PORT" --threads "$threads" 2>/dev/null &
