@@ -7,7 +7,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::key::{self, Key, KeyError, KeyPolicy};
+use crate::key::{self, AsKey, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
@@ -99,22 +99,23 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Writes the made and validated key into `out` and returns its length (Django's
     /// `make_and_validate_key`).
-    pub fn make_key<'k>(&self, key: impl Into<Key<'k>>, out: &mut [u8]) -> Result<usize, KeyError> {
-        let key = key.into();
+    pub fn make_key(&self, key: impl AsKey, out: &mut [u8]) -> Result<usize, KeyError> {
+        let key = key.as_key();
         let version = key.version.unwrap_or(self.config.version);
         self.make_versioned(key.key, version, out)
     }
 
     #[inline]
     fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
-        let strict = self.config.policy == KeyPolicy::Strict;
+        // Under the warning policy the configuration has no head, so every key takes the
+        // general path, which calls the hook.
+        let strict = matches!(self.config.policy, KeyPolicy::Strict);
         if self.config.key_fn.is_none() && version == self.config.version {
             if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
                 return made;
             }
         }
-        let key_fn = self.config.key_fn.unwrap_or(key::default_key_fn);
-        key::make(key_fn, self.config.prefix, version, key, out, strict)
+        key::make(&self.config, version, key, out)
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
@@ -179,7 +180,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     ///
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
-    pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
+    pub fn get<T: DeserializeOwned>(&mut self, key: impl AsKey) -> Res<Option<T>, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -207,11 +208,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.
     /// Integers read as ASCII decimal (as memcached sends them). A hit makes the entry
     /// most recent.
-    pub fn get_raw<'k>(
-        &mut self,
-        key: impl Into<Key<'k>>,
-        out: &mut [u8],
-    ) -> Res<Option<usize>, B> {
+    pub fn get_raw(&mut self, key: impl AsKey, out: &mut [u8]) -> Res<Option<usize>, B> {
         let r = self.with_raw(key, |bytes, kind| match kind {
             Kind::Int => match value::decode_int(bytes) {
                 Some(i) => value::write_decimal(i, out).map_err(|_| Error::BufferTooSmall),
@@ -230,14 +227,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Calls `read` with the stored bytes and their [`Kind`] without copying; `None` on a
     /// miss. A hit makes the entry most recent.
-    pub fn with_raw<'k, R>(
+    pub fn with_raw<R>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Res<Option<R>, B> {
         let mut read = Some(read);
         let mut out = None;
-        self.read_dyn(key.into(), &mut |bytes, kind| {
+        self.read_dyn(key.as_key(), &mut |bytes, kind| {
             if let Some(read) = read.take() {
                 out = Some(read(bytes, kind));
             }
@@ -251,26 +248,65 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// ([`Error::ValueTooLarge`], [`Error::Serialize`]) the key's old value is removed too,
     /// so no stale value stays readable.
     #[inline]
-    pub fn set<'k, T: Serialize + ?Sized>(
+    pub fn set<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        self.store(key.into(), Put::Set, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
         .map(drop)
     }
 
-    /// Stores raw bytes (read back with [`Cache::get_raw`] or [`Cache::with_raw`]).
-    pub fn set_raw<'k>(
+    /// Django's `set(key, value)` without a timeout: [`Cache::set`] with the configured
+    /// default timeout ([`Timeout::Default`], 300 s unless the [`Config`] says otherwise).
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set_default("greeting", "hello")?;
+    /// clock.advance_secs(299);
+    /// assert_eq!(cache.get::<String>("greeting")?.as_deref(), Some("hello"));
+    /// clock.advance_secs(1);
+    /// assert_eq!(cache.get::<String>("greeting")?, None);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn set_default<T: Serialize + ?Sized>(&mut self, key: impl AsKey, value: &T) -> Res<(), B> {
+        self.set(key, value, Timeout::Default)
+    }
+
+    /// Django's `add(key, value)` without a timeout: [`Cache::add`] with the configured
+    /// default timeout.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// assert!(cache.add_default("lock", &1u8)?);
+    /// assert!(!cache.add_default("lock", &2u8)?);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn add_default<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
+        value: &T,
+    ) -> Res<bool, B> {
+        self.add(key, value, Timeout::Default)
+    }
+
+    /// Stores raw bytes (read back with [`Cache::get_raw`] or [`Cache::with_raw`]).
+    pub fn set_raw(
+        &mut self,
+        key: impl AsKey,
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        self.store(key.into(), Put::Set, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
         .map(drop)
@@ -278,25 +314,25 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `add`: stores only when the key is missing or expired; `true` if it stored.
     /// A refused `add` does not change recency.
-    pub fn add<'k, T: Serialize + ?Sized>(
+    pub fn add<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        self.store(key.into(), Put::Add, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
     }
 
     /// [`Cache::add`] for raw bytes.
-    pub fn add_raw<'k>(
+    pub fn add_raw(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        self.store(key.into(), Put::Add, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
     }
@@ -304,11 +340,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `touch`: gives a live entry a new timeout; `false` if missing or expired.
     /// Does not change recency. A timeout of zero or below expires the entry (and returns
     /// `true` if it was live).
-    pub fn touch<'k>(
-        &mut self,
-        key: impl Into<Key<'k>>,
-        timeout: impl Into<Timeout>,
-    ) -> Res<bool, B> {
+    pub fn touch(&mut self, key: impl AsKey, timeout: impl Into<Timeout>) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -319,7 +351,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `delete`: `true` when a live entry was removed.
-    pub fn delete<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+    pub fn delete(&mut self, key: impl AsKey) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -328,7 +360,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `has_key` (`key in cache`): `true` for a live entry, a stored `None`
     /// included. Does not change recency.
-    pub fn has_key<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+    pub fn has_key(&mut self, key: impl AsKey) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -337,7 +369,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
     /// make and validate all keys first): the first invalid key's error, or `Ok`.
-    fn validate_all<'k>(&self, keys: impl Iterator<Item = Key<'k>>) -> Result<(), KeyError> {
+    fn validate_all(&self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
         let mut buf = [0u8; K];
         for key in keys {
             self.make_key(key, &mut buf)?;
@@ -348,9 +380,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `get_many`, without a heap: calls `found(key, value)` for each key present
     /// and returns how many were found. Use the same key twice and it is visited twice.
     ///
-    /// Every key is validated first: if any is invalid, the error is returned before any
-    /// entry is read (no `found` call, no change of recency), as Django's memcached backends
-    /// do.
+    /// `keys` is any iterator of key-likes (`&str`, `&String`, [`Key`], ...) that can be
+    /// walked twice (`Clone`, as iterators over arrays, slices and maps are): every key is
+    /// validated first, and if any is invalid the error is returned before any entry is
+    /// read (no `found` call, no change of recency), as Django's memcached backends do.
+    /// Django's `version=` for the whole batch is [`Cache::at_version`].
     ///
     /// ```
     /// # use tickcache::{MemCache, Config, ManualClock, Table};
@@ -387,12 +421,63 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(hits)
     }
 
+    /// Django's `get_many` into a map of the keys found, keyed by the keys as given (so
+    /// duplicates collapse, as in Django's dict); returns how many hits were inserted.
+    ///
+    /// Any [`ManyMap`]: a `heapless` `LinearMap` or `IndexMap` without a heap, or (feature
+    /// `std`) a `HashMap` or `BTreeMap`. A hit that no longer fits a full map is
+    /// [`Error::BufferTooSmall`]; the map then holds the hits before it. Keys are validated
+    /// first, as in [`Cache::get_many`].
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set("a", &1u8, 60)?;
+    /// cache.set("b", &2u8, 60)?;
+    /// let mut got = heapless::LinearMap::<&str, u8, 4>::new();
+    /// cache.get_many_into(["a", "b", "c", "a"], &mut got)?;
+    /// assert_eq!((got.len(), got.get("a"), got.get("c")), (2, Some(&1), None));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn get_many_into<'k, T, I, M>(&mut self, keys: I, map: &mut M) -> Res<usize, B>
+    where
+        T: DeserializeOwned,
+        I: IntoIterator,
+        I::IntoIter: Clone,
+        I::Item: Into<Key<'k>> + Clone,
+        M: ManyMap<I::Item, T> + ?Sized,
+    {
+        let keys = keys.into_iter();
+        self.validate_all(keys.clone().map(Into::into))?;
+        let mut hits = 0;
+        for item in keys {
+            let key: Key<'k> = item.clone().into();
+            if let Some(v) = self.get(key)? {
+                map.insert_hit(item, v).map_err(|_| Error::BufferTooSmall)?;
+                hits += 1;
+            }
+        }
+        Ok(hits)
+    }
+
     /// Django's `set_many`: stores each pair; for each one that fails to store (value too
     /// large, not serializable, storage error), calls `failed(key, error)` and goes on.
     /// Returns the number that failed (memcached's list of failed keys).
     ///
-    /// Every key is validated first: if any is invalid, its [`Error::Key`] is returned and
-    /// nothing is stored, as Django's memcached backends raise before storing anything.
+    /// `items` is any iterator of `(key, &value)` pairs that can be walked twice (an array,
+    /// a slice's iterator, `&HashMap`): every key is validated first, and if any is invalid
+    /// its [`Error::Key`] is returned and nothing is stored, as Django's memcached backends
+    /// raise before storing anything. Django's `version=` is [`Cache::at_version`].
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// let failed = cache.set_many([("a", &1u32), ("b", &2)], 60, |_key, _error| {})?;
+    /// assert_eq!(failed, 0);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
     pub fn set_many<'k, 'v, T, I, KK>(
         &mut self,
         items: I,
@@ -405,6 +490,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         I::IntoIter: Clone,
         KK: Into<Key<'k>>,
     {
+        // The loop of `set_many_raw` with `set` for `set_raw`, written out: through a
+        // shared loop taking the store call as a closure, the whole-API firmware probe grew
+        // by 28 bytes.
         let items = items.into_iter();
         self.validate_all(items.clone().map(|(key, _)| key.into()))?;
         let timeout = timeout.into();
@@ -419,18 +507,56 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(failures)
     }
 
+    /// [`Cache::set_many`] for raw bytes (read back with [`Cache::get_raw`]).
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// let items: [(&str, &[u8]); 2] = [("a", b"alpha"), ("b", b"beta")];
+    /// assert_eq!(cache.set_many_raw(items, 60, |_, _| {})?, 0);
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(cache.get_raw("b", &mut buf)?, Some(4));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn set_many_raw<'k, 'v, I, KK>(
+        &mut self,
+        items: I,
+        timeout: impl Into<Timeout>,
+        mut failed: impl FnMut(Key<'k>, Error<B::Error>),
+    ) -> Res<usize, B>
+    where
+        I: IntoIterator<Item = (KK, &'v [u8])>,
+        I::IntoIter: Clone,
+        KK: Into<Key<'k>>,
+    {
+        let items = items.into_iter();
+        self.validate_all(items.clone().map(|(key, _)| key.into()))?;
+        let timeout = timeout.into();
+        let mut failures = 0;
+        for (key, value) in items {
+            let key = key.into();
+            if let Err(e) = self.set_raw(key, value, timeout) {
+                failed(key, e);
+                failures += 1;
+            }
+        }
+        Ok(failures)
+    }
+
     /// Django's `delete_many`: deletes each key; returns how many live entries were removed.
     ///
     /// Every key is validated first: if any is invalid, the error is returned and nothing
-    /// is deleted (Django's memcached backends).
-    pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
+    /// is deleted (Django's memcached backends). Django's `version=` is
+    /// [`Cache::at_version`].
+    pub fn delete_many<I>(&mut self, keys: I) -> Res<usize, B>
     where
         I: IntoIterator,
         I::IntoIter: Clone,
-        I::Item: Into<Key<'k>>,
+        I::Item: AsKey,
     {
         let keys = keys.into_iter();
-        self.validate_all(keys.clone().map(Into::into))?;
+        self.validate_all(keys.clone())?;
         let mut removed = 0;
         for key in keys {
             removed += usize::from(self.delete(key)?);
@@ -438,12 +564,41 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok(removed)
     }
 
+    /// This cache with `version` as its default version, for the calls made through it:
+    /// Django's `version=` argument, for a whole batch at once. Keys given with their own
+    /// [`Key::version`] keep it. The view borrows this cache's clock and backend.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, Key, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// // cache.set_many({"a": 1, "b": 2}, version=2)
+    /// cache.at_version(2).set_many([("a", &1u32), ("b", &2)], 60, |_, _| {})?;
+    /// assert_eq!(cache.get::<u32>("a")?, None);
+    /// assert_eq!(cache.get::<u32>(Key::new("a").version(2))?, Some(1));
+    /// // cache.get_many(["a", "b"], version=2)
+    /// let mut sum = 0;
+    /// cache.at_version(2).get_many(["a", "b"], |_, v: u32| sum += v)?;
+    /// assert_eq!(sum, 3);
+    /// // cache.delete_many(["a", "b"], version=2)
+    /// assert_eq!(cache.at_version(2).delete_many(["a", "b"])?, 2);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub fn at_version(&mut self, version: i32) -> Cache<&C, &mut B, K> {
+        Cache {
+            clock: &self.clock,
+            backend: &mut self.backend,
+            config: self.config.version(version),
+            offset: self.offset,
+        }
+    }
+
     /// Django's `get_or_set`: the cached value, or else `default()` (called only on a miss),
     /// which is then `add`ed with `timeout` and returned. With a timeout of zero nothing is
     /// stored and the default is returned.
-    pub fn get_or_set<'k, T, F>(
+    pub fn get_or_set<T, F>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         default: F,
         timeout: impl Into<Timeout>,
     ) -> Res<T, B>
@@ -451,7 +606,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let key = key.into();
+        let key = key.as_key();
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
@@ -463,24 +618,46 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `incr`: adds `delta` to an integer, keeps its expiry, makes it most recent and
     /// returns the new value. [`Error::NotFound`] on a miss, [`Error::NotInteger`] on a
     /// non-integer, [`Error::Overflow`] past the `i64` range (value unchanged).
-    pub fn incr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+    pub fn incr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
         self.backend.incr(&buf[..n], delta, now)
     }
 
+    /// Django's `incr(key)`: [`Cache::incr`] by 1.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set_default("hits", &41)?;
+    /// assert_eq!(cache.incr_one("hits")?, 42);
+    /// assert_eq!(cache.decr_one("hits")?, 41);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn incr_one(&mut self, key: impl AsKey) -> Res<i64, B> {
+        self.incr(key, 1)
+    }
+
+    /// Django's `decr(key)`: [`Cache::incr`] by -1.
+    #[inline]
+    pub fn decr_one(&mut self, key: impl AsKey) -> Res<i64, B> {
+        self.incr(key, -1)
+    }
+
     /// Django's `decr`: `incr` by `-delta`. A `delta` of `i64::MIN` has no negation and is
     /// [`Error::Overflow`] before the key is looked at.
-    pub fn decr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+    pub fn decr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
         self.incr(key, delta)
     }
 
     /// Django's `incr_version`: moves the value from its version to version + `delta` with
     /// the default timeout and returns the new version. [`Error::NotFound`] on a miss.
-    pub fn incr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
-        let key = key.into();
+    pub fn incr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
+        let key = key.as_key();
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
         let mut from = [0u8; K];
@@ -506,7 +683,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `decr_version`.
-    pub fn decr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
+    pub fn decr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
         self.incr_version(key, delta)
     }
@@ -520,6 +697,31 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// backend); the cache stays usable.
     pub fn close(&mut self) -> Res<(), B> {
         self.backend.flush()
+    }
+}
+
+/// A map that [`Cache::get_many_into`] fills with the hits of a batch: Django's `get_many`
+/// dict. Implemented for `heapless`'s `LinearMap` and `IndexMap` and, with feature `std`,
+/// for `HashMap` and `BTreeMap`; implement it for any other map.
+pub trait ManyMap<K, V> {
+    /// Inserts `value` under `key`, replacing a value already there; hands both back when
+    /// the map is full.
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)>;
+}
+
+impl<K: Eq, V, const N: usize> ManyMap<K, V> for heapless::LinearMap<K, V, N> {
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value).map(drop)
+    }
+}
+
+impl<K, V, S, const N: usize> ManyMap<K, V> for heapless::IndexMap<K, V, S, N>
+where
+    K: Eq + core::hash::Hash,
+    S: core::hash::BuildHasher,
+{
+    fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
+        self.insert(key, value).map(drop)
     }
 }
 

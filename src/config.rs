@@ -27,6 +27,9 @@ pub struct Config {
     pub(crate) version: i32,
     pub(crate) key_fn: Option<KeyFn>,
     pub(crate) policy: KeyPolicy,
+    /// What a key that breaks memcached's rules gets under [`KeyPolicy::Warn`]; `None`
+    /// under the other policies.
+    pub(crate) warn: Option<crate::key::Warned>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Config {
             version: 1,
             key_fn: None,
             policy: KeyPolicy::Strict,
+            warn: None,
         }
     }
 
@@ -62,15 +66,13 @@ impl Config {
     /// The key prefix (Django's `KEY_PREFIX`).
     pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
         self.prefix = prefix;
-        self.head = crate::key::Head::new(prefix, self.version);
-        self
+        self.with_head()
     }
 
     /// The default version (Django's `VERSION`).
     pub const fn version(mut self, version: i32) -> Self {
         self.version = version;
-        self.head = crate::key::Head::new(self.prefix, version);
-        self
+        self.with_head()
     }
 
     /// A custom key function (Django's `KEY_FUNCTION`).
@@ -79,9 +81,25 @@ impl Config {
         self
     }
 
-    /// Strict (memcached's rules, an error) or lenient key validation.
+    /// What a key that breaks memcached's rules gets: an error ([`KeyPolicy::Strict`], the
+    /// default), nothing ([`KeyPolicy::Lenient`]) or a call of a hook
+    /// ([`KeyPolicy::Warn`], Django's `CacheKeyWarning`).
     pub const fn key_policy(mut self, policy: KeyPolicy) -> Self {
         self.policy = policy;
+        self.warn = match policy {
+            KeyPolicy::Warn(_) => Some(crate::key::warn),
+            _ => None,
+        };
+        self.with_head()
+    }
+
+    /// The prebuilt head for the prefix and version; none under the warning policy, whose
+    /// keys all take the path that calls the hook.
+    const fn with_head(mut self) -> Self {
+        self.head = match self.policy {
+            KeyPolicy::Warn(_) => crate::key::Head::NONE,
+            _ => crate::key::Head::new(self.prefix, self.version),
+        };
         self
     }
 

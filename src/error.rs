@@ -24,7 +24,8 @@ pub enum Error<E = Infallible> {
     WrongType,
     /// The key is missing or expired (Django's `ValueError` from `incr`/`incr_version`).
     NotFound,
-    /// The caller's buffer is too small for the stored value (raw API); nothing changed.
+    /// The caller's buffer is too small for the stored value (raw API), or a map too
+    /// small for a batch's hits ([`Cache::get_many_into`](crate::Cache::get_many_into)).
     BufferTooSmall,
     /// `incr`/`decr` on a value that is not an integer.
     NotInteger,
@@ -32,6 +33,10 @@ pub enum Error<E = Infallible> {
     Overflow,
     /// The entry cannot be stored at all, even in an empty cache (persistent backends).
     StorageFull,
+    /// The cache or store is in use by a call further up this stack: a value's
+    /// `Serialize`, or a closure run inside a call, used the same shared cache or store.
+    /// Nothing was read or changed by the inner call. (A plain `RefCell` would panic here.)
+    Busy,
     /// The backend failed (for example a flash read, write or erase).
     Backend(E),
 }
@@ -54,6 +59,7 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             Error::NotInteger => f.write_str("value is not an integer"),
             Error::Overflow => f.write_str("integer overflow"),
             Error::StorageFull => f.write_str("entry does not fit in storage"),
+            Error::Busy => f.write_str("cache in use by a call further up this stack"),
             Error::Backend(e) => write!(f, "backend error: {e:?}"),
         }
     }
@@ -74,6 +80,7 @@ impl Error<Infallible> {
             Error::NotInteger => Error::NotInteger,
             Error::Overflow => Error::Overflow,
             Error::StorageFull => Error::StorageFull,
+            Error::Busy => Error::Busy,
             Error::Backend(never) => match never {},
         }
     }

@@ -5,25 +5,38 @@
 //! the version count toward the limits.
 //!
 //! The rules, checked in this order (the first that fails is the [`KeyError`]):
-//! 1. Under [`KeyPolicy::Strict`] (the default), memcached's length rule: at most 250
-//!    characters ([`KeyError::TooLong`]). Characters, not bytes, as Python's `len(str)`.
-//! 2. Under [`KeyPolicy::Strict`], memcached's character rule: none of `\x00`–`\x20` or
-//!    `\x7f` ([`KeyError::BadChar`]).
-//! 3. Under either policy, the cache's key capacity `K` in bytes
+//! 1. memcached's length rule: at most 250 characters ([`KeyError::TooLong`]).
+//!    Characters, not bytes, as Python's `len(str)`: 250 bytes of ASCII, but up to 1,000
+//!    bytes of other UTF-8 text (which a memcached server itself refuses over 250 bytes).
+//! 2. memcached's character rule: none of the bytes `0x00`–`0x20` or `0x7f`
+//!    ([`KeyError::BadChar`]).
+//! 3. Under every policy, the cache's key capacity `K`, in bytes
 //!    ([`KeyError::OverCapacity`]); a made key is refused, never truncated.
 //!
-//! No table can hold a made key over 255 bytes: the key capacity `K` of a [`Table`](crate::Table)
-//! is at most 255 (the key length is stored in one byte). A key of 251 to 255 bytes fits
-//! only when it has at most 250 characters (non-ASCII text) or under
-//! [`KeyPolicy::Lenient`].
+//! The [`KeyPolicy`] says what breaking rule 1 or 2 does: an error ([`KeyPolicy::Strict`],
+//! the default, as Django's memcached backends raise `InvalidCacheKey`), a call of a hook
+//! before the key is used ([`KeyPolicy::Warn`], Django's `CacheKeyWarning` from locmem), or
+//! nothing ([`KeyPolicy::Lenient`]).
+//!
+//! | limit | in bytes |
+//! |---|---|
+//! | made key, memcached's length rule | 250 (ASCII) to 1,000 (250 characters of 4 bytes) |
+//! | made key, the cache's capacity | `K` |
+//! | made key, any [`Table`](crate::Table) | 255: `K` is at most 255 (the key length is one byte) |
+//! | default head `prefix:version:` | prefix + digits of the version + 2 (`:1:` is 3) |
+//!
+//! No table holds a made key over 255 bytes. A key of 251 to 255 bytes fits a table with
+//! `K` = 255 only when it has at most 250 characters (non-ASCII text), or under a policy
+//! other than strict.
 
 /// Longest made key memcached accepts, in characters.
 pub const MEMCACHED_MAX_KEY: usize = 250;
 
 /// A key as the caller names it, with an optional version.
 ///
-/// `&str`, `&[u8]`, `&heapless::String<N>` and (feature `std`) `&String` convert into a
-/// `Key` with the cache's default version:
+/// `&str`, `&[u8]`, `&heapless::String<N>`, (feature `std`) `&String`, and any of these
+/// paired with a version convert into a `Key`; single-key calls take anything that is
+/// [`AsKey`], owned `String`s included:
 ///
 /// ```
 /// use tickcache::Key;
@@ -32,7 +45,7 @@ pub const MEMCACHED_MAX_KEY: usize = 250;
 /// let k = Key::new("post_1").version(2);
 /// assert_eq!(k.version, Some(2));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Key<'a> {
     /// The key's bytes (normally UTF-8 text).
@@ -64,8 +77,103 @@ impl<'a> Key<'a> {
     }
 }
 
+/// Anything a single-key cache call takes as its key, borrowed for the call: `&str`,
+/// `String` (owned, as `format!` gives it) and `&String`, `&[u8]` and byte arrays,
+/// `heapless::String`, a [`Key`], and any of these paired with a version, Django's
+/// `version=`.
+///
+/// ```
+/// use tickcache::{Config, Key, ManualClock, MemCache, Table};
+/// let clock = ManualClock::new(1000);
+/// let mut cache: MemCache<_, 8, 32, 8> = MemCache::new(&clock, Table::new(), Config::new());
+/// let id = 7;
+/// cache.set(format!("post:{id}"), &1u8, 60)?; // an owned String
+/// cache.set(("post:7", 2), &2u8, 60)?; // version=2
+/// assert_eq!(cache.get::<u8>(Key::new("post:7").version(2))?, Some(2));
+/// let name = String::from("post:7");
+/// assert_eq!(cache.get::<u8>(&name)?, Some(1));
+/// assert_eq!(cache.get::<u8>((name, 2))?, Some(2));
+/// # Ok::<(), tickcache::Error>(())
+/// ```
+pub trait AsKey {
+    /// The key, borrowed from `self`.
+    fn as_key(&self) -> Key<'_>;
+}
+
+impl AsKey for Key<'_> {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        *self
+    }
+}
+
+impl AsKey for str {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self)
+    }
+}
+
+impl AsKey for [u8] {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::bytes(self)
+    }
+}
+
+impl<const N: usize> AsKey for [u8; N] {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::bytes(self)
+    }
+}
+
+impl<L: heapless::LenType, const N: usize> AsKey for heapless::String<N, L> {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self.as_str())
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsKey for std::string::String {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self.as_str())
+    }
+}
+
+impl<T: AsKey + ?Sized> AsKey for &T {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        (**self).as_key()
+    }
+}
+
+impl<S: AsKey> AsKey for (S, i32) {
+    /// The key at this version (Django's `version=`).
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        self.0.as_key().version(self.1)
+    }
+}
+
+impl<'a, S: Into<Key<'a>>> From<(S, i32)> for Key<'a> {
+    /// A key and its version, as in `[("a", 2), ("b", 2)]` for a batch.
+    fn from((key, version): (S, i32)) -> Self {
+        key.into().version(version)
+    }
+}
+
 impl<'a> From<&'a str> for Key<'a> {
     fn from(key: &'a str) -> Self {
+        Key::new(key)
+    }
+}
+
+impl<'a> From<&&'a str> for Key<'a> {
+    /// A key from an iterator over `&[&str]` or the keys of a `HashMap<&str, _>`.
+    fn from(key: &&'a str) -> Self {
         Key::new(key)
     }
 }
@@ -91,24 +199,26 @@ impl<'a, L: heapless::LenType, const N: usize> From<&'a heapless::String<N, L>> 
 
 #[cfg(feature = "std")]
 impl<'a> From<&'a std::string::String> for Key<'a> {
-    /// `cache.get(&key)` for a `String` key (feature `std`). An owned `String` cannot
-    /// become a `Key`, which borrows: pass `&key` or `key.as_str()`.
+    /// A `String` key (feature `std`). A `Key` borrows, so an owned `String` does not
+    /// convert into one; single-key calls take it all the same, through [`AsKey`].
     fn from(key: &'a std::string::String) -> Self {
         Key::new(key.as_str())
     }
 }
 
-/// Why a key was refused: which rule the made key broke (see the
-/// [module documentation](self) for the rules and their order).
+/// Why a key was refused, or what [`KeyPolicy::Warn`]'s hook is told: which rule the made
+/// key broke (see the [module documentation](self) for the rules, their order and the
+/// limits in bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum KeyError {
-    /// memcached's length rule: the made key is longer than 250 characters (strict policy
-    /// only). Checked first, before the key capacity.
+    /// memcached's length rule: the made key is longer than 250 characters. An error under
+    /// the strict policy, checked first, before the key capacity; news for the hook under
+    /// the warning policy.
     TooLong,
     /// memcached's character rule: the made key contains a control character, a space or
-    /// DEL (strict policy only).
+    /// DEL. An error under the strict policy; news for the hook under the warning policy.
     BadChar,
     /// The cache's key capacity: the made key is longer than `K` bytes (either policy;
     /// never truncated). No table holds more than 255 bytes.
@@ -130,13 +240,74 @@ impl core::fmt::Display for KeyError {
 }
 
 /// What to do with a made key that memcached would refuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, Debug)]
 pub enum KeyPolicy {
     /// Refuse it with [`KeyError`] (Django's memcached backends). The default.
     Strict,
-    /// Accept any key that fits the key capacity (Django's locmem only warns).
+    /// Accept any key that fits the key capacity, silently.
     Lenient,
+    /// Accept any key that fits the key capacity, and call the hook once for each of
+    /// memcached's rules the made key breaks (Django's locmem, which emits a
+    /// `CacheKeyWarning` and goes on). The hook gets the key as given, with the version it
+    /// was made with, and the rule ([`KeyError::TooLong`] or [`KeyError::BadChar`]). A key
+    /// over the key capacity is still refused, with [`KeyError::OverCapacity`], after the
+    /// hook has heard of the first rule it breaks.
+    ///
+    /// The hook runs each time the key is made: once per call, and twice per key in the
+    /// batch calls, which check every key before they use any. It runs inside the call
+    /// (inside the lock of a shared cache), so it should only record or log.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use tickcache::{Config, Key, KeyError, KeyPolicy, ManualClock, MemCache, Table};
+    ///
+    /// static WARNINGS: AtomicUsize = AtomicUsize::new(0);
+    /// fn cache_key_warning(key: Key<'_>, rule: KeyError) {
+    ///     // On firmware, say, defmt::warn!("{}: {}", key, rule).
+    ///     eprintln!("CacheKeyWarning: {:?} v{:?}: {rule}", key.key, key.version);
+    ///     WARNINGS.fetch_add(1, Ordering::Relaxed);
+    /// }
+    ///
+    /// const CONFIG: Config = Config::new().key_policy(KeyPolicy::Warn(cache_key_warning));
+    /// let clock = ManualClock::new(1000);
+    /// let mut cache: MemCache<_, 8, 32, 8> = MemCache::new(&clock, Table::new(), CONFIG);
+    /// cache.set("key with spaces", &1u8, 60)?; // warns, and stores
+    /// assert_eq!(cache.get::<u8>("key with spaces")?, Some(1)); // warns again
+    /// assert_eq!(WARNINGS.load(Ordering::Relaxed), 2);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    Warn(KeyWarning),
+}
+
+/// The hook of [`KeyPolicy::Warn`]: the key as given (with the version it was made with)
+/// and the memcached rule its made key breaks. A plain `fn`, so a [`Config`](crate::Config)
+/// holding it stays `const`.
+pub type KeyWarning = fn(key: Key<'_>, rule: KeyError);
+
+impl PartialEq for KeyPolicy {
+    /// Two warning policies are equal when their hooks are the same function.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KeyPolicy::Strict, KeyPolicy::Strict) | (KeyPolicy::Lenient, KeyPolicy::Lenient) => {
+                true
+            }
+            (KeyPolicy::Warn(a), KeyPolicy::Warn(b)) => core::ptr::fn_addr_eq(*a, *b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeyPolicy {}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for KeyPolicy {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            KeyPolicy::Strict => defmt::write!(f, "Strict"),
+            KeyPolicy::Lenient => defmt::write!(f, "Lenient"),
+            KeyPolicy::Warn(_) => defmt::write!(f, "Warn"),
+        }
+    }
 }
 
 /// A bounded buffer that a key function writes the made key into.
@@ -234,18 +405,24 @@ pub fn default_key_fn(
     out.push(key)
 }
 
-/// Makes the key with `key_fn` into `out` and checks it: the rules in the module
-/// documentation's order, memcached's first under the strict policy.
+/// Makes the key with the configuration's key function into `out` and checks it under its
+/// policy: the rules in the module documentation's order, memcached's first under the
+/// strict policy; under [`KeyPolicy::Warn`], see [`warn`].
 pub(crate) fn make(
-    key_fn: KeyFn,
-    prefix: &str,
+    config: &crate::Config,
     version: i32,
     key: &[u8],
     out: &mut [u8],
-    strict: bool,
 ) -> Result<usize, KeyError> {
+    if let Some(warn) = config.warn {
+        // Through the configuration's pointer, so a firmware that never asks for the
+        // warning policy links none of its code.
+        return warn(config, version, key, out);
+    }
+    let key_fn = config.key_fn.unwrap_or(default_key_fn);
+    let strict = matches!(config.policy, KeyPolicy::Strict);
     let mut w = KeyWriter::new(out);
-    match key_fn(prefix, version, key, &mut w) {
+    match key_fn(config.prefix, version, key, &mut w) {
         Ok(()) => {
             let n = w.len();
             if strict {
@@ -254,10 +431,48 @@ pub(crate) fn make(
             Ok(n)
         }
         Err(KeyError::OverCapacity) if strict => {
-            Err(explain_overflow(key_fn, prefix, version, key))
+            Err(explain_overflow(key_fn, config.prefix, version, key))
         }
         Err(e) => Err(e),
     }
+}
+
+/// The general path of key making under [`KeyPolicy::Warn`].
+pub(crate) type Warned =
+    fn(config: &crate::Config, version: i32, key: &[u8], out: &mut [u8]) -> Result<usize, KeyError>;
+
+/// [`KeyPolicy::Warn`]: makes the key without memcached's rules and tells the hook every
+/// rule it breaks (Django warns for each). A key over the capacity is still refused, after
+/// the hook has heard of the first rule it breaks.
+pub(crate) fn warn(
+    config: &crate::Config,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<usize, KeyError> {
+    let KeyPolicy::Warn(hook) = config.policy else {
+        return Err(KeyError::OverCapacity);
+    };
+    let given = Key {
+        key,
+        version: Some(version),
+    };
+    let key_fn = config.key_fn.unwrap_or(default_key_fn);
+    let mut w = KeyWriter::new(out);
+    if let Err(e) = key_fn(config.prefix, version, key, &mut w) {
+        if e == KeyError::OverCapacity {
+            let rule = explain_overflow(key_fn, config.prefix, version, key);
+            if rule != KeyError::OverCapacity {
+                hook(given, rule);
+            }
+        }
+        return Err(e);
+    }
+    let n = w.len();
+    for rule in broken_rules(&out[..n]).into_iter().flatten() {
+        hook(given, rule);
+    }
+    Ok(n)
 }
 
 /// The error for a made key too long for its buffer under the strict policy: the key
@@ -301,6 +516,13 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// No head: every key takes the general path.
+    pub(crate) const NONE: Head = Head {
+        bytes: [0; 16],
+        len: 0,
+        chars: 0,
+    };
+
     pub(crate) const fn new(prefix: &str, version: i32) -> Head {
         let mut bytes = [0u8; 16];
         let p = prefix.as_bytes();
@@ -462,11 +684,17 @@ fn chars(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| (b & 0xc0) != 0x80).count()
 }
 
-/// Checks a made key against memcached's rules (Django's `memcache_key_warnings`), in
-/// Django's order: the length rule first, then the character rule.
-///
-/// Length counts characters, not bytes, as Python's `len(str)` does: `清` is one character.
-pub fn validate(made: &[u8]) -> Result<(), KeyError> {
+/// Every memcached rule a made key breaks, in Django's order (both may).
+pub(crate) fn broken_rules(made: &[u8]) -> [Option<KeyError>; 2] {
+    let (chars, bad) = scan(made);
+    [
+        (chars > MEMCACHED_MAX_KEY).then_some(KeyError::TooLong),
+        bad.then_some(KeyError::BadChar),
+    ]
+}
+
+/// Characters in a made key, and whether it holds a byte memcached refuses.
+fn scan(made: &[u8]) -> (usize, bool) {
     let mut chars = 0usize;
     let mut bad = false;
     for &b in made {
@@ -474,6 +702,15 @@ pub fn validate(made: &[u8]) -> Result<(), KeyError> {
         // Count every byte that does not continue a UTF-8 sequence.
         chars += usize::from((b as i8) >= -0x40);
     }
+    (chars, bad)
+}
+
+/// Checks a made key against memcached's rules (Django's `memcache_key_warnings`), in
+/// Django's order: the length rule first, then the character rule.
+///
+/// Length counts characters, not bytes, as Python's `len(str)` does: `清` is one character.
+pub fn validate(made: &[u8]) -> Result<(), KeyError> {
+    let (chars, bad) = scan(made);
     if chars > MEMCACHED_MAX_KEY {
         return Err(KeyError::TooLong);
     }
@@ -520,6 +757,20 @@ mod tests {
         assert_eq!(&made("", i32::MIN, "k")[..], b":-2147483648:k");
     }
 
+    /// A configuration with a prefix that lives long enough for the test.
+    fn config(prefix: &str, version: i32, strict: bool) -> crate::Config {
+        let prefix: &'static str = std::boxed::Box::leak(prefix.into());
+        let policy = if strict {
+            KeyPolicy::Strict
+        } else {
+            KeyPolicy::Lenient
+        };
+        crate::Config::new()
+            .key_prefix(prefix)
+            .version(version)
+            .key_policy(policy)
+    }
+
     #[test]
     fn fast_path_agrees_with_key_fn_and_validate() {
         let samples: &[&[u8]] = &[
@@ -550,8 +801,12 @@ mod tests {
                     for cap in [8usize, 40, 255, 1024] {
                         for strict in [true, false] {
                             let mut a = [0u8; 1024];
-                            let slow =
-                                make(default_key_fn, prefix, version, key, &mut a[..cap], strict);
+                            let slow = make(
+                                &config(prefix, version, strict),
+                                version,
+                                key,
+                                &mut a[..cap],
+                            );
                             // The rules straight from their definition.
                             let mut full = [0u8; 2048];
                             let mut w = KeyWriter::new(&mut full);

@@ -1,19 +1,25 @@
-//! Sharing one cache between interrupt handlers and thread mode, through `critical-section`.
+//! Sharing through `critical-section`: one cache between interrupt handlers and thread mode
+//! ([`SharedCache`]), and one store under several configured caches ([`Store`]).
 
 use core::cell::RefCell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Put};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::key::Key;
+use crate::key::AsKey;
 use crate::timeout::Timeout;
+use crate::value::Kind;
 
 /// A cache behind a `critical_section::Mutex`, so a `static` cache can be used from
 /// interrupts and the main loop alike. Each call runs inside one critical section.
+///
+/// [`SharedCache::lock`] is for straight-line code. Where code run inside a call may use
+/// the same cache again (a value's `Serialize`, a closure), use [`SharedCache::with`]: the
+/// inner call gets [`Error::Busy`] instead of a panic.
 ///
 /// ```
 /// use core::sync::atomic::{AtomicU32, Ordering};
@@ -47,7 +53,8 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
     ///
     /// # Panics
     /// When called again from inside `f` (a re-entrant call on the same cache); use
-    /// [`SharedCache::try_lock`] where that can happen.
+    /// [`SharedCache::with`] or [`SharedCache::try_lock`] where that can happen (a value
+    /// whose `Serialize` reads the cache, a closure).
     pub fn lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> R {
         critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
     }
@@ -58,6 +65,39 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
             let mut cache = self.inner.borrow(cs).try_borrow_mut().ok()?;
             Some(f(&mut cache))
         })
+    }
+
+    /// Runs one or more cache calls inside a critical section: `f`'s result, or
+    /// [`Error::Busy`] on a re-entrant call (a value's `Serialize` or a closure that uses
+    /// this cache from inside one of its calls). Never panics.
+    ///
+    /// ```
+    /// use tickcache::{Config, Error, ManualClock, MemCache, SharedCache, Table};
+    /// let clock = ManualClock::new(1000);
+    /// let cache: SharedCache<_, Table<8, 16, 8>, 16> =
+    ///     SharedCache::new(MemCache::new(&clock, Table::new(), Config::new()));
+    /// cache.with(|c| c.set("k", &1u8, 60))?;
+    /// let inner = cache.with(|_| Ok(cache.with(|c| c.get::<u8>("k"))))?;
+    /// assert_eq!(inner, Err(Error::Busy));
+    /// assert_eq!(cache.with(|c| c.get::<u8>("k"))?, Some(1));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn with<R, E>(
+        &self,
+        f: impl FnOnce(&mut Cache<C, B, K>) -> Result<R, Error<E>>,
+    ) -> Result<R, Error<E>> {
+        self.try_lock(f).unwrap_or(Err(Error::Busy))
+    }
+}
+
+impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
+    /// The cache's own `Debug`, or `<busy>` inside a call on it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s = f.debug_struct("SharedCache");
+        match self.try_lock(|c| s.field("inner", c).finish()) {
+            Some(done) => done,
+            None => s.field("inner", &format_args!("<busy>")).finish(),
+        }
     }
 }
 
@@ -81,9 +121,9 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
     /// assert_eq!(cache.get_or_set("answer", answer, 60).unwrap(), 42);
     /// assert_eq!(cache.lock(|c| c.get::<u32>("answer")).unwrap(), Some(42));
     /// ```
-    pub fn get_or_set<'k, T, F>(
+    pub fn get_or_set<T, F>(
         &self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         default: F,
         timeout: impl Into<Timeout>,
     ) -> Result<T, Error<B::Error>>
@@ -91,16 +131,191 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let key = key.into();
-        if let Some(v) = self.lock(|c| c.get(key))? {
+        let key = key.as_key();
+        if let Some(v) = self.with(|c| c.get(key))? {
             return Ok(v);
         }
         let v = default();
         let timeout = timeout.into();
-        let stored = self.lock(|c| {
+        let stored = self.with(|c| {
             c.add(key, &v, timeout)?;
             c.get(key)
         })?;
         Ok(stored.unwrap_or(v))
     }
 }
+
+/// One store under several configured caches: Django's caches that share a `LOCATION` but
+/// differ in `KEY_PREFIX`, `VERSION`, `KEY_FUNCTION` or `TIMEOUT`.
+///
+/// A `&Store<B>` is a [`Backend`], so each [`Cache`] takes `&STORE` with its own
+/// [`Config`](crate::Config) and clock. Such a cache is a few words (its clock, its
+/// configuration): build one where it is used, or keep it in a [`SharedCache`] `static`.
+/// The store itself can live in a `static` (a [`Table`](crate::Table) of zero bytes goes to
+/// `.bss`), and every backend call runs in one critical section, so caches over it may be
+/// used from interrupts and the main loop alike.
+///
+/// A call made while the store is busy further up the same stack (a value's `Serialize`
+/// that uses a cache over the same store) returns [`Error::Busy`] instead of panicking.
+///
+/// Expiry is absolute ticks in the store, so every cache over it needs the same time:
+/// give them one clock (`&CLOCK`) or clocks that agree, and over a persistent backend call
+/// [`Cache::resume_at`] on each with the backend's latest time.
+///
+/// ```
+/// use tickcache::{Cache, Config, Key, ManualClock, Store, Table};
+///
+/// static STORE: Store<Table<16, 32, 16>> = Store::new(Table::new());
+/// const SITE: Config = Config::new().key_prefix("site");
+/// const SITE_V2: Config = SITE.version(2);
+///
+/// let clock = ManualClock::new(1000);
+/// let mut cache = Cache::<_, _, 32>::new(&clock, &STORE, SITE);
+/// let mut v2 = Cache::<_, _, 32>::new(&clock, &STORE, SITE_V2);
+/// let mut other = Cache::<_, _, 32>::new(&clock, &STORE, Config::new().key_prefix("other"));
+///
+/// cache.set("answer", &42u32, 60)?;
+/// assert_eq!(v2.get::<u32>("answer")?, None); // site:2:answer
+/// assert_eq!(v2.get::<u32>(Key::new("answer").version(1))?, Some(42)); // site:1:answer
+/// assert_eq!(other.get::<u32>("answer")?, None); // other:1:answer
+/// assert_eq!(other.len(), 1); // one store: every cache over it sees one entry
+/// # Ok::<(), tickcache::Error>(())
+/// ```
+pub struct Store<B> {
+    inner: critical_section::Mutex<RefCell<B>>,
+}
+
+impl<B> Store<B> {
+    /// A store over `backend`. Usable in a `static`.
+    pub const fn new(backend: B) -> Self {
+        Store {
+            inner: critical_section::Mutex::new(RefCell::new(backend)),
+        }
+    }
+
+    /// Runs `f` on the backend inside a critical section (for calls the caches do not
+    /// offer, such as a table's statistics); `None` when the store is busy further up this
+    /// stack.
+    pub fn try_lock<R>(&self, f: impl FnOnce(&mut B) -> R) -> Option<R> {
+        critical_section::with(|cs| {
+            let mut backend = self.inner.borrow(cs).try_borrow_mut().ok()?;
+            Some(f(&mut backend))
+        })
+    }
+
+    /// The backend, taken out of the store.
+    pub fn into_inner(self) -> B {
+        self.inner.into_inner().into_inner()
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Runs one backend call in a critical section; [`Error::Busy`] when re-entered.
+    #[inline]
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut B) -> Result<R, Error<B::Error>>,
+    ) -> Result<R, Error<B::Error>> {
+        self.try_lock(f).unwrap_or(Err(Error::Busy))
+    }
+}
+
+impl<B> core::fmt::Debug for Store<B>
+where
+    B: Backend,
+{
+    /// The number of entries, or `<busy>` while a call holds the store.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s = f.debug_struct("Store");
+        match self.try_lock(|b| b.len()) {
+            Some(len) => s.field("len", &len),
+            None => s.field("len", &format_args!("<busy>")),
+        };
+        s.finish()
+    }
+}
+
+/// Implements [`Backend`] for a store handle type whose target has `call` (one backend call
+/// under the store's lock, [`Error::Busy`] when re-entered) and `try_lock`.
+macro_rules! backend_through_call {
+    ($handle:ty) => {
+        impl<B: Backend> Backend for $handle {
+            type Error = B::Error;
+
+            #[inline]
+            fn get<R>(
+                &mut self,
+                key: &[u8],
+                now: u64,
+                read: impl FnOnce(&[u8], Kind) -> R,
+            ) -> Result<Option<R>, Error<Self::Error>> {
+                self.call(|b| b.get(key, now, read))
+            }
+
+            fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+                self.call(|b| b.has_key(key, now))
+            }
+
+            #[inline]
+            fn put(
+                &mut self,
+                key: &[u8],
+                mode: Put,
+                expiry: u64,
+                now: u64,
+                fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+            ) -> Result<bool, Error<Self::Error>> {
+                self.call(|b| b.put(key, mode, expiry, now, fill))
+            }
+
+            fn touch(
+                &mut self,
+                key: &[u8],
+                expiry: u64,
+                now: u64,
+            ) -> Result<bool, Error<Self::Error>> {
+                self.call(|b| b.touch(key, expiry, now))
+            }
+
+            fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+                self.call(|b| b.delete(key, now))
+            }
+
+            fn incr(
+                &mut self,
+                key: &[u8],
+                delta: i64,
+                now: u64,
+            ) -> Result<i64, Error<Self::Error>> {
+                self.call(|b| b.incr(key, delta, now))
+            }
+
+            fn rekey(
+                &mut self,
+                from: &[u8],
+                to: &[u8],
+                expiry: u64,
+                now: u64,
+            ) -> Result<bool, Error<Self::Error>> {
+                self.call(|b| b.rekey(from, to, expiry, now))
+            }
+
+            fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+                self.call(|b| b.clear())
+            }
+
+            fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+                self.call(|b| b.flush())
+            }
+
+            /// The number of entries; 0 while the store is busy further up this stack.
+            fn len(&self) -> usize {
+                self.try_lock(|b| b.len()).unwrap_or(0)
+            }
+        }
+    };
+}
+#[cfg(feature = "std")]
+pub(crate) use backend_through_call;
+
+backend_through_call!(&Store<B>);

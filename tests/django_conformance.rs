@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tickcache::backend::{Backend, Put};
+use tickcache::backend::Backend;
 use tickcache::key::KeyWriter;
 use tickcache::{
     Cache, Caches, Config, Dummy, Error, Key, KeyError, KeyPolicy, Kind, ManualClock, MemCache,
-    SharedCache, StdClock, Table, Timeout, Wrap32,
+    SharedCache, StdClock, Store, SyncStore, Table, Timeout, Wrap32,
 };
 
 /// A 1 kHz clock, the usual SysTick rate.
@@ -40,68 +40,18 @@ fn text(cache: &mut Mem<'_>, key: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Two caches over one table: Django's caches sharing a LOCATION (for prefix, version and
-// key-function isolation tests).
+// Several caches over one store: Django's caches sharing a LOCATION (for prefix, version and
+// key-function isolation tests), each a `Cache` over `&Store` with its own `Config`.
 
-struct Location<'t, const N: usize, const K: usize, const V: usize>(&'t RefCell<Table<N, K, V>>);
+type SharedTable = Store<Table<32, 64, 32>>;
+type Shared<'a> = Cache<&'a ManualClock, &'a SharedTable, 64>;
 
-impl<const N: usize, const K: usize, const V: usize> Backend for Location<'_, N, K, V> {
-    type Error = Infallible;
-
-    fn get<R>(
-        &mut self,
-        key: &[u8],
-        now: u64,
-        read: impl FnOnce(&[u8], Kind) -> R,
-    ) -> Result<Option<R>, Error> {
-        self.0.borrow_mut().get(key, now, read)
-    }
-
-    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        self.0.borrow_mut().has_key(key, now)
-    }
-
-    fn put(
-        &mut self,
-        key: &[u8],
-        mode: Put,
-        expiry: u64,
-        now: u64,
-        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error>,
-    ) -> Result<bool, Error> {
-        self.0.borrow_mut().put(key, mode, expiry, now, fill)
-    }
-
-    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
-        self.0.borrow_mut().touch(key, expiry, now)
-    }
-
-    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        self.0.borrow_mut().delete(key, now)
-    }
-
-    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error> {
-        self.0.borrow_mut().incr(key, delta, now)
-    }
-
-    fn rekey(&mut self, from: &[u8], to: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
-        self.0.borrow_mut().rekey(from, to, expiry, now)
-    }
-
-    fn clear(&mut self) -> Result<(), Error> {
-        self.0.borrow_mut().clear()
-    }
-
-    fn len(&self) -> usize {
-        self.0.borrow().len()
-    }
+fn store() -> SharedTable {
+    Store::new(Table::new())
 }
 
-type Shared<'a> = Cache<&'a ManualClock, Location<'a, 32, 64, 32>, 64>;
-type SharedTable = RefCell<Table<32, 64, 32>>;
-
 fn on<'a>(clock: &'a ManualClock, table: &'a SharedTable, config: Config) -> Shared<'a> {
-    Cache::new(clock, Location(table), config)
+    Cache::new(clock, table, config)
 }
 
 fn v(key: &str, version: i32) -> Key<'_> {
@@ -190,7 +140,7 @@ fn get_many_returns_present_keys_only() {
     assert_eq!(got["a"], "a");
     assert_eq!(got["b"], "b");
     // Empty input, and duplicates collapse in the map.
-    let got: HashMap<String, String> = cache.get_many_map(&[]).unwrap();
+    let got: HashMap<String, String> = cache.get_many_map(&[] as &[&str]).unwrap();
     assert!(got.is_empty());
     let got: HashMap<String, String> = cache.get_many_map(&["a", "a"]).unwrap();
     assert_eq!(got.len(), 1);
@@ -1165,7 +1115,7 @@ fn made_keys_follow_prefix_version_key() {
 #[test]
 fn prefix_isolates_caches_sharing_a_table() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut prefixed = on(&clock, &table, Config::new().key_prefix("cacheprefix"));
     cache.set("somekey", "value", Timeout::Default).unwrap();
@@ -1179,13 +1129,13 @@ fn prefix_isolates_caches_sharing_a_table() {
         prefixed.get::<String>("somekey").unwrap().as_deref(),
         Some("value2")
     );
-    assert_eq!(table.borrow().len(), 2);
+    assert_eq!(table.try_lock(|t| t.len()), Some(2));
 }
 
 #[test]
 fn versioning_get_set() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let get = |c: &mut Shared<'_>, k: Key<'_>| c.get::<i32>(k).unwrap();
@@ -1230,7 +1180,7 @@ fn versioning_get_set() {
 #[test]
 fn versioning_add() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1271,7 +1221,7 @@ fn versioning_add() {
 #[test]
 fn versioning_has_key() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     cache.set("answer1", &42, Timeout::Default).unwrap();
@@ -1286,7 +1236,7 @@ fn versioning_has_key() {
 #[test]
 fn versioning_delete() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1321,7 +1271,7 @@ fn versioning_delete() {
 #[test]
 fn versioning_incr_decr() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1361,24 +1311,19 @@ fn versioning_incr_decr() {
     assert_eq!(both(&mut cache, "answer4"), (Some(37), Some(42)));
 }
 
+/// Django's `cache.get_many(keys)` or `cache.get_many(keys, version=v)`.
 fn many(cache: &mut Shared<'_>, keys: &[&str], version: Option<i32>) -> HashMap<String, i32> {
-    let mut found = HashMap::new();
-    let keys = keys.iter().map(|k| Key {
-        key: k.as_bytes(),
-        version,
-    });
-    cache
-        .get_many(keys, |k, val: i32| {
-            found.insert(String::from_utf8(k.key.to_vec()).unwrap(), val);
-        })
-        .unwrap();
-    found
+    match version {
+        None => cache.get_many_map(keys),
+        Some(version) => cache.at_version(version).get_many_map(keys),
+    }
+    .unwrap()
 }
 
 #[test]
 fn versioning_get_set_many() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1402,8 +1347,10 @@ fn versioning_get_set_many() {
 
     // set, default version = 1, but manually override version = 2
     let k2 = ["ford2", "arthur2"];
+    // cache.set_many({...}, version=2)
     cache
-        .set_many([(v("ford2", 2), &37), (v("arthur2", 2), &42)], d, |_, _| {})
+        .at_version(2)
+        .set_many([("ford2", &37), ("arthur2", &42)], d, |_, _| {})
         .unwrap();
     assert_eq!(many(&mut cache, &k2, None), none);
     assert_eq!(many(&mut cache, &k2, Some(1)), none);
@@ -1423,7 +1370,8 @@ fn versioning_get_set_many() {
 
     // v2 set, default version = 2, but manually override version = 1
     let k4 = ["ford4", "arthur4"];
-    v2.set_many([(v("ford4", 1), &37), (v("arthur4", 1), &42)], d, |_, _| {})
+    v2.at_version(1)
+        .set_many([("ford4", &37), ("arthur4", &42)], d, |_, _| {})
         .unwrap();
     assert_eq!(many(&mut cache, &k4, None), full("ford4", "arthur4"));
     assert_eq!(many(&mut cache, &k4, Some(2)), none);
@@ -1434,7 +1382,7 @@ fn versioning_get_set_many() {
 #[test]
 fn incr_version_moves_the_value() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1478,7 +1426,7 @@ fn incr_version_moves_the_value() {
 #[test]
 fn decr_version_moves_the_value_back() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut v2 = on(&clock, &table, Config::new().version(2));
     let d = Timeout::Default;
@@ -1579,7 +1527,7 @@ fn custom_key_func(
 #[test]
 fn custom_key_function() {
     let clock = clock();
-    let table = SharedTable::default();
+    let table = store();
     let mut cache = on(&clock, &table, Config::new());
     let mut custom = on(&clock, &table, Config::new().key_function(custom_key_func));
     let mut custom2 = on(&clock, &table, Config::new().key_function(custom_key_func));
@@ -1598,6 +1546,181 @@ fn custom_key_function() {
     let mut out = [0u8; 64];
     let n = custom.make_key(v("k", 3), &mut out).unwrap();
     assert_eq!(&out[..n], b"CUSTOM--3-k");
+}
+
+// Django's test settings give every alias the same LOCATION: `default`, `prefix`
+// (KEY_PREFIX "cacheprefix"), `v2` (VERSION 2), `custom_key` and `custom_key2` (a
+// KEY_FUNCTION, given as a callable and as a dotted path in Django). On the host, the same
+// registry: aliases over one `SyncStore`.
+
+type Location = Arc<SyncStore<Table<32, 64, 32>>>;
+
+fn django_test_caches(location: &Location) -> Caches<StdClock, Location, 64> {
+    let mut caches = Caches::new();
+    for (alias, config) in [
+        ("default", Config::new()),
+        ("prefix", Config::new().key_prefix("cacheprefix")),
+        ("v2", Config::new().version(2)),
+        ("custom_key", Config::new().key_function(custom_key_func)),
+        ("custom_key2", Config::new().key_function(custom_key_func)),
+        ("short", Config::new().timeout(Timeout::Secs(1))),
+    ] {
+        caches.insert(
+            alias,
+            Cache::new(StdClock::new(), Arc::clone(location), config),
+        );
+    }
+    caches
+}
+
+#[test]
+fn django_aliases_over_one_location() {
+    let location: Location = Arc::new(SyncStore::new(Table::new()));
+    let caches = django_test_caches(&location);
+    let cache = caches.default_cache().unwrap();
+    let alias = |name: &str| caches.get(name).unwrap();
+    let d = Timeout::Default;
+
+    // test_prefix
+    cache.lock().set("somekey", "value", d).unwrap();
+    assert!(!alias("prefix").lock().has_key("somekey").unwrap());
+    alias("prefix").lock().set("somekey", "value2", d).unwrap();
+    assert_eq!(
+        cache.lock().get::<String>("somekey").unwrap().as_deref(),
+        Some("value")
+    );
+    assert_eq!(
+        alias("prefix")
+            .lock()
+            .get::<String>("somekey")
+            .unwrap()
+            .as_deref(),
+        Some("value2")
+    );
+
+    // test_cache_versioning_get_set, first two blocks
+    cache.lock().set("answer1", &42, d).unwrap();
+    assert_eq!(cache.lock().get::<i32>("answer1").unwrap(), Some(42));
+    assert_eq!(alias("v2").lock().get::<i32>("answer1").unwrap(), None);
+    assert_eq!(
+        alias("v2").lock().get::<i32>(v("answer1", 1)).unwrap(),
+        Some(42)
+    );
+    alias("v2").lock().set("answer3", &42, d).unwrap();
+    assert_eq!(cache.lock().get::<i32>("answer3").unwrap(), None);
+    assert_eq!(cache.lock().get::<i32>(v("answer3", 2)).unwrap(), Some(42));
+
+    // test_custom_key_func
+    assert_eq!(
+        alias("custom_key").lock().get::<i32>("answer1").unwrap(),
+        None
+    );
+    alias("custom_key").lock().set("answer2", &42, d).unwrap();
+    assert_eq!(cache.lock().get::<i32>("answer2").unwrap(), None);
+    assert_eq!(
+        alias("custom_key2").lock().get::<i32>("answer2").unwrap(),
+        Some(42)
+    );
+
+    // The default timeout is per cache, the store one.
+    alias("short").lock().set("brief", &1u8, d).unwrap();
+    assert!(cache.lock().has_key(v("brief", 1)).unwrap());
+
+    // One store under every alias: its entries are everyone's.
+    assert_eq!(location.try_lock(|t| t.len()), Some(6));
+    assert_eq!(alias("v2").lock().len(), 6);
+    alias("prefix").lock().clear().unwrap();
+    assert_eq!(cache.lock().get::<i32>("answer1").unwrap(), None);
+}
+
+#[test]
+fn django_aliases_over_one_location_from_many_threads() {
+    let location: Location = Arc::new(SyncStore::new(Table::new()));
+    let caches = Arc::new(django_test_caches(&location));
+    caches
+        .default_cache()
+        .unwrap()
+        .lock()
+        .set("n", &0i64, Timeout::Never)
+        .unwrap();
+    let threads: Vec<_> = ["default", "v2", "prefix", "custom_key"]
+        .into_iter()
+        .map(|name| {
+            let caches = Arc::clone(&caches);
+            std::thread::spawn(move || {
+                let cache = caches.get(name).unwrap();
+                for _ in 0..100 {
+                    // `default` and `v2` name the same entry `:1:n` (version 1 given); the
+                    // other two make keys of their own, where there is no counter.
+                    let counted = cache.lock().incr(v("n", 1), 1);
+                    match name {
+                        "default" | "v2" => assert!(counted.is_ok()),
+                        _ => assert_eq!(counted, Err(Error::NotFound)),
+                    }
+                    cache.lock().set(name, &1u8, 60).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let cache = caches.default_cache().unwrap();
+    assert_eq!(cache.lock().get::<i64>(v("n", 1)).unwrap(), Some(200));
+    // The counter and one key per alias, in one store.
+    assert_eq!(location.try_lock(|t| t.len()), Some(5));
+}
+
+/// On firmware: the store in a `static`, and a `SharedCache` per configuration over it.
+static LOCATION: Store<Table<16, 32, 16>> = Store::new(Table::new());
+static DEFAULT: SharedCache<TickClock, &Store<Table<16, 32, 16>>, 32> =
+    SharedCache::new(Cache::new(
+        Wrap32::new(1000, ticks as fn() -> u32),
+        &LOCATION,
+        Config::new(),
+    ));
+static V2: SharedCache<TickClock, &Store<Table<16, 32, 16>>, 32> = SharedCache::new(Cache::new(
+    Wrap32::new(1000, ticks as fn() -> u32),
+    &LOCATION,
+    Config::new().version(2),
+));
+
+#[test]
+fn static_caches_over_one_static_store() {
+    DEFAULT.lock(|c| c.set("answer", &42u32, 60)).unwrap();
+    assert_eq!(V2.lock(|c| c.get::<u32>("answer")).unwrap(), None);
+    assert_eq!(V2.lock(|c| c.get::<u32>(v("answer", 1))).unwrap(), Some(42));
+    assert_eq!(V2.lock(|c| c.incr_version(v("answer", 1), 1)).unwrap(), 2);
+    assert_eq!(V2.lock(|c| c.get::<u32>("answer")).unwrap(), Some(42));
+    assert_eq!(DEFAULT.lock(|c| c.get::<u32>("answer")).unwrap(), None);
+}
+
+/// A value whose `Serialize` reads a cache over the same store.
+struct Nosy<'a>(&'a RefCell<Shared<'a>>);
+
+impl Serialize for Nosy<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let inner = self.0.borrow_mut().get::<u8>("other");
+        assert_eq!(inner, Err(Error::Busy));
+        s.serialize_u8(1)
+    }
+}
+
+#[test]
+fn a_store_used_from_inside_its_own_call_is_busy_not_a_panic() {
+    let clock = clock();
+    let table = store();
+    let mut cache = on(&clock, &table, Config::new());
+    let other = RefCell::new(on(&clock, &table, Config::new().version(2)));
+    cache.set("k", &Nosy(&other), 60).unwrap();
+    assert_eq!(cache.get::<u8>("k").unwrap(), Some(1));
+    assert_eq!(table.try_lock(|_| table.try_lock(|t| t.len())), Some(None));
+    assert!(format!("{table:?}").contains("len: 1"));
+
+    let sync = SyncStore::new(Table::<4, 16, 8>::new());
+    assert_eq!(sync.try_lock(|_| sync.try_lock(|t| t.len())), Some(None));
+    let shown = sync.try_lock(|_| format!("{sync:?}")).unwrap();
+    assert!(shown.contains("<locked>"), "{shown}");
 }
 
 fn spaced_key_func(
@@ -2174,4 +2297,80 @@ fn string_keys_convert() {
         None
     );
     assert_eq!(cache.delete_many([&owned, &owned]).unwrap(), 1);
+}
+
+#[test]
+fn owned_strings_and_versioned_pairs_are_keys() {
+    let clock = clock();
+    let mut cache = mem(&clock);
+    for id in 0..3 {
+        cache.set(format!("post:{id}"), &id, 60).unwrap();
+        cache
+            .set((format!("post:{id}"), 2), &(id * 10), 60)
+            .unwrap();
+    }
+    assert_eq!(cache.get::<i32>("post:1").unwrap(), Some(1));
+    assert_eq!(cache.get::<i32>(("post:1", 2)).unwrap(), Some(10));
+    assert_eq!(cache.get::<i32>(v("post:2", 2)).unwrap(), Some(20));
+    assert!(cache.delete(String::from("post:0")).unwrap());
+    assert_eq!(cache.incr_version(("post:2", 2), 1).unwrap(), 3);
+    // Pairs in batches: `Key::from((key, version))`.
+    let mut sum = 0;
+    cache
+        .get_many(
+            [("post:1", 1), ("post:1", 2), ("post:2", 3)],
+            |_, n: i32| sum += n,
+        )
+        .unwrap();
+    assert_eq!(sum, 1 + 10 + 20);
+    assert_eq!(Key::from(("k", 4)), v("k", 4));
+    assert_eq!(
+        cache.delete_many([("post:1", 2), ("post:2", 3)]).unwrap(),
+        2
+    );
+}
+
+#[test]
+fn shorthands_use_django_defaults() {
+    let clock = clock();
+    let config = Config::new().timeout(Timeout::Secs(10));
+    let mut cache: Mem<'_> = MemCache::new(&clock, Table::new(), config);
+    cache.set_default("n", &1i64).unwrap();
+    assert!(!cache.add_default("n", &5i64).unwrap());
+    assert_eq!(cache.incr_one("n").unwrap(), 2);
+    assert_eq!(cache.decr_one("n").unwrap(), 1);
+    assert_eq!(cache.decr_one("missing"), Err(Error::NotFound));
+    clock.advance_secs(9);
+    assert!(cache.has_key("n").unwrap());
+    clock.advance_secs(1);
+    assert!(
+        !cache.has_key("n").unwrap(),
+        "the configured default timeout"
+    );
+    assert!(cache.add_default("n", &5i64).unwrap());
+}
+
+#[test]
+fn every_public_type_is_debug() {
+    let clock = clock();
+    let shared = SharedCache::new(mem(&clock));
+    shared.with(|c| c.set("k", &1u8, 60)).unwrap();
+    let shown = format!("{shared:?}");
+    assert!(
+        shown.contains("SharedCache") && shown.contains("len: 1"),
+        "{shown}"
+    );
+    let busy = shared.lock(|_| format!("{shared:?}"));
+    assert!(busy.contains("<busy>"), "{busy}");
+    let table = Table::<4, 8, 8>::new();
+    assert_eq!(
+        format!("{table:?}"),
+        "Table { len: 0, entries: 4, key_bytes: 8, value_bytes: 8, .. }"
+    );
+    let store = Store::new(Table::<4, 8, 8>::new());
+    assert!(format!("{store:?}").contains("len: 0"));
+    let policy = KeyPolicy::Warn(|_, _| {});
+    assert!(format!("{policy:?}").starts_with("Warn("));
+    let sync = SyncStore::new(Table::<4, 8, 8>::new());
+    assert!(format!("{sync:?}").contains("SyncStore"));
 }

@@ -11,7 +11,8 @@
 //! worker (a [`Memcached`] engine on a `HeapTable` with an equal part of `-m`, behind its
 //! own mutex), chosen by a keyed hash of the key; `stats` sums the shards, `flush_all` runs
 //! on each. The fixed table (`--fixed`, `--persist`) stays one engine behind one mutex. Each
-//! connection owns a read buffer of 16 KiB that grows to hold one large command (a line of
+//! connection is framed by the library's connection driver (`memcached::Driver`: lines,
+//! data blocks, too-large items, multi-gets key by key) and owns a read buffer of 16 KiB that grows to hold one large command (a line of
 //! up to 64 KiB plus one data block) while it arrives, and an output buffer with a
 //! high-water mark of 16 KiB: past it, the replies are sent before another command (or
 //! another key of a multi-get) is read, so a client that does not read its replies is not
@@ -26,13 +27,16 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tickcache::flash::FileFlash;
 use tickcache::heap::{HeapTable, Limits, SharedValue};
-use tickcache::memcached::{Command, Memcached, Now, Outcome, Parser, Scratch, Sink, Step, Store};
+use tickcache::memcached::embedded_io;
+use tickcache::memcached::{
+    Buffer, Command, Driver, Event, Handler, Memcached, Now, Outcome, Reply, Scratch, Sink, Store,
+};
 use tickcache::{Clock, Persistent, Policy, StdClock, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -629,69 +633,149 @@ async fn until<T>(
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
+/// The server's side of a connection's driver: commands on the shards of [`Shared`], into
+/// the connection's [`Out`].
+struct Conn<'a> {
+    shared: &'a Shared,
+}
+
+impl Handler<Out> for Conn<'_> {
+    fn tick(&mut self, _now: &Now) {
+        // Each shard runs what is due when a key of a multi-get locks it (`get_one`).
+    }
+
+    fn execute(&mut self, cmd: &Command<'_>, now: &Now, out: &mut Reply<'_, Out>) -> Outcome {
+        let out = out.sink();
+        if let Command::Stats { reset: false } = cmd {
+            self.shared.server_stats(out, now);
+            self.shared.engine_stats(now, out);
+            out.put(b"END\r\n");
+            return Outcome::Continue;
+        }
+        self.shared.execute(cmd, now, out)
+    }
+
+    fn get_one(
+        &mut self,
+        key: &[u8],
+        cas: bool,
+        touch: Option<i64>,
+        now: &Now,
+        out: &mut Reply<'_, Out>,
+    ) {
+        let mut svc = self.shared.lock(key);
+        svc.tick(now);
+        svc.get_one(key, cas, touch, now, out.sink());
+    }
+}
+
+/// `Out` collects replies in memory: its writes cannot fail.
+impl embedded_io::ErrorType for Out {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_io::Write for Out {
+    fn write(&mut self, bytes: &[u8]) -> Result<usize, Self::Error> {
+        self.put(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A connection's read buffer: it starts small, doubles while one command does not fit (up
+/// to the largest command) and, unlike the library's `GrowBuf`, goes back to its small size
+/// only once the connection has been idle for [`KEEP_GROWN`] (`may_rest`, set by the
+/// connection), so a client storing large items does not regrow it for each one.
+struct ReadBuf {
+    bytes: Vec<u8>,
+    small: usize,
+    max: usize,
+    may_rest: Arc<AtomicBool>,
+}
+
+impl ReadBuf {
+    fn new(small: usize, max: usize, may_rest: Arc<AtomicBool>) -> Self {
+        ReadBuf {
+            bytes: vec![0; small],
+            small,
+            max: max.max(small),
+            may_rest,
+        }
+    }
+}
+
+impl Buffer for ReadBuf {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn capacity(&self) -> usize {
+        self.max
+    }
+    fn grow(&mut self) {
+        self.may_rest.store(false, Ordering::Relaxed);
+        let len = self.bytes.len().saturating_mul(2).min(self.max);
+        self.bytes.resize(len, 0);
+    }
+    fn rest(&mut self) {
+        if self.bytes.len() > self.small && self.may_rest.load(Ordering::Relaxed) {
+            self.bytes.truncate(self.small);
+            self.bytes.shrink_to_fit();
+        }
+    }
+}
+
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let o = &shared.opts;
-    let mut parser = Parser::new(o.item_max, LINE_MAX);
-    // The read buffer starts at two command lines and grows (doubling) only while a
-    // command's data block does not fit, up to a whole command; it shrinks back after a
-    // second without commands. So an idle connection costs 16 KiB, not 1 MiB.
-    let full = parser.buffer_size();
+    // The read buffer starts at 16 KiB and grows (doubling) only while a command's data
+    // block does not fit, up to a whole command; it shrinks back after a second without
+    // commands. So an idle connection costs 16 KiB, not 1 MiB.
+    let full = LINE_MAX + o.item_max + 2;
     let small = READ_SMALL.min(full);
-    let mut buf = vec![0u8; small];
+    let may_rest = Arc::new(AtomicBool::new(false));
+    let buf = ReadBuf::new(small, full, Arc::clone(&may_rest));
+    let mut driver = Driver::new(buf, o.item_max, LINE_MAX);
     let mut out = Out::default();
-    let (mut start, mut end) = (0usize, 0usize);
     // When the first byte of the unfinished command arrived (its deadline runs from there),
     // and when the last read returned.
     let mut began: Option<Instant> = None;
     let mut last_read = Instant::now();
     loop {
         let mut close = false;
-        // Replies past the high-water mark are sent before the next command is read.
+        // One time for the commands of one read (memcached's clock ticks once a second).
+        let now = shared.now();
+        // Replies past the high-water mark are sent before the next command (or the next
+        // key of a multi-get) is handled.
         while out.len() < OUT_HIGH {
-            match parser.next(&buf[start..end]) {
-                Step::Need => break,
-                Step::Skip(n) => {
-                    start += n;
-                    // The discarded block belongs to its command: the deadline runs on
-                    // until the block is gone.
-                    if !parser.skipping() {
+            let skipping = driver.skipping();
+            match driver.step(&mut Conn { shared: &shared }, &now, &mut out) {
+                Ok(Event::Need) => {
+                    // A discarded block belongs to its command: the deadline runs on until
+                    // the block is gone.
+                    if skipping && !driver.skipping() {
+                        began = None;
+                    }
+                    break;
+                }
+                Ok(Event::Progress) => {
+                    if !driver.skipping() {
                         began = None;
                     }
                 }
-                Step::Close { reply } => {
-                    out.put(reply);
+                Ok(Event::Close) => {
                     close = true;
                     break;
                 }
-                Step::Command { cmd, used } => {
-                    start += used;
-                    if !matches!(cmd, Command::TooLarge { .. }) {
-                        began = None;
-                    }
-                    match cmd {
-                        Command::Get { keys, cas } => {
-                            get_many(&shared, keys, cas, None, &mut out, &mut stream).await?
-                        }
-                        Command::Gat { exptime, keys, cas } => {
-                            let t = Some(exptime);
-                            get_many(&shared, keys, cas, t, &mut out, &mut stream).await?
-                        }
-                        Command::Stats { reset: false } => {
-                            let now = shared.now();
-                            shared.server_stats(&mut out, &now);
-                            shared.engine_stats(&now, &mut out);
-                            out.put(b"END\r\n");
-                        }
-                        cmd => {
-                            let now = shared.now();
-                            if shared.execute(&cmd, &now, &mut out) == Outcome::Close {
-                                close = true;
-                                break;
-                            }
-                        }
-                    }
-                }
+                Err(e) => match e.error {
+                    Some(never) => match never {},
+                    // `Out::write` takes every byte; were it not to, the connection ends.
+                    None => return Err(io::ErrorKind::WriteZero.into()),
+                },
             }
         }
         let backlog = out.len() >= OUT_HIGH;
@@ -703,67 +787,36 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             // Commands may be waiting in the buffer: answer them before reading more.
             continue;
         }
-        if start == end {
-            (start, end) = (0, 0);
-        } else if end == buf.len() {
-            buf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
-            if end == buf.len() {
-                // A command larger than the buffer (a data block on its way).
-                buf.resize((2 * buf.len()).min(full), 0);
-            }
-        }
-        let n = if start < end || parser.skipping() {
+        let partial = driver.partial();
+        let space = driver.space();
+        let n = if partial {
             // Part of a command is here. When the command before it was completed by the
             // last read, this part arrived with that read too.
             let b = *began.get_or_insert(last_read);
-            until(b + o.request, stream.read(&mut buf[end..])).await?
+            until(b + o.request, stream.read(space)).await?
         } else {
             began = None;
-            if buf.len() > small {
+            if space.len() > small {
                 // A buffer grown for a large command is kept while commands keep coming
                 // (a client storing large items does not regrow it, page by page, for each
                 // one) and given back after a second without any.
-                match tokio::time::timeout(KEEP_GROWN, stream.read(&mut buf[end..])).await {
+                match tokio::time::timeout(KEEP_GROWN, stream.read(space)).await {
                     Ok(n) => n?,
                     Err(_) => {
-                        buf.truncate(small);
-                        buf.shrink_to_fit();
-                        within(o.idle, stream.read(&mut buf[end..])).await?
+                        may_rest.store(true, Ordering::Relaxed);
+                        within(o.idle, stream.read(driver.space())).await?
                     }
                 }
             } else {
-                within(o.idle, stream.read(&mut buf[end..])).await?
+                within(o.idle, stream.read(space)).await?
             }
         };
         last_read = Instant::now();
         if n == 0 {
             return Ok(());
         }
-        end += n;
+        driver.fill(n);
     }
-}
-
-/// A multi-get, one key at a time, sending the reply in parts when it grows large.
-async fn get_many(
-    shared: &Shared,
-    keys: tickcache::memcached::Keys<'_>,
-    cas: bool,
-    touch: Option<i64>,
-    out: &mut Out,
-    stream: &mut TcpStream,
-) -> io::Result<()> {
-    let now = shared.now();
-    for key in keys {
-        if out.len() >= OUT_HIGH {
-            out.send(stream, shared.opts.request).await?;
-        }
-        let mut svc = shared.lock(key);
-        svc.tick(&now);
-        svc.get_one(key, cas, touch, &now, out);
-    }
-    out.put(b"END\r\n");
-    Ok(())
 }
 
 /// Starts `n` worker threads, each with its own event loop (a current-thread runtime, as
