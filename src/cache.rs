@@ -7,7 +7,7 @@ use crate::backend::{Backend, Put, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::key::{self, Key, KeyError, KeyPolicy};
+use crate::key::{self, AsKey, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
@@ -99,8 +99,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Writes the made and validated key into `out` and returns its length (Django's
     /// `make_and_validate_key`).
-    pub fn make_key<'k>(&self, key: impl Into<Key<'k>>, out: &mut [u8]) -> Result<usize, KeyError> {
-        let key = key.into();
+    pub fn make_key(&self, key: impl AsKey, out: &mut [u8]) -> Result<usize, KeyError> {
+        let key = key.as_key();
         let version = key.version.unwrap_or(self.config.version);
         self.make_versioned(key.key, version, out)
     }
@@ -180,7 +180,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     ///
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
-    pub fn get<'k, T: DeserializeOwned>(&mut self, key: impl Into<Key<'k>>) -> Res<Option<T>, B> {
+    pub fn get<T: DeserializeOwned>(&mut self, key: impl AsKey) -> Res<Option<T>, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -208,11 +208,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reads the stored bytes into `out` and returns their length, or `None` on a miss.
     /// Integers read as ASCII decimal (as memcached sends them). A hit makes the entry
     /// most recent.
-    pub fn get_raw<'k>(
-        &mut self,
-        key: impl Into<Key<'k>>,
-        out: &mut [u8],
-    ) -> Res<Option<usize>, B> {
+    pub fn get_raw(&mut self, key: impl AsKey, out: &mut [u8]) -> Res<Option<usize>, B> {
         let r = self.with_raw(key, |bytes, kind| match kind {
             Kind::Int => match value::decode_int(bytes) {
                 Some(i) => value::write_decimal(i, out).map_err(|_| Error::BufferTooSmall),
@@ -231,14 +227,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Calls `read` with the stored bytes and their [`Kind`] without copying; `None` on a
     /// miss. A hit makes the entry most recent.
-    pub fn with_raw<'k, R>(
+    pub fn with_raw<R>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Res<Option<R>, B> {
         let mut read = Some(read);
         let mut out = None;
-        self.read_dyn(key.into(), &mut |bytes, kind| {
+        self.read_dyn(key.as_key(), &mut |bytes, kind| {
             if let Some(read) = read.take() {
                 out = Some(read(bytes, kind));
             }
@@ -252,26 +248,65 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// ([`Error::ValueTooLarge`], [`Error::Serialize`]) the key's old value is removed too,
     /// so no stale value stays readable.
     #[inline]
-    pub fn set<'k, T: Serialize + ?Sized>(
+    pub fn set<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        self.store(key.into(), Put::Set, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
         .map(drop)
     }
 
-    /// Stores raw bytes (read back with [`Cache::get_raw`] or [`Cache::with_raw`]).
-    pub fn set_raw<'k>(
+    /// Django's `set(key, value)` without a timeout: [`Cache::set`] with the configured
+    /// default timeout ([`Timeout::Default`], 300 s unless the [`Config`] says otherwise).
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set_default("greeting", "hello")?;
+    /// clock.advance_secs(299);
+    /// assert_eq!(cache.get::<String>("greeting")?.as_deref(), Some("hello"));
+    /// clock.advance_secs(1);
+    /// assert_eq!(cache.get::<String>("greeting")?, None);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn set_default<T: Serialize + ?Sized>(&mut self, key: impl AsKey, value: &T) -> Res<(), B> {
+        self.set(key, value, Timeout::Default)
+    }
+
+    /// Django's `add(key, value)` without a timeout: [`Cache::add`] with the configured
+    /// default timeout.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// assert!(cache.add_default("lock", &1u8)?);
+    /// assert!(!cache.add_default("lock", &2u8)?);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn add_default<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
+        value: &T,
+    ) -> Res<bool, B> {
+        self.add(key, value, Timeout::Default)
+    }
+
+    /// Stores raw bytes (read back with [`Cache::get_raw`] or [`Cache::with_raw`]).
+    pub fn set_raw(
+        &mut self,
+        key: impl AsKey,
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
-        self.store(key.into(), Put::Set, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
         .map(drop)
@@ -279,25 +314,25 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `add`: stores only when the key is missing or expired; `true` if it stored.
     /// A refused `add` does not change recency.
-    pub fn add<'k, T: Serialize + ?Sized>(
+    pub fn add<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        self.store(key.into(), Put::Add, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
             value::encode(value, dst).map_err(value_error)
         })
     }
 
     /// [`Cache::add`] for raw bytes.
-    pub fn add_raw<'k>(
+    pub fn add_raw(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         bytes: &[u8],
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
-        self.store(key.into(), Put::Add, timeout.into(), |dst| {
+        self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
             copy_raw(bytes, dst)
         })
     }
@@ -305,11 +340,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `touch`: gives a live entry a new timeout; `false` if missing or expired.
     /// Does not change recency. A timeout of zero or below expires the entry (and returns
     /// `true` if it was live).
-    pub fn touch<'k>(
-        &mut self,
-        key: impl Into<Key<'k>>,
-        timeout: impl Into<Timeout>,
-    ) -> Res<bool, B> {
+    pub fn touch(&mut self, key: impl AsKey, timeout: impl Into<Timeout>) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -320,7 +351,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `delete`: `true` when a live entry was removed.
-    pub fn delete<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+    pub fn delete(&mut self, key: impl AsKey) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -329,7 +360,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `has_key` (`key in cache`): `true` for a live entry, a stored `None`
     /// included. Does not change recency.
-    pub fn has_key<'k>(&mut self, key: impl Into<Key<'k>>) -> Res<bool, B> {
+    pub fn has_key(&mut self, key: impl AsKey) -> Res<bool, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
@@ -338,7 +369,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
     /// make and validate all keys first): the first invalid key's error, or `Ok`.
-    fn validate_all<'k>(&self, keys: impl Iterator<Item = Key<'k>>) -> Result<(), KeyError> {
+    fn validate_all(&self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
         let mut buf = [0u8; K];
         for key in keys {
             self.make_key(key, &mut buf)?;
@@ -421,7 +452,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         self.validate_all(keys.clone().map(Into::into))?;
         let mut hits = 0;
         for item in keys {
-            if let Some(v) = self.get(item.clone())? {
+            let key: Key<'k> = item.clone().into();
+            if let Some(v) = self.get(key)? {
                 map.insert_hit(item, v).map_err(|_| Error::BufferTooSmall)?;
                 hits += 1;
             }
@@ -517,14 +549,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Every key is validated first: if any is invalid, the error is returned and nothing
     /// is deleted (Django's memcached backends). Django's `version=` is
     /// [`Cache::at_version`].
-    pub fn delete_many<'k, I>(&mut self, keys: I) -> Res<usize, B>
+    pub fn delete_many<I>(&mut self, keys: I) -> Res<usize, B>
     where
         I: IntoIterator,
         I::IntoIter: Clone,
-        I::Item: Into<Key<'k>>,
+        I::Item: AsKey,
     {
         let keys = keys.into_iter();
-        self.validate_all(keys.clone().map(Into::into))?;
+        self.validate_all(keys.clone())?;
         let mut removed = 0;
         for key in keys {
             removed += usize::from(self.delete(key)?);
@@ -564,9 +596,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `get_or_set`: the cached value, or else `default()` (called only on a miss),
     /// which is then `add`ed with `timeout` and returned. With a timeout of zero nothing is
     /// stored and the default is returned.
-    pub fn get_or_set<'k, T, F>(
+    pub fn get_or_set<T, F>(
         &mut self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         default: F,
         timeout: impl Into<Timeout>,
     ) -> Res<T, B>
@@ -574,7 +606,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let key = key.into();
+        let key = key.as_key();
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
@@ -586,24 +618,46 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `incr`: adds `delta` to an integer, keeps its expiry, makes it most recent and
     /// returns the new value. [`Error::NotFound`] on a miss, [`Error::NotInteger`] on a
     /// non-integer, [`Error::Overflow`] past the `i64` range (value unchanged).
-    pub fn incr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+    pub fn incr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let mut buf = [0u8; K];
         let n = self.make_key(key, &mut buf)?;
         let now = self.now();
         self.backend.incr(&buf[..n], delta, now)
     }
 
+    /// Django's `incr(key)`: [`Cache::incr`] by 1.
+    ///
+    /// ```
+    /// # use tickcache::{MemCache, Config, ManualClock, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let mut cache: MemCache<_, 8, 16, 16> = MemCache::new(&clock, Table::new(), Config::new());
+    /// cache.set_default("hits", &41)?;
+    /// assert_eq!(cache.incr_one("hits")?, 42);
+    /// assert_eq!(cache.decr_one("hits")?, 41);
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    #[inline]
+    pub fn incr_one(&mut self, key: impl AsKey) -> Res<i64, B> {
+        self.incr(key, 1)
+    }
+
+    /// Django's `decr(key)`: [`Cache::incr`] by -1.
+    #[inline]
+    pub fn decr_one(&mut self, key: impl AsKey) -> Res<i64, B> {
+        self.incr(key, -1)
+    }
+
     /// Django's `decr`: `incr` by `-delta`. A `delta` of `i64::MIN` has no negation and is
     /// [`Error::Overflow`] before the key is looked at.
-    pub fn decr<'k>(&mut self, key: impl Into<Key<'k>>, delta: i64) -> Res<i64, B> {
+    pub fn decr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
         self.incr(key, delta)
     }
 
     /// Django's `incr_version`: moves the value from its version to version + `delta` with
     /// the default timeout and returns the new version. [`Error::NotFound`] on a miss.
-    pub fn incr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
-        let key = key.into();
+    pub fn incr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
+        let key = key.as_key();
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
         let mut from = [0u8; K];
@@ -629,7 +683,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `decr_version`.
-    pub fn decr_version<'k>(&mut self, key: impl Into<Key<'k>>, delta: i32) -> Res<i32, B> {
+    pub fn decr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
         self.incr_version(key, delta)
     }

@@ -15,7 +15,7 @@ use crate::backend::{Backend, Put};
 use crate::cache::{Cache, ManyMap};
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::key::Key;
+use crate::key::{AsKey, Key};
 use crate::shared::backend_through_call;
 use crate::timeout::Timeout;
 use crate::value::Kind;
@@ -277,9 +277,9 @@ impl<C: Clock, B: Backend, const K: usize> SyncCache<C, B, K> {
     /// this same cache (inside [`SyncCache::lock`] it would deadlock) and other threads are
     /// not held up while it computes. As in Django, the value is read again after the
     /// `add`: if another thread stored the key meanwhile, that value is returned.
-    pub fn get_or_set<'k, T, F>(
+    pub fn get_or_set<T, F>(
         &self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         default: F,
         timeout: impl Into<Timeout>,
     ) -> Result<T, Error<B::Error>>
@@ -287,7 +287,7 @@ impl<C: Clock, B: Backend, const K: usize> SyncCache<C, B, K> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let key = key.into();
+        let key = key.as_key();
         if let Some(v) = self.with(|c| c.get(key))? {
             return Ok(v);
         }

@@ -34,8 +34,9 @@ pub const MEMCACHED_MAX_KEY: usize = 250;
 
 /// A key as the caller names it, with an optional version.
 ///
-/// `&str`, `&[u8]`, `&heapless::String<N>` and (feature `std`) `&String` convert into a
-/// `Key` with the cache's default version:
+/// `&str`, `&[u8]`, `&heapless::String<N>`, (feature `std`) `&String`, and any of these
+/// paired with a version convert into a `Key`; single-key calls take anything that is
+/// [`AsKey`], owned `String`s included:
 ///
 /// ```
 /// use tickcache::Key;
@@ -76,6 +77,94 @@ impl<'a> Key<'a> {
     }
 }
 
+/// Anything a single-key cache call takes as its key, borrowed for the call: `&str`,
+/// `String` (owned, as `format!` gives it) and `&String`, `&[u8]` and byte arrays,
+/// `heapless::String`, a [`Key`], and any of these paired with a version, Django's
+/// `version=`.
+///
+/// ```
+/// use tickcache::{Config, Key, ManualClock, MemCache, Table};
+/// let clock = ManualClock::new(1000);
+/// let mut cache: MemCache<_, 8, 32, 8> = MemCache::new(&clock, Table::new(), Config::new());
+/// let id = 7;
+/// cache.set(format!("post:{id}"), &1u8, 60)?; // an owned String
+/// cache.set(("post:7", 2), &2u8, 60)?; // version=2
+/// assert_eq!(cache.get::<u8>(Key::new("post:7").version(2))?, Some(2));
+/// let name = String::from("post:7");
+/// assert_eq!(cache.get::<u8>(&name)?, Some(1));
+/// assert_eq!(cache.get::<u8>((name, 2))?, Some(2));
+/// # Ok::<(), tickcache::Error>(())
+/// ```
+pub trait AsKey {
+    /// The key, borrowed from `self`.
+    fn as_key(&self) -> Key<'_>;
+}
+
+impl AsKey for Key<'_> {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        *self
+    }
+}
+
+impl AsKey for str {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self)
+    }
+}
+
+impl AsKey for [u8] {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::bytes(self)
+    }
+}
+
+impl<const N: usize> AsKey for [u8; N] {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::bytes(self)
+    }
+}
+
+impl<L: heapless::LenType, const N: usize> AsKey for heapless::String<N, L> {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self.as_str())
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsKey for std::string::String {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        Key::new(self.as_str())
+    }
+}
+
+impl<T: AsKey + ?Sized> AsKey for &T {
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        (**self).as_key()
+    }
+}
+
+impl<S: AsKey> AsKey for (S, i32) {
+    /// The key at this version (Django's `version=`).
+    #[inline]
+    fn as_key(&self) -> Key<'_> {
+        self.0.as_key().version(self.1)
+    }
+}
+
+impl<'a, S: Into<Key<'a>>> From<(S, i32)> for Key<'a> {
+    /// A key and its version, as in `[("a", 2), ("b", 2)]` for a batch.
+    fn from((key, version): (S, i32)) -> Self {
+        key.into().version(version)
+    }
+}
+
 impl<'a> From<&'a str> for Key<'a> {
     fn from(key: &'a str) -> Self {
         Key::new(key)
@@ -110,8 +199,8 @@ impl<'a, L: heapless::LenType, const N: usize> From<&'a heapless::String<N, L>> 
 
 #[cfg(feature = "std")]
 impl<'a> From<&'a std::string::String> for Key<'a> {
-    /// `cache.get(&key)` for a `String` key (feature `std`). An owned `String` cannot
-    /// become a `Key`, which borrows: pass `&key` or `key.as_str()`.
+    /// A `String` key (feature `std`). A `Key` borrows, so an owned `String` does not
+    /// convert into one; single-key calls take it all the same, through [`AsKey`].
     fn from(key: &'a std::string::String) -> Self {
         Key::new(key.as_str())
     }

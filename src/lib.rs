@@ -23,10 +23,11 @@
 //! # Map from Django
 //! | Django | tickcache |
 //! |---|---|
-//! | `cache.set(k, v, 75)` | [`Cache::set`]`(k, &v, 75)` |
+//! | `cache.set(k, v, 75)` / `set(k, v)` | [`Cache::set`]`(k, &v, 75)` / [`Cache::set_default`]`(k, &v)` |
+//! | `incr(k)` / `incr(k, 5)` | [`Cache::incr_one`]`(k)` / [`Cache::incr`]`(k, 5)` |
 //! | `cache.get(k)` / `get(k, default)` | [`Cache::get`] returns `Option<T>`; `unwrap_or(default)` |
 //! | `timeout=None` / `0` / negative | [`Timeout::Never`] / expire at once |
-//! | `version=2` | `Key::new(k).version(2)`; for a whole batch, [`Cache::at_version`]`(2).get_many(..)` |
+//! | `version=2` | `(k, 2)` or `Key::new(k).version(2)`; for a whole batch, [`Cache::at_version`]`(2).get_many(..)` |
 //! | `get_many` → dict | [`Cache::get_many`] (a visitor), [`Cache::get_many_into`] (a `heapless` map, or any [`ManyMap`]); on the host `get_many_map` |
 //! | `LocMemCache` / `DummyCache` | [`Table`] / [`Dummy`] backends; on the host also `HeapTable` (feature `std`: entries on the heap under a byte budget) |
 //! | `MAX_ENTRIES`, `CULL_FREQUENCY` | [`Table::with_culling`] |
@@ -64,6 +65,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod backend;
 mod cache;
@@ -97,7 +99,7 @@ pub use flash::{FlashError, Persistent, Policy};
 pub use heap::HeapTable;
 #[cfg(feature = "std")]
 pub use host::{Caches, StdClock, SyncCache, SyncGuard, SyncStore, UnknownAlias};
-pub use key::{Key, KeyError, KeyPolicy, KeyWarning};
+pub use key::{AsKey, Key, KeyError, KeyPolicy, KeyWarning};
 pub use shared::{SharedCache, Store};
 pub use table::Table;
 pub use timeout::Timeout;

@@ -10,7 +10,7 @@ use crate::backend::{Backend, Put};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::key::Key;
+use crate::key::AsKey;
 use crate::timeout::Timeout;
 use crate::value::Kind;
 
@@ -86,6 +86,17 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
     }
 }
 
+impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
+    /// The cache's own `Debug`, or `<busy>` inside a call on it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s = f.debug_struct("SharedCache");
+        match self.try_lock(|c| s.field("inner", c).finish()) {
+            Some(done) => done,
+            None => s.field("inner", &format_args!("<busy>")).finish(),
+        }
+    }
+}
+
 impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
     /// Django's `get_or_set`, with `default` run outside the critical section: it may read
     /// or write this same cache (inside [`SharedCache::lock`] it would panic on the
@@ -106,9 +117,9 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
     /// assert_eq!(cache.get_or_set("answer", answer, 60).unwrap(), 42);
     /// assert_eq!(cache.lock(|c| c.get::<u32>("answer")).unwrap(), Some(42));
     /// ```
-    pub fn get_or_set<'k, T, F>(
+    pub fn get_or_set<T, F>(
         &self,
-        key: impl Into<Key<'k>>,
+        key: impl AsKey,
         default: F,
         timeout: impl Into<Timeout>,
     ) -> Result<T, Error<B::Error>>
@@ -116,7 +127,7 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let key = key.into();
+        let key = key.as_key();
         if let Some(v) = self.with(|c| c.get(key))? {
             return Ok(v);
         }

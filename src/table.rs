@@ -117,6 +117,18 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     hasher: S,
 }
 
+impl<const N: usize, const K: usize, const V: usize, S> core::fmt::Debug for Table<N, K, V, S> {
+    /// The entries held and the capacities, not the contents.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.len)
+            .field("entries", &N)
+            .field("key_bytes", &K)
+            .field("value_bytes", &V)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<const N: usize, const K: usize, const V: usize, S: BuildHasher + Default> Default
     for Table<N, K, V, S>
 {

@@ -2298,3 +2298,67 @@ fn string_keys_convert() {
     );
     assert_eq!(cache.delete_many([&owned, &owned]).unwrap(), 1);
 }
+
+#[test]
+fn owned_strings_and_versioned_pairs_are_keys() {
+    let clock = clock();
+    let mut cache = mem(&clock);
+    for id in 0..3 {
+        cache.set(format!("post:{id}"), &id, 60).unwrap();
+        cache.set((format!("post:{id}"), 2), &(id * 10), 60).unwrap();
+    }
+    assert_eq!(cache.get::<i32>("post:1").unwrap(), Some(1));
+    assert_eq!(cache.get::<i32>(("post:1", 2)).unwrap(), Some(10));
+    assert_eq!(cache.get::<i32>(v("post:2", 2)).unwrap(), Some(20));
+    assert!(cache.delete(String::from("post:0")).unwrap());
+    assert_eq!(cache.incr_version(("post:2", 2), 1).unwrap(), 3);
+    // Pairs in batches: `Key::from((key, version))`.
+    let mut sum = 0;
+    cache
+        .get_many([("post:1", 1), ("post:1", 2), ("post:2", 3)], |_, n: i32| {
+            sum += n
+        })
+        .unwrap();
+    assert_eq!(sum, 1 + 10 + 20);
+    assert_eq!(Key::from(("k", 4)), v("k", 4));
+    assert_eq!(cache.delete_many([("post:1", 2), ("post:2", 3)]).unwrap(), 2);
+}
+
+#[test]
+fn shorthands_use_django_defaults() {
+    let clock = clock();
+    let config = Config::new().timeout(Timeout::Secs(10));
+    let mut cache: Mem<'_> = MemCache::new(&clock, Table::new(), config);
+    cache.set_default("n", &1i64).unwrap();
+    assert!(!cache.add_default("n", &5i64).unwrap());
+    assert_eq!(cache.incr_one("n").unwrap(), 2);
+    assert_eq!(cache.decr_one("n").unwrap(), 1);
+    assert_eq!(cache.decr_one("missing"), Err(Error::NotFound));
+    clock.advance_secs(9);
+    assert!(cache.has_key("n").unwrap());
+    clock.advance_secs(1);
+    assert!(!cache.has_key("n").unwrap(), "the configured default timeout");
+    assert!(cache.add_default("n", &5i64).unwrap());
+}
+
+#[test]
+fn every_public_type_is_debug() {
+    let clock = clock();
+    let shared = SharedCache::new(mem(&clock));
+    shared.with(|c| c.set("k", &1u8, 60)).unwrap();
+    let shown = format!("{shared:?}");
+    assert!(shown.contains("SharedCache") && shown.contains("len: 1"), "{shown}");
+    let busy = shared.lock(|_| format!("{shared:?}"));
+    assert!(busy.contains("<busy>"), "{busy}");
+    let table = Table::<4, 8, 8>::new();
+    assert_eq!(
+        format!("{table:?}"),
+        "Table { len: 0, entries: 4, key_bytes: 8, value_bytes: 8, .. }"
+    );
+    let store = Store::new(Table::<4, 8, 8>::new());
+    assert!(format!("{store:?}").contains("len: 0"));
+    let policy = KeyPolicy::Warn(|_, _| {});
+    assert!(format!("{policy:?}").starts_with("Warn("));
+    let sync = SyncStore::new(Table::<4, 8, 8>::new());
+    assert!(format!("{sync:?}").contains("SyncStore"));
+}
