@@ -2305,7 +2305,9 @@ fn owned_strings_and_versioned_pairs_are_keys() {
     let mut cache = mem(&clock);
     for id in 0..3 {
         cache.set(format!("post:{id}"), &id, 60).unwrap();
-        cache.set((format!("post:{id}"), 2), &(id * 10), 60).unwrap();
+        cache
+            .set((format!("post:{id}"), 2), &(id * 10), 60)
+            .unwrap();
     }
     assert_eq!(cache.get::<i32>("post:1").unwrap(), Some(1));
     assert_eq!(cache.get::<i32>(("post:1", 2)).unwrap(), Some(10));
@@ -2315,13 +2317,17 @@ fn owned_strings_and_versioned_pairs_are_keys() {
     // Pairs in batches: `Key::from((key, version))`.
     let mut sum = 0;
     cache
-        .get_many([("post:1", 1), ("post:1", 2), ("post:2", 3)], |_, n: i32| {
-            sum += n
-        })
+        .get_many(
+            [("post:1", 1), ("post:1", 2), ("post:2", 3)],
+            |_, n: i32| sum += n,
+        )
         .unwrap();
     assert_eq!(sum, 1 + 10 + 20);
     assert_eq!(Key::from(("k", 4)), v("k", 4));
-    assert_eq!(cache.delete_many([("post:1", 2), ("post:2", 3)]).unwrap(), 2);
+    assert_eq!(
+        cache.delete_many([("post:1", 2), ("post:2", 3)]).unwrap(),
+        2
+    );
 }
 
 #[test]
@@ -2337,7 +2343,10 @@ fn shorthands_use_django_defaults() {
     clock.advance_secs(9);
     assert!(cache.has_key("n").unwrap());
     clock.advance_secs(1);
-    assert!(!cache.has_key("n").unwrap(), "the configured default timeout");
+    assert!(
+        !cache.has_key("n").unwrap(),
+        "the configured default timeout"
+    );
     assert!(cache.add_default("n", &5i64).unwrap());
 }
 
@@ -2347,7 +2356,10 @@ fn every_public_type_is_debug() {
     let shared = SharedCache::new(mem(&clock));
     shared.with(|c| c.set("k", &1u8, 60)).unwrap();
     let shown = format!("{shared:?}");
-    assert!(shown.contains("SharedCache") && shown.contains("len: 1"), "{shown}");
+    assert!(
+        shown.contains("SharedCache") && shown.contains("len: 1"),
+        "{shown}"
+    );
     let busy = shared.lock(|_| format!("{shared:?}"));
     assert!(busy.contains("<busy>"), "{busy}");
     let table = Table::<4, 8, 8>::new();
