@@ -67,6 +67,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod async_shared;
 pub mod backend;
 mod cache;
 pub mod clock;
@@ -88,6 +89,7 @@ pub mod table;
 mod timeout;
 pub mod value;
 
+pub use async_shared::{AsyncBackend, AsyncSharedCache};
 pub use backend::{Backend, Put, NEVER};
 pub use cache::{Cache, ManyMap, MemCache};
 pub use clock::{Clock, ManualClock, Wrap32};
@@ -104,6 +106,14 @@ pub use shared::{SharedCache, Store};
 pub use table::Table;
 pub use timeout::Timeout;
 pub use value::Kind;
+
+/// The locks a [`SharedCache`] or an [`AsyncSharedCache`] is built on: embassy-sync's raw
+/// mutexes. `CriticalSectionRawMutex` (the default) works from interrupts and thread mode;
+/// `ThreadModeRawMutex` (Cortex-M, or feature `std`) from thread mode only;
+/// `NoopRawMutex` within one execution context.
+pub mod mutex {
+    pub use embassy_sync::blocking_mutex::raw::*;
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,7 +1,12 @@
-//! Sharing through `critical-section`: one cache between interrupt handlers and thread mode
-//! ([`SharedCache`]), and one store under several configured caches ([`Store`]).
+//! Sharing behind a blocking lock: one cache between interrupt handlers and thread mode
+//! ([`SharedCache`], generic over embassy-sync's [`RawMutex`]), and one store under several
+//! configured caches ([`Store`], critical-section).
+//!
+//! Tasks that await storage share an [`AsyncSharedCache`](crate::AsyncSharedCache) instead.
 
 use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,8 +19,20 @@ use crate::key::AsKey;
 use crate::timeout::Timeout;
 use crate::value::Kind;
 
-/// A cache behind a `critical_section::Mutex`, so a `static` cache can be used from
-/// interrupts and the main loop alike. Each call runs inside one critical section.
+/// A cache behind a blocking lock, so a `static` cache can be used from interrupts and the
+/// main loop alike. Each call runs with the lock held, start to end.
+///
+/// The lock is embassy-sync's [`RawMutex`] `M`:
+/// - [`CriticalSectionRawMutex`] (the default, and what [`SharedCache::new`] builds): usable
+///   from interrupt handlers and thread mode; interrupts are masked for the length of each
+///   call (a memory cache call is short).
+/// - `ThreadModeRawMutex`: thread mode only (a call from an interrupt handler panics);
+///   interrupts stay enabled. Single-core parts only.
+/// - [`NoopRawMutex`](crate::mutex::NoopRawMutex): one execution context (not `Sync`, so not
+///   in a `static`); no cost at all.
+///
+/// Tasks that await storage (an async flash) share an
+/// [`AsyncSharedCache`](crate::AsyncSharedCache), which never masks interrupts across a call.
 ///
 /// ```
 /// use core::sync::atomic::{AtomicU32, Ordering};
@@ -33,37 +50,61 @@ use crate::value::Kind;
 /// CACHE.lock(|c| c.set("boots", &1u32, 60)).unwrap(); // from thread mode
 /// assert_eq!(CACHE.lock(|c| c.incr("boots", 1)).unwrap(), 2); // or from an interrupt
 /// ```
-pub struct SharedCache<C, B, const K: usize> {
-    inner: critical_section::Mutex<RefCell<Cache<C, B, K>>>,
+///
+/// Another lock is one type parameter and [`SharedCache::with_raw_mutex`]:
+///
+/// ```
+/// use tickcache::mutex::NoopRawMutex;
+/// use tickcache::{Config, ManualClock, MemCache, SharedCache, Table};
+/// let clock = ManualClock::new(1000);
+/// let cache: SharedCache<_, Table<8, 16, 8>, 16, NoopRawMutex> =
+///     SharedCache::with_raw_mutex(MemCache::new(&clock, Table::new(), Config::new()));
+/// assert_eq!(cache.with(|c| c.incr("n", 1)), Err(tickcache::Error::NotFound));
+/// ```
+pub struct SharedCache<C, B, const K: usize, M = CriticalSectionRawMutex> {
+    inner: embassy_sync::blocking_mutex::Mutex<M, RefCell<Cache<C, B, K>>>,
 }
 
 impl<C, B, const K: usize> SharedCache<C, B, K> {
-    /// Wraps a cache. Usable in a `static`.
+    /// Wraps a cache behind a critical section. Usable in a `static`.
     pub const fn new(cache: Cache<C, B, K>) -> Self {
+        Self::with_raw_mutex(cache)
+    }
+}
+
+impl<C, B, const K: usize, M: RawMutex> SharedCache<C, B, K, M> {
+    /// Wraps a cache behind the lock `M` (see [`SharedCache`] for which one to pick).
+    /// Usable in a `static`.
+    pub const fn with_raw_mutex(cache: Cache<C, B, K>) -> Self {
         SharedCache {
-            inner: critical_section::Mutex::new(RefCell::new(cache)),
+            inner: embassy_sync::blocking_mutex::Mutex::new(RefCell::new(cache)),
         }
     }
 
-    /// Runs `f` on the cache inside a critical section.
+    /// The cache, taken out of its lock.
+    pub fn into_inner(self) -> Cache<C, B, K> {
+        self.inner.into_inner().into_inner()
+    }
+
+    /// Runs `f` on the cache with the lock held (inside a critical section by default).
     ///
     /// # Panics
     /// When called again from inside `f` (a re-entrant call on the same cache); use
     /// [`SharedCache::with`] or [`SharedCache::try_lock`] where that can happen (a value
     /// whose `Serialize` reads the cache, a closure).
     pub fn lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> R {
-        critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
+        self.inner.lock(|cache| f(&mut cache.borrow_mut()))
     }
 
     /// Like [`SharedCache::lock`], but `None` instead of a panic on a re-entrant call.
     pub fn try_lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> Option<R> {
-        critical_section::with(|cs| {
-            let mut cache = self.inner.borrow(cs).try_borrow_mut().ok()?;
+        self.inner.lock(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
             Some(f(&mut cache))
         })
     }
 
-    /// Runs one or more cache calls inside a critical section: `f`'s result, or
+    /// Runs one or more cache calls with the lock held: `f`'s result, or
     /// [`Error::Busy`] on a re-entrant call (a value's `Serialize` or a closure that uses
     /// this cache from inside one of its calls). Never panics.
     ///
@@ -86,7 +127,7 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
     }
 }
 
-impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
+impl<C, B: Backend, const K: usize, M: RawMutex> core::fmt::Debug for SharedCache<C, B, K, M> {
     /// The cache's own `Debug`, or `<busy>` inside a call on it.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut s = f.debug_struct("SharedCache");
@@ -97,8 +138,8 @@ impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
     }
 }
 
-impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
-    /// Django's `get_or_set`, with `default` run outside the critical section: it may read
+impl<C: Clock, B: Backend, const K: usize, M: RawMutex> SharedCache<C, B, K, M> {
+    /// Django's `get_or_set`, with `default` run outside the lock: it may read
     /// or write this same cache (inside [`SharedCache::lock`] it would panic on the
     /// re-entrant borrow), and interrupts stay enabled while it computes.
     ///

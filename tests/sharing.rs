@@ -186,3 +186,21 @@ fn sync_lock_again_on_the_same_thread_panics_clearly_instead_of_deadlocking() {
     let _outer = cache.lock();
     let _inner = cache.lock();
 }
+
+// ---------------------------------------------------------------------------------------
+// The blocking shared cache over another raw mutex: the same calls, the same `Busy`.
+
+#[test]
+fn shared_over_a_noop_mutex_behaves_as_over_a_critical_section() {
+    use tickcache::mutex::NoopRawMutex;
+    let clock = ManualClock::new(1000);
+    let cache: SharedCache<_, Table<8, 16, 8>, 16, NoopRawMutex> =
+        SharedCache::with_raw_mutex(Small::new(&clock, Table::new(), Config::new()));
+    cache.with(|c| c.set("n", &5u32, 60)).unwrap();
+    assert_eq!(cache.lock(|c| c.incr("n", 1)), Ok(6));
+    let nested: Result<_, Error> = cache.with(|_| Ok(cache.with(|c| c.get::<u32>("n"))));
+    assert_eq!(nested, Ok(Err(Error::Busy)));
+    assert!(format!("{cache:?}").contains("len: 1"));
+    assert_eq!(cache.get_or_set("m", || 3u32, 60), Ok(3));
+    assert_eq!(cache.into_inner().len(), 2);
+}
