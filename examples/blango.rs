@@ -5,7 +5,7 @@
 //! Run it with `cargo run --example blango`.
 
 use serde::{Deserialize, Serialize};
-use tickcache::{Config, Error, Key, ManualClock, MemCache, Table, Timeout};
+use tickcache::{Cache, Config, Error, Key, ManualClock, MemCache, Store, Table, Timeout};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Post {
@@ -140,7 +140,7 @@ fn main() -> Result<(), Error> {
 
     // 3. The post count, cached for 300 s (Django's default timeout).
     let count = db.post_count();
-    cache.set("post_count", &count, Timeout::Default)?;
+    cache.set_default("post_count", &count)?;
     show(
         &clock,
         &format!("post_count = {count}, cached for the default 300 s"),
@@ -180,7 +180,7 @@ fn main() -> Result<(), Error> {
     println!("what does");
     println!("    cache.get_or_set(\"key_1\", \"Hobbes\")");
     println!("return?");
-    cache.set("key1", "Calvin", Timeout::Default)?;
+    cache.set_default("key1", "Calvin")?;
     let answer: heapless::String<16> =
         cache.get_or_set("key_1", || text("Hobbes"), Timeout::Default)?;
     println!("Answer: {answer:?}. \"key1\" and \"key_1\" are different keys, so \"key_1\" is");
@@ -271,10 +271,47 @@ fn main() -> Result<(), Error> {
         ),
     );
 
-    // 10. clear.
+    // 10. A batch at a version (Django's `version=`): the draft posts live at version 2.
+    cache
+        .at_version(2)
+        .set_many([("draft_1", &1u32), ("draft_2", &2)], 60, |_, _| {})?;
+    let mut drafts = 0;
+    let found = cache
+        .at_version(2)
+        .get_many(["draft_1", "draft_2"], |_, n: u32| drafts += n)?;
+    show(
+        &clock,
+        &format!(
+            "version=2 batch: {found} found (sum {drafts}); at version 1: {}",
+            cache.get_many(["draft_1", "draft_2"], |_, _: u32| {})?
+        ),
+    );
+
+    // 11. clear.
     show(&clock, &format!("{} entries before clear", cache.len()));
     cache.clear()?;
     show(&clock, &format!("{} entries after clear", cache.len()));
     cache.close()?;
+
+    // 12. Two caches sharing one store (one LOCATION), with different prefixes: the site's
+    //     pages and the API's answers never see each other's keys.
+    let location = Store::new(Table::<16, 32, 32>::new());
+    let mut pages: MemCacheOver<'_> =
+        Cache::new(&clock, &location, Config::new().key_prefix("pages"));
+    let mut api: MemCacheOver<'_> = Cache::new(&clock, &location, Config::new().key_prefix("api"));
+    pages.set_default("post_1", "<h1>Hello</h1>")?;
+    api.set_default("post_1", "{\"id\": 1}")?;
+    show(
+        &clock,
+        &format!(
+            "one store, two prefixes: pages {:?}, api {:?}, {} entries in the store",
+            pages.get::<String>("post_1")?,
+            api.get::<String>("post_1")?,
+            pages.len()
+        ),
+    );
     Ok(())
 }
+
+/// A cache over a shared [`Store`], as for Django's caches sharing a `LOCATION`.
+type MemCacheOver<'a> = Cache<&'a ManualClock, &'a Store<Table<16, 32, 32>>, 32>;

@@ -109,7 +109,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
-        let strict = self.config.policy == KeyPolicy::Strict;
+        let strict = matches!(self.config.policy, KeyPolicy::Strict);
         if self.config.key_fn.is_none() && version == self.config.version {
             if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
                 return made;

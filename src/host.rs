@@ -152,6 +152,9 @@ impl<T> core::ops::DerefMut for SyncGuard<'_, T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// Every cache over the store needs the same time: [`StdClock`]s all agree; other clocks
+/// should be one shared clock.
+///
 /// Every backend call takes the store's lock; a call made while this thread holds it (a
 /// value's `Serialize` that uses a cache over the same store) returns [`Error::Busy`]
 /// instead of deadlocking.
@@ -195,13 +198,13 @@ impl<B: Backend> SyncStore<B> {
 }
 
 impl<B: Backend> core::fmt::Debug for SyncStore<B> {
-    /// The number of entries, or `<busy>` while this thread holds the store. Waits while
-    /// another thread holds it.
+    /// The number of entries, or `<locked>` while a thread holds the store: never blocks.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut s = f.debug_struct("SyncStore");
-        match self.try_lock(|b| b.len()) {
-            Some(len) => s.field("len", &len),
-            None => s.field("len", &format_args!("<busy>")),
+        match self.inner.inner.try_lock() {
+            Ok(b) => s.field("len", &b.len()),
+            Err(std::sync::TryLockError::Poisoned(p)) => s.field("len", &p.into_inner().len()),
+            Err(std::sync::TryLockError::WouldBlock) => s.field("len", &format_args!("<locked>")),
         };
         s.finish()
     }

@@ -420,7 +420,7 @@ pub(crate) fn make(
         return warn(config, version, key, out);
     }
     let key_fn = config.key_fn.unwrap_or(default_key_fn);
-    let strict = config.policy == KeyPolicy::Strict;
+    let strict = matches!(config.policy, KeyPolicy::Strict);
     let mut w = KeyWriter::new(out);
     match key_fn(config.prefix, version, key, &mut w) {
         Ok(()) => {

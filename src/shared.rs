@@ -34,6 +34,10 @@ use crate::value::Kind;
 /// Tasks that await storage (an async flash) share an
 /// [`AsyncSharedCache`](crate::AsyncSharedCache), which never masks interrupts across a call.
 ///
+/// [`SharedCache::lock`] is for straight-line code. Where code run inside a call may use
+/// the same cache again (a value's `Serialize`, a closure), use [`SharedCache::with`]: the
+/// inner call gets [`Error::Busy`] instead of a panic.
+///
 /// ```
 /// use core::sync::atomic::{AtomicU32, Ordering};
 /// use tickcache::{Config, MemCache, SharedCache, Table, Wrap32};
@@ -194,6 +198,10 @@ impl<C: Clock, B: Backend, const K: usize, M: RawMutex> SharedCache<C, B, K, M> 
 ///
 /// A call made while the store is busy further up the same stack (a value's `Serialize`
 /// that uses a cache over the same store) returns [`Error::Busy`] instead of panicking.
+///
+/// Expiry is absolute ticks in the store, so every cache over it needs the same time:
+/// give them one clock (`&CLOCK`) or clocks that agree, and over a persistent backend call
+/// [`Cache::resume_at`] on each with the backend's latest time.
 ///
 /// ```
 /// use tickcache::{Cache, Config, Key, ManualClock, Store, Table};

@@ -159,3 +159,58 @@ fn the_dummy_backend_warns_too() {
     assert_eq!(cache.get::<u8>("tab\there").unwrap(), None);
     assert_eq!(take(&DUMMY).len(), 2);
 }
+
+static PROP: Heard = Mutex::new(Vec::new());
+fn prop_hook(key: Key<'_>, rule: KeyError) {
+    record(&PROP, key, rule);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys of every shape: ASCII, refused bytes, multi-byte text, up to 300 bytes.
+    fn keys() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => 0x21u8..0x7f,
+            1 => Just(b' '),
+            1 => Just(0x7fu8),
+            1 => 0u8..0x20,
+        ];
+        prop_oneof![
+            prop::collection::vec(byte, 0..300),
+            "[a-z清é]{0,260}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        /// Under the warning policy a call answers as under the lenient one, and the hook
+        /// hears of exactly the rules the made key breaks, in Django's order.
+        #[test]
+        fn warn_is_lenient_plus_the_rules_broken(key in keys(), version in -3i32..1000) {
+            let clock = ManualClock::new(1000);
+            let warn = Config::new().key_policy(KeyPolicy::Warn(prop_hook));
+            let lenient = Config::new().key_policy(KeyPolicy::Lenient);
+            let mut w: Cache<_, Table<4, 255, 8>, 255> = Cache::new(&clock, Table::new(), warn);
+            let mut l: Cache<_, Table<4, 255, 8>, 255> = Cache::new(&clock, Table::new(), lenient);
+            let k = Key::bytes(&key).version(version);
+            take(&PROP);
+            let got = w.set(k, &1u8, 60);
+            prop_assert_eq!(got, l.set(k, &1u8, 60));
+            let heard: Vec<KeyError> = take(&PROP).into_iter().map(|h| h.2).collect();
+            // The rules, from the made key in full.
+            let mut full = Vec::from(format!(":{version}:").as_bytes());
+            full.extend_from_slice(&key);
+            let chars = full.iter().filter(|&&b| (b & 0xc0) != 0x80).count();
+            let bad = full.iter().any(|&b| b <= 0x20 || b == 0x7f);
+            let mut want = Vec::new();
+            if chars > 250 {
+                want.push(KeyError::TooLong);
+            }
+            if bad && (full.len() <= 255 || want.is_empty()) {
+                want.push(KeyError::BadChar);
+            }
+            prop_assert_eq!(heard, want, "{:?}", got);
+        }
+    }
+}
