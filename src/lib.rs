@@ -208,6 +208,18 @@
 //! Expiry is in ticks of the [`Clock`] the firmware provides. Timeouts in seconds or
 //! milliseconds convert once, saturating, and a positive timeout is never shorter than one
 //! tick. An entry is expired when `expiry <= now`.
+//!
+//! # Sharing a cache
+//! | who uses it | share it through | while a call runs |
+//! |---|---|---|
+//! | interrupt handlers and the main loop | [`SharedCache`] (default lock: a critical section) | interrupts masked for the whole call |
+//! | thread mode only | [`SharedCache`] over `ThreadModeRawMutex` ([`mutex`]) | interrupts enabled; a call from a handler panics |
+//! | async tasks (embassy or any executor) | [`AsyncSharedCache`] | other tasks wait on the lock; interrupts enabled, storage awaited with the lock held ([`AsyncBackend`]) |
+//! | an interrupt handler, next to tasks | [`AsyncSharedCache::try_with`] | never waits: [`Error::Busy`] while a task holds the lock |
+//! | threads on the host | `SyncCache` (feature `std`) | a `std::sync::Mutex` |
+//!
+//! From inside one of its own calls (a value's `Serialize`, a closure), each answers
+//! [`Error::Busy`] instead of panicking or deadlocking.
 
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]

@@ -1,6 +1,6 @@
-//! Sharing behind a blocking lock: one cache between interrupt handlers and thread mode
-//! ([`SharedCache`], generic over embassy-sync's [`RawMutex`]), and one store under several
-//! configured caches ([`Store`], critical-section).
+//! Sharing behind a blocking lock, generic over embassy-sync's [`RawMutex`]: one cache
+//! between interrupt handlers and thread mode ([`SharedCache`]), and one store under several
+//! configured caches ([`Store`]).
 //!
 //! Tasks that await storage share an [`AsyncSharedCache`](crate::AsyncSharedCache) instead.
 
@@ -194,7 +194,8 @@ impl<C: Clock, B: Backend, const K: usize, M: RawMutex> SharedCache<C, B, K, M> 
 /// configuration): build one where it is used, or keep it in a [`SharedCache`] `static`.
 /// The store itself can live in a `static` (a [`Table`](crate::Table) of zero bytes goes to
 /// `.bss`), and every backend call runs in one critical section, so caches over it may be
-/// used from interrupts and the main loop alike.
+/// used from interrupts and the main loop alike. Another embassy-sync [`RawMutex`] `M` is
+/// one type parameter and [`Store::with_raw_mutex`] away (see [`SharedCache`]).
 ///
 /// A call made while the store is busy further up the same stack (a value's `Serialize`
 /// that uses a cache over the same store) returns [`Error::Busy`] instead of panicking.
@@ -222,24 +223,32 @@ impl<C: Clock, B: Backend, const K: usize, M: RawMutex> SharedCache<C, B, K, M> 
 /// assert_eq!(other.len(), 1); // one store: every cache over it sees one entry
 /// # Ok::<(), tickcache::Error>(())
 /// ```
-pub struct Store<B> {
-    inner: critical_section::Mutex<RefCell<B>>,
+pub struct Store<B, M = CriticalSectionRawMutex> {
+    inner: embassy_sync::blocking_mutex::Mutex<M, RefCell<B>>,
 }
 
 impl<B> Store<B> {
-    /// A store over `backend`. Usable in a `static`.
+    /// A store over `backend`, each call in a critical section. Usable in a `static`.
     pub const fn new(backend: B) -> Self {
+        Self::with_raw_mutex(backend)
+    }
+}
+
+impl<B, M: RawMutex> Store<B, M> {
+    /// A store over `backend` behind the lock `M` (see [`SharedCache`] for which one to
+    /// pick). Usable in a `static`.
+    pub const fn with_raw_mutex(backend: B) -> Self {
         Store {
-            inner: critical_section::Mutex::new(RefCell::new(backend)),
+            inner: embassy_sync::blocking_mutex::Mutex::new(RefCell::new(backend)),
         }
     }
 
-    /// Runs `f` on the backend inside a critical section (for calls the caches do not
+    /// Runs `f` on the backend under the lock (for calls the caches do not
     /// offer, such as a table's statistics); `None` when the store is busy further up this
     /// stack.
     pub fn try_lock<R>(&self, f: impl FnOnce(&mut B) -> R) -> Option<R> {
-        critical_section::with(|cs| {
-            let mut backend = self.inner.borrow(cs).try_borrow_mut().ok()?;
+        self.inner.lock(|backend| {
+            let mut backend = backend.try_borrow_mut().ok()?;
             Some(f(&mut backend))
         })
     }
@@ -250,8 +259,8 @@ impl<B> Store<B> {
     }
 }
 
-impl<B: Backend> Store<B> {
-    /// Runs one backend call in a critical section; [`Error::Busy`] when re-entered.
+impl<B: Backend, M: RawMutex> Store<B, M> {
+    /// Runs one backend call under the lock; [`Error::Busy`] when re-entered.
     #[inline]
     fn call<R>(
         &self,
@@ -261,9 +270,10 @@ impl<B: Backend> Store<B> {
     }
 }
 
-impl<B> core::fmt::Debug for Store<B>
+impl<B, M> core::fmt::Debug for Store<B, M>
 where
     B: Backend,
+    M: RawMutex,
 {
     /// The number of entries, or `<busy>` while a call holds the store.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -279,8 +289,8 @@ where
 /// Implements [`Backend`] for a store handle type whose target has `call` (one backend call
 /// under the store's lock, [`Error::Busy`] when re-entered) and `try_lock`.
 macro_rules! backend_through_call {
-    ($handle:ty) => {
-        impl<B: Backend> Backend for $handle {
+    ($handle:ty $(, $gen:ident: $bound:path)*) => {
+        impl<B: Backend $(, $gen: $bound)*> Backend for $handle {
             type Error = B::Error;
 
             #[inline]
@@ -359,4 +369,4 @@ macro_rules! backend_through_call {
 #[cfg(feature = "std")]
 pub(crate) use backend_through_call;
 
-backend_through_call!(&Store<B>);
+backend_through_call!(&Store<B, M>, M: RawMutex);
