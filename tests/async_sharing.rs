@@ -334,3 +334,20 @@ fn expiry_follows_the_cache_clock() {
     clock.advance_millis(1);
     assert_eq!(block_on(cache.get::<u16>("reading")).unwrap(), None);
 }
+
+#[test]
+fn calls_on_a_static_cache_are_send_futures_for_multithreaded_executors() {
+    static CACHE: AsyncSharedCache<StdClock, Small, 16> =
+        AsyncSharedCache::new(MemCache::new(StdClock::new(), Table::new(), Config::new()));
+    fn send<F: Future + Send>(f: F) -> F {
+        f
+    }
+    let handle = thread::spawn(|| {
+        block_on(send(async {
+            CACHE.set("k", &1u8, 60).await?;
+            CACHE.incr("n", 1).await.err();
+            CACHE.get::<u8>("k").await
+        }))
+    });
+    assert_eq!(handle.join().unwrap(), Ok(Some(1)));
+}
