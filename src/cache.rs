@@ -100,12 +100,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Writes the made and validated key into `out` and returns its length (Django's
     /// `make_and_validate_key`).
     pub fn make_key(&self, key: impl AsKey, out: &mut [u8]) -> Result<usize, KeyError> {
-        let key = key.as_key();
-        let version = key.version.unwrap_or(self.config.version);
-        self.make_versioned(key.key, version, out)
+        Ok(self.prepare(key.as_key(), out)?.0.len())
     }
 
-    #[inline]
+    #[inline(always)]
     fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
@@ -116,6 +114,16 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             }
         }
         key::make(&self.config, version, key, out)
+    }
+
+    /// The made key of `key` in `buf`, and the cache time: the start of every single-key
+    /// call. One copy, out of line, for every operation (key making, its error and the
+    /// clock's arithmetic are compiled once rather than at each call).
+    #[inline(never)]
+    fn prepare<'b>(&self, key: Key<'_>, out: &'b mut [u8]) -> Result<(&'b [u8], u64), KeyError> {
+        let version = key.version.unwrap_or(self.config.version);
+        let n = self.make_versioned(key.key, version, out)?;
+        Ok((&out[..n], self.now()))
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
@@ -160,9 +168,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let made = &buf[..n];
-        let now = self.now();
+        let (made, now) = self.prepare(key, &mut buf)?;
         match self.expiry(timeout, now) {
             Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
             None => {
@@ -181,11 +187,15 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
     pub fn get<T: DeserializeOwned>(&mut self, key: impl AsKey) -> Res<Option<T>, B> {
+        self.get_key(key.as_key())
+    }
+
+    /// [`Cache::get`] once per value type, whatever the key's type.
+    fn get_key<T: DeserializeOwned>(&mut self, key: Key<'_>) -> Res<Option<T>, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
+        let (made, now) = self.prepare(key, &mut buf)?;
         self.backend
-            .get(&buf[..n], now, |bytes, kind| {
+            .get(made, now, |bytes, kind| {
                 value::decode::<T>(bytes, kind).map_err(value_error)
             })?
             .transpose()
@@ -199,9 +209,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline(never)]
     fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<(), B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.get(&buf[..n], now, read)?;
+        let (made, now) = self.prepare(key, &mut buf)?;
+        self.backend.get(made, now, read)?;
         Ok(())
     }
 
@@ -340,31 +349,43 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `touch`: gives a live entry a new timeout; `false` if missing or expired.
     /// Does not change recency. A timeout of zero or below expires the entry (and returns
     /// `true` if it was live).
+    #[inline]
     pub fn touch(&mut self, key: impl AsKey, timeout: impl Into<Timeout>) -> Res<bool, B> {
+        self.touch_key(key.as_key(), timeout.into())
+    }
+
+    fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        match self.expiry(timeout.into(), now) {
-            Some(expiry) => self.backend.touch(&buf[..n], expiry, now),
-            None => self.backend.delete(&buf[..n], now),
+        let (made, now) = self.prepare(key, &mut buf)?;
+        match self.expiry(timeout, now) {
+            Some(expiry) => self.backend.touch(made, expiry, now),
+            None => self.backend.delete(made, now),
         }
     }
 
     /// Django's `delete`: `true` when a live entry was removed.
+    #[inline]
     pub fn delete(&mut self, key: impl AsKey) -> Res<bool, B> {
+        self.delete_key(key.as_key())
+    }
+
+    fn delete_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.delete(&buf[..n], now)
+        let (made, now) = self.prepare(key, &mut buf)?;
+        self.backend.delete(made, now)
     }
 
     /// Django's `has_key` (`key in cache`): `true` for a live entry, a stored `None`
     /// included. Does not change recency.
+    #[inline]
     pub fn has_key(&mut self, key: impl AsKey) -> Res<bool, B> {
+        self.has_key_key(key.as_key())
+    }
+
+    fn has_key_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.has_key(&buf[..n], now)
+        let (made, now) = self.prepare(key, &mut buf)?;
+        self.backend.has_key(made, now)
     }
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
@@ -413,7 +434,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let mut hits = 0;
         for key in keys {
             let key = key.into();
-            if let Some(v) = self.get(key)? {
+            if let Some(v) = self.get_key(key)? {
                 found(key, v);
                 hits += 1;
             }
@@ -453,7 +474,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let mut hits = 0;
         for item in keys {
             let key: Key<'k> = item.clone().into();
-            if let Some(v) = self.get(key)? {
+            if let Some(v) = self.get_key(key)? {
                 map.insert_hit(item, v).map_err(|_| Error::BufferTooSmall)?;
                 hits += 1;
             }
@@ -607,7 +628,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         F: FnOnce() -> T,
     {
         let key = key.as_key();
-        if let Some(v) = self.get(key)? {
+        if let Some(v) = self.get_key(key)? {
             return Ok(v);
         }
         let v = default();
@@ -618,11 +639,15 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `incr`: adds `delta` to an integer, keeps its expiry, makes it most recent and
     /// returns the new value. [`Error::NotFound`] on a miss, [`Error::NotInteger`] on a
     /// non-integer, [`Error::Overflow`] past the `i64` range (value unchanged).
+    #[inline]
     pub fn incr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
+        self.incr_key(key.as_key(), delta)
+    }
+
+    fn incr_key(&mut self, key: Key<'_>, delta: i64) -> Res<i64, B> {
         let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.incr(&buf[..n], delta, now)
+        let (made, now) = self.prepare(key, &mut buf)?;
+        self.backend.incr(made, delta, now)
     }
 
     /// Django's `incr(key)`: [`Cache::incr`] by 1.
@@ -649,28 +674,32 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `decr`: `incr` by `-delta`. A `delta` of `i64::MIN` has no negation and is
     /// [`Error::Overflow`] before the key is looked at.
+    #[inline]
     pub fn decr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
-        self.incr(key, delta)
+        self.incr_key(key.as_key(), delta)
     }
 
     /// Django's `incr_version`: moves the value from its version to version + `delta` with
     /// the default timeout and returns the new version. [`Error::NotFound`] on a miss.
+    #[inline]
     pub fn incr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
-        let key = key.as_key();
+        self.incr_version_key(key.as_key(), delta)
+    }
+
+    fn incr_version_key(&mut self, key: Key<'_>, delta: i32) -> Res<i32, B> {
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
         let mut from = [0u8; K];
         let mut to = [0u8; K];
-        let nf = self.make_versioned(key.key, version, &mut from)?;
-        let nt = self.make_versioned(key.key, to_version, &mut to)?;
-        let now = self.now();
+        let (from, now) = self.prepare(key.version(version), &mut from)?;
+        let (to, _) = self.prepare(key.version(to_version), &mut to)?;
         let moved = match self.expiry(Timeout::Default, now) {
-            Some(expiry) => self.backend.rekey(&from[..nf], &to[..nt], expiry, now)?,
+            Some(expiry) => self.backend.rekey(from, to, expiry, now)?,
             None => {
-                let live = self.backend.delete(&from[..nf], now)?;
+                let live = self.backend.delete(from, now)?;
                 if live {
-                    self.backend.delete(&to[..nt], now)?;
+                    self.backend.delete(to, now)?;
                 }
                 live
             }
@@ -683,9 +712,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `decr_version`.
+    #[inline]
     pub fn decr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
-        self.incr_version(key, delta)
+        self.incr_version_key(key.as_key(), delta)
     }
 
     /// Django's `clear`: removes everything.
