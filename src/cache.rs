@@ -20,10 +20,14 @@ pub struct Cache<C, B, const K: usize> {
     backend: B,
     config: Config,
     offset: u64,
+    /// Where each call makes its key: one buffer in the cache rather than a zeroed one on
+    /// the stack of every call.
+    scratch: [u8; K],
 }
 
 /// The memory cache (Django's locmem): `N` entries, made keys up to `K` bytes, encoded values
-/// up to `V` bytes. `size_of::<MemCache<C, N, K, V>>()` is about `N * (K + V + 19)` bytes.
+/// up to `V` bytes. `size_of::<MemCache<C, N, K, V>>()` is about `(N + 1) * (K + V + 19)`
+/// bytes.
 pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, Table<N, K, V>, K>;
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
@@ -48,6 +52,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             backend,
             config,
             offset: 0,
+            scratch: [0; K],
         }
     }
 
@@ -100,30 +105,31 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Writes the made and validated key into `out` and returns its length (Django's
     /// `make_and_validate_key`).
     pub fn make_key(&self, key: impl AsKey, out: &mut [u8]) -> Result<usize, KeyError> {
-        Ok(self.prepare(key.as_key(), out)?.0.len())
+        let key = key.as_key();
+        let version = key.version.unwrap_or(self.config.version);
+        key::make(&self.config, version, key.key, out)
     }
 
-    #[inline(always)]
-    fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
+    /// Makes `key` into the scratch buffer; returns its length and the cache time: the start
+    /// of every call. One copy, out of line, for every operation (key making, its errors and
+    /// the clock's arithmetic are compiled once rather than at each call).
+    #[inline(never)]
+    fn prepare(&mut self, key: Key<'_>) -> Result<(usize, u64), KeyError> {
+        let config = &self.config;
+        let version = key.version.unwrap_or(config.version);
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
-        let strict = matches!(self.config.policy, KeyPolicy::Strict);
-        if self.config.key_fn.is_none() && version == self.config.version {
-            if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
-                return made;
-            }
-        }
-        key::make(&self.config, version, key, out)
-    }
-
-    /// The made key of `key` in `buf`, and the cache time: the start of every single-key
-    /// call. One copy, out of line, for every operation (key making, its error and the
-    /// clock's arithmetic are compiled once rather than at each call).
-    #[inline(never)]
-    fn prepare<'b>(&self, key: Key<'_>, out: &'b mut [u8]) -> Result<(&'b [u8], u64), KeyError> {
-        let version = key.version.unwrap_or(self.config.version);
-        let n = self.make_versioned(key.key, version, out)?;
-        Ok((&out[..n], self.now()))
+        let strict = matches!(config.policy, KeyPolicy::Strict);
+        let fast = if config.key_fn.is_none() && version == config.version {
+            key::make_with_head(&config.head, key.key, &mut self.scratch, strict)
+        } else {
+            None
+        };
+        let n = match fast {
+            Some(made) => made?,
+            None => key::make(config, version, key.key, &mut self.scratch)?,
+        };
+        Ok((n, self.now()))
     }
 
     /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
@@ -167,8 +173,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: Timeout,
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         match self.expiry(timeout, now) {
             Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
             None => {
@@ -192,8 +198,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// [`Cache::get`] once per value type, whatever the key's type.
     fn get_key<T: DeserializeOwned>(&mut self, key: Key<'_>) -> Res<Option<T>, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         self.backend
             .get(made, now, |bytes, kind| {
                 value::decode::<T>(bytes, kind).map_err(value_error)
@@ -208,8 +214,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// `[u8; 32]` cost about 180 more instructions a hit on x86-64.
     #[inline(never)]
     fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         self.backend.get(made, now, read)?;
         Ok(())
     }
@@ -355,8 +361,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         match self.expiry(timeout, now) {
             Some(expiry) => self.backend.touch(made, expiry, now),
             None => self.backend.delete(made, now),
@@ -370,8 +376,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     fn delete_key(&mut self, key: Key<'_>) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         self.backend.delete(made, now)
     }
 
@@ -383,17 +389,16 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     fn has_key_key(&mut self, key: Key<'_>) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         self.backend.has_key(made, now)
     }
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
     /// make and validate all keys first): the first invalid key's error, or `Ok`.
-    fn validate_all(&self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
-        let mut buf = [0u8; K];
+    fn validate_all(&mut self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
         for key in keys {
-            self.make_key(key, &mut buf)?;
+            self.prepare(key.as_key())?;
         }
         Ok(())
     }
@@ -611,6 +616,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             backend: &mut self.backend,
             config: self.config.version(version),
             offset: self.offset,
+            scratch: self.scratch,
         }
     }
 
@@ -645,8 +651,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     fn incr_key(&mut self, key: Key<'_>, delta: i64) -> Res<i64, B> {
-        let mut buf = [0u8; K];
-        let (made, now) = self.prepare(key, &mut buf)?;
+        let (n, now) = self.prepare(key)?;
+        let made = &self.scratch[..n];
         self.backend.incr(made, delta, now)
     }
 
@@ -690,10 +696,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn incr_version_key(&mut self, key: Key<'_>, delta: i32) -> Res<i32, B> {
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
-        let mut from = [0u8; K];
-        let mut to = [0u8; K];
-        let (from, now) = self.prepare(key.version(version), &mut from)?;
-        let (to, _) = self.prepare(key.version(to_version), &mut to)?;
+        let (nf, now) = self.prepare(key.version(version))?;
+        let from_buf = self.scratch;
+        let from = &from_buf[..nf];
+        let (nt, _) = self.prepare(key.version(to_version))?;
+        let to = &self.scratch[..nt];
         let moved = match self.expiry(Timeout::Default, now) {
             Some(expiry) => self.backend.rekey(from, to, expiry, now)?,
             None => {
