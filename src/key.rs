@@ -414,11 +414,68 @@ pub(crate) fn make(
     key: &[u8],
     out: &mut [u8],
 ) -> Result<usize, KeyError> {
-    if let Some(warn) = config.warn {
+    match config.general {
         // Through the configuration's pointer, so a firmware that never asks for the
-        // warning policy links none of its code.
-        return warn(config, version, key, out);
+        // warning policy or a key function links none of their code.
+        Some(general) => general(config, version, key, out),
+        None => make_default(
+            config.prefix,
+            version,
+            key,
+            out,
+            matches!(config.policy, KeyPolicy::Strict),
+        ),
     }
+}
+
+/// [`default_key_fn`]'s made key, at any version and with any prefix, checked: the parts
+/// are scanned for memcached's rules (under the strict policy) and measured before one
+/// byte is written, so no second pass tells the rules from the capacity.
+#[inline(never)]
+fn make_default(
+    prefix: &str,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+    strict: bool,
+) -> Result<usize, KeyError> {
+    let mut digits = [b'0'; 11];
+    let start = fmt_i32_start(version, &mut digits);
+    let parts: [&[u8]; 5] = [prefix.as_bytes(), b":", &digits[start..], b":", key];
+    let mut n = 0;
+    let mut chars = 0;
+    let mut bad = false;
+    for part in parts {
+        let (c, b) = scan(part);
+        n += part.len();
+        chars += c;
+        bad |= b;
+    }
+    if strict {
+        if chars > MEMCACHED_MAX_KEY {
+            return Err(KeyError::TooLong);
+        }
+        if bad {
+            return Err(KeyError::BadChar);
+        }
+    }
+    let mut rest = out.get_mut(..n).ok_or(KeyError::OverCapacity)?;
+    for part in parts {
+        let (dst, tail) = rest.split_at_mut(part.len());
+        dst.copy_from_slice(part);
+        rest = tail;
+    }
+    Ok(n)
+}
+
+/// The general path of a custom key function (Django's `KEY_FUNCTION`): the key function
+/// writes the made key, which is then checked under the policy.
+pub(crate) fn make_custom(
+    config: &crate::Config,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<usize, KeyError> {
     let key_fn = config.key_fn.unwrap_or(default_key_fn);
     let strict = matches!(config.policy, KeyPolicy::Strict);
     let mut w = KeyWriter::new(out);
@@ -437,8 +494,8 @@ pub(crate) fn make(
     }
 }
 
-/// The general path of key making under [`KeyPolicy::Warn`].
-pub(crate) type Warned =
+/// A general path of key making: [`warn`] or [`make_custom`].
+pub(crate) type General =
     fn(config: &crate::Config, version: i32, key: &[u8], out: &mut [u8]) -> Result<usize, KeyError>;
 
 /// [`KeyPolicy::Warn`]: makes the key without memcached's rules and tells the hook every
@@ -694,6 +751,7 @@ pub(crate) fn broken_rules(made: &[u8]) -> [Option<KeyError>; 2] {
 }
 
 /// Characters in a made key, and whether it holds a byte memcached refuses.
+#[inline(never)]
 fn scan(made: &[u8]) -> (usize, bool) {
     let mut chars = 0usize;
     let mut bad = false;
