@@ -155,14 +155,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: Key<'_>,
         mode: Put,
         timeout: Timeout,
-        fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
+        mut fill: impl FnMut(&mut [u8]) -> Res<(usize, Kind), B>,
     ) -> Res<bool, B> {
-        let mut fill = Some(fill);
-        self.store_dyn(key, mode, timeout, &mut |dst| match fill.take() {
-            Some(f) => f(dst),
-            // A backend calls `fill` at most once.
-            None => Err(Error::Serialize),
-        })
+        // Every encoder only reads the value it borrows, so it can run more than once: no
+        // `Option` to take it out of.
+        self.store_dyn(key, mode, timeout, &mut fill)
     }
 
     #[inline(never)]

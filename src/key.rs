@@ -428,9 +428,9 @@ pub(crate) fn make(
     }
 }
 
-/// [`default_key_fn`]'s made key, at any version and with any prefix, checked: the parts
-/// are scanned for memcached's rules (under the strict policy) and measured before one
-/// byte is written, so no second pass tells the rules from the capacity.
+/// [`default_key_fn`]'s made key, at any version and with any prefix, checked: one pass
+/// over the parts scans them for memcached's rules, measures them and copies them while
+/// they fit, so no second pass tells the rules from the capacity.
 #[inline(never)]
 fn make_default(
     prefix: &str,
@@ -447,9 +447,13 @@ fn make_default(
     let mut bad = false;
     for part in parts {
         let (c, b) = scan(part);
-        n += part.len();
         chars += c;
         bad |= b;
+        // Copied while it fits; a key that does not fit is refused below.
+        if let Some(dst) = out.get_mut(n..n + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        n += part.len();
     }
     if strict {
         if chars > MEMCACHED_MAX_KEY {
@@ -459,11 +463,8 @@ fn make_default(
             return Err(KeyError::BadChar);
         }
     }
-    let mut rest = out.get_mut(..n).ok_or(KeyError::OverCapacity)?;
-    for part in parts {
-        let (dst, tail) = rest.split_at_mut(part.len());
-        dst.copy_from_slice(part);
-        rest = tail;
+    if n > out.len() {
+        return Err(KeyError::OverCapacity);
     }
     Ok(n)
 }
