@@ -32,6 +32,9 @@ pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, 
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 
+/// [`Cache::expiry`]'s answer for a timeout that is already over.
+const EXPIRED: u64 = 0;
+
 /// A value encoder behind a `dyn` call: writes into the slot, returns length and kind.
 type DynFill<'a, B> = &'a mut dyn FnMut(&mut [u8]) -> Res<(usize, Kind), B>;
 
@@ -132,16 +135,18 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         Ok((n, self.now()))
     }
 
-    /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
-    fn expiry(&self, timeout: Timeout, now: u64) -> Option<u64> {
+    /// Resolves a timeout to an absolute expiry tick, or [`EXPIRED`] when it is already
+    /// over: a plain `u64`, returned in registers (an `Option<u64>` goes through memory on
+    /// 32-bit cores). A live entry's expiry is after `now`, so never 0.
+    fn expiry(&self, timeout: Timeout, now: u64) -> u64 {
         let timeout = match timeout {
             Timeout::Default => self.config.timeout,
             t => t,
         };
         match timeout.to_ticks(self.clock.ticks_per_second()) {
-            None => Some(NEVER),
-            Some(0) => None,
-            Some(t) => Some(now.saturating_add(t).min(NEVER - 1)),
+            None => NEVER,
+            Some(0) => EXPIRED,
+            Some(t) => now.saturating_add(t).min(NEVER - 1),
         }
     }
 
@@ -173,14 +178,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let (n, now) = self.prepare(key)?;
         let made = &self.scratch[..n];
         match self.expiry(timeout, now) {
-            Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
-            None => {
+            EXPIRED => {
                 if mode == Put::Add && self.backend.has_key(made, now)? {
                     return Ok(false);
                 }
                 self.backend.delete(made, now)?;
                 Ok(true)
             }
+            expiry => self.backend.put(made, mode, expiry, now, fill),
         }
     }
 
@@ -361,8 +366,8 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let (n, now) = self.prepare(key)?;
         let made = &self.scratch[..n];
         match self.expiry(timeout, now) {
-            Some(expiry) => self.backend.touch(made, expiry, now),
-            None => self.backend.delete(made, now),
+            EXPIRED => self.backend.delete(made, now),
+            expiry => self.backend.touch(made, expiry, now),
         }
     }
 
@@ -699,14 +704,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let (nt, _) = self.prepare(key.version(to_version))?;
         let to = &self.scratch[..nt];
         let moved = match self.expiry(Timeout::Default, now) {
-            Some(expiry) => self.backend.rekey(from, to, expiry, now)?,
-            None => {
+            EXPIRED => {
                 let live = self.backend.delete(from, now)?;
                 if live {
                     self.backend.delete(to, now)?;
                 }
                 live
             }
+            expiry => self.backend.rekey(from, to, expiry, now)?,
         };
         if moved {
             Ok(to_version)
