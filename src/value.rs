@@ -152,10 +152,22 @@ pub(crate) fn leading_digits(bytes: &[u8]) -> (usize, Option<u64>) {
 
 /// Unsigned ASCII decimal: one or more digits and nothing else, within `u64`.
 pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    match leading_digits(bytes) {
-        (n, v) if n > 0 && n == bytes.len() => v,
-        _ => None,
+    // One loop, refusing at the first byte that is not a digit (what `leading_digits`
+    // tells, without its count of digits).
+    const MAX_TENTH: u64 = u64::MAX / 10;
+    const MAX_LAST: u64 = u64::MAX % 10;
+    if bytes.is_empty() {
+        return None;
     }
+    let mut v = 0u64;
+    for &b in bytes {
+        let d = u64::from(b.wrapping_sub(b'0'));
+        if d > 9 || v > MAX_TENTH || (v == MAX_TENTH && d > MAX_LAST) {
+            return None;
+        }
+        v = v * 10 + d;
+    }
+    Some(v)
 }
 
 /// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding
@@ -536,5 +548,11 @@ mod tests {
         assert_eq!(leading_digits(b"x1"), (0, Some(0)));
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"+1"), None);
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b"18446744073709551620"), None);
+        assert_eq!(parse_u64(b"0018446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"12/"), None);
+        assert_eq!(parse_u64(b"12:"), None);
     }
 }
