@@ -176,7 +176,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         match self.expiry(timeout, now) {
             EXPIRED => {
                 if mode == Put::Add && self.backend.has_key(made, now)? {
@@ -201,7 +201,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// [`Cache::get`] once per value type, whatever the key's type.
     fn get_key<T: DeserializeOwned>(&mut self, key: Key<'_>) -> Res<Option<T>, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         self.backend
             .get(made, now, |bytes, kind| {
                 value::decode::<T>(bytes, kind).map_err(value_error)
@@ -217,7 +217,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline(never)]
     fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<(), B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         self.backend.get(made, now, read)?;
         Ok(())
     }
@@ -364,7 +364,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         match self.expiry(timeout, now) {
             EXPIRED => self.backend.delete(made, now),
             expiry => self.backend.touch(made, expiry, now),
@@ -379,7 +379,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn delete_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         self.backend.delete(made, now)
     }
 
@@ -392,7 +392,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn has_key_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         self.backend.has_key(made, now)
     }
 
@@ -654,7 +654,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn incr_key(&mut self, key: Key<'_>, delta: i64) -> Res<i64, B> {
         let (n, now) = self.prepare(key)?;
-        let made = &self.scratch[..n];
+        let made = made(&self.scratch, n);
         self.backend.incr(made, delta, now)
     }
 
@@ -700,9 +700,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
         let (nf, now) = self.prepare(key.version(version))?;
         let from_buf = self.scratch;
-        let from = &from_buf[..nf];
+        let from = made(&from_buf, nf);
         let (nt, _) = self.prepare(key.version(to_version))?;
-        let to = &self.scratch[..nt];
+        let to = made(&self.scratch, nt);
         let moved = match self.expiry(Timeout::Default, now) {
             EXPIRED => {
                 let live = self.backend.delete(from, now)?;
@@ -762,6 +762,13 @@ where
     fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
         self.insert(key, value).map(drop)
     }
+}
+
+/// The first `n` bytes of a key buffer: `n` is a made key's length, never over `K`, and the
+/// clamp (one compare) stands where a bounds check would put a panic call at every use.
+#[inline(always)]
+fn made<const K: usize>(buf: &[u8; K], n: usize) -> &[u8] {
+    &buf[..n.min(K)]
 }
 
 fn copy_raw<E>(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), Error<E>> {
