@@ -52,8 +52,8 @@
 
 use core::convert::Infallible;
 use core::hash::BuildHasher;
-use std::boxed::Box;
 use std::collections::hash_map::RandomState;
+use std::sync::Arc;
 use std::vec;
 use std::vec::Vec;
 
@@ -66,9 +66,9 @@ use crate::value::{self, Kind};
 
 const NIL: u32 = u32::MAX;
 
-/// Bytes an entry counts beyond its key and value: its slot (48 bytes), its index entry and
-/// the allocator's header of its buffer.
-pub const ENTRY_OVERHEAD: usize = 64;
+/// Bytes an entry counts beyond its key and value: its slot (48 bytes), its index entry, the
+/// reference counts of its shared buffer (16 bytes) and the allocator's header.
+pub const ENTRY_OVERHEAD: usize = 80;
 
 /// The bytes an entry with a key of `key` bytes and a value of `value` bytes counts.
 pub const fn entry_cost(key: usize, value: usize) -> usize {
@@ -145,8 +145,10 @@ impl core::fmt::Display for HeapLimitError {
 }
 
 struct Slot {
-    /// The key, then the value. Empty while the slot is free.
-    data: Box<[u8]>,
+    /// The key, then the value. Empty while the slot is free. Reference counted so a reply
+    /// can send a large value without copying it ([`HeapTable::peek_shared`]); a value
+    /// still being sent is replaced, never changed in place.
+    data: Arc<[u8]>,
     expiry: u64,
     hash: u64,
     prev: u32,
@@ -169,6 +171,35 @@ impl Slot {
             usize::from(self.klen),
             self.data.len() - usize::from(self.klen),
         )
+    }
+}
+
+/// One key and value in one allocation.
+fn joined(key: &[u8], value: &[u8]) -> Arc<[u8]> {
+    // A chain of two slice iterators has an exact length: `collect` allocates once.
+    key.iter().chain(value).copied().collect()
+}
+
+/// A value of a [`HeapTable`] entry, shared with the table (see
+/// [`HeapTable::peek_shared`]): the entry's encoded value bytes.
+#[derive(Clone)]
+pub struct SharedValue {
+    data: Arc<[u8]>,
+    start: usize,
+}
+
+impl SharedValue {
+    /// The value bytes (for a memcached item: the 12-byte header, then the data).
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+}
+
+impl core::fmt::Debug for SharedValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedValue")
+            .field("len", &self.bytes().len())
+            .finish()
     }
 }
 
@@ -254,6 +285,18 @@ impl<S: BuildHasher> HeapTable<S> {
         (slot.expiry > now).then(|| (slot.value(), slot.kind, slot.expiry))
     }
 
+    /// Like [`HeapTable::peek`], but the value is shared rather than borrowed, so it can be
+    /// sent after the table is unlocked without copying it (the server does so for large
+    /// values). The entry's memory stays allocated while the [`SharedValue`] lives, even if
+    /// the entry is replaced or evicted meanwhile.
+    pub fn peek_shared(&self, key: &[u8], now: u64) -> Option<SharedValue> {
+        let slot = &self.slots[self.locate(key).1? as usize];
+        (slot.expiry > now).then(|| SharedValue {
+            data: Arc::clone(&slot.data),
+            start: usize::from(slot.klen),
+        })
+    }
+
     fn locate(&self, key: &[u8]) -> (u64, Option<u32>) {
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
@@ -323,7 +366,7 @@ impl<S: BuildHasher> HeapTable<S> {
         self.unlink_lru(i);
         let slot = &mut self.slots[i as usize];
         self.bytes -= slot.cost();
-        slot.data = Box::default();
+        slot.data = Arc::default();
         self.free.push(i);
         self.len -= 1;
     }
@@ -417,21 +460,17 @@ impl<S: BuildHasher> HeapTable<S> {
         let slot = &mut self.slots[i as usize];
         let klen = usize::from(slot.klen);
         match key_from {
-            None if slot.data.len() == klen + value.len() => {
-                slot.data[klen..].copy_from_slice(value);
-            }
             None => {
-                let mut data = Vec::with_capacity(klen + value.len());
-                data.extend_from_slice(&slot.data[..klen]);
-                data.extend_from_slice(value);
-                slot.data = data.into_boxed_slice();
+                // In place when the size is unchanged and no reply is sending the value.
+                let same = slot.data.len() == klen + value.len();
+                match Arc::get_mut(&mut slot.data).filter(|_| same) {
+                    Some(data) => data[klen..].copy_from_slice(value),
+                    None => slot.data = joined(&slot.data[..klen], value),
+                }
             }
             Some(key) => {
-                let mut data = Vec::with_capacity(key.len() + value.len());
-                data.extend_from_slice(key);
-                data.extend_from_slice(value);
                 slot.klen = key.len() as u16;
-                slot.data = data.into_boxed_slice();
+                slot.data = joined(key, value);
             }
         }
         slot.kind = kind;
@@ -455,11 +494,8 @@ impl<S: BuildHasher> HeapTable<S> {
             self.cull(now);
         }
         self.make_room(entry_cost(key.len(), len), now);
-        let mut data = Vec::with_capacity(key.len() + len);
-        data.extend_from_slice(key);
-        data.extend_from_slice(&self.staging[..len]);
         let slot = Slot {
-            data: data.into_boxed_slice(),
+            data: joined(key, &self.staging[..len]),
             expiry,
             hash,
             prev: NIL,

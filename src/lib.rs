@@ -208,12 +208,25 @@
 //! Expiry is in ticks of the [`Clock`] the firmware provides. Timeouts in seconds or
 //! milliseconds convert once, saturating, and a positive timeout is never shorter than one
 //! tick. An entry is expired when `expiry <= now`.
+//!
+//! # Sharing a cache
+//! | who uses it | share it through | while a call runs |
+//! |---|---|---|
+//! | interrupt handlers and the main loop | [`SharedCache`] (default lock: a critical section) | interrupts masked for the whole call |
+//! | thread mode only | [`SharedCache`] over `ThreadModeRawMutex` ([`mutex`]) | interrupts enabled; a call from a handler panics |
+//! | async tasks (embassy or any executor) | [`AsyncSharedCache`] | other tasks wait on the lock; interrupts enabled, storage awaited with the lock held ([`AsyncBackend`]) |
+//! | an interrupt handler, next to tasks | [`AsyncSharedCache::try_with`] | never waits: [`Error::Busy`] while a task holds the lock |
+//! | threads on the host | `SyncCache` (feature `std`) | a `std::sync::Mutex` |
+//!
+//! From inside one of its own calls (a value's `Serialize`, a closure), each answers
+//! [`Error::Busy`] instead of panicking or deadlocking.
 
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod async_shared;
 pub mod backend;
 mod cache;
 pub mod clock;
@@ -235,6 +248,7 @@ pub mod table;
 mod timeout;
 pub mod value;
 
+pub use async_shared::{AsyncBackend, AsyncSharedCache};
 pub use backend::{Backend, Put, NEVER};
 pub use cache::{Cache, ManyMap, MemCache};
 pub use clock::{Clock, ManualClock, Wrap32};
@@ -251,6 +265,14 @@ pub use shared::{SharedCache, Store};
 pub use table::Table;
 pub use timeout::Timeout;
 pub use value::Kind;
+
+/// The locks a [`SharedCache`] or an [`AsyncSharedCache`] is built on: embassy-sync's raw
+/// mutexes. `CriticalSectionRawMutex` (the default) works from interrupts and thread mode;
+/// `ThreadModeRawMutex` (Cortex-M, or feature `std`) from thread mode only;
+/// `NoopRawMutex` within one execution context.
+pub mod mutex {
+    pub use embassy_sync::blocking_mutex::raw::*;
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,7 +1,12 @@
-//! Sharing through `critical-section`: one cache between interrupt handlers and thread mode
-//! ([`SharedCache`]), and one store under several configured caches ([`Store`]).
+//! Sharing behind a blocking lock, generic over embassy-sync's [`RawMutex`]: one cache
+//! between interrupt handlers and thread mode ([`SharedCache`]), and one store under several
+//! configured caches ([`Store`]).
+//!
+//! Tasks that await storage share an [`AsyncSharedCache`](crate::AsyncSharedCache) instead.
 
 use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,8 +19,20 @@ use crate::key::AsKey;
 use crate::timeout::Timeout;
 use crate::value::Kind;
 
-/// A cache behind a `critical_section::Mutex`, so a `static` cache can be used from
-/// interrupts and the main loop alike. Each call runs inside one critical section.
+/// A cache behind a blocking lock, so a `static` cache can be used from interrupts and the
+/// main loop alike. Each call runs with the lock held, start to end.
+///
+/// The lock is embassy-sync's [`RawMutex`] `M`:
+/// - [`CriticalSectionRawMutex`] (the default, and what [`SharedCache::new`] builds): usable
+///   from interrupt handlers and thread mode; interrupts are masked for the length of each
+///   call (a memory cache call is short).
+/// - `ThreadModeRawMutex`: thread mode only (a call from an interrupt handler panics);
+///   interrupts stay enabled. Single-core parts only.
+/// - [`NoopRawMutex`](crate::mutex::NoopRawMutex): one execution context (not `Sync`, so not
+///   in a `static`); no cost at all.
+///
+/// Tasks that await storage (an async flash) share an
+/// [`AsyncSharedCache`](crate::AsyncSharedCache), which never masks interrupts across a call.
 ///
 /// [`SharedCache::lock`] is for straight-line code. Where code run inside a call may use
 /// the same cache again (a value's `Serialize`, a closure), use [`SharedCache::with`]: the
@@ -37,37 +54,61 @@ use crate::value::Kind;
 /// CACHE.lock(|c| c.set("boots", &1u32, 60)).unwrap(); // from thread mode
 /// assert_eq!(CACHE.lock(|c| c.incr("boots", 1)).unwrap(), 2); // or from an interrupt
 /// ```
-pub struct SharedCache<C, B, const K: usize> {
-    inner: critical_section::Mutex<RefCell<Cache<C, B, K>>>,
+///
+/// Another lock is one type parameter and [`SharedCache::with_raw_mutex`]:
+///
+/// ```
+/// use tickcache::mutex::NoopRawMutex;
+/// use tickcache::{Config, ManualClock, MemCache, SharedCache, Table};
+/// let clock = ManualClock::new(1000);
+/// let cache: SharedCache<_, Table<8, 16, 8>, 16, NoopRawMutex> =
+///     SharedCache::with_raw_mutex(MemCache::new(&clock, Table::new(), Config::new()));
+/// assert_eq!(cache.with(|c| c.incr("n", 1)), Err(tickcache::Error::NotFound));
+/// ```
+pub struct SharedCache<C, B, const K: usize, M = CriticalSectionRawMutex> {
+    inner: embassy_sync::blocking_mutex::Mutex<M, RefCell<Cache<C, B, K>>>,
 }
 
 impl<C, B, const K: usize> SharedCache<C, B, K> {
-    /// Wraps a cache. Usable in a `static`.
+    /// Wraps a cache behind a critical section. Usable in a `static`.
     pub const fn new(cache: Cache<C, B, K>) -> Self {
+        Self::with_raw_mutex(cache)
+    }
+}
+
+impl<C, B, const K: usize, M: RawMutex> SharedCache<C, B, K, M> {
+    /// Wraps a cache behind the lock `M` (see [`SharedCache`] for which one to pick).
+    /// Usable in a `static`.
+    pub const fn with_raw_mutex(cache: Cache<C, B, K>) -> Self {
         SharedCache {
-            inner: critical_section::Mutex::new(RefCell::new(cache)),
+            inner: embassy_sync::blocking_mutex::Mutex::new(RefCell::new(cache)),
         }
     }
 
-    /// Runs `f` on the cache inside a critical section.
+    /// The cache, taken out of its lock.
+    pub fn into_inner(self) -> Cache<C, B, K> {
+        self.inner.into_inner().into_inner()
+    }
+
+    /// Runs `f` on the cache with the lock held (inside a critical section by default).
     ///
     /// # Panics
     /// When called again from inside `f` (a re-entrant call on the same cache); use
     /// [`SharedCache::with`] or [`SharedCache::try_lock`] where that can happen (a value
     /// whose `Serialize` reads the cache, a closure).
     pub fn lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> R {
-        critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
+        self.inner.lock(|cache| f(&mut cache.borrow_mut()))
     }
 
     /// Like [`SharedCache::lock`], but `None` instead of a panic on a re-entrant call.
     pub fn try_lock<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> R) -> Option<R> {
-        critical_section::with(|cs| {
-            let mut cache = self.inner.borrow(cs).try_borrow_mut().ok()?;
+        self.inner.lock(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
             Some(f(&mut cache))
         })
     }
 
-    /// Runs one or more cache calls inside a critical section: `f`'s result, or
+    /// Runs one or more cache calls with the lock held: `f`'s result, or
     /// [`Error::Busy`] on a re-entrant call (a value's `Serialize` or a closure that uses
     /// this cache from inside one of its calls). Never panics.
     ///
@@ -90,7 +131,7 @@ impl<C, B, const K: usize> SharedCache<C, B, K> {
     }
 }
 
-impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
+impl<C, B: Backend, const K: usize, M: RawMutex> core::fmt::Debug for SharedCache<C, B, K, M> {
     /// The cache's own `Debug`, or `<busy>` inside a call on it.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut s = f.debug_struct("SharedCache");
@@ -101,8 +142,8 @@ impl<C, B: Backend, const K: usize> core::fmt::Debug for SharedCache<C, B, K> {
     }
 }
 
-impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
-    /// Django's `get_or_set`, with `default` run outside the critical section: it may read
+impl<C: Clock, B: Backend, const K: usize, M: RawMutex> SharedCache<C, B, K, M> {
+    /// Django's `get_or_set`, with `default` run outside the lock: it may read
     /// or write this same cache (inside [`SharedCache::lock`] it would panic on the
     /// re-entrant borrow), and interrupts stay enabled while it computes.
     ///
@@ -153,7 +194,8 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
 /// configuration): build one where it is used, or keep it in a [`SharedCache`] `static`.
 /// The store itself can live in a `static` (a [`Table`](crate::Table) of zero bytes goes to
 /// `.bss`), and every backend call runs in one critical section, so caches over it may be
-/// used from interrupts and the main loop alike.
+/// used from interrupts and the main loop alike. Another embassy-sync [`RawMutex`] `M` is
+/// one type parameter and [`Store::with_raw_mutex`] away (see [`SharedCache`]).
 ///
 /// A call made while the store is busy further up the same stack (a value's `Serialize`
 /// that uses a cache over the same store) returns [`Error::Busy`] instead of panicking.
@@ -181,24 +223,32 @@ impl<C: Clock, B: Backend, const K: usize> SharedCache<C, B, K> {
 /// assert_eq!(other.len(), 1); // one store: every cache over it sees one entry
 /// # Ok::<(), tickcache::Error>(())
 /// ```
-pub struct Store<B> {
-    inner: critical_section::Mutex<RefCell<B>>,
+pub struct Store<B, M = CriticalSectionRawMutex> {
+    inner: embassy_sync::blocking_mutex::Mutex<M, RefCell<B>>,
 }
 
 impl<B> Store<B> {
-    /// A store over `backend`. Usable in a `static`.
+    /// A store over `backend`, each call in a critical section. Usable in a `static`.
     pub const fn new(backend: B) -> Self {
+        Self::with_raw_mutex(backend)
+    }
+}
+
+impl<B, M: RawMutex> Store<B, M> {
+    /// A store over `backend` behind the lock `M` (see [`SharedCache`] for which one to
+    /// pick). Usable in a `static`.
+    pub const fn with_raw_mutex(backend: B) -> Self {
         Store {
-            inner: critical_section::Mutex::new(RefCell::new(backend)),
+            inner: embassy_sync::blocking_mutex::Mutex::new(RefCell::new(backend)),
         }
     }
 
-    /// Runs `f` on the backend inside a critical section (for calls the caches do not
+    /// Runs `f` on the backend under the lock (for calls the caches do not
     /// offer, such as a table's statistics); `None` when the store is busy further up this
     /// stack.
     pub fn try_lock<R>(&self, f: impl FnOnce(&mut B) -> R) -> Option<R> {
-        critical_section::with(|cs| {
-            let mut backend = self.inner.borrow(cs).try_borrow_mut().ok()?;
+        self.inner.lock(|backend| {
+            let mut backend = backend.try_borrow_mut().ok()?;
             Some(f(&mut backend))
         })
     }
@@ -209,8 +259,8 @@ impl<B> Store<B> {
     }
 }
 
-impl<B: Backend> Store<B> {
-    /// Runs one backend call in a critical section; [`Error::Busy`] when re-entered.
+impl<B: Backend, M: RawMutex> Store<B, M> {
+    /// Runs one backend call under the lock; [`Error::Busy`] when re-entered.
     #[inline]
     fn call<R>(
         &self,
@@ -220,9 +270,10 @@ impl<B: Backend> Store<B> {
     }
 }
 
-impl<B> core::fmt::Debug for Store<B>
+impl<B, M> core::fmt::Debug for Store<B, M>
 where
     B: Backend,
+    M: RawMutex,
 {
     /// The number of entries, or `<busy>` while a call holds the store.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -238,8 +289,8 @@ where
 /// Implements [`Backend`] for a store handle type whose target has `call` (one backend call
 /// under the store's lock, [`Error::Busy`] when re-entered) and `try_lock`.
 macro_rules! backend_through_call {
-    ($handle:ty) => {
-        impl<B: Backend> Backend for $handle {
+    ($handle:ty $(, $gen:ident: $bound:path)*) => {
+        impl<B: Backend $(, $gen: $bound)*> Backend for $handle {
             type Error = B::Error;
 
             #[inline]
@@ -318,4 +369,4 @@ macro_rules! backend_through_call {
 #[cfg(feature = "std")]
 pub(crate) use backend_through_call;
 
-backend_through_call!(&Store<B>);
+backend_through_call!(&Store<B, M>, M: RawMutex);

@@ -66,6 +66,32 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
 }
 const LEN_MASK: u16 = 0x3fff;
 
+/// What a cull removes. Decided by [`Table::cull_plan`] (Django's rules), walked by
+/// [`Table::apply_cull`] and [`Table::for_each_victim`], so the entries a table removes and
+/// the entries a persistent backend logs as removed are the same by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CullPlan {
+    /// Nothing (the key is held, or the table is below its limit).
+    None,
+    /// Every entry (`CULL_FREQUENCY = 0`).
+    Clear,
+    /// The least recent entry, live or not, without a sweep.
+    Tail,
+    /// Every expired entry, then, if at least `max_entries` live ones are left,
+    /// `live / per` of the least recent live ones (at least one).
+    Sweep {
+        /// The divisor: Django's `CULL_FREQUENCY`.
+        per: u16,
+    },
+}
+
+impl CullPlan {
+    /// The eviction of a replay ([`Table::restore`]): expired entries, then the least recent
+    /// live one if the table is still full. Never Django's fraction: a replay only overflows
+    /// when entries the log kept did not fit, and it loses as few as it can.
+    const RESTORE: CullPlan = CullPlan::Sweep { per: u16::MAX };
+}
+
 /// Why culling limits were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -390,34 +416,12 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.free = i as u16;
     }
 
-    /// Django's cull, after reclaiming expired entries. A cull that would remove one entry
-    /// (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the sweep, so
-    /// a classic one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per insert.
-    /// Frequency 0 clears the table, live entries included, as Django documents.
+    /// Django's cull (see [`Table::cull_plan`]), applied.
     fn cull(&mut self, now: u64) {
-        let freq = self.freq();
-        if freq == 0 {
-            self.reset();
-            return;
-        }
-        if self.len / freq <= 1 {
-            self.remove_slot(self.tail as usize);
-            return;
-        }
-        let mut s = self.tail;
-        while s != NIL {
-            let i = s as usize;
-            s = self.prev[i];
-            if self.expiry[i] <= now {
-                self.remove_slot(i);
-            }
-        }
-        if self.len < self.limit() {
-            return;
-        }
-        let n = (self.len / freq).max(1);
-        for _ in 0..n {
-            self.remove_slot(self.tail as usize);
+        match self.full_plan() {
+            // Nothing to report: no walk.
+            CullPlan::Clear => self.reset(),
+            plan => self.apply_cull(plan, now, &mut |_, _| {}),
         }
     }
 
@@ -510,113 +514,167 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 /// including the entries an insert culls, and must restore entries without culling.
 impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K, V, S> {
     /// Reads an entry whether or not it has expired, without changing recency.
-    pub fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
+    pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
         let i = self.locate(key).1?;
         let (len, kind) = self.value_meta(i);
         Some((&self.vals[i][..len], kind, self.expiry[i]))
     }
 
-    /// True when a `put` of `key` (absent from the table) would cull first.
-    pub fn would_cull(&self, key: &[u8]) -> bool {
-        self.len >= self.limit() && self.locate(key).1.is_none()
+    /// Django's cull for an insert of `key` at `now`: [`CullPlan::None`] when `key` is held
+    /// or the table is below `max_entries`. This is the one place that decides what a cull
+    /// removes; the table applies the plan ([`Table::apply_cull`]) and a persistent backend
+    /// walks the same plan ([`Table::for_each_victim`]) to size and log it.
+    pub(crate) fn cull_plan(&self, key: &[u8]) -> CullPlan {
+        if self.len < self.limit() || self.locate(key).1.is_some() {
+            CullPlan::None
+        } else {
+            self.full_plan()
+        }
     }
 
-    /// Visits the made keys of the live entries the next cull at `now` would remove, least
-    /// recent first, without removing anything (expired entries are reclaimed silently and
-    /// are not visited). Same choice as the cull an insert runs: with frequency 0, every
-    /// live entry.
-    pub fn cull_victims(&self, now: u64, mut f: impl FnMut(&[u8])) {
+    /// Django's cull of a table at `max_entries`: frequency 0 clears it; a cull of one
+    /// entry (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the
+    /// sweep, so a one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per
+    /// insert; otherwise expired entries go, then, if the live ones still reach the limit,
+    /// `live / cull_frequency` least recent live ones (at least one).
+    fn full_plan(&self) -> CullPlan {
+        match self.freq() {
+            0 => CullPlan::Clear,
+            f if self.len / f <= 1 => CullPlan::Tail,
+            f => CullPlan::Sweep { per: f },
+        }
+    }
+
+    /// How many least recent live entries a sweep cull removes after the expired ones, when
+    /// `live` entries are left: none below the limit, else `live / per` (at least one).
+    fn after_sweep(&self, live: u16, per: u16) -> u16 {
+        if live < self.limit() {
+            0
+        } else {
+            (live / per).max(1)
+        }
+    }
+
+    fn slot_key(&self, i: usize) -> &[u8] {
+        &self.keys[i][..self.klen[i] as usize]
+    }
+
+    /// Calls `f` with the made key of each entry `plan` would remove at `now` and whether
+    /// it is live, removing nothing: the same entries [`Table::apply_cull`] removes.
+    pub(crate) fn for_each_victim(&self, plan: CullPlan, now: u64, f: &mut dyn FnMut(&[u8], bool)) {
         if !self.ready {
             return;
         }
-        let all = self.freq() == 0;
-        if !all && self.len / self.freq() <= 1 {
-            // The one-entry cull: the least recent entry, with no sweep (see `cull`).
-            let t = self.tail;
-            if t != NIL && self.expiry[t as usize] > now {
-                f(&self.keys[t as usize][..self.klen[t as usize] as usize]);
+        let (sweep, mut lru) = match plan {
+            CullPlan::None => return,
+            CullPlan::Clear => (true, u16::MAX),
+            CullPlan::Tail => (false, 1),
+            CullPlan::Sweep { per } => {
+                let mut live = 0;
+                let mut s = self.tail;
+                while s != NIL {
+                    let i = s as usize;
+                    live += u16::from(self.expiry[i] > now);
+                    s = self.prev[i];
+                }
+                (true, self.after_sweep(live, per))
             }
-            return;
-        }
-        let mut live = 0u16;
+        };
         let mut s = self.tail;
         while s != NIL {
             let i = s as usize;
-            live += u16::from(self.expiry[i] > now);
             s = self.prev[i];
-        }
-        if !all && live < self.limit() {
-            return;
-        }
-        // Frequency 0 clears the table: every live entry goes.
-        let mut n = match live.checked_div(self.freq()) {
-            None => live,
-            Some(n) => n.max(1),
-        };
-        let mut s = self.tail;
-        while s != NIL && n > 0 {
-            let i = s as usize;
-            if self.expiry[i] > now {
-                f(&self.keys[i][..self.klen[i] as usize]);
-                n -= 1;
+            let live = self.expiry[i] > now;
+            if sweep && !live {
+                f(self.slot_key(i), false);
+            } else if lru > 0 {
+                lru -= 1;
+                f(self.slot_key(i), live);
+            } else if !sweep {
+                return;
             }
-            s = self.prev[i];
         }
     }
 
-    /// Runs the cull an insert would run at `now` (when the table is at `max_entries`) and
-    /// calls `f` with the made key of each live entry it removes, before removing it.
-    /// Returns how many live entries were removed.
-    pub fn cull_reporting(&mut self, now: u64, mut f: impl FnMut(&[u8])) -> usize {
-        if self.len < self.limit() {
-            return 0;
+    /// Removes what `plan` removes at `now`, calling `f` with each entry's made key and
+    /// whether it was live just before removing it.
+    pub(crate) fn apply_cull(&mut self, plan: CullPlan, now: u64, f: &mut dyn FnMut(&[u8], bool)) {
+        if !self.ready {
+            return;
         }
-        let mut culled = 0;
-        self.cull_victims(now, |k| {
-            f(k);
-            culled += 1;
-        });
-        self.cull(now);
-        culled
+        let lru = match plan {
+            CullPlan::None => return,
+            CullPlan::Clear => {
+                self.for_each_victim(plan, now, f);
+                self.reset();
+                return;
+            }
+            CullPlan::Tail => 1,
+            CullPlan::Sweep { per } => {
+                let mut s = self.tail;
+                while s != NIL {
+                    let i = s as usize;
+                    s = self.prev[i];
+                    if self.expiry[i] <= now {
+                        f(self.slot_key(i), false);
+                        self.remove_slot(i);
+                    }
+                }
+                // Only live entries are left.
+                self.after_sweep(self.len, per)
+            }
+        };
+        // The least recent entries go.
+        for _ in 0..lru {
+            let t = self.tail;
+            if t == NIL {
+                break;
+            }
+            let t = t as usize;
+            f(self.slot_key(t), self.expiry[t] > now);
+            self.remove_slot(t);
+        }
     }
 
     /// Puts an entry back as it was stored (replaying a log): overwrites `key` if held and
     /// makes it most recent. Never runs Django's cull: when the table is at `max_entries`
     /// it reclaims entries expired at `now`, then, if still full, drops the least recent
     /// entry. Returns `false` (and stores nothing) when `key` or `bytes` exceed `K` or `V`.
-    pub fn restore(&mut self, key: &[u8], bytes: &[u8], kind: Kind, expiry: u64, now: u64) -> bool {
+    pub(crate) fn restore(
+        &mut self,
+        key: &[u8],
+        bytes: &[u8],
+        kind: Kind,
+        expiry: u64,
+        now: u64,
+    ) -> bool {
         if key.len() > K || bytes.len() > V {
             return false;
         }
-        if !self.ready {
-            self.reset();
+        if self.len >= self.limit() && self.locate(key).1.is_none() {
+            self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
-        let (b, found) = self.locate(key);
-        if let Some(i) = found {
-            self.vals[i][..bytes.len()].copy_from_slice(bytes);
-            self.set_meta(i, bytes.len(), kind, expiry);
-            self.touch_lru(i);
-            return true;
-        }
-        if self.len >= self.limit() {
-            let mut s = self.tail;
-            while s != NIL {
-                let i = s as usize;
-                s = self.prev[i];
-                if self.expiry[i] <= now {
-                    self.remove_slot(i);
-                }
-            }
-            if self.len >= self.limit() && self.tail != NIL {
-                self.remove_slot(self.tail as usize);
-            }
-        }
-        let Some(i) = self.alloc() else {
-            return false;
-        };
-        self.vals[i][..bytes.len()].copy_from_slice(bytes);
-        self.link(b, i, key, bytes.len(), kind, expiry);
-        true
+        // Below the limit now: the insert does not cull.
+        self.put_bytes(key, expiry, now, bytes, kind).is_ok()
+    }
+
+    /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the
+    /// table is full): the one non-generic store for wrappers that encode a value aside, so
+    /// the table's insert is compiled once for all of them.
+    #[inline(never)]
+    pub(crate) fn put_bytes(
+        &mut self,
+        key: &[u8],
+        expiry: u64,
+        now: u64,
+        bytes: &[u8],
+        kind: Kind,
+    ) -> Result<bool, Error> {
+        self.put(key, Put::Set, expiry, now, |dst| {
+            let dst = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
+            dst.copy_from_slice(bytes);
+            Ok((bytes.len(), kind))
+        })
     }
 }
 
@@ -780,6 +838,61 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entries a cull plan lists (what a persistent backend logs) are exactly the ones
+    /// applying it removes, for every plan: Django's at every frequency, and a replay's.
+    #[test]
+    fn a_cull_removes_exactly_the_victims_it_lists() {
+        let mut seed = 0x2545_f491_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let held = |t: &Table<12, 4, 1>| {
+            let mut keys = std::vec::Vec::new();
+            t.for_each_lru(|k, _, _, _| keys.push(k.to_vec()));
+            keys
+        };
+        for freq in [0u16, 1, 2, 3, 4, 10] {
+            for round in 0..200 {
+                let mut t = Table::<12, 4, 1>::with_culling(10, freq);
+                let now = 100;
+                for i in 0..10u8 {
+                    let e = if next() % 3 == 0 { now - 1 } else { now + 1 };
+                    let _ = t.put(&[b'k', i], Put::Set, e, 0, |_| {
+                        Ok::<_, Error>((0, Kind::Bytes))
+                    });
+                    if next() % 4 == 0 {
+                        let _ = t.get(&[b'k', next() as u8 % (i + 1)], 0, |_, _| ());
+                    }
+                }
+                let plan = if round % 5 == 0 {
+                    CullPlan::RESTORE
+                } else {
+                    t.cull_plan(b"new")
+                };
+                let mut listed = std::vec::Vec::new();
+                t.for_each_victim(plan, now, &mut |k, live| listed.push((k.to_vec(), live)));
+                let before = held(&t);
+                let mut reported = std::vec::Vec::new();
+                t.apply_cull(plan, now, &mut |k, live| reported.push((k.to_vec(), live)));
+                let after = held(&t);
+                let mut removed: std::vec::Vec<_> = before
+                    .iter()
+                    .filter(|k| !after.contains(k))
+                    .map(|k| (k.clone(), listed.iter().any(|(l, live)| l == k && *live)))
+                    .collect();
+                listed.sort();
+                reported.sort();
+                removed.sort();
+                assert_eq!(listed, reported, "freq {freq}, {plan:?}");
+                assert_eq!(listed, removed, "freq {freq}, {plan:?}");
+                assert!(!listed.is_empty() || plan == CullPlan::RESTORE);
+            }
+        }
+    }
 
     /// The RAM cost documented in the module: `N * (K + V + 19)` plus 16 bytes of list heads,
     /// counters and limits.

@@ -236,7 +236,7 @@ fn entry_limit_and_budget_together() {
     assert_eq!(t.len(), 19);
     assert_eq!(t.bytes(), counted(&t));
     assert_eq!(t.evictions(), 30);
-    assert_eq!(ENTRY_OVERHEAD, 64);
+    assert_eq!(ENTRY_OVERHEAD, 80);
 }
 
 /// The memcached engine on the heap table: a 1 MiB item, append past the fixed table's

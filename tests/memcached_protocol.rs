@@ -2,17 +2,19 @@
 //! RAM table), without sockets. The expected replies are memcached 1.6's (checked against
 //! it with scripts/memcached_compare.py).
 
-use tickcache::memcached::{Memcached, Now, Outcome, Parser, Step};
+use tickcache::memcached::{Driver, Event, Memcached, Now, Parser, Step};
 use tickcache::Table;
 
 const ITEM_MAX: usize = 100;
+const LINE_MAX: usize = 512;
+/// The input buffer: one longest line and one largest data block.
+const BUF: usize = LINE_MAX + ITEM_MAX + 2;
 type Engine = Memcached<Table<64, 250, 112>, 112>;
 
-/// One connection: a parser, a bounded read buffer, and the engine it talks to.
+/// One connection: the driver with its fixed input buffer, and the engine it talks to.
 struct Conn {
-    parser: Parser,
+    driver: Driver<[u8; BUF]>,
     engine: Box<Engine>,
-    pending: Vec<u8>,
     now: Now,
     closed: bool,
 }
@@ -20,9 +22,8 @@ struct Conn {
 impl Conn {
     fn new() -> Self {
         Conn {
-            parser: Parser::new(ITEM_MAX, 512),
+            driver: Driver::new([0; BUF], ITEM_MAX, LINE_MAX),
             engine: Box::new(Memcached::new(Table::new(), ITEM_MAX, 0)),
-            pending: Vec::new(),
             now: Now {
                 ticks: 1_000,
                 ticks_per_second: 1_000,
@@ -33,32 +34,28 @@ impl Conn {
     }
 
     /// Feeds bytes and returns everything the server would send.
-    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    fn feed(&mut self, mut bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         assert!(!self.closed, "connection already closed");
-        self.pending.extend_from_slice(bytes);
-        assert!(self.pending.len() <= self.parser.buffer_size() + bytes.len());
-        let mut start = 0;
-        for _ in 0..100_000 {
-            match self.parser.next(&self.pending[start..]) {
-                Step::Need => break,
-                Step::Skip(n) => start += n,
-                Step::Close { reply } => {
-                    out.extend_from_slice(reply);
-                    self.closed = true;
-                    break;
-                }
-                Step::Command { cmd, used } => {
-                    start += used;
-                    if self.engine.execute(&cmd, &self.now, &mut out) == Outcome::Close {
+        loop {
+            let n = self.driver.feed(bytes);
+            bytes = &bytes[n..];
+            loop {
+                match self.driver.step(&mut *self.engine, &self.now, &mut out) {
+                    Ok(Event::Need) => break,
+                    Ok(Event::Progress) => {}
+                    Ok(Event::Close) => {
                         self.closed = true;
-                        break;
+                        return out;
                     }
+                    Err(e) => panic!("a Vec sink cannot fail: {e}"),
                 }
             }
+            assert!(self.driver.buffered() <= BUF);
+            if bytes.is_empty() {
+                return out;
+            }
         }
-        self.pending.drain(..start);
-        out
     }
 
     fn ask(&mut self, bytes: &str) -> String {
@@ -663,9 +660,8 @@ fn giant_lengths_and_oversized_items() {
     // The announced block is discarded as it arrives, in bounded memory.
     for _ in 0..1000 {
         assert_eq!(c.feed(&[b'z'; 4096]), b"");
-        assert!(c.pending.len() <= c.parser.buffer_size());
     }
-    assert!(c.parser.skipping());
+    assert!(c.driver.partial());
     let mut c = Conn::new();
     c.ask("set a 0 0 1\r\nx\r\nset keep 0 0 1\r\nk\r\n");
     let big = "b".repeat(ITEM_MAX + 1);
@@ -709,7 +705,6 @@ fn binary_garbage_never_panics_and_stays_bounded() {
             c = Conn::new();
         }
         let _ = c.feed(&chunk);
-        assert!(c.pending.len() <= c.parser.buffer_size());
     }
     // A line longer than the limit closes the connection.
     let mut c = Conn::new();
@@ -771,4 +766,173 @@ fn lru_eviction_when_full() {
     c.ask("set new 0 0 1\r\nx\r\n");
     assert!(c.ask("get k0\r\n").starts_with("VALUE"));
     assert!(c.ask("get new\r\n").starts_with("VALUE"));
+}
+
+/// Runs `input` through a driver with a `heapless::Vec` sink of `SINK` bytes drained after
+/// every step, as firmware does; returns the replies, and for each step that overflowed
+/// the sink the bytes it had written (which are dropped).
+fn through_small_sink<const SINK: usize>(
+    driver: &mut Driver<[u8; BUF]>,
+    engine: &mut Engine,
+    now: &Now,
+    mut input: &[u8],
+) -> (Vec<u8>, Vec<usize>) {
+    let mut sent = Vec::new();
+    let mut overflows = Vec::new();
+    let mut out: heapless::Vec<u8, SINK> = heapless::Vec::new();
+    loop {
+        let n = driver.feed(input);
+        input = &input[n..];
+        loop {
+            match driver.step(&mut *engine, now, &mut out) {
+                Ok(Event::Need) => break,
+                Ok(_) => sent.extend_from_slice(&out),
+                Err(e) => {
+                    assert!(e.error.is_some(), "a heapless::Vec reports its error");
+                    assert_eq!(e.written, out.len());
+                    overflows.push(e.written);
+                }
+            }
+            out.clear();
+        }
+        if input.is_empty() {
+            return (sent, overflows);
+        }
+    }
+}
+
+#[test]
+fn a_reply_larger_than_the_sink_is_an_error_line() {
+    let mut c = Conn::new();
+    let v = "v".repeat(60);
+    c.ask(&format!(
+        "set a 0 0 2\r\naa\r\nset big 0 0 60\r\n{v}\r\nset b 0 0 2\r\nbb\r\n"
+    ));
+    // 64 bytes hold `VALUE a 0 2\r\naa\r\n` but not the big item's block, nor `stats`.
+    let (sent, overflows) = through_small_sink::<64>(
+        &mut c.driver,
+        &mut c.engine,
+        &c.now,
+        b"get a big b\r\nget b\r\nstats\r\nversion\r\n",
+    );
+    let sent = String::from_utf8(sent).unwrap();
+    assert_eq!(
+        sent.replace(env!("CARGO_PKG_VERSION"), "x"),
+        "VALUE a 0 2\r\naa\r\n\
+         SERVER_ERROR reply larger than the output buffer\r\n\
+         VALUE b 0 2\r\nbb\r\nEND\r\n\
+         SERVER_ERROR reply larger than the output buffer\r\n\
+         VERSION x-tickcache\r\n"
+    );
+    assert_eq!(overflows.len(), 2);
+    // The connection goes on as usual.
+    assert_eq!(c.ask("get b\r\n"), "VALUE b 0 2\r\nbb\r\nEND\r\n");
+}
+
+#[test]
+fn multi_gets_stream_key_by_key() {
+    let mut c = Conn::new();
+    for i in 0..40 {
+        c.ask(&format!("set k{i} {i} 0 40\r\n{}\r\n", "x".repeat(40)));
+    }
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let line = format!("get {}\r\n", keys.join(" "));
+    let want = c.ask(&line);
+    assert_eq!(want.matches("VALUE").count(), 40);
+    // Each step's output fits a sink of one block (about 60 bytes), never the whole reply
+    // of about 2,400.
+    let (sent, overflows) =
+        through_small_sink::<64>(&mut c.driver, &mut c.engine, &c.now, line.as_bytes());
+    assert!(overflows.is_empty());
+    assert_eq!(String::from_utf8(sent).unwrap(), want);
+}
+
+#[test]
+fn two_thousand_keys_in_one_get_with_a_growable_buffer() {
+    use tickcache::memcached::GrowBuf;
+    let mut engine = Box::new(Engine::new(Table::new(), ITEM_MAX, 0));
+    let now = Conn::new().now;
+    let mut d = Driver::new(
+        GrowBuf::new(256, 64 * 1024 + ITEM_MAX + 2),
+        ITEM_MAX,
+        64 * 1024,
+    );
+    let mut out = Vec::new();
+    d.feed(b"set k7 0 0 1\r\nx\r\n");
+    while d.step(&mut *engine, &now, &mut out).unwrap() != Event::Need {}
+    assert_eq!(out, b"STORED\r\n");
+    let keys: Vec<String> = (0..2000).map(|i| format!("k{}", i % 10)).collect();
+    let line = format!("get {}\r\n", keys.join(" "));
+    let mut input = line.as_bytes();
+    let (mut steps, mut largest) = (0, 0);
+    out.clear();
+    while !input.is_empty() {
+        let n = d.feed(input);
+        input = &input[n..];
+        loop {
+            let before = out.len();
+            let e = d.step(&mut *engine, &now, &mut out).unwrap();
+            largest = largest.max(out.len() - before);
+            if e == Event::Need {
+                break;
+            }
+            steps += 1;
+        }
+    }
+    assert_eq!(steps, 2000);
+    assert!(largest <= "VALUE k7 0 1\r\nx\r\nEND\r\n".len());
+    assert_eq!(
+        String::from_utf8(out)
+            .unwrap()
+            .matches("VALUE k7 0 1\r\nx\r\n")
+            .count(),
+        200
+    );
+}
+
+#[test]
+fn a_long_line_resynchronises_at_the_next_line() {
+    use tickcache::memcached::LongLines;
+    let mut c = Conn::new();
+    c.driver = Driver::new([0; BUF], ITEM_MAX, LINE_MAX).long_lines(LongLines::Resync);
+    c.ask("set a 0 0 1\r\nx\r\n");
+    let long = format!("get {}\r\nget a\r\n", "k".repeat(3 * BUF));
+    assert_eq!(
+        c.ask(&long),
+        "CLIENT_ERROR line too long\r\nVALUE a 0 1\r\nx\r\nEND\r\n"
+    );
+    assert!(!c.closed);
+    // The same, one byte at a time.
+    let mut got = Vec::new();
+    for b in long.as_bytes() {
+        got.extend(c.feed(&[*b]));
+    }
+    assert_eq!(
+        got,
+        b"CLIENT_ERROR line too long\r\nVALUE a 0 1\r\nx\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn a_byte_lost_in_a_value() {
+    let mut c = Conn::new();
+    // memcached's rule: the block is taken by its length, found not to end in CR LF, and
+    // refused; the next line is read from where the block ended.
+    assert_eq!(
+        c.ask("set a 0 0 10\r\n123456789\r\nget a\r\nget a\r\n"),
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"
+    );
+    // A command that never completes is dropped by a reset, and the next one is served.
+    assert_eq!(c.ask("set a 0 0 10\r\n123456789\r\n"), "");
+    assert!(c.driver.partial());
+    assert!(c.driver.reset());
+    assert!(!c.driver.reset());
+    assert_eq!(c.ask("get a\r\n"), "END\r\n");
+    // A reset also ends the discarding of a too-large block.
+    assert_eq!(
+        c.ask("set a 0 0 1000\r\nxx"),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    assert!(c.driver.reset());
+    assert_eq!(c.ask("get a\r\n"), "END\r\n");
 }

@@ -517,3 +517,199 @@ fn connections_do_not_reserve_the_item_limit() {
     drop(held);
     assert!(server.terminate());
 }
+
+/// Writes `chunk` to `s` (non-blocking) until the server stops reading it or `until` passes;
+/// true when it stopped reading.
+fn write_until_blocked(s: &mut TcpStream, chunk: &[u8], until: Instant) -> bool {
+    s.set_nonblocking(true).unwrap();
+    while Instant::now() < until {
+        match s.write(chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    false
+}
+
+/// Clients that pipeline `stats` and `get` of a large item without reading their replies:
+/// each is no longer read once its replies back up (a bounded backlog per connection, the
+/// large value sent from the table rather than copied per connection), other clients are
+/// served meanwhile, a stalled client that finally reads gets every reply intact, and the
+/// memory comes back after they close. (scripts/pipeline_memory.py measures 1,000.)
+#[test]
+fn clients_that_do_not_read_are_not_read_and_memory_is_bounded() {
+    let server = Server::with(&["--request-timeout", "60", "--max-conns", "2000"]);
+    let big = vec![b'b'; 1 << 20];
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("big", 3, &big), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    // A multi-get of 2,000 keys of 10 KiB (a 20 MiB reply), not read either.
+    let mid = vec![b'm'; 10 << 10];
+    for i in 0..2000 {
+        s.write_all(&set_cmd(&format!("m{i}"), 0, &mid)).unwrap();
+    }
+    let got = roundtrip(&mut s, b"get none\r\n", b"END\r\n", 1);
+    assert_eq!(got.windows(8).filter(|w| w == b"STORED\r\n").count(), 2000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let base = server.rss_kib();
+
+    let chunk = b"stats\r\nget big\r\n".repeat(512);
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut stalled: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
+    let mut multi = server.connect();
+    let keys: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    multi
+        .write_all(format!("get {}\r\n", keys.join(" ")).as_bytes())
+        .unwrap();
+    for c in &mut stalled {
+        assert!(write_until_blocked(c, &chunk, until), "server kept reading");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let during = server.rss_kib();
+    // Copying the 1 MiB item per connection would be 200 MiB; the 20 MiB multi-get reply
+    // is not held either.
+    let grown = during.saturating_sub(base);
+    assert!(grown < 16 << 10, "RSS {base} KiB -> {during} KiB");
+
+    // Another client is served meanwhile.
+    let mut other = server.connect();
+    let got = roundtrip(&mut other, b"get m7\r\n", b"END\r\n", 1);
+    assert!(got.starts_with(b"VALUE m7 0 10240\r\nmmm"));
+
+    // The multi-get's reply, read now, is complete.
+    let mut reply = Vec::new();
+    let mut b = vec![0u8; 1 << 16];
+    while !reply.ends_with(b"END\r\n") {
+        let n = multi.read(&mut b).unwrap();
+        assert!(n > 0);
+        reply.extend_from_slice(&b[..n]);
+    }
+    let item = |k: &str| {
+        let mut v = format!("VALUE {k} 0 10240\r\n").into_bytes();
+        v.extend_from_slice(&mid);
+        v.extend_from_slice(b"\r\n");
+        v
+    };
+    let want: Vec<u8> = keys
+        .iter()
+        .flat_map(|k| item(k))
+        .chain(*b"END\r\n")
+        .collect();
+    assert!(
+        reply == want,
+        "multi-get reply of {} bytes differs",
+        reply.len()
+    );
+
+    // A stalled client reading now gets intact replies: the first few are checked.
+    let c = &mut stalled[0];
+    c.set_nonblocking(false).unwrap();
+    let mut head = b"VALUE big 3 1048576\r\n".to_vec();
+    head.extend_from_slice(&big);
+    head.extend_from_slice(b"\r\nEND\r\n");
+    let mut got = Vec::new();
+    while got.windows(head.len()).filter(|w| *w == &head[..]).count() < 3 {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(got.starts_with(b"STAT pid "));
+
+    // Closed, they give the memory back.
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = server.rss_kib();
+    eprintln!("RSS {base} KiB, {during} KiB with 200 stalled clients, {after} KiB after");
+    assert!(
+        after < base + (4 << 10),
+        "RSS {base} KiB, {during} KiB with the clients, {after} KiB after they closed"
+    );
+    assert!(server.terminate());
+}
+
+/// Four worker threads over four shards: clients on every thread see each other's writes,
+/// a multi-get spans the shards, `stats` sums them, `flush_all` and `stats reset` reach
+/// every shard, and the memory limit holds over all of them.
+#[test]
+fn four_threads_over_shards_behave_as_one_cache() {
+    let server = Server::with(&["--threads", "4", "-m", "8", "-I", "100k"]);
+    // Eight clients write 250 keys each, in parallel; each then reads another's keys.
+    let writers: Vec<_> = (0..8)
+        .map(|c| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut req = Vec::new();
+                for i in 0..250 {
+                    req.extend_from_slice(&set_cmd(&format!("c{c}k{i}"), c, b"value"));
+                }
+                let got = roundtrip(&mut s, &req, b"STORED\r\n", 250);
+                assert_eq!(got.len(), 250 * 8);
+                s
+            })
+        })
+        .collect();
+    let mut conns: Vec<TcpStream> = writers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (c, s) in conns.iter_mut().enumerate() {
+        let other = (c + 1) % 8;
+        let keys: Vec<String> = (0..250).map(|i| format!("c{other}k{i}")).collect();
+        let got = roundtrip(
+            s,
+            format!("get {} nokey\r\n", keys.join(" ")).as_bytes(),
+            b"END\r\n",
+            1,
+        );
+        let text = String::from_utf8(got).unwrap();
+        for k in &keys {
+            assert!(
+                text.contains(&format!("VALUE {k} {other} 5\r\nvalue\r\n")),
+                "{k}"
+            );
+        }
+    }
+    let s = &mut conns[0];
+    let st = stats(s);
+    assert_eq!(stat(&st, "threads"), 4);
+    assert_eq!(stat(&st, "curr_items"), 2000);
+    assert_eq!(stat(&st, "total_items"), 2000);
+    assert_eq!(stat(&st, "cmd_set"), 2000);
+    assert_eq!(stat(&st, "cmd_get"), 2008);
+    assert_eq!(stat(&st, "get_hits"), 2000);
+    assert_eq!(stat(&st, "get_misses"), 8);
+    assert_eq!(stat(&st, "item_size_max"), 100 << 10);
+    assert!(stat(&st, "limit_maxbytes") <= 8 << 20);
+    assert!(stat(&st, "limit_maxbytes") > (8 << 20) - 4);
+    // The memory limit holds over the shards: 16 MB of 64 KiB items into 8 MiB.
+    let data = vec![b'x'; 64 << 10];
+    for i in 0..256 {
+        assert_eq!(
+            roundtrip(s, &set_cmd(&format!("big{i}"), 0, &data), b"\r\n", 1),
+            b"STORED\r\n"
+        );
+    }
+    let st = stats(s);
+    assert!(stat(&st, "bytes") <= stat(&st, "limit_maxbytes"));
+    assert!(stat(&st, "evictions") > 100);
+    let got = roundtrip(s, b"get big255\r\n", b"END\r\n", 1);
+    assert!(got.starts_with(b"VALUE big255 0 65536\r\nxxx"));
+    // flush_all empties every shard, with one reply; stats reset zeroes every shard.
+    assert_eq!(roundtrip(s, b"flush_all\r\n", b"\r\n", 1), b"OK\r\n");
+    let keys: Vec<String> = (0..250).map(|i| format!("c3k{i}")).collect();
+    let got = roundtrip(
+        s,
+        format!("get {}\r\n", keys.join(" ")).as_bytes(),
+        b"END\r\n",
+        1,
+    );
+    assert_eq!(got, b"END\r\n");
+    assert_eq!(stat(&stats(s), "cmd_flush"), 1);
+    assert_eq!(roundtrip(s, b"stats reset\r\n", b"\r\n", 1), b"RESET\r\n");
+    let st = stats(s);
+    assert_eq!(stat(&st, "cmd_get"), 0);
+    assert_eq!(stat(&st, "cmd_flush"), 0);
+    assert!(server.terminate());
+}

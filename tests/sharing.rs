@@ -186,3 +186,42 @@ fn sync_lock_again_on_the_same_thread_panics_clearly_instead_of_deadlocking() {
     let _outer = cache.lock();
     let _inner = cache.lock();
 }
+
+// ---------------------------------------------------------------------------------------
+// The blocking shared cache over another raw mutex: the same calls, the same `Busy`.
+
+#[test]
+fn shared_over_a_noop_mutex_behaves_as_over_a_critical_section() {
+    use tickcache::mutex::NoopRawMutex;
+    let clock = ManualClock::new(1000);
+    let cache: SharedCache<_, Table<8, 16, 8>, 16, NoopRawMutex> =
+        SharedCache::with_raw_mutex(Small::new(&clock, Table::new(), Config::new()));
+    cache.with(|c| c.set("n", &5u32, 60)).unwrap();
+    assert_eq!(cache.lock(|c| c.incr("n", 1)), Ok(6));
+    let nested: Result<_, Error> = cache.with(|_| Ok(cache.with(|c| c.get::<u32>("n"))));
+    assert_eq!(nested, Ok(Err(Error::Busy)));
+    assert!(format!("{cache:?}").contains("len: 1"));
+    assert_eq!(cache.get_or_set("m", || 3u32, 60), Ok(3));
+    assert_eq!(cache.into_inner().len(), 2);
+}
+
+#[test]
+fn a_store_over_a_noop_mutex_serves_several_caches_and_answers_busy() {
+    use tickcache::mutex::NoopRawMutex;
+    use tickcache::{Backend, Cache, Store};
+    let clock = ManualClock::new(1000);
+    let store: Store<Table<8, 16, 8>, NoopRawMutex> = Store::with_raw_mutex(Table::new());
+    let mut a = Cache::<_, _, 16>::new(&clock, &store, Config::new().key_prefix("a"));
+    let mut b = Cache::<_, _, 16>::new(&clock, &store, Config::new().key_prefix("b"));
+    a.set("k", &1u8, 60).unwrap();
+    b.set("k", &2u8, 60).unwrap();
+    assert_eq!(
+        (a.get::<u8>("k"), b.get::<u8>("k")),
+        (Ok(Some(1)), Ok(Some(2)))
+    );
+    assert_eq!(store.try_lock(|_| store.try_lock(|_| ())), Some(None));
+    let nested = store.try_lock(|_| a.get::<u8>("k"));
+    assert_eq!(nested, Some(Err(Error::Busy)));
+    assert!(format!("{store:?}").contains("len: 2"));
+    assert_eq!(store.into_inner().len(), 2);
+}

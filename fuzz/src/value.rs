@@ -15,7 +15,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tickcache::model::{Model, Value};
-use tickcache::{Config, Error, Kind, ManualClock, MemCache, Table, Timeout, NEVER};
+use tickcache::{Backend, Config, Error, Kind, ManualClock, MemCache, Put, Table, Timeout, NEVER};
 
 /// Decodes `data` as the target does and checks it (for regression tests).
 pub fn run_bytes(data: &[u8]) {
@@ -135,8 +135,13 @@ pub fn run_with(input: &Input, full: bool) {
         let now = cache.now();
         let stored = cache
             .backend_mut()
-            .restore(b":1:k", bytes, kind, NEVER, now);
-        assert_eq!(stored, fits, "restore of {} bytes", bytes.len());
+            .put(b":1:k", Put::Set, NEVER, now, |dst| {
+                let dst = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
+                dst.copy_from_slice(bytes);
+                Ok((bytes.len(), kind))
+            })
+            .is_ok();
+        assert_eq!(stored, fits, "put of {} bytes", bytes.len());
     }
     if !fits {
         assert!(cache.is_empty());

@@ -226,6 +226,7 @@ impl Crc {
         Crc(!0)
     }
 
+    #[inline(never)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         let mut c = self.0;
         for &b in bytes {
@@ -249,6 +250,7 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
 }
 
 /// Bytes of the LEB128 varint of `v`.
+#[inline(never)]
 pub(crate) const fn varint_len(v: u64) -> usize {
     let mut n = 1;
     let mut v = v >> 7;
@@ -261,6 +263,7 @@ pub(crate) const fn varint_len(v: u64) -> usize {
 
 /// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
 /// returns its length.
+#[inline(never)]
 pub(crate) fn put_varint(out: &mut [u8], mut v: u64) -> usize {
     let mut i = 0;
     while i < out.len() {
@@ -350,6 +353,21 @@ fn part_b_crc(fields: &[u8]) -> u32 {
     c.finish()
 }
 
+/// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]
+/// when every byte there asks for one more and `h` ends first.
+#[inline(never)]
+fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
+    let rest = h.get(n..).unwrap_or(&[]);
+    get_varint(rest, max).ok_or_else(|| {
+        let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
+        if short {
+            Unread::Short
+        } else {
+            Unread::Invalid
+        }
+    })
+}
+
 /// Why a record header does not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Unread {
@@ -391,6 +409,7 @@ impl RecHead {
     /// (a time older than `base` is stored as `base`). The key and value lengths must be
     /// in range (`klen` 1..=255 for puts and tombstones, 0 else; `vlen` ≤ [`VLEN_MAX`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(crate) fn new(
         ty: u8,
         start: bool,
@@ -472,18 +491,7 @@ impl RecHead {
     /// continue past `h`) from one that no bytes after `h` could make valid.
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
-        let varint = |n: usize, max: usize| {
-            let rest = h.get(n..).unwrap_or(&[]);
-            get_varint(rest, max).ok_or_else(|| {
-                // Every byte read so far asks for one more, and `h` ends first.
-                let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
-                if short {
-                    Unread::Short
-                } else {
-                    Unread::Invalid
-                }
-            })
-        };
+        let varint = |n: usize, max: usize| varint_at(h, n, max);
         let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
@@ -533,16 +541,6 @@ impl RecHead {
             expiry,
             hlen: n as u8,
         })
-    }
-
-    /// CRC over the header (encoded for `base`), `key` and `value`.
-    pub(crate) fn compute_crc(&self, base: u64, key: &[u8], value: &[u8]) -> u32 {
-        let h = self.encode(base);
-        let mut c = Crc::new();
-        c.update(&h[..usize::from(self.hlen)]);
-        c.update(key);
-        c.update(value);
-        c.finish()
     }
 
     /// Bytes before the CRC (header, key and value).

@@ -148,6 +148,7 @@ impl<F: NorFlash> Log<F> {
     }
 
     /// Reads `out.len()` bytes at `addr`, honouring `READ_SIZE`.
+    #[inline(never)]
     pub fn read(&mut self, addr: u32, out: &mut [u8]) -> Res<(), F> {
         let rs = F::READ_SIZE as u32;
         if rs <= 1 {
@@ -244,14 +245,21 @@ impl<F: NorFlash> Log<F> {
         }
     }
 
-    /// Writes `parts` back to back from `addr` (aligned), padding the end with 0xFF.
-    fn write_parts(&mut self, addr: u32, parts: &[&[u8]]) -> Res<(), F> {
+    /// Writes `parts` back to back from `addr` (aligned), then, with `crc`, their CRC-32C
+    /// (a record), padding the end with 0xFF: the one writer of headers and records.
+    fn write_parts(&mut self, addr: u32, parts: &[&[u8]], crc: bool) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
         let mut buf = [0xffu8; SCRATCH];
         let mut fill = 0usize;
         let mut at = addr;
+        let mut sum = Crc::new();
         for part in parts {
-            let mut rest: &[u8] = part;
+            sum.update(part);
+        }
+        let tail = sum.finish().to_le_bytes();
+        let tail: &[u8] = if crc { &tail } else { &[] };
+        for part in parts.iter().copied().chain([tail]) {
+            let mut rest = part;
             while !rest.is_empty() {
                 let n = (SCRATCH - fill).min(rest.len());
                 buf[fill..fill + n].copy_from_slice(&rest[..n]);
@@ -276,7 +284,7 @@ impl<F: NorFlash> Log<F> {
 
     /// Writes part A with `count` on page `p` (blank).
     pub fn write_part_a(&mut self, p: u32, count: u32) -> Res<(), F> {
-        self.write_parts(self.page_addr(p), &[&part_a(count)])
+        self.write_parts(self.page_addr(p), &[&part_a(count)], false)
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
@@ -293,7 +301,7 @@ impl<F: NorFlash> Log<F> {
             .map_err(FlashError::Flash)?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_parts(addr, &[&part_a(count)])?;
+        self.write_parts(addr, &[&part_a(count)], false)?;
         Ok(count)
     }
 
@@ -317,7 +325,7 @@ impl<F: NorFlash> Log<F> {
             _ => return Err(FlashError::Corrupted),
         };
         let (b, n) = part_b(seq, time);
-        self.write_parts(self.page_addr(p) + a_len, &[&b[..n]])?;
+        self.write_parts(self.page_addr(p) + a_len, &[&b[..n]], false)?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -345,34 +353,41 @@ impl<F: NorFlash> Log<F> {
         if size > room as u64 {
             return Ok(None);
         }
-        let end = r.body_end();
-        if end as usize + REC_CRC <= hn {
-            let e = end as usize;
-            let stored = u32::from_le_bytes([h[e], h[e + 1], h[e + 2], h[e + 3]]);
-            return Ok((super::format::crc32c(&h[..e]) == stored).then_some(r));
-        }
-        let first = hn.min(end as usize);
+        let ok = self.crc_matches(addr, &mut h, hn, r.body_end())?;
+        Ok(ok.then_some(r))
+    }
+
+    /// True when the CRC stored after the first `end` bytes of the record at `addr`
+    /// matches them. `h` holds the record's first `have` bytes (as read, or with a header
+    /// of the caller's in place) and is reused to read the rest: the one CRC check of every
+    /// record read, at open, in compaction and in damage checks.
+    fn crc_matches(
+        &mut self,
+        addr: u32,
+        h: &mut [u8; SCRATCH],
+        have: usize,
+        end: u32,
+    ) -> Res<bool, F> {
+        let e = end as usize;
         let mut crc = Crc::new();
-        crc.update(&h[..first]);
-        let mut done = first as u32;
-        let mut buf = [0u8; SCRATCH];
-        while done < end {
-            let n = (end - done).min(SCRATCH as u32);
-            self.read(addr + done, &mut buf[..n as usize])?;
-            crc.update(&buf[..n as usize]);
-            done += n;
+        crc.update(&h[..have.min(e)]);
+        // The stored CRC may start inside what was read already.
+        let mut stored = [0u8; REC_CRC];
+        let got = have.saturating_sub(e).min(REC_CRC);
+        if got > 0 {
+            stored[..got].copy_from_slice(&h[e..e + got]);
         }
-        // The CRC may start inside what was read already.
-        let mut c = [0u8; REC_CRC];
-        let mut i = 0usize;
-        while i < REC_CRC && (end as usize + i) < hn {
-            c[i] = h[end as usize + i];
-            i += 1;
+        let mut at = have.min(e) as u32;
+        while at < end {
+            let n = (end - at).min(SCRATCH as u32) as usize;
+            self.read(addr + at, &mut h[..n])?;
+            crc.update(&h[..n]);
+            at += n as u32;
         }
-        if i < REC_CRC {
-            self.read(addr + end + i as u32, &mut c[i..])?;
+        if got < REC_CRC {
+            self.read(addr + end + got as u32, &mut stored[got..])?;
         }
-        Ok((crc.finish() == u32::from_le_bytes(c)).then_some(r))
+        Ok(crc.finish() == u32::from_le_bytes(stored))
     }
 
     /// True when page `p`'s records, ending at `off` (no valid record there), end in
@@ -387,6 +402,8 @@ impl<F: NorFlash> Log<F> {
     /// valid records inside its claimed length or one whose header, with one bit flipped
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
+    #[cold]
+    #[inline(never)]
     pub fn damaged_end(&mut self, p: u32, off: u32, base: u64) -> Res<bool, F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
@@ -446,27 +463,19 @@ impl<F: NorFlash> Log<F> {
 
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
     /// in place of those on flash, has a matching CRC.
+    #[cold]
+    #[inline(never)]
     fn crc_ok(&mut self, p: u32, off: u32, head: &[u8], r: &RecHead) -> Res<bool, F> {
-        let addr = self.page_addr(p) + off;
-        let hl = u32::from(r.hlen);
-        let end = r.body_end();
-        let mut crc = Crc::new();
-        crc.update(&head[..hl as usize]);
-        let mut buf = [0u8; SCRATCH];
-        let mut at = hl;
-        while at < end {
-            let k = (end - at).min(SCRATCH as u32);
-            self.read(addr + at, &mut buf[..k as usize])?;
-            crc.update(&buf[..k as usize]);
-            at += k;
-        }
-        let mut c = [0u8; REC_CRC];
-        self.read(addr + end, &mut c)?;
-        Ok(crc.finish() == u32::from_le_bytes(c))
+        let hl = usize::from(r.hlen);
+        let mut h = [0u8; SCRATCH];
+        h[..hl].copy_from_slice(&head[..hl]);
+        self.crc_matches(self.page_addr(p) + off, &mut h, hl, r.body_end())
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
     /// `p` (read with base time `base`).
+    #[cold]
+    #[inline(never)]
     fn valid_record_in(&mut self, p: u32, from: u32, to: u32, base: u64) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
         let mut off = align_up(from as usize, ws as usize) as u32;
@@ -481,6 +490,8 @@ impl<F: NorFlash> Log<F> {
 
     /// True when page `p` (not in the log) holds a valid record in its first bytes after
     /// part A: a log page whose header is damaged. Blank pages are told at one read.
+    #[cold]
+    #[inline(never)]
     pub fn holds_records(&mut self, p: u32) -> Res<bool, F> {
         let from = Self::a_len();
         let to = (from + HOLD_SCAN).min(self.page_size);
@@ -594,10 +605,9 @@ impl<F: NorFlash> Log<F> {
         let size = r.size(F::WRITE_SIZE) as u32;
         let h = r.encode(self.head_base);
         let h = &h[..usize::from(r.hlen)];
-        let crc = r.compute_crc(self.head_base, key, val).to_le_bytes();
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self.write_parts(addr, &[h, key, val, &crc]) {
+        if let Err(e) = self.write_parts(addr, &[h, key, val], true) {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
@@ -626,51 +636,44 @@ impl Committed {
 
     pub fn next<F: NorFlash>(&mut self, log: &mut Log<F>) -> Res<Option<(Pos, RecHead)>, F> {
         let ws = F::WRITE_SIZE;
+        // A record whose batch's end is being looked for, and where the search is.
+        let mut held: Option<(Pos, RecHead)> = None;
+        let mut q = self.pos;
         loop {
             if self.budget == 0 {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some((at, r)) = log.next_rec(self.pos)? else {
+            let Some((at, r)) = log.next_rec(q)? else {
                 return Ok(None);
             };
-            self.pos = Pos {
+            q = Pos {
                 li: at.li,
                 off: at.off + r.size(ws) as u32,
             };
-            if let Some(end) = self.end {
-                if at == end {
-                    self.end = None;
-                }
-                return Ok(Some((at, r)));
-            }
-            if r.end() {
-                return Ok(Some((at, r)));
-            }
-            // A batch (or what is left of one): look for its end before the next start.
-            let mut q = self.pos;
-            loop {
-                if self.budget == 0 {
-                    return Ok(None);
-                }
-                self.budget -= 1;
-                match log.next_rec(q)? {
-                    None => return Ok(None),
-                    Some((qa, qr)) if qr.start() => {
-                        self.pos = qa;
-                        break;
+            let Some(first) = held else {
+                self.pos = q;
+                if let Some(end) = self.end {
+                    if at == end {
+                        self.end = None;
                     }
-                    Some((qa, qr)) if qr.end() => {
-                        self.end = Some(qa);
-                        return Ok(Some((at, r)));
-                    }
-                    Some((qa, qr)) => {
-                        q = Pos {
-                            li: qa.li,
-                            off: qa.off + qr.size(ws) as u32,
-                        }
-                    }
+                    return Ok(Some((at, r)));
                 }
+                if r.end() {
+                    return Ok(Some((at, r)));
+                }
+                // A batch (or what is left of one): look for its end before the next start.
+                held = Some((at, r));
+                continue;
+            };
+            if r.start() {
+                // The batch never ended: go on from this record.
+                held = None;
+                q = at;
+                self.pos = at;
+            } else if r.end() {
+                self.end = Some(at);
+                return Ok(Some(first));
             }
         }
     }

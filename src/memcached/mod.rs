@@ -1,11 +1,17 @@
 //! memcached's text protocol over a tickcache backend: `no_std`, no heap.
 //!
-//! Two halves, both usable on a microcontroller (a UART or TCP stack feeding bytes in):
+//! Four parts, all usable on a microcontroller (a UART or TCP stack feeding bytes in):
 //! - [`Parser`] turns a connection's bytes into [`Command`]s incrementally: it consumes
 //!   nothing until a command (line and data block) is complete, never allocates, and
 //!   discards a data block that exceeds the item limit instead of buffering it.
-//! - [`Memcached`] executes commands on a [`Store`] (a [`Table`] or a [`Persistent`]
-//!   table) and writes memcached's replies into a [`Sink`].
+//! - [`Memcached`] executes commands on a [`Store`] (a [`Table`], or a table logged to
+//!   flash by the [`flash`](crate::flash) module) and writes memcached's replies into a
+//!   [`Sink`].
+//! - [`Driver`] is one connection, sans IO: bytes in, replies out to an
+//!   [`embedded_io::Write`] sink, in a bounded input buffer, one command (or one key of a
+//!   multi-get) per step, with long lines, too-large items, lost bytes and a full sink
+//!   handled (see its module). The server, the tests, the fuzz target and the firmware all
+//!   run connections through it.
 //!
 //! # Items
 //! An item is one table entry of [`Kind::Item`]: a 12-byte header (client flags `u32`, cas
@@ -31,20 +37,24 @@
 //!   `ERROR`.
 //!
 //! [`Table`]: crate::Table
-//! [`Persistent`]: crate::Persistent
 
+pub mod driver;
 mod parse;
 
+/// The IO traits of the driver's output, re-exported so a [`Handler`] names the same
+/// version.
+pub use embedded_io;
+
+#[cfg(feature = "std")]
+pub use driver::GrowBuf;
+pub use driver::{Buffer, Driver, Event, Handler, LongLines, Reply, WriteError, REPLY_TOO_LARGE};
 pub use parse::{Command, Keys, Parser, Step, StoreOp};
 pub use parse::{BAD_CHUNK, BAD_FORMAT, ERROR, LINE_TOO_LONG};
 
 use core::hash::BuildHasher;
 
-use embedded_storage::nor_flash::NorFlash;
-
 use crate::backend::{Backend, Put, NEVER};
 use crate::error::Error;
-use crate::flash::Persistent;
 use crate::table::Table;
 use crate::value::{self, Kind};
 
@@ -60,6 +70,12 @@ pub const RELATIVE_MAX: i64 = 60 * 60 * 24 * 30;
 pub trait Sink {
     /// Appends bytes to the reply.
     fn put(&mut self, bytes: &[u8]);
+}
+
+impl<T: Sink + ?Sized> Sink for &mut T {
+    fn put(&mut self, bytes: &[u8]) {
+        T::put(self, bytes);
+    }
 }
 
 #[cfg(feature = "std")]
@@ -137,20 +153,6 @@ pub type HeapMemcached<H = std::collections::hash_map::RandomState> =
 impl<const N: usize, const K: usize, const V: usize, H: BuildHasher> Store for Table<N, K, V, H> {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
         Table::peek(self, key, now)
-    }
-}
-
-impl<
-        F: NorFlash,
-        const N: usize,
-        const K: usize,
-        const V: usize,
-        const D: usize,
-        H: BuildHasher,
-    > Store for Persistent<F, N, K, V, D, H>
-{
-    fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
-        self.table().peek(key, now)
     }
 }
 

@@ -40,6 +40,11 @@ impl<'a> Keys<'a> {
     pub const fn new(list: &'a [u8]) -> Self {
         Keys { rest: list }
     }
+
+    /// The keys not yet returned, as they appear in the command line.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.rest
+    }
 }
 
 impl<'a> Iterator for Keys<'a> {
@@ -216,6 +221,16 @@ impl Parser {
     /// The item limit in data bytes.
     pub const fn item_max(&self) -> usize {
         self.item_max
+    }
+
+    /// The line limit in bytes, newline included.
+    pub const fn line_max(&self) -> usize {
+        self.line_max
+    }
+
+    /// Forgets a too-large data block being discarded: the next bytes start a command.
+    pub fn reset(&mut self) {
+        self.skip = 0;
     }
 
     /// True while a too-large data block is being discarded.

@@ -1,0 +1,204 @@
+//! How long interrupts stay masked by a shared cache call, on the target: the blocking
+//! `SharedCache` (critical section) masks them for the whole call, a persistent `set` that
+//! compacts the flash log included; the `AsyncSharedCache` masks them only while its
+//! async mutex updates its own state, whatever the backend does. Run by `masking.sh`.
+//!
+//! Method: QEMU with `-icount shift=0` (1 ns of virtual time per instruction) and SysTick
+//! at 25 MHz on mps2-an386: one tick per 40 instructions, checked by a calibration loop.
+//! A blocking call runs inside one critical section from start to end, so its duration is
+//! the time interrupts stay masked (to one tick, 40 instructions). The async cache's
+//! masked windows (one to take the lock, one to give it back) are both inside
+//! `try_with(|_| Ok(()))`; 1,024 of them timed in one loop give their cost per call to a
+//! fraction of an instruction, an upper bound for the two windows together. RAM-backed
+//! NOR erases in a few thousand instructions; a real part's erase adds its own time
+//! (milliseconds) to every compacting blocking call.
+
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use cortex_m_semihosting::{debug, hprintln};
+use embedded_storage::nor_flash::NorFlash;
+use tickcache::flash::{Persistent, Policy};
+use tickcache::{AsyncSharedCache, Config, Key, ManualClock, MemCache, SharedCache, Table};
+
+#[path = "../ramflash.rs"]
+mod ramflash;
+
+/// 4 pages of 1 KiB of NOR flash in RAM.
+type Flash = ramflash::RamFlash<4096>;
+/// Calls per workload.
+const CALLS: u32 = 400;
+/// Distinct keys: more than the 16 entries, so tables cull and the log compacts.
+const KEYS: u32 = 24;
+
+fn ticks_now() -> u32 {
+    SYST::get_current()
+}
+
+fn ticks_since(start: u32) -> u32 {
+    start.wrapping_sub(ticks_now()) & 0x00FF_FFFF
+}
+
+/// Instructions per tick, from a loop of a known instruction count (two per turn); `None`
+/// unless QEMU runs with `-icount shift=0` on mps2-an386 (40 instructions a tick).
+fn calibrate() -> Option<u32> {
+    const TURNS: u32 = 1_000_000;
+    let start = ticks_now();
+    let mut left = black_box(TURNS);
+    // SAFETY: only the register given is changed; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "subs {0}, {0}, #1",
+            "bne 2b",
+            inout(reg) left,
+            options(nomem, nostack),
+        );
+    }
+    let ticks = ticks_since(start).max(1);
+    let per_tick = (2 * TURNS + ticks / 2) / ticks;
+    (left == 0 && per_tick == 40).then_some(per_tick)
+}
+
+/// The longest of `CALLS` timed calls: (all calls, the calls for which `compacted` said
+/// yes), in ticks, and how many calls failed or compacted.
+struct Longest {
+    any: u32,
+    compacting: u32,
+    compactions: u32,
+    failed: u32,
+}
+
+fn longest(mut call: impl FnMut(u32) -> bool, mut compacted: impl FnMut() -> bool) -> Longest {
+    let mut l = Longest {
+        any: 0,
+        compacting: 0,
+        compactions: 0,
+        failed: 0,
+    };
+    for i in 0..CALLS {
+        let start = ticks_now();
+        let ok = call(i);
+        let t = ticks_since(start);
+        l.failed += u32::from(!ok);
+        l.any = l.any.max(t);
+        if compacted() {
+            l.compactions += 1;
+            l.compacting = l.compacting.max(t);
+        }
+    }
+    l
+}
+
+fn key(i: u32) -> Key<'static> {
+    Key::new("sensor").version((i % KEYS) as i32)
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    if let Some(mut p) = cortex_m::Peripherals::take() {
+        p.SYST.set_clock_source(SystClkSource::Core);
+        p.SYST.set_reload(0x00FF_FFFF);
+        p.SYST.clear_current();
+        p.SYST.enable_counter();
+    }
+    let Some(per_tick) = calibrate() else {
+        hprintln!("calibration failed: run under QEMU mps2-an386 with -icount shift=0");
+        stop(false)
+    };
+    let mut failed = 0;
+    let clock = ManualClock::new(1000);
+
+    // Blocking, memory: every call is masked from start to end.
+    let mem = SharedCache::new(MemCache::<_, 16, 24, 16>::new(
+        &clock,
+        Table::new(),
+        Config::new(),
+    ));
+    let l = longest(|i| mem.with(|c| c.set(key(i), &i, 600)).is_ok(), || false);
+    failed += l.failed;
+    hprintln!(
+        "masking blocking_memory_set {} instructions (longest of {} sets)",
+        l.any * per_tick,
+        CALLS
+    );
+
+    // Blocking, persistent (write-through on RAM-backed NOR): the sets that compact.
+    let Some(flash) = cortex_m::singleton!(: Flash = Flash::new()) else {
+        stop(false)
+    };
+    failed += u32::from(flash.erase(0, 4096).is_err());
+    type P<'f> = Persistent<&'f mut Flash, 16, 24, 16>;
+    match P::open(&mut *flash, 0..4096, Table::new(), Policy::WriteThrough) {
+        Ok(p) => {
+            let shared = SharedCache::new(p.into_cache(&clock, Config::new()));
+            let erases = core::cell::Cell::new(0u64);
+            let l = longest(
+                |i| shared.with(|c| c.set(key(i), &i, 600)).is_ok(),
+                || {
+                    let now = shared
+                        .lock(|c| c.backend_mut().wear().map(|w| w.total))
+                        .unwrap_or(0);
+                    now != erases.replace(now)
+                },
+            );
+            failed += l.failed + u32::from(l.compactions == 0);
+            hprintln!(
+                "masking blocking_persistent_set {} instructions (longest of {} sets)",
+                l.any * per_tick,
+                CALLS
+            );
+            hprintln!(
+                "masking blocking_persistent_compacting_set {} instructions (longest of {} sets that erased a page)",
+                l.compacting * per_tick,
+                l.compactions
+            );
+        }
+        Err(_) => failed += 1,
+    }
+
+    // Async: only the mutex's own bookkeeping is masked, whatever the call does.
+    let tasks = AsyncSharedCache::new(MemCache::<_, 16, 24, 16>::new(
+        &clock,
+        Table::new(),
+        Config::new(),
+    ));
+    const TIMED: u32 = 1024;
+    let start = ticks_now();
+    for _ in 0..TIMED {
+        failed += u32::from(black_box(&tasks).try_with(|_| Ok(())).is_err());
+    }
+    let ticks = ticks_since(start);
+    let per_call = u64::from(ticks) * u64::from(per_tick) * 100 / u64::from(TIMED);
+    hprintln!(
+        "masking async_lock_and_unlock {}.{:02} instructions (both masked windows and the call around them, mean of {})",
+        per_call / 100,
+        per_call % 100,
+        TIMED
+    );
+
+    if failed != 0 {
+        hprintln!("{} calls failed", failed);
+    }
+    stop(failed == 0)
+}
+
+/// Ends the program: exit status 0 when `ok`.
+fn stop(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    stop(false)
+}

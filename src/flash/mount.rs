@@ -1,0 +1,350 @@
+//! Opening a region: finding the log's pages, replaying them into the table, recovering
+//! from damage, and formatting.
+
+use core::hash::BuildHasher;
+use core::ops::Range;
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::log::{Committed, Log, Pos};
+use super::{Fe, FlashError, Persistent, Policy};
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::table::Table;
+use crate::value::Kind;
+
+use super::format::{T_CLEAR, T_PUT, T_TOMB};
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+    > Persistent<F, N, K, V, D, S>
+{
+    /// Opens the log in `range` of `flash` (page-aligned: `NorFlash::ERASE_SIZE` is the
+    /// page) and replays it into `table` (whose culling limits are kept). A blank or
+    /// foreign region opens empty.
+    ///
+    /// # What is dropped, and why
+    /// A cache may lose an entry (a miss), never serve a value older than one it
+    /// acknowledged later. So, besides expired entries and batches a power cut left
+    /// incomplete:
+    /// - **Records this configuration cannot hold** (a key longer than `K` or a value
+    ///   longer than `V`, written by firmware with larger capacities) are skipped, and
+    ///   any older value of the same key is dropped with them.
+    /// - **Everything before damage.** Records are replayed oldest first. A page's records
+    ///   end in blank flash, or in a record a power cut tore (a prefix of a record followed
+    ///   by blank flash). Any other end (a record whose CRC fails, a header no record has,
+    ///   written bytes after blank ones) is damage: the rest of that page is unreadable and
+    ///   may have held newer records or tombstones of any key. So every entry whose latest
+    ///   record lies before the damage is dropped, and everything written after it (from
+    ///   the next page on) is kept. With several damaged pages, the newest one counts.
+    /// - **Pages cut off from the log.** Log pages carry consecutive sequence numbers; the
+    ///   log is the run ending at the highest one. Pages before a gap in the numbers are not
+    ///   read (their entries are lost; nothing newer is).
+    /// - **Everything, when the newest page may be gone.** A page after the head that has a
+    ///   valid header part B, or holds valid records (a log page whose header is damaged),
+    ///   or a page outside the log whose sequence number is not below the log's oldest (a
+    ///   copy of a log page), shows that a page newer than the head may have been there.
+    ///   Every entry is dropped, and a clear record written at the head makes that durable.
+    ///
+    /// Pages outside the log with a valid header or records (stray pages) are erased, so
+    /// they never come to follow the head later. Records dropped for damage are never
+    /// copied by compaction, so a drop holds across reopens until the damaged page is
+    /// erased, and writes made after the damaged open are kept.
+    ///
+    /// Damage that leaves no trace cannot be told from a shorter log, and older values of
+    /// keys written in the lost part then come back: the newest page, or the end of it,
+    /// erased (or replaced by zeros or garbage, as a page erase cut short leaves it); a
+    /// page's last record damaged so that it claims more bytes than were written (beyond
+    /// one flipped header bit, which is found) or with its last CRC byte 0xFF, which reads
+    /// as a record a power cut tore. See `FLASH.md` for measured figures.
+    ///
+    /// Returns [`FlashError::Corrupted`] only when the log cannot be continued at all (its
+    /// sequence numbers are exhausted); [`Persistent::open_or_format`] formats the region
+    /// then and opens it empty, and [`Persistent::erase_all`] formats it at any time:
+    ///
+    /// ```
+    /// # #[cfg(feature = "_mock")] {
+    /// use tickcache::flash::{MockFlash, Persistent, Policy};
+    /// use tickcache::Table;
+    ///
+    /// let mut flash = MockFlash::<4, 1024, 4>::new();
+    /// let mut p = Persistent::<_, 16, 32, 16>::open_or_format(&mut flash, 0..4096,
+    ///     Table::new(), Policy::WriteThrough)?;
+    /// p.erase_all()?; // every entry gone, on flash too
+    /// assert_eq!(p.pages_used(), 0);
+    /// # }
+    /// # Ok::<(), tickcache::flash::FlashError<tickcache::flash::MockError>>(())
+    /// ```
+    pub fn open(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V, S>,
+        policy: Policy,
+    ) -> Result<Self, Fe<F>> {
+        Self::start(flash, range, table, policy, false)
+    }
+
+    /// [`Persistent::open`], but when the flash holds something it cannot open
+    /// ([`FlashError::Corrupted`]), the region is formatted ([`Persistent::erase_all`]) and
+    /// opens empty: for firmware that prefers an empty cache to a refused one. Flash
+    /// errors and a bad range are still returned.
+    pub fn open_or_format(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V, S>,
+        policy: Policy,
+    ) -> Result<Self, Fe<F>> {
+        Self::start(flash, range, table, policy, true)
+    }
+
+    pub(super) fn start(
+        flash: F,
+        range: Range<u32>,
+        table: Table<N, K, V, S>,
+        policy: Policy,
+        format: bool,
+    ) -> Result<Self, Fe<F>> {
+        const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
+        #[allow(clippy::let_unit_value)]
+        let () = Log::<F>::GEOMETRY;
+        let page_size = F::ERASE_SIZE as u32;
+        let len = range.end.saturating_sub(range.start);
+        if range.start % page_size != 0
+            || len % page_size != 0
+            || len / page_size < 2
+            || range.end as usize > flash.capacity()
+        {
+            return Err(FlashError::BadRange);
+        }
+        let log = Log::new(flash, range.start, len / page_size, page_size);
+        let mut me = Persistent {
+            table,
+            log,
+            policy,
+            dirty_keys: [[0; K]; D],
+            dirty_len: [0; D],
+            dirty: 0,
+            pending_clear: false,
+            time: 0,
+            commits: 0,
+        };
+        match me.mount() {
+            Err(FlashError::Corrupted) if format => me.erase_all()?,
+            r => r?,
+        }
+        Ok(me)
+    }
+
+    /// Reads the log: finds its pages, replays it into the table, checks for damage.
+    pub(super) fn mount(&mut self) -> Result<(), Fe<F>> {
+        let page_size = self.log.page_size;
+        let log = &mut self.log;
+        // Find the head (highest sequence), then walk back while sequences go down one by
+        // one: pages are opened with consecutive numbers and leave the log from its tail, so
+        // a gap means pages are missing, and the pages before it are not trusted (not read).
+        let mut head: Option<(u32, u32)> = None;
+        for p in 0..log.pages {
+            if let Some(c) = log.erase_count(p)? {
+                log.max_erase = log.max_erase.max(c);
+            }
+            if let Some((s, _, _)) = log.page_seq(p)? {
+                if head.is_none_or(|(_, hs)| s > hs) {
+                    head = Some((p, s));
+                }
+            }
+        }
+        if let Some((hp, hs)) = head {
+            let (mut cur, mut cur_seq, mut used) = (hp, hs, 1);
+            while used < log.pages {
+                let prev = (cur + log.pages - 1) % log.pages;
+                match log.page_seq(prev)? {
+                    Some((s, _, _)) if s.wrapping_add(1) == cur_seq => {
+                        cur = prev;
+                        cur_seq = s;
+                        used += 1;
+                    }
+                    _ => break,
+                }
+            }
+            log.tail = cur;
+            log.used = used;
+            log.seq = hs;
+            Self::find_head_end(log)?;
+            if log.used == log.pages {
+                // Only a compaction fills the last free page, and until it erases the
+                // oldest page it writes nothing there but copies of that page's records:
+                // drop the copies and let the compaction run again.
+                log.erase_page(hp, None)?;
+                log.used -= 1;
+                log.seq = hs - 1;
+                Self::find_head_end(log)?;
+            }
+        }
+        // A page outside the log never has a valid header part B nor holds records, unless
+        // damaged (an erase or a header write cut short leaves neither). Such a stray page
+        // right after the head means a page newer than the head may have been there: nothing
+        // read can be trusted to be the latest. Stray pages are erased below, so that they
+        // never come to follow the head later.
+        // A stray page whose sequence number is not below the log's oldest one cannot be an
+        // older page cut off from it either (a copy of a log page, say): the same then.
+        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
+        let mut strays = false;
+        let mut lost_head = false;
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let seq = log.page_seq(p)?.map(|(s, _, _)| s);
+            if seq.is_some() || log.holds_records(p)? {
+                strays = true;
+                let newer = seq.is_some_and(|s| s >= tail_seq);
+                lost_head |= log.used > 0 && (li == log.used || newer);
+            }
+        }
+        if lost_head {
+            log.trust_from = log.used;
+        }
+        for li in 0..self.log.used {
+            let p = self.log.phys(li);
+            if let Some((_, t)) = self.log.page_start(p)? {
+                self.time = self.time.max(t);
+            }
+        }
+        // Replay, checking how each page's records end; then, when damage was found, replay
+        // again from the first page after it: whatever came before may have been overwritten
+        // in the unreadable part (by a record or a tombstone of any key).
+        self.log.check = true;
+        self.replay(Pos::START)?;
+        self.log.check = false;
+        let trust = self.log.trust_from;
+        if trust > 0 {
+            let _ = self.table.clear();
+            self.replay(Pos { li: trust, off: 0 })?;
+        }
+        if lost_head {
+            // Make the drop durable before the page that shows it is erased: a clear record
+            // at the head (in a new page when the head is full: that page is then the stray
+            // one, erased first).
+            self.pending_clear = true;
+            self.flush_dirty().map_err(|e| match e {
+                Error::Backend(e) => e,
+                _ => FlashError::Corrupted,
+            })?;
+        }
+        let log = &mut self.log;
+        if strays {
+            for li in log.used..log.pages {
+                let p = log.phys(li);
+                if log.page_seq(p)?.is_some() || log.holds_records(p)? {
+                    log.erase_page(p, None)?;
+                }
+            }
+        }
+        // Free pages after the head that can join the log without an erase: a valid
+        // part A and nothing else, or fully blank (part A is written now).
+        log.ready = 0;
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let addr = log.page_addr(p);
+            let a_len = Log::<F>::a_len();
+            let ready = match log.erase_count(p)? {
+                Some(_) => log.is_blank(addr + a_len, page_size - a_len)?,
+                None if log.is_blank(addr, page_size)? => {
+                    let count = log.max_erase;
+                    log.write_part_a(p, count)?;
+                    true
+                }
+                None => false,
+            };
+            if !ready {
+                break;
+            }
+            log.ready += 1;
+        }
+        Ok(())
+    }
+
+    /// Sets the head page's base time and where its records end (the page is sealed when
+    /// anything but blank follows them).
+    pub(super) fn find_head_end(log: &mut Log<F>) -> Result<(), Fe<F>> {
+        let (hp, ps) = (log.phys(log.used - 1), log.page_size);
+        let Some((first, base)) = log.page_start(hp)? else {
+            return Err(FlashError::Corrupted);
+        };
+        let mut off = first;
+        for _ in 0..log.max_records() {
+            match log.read_record(hp, off, base)? {
+                Some(r) => off += r.size(F::WRITE_SIZE) as u32,
+                None => break,
+            }
+        }
+        let blank = log.is_blank(log.page_addr(hp) + off, ps - off)?;
+        log.head_off = if blank { off } else { ps };
+        log.head_base = base;
+        Ok(())
+    }
+
+    pub(super) fn replay(&mut self, from: Pos) -> Result<(), Fe<F>> {
+        let mut it = Committed::new(&self.log, from);
+        let mut key = [0u8; K];
+        let mut val = [0u8; V];
+        while let Some((at, r)) = it.next(&mut self.log)? {
+            self.time = self.time.max(r.time);
+            match r.ty() {
+                T_PUT => {
+                    let kl = usize::from(r.klen);
+                    let fits = self.log.read_body(at, &r, &mut key, &mut val)?;
+                    let restored = fits
+                        && Kind::from_u8(r.kind()).is_some_and(|kind| {
+                            let v = &val[..r.vlen as usize];
+                            self.table.restore(&key[..kl], v, kind, r.expiry, self.time)
+                        });
+                    // A record this configuration cannot hold (written with a larger `K` or
+                    // `V`) is dropped, and so is any older value of its key.
+                    if !restored {
+                        let mut key_only = r;
+                        key_only.vlen = 0;
+                        if self.log.read_body(at, &key_only, &mut key, &mut [])? {
+                            let _ = self.table.delete(&key[..kl], 0);
+                        }
+                    }
+                }
+                // A key longer than `K` was never restored: nothing to remove.
+                T_TOMB if self.log.read_body(at, &r, &mut key, &mut [])? => {
+                    let _ = self.table.delete(&key[..usize::from(r.klen)], 0);
+                }
+                T_CLEAR => {
+                    let _ = self.table.clear();
+                }
+                _ => {}
+            }
+        }
+        self.log.written_time = self.time;
+        Ok(())
+    }
+
+    /// Formats the region: erases every page (counting the erase in each page's header),
+    /// and empties the table and the list of changed keys. The log's pages go oldest first,
+    /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
+    /// come back then, each with the latest value it had (never an older one).
+    pub fn erase_all(&mut self) -> Result<(), Fe<F>> {
+        let _ = self.table.clear();
+        self.dirty = 0;
+        self.pending_clear = false;
+        let log = &mut self.log;
+        for li in 0..log.pages {
+            let p = log.phys(li);
+            log.erase_page(p, None)?;
+        }
+        log.used = 0;
+        log.seq = 0;
+        log.ready = log.pages;
+        log.head_off = log.page_size;
+        log.trust_from = 0;
+        log.check = false;
+        Ok(())
+    }
+}
