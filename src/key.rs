@@ -719,21 +719,33 @@ fn copy_checked(key: &[u8], dst: &mut [u8]) -> bool {
     const W: usize = core::mem::size_of::<usize>();
     const ONES: usize = usize::MAX / 0xff;
     const HIGHS: usize = ONES * 0x80;
-    let mut refused = 0;
-    let mut to = dst.chunks_exact_mut(W);
-    let mut from = key.chunks_exact(W);
-    for (d, s) in (&mut to).zip(&mut from) {
+    #[inline(always)]
+    fn word(d: &mut [u8], s: &[u8]) -> usize {
         d.copy_from_slice(s);
         let mut w = [0u8; W];
         w.copy_from_slice(s);
         let x = usize::from_ne_bytes(w);
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let del = x ^ (ONES * 0x7f);
-        refused |= (below | (del.wrapping_sub(ONES) & !del)) & HIGHS;
+        (below | (del.wrapping_sub(ONES) & !del)) & HIGHS
     }
-    for (d, &b) in to.into_remainder().iter_mut().zip(from.remainder()) {
-        *d = b;
-        refused |= usize::from(b <= 0x20 || b == 0x7f);
+    let n = key.len().min(dst.len());
+    let (key, dst) = (&key[..n], &mut dst[..n]);
+    let mut refused = 0;
+    if n >= W {
+        for (d, s) in dst.chunks_exact_mut(W).zip(key.chunks_exact(W)) {
+            refused |= word(d, s);
+        }
+        // The last bytes as one more word, overlapping the one before: no byte loop (which
+        // compiles to a `memcpy` call) for a key whose length is not a multiple of a word.
+        if n % W != 0 {
+            refused |= word(&mut dst[n - W..], &key[n - W..]);
+        }
+    } else {
+        for (d, &b) in dst.iter_mut().zip(key) {
+            *d = b;
+            refused |= usize::from(b <= 0x20 || b == 0x7f);
+        }
     }
     refused != 0
 }
