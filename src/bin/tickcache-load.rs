@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! tickcache-load --addr 127.0.0.1:11211 [--addr 127.0.0.1:21212] [--conns 50] [--secs 10]
-//!                [--keys 10000] [--get-percent 90] [--pipeline 1] [--rounds 1]
+//!                [--keys 10000] [--get-percent 90] [--value-size 32] [--pipeline 1]
+//!                [--rounds 1]
 //! ```
 //!
 //! Each connection sends `--pipeline` requests, waits for their replies, and repeats until
-//! the time is up: `get` of a random key (90 %) or `set` of a 32-byte value (10 %), keys of
-//! 16 bytes, all keys stored beforehand so every `get` hits. With several `--addr` the
-//! servers are measured one after the other in the same run, with the same settings and
-//! random sequence, `--rounds` times in alternation (so a noisy machine disturbs both
-//! alike), then totalled. One event-loop thread drives every connection.
+//! the time is up: `get` of a random key (90 %) or `set` of a `--value-size` value (10 %),
+//! keys of 16 bytes, all keys stored beforehand so every `get` hits (every reply is
+//! checked). With several `--addr` the servers are measured one after the other in the
+//! same run, with the same settings and random sequence, `--rounds` times in alternation
+//! (so a noisy machine disturbs both alike), then totalled, with each server's median
+//! round and its ratio to the first server's. One event-loop thread drives every
+//! connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,9 +26,10 @@ const USAGE: &str = "\
 tickcache-load: a closed-loop load generator for memcached-protocol servers
 
 Each connection sends --pipeline requests, waits for their replies and repeats until the
-time is up: a get of a random key (--get-percent) or a set of a 32-byte value, 16-byte
-keys, all stored beforehand. Several --addr are measured one after the other, --rounds
-times in alternation, then totalled.
+time is up: a get of a random key (--get-percent) or a set of a --value-size value,
+16-byte keys, all stored beforehand. Several --addr are measured one after the other,
+--rounds times in alternation, then totalled; with several rounds each server's median
+round (by throughput, and the median p99) is printed with its ratio to the first server.
 
 OPTIONS
   --addr ADDR          server to measure; repeat to compare (default 127.0.0.1:11211)
@@ -33,11 +37,13 @@ OPTIONS
   --secs N             seconds per measurement (default 10)
   --keys N             keys stored first and requested (default 10000)
   --get-percent P      share of gets, the rest are sets (default 90)
+  --value-size N       bytes of each value (default 32)
   --pipeline N         requests in flight per connection (default 1)
   --rounds N           measurements per server, alternating (default 1)
   --help               this text";
 
-const VALUE: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
+/// The bytes values are made of, repeated to `--value-size`.
+const PATTERN: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 /// Latency histogram: 1 µs buckets up to 100 ms, then one overflow bucket.
 const BUCKETS: usize = 100_000;
 
@@ -47,6 +53,7 @@ struct Opts {
     secs: u64,
     keys: u64,
     get_percent: u64,
+    value: Vec<u8>,
     pipeline: usize,
     rounds: usize,
 }
@@ -73,30 +80,68 @@ impl Rng {
     }
 }
 
-/// Reads until `need` replies ending in `END\r\n`, `STORED\r\n` (or any line for sets) are in.
+/// Reads the replies to `replies` requests (`get` of a stored key or `set`), checking each:
+/// `STORED`, or one `VALUE` block of `value_len` bytes then `END`.
 async fn read_replies(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
-    gets: usize,
-    sets: usize,
+    mut replies: usize,
+    value_len: usize,
 ) -> io::Result<()> {
     buf.clear();
-    let mut chunk = [0u8; 16384];
-    loop {
-        let ends = buf.windows(5).filter(|w| w == b"END\r\n").count();
-        let stored = buf.windows(8).filter(|w| w == b"STORED\r\n").count();
-        if ends >= gets && stored >= sets {
-            return Ok(());
+    let mut at = 0;
+    let bad = |what: &[u8]| {
+        let what = String::from_utf8_lossy(&what[..what.len().min(80)]).into_owned();
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected reply {what:?}"),
+        )
+    };
+    while replies > 0 {
+        // One complete reply at `at`?
+        let rest = &buf[at..];
+        let used = if rest.starts_with(b"STORED\r\n") {
+            Some(8)
+        } else if rest.starts_with(b"VALUE ") {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(eol) => {
+                    let len: Option<usize> = std::str::from_utf8(&rest[..eol - 1])
+                        .ok()
+                        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+                    if len != Some(value_len) {
+                        return Err(bad(rest));
+                    }
+                    let total = eol + 1 + value_len + 2 + 5;
+                    match rest.get(total - 5..total) {
+                        Some(b"END\r\n") => Some(total),
+                        Some(_) => return Err(bad(rest)),
+                        None => None,
+                    }
+                }
+                None => None,
+            }
+        } else if rest.len() >= 8 || rest.contains(&b'\n') {
+            return Err(bad(rest));
+        } else {
+            None
+        };
+        if let Some(n) = used {
+            at += n;
+            replies -= 1;
+            continue;
         }
-        let n = s.read(&mut chunk).await?;
+        if buf.capacity() - buf.len() < 16384 {
+            buf.reserve(16384);
+        }
+        let n = s.read_buf(buf).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
+    Ok(())
 }
 
-async fn preload(addr: SocketAddr, keys: u64) -> io::Result<()> {
+async fn preload(addr: SocketAddr, keys: u64, value: &[u8]) -> io::Result<()> {
     let mut s = TcpStream::connect(addr).await?;
     let mut buf = Vec::new();
     let mut i = 0;
@@ -104,17 +149,21 @@ async fn preload(addr: SocketAddr, keys: u64) -> io::Result<()> {
         let mut req = Vec::new();
         let batch = (keys - i).min(100);
         for j in i..i + batch {
-            req.extend_from_slice(b"set ");
-            req.extend_from_slice(&key(j));
-            req.extend_from_slice(b" 0 0 32\r\n");
-            req.extend_from_slice(VALUE);
-            req.extend_from_slice(b"\r\n");
+            set_request(&mut req, &key(j), value);
         }
         s.write_all(&req).await?;
-        read_replies(&mut s, &mut buf, 0, batch as usize).await?;
+        read_replies(&mut s, &mut buf, batch as usize, value.len()).await?;
         i += batch;
     }
     Ok(())
+}
+
+fn set_request(req: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    req.extend_from_slice(b"set ");
+    req.extend_from_slice(key);
+    req.extend_from_slice(format!(" 0 0 {}\r\n", value.len()).as_bytes());
+    req.extend_from_slice(value);
+    req.extend_from_slice(b"\r\n");
 }
 
 async fn client(
@@ -132,7 +181,6 @@ async fn client(
     let mut buf = Vec::with_capacity(4096);
     while Instant::now() < until {
         req.clear();
-        let (mut gets, mut sets) = (0, 0);
         for _ in 0..o.pipeline {
             let r = rng.next();
             let k = key((r >> 8) % o.keys);
@@ -140,24 +188,35 @@ async fn client(
                 req.extend_from_slice(b"get ");
                 req.extend_from_slice(&k);
                 req.extend_from_slice(b"\r\n");
-                gets += 1;
             } else {
-                req.extend_from_slice(b"set ");
-                req.extend_from_slice(&k);
-                req.extend_from_slice(b" 0 0 32\r\n");
-                req.extend_from_slice(VALUE);
-                req.extend_from_slice(b"\r\n");
-                sets += 1;
+                set_request(&mut req, &k, &o.value);
             }
         }
         let t = Instant::now();
         s.write_all(&req).await?;
-        read_replies(&mut s, &mut buf, gets, sets).await?;
+        read_replies(&mut s, &mut buf, o.pipeline, o.value.len()).await?;
         let us = t.elapsed().as_micros() as usize;
         hist[us.min(BUCKETS)] += o.pipeline as u32;
         ops += o.pipeline as u64;
     }
     Ok((ops, hist))
+}
+
+/// The median throughput and the median p99 of some rounds.
+fn medians(rounds: &[(f64, usize)]) -> (f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    (
+        median(rounds.iter().map(|r| r.0).collect()),
+        median(rounds.iter().map(|r| r.1 as f64).collect()),
+    )
 }
 
 fn percentile(hist: &[u64], total: u64, p: f64) -> usize {
@@ -198,6 +257,7 @@ async fn measure(addr: SocketAddr, o: &Opts) -> io::Result<Measured> {
             secs: o.secs,
             keys: o.keys,
             get_percent: o.get_percent,
+            value: o.value.clone(),
             pipeline: o.pipeline,
             rounds: 1,
         };
@@ -231,9 +291,11 @@ fn main() -> io::Result<()> {
         secs: 10,
         keys: 10_000,
         get_percent: 90,
+        value: Vec::new(),
         pipeline: 1,
         rounds: 1,
     };
+    let mut value_size = 32usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--help" || a == "-h" {
@@ -248,6 +310,7 @@ fn main() -> io::Result<()> {
             "--secs" => o.secs = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--keys" => o.keys = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--get-percent" => o.get_percent = v.parse().map_err(|e| bad(format!("{e}")))?,
+            "--value-size" => value_size = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--pipeline" => o.pipeline = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--rounds" => o.rounds = v.parse().map_err(|e| bad(format!("{e}")))?,
             _ => {
@@ -261,22 +324,26 @@ fn main() -> io::Result<()> {
     }
     o.pipeline = o.pipeline.max(1);
     o.keys = o.keys.max(1);
+    o.value = PATTERN.iter().copied().cycle().take(value_size).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         for &addr in &o.addrs {
-            preload(addr, o.keys).await?;
+            preload(addr, o.keys, &o.value).await?;
         }
         let mut sums: Vec<Measured> = o
             .addrs
             .iter()
             .map(|_| (0, vec![0; BUCKETS + 1], 0.0))
             .collect();
+        // Per server, each round's throughput and p99.
+        let mut rounds: Vec<Vec<(f64, usize)>> = o.addrs.iter().map(|_| Vec::new()).collect();
         for _ in 0..o.rounds.max(1) {
             for (i, &addr) in o.addrs.iter().enumerate() {
                 let (ops, hist, secs) = measure(addr, &o).await?;
+                rounds[i].push((ops as f64 / secs, percentile(&hist, ops, 0.99)));
                 let sum = &mut sums[i];
                 sum.0 += ops;
                 sum.2 += secs;
@@ -288,6 +355,17 @@ fn main() -> io::Result<()> {
         if o.rounds > 1 {
             for (addr, m) in o.addrs.iter().zip(&sums) {
                 report(&format!("TOTAL {addr}"), &o, m, 0);
+            }
+            let medians: Vec<(f64, f64)> = rounds.iter().map(|r| medians(r)).collect();
+            for (addr, &(ops, p99)) in o.addrs.iter().zip(&medians) {
+                let (ops0, p990) = medians[0];
+                println!(
+                    "MEDIAN {addr}  rounds {}  throughput {ops:.0} ops/s  p99 {p99:.0} us  \
+                     throughput ratio {:.2}  p99 ratio {:.2}",
+                    o.rounds,
+                    ops / ops0,
+                    p99 / p990
+                );
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,7 +35,7 @@ use tickcache::flash::FileFlash;
 use tickcache::heap::{HeapTable, Limits, SharedValue};
 use tickcache::memcached::embedded_io;
 use tickcache::memcached::{
-    Command, Driver, Event, GrowBuf, Handler, Memcached, Now, Outcome, Reply, Scratch, Sink, Store,
+    Buffer, Command, Driver, Event, Handler, Memcached, Now, Outcome, Reply, Scratch, Sink, Store,
 };
 use tickcache::{Clock, Persistent, Policy, StdClock, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,6 +48,8 @@ const KEY: usize = tickcache::memcached::MAX_KEY;
 const LINE_MAX: usize = 64 * 1024;
 /// A connection's read buffer between large commands.
 const READ_SMALL: usize = 16 * 1024;
+/// How long a connection keeps a read buffer grown for a large command once it is idle.
+const KEEP_GROWN: Duration = Duration::from_secs(1);
 /// The output high-water mark: once a connection's pending replies pass it, they are sent
 /// before another command is read or another key of a multi-get is looked up. So a client
 /// that does not read its replies stops being read (its socket buffer full, the send waits),
@@ -98,7 +100,7 @@ RAM, heap table (the default): each item takes its key, its data, a 12-byte head
 bytes of bookkeeping, counted against -m (stats: bytes, limit_maxbytes, evictions); the
 process idles at a few megabytes. Outside -m: a staging buffer of one item (only as far as
 items fill it); per connection a read buffer of 16 KiB, which grows to 64 KiB + -I
-while a large item arrives and shrinks back after it, and up to 16 KiB of replies (a client
+while a large item arrives and shrinks back after a second without commands, and up to 16 KiB of replies (a client
 that does not read them is not read; items of 8 KiB and more are sent from the table).
 RAM, --fixed: the table is allocated whole at start: slots x (250 + 19 + item slot) bytes.
 The slot count is the smallest of 1024, 16384 and 65534 that holds --capacity; the item
@@ -682,14 +684,61 @@ impl embedded_io::Write for Out {
     }
 }
 
+/// A connection's read buffer: it starts small, doubles while one command does not fit (up
+/// to the largest command) and, unlike the library's `GrowBuf`, goes back to its small size
+/// only once the connection has been idle for [`KEEP_GROWN`] (`may_rest`, set by the
+/// connection), so a client storing large items does not regrow it for each one.
+struct ReadBuf {
+    bytes: Vec<u8>,
+    small: usize,
+    max: usize,
+    may_rest: Arc<AtomicBool>,
+}
+
+impl ReadBuf {
+    fn new(small: usize, max: usize, may_rest: Arc<AtomicBool>) -> Self {
+        ReadBuf {
+            bytes: vec![0; small],
+            small,
+            max: max.max(small),
+            may_rest,
+        }
+    }
+}
+
+impl Buffer for ReadBuf {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn capacity(&self) -> usize {
+        self.max
+    }
+    fn grow(&mut self) {
+        self.may_rest.store(false, Ordering::Relaxed);
+        let len = self.bytes.len().saturating_mul(2).min(self.max);
+        self.bytes.resize(len, 0);
+    }
+    fn rest(&mut self) {
+        if self.bytes.len() > self.small && self.may_rest.load(Ordering::Relaxed) {
+            self.bytes.truncate(self.small);
+            self.bytes.shrink_to_fit();
+        }
+    }
+}
+
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let o = &shared.opts;
     // The read buffer starts at 16 KiB and grows (doubling) only while a command's data
-    // block does not fit, up to a whole command; it shrinks back once the large command is
-    // done. So a connection costs 16 KiB, not 1 MiB, between large items.
+    // block does not fit, up to a whole command; it shrinks back after a second without
+    // commands. So an idle connection costs 16 KiB, not 1 MiB.
     let full = LINE_MAX + o.item_max + 2;
-    let buf = GrowBuf::new(READ_SMALL.min(full), full);
+    let small = READ_SMALL.min(full);
+    let may_rest = Arc::new(AtomicBool::new(false));
+    let buf = ReadBuf::new(small, full, Arc::clone(&may_rest));
     let mut driver = Driver::new(buf, o.item_max, LINE_MAX);
     let mut out = Out::default();
     // When the first byte of the unfinished command arrived (its deadline runs from there),
@@ -747,7 +796,20 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             until(b + o.request, stream.read(space)).await?
         } else {
             began = None;
-            within(o.idle, stream.read(space)).await?
+            if space.len() > small {
+                // A buffer grown for a large command is kept while commands keep coming
+                // (a client storing large items does not regrow it, page by page, for each
+                // one) and given back after a second without any.
+                match tokio::time::timeout(KEEP_GROWN, stream.read(space)).await {
+                    Ok(n) => n?,
+                    Err(_) => {
+                        may_rest.store(true, Ordering::Relaxed);
+                        within(o.idle, stream.read(driver.space())).await?
+                    }
+                }
+            } else {
+                within(o.idle, stream.read(space)).await?
+            }
         };
         last_read = Instant::now();
         if n == 0 {
