@@ -20,13 +20,20 @@ pub struct Cache<C, B, const K: usize> {
     backend: B,
     config: Config,
     offset: u64,
+    /// Where each call makes its key: one buffer in the cache rather than a zeroed one on
+    /// the stack of every call.
+    scratch: [u8; K],
 }
 
 /// The memory cache (Django's locmem): `N` entries, made keys up to `K` bytes, encoded values
-/// up to `V` bytes. `size_of::<MemCache<C, N, K, V>>()` is about `N * (K + V + 19)` bytes.
+/// up to `V` bytes. `size_of::<MemCache<C, N, K, V>>()` is about `(N + 1) * (K + V + 19)`
+/// bytes.
 pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, Table<N, K, V>, K>;
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
+
+/// [`Cache::expiry`]'s answer for a timeout that is already over.
+const EXPIRED: u64 = 0;
 
 /// A value encoder behind a `dyn` call: writes into the slot, returns length and kind.
 type DynFill<'a, B> = &'a mut dyn FnMut(&mut [u8]) -> Res<(usize, Kind), B>;
@@ -48,6 +55,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             backend,
             config,
             offset: 0,
+            scratch: [0; K],
         }
     }
 
@@ -102,32 +110,43 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     pub fn make_key(&self, key: impl AsKey, out: &mut [u8]) -> Result<usize, KeyError> {
         let key = key.as_key();
         let version = key.version.unwrap_or(self.config.version);
-        self.make_versioned(key.key, version, out)
+        key::make(&self.config, version, key.key, out)
     }
 
-    #[inline]
-    fn make_versioned(&self, key: &[u8], version: i32, out: &mut [u8]) -> Result<usize, KeyError> {
+    /// Makes `key` into the scratch buffer; returns its length and the cache time: the start
+    /// of every call. One copy, out of line, for every operation (key making, its errors and
+    /// the clock's arithmetic are compiled once rather than at each call).
+    #[inline(never)]
+    fn prepare(&mut self, key: Key<'_>) -> Result<(usize, u64), KeyError> {
+        let config = &self.config;
+        let version = key.version.unwrap_or(config.version);
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
-        let strict = matches!(self.config.policy, KeyPolicy::Strict);
-        if self.config.key_fn.is_none() && version == self.config.version {
-            if let Some(made) = key::make_with_head(&self.config.head, key, out, strict) {
-                return made;
-            }
-        }
-        key::make(&self.config, version, key, out)
+        let strict = matches!(config.policy, KeyPolicy::Strict);
+        let fast = if config.key_fn.is_none() && version == config.version {
+            key::make_with_head(&config.head, key.key, &mut self.scratch, strict)
+        } else {
+            None
+        };
+        let n = match fast {
+            Some(made) => made?,
+            None => key::make(config, version, key.key, &mut self.scratch)?,
+        };
+        Ok((n, self.now()))
     }
 
-    /// Resolves a timeout to an absolute expiry tick; `None` when it is already over.
-    fn expiry(&self, timeout: Timeout, now: u64) -> Option<u64> {
+    /// Resolves a timeout to an absolute expiry tick, or [`EXPIRED`] when it is already
+    /// over: a plain `u64`, returned in registers (an `Option<u64>` goes through memory on
+    /// 32-bit cores). A live entry's expiry is after `now`, so never 0.
+    fn expiry(&self, timeout: Timeout, now: u64) -> u64 {
         let timeout = match timeout {
             Timeout::Default => self.config.timeout,
             t => t,
         };
         match timeout.to_ticks(self.clock.ticks_per_second()) {
-            None => Some(NEVER),
-            Some(0) => None,
-            Some(t) => Some(now.saturating_add(t).min(NEVER - 1)),
+            None => NEVER,
+            Some(0) => EXPIRED,
+            Some(t) => now.saturating_add(t).min(NEVER - 1),
         }
     }
 
@@ -141,14 +160,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: Key<'_>,
         mode: Put,
         timeout: Timeout,
-        fill: impl FnOnce(&mut [u8]) -> Res<(usize, Kind), B>,
+        mut fill: impl FnMut(&mut [u8]) -> Res<(usize, Kind), B>,
     ) -> Res<bool, B> {
-        let mut fill = Some(fill);
-        self.store_dyn(key, mode, timeout, &mut |dst| match fill.take() {
-            Some(f) => f(dst),
-            // A backend calls `fill` at most once.
-            None => Err(Error::Serialize),
-        })
+        // Every encoder only reads the value it borrows, so it can run more than once: no
+        // `Option` to take it out of.
+        self.store_dyn(key, mode, timeout, &mut fill)
     }
 
     #[inline(never)]
@@ -159,19 +175,17 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: Timeout,
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let made = &buf[..n];
-        let now = self.now();
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
         match self.expiry(timeout, now) {
-            Some(expiry) => self.backend.put(made, mode, expiry, now, fill),
-            None => {
+            EXPIRED => {
                 if mode == Put::Add && self.backend.has_key(made, now)? {
                     return Ok(false);
                 }
                 self.backend.delete(made, now)?;
                 Ok(true)
             }
+            expiry => self.backend.put(made, mode, expiry, now, fill),
         }
     }
 
@@ -181,11 +195,15 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Reading with a type that does not match the stored value is [`Error::WrongType`].
     #[inline]
     pub fn get<T: DeserializeOwned>(&mut self, key: impl AsKey) -> Res<Option<T>, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
+        self.get_key(key.as_key())
+    }
+
+    /// [`Cache::get`] once per value type, whatever the key's type.
+    fn get_key<T: DeserializeOwned>(&mut self, key: Key<'_>) -> Res<Option<T>, B> {
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
         self.backend
-            .get(&buf[..n], now, |bytes, kind| {
+            .get(made, now, |bytes, kind| {
                 value::decode::<T>(bytes, kind).map_err(value_error)
             })?
             .transpose()
@@ -198,10 +216,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// `[u8; 32]` cost about 180 more instructions a hit on x86-64.
     #[inline(never)]
     fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<(), B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.get(&buf[..n], now, read)?;
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
+        self.backend.get(made, now, read)?;
         Ok(())
     }
 
@@ -340,39 +357,50 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `touch`: gives a live entry a new timeout; `false` if missing or expired.
     /// Does not change recency. A timeout of zero or below expires the entry (and returns
     /// `true` if it was live).
+    #[inline]
     pub fn touch(&mut self, key: impl AsKey, timeout: impl Into<Timeout>) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        match self.expiry(timeout.into(), now) {
-            Some(expiry) => self.backend.touch(&buf[..n], expiry, now),
-            None => self.backend.delete(&buf[..n], now),
+        self.touch_key(key.as_key(), timeout.into())
+    }
+
+    fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
+        match self.expiry(timeout, now) {
+            EXPIRED => self.backend.delete(made, now),
+            expiry => self.backend.touch(made, expiry, now),
         }
     }
 
     /// Django's `delete`: `true` when a live entry was removed.
+    #[inline]
     pub fn delete(&mut self, key: impl AsKey) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.delete(&buf[..n], now)
+        self.delete_key(key.as_key())
+    }
+
+    fn delete_key(&mut self, key: Key<'_>) -> Res<bool, B> {
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
+        self.backend.delete(made, now)
     }
 
     /// Django's `has_key` (`key in cache`): `true` for a live entry, a stored `None`
     /// included. Does not change recency.
+    #[inline]
     pub fn has_key(&mut self, key: impl AsKey) -> Res<bool, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.has_key(&buf[..n], now)
+        self.has_key_key(key.as_key())
+    }
+
+    fn has_key_key(&mut self, key: Key<'_>) -> Res<bool, B> {
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
+        self.backend.has_key(made, now)
     }
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
     /// make and validate all keys first): the first invalid key's error, or `Ok`.
-    fn validate_all(&self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
-        let mut buf = [0u8; K];
+    fn validate_all(&mut self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
         for key in keys {
-            self.make_key(key, &mut buf)?;
+            self.prepare(key.as_key())?;
         }
         Ok(())
     }
@@ -413,7 +441,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let mut hits = 0;
         for key in keys {
             let key = key.into();
-            if let Some(v) = self.get(key)? {
+            if let Some(v) = self.get_key(key)? {
                 found(key, v);
                 hits += 1;
             }
@@ -453,7 +481,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let mut hits = 0;
         for item in keys {
             let key: Key<'k> = item.clone().into();
-            if let Some(v) = self.get(key)? {
+            if let Some(v) = self.get_key(key)? {
                 map.insert_hit(item, v).map_err(|_| Error::BufferTooSmall)?;
                 hits += 1;
             }
@@ -590,6 +618,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             backend: &mut self.backend,
             config: self.config.version(version),
             offset: self.offset,
+            scratch: self.scratch,
         }
     }
 
@@ -607,7 +636,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         F: FnOnce() -> T,
     {
         let key = key.as_key();
-        if let Some(v) = self.get(key)? {
+        if let Some(v) = self.get_key(key)? {
             return Ok(v);
         }
         let v = default();
@@ -618,11 +647,15 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// Django's `incr`: adds `delta` to an integer, keeps its expiry, makes it most recent and
     /// returns the new value. [`Error::NotFound`] on a miss, [`Error::NotInteger`] on a
     /// non-integer, [`Error::Overflow`] past the `i64` range (value unchanged).
+    #[inline]
     pub fn incr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
-        let mut buf = [0u8; K];
-        let n = self.make_key(key, &mut buf)?;
-        let now = self.now();
-        self.backend.incr(&buf[..n], delta, now)
+        self.incr_key(key.as_key(), delta)
+    }
+
+    fn incr_key(&mut self, key: Key<'_>, delta: i64) -> Res<i64, B> {
+        let (n, now) = self.prepare(key)?;
+        let made = made(&self.scratch, n);
+        self.backend.incr(made, delta, now)
     }
 
     /// Django's `incr(key)`: [`Cache::incr`] by 1.
@@ -649,31 +682,36 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Django's `decr`: `incr` by `-delta`. A `delta` of `i64::MIN` has no negation and is
     /// [`Error::Overflow`] before the key is looked at.
+    #[inline]
     pub fn decr(&mut self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
-        self.incr(key, delta)
+        self.incr_key(key.as_key(), delta)
     }
 
     /// Django's `incr_version`: moves the value from its version to version + `delta` with
     /// the default timeout and returns the new version. [`Error::NotFound`] on a miss.
+    #[inline]
     pub fn incr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
-        let key = key.as_key();
+        self.incr_version_key(key.as_key(), delta)
+    }
+
+    fn incr_version_key(&mut self, key: Key<'_>, delta: i32) -> Res<i32, B> {
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
-        let mut from = [0u8; K];
-        let mut to = [0u8; K];
-        let nf = self.make_versioned(key.key, version, &mut from)?;
-        let nt = self.make_versioned(key.key, to_version, &mut to)?;
-        let now = self.now();
+        let (nf, now) = self.prepare(key.version(version))?;
+        let from_buf = self.scratch;
+        let from = made(&from_buf, nf);
+        let (nt, _) = self.prepare(key.version(to_version))?;
+        let to = made(&self.scratch, nt);
         let moved = match self.expiry(Timeout::Default, now) {
-            Some(expiry) => self.backend.rekey(&from[..nf], &to[..nt], expiry, now)?,
-            None => {
-                let live = self.backend.delete(&from[..nf], now)?;
+            EXPIRED => {
+                let live = self.backend.delete(from, now)?;
                 if live {
-                    self.backend.delete(&to[..nt], now)?;
+                    self.backend.delete(to, now)?;
                 }
                 live
             }
+            expiry => self.backend.rekey(from, to, expiry, now)?,
         };
         if moved {
             Ok(to_version)
@@ -683,9 +721,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `decr_version`.
+    #[inline]
     pub fn decr_version(&mut self, key: impl AsKey, delta: i32) -> Res<i32, B> {
         let delta = delta.checked_neg().ok_or(Error::Overflow)?;
-        self.incr_version(key, delta)
+        self.incr_version_key(key.as_key(), delta)
     }
 
     /// Django's `clear`: removes everything.
@@ -723,6 +762,13 @@ where
     fn insert_hit(&mut self, key: K, value: V) -> Result<(), (K, V)> {
         self.insert(key, value).map(drop)
     }
+}
+
+/// The first `n` bytes of a key buffer: `n` is a made key's length, never over `K`, and the
+/// clamp (one compare) stands where a bounds check would put a panic call at every use.
+#[inline(always)]
+fn made<const K: usize>(buf: &[u8; K], n: usize) -> &[u8] {
+    &buf[..n.min(K)]
 }
 
 fn copy_raw<E>(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), Error<E>> {

@@ -27,9 +27,10 @@ pub struct Config {
     pub(crate) version: i32,
     pub(crate) key_fn: Option<KeyFn>,
     pub(crate) policy: KeyPolicy,
-    /// What a key that breaks memcached's rules gets under [`KeyPolicy::Warn`]; `None`
-    /// under the other policies.
-    pub(crate) warn: Option<crate::key::Warned>,
+    /// The general path of key making when it is not the default key function's under a
+    /// silent policy: [`KeyPolicy::Warn`]'s, or a custom key function's. A pointer set by
+    /// the builder calls, so a firmware that asks for neither links none of their code.
+    pub(crate) general: Option<crate::key::General>,
 }
 
 impl Default for Config {
@@ -49,7 +50,7 @@ impl Config {
             version: 1,
             key_fn: None,
             policy: KeyPolicy::Strict,
-            warn: None,
+            general: None,
         }
     }
 
@@ -78,7 +79,7 @@ impl Config {
     /// A custom key function (Django's `KEY_FUNCTION`).
     pub const fn key_function(mut self, key_fn: KeyFn) -> Self {
         self.key_fn = Some(key_fn);
-        self
+        self.with_general()
     }
 
     /// What a key that breaks memcached's rules gets: an error ([`KeyPolicy::Strict`], the
@@ -86,11 +87,17 @@ impl Config {
     /// ([`KeyPolicy::Warn`], Django's `CacheKeyWarning`).
     pub const fn key_policy(mut self, policy: KeyPolicy) -> Self {
         self.policy = policy;
-        self.warn = match policy {
-            KeyPolicy::Warn(_) => Some(crate::key::warn),
-            _ => None,
+        self.with_general().with_head()
+    }
+
+    /// The general path of key making for the policy and the key function.
+    const fn with_general(mut self) -> Self {
+        self.general = match (self.policy, self.key_fn) {
+            (KeyPolicy::Warn(_), _) => Some(crate::key::warn),
+            (_, Some(_)) => Some(crate::key::make_custom),
+            (_, None) => None,
         };
-        self.with_head()
+        self
     }
 
     /// The prebuilt head for the prefix and version; none under the warning policy, whose

@@ -414,11 +414,69 @@ pub(crate) fn make(
     key: &[u8],
     out: &mut [u8],
 ) -> Result<usize, KeyError> {
-    if let Some(warn) = config.warn {
+    match config.general {
         // Through the configuration's pointer, so a firmware that never asks for the
-        // warning policy links none of its code.
-        return warn(config, version, key, out);
+        // warning policy or a key function links none of their code.
+        Some(general) => general(config, version, key, out),
+        None => make_default(
+            config.prefix,
+            version,
+            key,
+            out,
+            matches!(config.policy, KeyPolicy::Strict),
+        ),
     }
+}
+
+/// [`default_key_fn`]'s made key, at any version and with any prefix, checked: one pass
+/// over the parts scans them for memcached's rules, measures them and copies them while
+/// they fit, so no second pass tells the rules from the capacity.
+#[inline(never)]
+fn make_default(
+    prefix: &str,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+    strict: bool,
+) -> Result<usize, KeyError> {
+    let mut digits = [b'0'; 11];
+    let start = fmt_i32_start(version, &mut digits);
+    let parts: [&[u8]; 5] = [prefix.as_bytes(), b":", &digits[start..], b":", key];
+    let mut n = 0;
+    let mut chars = 0;
+    let mut bad = false;
+    for part in parts {
+        let (c, b) = scan(part);
+        chars += c;
+        bad |= b;
+        // Copied while it fits; a key that does not fit is refused below.
+        if let Some(dst) = out.get_mut(n..n + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        n += part.len();
+    }
+    if strict {
+        if chars > MEMCACHED_MAX_KEY {
+            return Err(KeyError::TooLong);
+        }
+        if bad {
+            return Err(KeyError::BadChar);
+        }
+    }
+    if n > out.len() {
+        return Err(KeyError::OverCapacity);
+    }
+    Ok(n)
+}
+
+/// The general path of a custom key function (Django's `KEY_FUNCTION`): the key function
+/// writes the made key, which is then checked under the policy.
+pub(crate) fn make_custom(
+    config: &crate::Config,
+    version: i32,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<usize, KeyError> {
     let key_fn = config.key_fn.unwrap_or(default_key_fn);
     let strict = matches!(config.policy, KeyPolicy::Strict);
     let mut w = KeyWriter::new(out);
@@ -437,8 +495,8 @@ pub(crate) fn make(
     }
 }
 
-/// The general path of key making under [`KeyPolicy::Warn`].
-pub(crate) type Warned =
+/// A general path of key making: [`warn`] or [`make_custom`].
+pub(crate) type General =
     fn(config: &crate::Config, version: i32, key: &[u8], out: &mut [u8]) -> Result<usize, KeyError>;
 
 /// [`KeyPolicy::Warn`]: makes the key without memcached's rules and tells the hook every
@@ -661,21 +719,33 @@ fn copy_checked(key: &[u8], dst: &mut [u8]) -> bool {
     const W: usize = core::mem::size_of::<usize>();
     const ONES: usize = usize::MAX / 0xff;
     const HIGHS: usize = ONES * 0x80;
-    let mut refused = 0;
-    let mut to = dst.chunks_exact_mut(W);
-    let mut from = key.chunks_exact(W);
-    for (d, s) in (&mut to).zip(&mut from) {
+    #[inline(always)]
+    fn word(d: &mut [u8], s: &[u8]) -> usize {
         d.copy_from_slice(s);
         let mut w = [0u8; W];
         w.copy_from_slice(s);
         let x = usize::from_ne_bytes(w);
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let del = x ^ (ONES * 0x7f);
-        refused |= (below | (del.wrapping_sub(ONES) & !del)) & HIGHS;
+        (below | (del.wrapping_sub(ONES) & !del)) & HIGHS
     }
-    for (d, &b) in to.into_remainder().iter_mut().zip(from.remainder()) {
-        *d = b;
-        refused |= usize::from(b <= 0x20 || b == 0x7f);
+    let n = key.len().min(dst.len());
+    let (key, dst) = (&key[..n], &mut dst[..n]);
+    let mut refused = 0;
+    if n >= W {
+        for (d, s) in dst.chunks_exact_mut(W).zip(key.chunks_exact(W)) {
+            refused |= word(d, s);
+        }
+        // The last bytes as one more word, overlapping the one before: no byte loop (which
+        // compiles to a `memcpy` call) for a key whose length is not a multiple of a word.
+        if n % W != 0 {
+            refused |= word(&mut dst[n - W..], &key[n - W..]);
+        }
+    } else {
+        for (d, &b) in dst.iter_mut().zip(key) {
+            *d = b;
+            refused |= usize::from(b <= 0x20 || b == 0x7f);
+        }
     }
     refused != 0
 }
@@ -694,6 +764,7 @@ pub(crate) fn broken_rules(made: &[u8]) -> [Option<KeyError>; 2] {
 }
 
 /// Characters in a made key, and whether it holds a byte memcached refuses.
+#[inline(never)]
 fn scan(made: &[u8]) -> (usize, bool) {
     let mut chars = 0usize;
     let mut bad = false;

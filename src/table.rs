@@ -380,7 +380,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.head = i as u16;
     }
 
-    #[inline]
+    #[inline(never)]
     fn touch_lru(&mut self, i: usize) {
         if self.head != i as u16 {
             self.unlink_lru(i);

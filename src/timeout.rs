@@ -46,16 +46,22 @@ impl Timeout {
         let rate = rate as u64;
         let ticks = match self {
             Timeout::Never => return None,
-            Timeout::Default => 300u64.saturating_mul(rate),
+            // 300 times a 32-bit rate: no overflow.
+            Timeout::Default => 300 * rate,
+            // Up to 18 hours at a rate below 65,536 per second: one 32-bit product (a single
+            // instruction on Cortex-M0, which has no 32 x 32 -> 64-bit multiply).
+            Timeout::Secs(s) if s > 0 && s <= 0xffff && rate <= 0xffff => {
+                (s as u32 * rate as u32) as u64
+            }
             // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
             Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
-            Timeout::Secs(s) if s > 0 => (s as u64).saturating_mul(rate),
+            Timeout::Secs(s) if s > 0 => mul_sat(s as u64, rate),
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
                 // ms = 1000 q + r, so it is q * rate + floor(r * rate / 1000).
                 let (q, r) = crate::value::divrem_small(ms as u64, 1000);
                 let (part, _) = crate::value::divrem_small(r as u64 * rate, 1000);
-                q.saturating_mul(rate).saturating_add(part)
+                mul_sat(q, rate).saturating_add(part)
             }
             Timeout::Ticks(t) if t > 0 => t as u64,
             _ => return Some(0),
@@ -74,6 +80,17 @@ impl Timeout {
     pub const fn is_expired_at_once(self, rate: u32) -> bool {
         matches!(self.to_ticks(rate), Some(0))
     }
+}
+
+/// `x * rate` for a 32-bit `rate`, saturating at `u64::MAX`: two 32 x 32-bit products
+/// rather than a 64 x 64-bit multiply with its overflow check, which 32-bit cores spell out
+/// at length.
+const fn mul_sat(x: u64, rate: u64) -> u64 {
+    let high = (x >> 32) * rate;
+    if high >> 32 != 0 {
+        return u64::MAX;
+    }
+    ((x & 0xffff_ffff) * rate).saturating_add(high << 32)
 }
 
 macro_rules! from_secs {
@@ -129,6 +146,13 @@ mod tests {
             Some((big + 1) * big)
         );
         assert_eq!(Timeout::Secs(300).to_ticks(1000), Some(300_000));
+        // Both sides of the 32-bit fast path (seconds and rate below 65,536).
+        for (s, rate) in [(0xffff, 0xffff), (0x1_0000, 0xffff), (0xffff, 0x1_0000)] {
+            assert_eq!(
+                Timeout::Secs(s).to_ticks(rate),
+                Some(s as u64 * u64::from(rate))
+            );
+        }
         assert_eq!(Timeout::Millis(1).to_ticks(1000), Some(1));
         assert_eq!(Timeout::Millis(1).to_ticks(100), Some(1));
         assert_eq!(Timeout::Millis(0).to_ticks(100), Some(0));

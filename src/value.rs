@@ -152,10 +152,22 @@ pub(crate) fn leading_digits(bytes: &[u8]) -> (usize, Option<u64>) {
 
 /// Unsigned ASCII decimal: one or more digits and nothing else, within `u64`.
 pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    match leading_digits(bytes) {
-        (n, v) if n > 0 && n == bytes.len() => v,
-        _ => None,
+    // One loop, refusing at the first byte that is not a digit (what `leading_digits`
+    // tells, without its count of digits).
+    const MAX_TENTH: u64 = u64::MAX / 10;
+    const MAX_LAST: u64 = u64::MAX % 10;
+    if bytes.is_empty() {
+        return None;
     }
+    let mut v = 0u64;
+    for &b in bytes {
+        let d = u64::from(b.wrapping_sub(b'0'));
+        if d > 9 || v > MAX_TENTH || (v == MAX_TENTH && d > MAX_LAST) {
+            return None;
+        }
+        v = v * 10 + d;
+    }
+    Some(v)
 }
 
 /// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding
@@ -196,16 +208,32 @@ pub(crate) fn write_u64(v: u64, buf: &mut [u8; 20]) -> usize {
 }
 
 /// Writes `i` as ASCII decimal into `buf`.
+///
+/// The digits are counted first and then written in place, last first: no buffer to zero
+/// and no copy, so a firmware links neither `memset` nor `memcpy` for it.
 pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
-    let mut digits = [0u8; 20];
-    let n = write_u64(i.unsigned_abs(), &mut digits);
-    let sign = usize::from(i < 0);
-    let dst = buf.get_mut(..sign + n).ok_or(ValueError::TooLarge)?;
-    if i < 0 {
-        dst[0] = b'-';
+    let m = i.unsigned_abs();
+    // 10^19 < u64::MAX < 10^20: at most 20 digits, and `p` never overflows before the
+    // count stops.
+    let mut digits = 1;
+    let mut p: u64 = 10;
+    while digits < 20 && m >= p {
+        digits += 1;
+        p = p.wrapping_mul(10);
     }
-    dst[sign..].copy_from_slice(&digits[..n]);
-    Ok(sign + n)
+    let sign = usize::from(i < 0);
+    let dst = buf.get_mut(..sign + digits).ok_or(ValueError::TooLarge)?;
+    let (head, tail) = dst.split_at_mut(sign);
+    if let Some(minus) = head.first_mut() {
+        *minus = b'-';
+    }
+    let mut n = m;
+    for d in tail.iter_mut().rev() {
+        let (q, r) = divrem_small(n, 10);
+        *d = b'0' + r as u8;
+        n = q;
+    }
+    Ok(sign + digits)
 }
 
 /// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit
@@ -487,6 +515,24 @@ mod tests {
             let n = write_decimal(i, &mut buf).unwrap();
             assert_eq!(parse_decimal(&buf[..n]), Some(i));
         }
+        // Every digit count, both signs, at each side of a power of ten; a buffer one byte
+        // short is refused and left as it was.
+        let mut p = 1i64;
+        for _ in 0..19 {
+            for i in [p - 1, p, -p, 1 - p] {
+                let text = std::format!("{i}");
+                let n = write_decimal(i, &mut buf).unwrap();
+                assert_eq!(&buf[..n], text.as_bytes());
+                let mut short = [b'x'; 20];
+                let room = text.len() - 1;
+                assert_eq!(
+                    write_decimal(i, &mut short[..room]),
+                    Err(ValueError::TooLarge)
+                );
+                assert_eq!(short, [b'x'; 20]);
+            }
+            p = p.saturating_mul(10);
+        }
         for bad in [&b""[..], b"-", b"1a", b" 1", b"99999999999999999999"] {
             assert_eq!(parse_decimal(bad), None);
         }
@@ -502,5 +548,11 @@ mod tests {
         assert_eq!(leading_digits(b"x1"), (0, Some(0)));
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"+1"), None);
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b"18446744073709551620"), None);
+        assert_eq!(parse_u64(b"0018446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"12/"), None);
+        assert_eq!(parse_u64(b"12:"), None);
     }
 }
