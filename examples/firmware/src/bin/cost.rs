@@ -26,9 +26,11 @@
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_semihosting::{debug, hprintln};
 use tickcache::{Cache, Config, Table, Wrap32};
+
+#[path = "../systick.rs"]
+mod systick;
 
 /// Calls timed per figure.
 const OPS: usize = 1024;
@@ -113,16 +115,8 @@ impl Keys {
     }
 }
 
-/// The SysTick counter: 24 bits counting down, so a timed loop must stay under 2^24 ticks
-/// (671 million instructions); the longest here, uluru's misses at N = 1,024, is about 90
-/// million.
-fn ticks_now() -> u32 {
-    SYST::get_current()
-}
-
-fn ticks_since(start: u32) -> u32 {
-    start.wrapping_sub(ticks_now()) & 0x00FF_FFFF
-}
+// Timed loops stay well under SysTick's 2^24 ticks: the longest here, uluru's misses at
+// N = 1,024, is about 90 million instructions.
 
 /// Ticks taken by `calls` calls of `op` on keys chosen by `keys`. One function for every
 /// measurement and its empty twin, the operation behind an opaque indirect call, so the
@@ -130,11 +124,11 @@ fn ticks_since(start: u32) -> u32 {
 #[inline(never)]
 fn timed(keys: Keys, n: usize, calls: usize, op: &mut dyn FnMut(&'static str, u32)) -> u32 {
     let op = black_box(op);
-    let start = ticks_now();
+    let start = systick::now();
     for i in 0..calls {
         op(key(keys.index(i, n)), i as u32);
     }
-    ticks_since(start)
+    systick::since(start)
 }
 
 /// What each implementation offers the benchmark, on keys like `sensor_0001` and `u32`
@@ -445,19 +439,7 @@ fn peer_suites<const N: usize>(bench: &mut Bench) {
 /// (two per turn); `None` unless it is one of the known boards under `-icount shift=0`.
 fn calibrate() -> Option<u64> {
     const TURNS: u32 = 1_000_000;
-    let start = ticks_now();
-    let mut left = black_box(TURNS);
-    // SAFETY: only the register given is changed; no memory is touched.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "subs {0}, {0}, #1",
-            "bne 2b",
-            inout(reg) left,
-            options(nomem, nostack),
-        );
-    }
-    let ticks = u64::from(ticks_since(start)).max(1);
+    let ticks = u64::from(systick::known_loop(TURNS)?);
     let milli = u64::from(2 * TURNS) * 1000 / ticks;
     let board = BOARDS
         .iter()
@@ -470,7 +452,7 @@ fn calibrate() -> Option<u64> {
         board.0 / 1000,
         board.0 % 1000
     );
-    (left == 0).then_some(board.0)
+    Some(board.0)
 }
 
 /// Bytes of RAM the linker script gave the firmware (the stack starts at its end).
@@ -483,11 +465,8 @@ fn ram_bytes() -> usize {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    if let Some(mut p) = cortex_m::Peripherals::take() {
-        p.SYST.set_clock_source(SystClkSource::Core);
-        p.SYST.set_reload(0x00FF_FFFF);
-        p.SYST.clear_current();
-        p.SYST.enable_counter();
+    if let Some(p) = cortex_m::Peripherals::take() {
+        systick::start(p.SYST);
     }
     let mut bench = Bench {
         milli_per_tick: 0,

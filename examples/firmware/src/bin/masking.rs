@@ -18,7 +18,6 @@
 
 use core::hint::black_box;
 
-use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_storage::nor_flash::NorFlash;
 use tickcache::flash::{Persistent, Policy};
@@ -26,6 +25,8 @@ use tickcache::{AsyncSharedCache, Config, Key, ManualClock, MemCache, SharedCach
 
 #[path = "../ramflash.rs"]
 mod ramflash;
+#[path = "../systick.rs"]
+mod systick;
 
 /// 4 pages of 1 KiB of NOR flash in RAM.
 type Flash = ramflash::RamFlash<4096>;
@@ -34,33 +35,13 @@ const CALLS: u32 = 400;
 /// Distinct keys: more than the 16 entries, so tables cull and the log compacts.
 const KEYS: u32 = 24;
 
-fn ticks_now() -> u32 {
-    SYST::get_current()
-}
-
-fn ticks_since(start: u32) -> u32 {
-    start.wrapping_sub(ticks_now()) & 0x00FF_FFFF
-}
-
 /// Instructions per tick, from a loop of a known instruction count (two per turn); `None`
 /// unless QEMU runs with `-icount shift=0` on mps2-an386 (40 instructions a tick).
 fn calibrate() -> Option<u32> {
     const TURNS: u32 = 1_000_000;
-    let start = ticks_now();
-    let mut left = black_box(TURNS);
-    // SAFETY: only the register given is changed; no memory is touched.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "subs {0}, {0}, #1",
-            "bne 2b",
-            inout(reg) left,
-            options(nomem, nostack),
-        );
-    }
-    let ticks = ticks_since(start).max(1);
+    let ticks = systick::known_loop(TURNS)?;
     let per_tick = (2 * TURNS + ticks / 2) / ticks;
-    (left == 0 && per_tick == 40).then_some(per_tick)
+    (per_tick == 40).then_some(per_tick)
 }
 
 /// The longest of `CALLS` timed calls: (all calls, the calls for which `compacted` said
@@ -80,9 +61,9 @@ fn longest(mut call: impl FnMut(u32) -> bool, mut compacted: impl FnMut() -> boo
         failed: 0,
     };
     for i in 0..CALLS {
-        let start = ticks_now();
+        let start = systick::now();
         let ok = call(i);
-        let t = ticks_since(start);
+        let t = systick::since(start);
         l.failed += u32::from(!ok);
         l.any = l.any.max(t);
         if compacted() {
@@ -99,11 +80,8 @@ fn key(i: u32) -> Key<'static> {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    if let Some(mut p) = cortex_m::Peripherals::take() {
-        p.SYST.set_clock_source(SystClkSource::Core);
-        p.SYST.set_reload(0x00FF_FFFF);
-        p.SYST.clear_current();
-        p.SYST.enable_counter();
+    if let Some(p) = cortex_m::Peripherals::take() {
+        systick::start(p.SYST);
     }
     let Some(per_tick) = calibrate() else {
         hprintln!("calibration failed: run under QEMU mps2-an386 with -icount shift=0");
@@ -167,11 +145,11 @@ fn main() -> ! {
         Config::new(),
     ));
     const TIMED: u32 = 1024;
-    let start = ticks_now();
+    let start = systick::now();
     for _ in 0..TIMED {
         failed += u32::from(black_box(&tasks).try_with(|_| Ok(())).is_err());
     }
-    let ticks = ticks_since(start);
+    let ticks = systick::since(start);
     let per_call = u64::from(ticks) * u64::from(per_tick) * 100 / u64::from(TIMED);
     hprintln!(
         "masking async_lock_and_unlock {}.{:02} instructions (both masked windows and the call around them, mean of {})",
