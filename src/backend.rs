@@ -94,6 +94,14 @@ pub trait Backend {
         Ok(())
     }
 
+    /// [`Backend::flush`] at cache time `now`: a backend that keeps time across reboots
+    /// (a persistent one) also records `now`, so time resumes from it. What
+    /// [`Cache::close`](crate::Cache::close) calls.
+    fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
+        let _ = now;
+        self.flush()
+    }
+
     /// Number of entries held, live or expired but not yet reclaimed.
     fn len(&self) -> usize;
 
@@ -174,6 +182,10 @@ impl<B: Backend + ?Sized> Backend for &mut B {
 
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         (**self).flush()
+    }
+
+    fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
+        (**self).flush_at(now)
     }
 
     fn len(&self) -> usize {

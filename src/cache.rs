@@ -733,9 +733,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// Django's `close`: makes every change durable (flushes a write-back persistent
-    /// backend); the cache stays usable.
+    /// backend) and records the current cache time with a persistent backend, so after a
+    /// reboot time resumes from the close; the cache stays usable.
     pub fn close(&mut self) -> Res<(), B> {
-        self.backend.flush()
+        let now = self.now();
+        self.backend.flush_at(now)
     }
 }
 

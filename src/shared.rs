@@ -359,6 +359,10 @@ macro_rules! backend_through_call {
                 self.call(|b| b.flush())
             }
 
+            fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
+                self.call(|b| b.flush_at(now))
+            }
+
             /// The number of entries; 0 while the store is busy further up this stack.
             fn len(&self) -> usize {
                 self.try_lock(|b| b.len()).unwrap_or(0)

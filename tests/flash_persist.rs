@@ -22,7 +22,7 @@ fn entries_and_time_survive_reboots() {
         cache.set("long", &2u8, 100).unwrap(); // expires at 100 s
         cache.set("never", &3u8, Timeout::Never).unwrap();
         clock.advance_secs(8);
-        // `close` persists the latest time the backend saw: that of the last operation.
+        // `close` persists the current time (8 s).
         assert!(cache.has_key("short").unwrap());
         cache.close().unwrap();
     }

@@ -1,6 +1,7 @@
 //! The [`Backend`] implementation: each operation changes the table and logs the change
 //! (at once under write-through, at the next flush under write-back).
 
+use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
@@ -12,7 +13,7 @@ use crate::backend::{Backend, Put};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::memcached::Store;
-use crate::table::CullPlan;
+use crate::table::{CullPlan, Table};
 use crate::value::Kind;
 
 impl<
@@ -22,7 +23,8 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
 {
     pub(super) fn see(&mut self, now: u64) {
         self.time = self.time.max(now);
@@ -30,7 +32,7 @@ impl<
 
     /// Logs the lazy removal of `key` when it is held but expired at `now`.
     pub(super) fn note_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
-        let expired = matches!(self.table.peek_any(key), Some((_, _, e)) if e <= now);
+        let expired = matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if e <= now);
         if expired {
             self.make_room(1, None)?;
         }
@@ -46,7 +48,7 @@ impl<
             return Ok(false);
         }
         let at = self.on_flash(key);
-        let _ = self.table.delete(key, now);
+        let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
         self.settle()?;
         Ok(true)
@@ -64,9 +66,9 @@ impl<
         self.flush_dirty()?;
         let vlen = staged.len();
         self.reserve(&|s: &Self, pl: &mut Placer| {
-            match s.table.cull_plan(key) {
+            match s.table.borrow().cull_plan(key) {
                 CullPlan::Clear => pl.place(0, 0, 0),
-                plan => s.table.for_each_victim(plan, now, &mut |k, live| {
+                plan => s.table.borrow().for_each_victim(plan, now, &mut |k, live| {
                     if live {
                         pl.place(key_cost(k), 0, 0);
                     }
@@ -76,6 +78,7 @@ impl<
         })?;
         let time = self.time;
         let Self { table, log, .. } = self;
+        let table: &mut Table<N, K, V, S> = table.borrow_mut();
         let plan = table.cull_plan(key);
         let mut first = true;
         let mut err = None;
@@ -116,7 +119,8 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Backend for Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Backend for Persistent<F, N, K, V, D, S, T>
 {
     type Error = Fe<F>;
 
@@ -129,14 +133,14 @@ impl<
         if self.drop_expired(key, now)? {
             return Ok(None);
         }
-        self.table.get(key, now, read).map_err(widen)
+        self.table.borrow_mut().get(key, now, read).map_err(widen)
     }
 
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
         if self.drop_expired(key, now)? {
             return Ok(false);
         }
-        self.table.has_key(key, now).map_err(widen)
+        self.table.borrow_mut().has_key(key, now).map_err(widen)
     }
 
     fn put(
@@ -151,7 +155,7 @@ impl<
         if key.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
-        let held = self.table.peek_any(key).map(|(_, _, e)| e);
+        let held = self.table.borrow().peek_any(key).map(|(_, _, e)| e);
         if mode == Put::Add && held.is_some_and(|e| e > now) {
             return Ok(false);
         }
@@ -168,14 +172,14 @@ impl<
                 if held.is_some() {
                     self.make_room(1, None)?;
                     let at = self.on_flash(key);
-                    let _ = self.table.delete(key, now);
+                    let _ = self.table.borrow_mut().delete(key, now);
                     self.mark(key, at);
                     self.settle()?;
                 }
                 return Err(e);
             }
         };
-        let mut plan = self.table.cull_plan(key);
+        let mut plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it.
             let mut listed = false;
@@ -185,7 +189,7 @@ impl<
                 if victims < D && !fits {
                     self.flush_dirty()?;
                     // Making room may have dropped entries: decide the cull again.
-                    plan = self.table.cull_plan(key);
+                    plan = self.table.borrow().cull_plan(key);
                     listed = self.cull_fits(plan, key_cost(key), len, now).1;
                 }
             }
@@ -203,6 +207,7 @@ impl<
                 dirty,
                 ..
             } = self;
+            let table: &mut Table<N, K, V, S> = table.borrow_mut();
             let t = &*table;
             t.for_each_victim(plan, now, &mut |k, live| {
                 let listed = (0..*dirty).any(|d| &dirty_keys[d][..usize::from(dirty_len[d])] == k);
@@ -218,11 +223,12 @@ impl<
             self.make_room(1, Some((key.len(), len)))?;
         }
         // Under write-back, a set that changes nothing is not written again.
-        let same = matches!(self.table.peek_any(key),
+        let same = matches!(self.table.borrow().peek_any(key),
             Some((v, k, e)) if v == &staged[..len] && k == kind && e == expiry);
         let at = self.on_flash(key);
         let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
         self.table
+            .borrow_mut()
             .put_bytes(key, expiry, now, &staged[..len], kind)
             .map_err(widen)?;
         if !unchanged {
@@ -234,13 +240,17 @@ impl<
 
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
         self.see(now);
-        let vlen = match self.table.peek(key, now) {
+        let vlen = match self.table.borrow().peek(key, now) {
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
         self.make_room(1, Some((key.len(), vlen)))?;
         let at = self.on_flash(key);
-        let touched = self.table.touch(key, expiry, now).map_err(widen)?;
+        let touched = self
+            .table
+            .borrow_mut()
+            .touch(key, expiry, now)
+            .map_err(widen)?;
         if touched {
             self.mark(key, at);
             self.settle()?;
@@ -250,12 +260,12 @@ impl<
 
     fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
         self.see(now);
-        if self.table.peek_any(key).is_none() {
+        if self.table.borrow().peek_any(key).is_none() {
             return Ok(false);
         }
         self.make_room(1, None)?;
         let at = self.on_flash(key);
-        let live = self.table.delete(key, now).map_err(widen)?;
+        let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
         self.mark(key, at);
         self.settle()?;
         Ok(live)
@@ -263,12 +273,12 @@ impl<
 
     fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
         self.see(now);
-        if self.table.peek_any(key).is_none() {
+        if self.table.borrow().peek_any(key).is_none() {
             return Err(Error::NotFound);
         }
         self.make_room(1, Some((key.len(), V)))?;
         let at = self.on_flash(key);
-        let r = self.table.incr(key, delta, now);
+        let r = self.table.borrow_mut().incr(key, delta, now);
         match r {
             Ok(_) | Err(Error::NotFound) => {
                 self.mark(key, at);
@@ -290,13 +300,17 @@ impl<
         if to.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
-        let vlen = match self.table.peek_any(from) {
+        let vlen = match self.table.borrow().peek_any(from) {
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
         self.make_room(2, Some((K, vlen)))?;
         let (at_from, at_to) = (self.on_flash(from), self.on_flash(to));
-        let moved = self.table.rekey(from, to, expiry, now).map_err(widen)?;
+        let moved = self
+            .table
+            .borrow_mut()
+            .rekey(from, to, expiry, now)
+            .map_err(widen)?;
         self.mark(from, at_from);
         if moved {
             self.mark(to, at_to);
@@ -308,7 +322,7 @@ impl<
     /// Under both policies the clear is written at once (one small record): the changed
     /// keys it drops are not written, and no older record has to be kept for them.
     fn clear(&mut self) -> Result<(), Error<Self::Error>> {
-        let _ = self.table.clear();
+        let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = true;
         self.flush_dirty()
@@ -327,8 +341,13 @@ impl<
         Ok(())
     }
 
+    fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
+        self.see(now);
+        self.flush()
+    }
+
     fn len(&self) -> usize {
-        self.table.len()
+        self.table.borrow().len()
     }
 }
 
@@ -340,10 +359,11 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Store for Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Store for Persistent<F, N, K, V, D, S, T>
 {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
-        self.table.peek(key, now)
+        self.table.borrow().peek(key, now)
     }
 }
 

@@ -52,9 +52,16 @@
 //! observed by a read is logged too. Without a clock that runs while the power is off, a
 //! timeout counts *powered-on* time: an entry set for 60 s before a night switched off
 //! still has the rest of its 60 s in the morning. `Timeout::Never` entries always come back.
-//! The time recorded is the latest one the backend saw, that of the last operation:
-//! `close()` carries no time of its own, so call any operation first to record the
-//! current time (the `persist` example does a `has_key` before `close`).
+//! [`Cache::close`](crate::Cache::close) records the current cache time (with the
+//! flush), so after a reboot time resumes from the close; without a close, from the last
+//! operation flash saw.
+//!
+//! # A table in a `static`
+//! The table, `N` slots of about `K + V` bytes, is usually the largest object firmware
+//! has. [`Persistent::open_in`] opens into a table lent to the backend (`&'static mut`
+//! from `StaticCell` or `cortex_m::singleton!`, so it lives in zero-initialised `.bss`
+//! and never moves through the stack) and clears whatever it held before replaying the
+//! log, so a table reused across a reopen holds exactly what the flash says.
 //!
 //! # Recency after a reboot
 //! Reads are not logged. After a reboot, recency (which entry Django's cull takes first) is
@@ -85,8 +92,10 @@ mod mount;
 mod space;
 mod writeback;
 
+use core::borrow::BorrowMut;
 use core::fmt;
 use core::hash::BuildHasher;
+use core::marker::PhantomData;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash};
 
@@ -191,8 +200,10 @@ pub struct Persistent<
     const V: usize,
     const D: usize = 8,
     S = DefaultHashBuilder,
+    T = Table<N, K, V, S>,
 > {
-    table: Table<N, K, V, S>,
+    table: T,
+    hasher: PhantomData<fn() -> S>,
     log: Log<F>,
     policy: Policy,
     /// Per table slot: where the latest record of the key held there starts on flash
@@ -226,7 +237,8 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
 {
     /// The largest cache time found on flash at open, or written since.
     pub fn latest_time(&self) -> u64 {
@@ -243,7 +255,7 @@ impl<
 
     /// The memory table (read-only: changes must go through the backend).
     pub fn table(&self) -> &Table<N, K, V, S> {
-        &self.table
+        self.table.borrow()
     }
 
     /// The flash.
@@ -318,12 +330,19 @@ impl<
     }
 }
 
-impl<F, const N: usize, const K: usize, const V: usize, const D: usize, S: BuildHasher> fmt::Debug
-    for Persistent<F, N, K, V, D, S>
+impl<
+        F,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > fmt::Debug for Persistent<F, N, K, V, D, S, T>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Persistent")
-            .field("len", &self.table.len())
+            .field("len", &self.table.borrow().len())
             .field("policy", &self.policy)
             .field("pages", &self.log.pages)
             .field("pages_used", &self.log.used)

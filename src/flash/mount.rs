@@ -1,7 +1,9 @@
 //! Opening a region: finding the log's pages, replaying them into the table, recovering
 //! from damage, and formatting.
 
+use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
+use core::marker::PhantomData;
 use core::ops::Range;
 
 use embedded_storage::nor_flash::NorFlash;
@@ -102,10 +104,65 @@ impl<
         Self::start(flash, range, table, policy, true)
     }
 
+    /// [`Persistent::open`] into a table that lives elsewhere, lent as `table` (any
+    /// `BorrowMut<Table>`: a `&'static mut Table` from a zero-initialised `static`, a
+    /// `&mut Table` on the stack, or an owned table). Whatever the table held is cleared
+    /// first (its culling limits are kept), so it ends holding exactly what the flash
+    /// holds. For firmware that keeps the table, often the largest object it has, in a
+    /// `static` of its own rather than moving it through the stack:
+    ///
+    /// ```
+    /// # #[cfg(feature = "_mock")] {
+    /// use tickcache::flash::{MockFlash, Persistent, Policy};
+    /// use tickcache::{Config, ManualClock, Table};
+    ///
+    /// // In firmware: `cortex_m::singleton!(: Table<16, 32, 16> = Table::new()).unwrap()`
+    /// // or `StaticCell::init`, a `&'static mut` into zero-initialised `.bss`.
+    /// let table: &'static mut Table<16, 32, 16> = Box::leak(Box::new(Table::new()));
+    /// let mut flash = MockFlash::<4, 1024, 4>::new();
+    /// let p = Persistent::<_, 16, 32, 16>::open_in(&mut flash, 0..4096, table,
+    ///     Policy::WriteThrough)?;
+    /// let clock = ManualClock::new(1000);
+    /// let mut cache = p.into_cache(&clock, Config::new());
+    /// cache.set("answer", &42u32, 60).unwrap();
+    /// # }
+    /// # Ok::<(), tickcache::flash::FlashError<tickcache::flash::MockError>>(())
+    /// ```
+    pub fn open_in<T: BorrowMut<Table<N, K, V, S>>>(
+        flash: F,
+        range: Range<u32>,
+        table: T,
+        policy: Policy,
+    ) -> Result<Persistent<F, N, K, V, D, S, T>, Fe<F>> {
+        Persistent::start(flash, range, table, policy, false)
+    }
+
+    /// [`Persistent::open_or_format`] into a lent table, as [`Persistent::open_in`].
+    pub fn open_or_format_in<T: BorrowMut<Table<N, K, V, S>>>(
+        flash: F,
+        range: Range<u32>,
+        table: T,
+        policy: Policy,
+    ) -> Result<Persistent<F, N, K, V, D, S, T>, Fe<F>> {
+        Persistent::start(flash, range, table, policy, true)
+    }
+}
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
+{
+    /// Opens the region into `table`, clearing what it held first.
     pub(super) fn start(
         flash: F,
         range: Range<u32>,
-        table: Table<N, K, V, S>,
+        mut table: T,
         policy: Policy,
         format: bool,
     ) -> Result<Self, Fe<F>> {
@@ -122,8 +179,10 @@ impl<
             return Err(FlashError::BadRange);
         }
         let log = Log::new(flash, range.start, len / page_size, page_size);
+        let _ = table.borrow_mut().clear();
         let mut me = Persistent {
             table,
+            hasher: PhantomData,
             log,
             policy,
             loc: [NOWHERE; N],
@@ -223,7 +282,7 @@ impl<
         self.log.check = false;
         let trust = self.log.trust_from;
         if trust > 0 {
-            let _ = self.table.clear();
+            let _ = self.table.borrow_mut().clear();
             self.replay(Pos { li: trust, off: 0 })?;
         }
         if lost_head {
@@ -302,7 +361,13 @@ impl<
                     let slot = if fits {
                         Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
-                            self.table.restore(&key[..kl], v, kind, r.expiry, self.time)
+                            self.table.borrow_mut().restore(
+                                &key[..kl],
+                                v,
+                                kind,
+                                r.expiry,
+                                self.time,
+                            )
                         })
                     } else {
                         None
@@ -316,16 +381,19 @@ impl<
                         let mut key_only = r;
                         key_only.vlen = 0;
                         if self.log.read_body(at, &key_only, &mut key, &mut [])? {
-                            let _ = self.table.delete(&key[..kl], 0);
+                            let _ = self.table.borrow_mut().delete(&key[..kl], 0);
                         }
                     }
                 }
                 // A key longer than `K` was never restored: nothing to remove.
                 T_TOMB if self.log.read_body(at, &r, &mut key, &mut [])? => {
-                    let _ = self.table.delete(&key[..usize::from(r.klen)], 0);
+                    let _ = self
+                        .table
+                        .borrow_mut()
+                        .delete(&key[..usize::from(r.klen)], 0);
                 }
                 T_CLEAR => {
-                    let _ = self.table.clear();
+                    let _ = self.table.borrow_mut().clear();
                 }
                 _ => {}
             }
@@ -339,7 +407,7 @@ impl<
     /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
     /// come back then, each with the latest value it had (never an older one).
     pub fn erase_all(&mut self) -> Result<(), Fe<F>> {
-        let _ = self.table.clear();
+        let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = false;
         let log = &mut self.log;

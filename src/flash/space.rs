@@ -7,6 +7,7 @@
 //! latest record; an unchanged entry is copied from RAM, a changed one from flash (its
 //! flushed value is what a power cut must bring back).
 
+use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
@@ -15,6 +16,7 @@ use super::format::{record_size, varint_len, RecHead, T_PUT};
 use super::{Persistent, Res, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::table::Table;
 
 /// Places records into the free space, page by page, to tell whether a batch fits.
 pub(super) struct Placer {
@@ -69,7 +71,8 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
 {
     /// A placer over an empty log (does a batch fit at all?).
     pub(super) fn empty_placer(&self) -> Placer {
@@ -183,10 +186,10 @@ impl<
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
         // Those that cannot be copied go with the page (durable at once: it is erased next).
-        let mut s = self.table.older(None);
+        let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
-            s = self.table.older(Some(i));
-            let (k, v, kind, e) = self.table.slot(i);
+            s = self.table.borrow().older(Some(i));
+            let (k, v, kind, e) = self.table.borrow().slot(i);
             if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
                 continue;
             }
@@ -204,7 +207,7 @@ impl<
             } else {
                 key[..k.len()].copy_from_slice(k);
                 let kl = k.len();
-                let _ = self.table.delete(&key[..kl], now);
+                let _ = self.table.borrow_mut().delete(&key[..kl], now);
             }
         }
         let log = &mut self.log;

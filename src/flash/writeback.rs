@@ -2,6 +2,7 @@
 //! (and a pending clear) as one batch. Write-through is the same path with a flush after
 //! every operation.
 
+use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
@@ -10,7 +11,7 @@ use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
 use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Persistent, Policy, Res, NOWHERE};
 use crate::error::Error;
-use crate::table::CullPlan;
+use crate::table::{CullPlan, Table};
 
 impl<
         F: NorFlash,
@@ -19,7 +20,8 @@ impl<
         const V: usize,
         const D: usize,
         S: BuildHasher,
-    > Persistent<F, N, K, V, D, S>
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
 {
     pub(super) fn dirty_key(&self, i: usize) -> &[u8] {
         &self.dirty_keys[i][..usize::from(self.dirty_len[i])]
@@ -33,7 +35,7 @@ impl<
     /// the last flush ([`NOWHERE`] else). Taken before a change, for [`Self::mark`].
     #[inline(never)]
     pub(super) fn on_flash(&self, key: &[u8]) -> u32 {
-        match self.table.slot_of(key) {
+        match self.table.borrow().slot_of(key) {
             Some(s) if !self.is_dirty(key) => self.loc[s],
             _ => NOWHERE,
         }
@@ -89,7 +91,7 @@ impl<
         }
         for i in 0..self.dirty {
             let k = self.dirty_key(i);
-            match self.table.peek_any(k) {
+            match self.table.borrow().peek_any(k) {
                 Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
                 None => pl.place(key_cost(k), 0, 0),
             }
@@ -118,7 +120,7 @@ impl<
             key[..klen].copy_from_slice(&self.dirty_keys[d][..klen]);
             let k = &key[..klen];
             let (start, end) = (i == 0, i + 1 == n);
-            match self.table.peek_any(k) {
+            match self.table.borrow().peek_any(k) {
                 Some((v, kind, expiry)) => {
                     let vl = v.len();
                     val[..vl].copy_from_slice(v);
@@ -126,7 +128,7 @@ impl<
                         .log
                         .append(T_PUT, start, end, kind as u8, k, &val[..vl], time, expiry)
                         .map_err(Error::Backend)?;
-                    if let Some(s) = self.table.slot_of(k) {
+                    if let Some(s) = self.table.borrow().slot_of(k) {
                         self.loc[s] = at;
                     }
                 }
@@ -156,12 +158,14 @@ impl<
         let mut victims = 0;
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
-        self.table.for_each_victim(plan, now, &mut |k, live| {
-            if live {
-                victims += 1;
-                pl.place(key_cost(k), 0, 0);
-            }
-        });
+        self.table
+            .borrow()
+            .for_each_victim(plan, now, &mut |k, live| {
+                if live {
+                    victims += 1;
+                    pl.place(key_cost(k), 0, 0);
+                }
+            });
         pl.place(kcost, vlen, XLEN_ANY);
         (victims, self.dirty + victims < D && pl.ok)
     }
