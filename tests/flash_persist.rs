@@ -824,3 +824,53 @@ fn compaction_reads_no_record_of_an_unchanged_entry() {
         assert_eq!(cache.get::<u32>(name.as_str()).unwrap(), Some(2994 + k));
     }
 }
+
+/// Opens `flash` under write-through and sets `sets` values; then, when
+/// `cut` is given, clears with the power cut after that many events. The events the clear
+/// took.
+fn tight_clear(flash: &mut Tight, sets: usize, cut: Option<u64>) -> u64 {
+    let clock = ManualClock::new(1000);
+    let p =
+        Persistent::<_, 32, 8, 16, 32>::open(flash, 0..1024, Table::new(), Policy::WriteThrough)
+            .expect("open");
+    let mut cache = p.into_cache(&clock, Config::new());
+    // Keys 0 to 7 once (their records stay live in the oldest pages), then 8 to 23 in turn.
+    for i in 0..sets {
+        let k = if i < 8 { i } else { 8 + (i - 8) % 16 };
+        let name = format!("k{k}");
+        cache
+            .set_raw(name.as_str(), &tight_value(k, i / 24), Timeout::Never)
+            .expect("set");
+    }
+    let Some(cut) = cut else { return 0 };
+    let before = cache.backend().flash().events();
+    cache.backend_mut().flash_mut().cut_after(cut);
+    let _ = cache.clear();
+    cache.backend().flash().events() - before
+}
+
+/// A `clear` is all or nothing under a power cut at every event, also when making room
+/// for its record compacts the log first: the compaction still copies the live entries.
+#[test]
+fn a_clear_cut_anywhere_keeps_everything_or_nothing() {
+    let mut compacted = 0;
+    for sets in 24..96 {
+        let mut base = Tight::new();
+        tight_clear(&mut base, sets, None);
+        let full = tight_contents(&mut base.clone());
+        assert!(full.iter().all(Option::is_some), "{sets} sets");
+        let events = tight_clear(&mut base.clone(), 0, Some(u64::MAX));
+        compacted += usize::from(events > 4);
+        for cut in 0..events {
+            let mut flash = base.clone();
+            tight_clear(&mut flash, 0, Some(cut));
+            flash.power_on();
+            let got = tight_contents(&mut flash);
+            assert!(
+                got == full || got.iter().all(Option::is_none),
+                "{sets} sets, cut {cut}: {got:?}"
+            );
+        }
+    }
+    assert!(compacted > 0, "no clear had to compact");
+}

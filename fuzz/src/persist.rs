@@ -308,7 +308,11 @@ fn run_with<const PS: usize, const WS: usize, const RS: usize>(policy: Policy, o
             let Some(op) = ops.next() else {
                 // Done: close with the power on, and check the final state once more.
                 cache.backend_mut().flash_mut().power_on();
+                // `close` records the cache time, the clock's after any last advance.
+                let now = cache.now();
+                t_ceiling = t_ceiling.max(now);
                 cache.close().expect("final close");
+                t_floor = t_floor.max(now);
                 acked = current;
                 last_round = true;
                 break;

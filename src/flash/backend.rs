@@ -322,6 +322,10 @@ impl<
     /// Under both policies the clear is written at once (one small record): the changed
     /// keys it drops are not written, and no older record has to be kept for them.
     fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+        // Room for the clear record first, while RAM still mirrors the flash: a compaction
+        // here copies the live entries, so a power cut before the record lands leaves the
+        // cache as it was (compacting after the table is emptied would drop them).
+        self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))?;
         let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = true;
