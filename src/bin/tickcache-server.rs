@@ -35,7 +35,8 @@ use tickcache::flash::FileFlash;
 use tickcache::heap::{HeapTable, Limits, SharedValue};
 use tickcache::memcached::embedded_io;
 use tickcache::memcached::{
-    Buffer, Command, Driver, Event, Handler, Memcached, Now, Outcome, Reply, Scratch, Sink, Store,
+    Buffer, Command, Driver, Event, GrowBuf, Handler, Memcached, Now, Outcome, Reply, Scratch,
+    Sink, Store,
 };
 use tickcache::{Clock, Persistent, Policy, StdClock, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -685,22 +686,18 @@ impl embedded_io::Write for Out {
 }
 
 /// A connection's read buffer: it starts small, doubles while one command does not fit (up
-/// to the largest command) and, unlike the library's `GrowBuf`, goes back to its small size
-/// only once the connection has been idle for [`KEEP_GROWN`] (`may_rest`, set by the
+/// to the largest command) and, unlike the library's `GrowBuf` it wraps, goes back to its
+/// small size only once the connection has been idle for [`KEEP_GROWN`] (`may_rest`, set by the
 /// connection), so a client storing large items does not regrow it for each one.
 struct ReadBuf {
-    bytes: Vec<u8>,
-    small: usize,
-    max: usize,
+    buf: GrowBuf,
     may_rest: Arc<AtomicBool>,
 }
 
 impl ReadBuf {
     fn new(small: usize, max: usize, may_rest: Arc<AtomicBool>) -> Self {
         ReadBuf {
-            bytes: vec![0; small],
-            small,
-            max: max.max(small),
+            buf: GrowBuf::new(small, max),
             may_rest,
         }
     }
@@ -708,23 +705,21 @@ impl ReadBuf {
 
 impl Buffer for ReadBuf {
     fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.buf.bytes()
     }
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
+        self.buf.bytes_mut()
     }
     fn capacity(&self) -> usize {
-        self.max
+        self.buf.capacity()
     }
     fn grow(&mut self) {
         self.may_rest.store(false, Ordering::Relaxed);
-        let len = self.bytes.len().saturating_mul(2).min(self.max);
-        self.bytes.resize(len, 0);
+        self.buf.grow();
     }
     fn rest(&mut self) {
-        if self.bytes.len() > self.small && self.may_rest.load(Ordering::Relaxed) {
-            self.bytes.truncate(self.small);
-            self.bytes.shrink_to_fit();
+        if self.may_rest.load(Ordering::Relaxed) {
+            self.buf.rest();
         }
     }
 }
