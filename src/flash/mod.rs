@@ -342,13 +342,13 @@ impl<
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
     pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.erase_count(io, page))
+        drive!(flash, io, core.erase_count(io, page))
     }
 
     /// Erase counts over all pages (reads each page header).
     pub fn wear(&mut self) -> Result<Wear, FeOf<F>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.wear(io))
+        drive!(flash, io, core.wear(io))
     }
 }
 
