@@ -5,6 +5,11 @@
 //! the log into the table; the cache then works exactly as before, with flash behind it.
 //! The on-flash layout is documented in [`format`](mod@format).
 //!
+//! [`AsyncPersistent`] is the same over async flash
+//! (`embedded_storage_async::nor_flash::NorFlash`), for
+//! [`AsyncSharedCache`](crate::AsyncSharedCache): both front ends drive one core that
+//! decides what to write and performs no I/O itself, so the log logic exists once.
+//!
 //! ```
 //! # #[cfg(feature = "_mock")] {
 //! use tickcache::flash::{MockFlash, Persistent, Policy};
