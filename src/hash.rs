@@ -50,11 +50,34 @@ impl TickHasher {
 impl Hasher for TickHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
+        if crate::words::ALIGNED_LOADS_ONLY {
+            // ARMv6-M: whole-word loads where the key is word-aligned (the cache's and the
+            // table's keys are), the same words as below.
+            if let Some((words, tail)) = crate::words::words(bytes) {
+                for &w in words {
+                    self.word(u32::from_le(w));
+                }
+                self.tail(tail);
+                return;
+            }
+        }
         let mut words = bytes.chunks_exact(4);
         for w in &mut words {
             self.word(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
         }
-        let tail = words.remainder();
+        self.tail(words.remainder());
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        u64::from(self.state)
+    }
+}
+
+impl TickHasher {
+    /// The last 1 to 3 bytes of a key, if any.
+    #[inline(always)]
+    fn tail(&mut self, tail: &[u8]) {
         if !tail.is_empty() {
             // Shifts rather than a copy into a zeroed word: no `memcpy` call for 1-3 bytes.
             let mut w = 0u32;
@@ -64,11 +87,6 @@ impl Hasher for TickHasher {
             // The length in the top bits keeps "a" and "a\0" apart.
             self.word(w ^ ((tail.len() as u32) << 30));
         }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        u64::from(self.state)
     }
 }
 

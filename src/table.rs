@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::hash::{self, DefaultHashBuilder};
 use crate::key::KeyError;
 use crate::value::{self, Kind};
+use crate::words::{self, Aligned};
 
 const NIL: u16 = u16::MAX;
 
@@ -47,6 +48,21 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
     let Some(slot) = slot.get(..key.len()) else {
         return false;
     };
+    if crate::words::ALIGNED_LOADS_ONLY {
+        // ARMv6-M: whole-word loads when both keys are word-aligned (a slot is when `K` is
+        // a multiple of 4; the cache's made key always is).
+        if let (Some((a, at)), Some((b, bt))) = (words::words(slot), words::words(key)) {
+            // XORs rather than `==`, which would call `memcmp`.
+            let mut diff = 0;
+            for (x, y) in a.iter().zip(b) {
+                diff |= x ^ y;
+            }
+            for (x, y) in at.iter().zip(bt) {
+                diff |= u32::from(x ^ y);
+            }
+            return diff == 0;
+        }
+    }
     let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
     for (x, y) in (&mut a).zip(&mut b) {
         let word = |c: &[u8]| {
@@ -126,7 +142,8 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     expiry: [u64; N],
     klen: [u8; N],
     vmeta: [u16; N],
-    keys: [[u8; K]; N],
+    /// Word-aligned, so every slot is when `K` is a multiple of 4 (see [`crate::words`]).
+    keys: Aligned<[[u8; K]; N]>,
     vals: [[u8; V]; N],
     head: u16,
     tail: u16,
@@ -216,7 +233,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             expiry: [0; N],
             klen: [0; N],
             vmeta: [0; N],
-            keys: [[0; K]; N],
+            keys: Aligned([[0; K]; N]),
             vals: [[0; V]; N],
             head: 0,
             tail: 0,
@@ -298,7 +315,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     pub(crate) fn slot(&self, i: usize) -> (&[u8], &[u8], Kind, u64) {
         let (len, kind) = self.value_meta(i);
         (
-            &self.keys[i][..self.klen[i] as usize],
+            &self.keys.0[i][..self.klen[i] as usize],
             &self.vals[i][..len],
             kind,
             self.expiry[i],
@@ -337,7 +354,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let mut s = self.buckets[b];
         while s != NIL {
             let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys[i], key) {
+            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
                 return Some(i);
             }
             s = self.chain[i];
@@ -414,7 +431,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     }
 
     fn remove_slot(&mut self, i: usize) {
-        let b = self.bucket_of(&self.keys[i][..self.klen[i] as usize]);
+        let b = self.bucket_of(&self.keys.0[i][..self.klen[i] as usize]);
         self.remove(b, i);
     }
 
@@ -457,7 +474,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// Links a filled slot `i` as `key` in bucket `b`, most recent.
     fn link(&mut self, b: usize, i: usize, key: &[u8], len: usize, kind: Kind, expiry: u64) {
-        self.keys[i][..key.len()].copy_from_slice(key);
+        self.keys.0[i][..key.len()].copy_from_slice(key);
         self.klen[i] = key.len() as u8;
         self.set_meta(i, len, kind, expiry);
         self.chain[i] = self.buckets[b];
@@ -576,7 +593,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     }
 
     fn slot_key(&self, i: usize) -> &[u8] {
-        &self.keys[i][..self.klen[i] as usize]
+        &self.keys.0[i][..self.klen[i] as usize]
     }
 
     /// Calls `f` with the made key of each entry `plan` would remove at `now` and whether
