@@ -65,7 +65,13 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// It stops one tick short of [`NEVER`], so a `Never` entry outlives any clock.
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock.now().saturating_add(self.offset).min(NEVER - 1)
+        let t = self.clock.now();
+        // Both below 2^62, the sum cannot saturate or reach `NEVER - 1`: an add, where the
+        // general form costs a 64-bit saturation and compare on 32-bit cores.
+        if (t | self.offset) >> 62 == 0 {
+            return t + self.offset;
+        }
+        t.saturating_add(self.offset).min(NEVER - 1)
     }
 
     /// Makes cache time continue from at least `ticks`, so time never runs backwards across a
@@ -145,7 +151,20 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             Timeout::Default => self.config.timeout,
             t => t,
         };
-        match timeout.to_ticks(self.clock.ticks_per_second()) {
+        let rate = self.clock.ticks_per_second();
+        // The common case in 32-bit arithmetic: 1 to 65,535 seconds at a rate below 65,536
+        // is one 32-bit product, and added to a time below 2^62 ticks it can neither
+        // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
+        // and saturation cost about 40 instructions a store).
+        if let Timeout::Secs(s) = timeout {
+            if (s as u64).wrapping_sub(1) < 0xffff
+                && rate.wrapping_sub(1) < 0xffff
+                && now >> 62 == 0
+            {
+                return now + u64::from(s as u32 * rate);
+            }
+        }
+        match timeout.to_ticks(rate) {
             None => NEVER,
             Some(0) => EXPIRED,
             Some(t) => now.saturating_add(t).min(NEVER - 1),

@@ -50,7 +50,7 @@ impl TickHasher {
 impl Hasher for TickHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        if crate::words::ALIGNED_LOADS_ONLY {
+        if crate::words::ARMV6M {
             // ARMv6-M: whole-word loads where the key is word-aligned (the cache's and the
             // table's keys are), the same words as below.
             if let Some((words, tail)) = crate::words::words(bytes) {

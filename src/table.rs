@@ -48,7 +48,7 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
     let Some(slot) = slot.get(..key.len()) else {
         return false;
     };
-    if crate::words::ALIGNED_LOADS_ONLY {
+    if crate::words::ARMV6M {
         // ARMv6-M: whole-word loads when both keys are word-aligned (a slot is when `K` is
         // a multiple of 4; the cache's made key always is).
         if let (Some((a, at)), Some((b, bt))) = (words::words(slot), words::words(key)) {
@@ -397,12 +397,26 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.head = i as u16;
     }
 
+    /// Makes held slot `i` the most recent: `unlink_lru` and `push_front` merged for an
+    /// entry that is not the head, which therefore has an entry before it, in a list that
+    /// is not empty (fewer tests on every hit).
     #[inline(never)]
     fn touch_lru(&mut self, i: usize) {
-        if self.head != i as u16 {
-            self.unlink_lru(i);
-            self.push_front(i);
+        let head = self.head;
+        if head == i as u16 {
+            return;
         }
+        let (p, n) = (self.prev[i], self.next[i]);
+        self.next[p as usize] = n;
+        if n == NIL {
+            self.tail = p;
+        } else {
+            self.prev[n as usize] = p;
+        }
+        self.prev[i] = NIL;
+        self.next[i] = head;
+        self.prev[head as usize] = i as u16;
+        self.head = i as u16;
     }
 
     fn unlink_chain(&mut self, b: usize, i: usize) {

@@ -10,10 +10,10 @@
 
 use zerocopy::FromBytes;
 
-/// True on the cores whose word loads must be aligned: 32-bit Arm without 32-bit atomics,
-/// that is ARMv6-M (every later Arm M-profile core has both).
-pub(crate) const ALIGNED_LOADS_ONLY: bool =
-    cfg!(all(target_arch = "arm", not(target_has_atomic = "32")));
+/// True on ARMv6-M, told apart as 32-bit Arm without 32-bit atomics (every later Arm
+/// M-profile core has them): no unaligned word loads, no count-leading-zeros instruction
+/// and no 32 x 32 -> 64-bit multiply.
+pub(crate) const ARMV6M: bool = cfg!(all(target_arch = "arm", not(target_has_atomic = "32")));
 
 /// `T` on a word boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
