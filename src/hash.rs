@@ -57,7 +57,10 @@ impl Hasher for TickHasher {
                 for &w in words {
                     self.word(u32::from_le(w));
                 }
-                self.tail(tail);
+                if !tail.is_empty() {
+                    let w = crate::words::tail_word(tail);
+                    self.word(w ^ ((tail.len() as u32) << 30));
+                }
                 return;
             }
         }
