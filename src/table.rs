@@ -52,15 +52,7 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
         // ARMv6-M: whole-word loads when both keys are word-aligned (a slot is when `K` is
         // a multiple of 4; the cache's made key always is).
         if let (Some((a, at)), Some((b, bt))) = (words::words(slot), words::words(key)) {
-            // XORs rather than `==`, which would call `memcmp`.
-            let mut diff = 0;
-            for (x, y) in a.iter().zip(b) {
-                diff |= x ^ y;
-            }
-            for (x, y) in at.iter().zip(bt) {
-                diff |= u32::from(x ^ y);
-            }
-            return diff == 0;
+            return same_words(a, at, b, bt);
         }
     }
     let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
@@ -80,6 +72,20 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
     }
     diff == 0
 }
+/// [`same_bytes`] of two word-aligned keys of one length, given as whole words and the
+/// bytes after them. XORs rather than `==`, which would call `memcmp`.
+#[inline(always)]
+fn same_words(a: &[u32], at: &[u8], b: &[u32], bt: &[u8]) -> bool {
+    let mut diff = 0;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    for (x, y) in at.iter().zip(bt) {
+        diff |= u32::from(x ^ y);
+    }
+    diff == 0
+}
+
 const LEN_MASK: u16 = 0x3fff;
 
 /// `dst.copy_from_slice(src)` out of line, where the compiler cannot see that both buffers
@@ -961,6 +967,30 @@ mod tests {
                 assert_eq!(listed, reported, "freq {freq}, {plan:?}");
                 assert_eq!(listed, removed, "freq {freq}, {plan:?}");
                 assert!(!listed.is_empty() || plan == CullPlan::RESTORE);
+            }
+        }
+    }
+
+    /// ARMv6-M's word compare (run here on the host) agrees with the bytewise one for
+    /// keys of every length up to 24 bytes differing in any one byte, or not at all.
+    #[test]
+    fn word_compare_matches_byte_compare() {
+        let mut a = crate::words::Aligned([0u8; 24]);
+        let mut b = a;
+        for (i, (x, y)) in a.0.iter_mut().zip(b.0.iter_mut()).enumerate() {
+            *x = i as u8 + 1;
+            *y = i as u8 + 1;
+        }
+        for len in 0..=24 {
+            for flip in (0..len).map(Some).chain([None]) {
+                let mut b = b;
+                if let Some(k) = flip {
+                    b.0[k] ^= 0x40;
+                }
+                let (x, y) = (&a.0[..len], &b.0[..len]);
+                let ((wa, ta), (wb, tb)) = (words::words(x).unwrap(), words::words(y).unwrap());
+                assert_eq!(same_words(wa, ta, wb, tb), x == y, "{len} {flip:?}");
+                assert_eq!(same_bytes(x, y), x == y, "{len} {flip:?}");
             }
         }
     }
