@@ -713,3 +713,76 @@ fn four_threads_over_shards_behave_as_one_cache() {
     assert_eq!(stat(&st, "cmd_flush"), 0);
     assert!(server.terminate());
 }
+
+/// The CPUs a thread may run on, from `/proc/PID/task/TID/status` (`Cpus_allowed_list`,
+/// e.g. `0-3,6`), keyed by the thread's name.
+fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut cpus = Vec::new();
+        for part in list.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+                None => cpus.push(part.parse().unwrap()),
+            }
+        }
+        out.push((name.trim().to_string(), cpus));
+    }
+    out
+}
+
+/// Worker threads are spread over the CPUs the server may use, one CPU each (so they are not
+/// all woken onto the CPU of the client writing to them); `--no-pin` leaves them unbound.
+#[test]
+fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
+    let allowed = thread_cpus(std::process::id())[0].1.clone();
+    let server = Server::with(&["--threads", "4"]);
+    let threads = thread_cpus(server.child.id());
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("worker"))
+        .collect();
+    assert_eq!(workers.len(), 4);
+    if allowed.len() >= 2 {
+        let mut used = Vec::new();
+        for (name, cpus) in &workers {
+            assert_eq!(cpus.len(), 1, "{name} bound to one CPU: {cpus:?}");
+            assert!(allowed.contains(&cpus[0]), "{name} on an allowed CPU");
+            used.push(cpus[0]);
+        }
+        used.sort_unstable();
+        used.dedup();
+        assert_eq!(used.len(), allowed.len().min(4), "spread: {used:?}");
+    }
+    // The accepting thread is not bound.
+    let main = threads
+        .iter()
+        .find(|(n, _)| !n.starts_with("worker"))
+        .unwrap();
+    assert_eq!(main.1, allowed);
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    drop(server);
+
+    let server = Server::with(&["--threads", "4", "--no-pin"]);
+    for (name, cpus) in thread_cpus(server.child.id()) {
+        assert_eq!(cpus, allowed, "{name} unbound");
+    }
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+}
