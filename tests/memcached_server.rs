@@ -741,17 +741,31 @@ fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
 }
 
 /// Worker threads are spread over the CPUs the server may use, one CPU each (so they are not
-/// all woken onto the CPU of the client writing to them); `--no-pin` leaves them unbound.
+/// all woken onto the CPU of the client writing to them); `--no-pin` leaves them unbound, and
+/// so does a single worker.
 #[test]
 fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
     let allowed = thread_cpus(std::process::id())[0].1.clone();
     let server = Server::with(&["--threads", "4"]);
-    let threads = thread_cpus(server.child.id());
+    // Each worker names and binds itself as it starts: wait for the four.
+    let pid = server.child.id();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_cpus(pid);
+    while threads.len() != 5
+        || threads
+            .iter()
+            .filter(|(n, c)| n.starts_with("worker") && (allowed.len() < 2 || c.len() == 1))
+            .count()
+            != 4
+    {
+        assert!(Instant::now() < until, "workers not started: {threads:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        threads = thread_cpus(pid);
+    }
     let workers: Vec<_> = threads
         .iter()
         .filter(|(name, _)| name.starts_with("worker"))
         .collect();
-    assert_eq!(workers.len(), 4);
     if allowed.len() >= 2 {
         let mut used = Vec::new();
         for (name, cpus) in &workers {
@@ -776,8 +790,12 @@ fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
     );
     drop(server);
 
+    // Unbound: every thread keeps the CPUs the process may use (they exist once the server
+    // listens; a worker that has not started yet would not bind itself either).
     let server = Server::with(&["--threads", "4", "--no-pin"]);
-    for (name, cpus) in thread_cpus(server.child.id()) {
+    let threads = thread_cpus(server.child.id());
+    assert_eq!(threads.len(), 5);
+    for (name, cpus) in threads {
         assert_eq!(cpus, allowed, "{name} unbound");
     }
     let mut s = server.connect();
@@ -785,4 +803,19 @@ fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
         roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
         b"STORED\r\n"
     );
+    drop(server);
+
+    // One worker has nothing to spread: it stays free to move off a busy CPU (it has started
+    // once it has served a request).
+    let server = Server::with(&["--threads", "1"]);
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    let threads = thread_cpus(server.child.id());
+    assert_eq!(threads.len(), 2);
+    for (name, cpus) in threads {
+        assert_eq!(cpus, allowed, "{name} unbound");
+    }
 }

@@ -7,8 +7,9 @@
 //!
 //! The main thread accepts connections and hands them in turn to `--threads` worker threads
 //! (default 4), each running its own tokio event loop (a current-thread runtime), as
-//! memcached's workers each run an event base. Each worker is bound to one of the CPUs the
-//! process may use, in turn (`--no-pin` leaves the placement to the kernel). The heap table is split into one shard per
+//! memcached's workers each run an event base. Two or more workers are bound to the CPUs
+//! the process may use, one CPU each, in turn (`--no-pin` leaves the placement to the
+//! kernel). The heap table is split into one shard per
 //! worker (a [`Memcached`] engine on a `HeapTable` with an equal part of `-m`, behind its
 //! own mutex), chosen by a keyed hash of the key; `stats` sums the shards, `flush_all` runs
 //! on each. The fixed table (`--fixed`, `--persist`) stays one engine behind one mutex. Each
@@ -85,9 +86,9 @@ OPTIONS
                           the key, each with its own lock, LRU and an equal part of -m
                           (fewer shards if a part would hold fewer than two items of -I).
                           --fixed and --persist keep one table behind one lock
-  --no-pin                let the kernel place the worker threads (default: worker i runs
-                          on one CPU of those the process may use, the next worker on the
-                          next, so the workers are spread over the CPUs)
+  --no-pin                let the kernel place the worker threads (default, with two or
+                          more: worker i runs on one CPU of those the process may use, the
+                          next worker on the next, so the workers are spread over the CPUs)
   --max-conns N           simultaneous connections (default 1024)
   --idle-timeout SECS     close a connection idle this long between commands (default:
                           never, as memcached; 0 = never)
@@ -852,10 +853,11 @@ fn start_workers(n: usize, cpus: &[usize]) -> io::Result<Vec<tokio::runtime::Han
 
 /// The CPUs the workers are bound to, one after the other: those the process may run on,
 /// starting at one chosen by the process id (so several servers on one machine do not all
-/// start on the same CPU). Empty (no binding) with `--no-pin`, on one CPU, or where the
+/// start on the same CPU). Empty (no binding) with `--no-pin`, with one worker (there is
+/// nothing to spread, and bound it could not leave a busy CPU), on one CPU, or where the
 /// affinity calls are not available.
 fn worker_cpus(o: &Opts) -> Vec<usize> {
-    if !o.pin {
+    if !o.pin || o.threads < 2 {
         return Vec::new();
     }
     let mut cpus = affinity::allowed_cpus();
