@@ -871,10 +871,11 @@ fn worker_cpus(o: &Opts) -> Vec<usize> {
 
 /// Binding threads to CPUs (Linux's `sched_getaffinity`/`sched_setaffinity`).
 ///
-/// Why the workers are bound: on loopback under a busy 2-core machine, unbound workers were
-/// woken onto the CPU of the client that wrote to them (the kernel's wake-affine placement)
-/// and queued there behind it and other processes while the other CPU ran other work; bound
-/// one per CPU in turn, the same code served 1.3x to 1.6x as many requests (MEMCACHED.md).
+/// Why the workers are bound: with the client on the same host (loopback, two CPUs, other
+/// work running), unbound workers were woken onto the CPU of the client that wrote to them
+/// (the kernel's wake-affine placement) and queued there behind it while the other CPU ran
+/// other work; bound one per CPU in turn, the same code served 1.3x to 1.8x as many
+/// requests (MEMCACHED.md, Benchmark).
 mod affinity {
     /// CPUs a `cpu_set_t` holds (glibc's `CPU_SETSIZE`).
     #[cfg(target_os = "linux")]
