@@ -1,6 +1,7 @@
 //! A NOR flash in RAM for the firmware's persistence scenario: erase sets bytes to 0xFF,
 //! a write can only clear bits (it ANDs into the cells, as NOR does), writes are aligned to
-//! `WRITE_SIZE`, erases to `ERASE_SIZE`.
+//! `WRITE_SIZE`, erases to `ERASE_SIZE`. It implements both the blocking
+//! (`embedded_storage`) and the async (`embedded_storage_async`) flash traits.
 
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -89,5 +90,62 @@ impl<const SIZE: usize> NorFlash for RamFlash<SIZE> {
             *cell &= b;
         }
         Ok(())
+    }
+}
+
+/// The same flash behind the async traits (what embassy's flash drivers implement): each
+/// operation first hands control back to its caller once ([`Yield`]), as a driver awaiting
+/// its flash controller does, then does what the blocking one does.
+mod nor_async {
+    use core::future::Future;
+    use core::pin::Pin;
+    use core::task::{Context, Poll};
+
+    use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
+
+    use super::RamFlash;
+
+    /// Pending once (waking its task at once), then ready.
+    struct Yield(bool);
+
+    impl Future for Yield {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    impl<const SIZE: usize> ReadNorFlash for RamFlash<SIZE> {
+        const READ_SIZE: usize = 1;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            Yield(false).await;
+            embedded_storage::nor_flash::ReadNorFlash::read(self, offset, bytes)
+        }
+
+        fn capacity(&self) -> usize {
+            SIZE
+        }
+    }
+
+    impl<const SIZE: usize> NorFlash for RamFlash<SIZE> {
+        const WRITE_SIZE: usize = <Self as embedded_storage::nor_flash::NorFlash>::WRITE_SIZE;
+        const ERASE_SIZE: usize = <Self as embedded_storage::nor_flash::NorFlash>::ERASE_SIZE;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            Yield(false).await;
+            embedded_storage::nor_flash::NorFlash::erase(self, from, to)
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+            Yield(false).await;
+            embedded_storage::nor_flash::NorFlash::write(self, offset, bytes)
+        }
     }
 }

@@ -9,15 +9,27 @@
 //! the time interrupts stay masked (to one tick, 40 instructions). The async cache's
 //! masked windows (one to take the lock, one to give it back) are both inside
 //! `try_with(|_| Ok(()))`; 1,024 of them timed in one loop give their cost per call to a
-//! fraction of an instruction, an upper bound for the two windows together. RAM-backed
-//! NOR erases in a few thousand instructions; a real part's erase adds its own time
+//! fraction of an instruction, an upper bound for the two windows together.
+//!
+//! The latency probe measures masking from the interrupt's side, whatever code masks:
+//! SysTick fires every 97 ticks (3,880 instructions, a prime so that it falls due at every
+//! phase of the calls), and its handler records how long after falling due it ran. A
+//! window masked when it falls due delays it by the rest of the window, so the longest
+//! delay over many exceptions approaches the longest masked window from below; it is
+//! checked on the blocking memory sets, whose windows are timed exactly.
+//!
+//! The flash is RAM-backed NOR (QEMU's board has no flash controller to drive): it erases
+//! in a few thousand instructions, where a real part's erase adds its own time
 //! (milliseconds) to every compacting blocking call.
 
 #![no_std]
 #![no_main]
 
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU32, Ordering};
 
+use cortex_m::peripheral::SYST;
+use cortex_m_rt::exception;
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_storage::nor_flash::NorFlash;
 use tickcache::flash::{Persistent, Policy};
@@ -80,9 +92,10 @@ fn key(i: u32) -> Key<'static> {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    if let Some(p) = cortex_m::Peripherals::take() {
-        systick::start(p.SYST);
-    }
+    let Some(mut p) = cortex_m::Peripherals::take() else {
+        stop(false)
+    };
+    systick::start(&mut p.SYST);
     let Some(per_tick) = calibrate() else {
         hprintln!("calibration failed: run under QEMU mps2-an386 with -icount shift=0");
         stop(false)
@@ -158,10 +171,72 @@ fn main() -> ! {
         TIMED
     );
 
+    // The latency probe, checked on calls known to mask: the blocking memory sets above.
+    let mem = SharedCache::new(MemCache::<_, 16, 24, 16>::new(
+        &clock,
+        Table::new(),
+        Config::new(),
+    ));
+    let late = probe(&mut p.SYST, || {
+        for i in 0..CALLS {
+            failed += u32::from(mem.with(|c| c.set(key(i), &i, 600)).is_err());
+        }
+    });
+    hprintln!(
+        "masking blocking_memory_set_latency {} instructions (longest wait of {} SysTick exceptions, one every {} instructions, during {} sets)",
+        late.longest * per_tick,
+        late.fired,
+        PROBE_PERIOD * per_tick,
+        CALLS
+    );
+
     if failed != 0 {
         hprintln!("{} calls failed", failed);
     }
     stop(failed == 0)
+}
+
+/// SysTick period for the latency probe, in ticks: a prime, so its exceptions land at every
+/// phase of the calls.
+const PROBE_PERIOD: u32 = 97;
+/// The latest SysTick exception, in ticks after it fell due, and how many fired.
+static LATEST: AtomicU32 = AtomicU32::new(0);
+static FIRED: AtomicU32 = AtomicU32::new(0);
+
+/// The latency probe: with SysTick periodic, how long after falling due each exception
+/// runs. Interrupts masked when it falls due delay it by the rest of the masked window.
+#[exception]
+fn SysTick() {
+    // The exception falls due as the counter reaches 0; it reloads `PROBE_PERIOD - 1` one
+    // tick later and counts down from there.
+    let late = match SYST::get_current() {
+        0 => 0,
+        now => PROBE_PERIOD.saturating_sub(now),
+    };
+    LATEST.fetch_max(late, Ordering::Relaxed);
+
+    FIRED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the latency probe saw: the longest wait of a SysTick exception, in ticks, and how
+/// many fired.
+struct Latency {
+    longest: u32,
+    fired: u32,
+}
+
+/// Runs `work` with SysTick firing every [`PROBE_PERIOD`] ticks, then restarts it as the
+/// free-running counter.
+fn probe(syst: &mut SYST, work: impl FnOnce()) -> Latency {
+    LATEST.store(0, Ordering::Relaxed);
+    FIRED.store(0, Ordering::Relaxed);
+    systick::periodic(syst, PROBE_PERIOD);
+    work();
+    systick::start(syst);
+    Latency {
+        longest: LATEST.load(Ordering::Relaxed),
+        fired: FIRED.load(Ordering::Relaxed),
+    }
 }
 
 /// Ends the program: exit status 0 when `ok`.
