@@ -18,6 +18,13 @@
 //! delay over many exceptions approaches the longest masked window from below; it is
 //! checked on the blocking memory sets, whose windows are timed exactly.
 //!
+//! The async persistent backend (`AsyncPersistent`, write-through) runs the same 400 sets
+//! through an `AsyncSharedCache` on its own RAM-backed NOR, through the async flash traits
+//! (each operation hands control back once), polled with a no-op waker: first timed with
+//! SysTick counting freely (how long the compacting sets run, interrupts enabled, and
+//! their longest single poll, the longest stretch the executor is held), then again under
+//! the latency probe.
+//!
 //! The flash is RAM-backed NOR (QEMU's board has no flash controller to drive): it erases
 //! in a few thousand instructions, where a real part's erase adds its own time
 //! (milliseconds) to every compacting blocking call.
@@ -35,7 +42,8 @@ use cortex_m::peripheral::SYST;
 use cortex_m_rt::exception;
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_storage::nor_flash::NorFlash;
-use tickcache::flash::{Persistent, Policy};
+use embedded_storage_async::nor_flash as nor_async;
+use tickcache::flash::{AsyncPersistent, Persistent, Policy};
 use tickcache::{AsyncSharedCache, Config, Key, ManualClock, MemCache, SharedCache, Table};
 
 #[path = "../ramflash.rs"]
@@ -185,12 +193,10 @@ fn main() -> ! {
             failed += u32::from(mem.with(|c| c.set(key(i), &i, 600)).is_err());
         }
     });
-    hprintln!(
-        "masking blocking_memory_set_latency {} instructions (longest wait of {} SysTick exceptions, one every {} instructions, during {} sets)",
-        late.longest * per_tick,
-        late.fired,
-        PROBE_PERIOD * per_tick,
-        CALLS
+    late.print(
+        "blocking_memory_set_latency",
+        per_tick,
+        format_args!("{} sets", CALLS),
     );
 
     // The async memory cache under the probe: only the lock's bookkeeping masks.
@@ -199,18 +205,56 @@ fn main() -> ! {
             failed += u32::from(run(tasks.set(key(i), &i, 600), &mut 0).is_err());
         }
     });
-    hprintln!(
-        "masking async_memory_set_latency {} instructions (longest wait of {} SysTick exceptions, one every {} instructions, during {} sets)",
-        late.longest * per_tick,
-        late.fired,
-        PROBE_PERIOD * per_tick,
-        CALLS
+    late.print(
+        "async_memory_set_latency",
+        per_tick,
+        format_args!("{} sets", CALLS),
     );
+
+    failed += async_persistent(&mut p.SYST, &clock, per_tick);
 
     if failed != 0 {
         hprintln!("{} calls failed", failed);
     }
     stop(failed == 0)
+}
+
+/// A flash driver that counts the pages it erased: the async flash traits of
+/// [`ramflash::RamFlash`], passed through.
+struct Counted<'f> {
+    flash: &'f mut Flash,
+    erases: u32,
+}
+
+impl nor_async::ErrorType for Counted<'_> {
+    type Error = ramflash::RamFlashError;
+}
+
+impl nor_async::ReadNorFlash for Counted<'_> {
+    const READ_SIZE: usize = <Flash as nor_async::ReadNorFlash>::READ_SIZE;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        nor_async::ReadNorFlash::read(self.flash, offset, bytes).await
+    }
+
+    fn capacity(&self) -> usize {
+        nor_async::ReadNorFlash::capacity(self.flash)
+    }
+}
+
+impl nor_async::NorFlash for Counted<'_> {
+    const WRITE_SIZE: usize = <Flash as nor_async::NorFlash>::WRITE_SIZE;
+    const ERASE_SIZE: usize = <Flash as nor_async::NorFlash>::ERASE_SIZE;
+
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        nor_async::NorFlash::erase(self.flash, from, to).await?;
+        self.erases += (to - from) / Self::ERASE_SIZE as u32;
+        Ok(())
+    }
+
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        nor_async::NorFlash::write(self.flash, offset, bytes).await
+    }
 }
 
 /// Polls `f` to completion with a no-op waker, as an executor with nothing else to run
@@ -258,6 +302,22 @@ struct Latency {
     fired: u32,
 }
 
+impl Latency {
+    /// Prints the probe's figure: the longest wait, in instructions (a wait under one
+    /// tick reads as 0).
+    fn print(&self, name: &str, per_tick: u32, during: core::fmt::Arguments<'_>) {
+        hprintln!(
+            "masking {} {} instructions (longest wait of {} SysTick exceptions, one every {} instructions, to one tick, {} instructions, during {})",
+            name,
+            self.longest * per_tick,
+            self.fired,
+            PROBE_PERIOD * per_tick,
+            per_tick,
+            during
+        );
+    }
+}
+
 /// Runs `work` with SysTick firing every [`PROBE_PERIOD`] ticks, then restarts it as the
 /// free-running counter.
 fn probe(syst: &mut SYST, work: impl FnOnce()) -> Latency {
@@ -270,6 +330,91 @@ fn probe(syst: &mut SYST, work: impl FnOnce()) -> Latency {
         longest: LATEST.load(Ordering::Relaxed),
         fired: FIRED.load(Ordering::Relaxed),
     }
+}
+
+/// 400 sets through an `AsyncSharedCache` over the async persistent backend on a freshly
+/// erased `cells` (through the async flash traits), each polled to completion: the longest
+/// set and the longest of those that compacted, in ticks, and the longest single poll of a
+/// compacting set.
+fn async_sets(cells: &mut Flash, clock: &ManualClock) -> (Longest, u32) {
+    let mut l = Longest {
+        any: 0,
+        compacting: 0,
+        compactions: 0,
+        failed: 0,
+    };
+    let mut longest_poll = 0;
+    if cells.erase(0, 4096).is_err() {
+        l.failed += 1;
+        return (l, 0);
+    }
+    let flash = Counted {
+        flash: cells,
+        erases: 0,
+    };
+    type A<'f> = AsyncPersistent<Counted<'f>, 16, 24, 16>;
+    let opened = run(
+        A::open(flash, 0..4096, Table::new(), Policy::WriteThrough),
+        &mut 0,
+    );
+    let Ok(p) = opened else {
+        l.failed += 1;
+        return (l, 0);
+    };
+    let shared = AsyncSharedCache::new(p.into_cache(clock, Config::new()));
+    let erases = || {
+        shared
+            .try_with(|c| Ok(c.backend().flash().erases))
+            .unwrap_or(0)
+    };
+    let mut seen = erases();
+    for i in 0..CALLS {
+        let mut poll = 0;
+        let start = systick::now();
+        let ok = run(shared.set(key(i), &i, 600), &mut poll).is_ok();
+        let t = systick::since(start);
+        l.failed += u32::from(!ok);
+        l.any = l.any.max(t);
+        let now = erases();
+        if now != seen {
+            seen = now;
+            l.compactions += 1;
+            l.compacting = l.compacting.max(t);
+            longest_poll = longest_poll.max(poll);
+        }
+    }
+    (l, longest_poll)
+}
+
+/// The async persistent figures: [`async_sets`] twice on the same RAM-backed NOR. First
+/// SysTick counts freely: how long the compacting sets ran (interrupts enabled) and their
+/// longest single poll. Then under the latency probe: the longest any SysTick exception
+/// waited. Returns the calls that failed.
+fn async_persistent(syst: &mut SYST, clock: &ManualClock, per_tick: u32) -> u32 {
+    let Some(cells) = cortex_m::singleton!(: Flash = Flash::new()) else {
+        return 1;
+    };
+    let (l, longest_poll) = async_sets(cells, clock);
+    let mut failed = l.failed + u32::from(l.compactions == 0);
+    hprintln!(
+        "async_persistent_compacting_set {} instructions with interrupts enabled (longest of {} sets that erased a page; the longest single poll among them, the executor held, {})",
+        l.compacting * per_tick,
+        l.compactions,
+        longest_poll * per_tick
+    );
+    let mut probed = None;
+    let late = probe(syst, || probed = Some(async_sets(cells, clock)));
+    let compactions = probed.map_or(0, |(l, _)| {
+        failed += l.failed;
+        l.compactions
+    });
+    failed += u32::from(compactions == 0);
+    late.print(
+        "async_persistent_set_latency",
+        per_tick,
+        format_args!("{} sets, {} of them compacting", CALLS, compactions),
+    );
+    failed
 }
 
 /// Ends the program: exit status 0 when `ok`.
