@@ -219,10 +219,10 @@ fn main() -> ! {
     stop(failed == 0)
 }
 
-/// A flash driver that counts the pages it erased: the async flash traits of
-/// [`ramflash::RamFlash`], passed through.
+/// A flash driver that counts the pages it erased: [`ramflash::AsyncRamFlash`], passed
+/// through.
 struct Counted<'f> {
-    flash: &'f mut Flash,
+    flash: ramflash::AsyncRamFlash<'f, 4096>,
     erases: u32,
 }
 
@@ -231,29 +231,32 @@ impl nor_async::ErrorType for Counted<'_> {
 }
 
 impl nor_async::ReadNorFlash for Counted<'_> {
-    const READ_SIZE: usize = <Flash as nor_async::ReadNorFlash>::READ_SIZE;
+    const READ_SIZE: usize =
+        <ramflash::AsyncRamFlash<'static, 4096> as nor_async::ReadNorFlash>::READ_SIZE;
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-        nor_async::ReadNorFlash::read(self.flash, offset, bytes).await
+        nor_async::ReadNorFlash::read(&mut self.flash, offset, bytes).await
     }
 
     fn capacity(&self) -> usize {
-        nor_async::ReadNorFlash::capacity(self.flash)
+        nor_async::ReadNorFlash::capacity(&self.flash)
     }
 }
 
 impl nor_async::NorFlash for Counted<'_> {
-    const WRITE_SIZE: usize = <Flash as nor_async::NorFlash>::WRITE_SIZE;
-    const ERASE_SIZE: usize = <Flash as nor_async::NorFlash>::ERASE_SIZE;
+    const WRITE_SIZE: usize =
+        <ramflash::AsyncRamFlash<'static, 4096> as nor_async::NorFlash>::WRITE_SIZE;
+    const ERASE_SIZE: usize =
+        <ramflash::AsyncRamFlash<'static, 4096> as nor_async::NorFlash>::ERASE_SIZE;
 
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
-        nor_async::NorFlash::erase(self.flash, from, to).await?;
+        nor_async::NorFlash::erase(&mut self.flash, from, to).await?;
         self.erases += (to - from) / Self::ERASE_SIZE as u32;
         Ok(())
     }
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        nor_async::NorFlash::write(self.flash, offset, bytes).await
+        nor_async::NorFlash::write(&mut self.flash, offset, bytes).await
     }
 }
 
@@ -349,7 +352,7 @@ fn async_sets(cells: &mut Flash, clock: &ManualClock) -> (Longest, u32) {
         return (l, 0);
     }
     let flash = Counted {
-        flash: cells,
+        flash: ramflash::AsyncRamFlash(cells),
         erases: 0,
     };
     type A<'f> = AsyncPersistent<Counted<'f>, 16, 24, 16>;

@@ -2,8 +2,9 @@
 //! (`AsyncPersistent` over the async flash traits, write-through), shared through an
 //! `AsyncSharedCache` and polled to completion with a no-op waker (no executor linked):
 //! the Django calls the async cache has (`get`, `set`, `add`, `incr`, ...) awaited one by
-//! one, the rest through `with`. The flash is 4 KiB of RAM-backed NOR in a `static`, the
-//! cache itself on the stack, as in the blocking probe (`size_flash`). Build with
+//! one, the rest through `with`. The flash is 4 KiB of RAM-backed NOR in a `static`
+//! (behind `AsyncRamFlash`, which yields once per operation), the cache itself on the
+//! stack, as in the blocking probe (`size_flash`). Build with
 //! `--no-default-features --release`.
 #![no_std]
 #![no_main]
@@ -48,7 +49,7 @@ fn main() -> ! {
     };
     let score = run(async {
         let Ok(backend) = AsyncPersistent::<_, 16, 24, 16>::open(
-            flash,
+            ramflash::AsyncRamFlash(flash),
             0..4096,
             Table::new(),
             Policy::WriteThrough,
