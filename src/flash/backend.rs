@@ -406,11 +406,11 @@ impl<
             let r = op(&mut self.core);
             let Self { core, io, flash } = self;
             if let Err(Error::Settle) = r {
-                drive(flash, io, core.perform(io, None))?;
+                drive!(flash, io, core.perform(io, None))?;
                 continue;
             }
             if core.should_flush() {
-                drive(flash, io, core.flush_dirty(io))?;
+                drive!(flash, io, core.flush_dirty(io))?;
             }
             return r;
         }
@@ -489,7 +489,7 @@ impl<
             let r = self.core.put_staged(s);
             let Self { core, io, flash } = self;
             if let Err(Error::Settle) = r {
-                drive(flash, io, core.perform(io, Some(s)))?;
+                drive!(flash, io, core.perform(io, Some(s)))?;
                 if core.work == Work::None && core.culled {
                     core.culled = false;
                     return Ok(true);
@@ -497,7 +497,7 @@ impl<
                 continue;
             }
             if core.should_flush() {
-                drive(flash, io, core.flush_dirty(io))?;
+                drive!(flash, io, core.flush_dirty(io))?;
             }
             return r;
         }
@@ -531,7 +531,7 @@ impl<
 
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.flush_all(io))
+        drive!(flash, io, core.flush_all(io))
     }
 
     fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
@@ -576,7 +576,7 @@ mod tests {
     /// clear record is among them. Also returns the number of records.
     fn logged(p: &mut P, skip: usize) -> (Vec<Vec<u8>>, bool, usize) {
         let Persistent { core, io, flash } = p;
-        drive(flash, io, async {
+        drive!(flash, io, async {
             let mut it = Committed::new(&core.log, Pos::START);
             let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
             let mut key = [0u8; 8];

@@ -80,19 +80,30 @@ pub(crate) struct Io<E> {
     in_flight: Cell<bool>,
 }
 
-/// Returns `Pending` once, then `Ready`: the core's only suspension point.
-struct Yield(bool);
+/// One request of the core, from the slot's point of view: put in the slot when built,
+/// `Pending` at the first poll (the driver performs it then), its answer at the second.
+/// The core's only suspension point; a small hand-written future, so the core's state
+/// machines hold two words for it.
+pub(crate) struct Ask<'a, E> {
+    io: &'a Io<E>,
+    asked: bool,
+}
 
-impl Future for Yield {
-    type Output = ();
+impl<E> Future for Ask<'_, E> {
+    type Output = Res<(), E>;
 
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            Poll::Pending
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Res<(), E>> {
+        if !self.asked {
+            self.asked = true;
+            self.io.in_flight.set(true);
+            return Poll::Pending;
         }
+        let done = self.io.err.take();
+        self.io.in_flight.set(false);
+        Poll::Ready(match done {
+            Some(e) => Err(FlashError::Flash(e)),
+            None => Ok(()),
+        })
     }
 }
 
@@ -122,54 +133,48 @@ impl<E> Io<E> {
         self.in_flight.get()
     }
 
-    async fn ask(&self, req: Req) -> Res<(), E> {
+    fn ask(&self, req: Req) -> Ask<'_, E> {
         self.req.set(req);
-        self.in_flight.set(true);
-        Yield(false).await;
-        let done = self.err.take();
-        self.in_flight.set(false);
-        match done {
-            Some(e) => Err(FlashError::Flash(e)),
-            None => Ok(()),
+        Ask {
+            io: self,
+            asked: false,
         }
     }
 
-    fn cells(&self) -> &[Cell<u8>] {
-        let buf: &Cell<[u8]> = &self.buf;
-        buf.as_slice_of_cells()
-    }
-
-    /// Reads `len` (at most [`SCRATCH`]) bytes at `addr` (aligned by the caller to
-    /// `READ_SIZE`) and copies those from `skip` on into `out`.
-    pub async fn read(&self, addr: u32, len: usize, skip: usize, out: &mut [u8]) -> Res<(), E> {
+    /// Asks for `len` (at most [`SCRATCH`]) bytes at `addr` (aligned by the caller to
+    /// `READ_SIZE`); once answered, [`Io::take`] copies them out.
+    pub fn read(&self, addr: u32, len: usize) -> Ask<'_, E> {
         self.ask(Req::Read {
             addr,
             len: len as u8,
         })
-        .await?;
-        for (o, c) in out.iter_mut().zip(&self.cells()[skip..]) {
-            *o = c.get();
-        }
-        Ok(())
     }
 
-    /// Puts `b` at `at` of the buffer of the next write.
-    pub fn stage(&self, at: usize, b: u8) {
-        self.cells()[at].set(b);
+    /// Copies the bytes read from `skip` on into `out`.
+    pub fn take(&self, skip: usize, out: &mut [u8]) {
+        let b = self.buf.get();
+        out.copy_from_slice(&b[skip..skip + out.len()]);
     }
 
-    /// Programs the buffer's first `len` bytes (staged with [`Io::stage`]) at `addr`.
-    pub async fn write(&self, addr: u32, len: usize) -> Res<(), E> {
+    /// Puts `bytes` at `at` of the buffer of the next write.
+    pub fn stage(&self, at: usize, bytes: &[u8]) {
+        let mut b = self.buf.get();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        self.buf.set(b);
+    }
+
+    /// Asks to program the buffer's first `len` bytes (staged with [`Io::stage`]) at
+    /// `addr`.
+    pub fn write(&self, addr: u32, len: usize) -> Ask<'_, E> {
         self.ask(Req::Write {
             addr,
             len: len as u8,
         })
-        .await
     }
 
-    /// Erases `from..to`.
-    pub async fn erase(&self, from: u32, to: u32) -> Res<(), E> {
-        self.ask(Req::Erase { from, to }).await
+    /// Asks to erase `from..to`.
+    pub fn erase(&self, from: u32, to: u32) -> Ask<'_, E> {
+        self.ask(Req::Erase { from, to })
     }
 }
 
@@ -194,14 +199,25 @@ fn perform<F: embedded_storage::nor_flash::NorFlash>(flash: &mut F, io: &Io<F::E
     }
 }
 
-/// Runs the core's `work` to completion on a blocking flash: polls it with a no-op waker
-/// and performs each request it leaves in `io`.
-pub(crate) fn drive<F: embedded_storage::nor_flash::NorFlash, R>(
+/// Runs the core's `work` (a future) to completion on a blocking flash: polls it with a
+/// no-op waker and performs each request it leaves in `io`. A macro, so that the future is
+/// built in place, pinned on the caller's stack, never moved (a future holds the buffers of
+/// every call it awaits: a copy would double the stack).
+macro_rules! drive {
+    ($flash:expr, $io:expr, $work:expr) => {{
+        let work = core::pin::pin!($work);
+        $crate::flash::io::run($flash, $io, work)
+    }};
+}
+pub(crate) use drive;
+
+/// [`drive`]'s loop, compiled once per flash and answer type rather than per future.
+#[inline(never)]
+pub(crate) fn run<F: embedded_storage::nor_flash::NorFlash, R>(
     flash: &mut F,
     io: &Io<F::Error>,
-    work: impl Future<Output = R>,
+    mut work: Pin<&mut dyn Future<Output = R>>,
 ) -> R {
-    let mut work = pin!(work);
     let mut cx = Context::from_waker(Waker::noop());
     loop {
         if let Poll::Ready(r) = work.as_mut().poll(&mut cx) {

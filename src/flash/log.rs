@@ -179,7 +179,8 @@ impl<F: Geometry> Log<F> {
             let len = align_up(want as usize, rs as usize).min(SCRATCH);
             let skip = (at - start) as usize;
             let n = (len - skip).min(out.len() - done);
-            io.read(start, len, skip, &mut out[done..done + n]).await?;
+            io.read(start, len).await?;
+            io.take(skip, &mut out[done..done + n]);
             done += n;
         }
         Ok(())
@@ -283,9 +284,12 @@ impl<F: Geometry> Log<F> {
         let tail: &[u8] = if crc { &tail } else { &[] };
         // The bytes go straight into the request slot's buffer.
         for part in parts.iter().copied().chain([tail]) {
-            for &b in part {
-                io.stage(fill, b);
-                fill += 1;
+            let mut rest = part;
+            while !rest.is_empty() {
+                let n = (SCRATCH - fill).min(rest.len());
+                io.stage(fill, &rest[..n]);
+                fill += n;
+                rest = &rest[n..];
                 if fill == SCRATCH {
                     io.write(at, SCRATCH).await?;
                     at += SCRATCH as u32;
@@ -295,9 +299,7 @@ impl<F: Geometry> Log<F> {
         }
         if fill > 0 {
             let end = align_up(fill, ws);
-            for i in fill..end {
-                io.stage(i, 0xff);
-            }
+            io.stage(fill, &[0xff; SCRATCH][..end - fill]);
             io.write(at, end).await?;
         }
         Ok(())

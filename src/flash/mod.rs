@@ -5,6 +5,11 @@
 //! the log into the table; the cache then works exactly as before, with flash behind it.
 //! The on-flash layout is documented in [`format`](mod@format).
 //!
+//! [`AsyncPersistent`] is the same over async flash
+//! (`embedded_storage_async::nor_flash::NorFlash`), for
+//! [`AsyncSharedCache`](crate::AsyncSharedCache): both front ends drive one core that
+//! decides what to write and performs no I/O itself, so the log logic exists once.
+//!
 //! ```
 //! # #[cfg(feature = "_mock")] {
 //! use tickcache::flash::{MockFlash, Persistent, Policy};
@@ -342,13 +347,13 @@ impl<
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
     pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.erase_count(io, page))
+        drive!(flash, io, core.erase_count(io, page))
     }
 
     /// Erase counts over all pages (reads each page header).
     pub fn wear(&mut self) -> Result<Wear, FeOf<F>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.wear(io))
+        drive!(flash, io, core.wear(io))
     }
 }
 

@@ -170,7 +170,7 @@ impl<
         let capacity = flash.capacity();
         let mut core = Core::new(range, capacity, table, policy)?;
         let io = Io::new();
-        drive(&mut flash, &io, core.mount_or_format(&io, format))?;
+        drive!(&mut flash, &io, core.mount_or_format(&io, format))?;
         Ok(Persistent { core, io, flash })
     }
 
@@ -180,7 +180,7 @@ impl<
     /// come back then, each with the latest value it had (never an older one).
     pub fn erase_all(&mut self) -> Result<(), FeOf<F>> {
         let Self { core, io, flash } = self;
-        drive(flash, io, core.erase_all(io))
+        drive!(flash, io, core.erase_all(io))
     }
 }
 
