@@ -11,6 +11,7 @@ use crate::key::{self, AsKey, Key, KeyError, KeyPolicy};
 use crate::table::Table;
 use crate::timeout::Timeout;
 use crate::value::{self, Kind, ValueError};
+use crate::words::Aligned;
 
 /// A cache with Django's API: clock `C`, backend `B`, made keys of at most `K` bytes.
 ///
@@ -22,7 +23,8 @@ pub struct Cache<C, B, const K: usize> {
     offset: u64,
     /// Where each call makes its key: one buffer in the cache rather than a zeroed one on
     /// the stack of every call.
-    scratch: [u8; K],
+    /// Word-aligned for the word-at-a-time paths of [`crate::words`].
+    scratch: Aligned<[u8; K]>,
 }
 
 /// The memory cache (Django's locmem): `N` entries, made keys up to `K` bytes, encoded values
@@ -55,7 +57,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             backend,
             config,
             offset: 0,
-            scratch: [0; K],
+            scratch: Aligned([0; K]),
         }
     }
 
@@ -63,7 +65,13 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// It stops one tick short of [`NEVER`], so a `Never` entry outlives any clock.
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock.now().saturating_add(self.offset).min(NEVER - 1)
+        let t = self.clock.now();
+        // Both below 2^62, the sum cannot saturate or reach `NEVER - 1`: an add, where the
+        // general form costs a 64-bit saturation and compare on 32-bit cores.
+        if (t | self.offset) >> 62 == 0 {
+            return t + self.offset;
+        }
+        t.saturating_add(self.offset).min(NEVER - 1)
     }
 
     /// Makes cache time continue from at least `ticks`, so time never runs backwards across a
@@ -124,13 +132,13 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // general path, which calls the hook.
         let strict = matches!(config.policy, KeyPolicy::Strict);
         let fast = if config.key_fn.is_none() && version == config.version {
-            key::make_with_head(&config.head, key.key, &mut self.scratch, strict)
+            key::make_with_head(&config.head, key.key, &mut self.scratch.0, strict)
         } else {
             None
         };
         let n = match fast {
             Some(made) => made?,
-            None => key::make(config, version, key.key, &mut self.scratch)?,
+            None => key::make(config, version, key.key, &mut self.scratch.0)?,
         };
         Ok((n, self.now()))
     }
@@ -143,7 +151,20 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             Timeout::Default => self.config.timeout,
             t => t,
         };
-        match timeout.to_ticks(self.clock.ticks_per_second()) {
+        let rate = self.clock.ticks_per_second();
+        // The common case in 32-bit arithmetic: 1 to 65,535 seconds at a rate below 65,536
+        // is one 32-bit product, and added to a time below 2^62 ticks it can neither
+        // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
+        // and saturation cost about 40 instructions a store).
+        if let Timeout::Secs(s) = timeout {
+            if (s as u64).wrapping_sub(1) < 0xffff
+                && rate.wrapping_sub(1) < 0xffff
+                && now >> 62 == 0
+            {
+                return now + u64::from(s as u32 * rate);
+            }
+        }
+        match timeout.to_ticks(rate) {
             None => NEVER,
             Some(0) => EXPIRED,
             Some(t) => now.saturating_add(t).min(NEVER - 1),
@@ -176,7 +197,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         fill: DynFill<'_, B>,
     ) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         match self.expiry(timeout, now) {
             EXPIRED => {
                 if mode == Put::Add && self.backend.has_key(made, now)? {
@@ -201,7 +222,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// [`Cache::get`] once per value type, whatever the key's type.
     fn get_key<T: DeserializeOwned>(&mut self, key: Key<'_>) -> Res<Option<T>, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         self.backend
             .get(made, now, |bytes, kind| {
                 value::decode::<T>(bytes, kind).map_err(value_error)
@@ -217,7 +238,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     #[inline(never)]
     fn read_dyn(&mut self, key: Key<'_>, read: &mut dyn FnMut(&[u8], Kind)) -> Res<(), B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         self.backend.get(made, now, read)?;
         Ok(())
     }
@@ -364,7 +385,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         match self.expiry(timeout, now) {
             EXPIRED => self.backend.delete(made, now),
             expiry => self.backend.touch(made, expiry, now),
@@ -379,7 +400,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn delete_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         self.backend.delete(made, now)
     }
 
@@ -392,7 +413,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn has_key_key(&mut self, key: Key<'_>) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         self.backend.has_key(made, now)
     }
 
@@ -660,7 +681,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     fn incr_key(&mut self, key: Key<'_>, delta: i64) -> Res<i64, B> {
         let (n, now) = self.prepare(key)?;
-        let made = made(&self.scratch, n);
+        let made = made(&self.scratch.0, n);
         self.backend.incr(made, delta, now)
     }
 
@@ -706,9 +727,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
         let (nf, now) = self.prepare(key.version(version))?;
         let from_buf = self.scratch;
-        let from = made(&from_buf, nf);
+        let from = made(&from_buf.0, nf);
         let (nt, _) = self.prepare(key.version(to_version))?;
-        let to = made(&self.scratch, nt);
+        let to = made(&self.scratch.0, nt);
         let moved = match self.expiry(Timeout::Default, now) {
             EXPIRED => {
                 let live = self.backend.delete(from, now)?;

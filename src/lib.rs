@@ -247,6 +247,7 @@ mod shared;
 pub mod table;
 mod timeout;
 pub mod value;
+mod words;
 
 pub use async_shared::{AsyncBackend, AsyncSharedCache};
 pub use backend::{Backend, Put, NEVER};

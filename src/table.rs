@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::hash::{self, DefaultHashBuilder};
 use crate::key::KeyError;
 use crate::value::{self, Kind};
+use crate::words::{self, Aligned};
 
 const NIL: u16 = u16::MAX;
 
@@ -47,6 +48,13 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
     let Some(slot) = slot.get(..key.len()) else {
         return false;
     };
+    if crate::words::ARMV6M {
+        // ARMv6-M: whole-word loads when both keys are word-aligned (a slot is when `K` is
+        // a multiple of 4; the cache's made key always is).
+        if let (Some((a, at)), Some((b, bt))) = (words::words(slot), words::words(key)) {
+            return same_words(a, at, b, bt);
+        }
+    }
     let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
     for (x, y) in (&mut a).zip(&mut b) {
         let word = |c: &[u8]| {
@@ -64,7 +72,29 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
     }
     diff == 0
 }
+/// [`same_bytes`] of two word-aligned keys of one length, given as whole words and the
+/// bytes after them. XORs rather than `==`, which would call `memcmp`.
+#[inline(always)]
+fn same_words(a: &[u32], at: &[u8], b: &[u32], bt: &[u8]) -> bool {
+    let mut diff = 0;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    for (x, y) in at.iter().zip(bt) {
+        diff |= u32::from(x ^ y);
+    }
+    diff == 0
+}
+
 const LEN_MASK: u16 = 0x3fff;
+
+/// `dst.copy_from_slice(src)` out of line, where the compiler cannot see that both buffers
+/// are word-aligned: the copy then calls the `memcpy` every other copy calls, instead of
+/// also linking compiler-builtins' `__aeabi_memcpy4` (156 bytes on Cortex-M4) for this one.
+#[inline(never)]
+fn copy_unaligned(dst: &mut [u8], src: &[u8]) {
+    dst.copy_from_slice(src);
+}
 
 /// What a cull removes. Decided by [`Table::cull_plan`] (Django's rules), walked by
 /// [`Table::apply_cull`] and [`Table::for_each_victim`], so the entries a table removes and
@@ -189,7 +219,8 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     expiry: [u64; N],
     klen: [u8; N],
     vmeta: [u16; N],
-    keys: [[u8; K]; N],
+    /// Word-aligned, so every slot is when `K` is a multiple of 4 (see [`crate::words`]).
+    keys: Aligned<[[u8; K]; N]>,
     vals: [[u8; V]; N],
     head: u16,
     tail: u16,
@@ -279,7 +310,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             expiry: [0; N],
             klen: [0; N],
             vmeta: [0; N],
-            keys: [[0; K]; N],
+            keys: Aligned([[0; K]; N]),
             vals: [[0; V]; N],
             head: 0,
             tail: 0,
@@ -361,7 +392,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     pub(crate) fn slot(&self, i: usize) -> (&[u8], &[u8], Kind, u64) {
         let (len, kind) = self.value_meta(i);
         (
-            &self.keys[i][..self.klen[i] as usize],
+            &self.keys.0[i][..self.klen[i] as usize],
             &self.vals[i][..len],
             kind,
             self.expiry[i],
@@ -400,7 +431,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let mut s = self.buckets[b];
         while s != NIL {
             let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys[i], key) {
+            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
                 return Some(i);
             }
             s = self.chain[i];
@@ -443,12 +474,26 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.head = i as u16;
     }
 
+    /// Makes held slot `i` the most recent: `unlink_lru` and `push_front` merged for an
+    /// entry that is not the head, which therefore has an entry before it, in a list that
+    /// is not empty (fewer tests on every hit).
     #[inline(never)]
     fn touch_lru(&mut self, i: usize) {
-        if self.head != i as u16 {
-            self.unlink_lru(i);
-            self.push_front(i);
+        let head = self.head;
+        if head == i as u16 {
+            return;
         }
+        let (p, n) = (self.prev[i], self.next[i]);
+        self.next[p as usize] = n;
+        if n == NIL {
+            self.tail = p;
+        } else {
+            self.prev[n as usize] = p;
+        }
+        self.prev[i] = NIL;
+        self.next[i] = head;
+        self.prev[head as usize] = i as u16;
+        self.head = i as u16;
     }
 
     fn unlink_chain(&mut self, b: usize, i: usize) {
@@ -477,7 +522,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     }
 
     fn remove_slot(&mut self, i: usize) {
-        let b = self.bucket_of(&self.keys[i][..self.klen[i] as usize]);
+        let b = self.bucket_of(&self.keys.0[i][..self.klen[i] as usize]);
         self.remove(b, i);
     }
 
@@ -508,9 +553,18 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         }
     }
 
+    /// Empties the table. Out of line: the first insert, `clear` and a cull of everything
+    /// share one copy.
+    #[inline(never)]
     fn reset(&mut self) {
         self.ready = true;
-        self.buckets = [NIL; N];
+        // A loop the compiler cannot turn into a `memset` call: the value is hidden from
+        // it, so firmware that links no other `memset` saves compiler-builtins' (about
+        // 180 bytes on Cortex-M4). A reset runs at the first insert and on `clear`.
+        let nil = core::hint::black_box(NIL);
+        for b in &mut self.buckets {
+            *b = nil;
+        }
         self.head = NIL;
         self.tail = NIL;
         self.free = NIL;
@@ -520,7 +574,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// Links a filled slot `i` as `key` in bucket `b`, most recent.
     fn link(&mut self, b: usize, i: usize, key: &[u8], len: usize, kind: Kind, expiry: u64) {
-        self.keys[i][..key.len()].copy_from_slice(key);
+        self.keys.0[i][..key.len()].copy_from_slice(key);
         self.klen[i] = key.len() as u8;
         self.set_meta(i, len, kind, expiry);
         self.chain[i] = self.buckets[b];
@@ -576,7 +630,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             let (len, kind) = Self::checked(fill(&mut staged))?;
             self.cull(now);
             let i = self.alloc().ok_or(Error::StorageFull)?;
-            self.vals[i][..len].copy_from_slice(&staged[..len]);
+            copy_unaligned(&mut self.vals[i][..len], &staged[..len]);
             self.link(b, i, key, len, kind, expiry);
             Ok(true)
         }
@@ -639,7 +693,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     }
 
     fn slot_key(&self, i: usize) -> &[u8] {
-        &self.keys[i][..self.klen[i] as usize]
+        &self.keys.0[i][..self.klen[i] as usize]
     }
 
     /// Calls `f` with the made key of each entry `plan` would remove at `now` and whether
@@ -865,7 +919,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
             self.remove(bf, i);
             return Ok(false);
         }
-        if from == to {
+        // Not `==`, which calls `memcmp`.
+        if from.len() == to.len() && same_bytes(from, to) {
             self.expiry[i] = expiry;
             self.touch_lru(i);
             return Ok(true);
@@ -947,6 +1002,30 @@ mod tests {
                 assert_eq!(listed, reported, "freq {freq}, {plan:?}");
                 assert_eq!(listed, removed, "freq {freq}, {plan:?}");
                 assert!(!listed.is_empty() || plan == CullPlan::RESTORE);
+            }
+        }
+    }
+
+    /// ARMv6-M's word compare (run here on the host) agrees with the bytewise one for
+    /// keys of every length up to 24 bytes differing in any one byte, or not at all.
+    #[test]
+    fn word_compare_matches_byte_compare() {
+        let mut a = crate::words::Aligned([0u8; 24]);
+        let mut b = a;
+        for (i, (x, y)) in a.0.iter_mut().zip(b.0.iter_mut()).enumerate() {
+            *x = i as u8 + 1;
+            *y = i as u8 + 1;
+        }
+        for len in 0..=24 {
+            for flip in (0..len).map(Some).chain([None]) {
+                let mut b = b;
+                if let Some(k) = flip {
+                    b.0[k] ^= 0x40;
+                }
+                let (x, y) = (&a.0[..len], &b.0[..len]);
+                let ((wa, ta), (wb, tb)) = (words::words(x).unwrap(), words::words(y).unwrap());
+                assert_eq!(same_words(wa, ta, wb, tb), x == y, "{len} {flip:?}");
+                assert_eq!(same_bytes(x, y), x == y, "{len} {flip:?}");
             }
         }
     }

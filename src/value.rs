@@ -90,8 +90,13 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<T,
 pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
     // Bits below the sign: those of `i`, or of `!i` when negative (-1 needs none).
     let magnitude = (i ^ (i >> 63)) as u64;
-    let bits = 64 - magnitude.leading_zeros() as usize;
-    let n = if i == 0 { 0 } else { bits / 8 + 1 };
+    let n = if i == 0 {
+        0
+    } else if crate::words::ARMV6M {
+        int_len_by_compares(magnitude)
+    } else {
+        (64 - magnitude.leading_zeros() as usize) / 8 + 1
+    };
     let dst = buf.get_mut(..n).ok_or(ValueError::TooLarge)?;
     let mut v = i as u64;
     for d in dst {
@@ -99,6 +104,22 @@ pub(crate) fn encode_int(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
         v >>= 8;
     }
     Ok(n)
+}
+
+/// [`encode_int`]'s length for a magnitude below 2^63, `bits / 8 + 1`, without counting
+/// leading zeros: ARMv6-M has no instruction for it (`leading_zeros` is a library call of
+/// about 30 instructions per half), so this counts the thresholds 2^7, 2^15, 2^23 and 2^31
+/// the low half, or the high half, reaches.
+#[inline]
+fn int_len_by_compares(magnitude: u64) -> usize {
+    let (x, base) = match (magnitude >> 32) as u32 {
+        0 => (magnitude as u32, 1),
+        high => (high, 5),
+    };
+    base + usize::from(x >= 1 << 7)
+        + usize::from(x >= 1 << 15)
+        + usize::from(x >= 1 << 23)
+        + usize::from(x >= 1 << 31)
 }
 
 /// Reverses [`encode_int`]; `None` when longer than 8 bytes or not minimal (only the
@@ -416,6 +437,20 @@ mod tests {
                         Err(ValueError::TooLarge)
                     }
                 );
+            }
+        }
+    }
+
+    /// The ARMv6-M length (compares) is the length from leading zeros, at every bit.
+    #[test]
+    fn int_length_by_compares_counts_bits() {
+        for k in 0..63 {
+            for m in [1u64 << k, (1u64 << k) - 1, (1u64 << (k + 1)) - 1] {
+                if m == 0 {
+                    continue;
+                }
+                let bits = 64 - m.leading_zeros() as usize;
+                assert_eq!(int_len_by_compares(m), bits / 8 + 1, "{m}");
             }
         }
     }
