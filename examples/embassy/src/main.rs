@@ -20,11 +20,11 @@
 //!
 //! # Flash
 //! QEMU's board has no flash controller to drive, so the flash is 4 pages of 512 bytes of
-//! RAM in a `static` ([`nor::Cells`]) behind an async driver ([`nor::RamNor`]) that keeps NOR's
-//! rules and yields to the executor once per operation, as a driver awaiting its flash
-//! controller does. The run writes enough to compact the log (checked: a page is erased a
-//! second time). On a part, the driver is the HAL's: embassy-rp, embassy-stm32 and
-//! nrf-softdevice implement the same `embedded_storage_async::nor_flash::NorFlash`.
+//! RAM in a `static` ([`nor::Cells`]) behind an async driver ([`nor::RamNor`]) that keeps
+//! NOR's rules and yields to the executor once per operation, as a driver awaiting its
+//! flash controller does. The run writes enough to compact the log (checked: a page is
+//! erased a second time). On a part, the driver is the HAL's: embassy-rp, embassy-stm32
+//! and nrf-softdevice implement the same `embedded_storage_async::nor_flash::NorFlash`.
 //!
 //! # The cache in a `static`
 //! The table (the largest object) sits in a zero-initialised `static` of its own
@@ -42,7 +42,8 @@
 //! again at zero.
 //!
 //! With embassy-time, its `Instant` is the cache clock: 64-bit and monotonic, so no
-//! [`Wrap32`] is needed.
+//! [`Wrap32`] is needed. It too starts at zero after a reset; cache time still continues
+//! from the flash.
 //!
 //! ```ignore
 //! /// The cache clock: embassy-time's tick counter.
