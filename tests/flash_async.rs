@@ -341,3 +341,36 @@ fn a_culling_add_answers_and_writes_as_the_blocking_backend() {
         "the two front ends wrote different images"
     );
 }
+
+/// A closure whose second call is a culling put the settle writes whole: run again, the
+/// first call and the culling put both answer as they did (`add` stored each key).
+#[test]
+fn a_culling_put_run_again_after_other_calls_answers_as_it_did() {
+    let mut flash = Mock::new();
+    let clock = ManualClock::new(1000);
+    flash.yield_each_call(true);
+    let p = block_on(AP::open(
+        &mut flash,
+        0..LEN,
+        Table::with_culling(6, 0),
+        Policy::WriteThrough,
+    ))
+    .unwrap();
+    let cache: Shared<'_, '_> =
+        AsyncSharedCache::with_raw_mutex(p.into_cache(&clock, Config::new()));
+    block_on(async {
+        for i in 0..5u32 {
+            assert!(cache
+                .add(name(i as usize).as_str(), &i, None)
+                .await
+                .unwrap());
+        }
+        let both = cache
+            .with(|c| Ok((c.add("x1", &1u32, None)?, c.add("x2", &2u32, None)?)))
+            .await
+            .unwrap();
+        assert_eq!(both, (true, true));
+        assert_eq!(cache.get::<u32>("x2").await.unwrap(), Some(2));
+        assert!(!cache.add("x2", &3u32, None).await.unwrap());
+    });
+}

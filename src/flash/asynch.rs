@@ -375,10 +375,14 @@ impl<
             return Err(Error::Settle);
         }
         let mut staged = [0u8; V];
-        let culled = core::mem::take(&mut self.core.culled);
+        // The culling put the last settle wrote, when this is that put run again: done
+        // (checked below against the value too; an `add` now finds the key held).
+        let culled = self.core.culled && self.stage.staged().key == key;
+        if culled {
+            self.core.culled = false;
+        }
         let Some(held) = self.core.put_gate(key, mode, now)? else {
-            // The culling put the last settle wrote is this one, run again: done.
-            return Ok(culled && self.stage.staged().key == key);
+            return Ok(culled);
         };
         let (len, kind) = match self.core.put_filled(key, fill(&mut staged)) {
             Ok(x) => x,
@@ -390,7 +394,7 @@ impl<
             }
         };
         let st = self.stage.staged();
-        if culled && st.key == key && st.val == &staged[..len] && st.kind == kind {
+        if culled && st.val == &staged[..len] && st.kind == kind {
             return Ok(true);
         }
         let s = Staged {

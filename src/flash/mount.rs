@@ -477,6 +477,7 @@ impl<
         let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = false;
+        self.work = Work::None;
         let log = &mut self.log;
         for li in 0..log.pages {
             let p = log.phys(li);
