@@ -6,14 +6,16 @@
 //! the work ([`Work`]) and answers [`Error::Settle`]; the front end performs the work and
 //! runs it again. The blocking front end ([`Persistent`]'s [`Backend`]) is here.
 
+use tickcache_dual::dual;
+
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
 use super::format::{key_cost, T_CLEAR, T_PUT, T_TIME, T_TOMB};
-use super::io::{drive, Geometry};
-use super::log::IoOf;
+use super::io::{Geometry, SyncIo};
+use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, NOWHERE};
 use crate::backend::{Backend, Put};
@@ -33,6 +35,7 @@ pub(crate) struct Staged<'a> {
     pub now: u64,
 }
 
+#[dual]
 impl<
         F: Geometry,
         const N: usize,
@@ -271,32 +274,6 @@ impl<
         }
     }
 
-    /// Reads the flash again when work was cut off (a dropped driver): RAM may be half-way
-    /// through a change.
-    pub(crate) async fn recover(&mut self, io: &IoOf<F>) -> Result<(), super::Fe<F>> {
-        if io.interrupted() {
-            self.remount(io).await?;
-        }
-        Ok(())
-    }
-
-    /// The async front end's settle: recovers, performs the work the last operation asked
-    /// for (`staged`: the put a [`Work::CullingPut`] writes), writes the changes when the
-    /// policy says so, then a flush asked for.
-    pub(crate) async fn settle(&mut self, io: &IoOf<F>, staged: Staged<'_>) -> Res<(), F> {
-        self.culled = false;
-        self.recover(io).await?;
-        self.perform(io, Some(staged)).await?;
-        if self.should_flush() {
-            self.flush_dirty(io).await?;
-        }
-        if self.want_flush {
-            self.flush_all(io).await?;
-            self.want_flush = false;
-        }
-        Ok(())
-    }
-
     /// Writes every change and the current cache time ([`Backend::flush`]).
     pub(crate) async fn flush_all(&mut self, io: &IoOf<F>) -> Res<(), F> {
         self.flush_dirty(io).await?;
@@ -384,6 +361,44 @@ impl<
     }
 }
 
+// The async front end's own steps (cancellation is async only): no blocking variant.
+impl<
+        F: Geometry,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Core<F, N, K, V, D, S, T>
+{
+    /// Reads the flash again when work was cut off (a dropped driver): RAM may be half-way
+    /// through a change.
+    pub(crate) async fn recover(&mut self, io: &IoOf<F>) -> Result<(), super::Fe<F>> {
+        if io.interrupted() {
+            self.remount(io).await?;
+        }
+        Ok(())
+    }
+
+    /// The async front end's settle: recovers, performs the work the last operation asked
+    /// for (`staged`: the put a [`Work::CullingPut`] writes), writes the changes when the
+    /// policy says so, then a flush asked for.
+    pub(crate) async fn settle(&mut self, io: &IoOf<F>, staged: Staged<'_>) -> Res<(), F> {
+        self.culled = false;
+        self.recover(io).await?;
+        self.perform(io, Some(staged)).await?;
+        if self.should_flush() {
+            self.flush_dirty(io).await?;
+        }
+        if self.want_flush {
+            self.flush_all(io).await?;
+            self.want_flush = false;
+        }
+        Ok(())
+    }
+}
+
 impl<
         F: NorFlash,
         const N: usize,
@@ -394,6 +409,23 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
+    /// After a RAM operation of the core: performs the work it asked for (`settle`: it
+    /// answered [`Error::Settle`] and runs again then; `staged`: the put a
+    /// [`Work::CullingPut`] writes), else writes the changes when the policy says so. Out
+    /// of line: one copy for every operation of every typed [`Cache`](crate::Cache) method.
+    #[inline(never)]
+    fn settle(&mut self, settle: bool, staged: Option<Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
+        let Self { core, buf, flash } = self;
+        let io = SyncIo::new(flash, buf);
+        if settle {
+            core.perform_blocking(&io, staged)
+        } else if core.should_flush() {
+            core.flush_dirty_blocking(&io)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Runs a RAM operation of the core: performs the work it asks for first and runs it
     /// again, then writes the changes when the policy says so.
     fn run<R>(
@@ -404,15 +436,11 @@ impl<
     ) -> Result<R, Error<FeOf<F>>> {
         loop {
             let r = op(&mut self.core);
-            let Self { core, io, flash } = self;
-            if let Err(Error::Settle) = r {
-                drive!(flash, io, core.perform(io, None))?;
-                continue;
+            let settle = matches!(r, Err(Error::Settle));
+            self.settle(settle, None)?;
+            if !settle {
+                return r;
             }
-            if core.should_flush() {
-                drive!(flash, io, core.flush_dirty(io))?;
-            }
-            return r;
         }
     }
 }
@@ -487,19 +515,15 @@ impl<
         };
         loop {
             let r = self.core.put_staged(s);
-            let Self { core, io, flash } = self;
-            if let Err(Error::Settle) = r {
-                drive!(flash, io, core.perform(io, Some(s)))?;
-                if core.work == Work::None && core.culled {
-                    core.culled = false;
-                    return Ok(true);
-                }
-                continue;
+            let settle = matches!(r, Err(Error::Settle));
+            self.settle(settle, Some(s))?;
+            if !settle {
+                return r;
             }
-            if core.should_flush() {
-                drive!(flash, io, core.flush_dirty(io))?;
+            if self.core.work == Work::None && self.core.culled {
+                self.core.culled = false;
+                return Ok(true);
             }
-            return r;
         }
     }
 
@@ -530,8 +554,8 @@ impl<
     }
 
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
-        let Self { core, io, flash } = self;
-        drive!(flash, io, core.flush_all(io))
+        let Self { core, buf, flash } = self;
+        core.flush_all_blocking(&SyncIo::new(flash, buf))
     }
 
     fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
@@ -562,7 +586,7 @@ impl<
 
 #[cfg(all(test, feature = "_mock"))]
 mod tests {
-    use super::super::io::drive;
+    use super::super::io::SyncIo;
     use super::super::log::{Committed, Pos};
     use super::super::{MockFlash, Persistent, Policy};
     use crate::backend::{Backend, Put};
@@ -575,28 +599,27 @@ mod tests {
     /// What the log's records from the `skip`-th on remove: tombstoned keys, and whether a
     /// clear record is among them. Also returns the number of records.
     fn logged(p: &mut P, skip: usize) -> (Vec<Vec<u8>>, bool, usize) {
-        let Persistent { core, io, flash } = p;
-        drive!(flash, io, async {
-            let mut it = Committed::new(&core.log, Pos::START);
-            let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
-            let mut key = [0u8; 8];
-            while let Some((at, r)) = it.next(io, &mut core.log).await.unwrap() {
-                n += 1;
-                if n <= skip {
-                    continue;
-                }
-                if r.ty() == T_CLEAR {
-                    clear = true;
-                }
-                if r.ty() == T_TOMB {
-                    let read = core.log.read_body(io, at, &r, &mut key, &mut []).await;
-                    assert!(read.unwrap());
-                    tombs.push(key[..usize::from(r.klen)].to_vec());
-                }
+        let Persistent { core, buf, flash } = p;
+        let io = SyncIo::new(flash, buf);
+        let mut it = Committed::new(&core.log, Pos::START);
+        let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
+        let mut key = [0u8; 8];
+        while let Some((at, r)) = it.next_blocking(&io, &mut core.log).unwrap() {
+            n += 1;
+            if n <= skip {
+                continue;
             }
-            tombs.sort();
-            (tombs, clear, n)
-        })
+            if r.ty() == T_CLEAR {
+                clear = true;
+            }
+            if r.ty() == T_TOMB {
+                let read = core.log.read_body_blocking(&io, at, &r, &mut key, &mut []);
+                assert!(read.unwrap());
+                tombs.push(key[..usize::from(r.klen)].to_vec());
+            }
+        }
+        tombs.sort();
+        (tombs, clear, n)
     }
 
     fn live(p: &P, now: u64) -> Vec<Vec<u8>> {

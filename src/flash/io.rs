@@ -1,25 +1,35 @@
-//! The I/O seam between the log and a flash: the core asks, a driver performs.
+//! The I/O seam between the log and a flash: the core asks, the front end's I/O object
+//! performs.
 //!
 //! The log's three flash primitives (read a chunk, program a chunk, erase a range) are
-//! `async fn`s of [`Io`] that put a request into a small slot and return `Pending` once;
-//! everything above them (mount and replay, compaction, the batch writer, flush) is an
-//! `async fn` over that slot. The core thus holds no flash and performs no I/O: a driver
-//! polls the core's future, performs each request it finds in the slot on the real flash
-//! and polls again. Two drivers, one per flash trait: [`drive`] for the blocking
-//! `embedded_storage::nor_flash::NorFlash` (a no-op waker, a loop) and [`drive_async`] for
-//! `embedded_storage_async::nor_flash::NorFlash`. So the log logic exists once.
+//! methods of the core's I/O object; everything above them (mount and replay, compaction,
+//! the batch writer, flush) is written once, as `async fn`s, and compiled twice by
+//! [`tickcache_dual::dual`]:
 //!
-//! A request carries at most [`SCRATCH`] bytes (the slot's buffer); the core splits
-//! longer reads and writes. While a request is out, the slot is marked in flight: if the
-//! driver's future is dropped there (its task cancelled), the mark stays and the front end
-//! recovers before its next operation ([`Io::interrupted`]).
+//! - **async**, for [`AsyncPersistent`](super::AsyncPersistent): the I/O object is [`Io`],
+//!   a small request slot. Each primitive puts a request into it and returns `Pending`
+//!   once; [`drive_async`] polls the core's future, performs each request it finds on the
+//!   `embedded_storage_async::nor_flash::NorFlash` and polls again.
+//! - **blocking**, for [`Persistent`](super::Persistent): the same functions with `async`
+//!   and `.await` dropped and a `_blocking` suffix; the I/O object is [`SyncIo`], which
+//!   performs each request on the `embedded_storage::nor_flash::NorFlash` at once. Plain
+//!   functions: no futures, no state machines, no polling (so the blocking backend's code
+//!   and stack are those of a direct implementation).
+//!
+//! Either way the core holds no flash and performs no I/O itself, so the log logic exists
+//! once.
+//!
+//! A request carries at most [`SCRATCH`] bytes (the I/O object's buffer); the core splits
+//! longer reads and writes. While a request of the slot is out, the slot is marked in
+//! flight: if the driver's future is dropped there (its task cancelled), the mark stays and
+//! the async front end recovers before its next operation ([`Io::interrupted`]).
 
 use core::cell::Cell;
 use core::fmt::Debug;
 use core::future::{poll_fn, Future};
 use core::marker::PhantomData;
 use core::pin::{pin, Pin};
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll};
 
 use super::log::SCRATCH;
 use super::FlashError;
@@ -178,52 +188,90 @@ impl<E> Io<E> {
     }
 }
 
-/// Performs the slot's request on a blocking flash.
-fn perform<F: embedded_storage::nor_flash::NorFlash>(flash: &mut F, io: &Io<F::Error>) {
-    let r = match io.req.replace(Req::Idle) {
-        Req::Idle => Ok(()),
-        Req::Read { addr, len } => {
-            let mut b = [0u8; SCRATCH];
-            let r = flash.read(addr, &mut b[..usize::from(len)]);
-            io.buf.set(b);
-            r
-        }
-        Req::Write { addr, len } => {
-            let b = io.buf.get();
-            flash.write(addr, &b[..usize::from(len)])
-        }
-        Req::Erase { from, to } => flash.erase(from, to),
-    };
-    if let Err(e) = r {
-        io.err.set(Some(e));
+/// A blocking flash as the blocking core reaches it: one vtable, so that [`SyncIo`] (and
+/// with it the core's blocking variant) names no flash type.
+pub(crate) trait Nor<E> {
+    /// `NorFlash::read`.
+    fn nor_read(&mut self, addr: u32, out: &mut [u8]) -> Result<(), E>;
+    /// `NorFlash::write`.
+    fn nor_write(&mut self, addr: u32, bytes: &[u8]) -> Result<(), E>;
+    /// `NorFlash::erase`.
+    fn nor_erase(&mut self, from: u32, to: u32) -> Result<(), E>;
+}
+
+impl<F: embedded_storage::nor_flash::NorFlash> Nor<F::Error> for F {
+    fn nor_read(&mut self, addr: u32, out: &mut [u8]) -> Result<(), F::Error> {
+        self.read(addr, out)
+    }
+    fn nor_write(&mut self, addr: u32, bytes: &[u8]) -> Result<(), F::Error> {
+        self.write(addr, bytes)
+    }
+    fn nor_erase(&mut self, from: u32, to: u32) -> Result<(), F::Error> {
+        self.erase(from, to)
     }
 }
 
-/// Runs the core's `work` (a future) to completion on a blocking flash: polls it with a
-/// no-op waker and performs each request it leaves in `io`. A macro, so that the future is
-/// built in place, pinned on the caller's stack, never moved (a future holds the buffers of
-/// every call it awaits: a copy would double the stack).
-macro_rules! drive {
-    ($flash:expr, $io:expr, $work:expr) => {{
-        let work = core::pin::pin!($work);
-        $crate::flash::io::run($flash, $io, work)
-    }};
+/// The blocking core's I/O object: lent the flash and the front end's buffer for one
+/// operation, it performs each request at once.
+pub(crate) struct SyncIo<'a, E> {
+    /// Taken while a request is performed (requests never nest).
+    parts: Cell<Option<Parts<'a, E>>>,
 }
-pub(crate) use drive;
 
-/// [`drive`]'s loop, compiled once per flash and answer type rather than per future.
-#[inline(never)]
-pub(crate) fn run<F: embedded_storage::nor_flash::NorFlash, R>(
-    flash: &mut F,
-    io: &Io<F::Error>,
-    mut work: Pin<&mut dyn Future<Output = R>>,
-) -> R {
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(r) = work.as_mut().poll(&mut cx) {
-            return r;
+/// What a [`SyncIo`] is lent: the flash and the buffer.
+type Parts<'a, E> = (&'a mut dyn Nor<E>, &'a mut [u8; SCRATCH]);
+
+impl<'a, E> SyncIo<'a, E> {
+    /// An I/O object over `flash`, with `buf` as its buffer.
+    pub fn new(flash: &'a mut dyn Nor<E>, buf: &'a mut [u8; SCRATCH]) -> Self {
+        SyncIo {
+            parts: Cell::new(Some((flash, buf))),
         }
-        perform(flash, io);
+    }
+
+    fn with(
+        &self,
+        f: impl FnOnce(&mut dyn Nor<E>, &mut [u8; SCRATCH]) -> Result<(), E>,
+    ) -> Res<(), E> {
+        // Requests never nest, so the parts are always there.
+        let Some((flash, buf)) = self.parts.take() else {
+            return Err(FlashError::Corrupted);
+        };
+        let r = f(&mut *flash, &mut *buf);
+        self.parts.set(Some((flash, buf)));
+        r.map_err(FlashError::Flash)
+    }
+
+    /// Reads `len` (at most [`SCRATCH`]) bytes at `addr` (aligned by the caller to
+    /// `READ_SIZE`) into the buffer; [`SyncIo::take`] copies them out.
+    pub fn read_blocking(&self, addr: u32, len: usize) -> Res<(), E> {
+        self.with(|f, b| f.nor_read(addr, &mut b[..len]))
+    }
+
+    /// Copies the bytes read from `skip` on into `out`.
+    pub fn take(&self, skip: usize, out: &mut [u8]) {
+        let _ = self.with(|_, b| {
+            out.copy_from_slice(&b[skip..skip + out.len()]);
+            Ok(())
+        });
+    }
+
+    /// Puts `bytes` at `at` of the buffer of the next write.
+    pub fn stage(&self, at: usize, bytes: &[u8]) {
+        let _ = self.with(|_, b| {
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        });
+    }
+
+    /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
+    pub fn write_blocking(&self, addr: u32, len: usize) -> Res<(), E> {
+        self.with(|f, b| f.nor_write(addr, &b[..len]))
+    }
+
+    /// Erases `from..to`.
+    pub fn erase_blocking(&self, from: u32, to: u32) -> Res<(), E> {
+        self.with(|f, _| f.nor_erase(from, to))
     }
 }
 

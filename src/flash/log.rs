@@ -4,7 +4,9 @@
 //! nothing of the table. Every loop here is bounded by the number of pages or by the
 //! number of records a page can hold, whatever the flash contains.
 
-use super::io::{Geometry, Io};
+use tickcache_dual::dual;
+
+use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
     align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, Unread,
@@ -73,6 +75,10 @@ type Res<T, F> = Result<T, FlashError<<F as Geometry>::Error>>;
 /// The request slot for the flash of geometry `F`.
 pub(crate) type IoOf<F> = Io<<F as Geometry>::Error>;
 
+/// The blocking I/O object for the flash of geometry `F`.
+pub(crate) type SyncIoOf<'a, F> = SyncIo<'a, <F as Geometry>::Error>;
+
+#[dual]
 impl<F: Geometry> Log<F> {
     pub fn new(base: u32, pages: u32, page_size: u32) -> Self {
         Log {
@@ -689,6 +695,7 @@ pub(crate) struct Committed {
     budget: u32,
 }
 
+#[dual]
 impl Committed {
     pub fn new<F: Geometry>(log: &Log<F>, pos: Pos) -> Self {
         Committed {

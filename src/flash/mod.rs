@@ -99,6 +99,8 @@ mod mount;
 mod space;
 mod writeback;
 
+use tickcache_dual::dual;
+
 use core::borrow::BorrowMut;
 use core::fmt;
 use core::hash::BuildHasher;
@@ -121,7 +123,7 @@ pub use format::FORMAT_VERSION;
 #[cfg(feature = "_mock")]
 pub use mock::{MockError, MockFlash};
 
-use io::{drive, Blocking, Geometry, Io};
+use io::{Blocking, Geometry, SyncIo};
 use log::Log;
 
 /// When changes reach flash.
@@ -216,7 +218,8 @@ pub struct Persistent<
     T = Table<N, K, V, S>,
 > {
     core: Core<Blocking<F>, N, K, V, D, S, T>,
-    io: Io<F::Error>,
+    /// The buffer of the blocking core's requests.
+    buf: [u8; log::SCRATCH],
     flash: F,
 }
 
@@ -346,17 +349,18 @@ impl<
 
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
     pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {
-        let Self { core, io, flash } = self;
-        drive!(flash, io, core.erase_count(io, page))
+        let Self { core, buf, flash } = self;
+        core.erase_count_blocking(&SyncIo::new(flash, buf), page)
     }
 
     /// Erase counts over all pages (reads each page header).
     pub fn wear(&mut self) -> Result<Wear, FeOf<F>> {
-        let Self { core, io, flash } = self;
-        drive!(flash, io, core.wear(io))
+        let Self { core, buf, flash } = self;
+        core.wear_blocking(&SyncIo::new(flash, buf))
     }
 }
 
+#[dual]
 impl<
         F: Geometry,
         const N: usize,

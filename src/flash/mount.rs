@@ -1,6 +1,8 @@
 //! Opening a region: finding the log's pages, replaying them into the table, recovering
 //! from damage, and formatting.
 
+use tickcache_dual::dual;
+
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 use core::marker::PhantomData;
@@ -8,8 +10,8 @@ use core::ops::Range;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::io::{drive, Geometry, Io};
-use super::log::{Committed, IoOf, Log, Pos};
+use super::io::{Geometry, SyncIo};
+use super::log::{Committed, IoOf, Log, Pos, SyncIoOf, SCRATCH};
 use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
@@ -169,9 +171,9 @@ impl<
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
         let mut core = Core::new(range, capacity, table, policy)?;
-        let io = Io::new();
-        drive!(&mut flash, &io, core.mount_or_format(&io, format))?;
-        Ok(Persistent { core, io, flash })
+        let mut buf = [0xff; SCRATCH];
+        core.mount_or_format_blocking(&SyncIo::new(&mut flash, &mut buf), format)?;
+        Ok(Persistent { core, buf, flash })
     }
 
     /// Formats the region: erases every page (counting the erase in each page's header),
@@ -179,11 +181,12 @@ impl<
     /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
     /// come back then, each with the latest value it had (never an older one).
     pub fn erase_all(&mut self) -> Result<(), FeOf<F>> {
-        let Self { core, io, flash } = self;
-        drive!(flash, io, core.erase_all(io))
+        let Self { core, buf, flash } = self;
+        core.erase_all_blocking(&SyncIo::new(flash, buf))
     }
 }
 
+#[dual]
 impl<
         F: Geometry,
         const N: usize,
@@ -245,26 +248,6 @@ impl<
             Err(FlashError::Corrupted) if format => self.erase_all(io).await,
             r => r,
         }
-    }
-
-    /// Forgets everything RAM holds and reads the flash again, as after a reset: the
-    /// recovery when work was cut off midway (a cancelled task). Changes not yet flushed
-    /// are lost; cache time never goes back.
-    pub(crate) async fn remount(&mut self, io: &IoOf<F>) -> Result<(), Fe<F>> {
-        let _ = self.table.borrow_mut().clear();
-        let (time, commits) = (self.time, self.commits);
-        self.log = Log::new(self.log.base, self.log.pages, self.log.page_size);
-        self.loc = [NOWHERE; N];
-        self.dirty = 0;
-        self.pending_clear = false;
-        self.work = Work::None;
-        self.want_flush = false;
-        self.culled = false;
-        self.time = 0;
-        let r = self.mount(io).await;
-        self.time = self.time.max(time);
-        self.commits = commits;
-        r
     }
 
     /// Reads the log: finds its pages, replays it into the table, checks for damage.
@@ -490,5 +473,37 @@ impl<
         log.trust_from = 0;
         log.check = false;
         Ok(())
+    }
+}
+
+// The async front end's recovery after a cancelled task (no blocking variant).
+impl<
+        F: Geometry,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Core<F, N, K, V, D, S, T>
+{
+    /// Forgets everything RAM holds and reads the flash again, as after a reset: the
+    /// recovery when work was cut off midway (a cancelled task). Changes not yet flushed
+    /// are lost; cache time never goes back.
+    pub(crate) async fn remount(&mut self, io: &IoOf<F>) -> Result<(), Fe<F>> {
+        let _ = self.table.borrow_mut().clear();
+        let (time, commits) = (self.time, self.commits);
+        self.log = Log::new(self.log.base, self.log.pages, self.log.page_size);
+        self.loc = [NOWHERE; N];
+        self.dirty = 0;
+        self.pending_clear = false;
+        self.work = Work::None;
+        self.want_flush = false;
+        self.culled = false;
+        self.time = 0;
+        let r = self.mount(io).await;
+        self.time = self.time.max(time);
+        self.commits = commits;
+        r
     }
 }

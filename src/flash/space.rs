@@ -7,12 +7,14 @@
 //! latest record; an unchanged entry is copied from RAM, a changed one from flash (its
 //! flushed value is what a power cut must bring back).
 
+use tickcache_dual::dual;
+
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::format::{record_size, varint_len, RecHead, T_PUT};
 use super::io::Geometry;
-use super::log::IoOf;
+use super::log::{IoOf, SyncIoOf};
 use super::{Core, Res, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
@@ -64,6 +66,7 @@ impl Placer {
     }
 }
 
+#[dual]
 impl<
         F: Geometry,
         const N: usize,

@@ -2,17 +2,20 @@
 //! (and a pending clear) as one batch. Write-through is the same path with a flush after
 //! every operation.
 
+use tickcache_dual::dual;
+
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
-use super::log::IoOf;
+use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, NOWHERE};
 use crate::error::Error;
 use crate::table::{CullPlan, Table};
 
+#[dual]
 impl<
         F: Geometry,
         const N: usize,
