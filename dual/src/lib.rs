@@ -5,7 +5,7 @@
 //! its `async fn`s: `async` dropped, every `.await` dropped, and each function that was
 //! awaited renamed with a `_blocking` suffix, in definitions and in calls alike (so the two
 //! variants can be inherent methods of one type). The core's I/O object type `IoOf<..>`
-//! becomes `SyncIoOf<'_, ..>`, whose `read_blocking`/`write_blocking`/`erase_blocking`
+//! becomes `&mut SyncIoOf<'_, ..>`, whose `read_blocking`/`write_blocking`/`erase_blocking`
 //! perform each request on the flash at once. The blocking variant is thus ordinary
 //! functions: no futures, no state machines. Items that are not `async fn`s are emitted
 //! once (in the async copy).
@@ -93,7 +93,7 @@ fn blocking_impl(mut toks: Vec<TokenTree>) -> Result<TokenStream, &'static str> 
 }
 
 /// The blocking variant of a token stream: `async` and `.await` dropped, awaited calls
-/// and `async fn` names suffixed, `IoOf<` made `SyncIoOf<'_,`.
+/// and `async fn` names suffixed, `&IoOf<` made `&mut SyncIoOf<'_,`.
 fn convert(toks: Vec<TokenTree>) -> TokenStream {
     let mut out: Vec<TokenTree> = Vec::with_capacity(toks.len());
     let mut after_async_fn = false;
@@ -107,6 +107,13 @@ fn convert(toks: Vec<TokenTree>) -> TokenStream {
             TokenTree::Ident(id) if after_async_fn && id.to_string() != "fn" => {
                 out.push(TokenTree::Ident(suffixed(id)));
                 after_async_fn = false;
+            }
+            TokenTree::Punct(p)
+                if p.as_char() == '&' && toks.get(i + 1).is_some_and(|n| is_ident(n, "IoOf")) =>
+            {
+                // `&IoOf<..>`: the blocking I/O object is taken by `&mut`.
+                out.push(t.clone());
+                out.extend("mut".parse::<TokenStream>().unwrap_or_default());
             }
             TokenTree::Ident(id) if id.to_string() == "IoOf" => {
                 out.push(TokenTree::Ident(Ident::new("SyncIoOf", id.span())));

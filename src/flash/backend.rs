@@ -292,6 +292,7 @@ impl<
 
     /// An insert that culls more keys than the list holds: one batch written directly,
     /// the victims' tombstones (or a clear record) and the put.
+    #[inline(never)]
     pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
@@ -416,11 +417,11 @@ impl<
     #[inline(never)]
     fn settle(&mut self, settle: bool, staged: Option<Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
         let Self { core, buf, flash } = self;
-        let io = SyncIo::new(flash, buf);
+        let mut io = SyncIo::new(flash, buf);
         if settle {
-            core.perform_blocking(&io, staged)
+            core.perform_blocking(&mut io, staged)
         } else if core.should_flush() {
-            core.flush_dirty_blocking(&io)
+            core.flush_dirty_blocking(&mut io)
         } else {
             Ok(())
         }
@@ -555,7 +556,7 @@ impl<
 
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         let Self { core, buf, flash } = self;
-        core.flush_all_blocking(&SyncIo::new(flash, buf))
+        core.flush_all_blocking(&mut SyncIo::new(flash, buf))
     }
 
     fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
@@ -600,11 +601,11 @@ mod tests {
     /// clear record is among them. Also returns the number of records.
     fn logged(p: &mut P, skip: usize) -> (Vec<Vec<u8>>, bool, usize) {
         let Persistent { core, buf, flash } = p;
-        let io = SyncIo::new(flash, buf);
+        let mut io = SyncIo::new(flash, buf);
         let mut it = Committed::new(&core.log, Pos::START);
         let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
         let mut key = [0u8; 8];
-        while let Some((at, r)) = it.next_blocking(&io, &mut core.log).unwrap() {
+        while let Some((at, r)) = it.next_blocking(&mut io, &mut core.log).unwrap() {
             n += 1;
             if n <= skip {
                 continue;
@@ -613,7 +614,9 @@ mod tests {
                 clear = true;
             }
             if r.ty() == T_TOMB {
-                let read = core.log.read_body_blocking(&io, at, &r, &mut key, &mut []);
+                let read = core
+                    .log
+                    .read_body_blocking(&mut io, at, &r, &mut key, &mut []);
                 assert!(read.unwrap());
                 tombs.push(key[..usize::from(r.klen)].to_vec());
             }

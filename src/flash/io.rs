@@ -212,66 +212,46 @@ impl<F: embedded_storage::nor_flash::NorFlash> Nor<F::Error> for F {
 }
 
 /// The blocking core's I/O object: lent the flash and the front end's buffer for one
-/// operation, it performs each request at once.
+/// operation, it performs each request at once. The blocking core takes it by `&mut`.
 pub(crate) struct SyncIo<'a, E> {
-    /// Taken while a request is performed (requests never nest).
-    parts: Cell<Option<Parts<'a, E>>>,
+    flash: &'a mut dyn Nor<E>,
+    buf: &'a mut [u8; SCRATCH],
 }
-
-/// What a [`SyncIo`] is lent: the flash and the buffer.
-type Parts<'a, E> = (&'a mut dyn Nor<E>, &'a mut [u8; SCRATCH]);
 
 impl<'a, E> SyncIo<'a, E> {
     /// An I/O object over `flash`, with `buf` as its buffer.
     pub fn new(flash: &'a mut dyn Nor<E>, buf: &'a mut [u8; SCRATCH]) -> Self {
-        SyncIo {
-            parts: Cell::new(Some((flash, buf))),
-        }
-    }
-
-    fn with(
-        &self,
-        f: impl FnOnce(&mut dyn Nor<E>, &mut [u8; SCRATCH]) -> Result<(), E>,
-    ) -> Res<(), E> {
-        // Requests never nest, so the parts are always there.
-        let Some((flash, buf)) = self.parts.take() else {
-            return Err(FlashError::Corrupted);
-        };
-        let r = f(&mut *flash, &mut *buf);
-        self.parts.set(Some((flash, buf)));
-        r.map_err(FlashError::Flash)
+        SyncIo { flash, buf }
     }
 
     /// Reads `len` (at most [`SCRATCH`]) bytes at `addr` (aligned by the caller to
     /// `READ_SIZE`) into the buffer; [`SyncIo::take`] copies them out.
-    pub fn read_blocking(&self, addr: u32, len: usize) -> Res<(), E> {
-        self.with(|f, b| f.nor_read(addr, &mut b[..len]))
+    pub fn read_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
+        self.flash
+            .nor_read(addr, &mut self.buf[..len])
+            .map_err(FlashError::Flash)
     }
 
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
-        let _ = self.with(|_, b| {
-            out.copy_from_slice(&b[skip..skip + out.len()]);
-            Ok(())
-        });
+        out.copy_from_slice(&self.buf[skip..skip + out.len()]);
     }
 
     /// Puts `bytes` at `at` of the buffer of the next write.
-    pub fn stage(&self, at: usize, bytes: &[u8]) {
-        let _ = self.with(|_, b| {
-            b[at..at + bytes.len()].copy_from_slice(bytes);
-            Ok(())
-        });
+    pub fn stage(&mut self, at: usize, bytes: &[u8]) {
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
-    pub fn write_blocking(&self, addr: u32, len: usize) -> Res<(), E> {
-        self.with(|f, b| f.nor_write(addr, &b[..len]))
+    pub fn write_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
+        self.flash
+            .nor_write(addr, &self.buf[..len])
+            .map_err(FlashError::Flash)
     }
 
     /// Erases `from..to`.
-    pub fn erase_blocking(&self, from: u32, to: u32) -> Res<(), E> {
-        self.with(|f, _| f.nor_erase(from, to))
+    pub fn erase_blocking(&mut self, from: u32, to: u32) -> Res<(), E> {
+        self.flash.nor_erase(from, to).map_err(FlashError::Flash)
     }
 }
 

@@ -124,7 +124,7 @@ pub use format::FORMAT_VERSION;
 pub use mock::{MockError, MockFlash};
 
 use io::{Blocking, Geometry, SyncIo};
-use log::Log;
+use log::{IoOf, Log, SyncIoOf};
 
 /// When changes reach flash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,13 +350,13 @@ impl<
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
     pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {
         let Self { core, buf, flash } = self;
-        core.erase_count_blocking(&SyncIo::new(flash, buf), page)
+        core.erase_count_blocking(&mut SyncIo::new(flash, buf), page)
     }
 
     /// Erase counts over all pages (reads each page header).
     pub fn wear(&mut self) -> Result<Wear, FeOf<F>> {
         let Self { core, buf, flash } = self;
-        core.wear_blocking(&SyncIo::new(flash, buf))
+        core.wear_blocking(&mut SyncIo::new(flash, buf))
     }
 }
 
@@ -379,7 +379,7 @@ impl<
     /// The erase count of page `page`, `None` when unreadable or beyond the region.
     pub(crate) async fn erase_count(
         &mut self,
-        io: &log::IoOf<F>,
+        io: &IoOf<F>,
         page: u32,
     ) -> Result<Option<u32>, Fe<F>> {
         if page >= self.log.pages {
@@ -389,7 +389,7 @@ impl<
     }
 
     /// Erase counts over all pages (reads each page header).
-    pub(crate) async fn wear(&mut self, io: &log::IoOf<F>) -> Result<Wear, Fe<F>> {
+    pub(crate) async fn wear(&mut self, io: &IoOf<F>) -> Result<Wear, Fe<F>> {
         let mut w = Wear {
             pages: self.log.pages,
             min: u32::MAX,

@@ -172,7 +172,7 @@ impl<
         let capacity = flash.capacity();
         let mut core = Core::new(range, capacity, table, policy)?;
         let mut buf = [0xff; SCRATCH];
-        core.mount_or_format_blocking(&SyncIo::new(&mut flash, &mut buf), format)?;
+        core.mount_or_format_blocking(&mut SyncIo::new(&mut flash, &mut buf), format)?;
         Ok(Persistent { core, buf, flash })
     }
 
@@ -182,7 +182,7 @@ impl<
     /// come back then, each with the latest value it had (never an older one).
     pub fn erase_all(&mut self) -> Result<(), FeOf<F>> {
         let Self { core, buf, flash } = self;
-        core.erase_all_blocking(&SyncIo::new(flash, buf))
+        core.erase_all_blocking(&mut SyncIo::new(flash, buf))
     }
 }
 
