@@ -11,10 +11,10 @@
 //!   once; [`drive_async`] polls the core's future, performs each request it finds on the
 //!   `embedded_storage_async::nor_flash::NorFlash` and polls again.
 //! - **blocking**, for [`Persistent`](super::Persistent): the same functions with `async`
-//!   and `.await` dropped and a `_blocking` suffix; the I/O object is [`SyncIo`], which
-//!   performs each request on the `embedded_storage::nor_flash::NorFlash` at once. Plain
-//!   functions: no futures, no state machines, no polling (so the blocking backend's code
-//!   and stack are those of a direct implementation).
+//!   and `.await` dropped and a `_blocking` suffix; the I/O object is [`SyncIo`] (taken by
+//!   `&mut`), which performs each request on the `embedded_storage::nor_flash::NorFlash`
+//!   at once. Plain functions: the blocking backend carries no futures, no state machines
+//!   and no polling loop.
 //!
 //! Either way the core holds no flash and performs no I/O itself, so the log logic exists
 //! once.
