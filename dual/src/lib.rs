@@ -8,7 +8,8 @@
 //! becomes `&mut SyncIoOf<'_, ..>`, whose `read_blocking`/`write_blocking`/`erase_blocking`
 //! perform each request on the flash at once. The blocking variant is thus ordinary
 //! functions: no futures, no state machines. Items that are not `async fn`s are emitted
-//! once (in the async copy).
+//! once (in the async copy). `#[blocking(attr)]` on an `async fn` gives its blocking
+//! variant `#[attr]` (e.g. `inline(never)`) and leaves the async one as it is.
 
 use proc_macro::{Delimiter, Group, Ident, Spacing, TokenStream, TokenTree};
 
@@ -26,12 +27,56 @@ pub fn dual(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     match blocking {
         Ok(b) => {
-            let mut out = item;
+            let mut out = async_copy(item);
             out.extend(b);
             out
         }
         Err(e) => error(e),
     }
+}
+
+/// The arguments of a `#[blocking(..)]` attribute starting at `toks[i]`.
+fn is_blocking_attr(toks: &[TokenTree], i: usize) -> Option<TokenStream> {
+    if !is_punct(&toks[i], '#') {
+        return None;
+    }
+    let TokenTree::Group(g) = toks.get(i + 1)? else {
+        return None;
+    };
+    let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+    match inner.as_slice() {
+        [name, TokenTree::Group(args)]
+            if g.delimiter() == Delimiter::Bracket
+                && is_ident(name, "blocking")
+                && args.delimiter() == Delimiter::Parenthesis =>
+        {
+            Some(args.stream())
+        }
+        _ => None,
+    }
+}
+
+/// The async variant: the item as written, without its `#[blocking(..)]` attributes.
+fn async_copy(ts: TokenStream) -> TokenStream {
+    let toks: Vec<TokenTree> = ts.into_iter().collect();
+    let mut out = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        if is_blocking_attr(&toks, i).is_some() {
+            i += 2;
+            continue;
+        }
+        out.push(match &toks[i] {
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), async_copy(g.stream()));
+                ng.set_span(g.span());
+                TokenTree::Group(ng)
+            }
+            t => t.clone(),
+        });
+        i += 1;
+    }
+    out.into_iter().collect()
 }
 
 fn error(msg: &str) -> TokenStream {
@@ -100,6 +145,13 @@ fn convert(toks: Vec<TokenTree>) -> TokenStream {
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
+        if let Some(attr) = is_blocking_attr(&toks, i) {
+            // `#[blocking(attr)]`: `#[attr]`.
+            out.push(t.clone());
+            out.push(TokenTree::Group(Group::new(Delimiter::Bracket, attr)));
+            i += 2;
+            continue;
+        }
         match t {
             TokenTree::Ident(id) if id.to_string() == "async" => {
                 after_async_fn = true;

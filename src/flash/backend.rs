@@ -292,7 +292,7 @@ impl<
 
     /// An insert that culls more keys than the list holds: one batch written directly,
     /// the victims' tombstones (or a clear record) and the put.
-    #[inline(never)]
+    #[blocking(inline(never))]
     pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
