@@ -107,6 +107,13 @@ impl<B: AsyncBackend + ?Sized> AsyncBackend for &mut B {
 ///   `AsyncSharedCache`, [`AsyncSharedCache::try_with`], which answers [`Error::Busy`]
 ///   instead of waiting while a task holds the lock.
 ///
+/// The lock is not fair: unlocking wakes a waiting task but hands it nothing, so a task
+/// that calls again before yielding to the executor (back-to-back calls with no other await
+/// between them) takes the lock again, and the woken task finds it held. A task that
+/// writes in a loop should await something between its calls that lets the woken task run
+/// first (a timer or a channel; one `yield_now` can be too short) if other tasks must see
+/// each value; `examples/embassy` paces its writer that way.
+///
 /// `M` is the raw mutex guarding the lock's own state (a few instructions per lock and
 /// unlock): [`CriticalSectionRawMutex`] (the default, from [`AsyncSharedCache::new`]) when
 /// tasks run on more than one executor or priority, `ThreadModeRawMutex` when they all run

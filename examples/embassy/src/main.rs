@@ -31,7 +31,9 @@
 //! ([`ConstStaticCell`], so `.bss`) and is lent to the backend as `&'static mut`; the cache
 //! over it is made at boot by [`open`] and put in a [`StaticCell`], so the tasks get
 //! `&'static Shared`. Every call awaits the cache's async mutex, then the flash: interrupts
-//! are never masked across a write or an erase, and other tasks run while the flash works.
+//! are never masked across a write or an erase (checked: the flash counts the operations
+//! that ran with PRIMASK set, and there are none), and other tasks run while the flash
+//! works.
 //!
 //! # Time
 //! The cache reads time through its [`Clock`](tickcache::Clock): here a [`Wrap32`] over a
@@ -346,6 +348,10 @@ async fn first_boot(spawner: &Spawner, checks: &mut Checks) -> Option<Survivors>
     checks.check(
         "the log compacted while the tasks ran (a page erased a second time)",
         erases > PAGES,
+    );
+    checks.check(
+        "no flash read, write or erase ran with interrupts masked",
+        FLASH.masked() == 0,
     );
 
     let owner = cache.get::<heapless::String<8>>("owner").await;

@@ -8,7 +8,9 @@
 //! a write can only clear bits (it ANDs into the cells), writes are aligned to
 //! [`RamNor::WRITE_SIZE`] and erases to [`RamNor::ERASE_SIZE`]. Each operation first yields
 //! to the executor once, as a real driver awaits its flash controller, so other tasks run
-//! while the flash "erases".
+//! while the flash "erases". The cells count the operations that ran with interrupts
+//! masked ([`Cells::masked`]): a front end holding a critical section across its flash work
+//! shows there.
 
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -48,6 +50,7 @@ pub struct Cells<const SIZE: usize> {
     // Thread mode only (the executor's tasks), so no critical section is ever taken.
     bytes: Mutex<ThreadModeRawMutex, RefCell<[u8; SIZE]>>,
     erases: AtomicU32,
+    masked: AtomicU32,
 }
 
 impl<const SIZE: usize> Cells<SIZE> {
@@ -56,6 +59,7 @@ impl<const SIZE: usize> Cells<SIZE> {
         Cells {
             bytes: Mutex::new(RefCell::new([0; SIZE])),
             erases: AtomicU32::new(0),
+            masked: AtomicU32::new(0),
         }
     }
 
@@ -64,7 +68,16 @@ impl<const SIZE: usize> Cells<SIZE> {
         self.erases.load(Ordering::Relaxed)
     }
 
+    /// Operations (reads, writes, erases) that ran with interrupts masked (PRIMASK set):
+    /// a caller that holds a critical section across the flash's work.
+    pub fn masked(&self) -> u32 {
+        self.masked.load(Ordering::Relaxed)
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut [u8; SIZE]) -> R) -> R {
+        if cortex_m::register::primask::read().is_inactive() {
+            self.masked.fetch_add(1, Ordering::Relaxed);
+        }
         self.bytes.lock(|cells| f(&mut cells.borrow_mut()))
     }
 }
