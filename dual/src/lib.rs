@@ -4,7 +4,7 @@
 //! async variant, for the async front end) and, beside it, a blocking variant of each of
 //! its `async fn`s: `async` dropped, every `.await` dropped, and each function that was
 //! awaited renamed with a `_blocking` suffix, in definitions and in calls alike (so the two
-//! variants can be inherent methods of one type). The core's I/O object type `IoOf<..>`
+//! variants can be inherent methods of one type). The core's I/O object `&IoOf<..>`
 //! becomes `&mut SyncIoOf<'_, ..>`, whose `read_blocking`/`write_blocking`/`erase_blocking`
 //! perform each request on the flash at once. The blocking variant is thus ordinary
 //! functions: no futures, no state machines. Items that are not `async fn`s are emitted
@@ -36,7 +36,7 @@ pub fn dual(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The arguments of a `#[blocking(..)]` attribute starting at `toks[i]`.
-fn is_blocking_attr(toks: &[TokenTree], i: usize) -> Option<TokenStream> {
+fn blocking_attr(toks: &[TokenTree], i: usize) -> Option<TokenStream> {
     if !is_punct(&toks[i], '#') {
         return None;
     }
@@ -62,7 +62,7 @@ fn async_copy(ts: TokenStream) -> TokenStream {
     let mut out = Vec::with_capacity(toks.len());
     let mut i = 0;
     while i < toks.len() {
-        if is_blocking_attr(&toks, i).is_some() {
+        if blocking_attr(&toks, i).is_some() {
             i += 2;
             continue;
         }
@@ -145,7 +145,7 @@ fn convert(toks: Vec<TokenTree>) -> TokenStream {
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
-        if let Some(attr) = is_blocking_attr(&toks, i) {
+        if let Some(attr) = blocking_attr(&toks, i) {
             // `#[blocking(attr)]`: `#[attr]`.
             out.push(t.clone());
             out.push(TokenTree::Group(Group::new(Delimiter::Bracket, attr)));
