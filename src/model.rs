@@ -343,9 +343,14 @@ impl Model {
         let i = self.live_pos(&made).ok_or(Error::NotFound)?;
         let old = match &self.entries[i].value {
             Value::Int(v) => *v,
+            // ASCII decimal: an optional `-`, then digits (leading zeros of any length, as
+            // memcached's strtoull reads them), the value within i64.
             Value::Raw(b) => std::str::from_utf8(b)
                 .ok()
-                .filter(|s| !s.starts_with('+') && s.trim_start_matches('-').len() <= 19)
+                .filter(|s| {
+                    let digits = s.strip_prefix('-').unwrap_or(s);
+                    !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+                })
                 .and_then(|s| s.parse::<i64>().ok())
                 .ok_or(Error::NotInteger)?,
             _ => return Err(Error::NotInteger),
