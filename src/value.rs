@@ -578,6 +578,7 @@ impl<'s, 'a> Serializer for &'s mut RawOut<'a> {
     refuse_rest!(());
     refuse_ser!((); serialize_u8: u8);
 
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Fallback> {
         self.push_len(v.len())?;
         let dst = self
