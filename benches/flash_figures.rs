@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use embedded_storage::nor_flash::{NorFlash as _, ReadNorFlash as _};
 use embedded_storage_async::nor_flash as anor;
 use sequential_storage::cache::Cache as SsCache;
 use sequential_storage::map::{MapConfig, MapStorage};
@@ -42,10 +41,10 @@ impl<const P: usize, const S: usize> anor::ErrorType for Async<'_, P, S> {
 impl<const P: usize, const S: usize> anor::ReadNorFlash for Async<'_, P, S> {
     const READ_SIZE: usize = 1;
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
-        self.0.read(offset, bytes)
+        embedded_storage::nor_flash::ReadNorFlash::read(self.0, offset, bytes)
     }
     fn capacity(&self) -> usize {
-        self.0.capacity()
+        embedded_storage::nor_flash::ReadNorFlash::capacity(self.0)
     }
 }
 
@@ -53,10 +52,10 @@ impl<const P: usize, const S: usize> anor::NorFlash for Async<'_, P, S> {
     const WRITE_SIZE: usize = 1;
     const ERASE_SIZE: usize = S;
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
-        self.0.erase(from, to)
+        embedded_storage::nor_flash::NorFlash::erase(self.0, from, to)
     }
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
-        self.0.write(offset, bytes)
+        embedded_storage::nor_flash::NorFlash::write(self.0, offset, bytes)
     }
 }
 

@@ -8,8 +8,12 @@
 #
 #   scripts/bench_memcached.sh                  # 5 rounds of 10 s per server and row
 #   SECS=4 ROUNDS=3 scripts/bench_memcached.sh  # shorter
+#   ALSO=--no-pin scripts/bench_memcached.sh     # a third server: tickcache-server ALSO
 #
-# Runs at most ROWS x 2 x ROUNDS x SECS seconds of load (400 s by default). Loopback only;
+# With ALSO set, a second tickcache-server started with those extra options (on ALSO_PORT)
+# takes its turn in every round too, e.g. to compare bound and unbound worker threads.
+#
+# Runs at most ROWS x 2 x ROUNDS x SECS seconds of load (400 s by default; x 3 with ALSO). Loopback only;
 # every server started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +24,8 @@ ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-50}
 MC_PORT=${MC_PORT:-21299}
 TC_PORT=${TC_PORT:-21301}
+ALSO_PORT=${ALSO_PORT:-21303}
+ALSO=${ALSO:-}
 nice cargo build --release --features server --bin tickcache-server --bin tickcache-load
 command -v memcached >/dev/null || { echo "memcached is not installed" >&2; exit 1; }
 
@@ -52,14 +58,24 @@ row() { # THREADS VALUE_SIZE KEYS
     "$TARGET/release/tickcache-server" --listen "127.0.0.1:$TC_PORT" --threads "$threads" 2>/dev/null &
     local tc=$!
     PIDS+=("$mc" "$tc")
+    local addrs=(--addr "127.0.0.1:$MC_PORT" --addr "127.0.0.1:$TC_PORT") also=()
+    if [ -n "$ALSO" ]; then
+        port_free "$ALSO_PORT"
+        # shellcheck disable=SC2086 # ALSO is a list of options
+        "$TARGET/release/tickcache-server" --listen "127.0.0.1:$ALSO_PORT" --threads "$threads" $ALSO 2>/dev/null &
+        also=($!)
+        PIDS+=("${also[0]}")
+        addrs+=(--addr "127.0.0.1:$ALSO_PORT")
+    fi
     wait_port "$MC_PORT"
     wait_port "$TC_PORT"
+    [ -z "$ALSO" ] || wait_port "$ALSO_PORT"
     echo "== memcached -t $threads vs tickcache-server --threads $threads, $size-byte values, $keys keys"
-    "$TARGET/release/tickcache-load" --addr "127.0.0.1:$MC_PORT" --addr "127.0.0.1:$TC_PORT" \
+    "$TARGET/release/tickcache-load" "${addrs[@]}" \
         --conns "$CONNS" --secs "$SECS" --rounds "$ROUNDS" --value-size "$size" --keys "$keys" \
-        | sed "s/127.0.0.1:$MC_PORT/memcached/; s/127.0.0.1:$TC_PORT/tickcache-server/"
-    kill "$mc" "$tc"
-    wait "$mc" "$tc" 2>/dev/null || true
+        | sed "s/127.0.0.1:$MC_PORT/memcached/; s/127.0.0.1:$TC_PORT/tickcache-server/; s/127.0.0.1:$ALSO_PORT/tickcache-server $ALSO/"
+    kill "$mc" "$tc" "${also[@]}"
+    wait "$mc" "$tc" "${also[@]}" 2>/dev/null || true
 }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"

@@ -34,8 +34,24 @@ type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 /// - a call that returned `Ok` has reached the storage.
 ///
 /// If a `settle` future is dropped midway (its task cancelled), the work it did not finish
-/// must stay queued: every call through an [`AsyncSharedCache`] settles before it runs too,
-/// so the next call completes it.
+/// must stay queued (or the backend must recover from it): every call through an
+/// [`AsyncSharedCache`] settles before it runs too, so the next call completes it.
+///
+/// # Work needed before a call: the re-run rule
+/// A call that cannot change RAM before some storage work (a persistent backend whose list
+/// of changes is full, or an insert whose cull must be written with it) returns
+/// [`Error::Settle`] and **changes nothing**. [`AsyncSharedCache::with`] then settles (the
+/// backend performs the work) and runs its closure again from the start, so the calls the
+/// closure made before that one run twice. Every [`Cache`] method is correct under this:
+/// its backend calls before the last one are reads, or writes that leave the same state
+/// when repeated (`set_many` sets the same values again, `add` and `get_or_set` are a read
+/// and one `put`, `incr_version` one `rekey` or deletes, `delete_many` deletes again), and
+/// a put the backend completed in its settle (an insert that culls) is recognised when run
+/// again and answers as it did. What a repetition changes is only a count or a report
+/// from the first run: `delete_many` counts the live entries the last run removed, and
+/// `set_many` reports a failed item once per run. In a closure of your own, make a call
+/// whose repetition matters (`incr`, a count) the last of the closure, or give it a
+/// closure of its own.
 pub trait AsyncBackend: Backend {
     /// Completes the storage work the calls since the last `settle` left.
     fn settle(&mut self) -> impl Future<Output = Result<(), Error<Self::Error>>>;
@@ -91,6 +107,13 @@ impl<B: AsyncBackend + ?Sized> AsyncBackend for &mut B {
 ///   `AsyncSharedCache`, [`AsyncSharedCache::try_with`], which answers [`Error::Busy`]
 ///   instead of waiting while a task holds the lock.
 ///
+/// The lock is not fair: unlocking wakes a waiting task but hands it nothing, so a task
+/// that calls again before yielding to the executor (back-to-back calls with no other await
+/// between them) takes the lock again, and the woken task finds it held. A task that
+/// writes in a loop should await something between its calls that lets the woken task run
+/// first (a timer or a channel; one `yield_now` can be too short) if other tasks must see
+/// each value; `examples/embassy` paces its writer that way.
+///
 /// `M` is the raw mutex guarding the lock's own state (a few instructions per lock and
 /// unlock): [`CriticalSectionRawMutex`] (the default, from [`AsyncSharedCache::new`]) when
 /// tasks run on more than one executor or priority, `ThreadModeRawMutex` when they all run
@@ -144,6 +167,11 @@ impl<C, B, const K: usize, M: RawMutex> AsyncSharedCache<C, B, K, M> {
     pub fn into_inner(self) -> Cache<C, B, K> {
         self.inner.into_inner()
     }
+
+    /// The cache, without locking: `&mut self` proves no task holds the lock.
+    pub fn get_mut(&mut self) -> &mut Cache<C, B, K> {
+        self.inner.get_mut()
+    }
 }
 
 impl<C, B: Backend, const K: usize, M: RawMutex> AsyncSharedCache<C, B, K, M> {
@@ -154,10 +182,15 @@ impl<C, B: Backend, const K: usize, M: RawMutex> AsyncSharedCache<C, B, K, M> {
     ///
     /// Storage work `f` leaves (a persistent backend's writes) is done by the next async
     /// call; for writes that must reach storage before they are acknowledged, use
-    /// [`AsyncSharedCache::with`].
+    /// [`AsyncSharedCache::with`]. A call that needs storage work before it can run
+    /// ([`Error::Settle`], see [`AsyncBackend`]) answers [`Error::Busy`] here too, having
+    /// changed nothing: make it from a task.
     pub fn try_with<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> Res<R, B>) -> Res<R, B> {
         match self.inner.try_lock() {
-            Ok(mut cache) => f(&mut cache),
+            Ok(mut cache) => match f(&mut cache) {
+                Err(Error::Settle) => Err(Error::Busy),
+                r => r,
+            },
             Err(_) => Err(Error::Busy),
         }
     }
@@ -167,7 +200,9 @@ impl<C: Clock, B: AsyncBackend, const K: usize, M: RawMutex> AsyncSharedCache<C,
     /// Runs one or more cache calls under the lock, as one step no other task sees half
     /// of: waits for the lock, completes storage work an earlier (cancelled) call left,
     /// runs `f`, then awaits the storage work `f` left. `f` is synchronous, so the lock is
-    /// only held across the backend's own awaits.
+    /// only held across the backend's own awaits. When a call in `f` needs storage work
+    /// first ([`Error::Settle`]), the work is awaited and `f` runs again from the start
+    /// (see [`AsyncBackend`] for what that means for the calls before it).
     ///
     /// Inside `f`, this same cache answers [`Error::Busy`] ([`AsyncSharedCache::try_with`]).
     ///
@@ -193,21 +228,27 @@ impl<C: Clock, B: AsyncBackend, const K: usize, M: RawMutex> AsyncSharedCache<C,
     /// # })?;
     /// # Ok::<(), Error>(())
     /// ```
-    pub async fn with<R>(&self, f: impl FnOnce(&mut Cache<C, B, K>) -> Res<R, B>) -> Res<R, B> {
+    pub async fn with<R>(&self, mut f: impl FnMut(&mut Cache<C, B, K>) -> Res<R, B>) -> Res<R, B> {
         let mut cache = self.inner.lock().await;
-        cache.backend_mut().settle().await?;
-        let out = f(&mut cache);
-        cache.backend_mut().settle().await?;
-        out
+        loop {
+            cache.backend_mut().settle().await?;
+            let out = f(&mut cache);
+            if !matches!(out, Err(Error::Settle)) {
+                cache.backend_mut().settle().await?;
+                return out;
+            }
+        }
     }
 
     /// Django's `get` ([`Cache::get`]).
     pub async fn get<T: DeserializeOwned>(&self, key: impl AsKey) -> Res<Option<T>, B> {
+        let key = key.as_key();
         self.with(|c| c.get(key)).await
     }
 
     /// Django's `has_key` ([`Cache::has_key`]).
     pub async fn has_key(&self, key: impl AsKey) -> Res<bool, B> {
+        let key = key.as_key();
         self.with(|c| c.has_key(key)).await
     }
 
@@ -218,6 +259,7 @@ impl<C: Clock, B: AsyncBackend, const K: usize, M: RawMutex> AsyncSharedCache<C,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
+        let key = key.as_key();
         let timeout = timeout.into();
         self.with(|c| c.set(key, value, timeout)).await
     }
@@ -230,28 +272,33 @@ impl<C: Clock, B: AsyncBackend, const K: usize, M: RawMutex> AsyncSharedCache<C,
         value: &T,
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
+        let key = key.as_key();
         let timeout = timeout.into();
         self.with(|c| c.add(key, value, timeout)).await
     }
 
     /// Django's `touch` ([`Cache::touch`]).
     pub async fn touch(&self, key: impl AsKey, timeout: impl Into<Timeout>) -> Res<bool, B> {
+        let key = key.as_key();
         let timeout = timeout.into();
         self.with(|c| c.touch(key, timeout)).await
     }
 
     /// Django's `delete` ([`Cache::delete`]).
     pub async fn delete(&self, key: impl AsKey) -> Res<bool, B> {
+        let key = key.as_key();
         self.with(|c| c.delete(key)).await
     }
 
     /// Django's `incr` ([`Cache::incr`]): the new value.
     pub async fn incr(&self, key: impl AsKey, delta: i64) -> Res<i64, B> {
+        let key = key.as_key();
         self.with(|c| c.incr(key, delta)).await
     }
 
     /// Django's `decr` ([`Cache::decr`]): the new value.
     pub async fn decr(&self, key: impl AsKey, delta: i64) -> Res<i64, B> {
+        let key = key.as_key();
         self.with(|c| c.decr(key, delta)).await
     }
 

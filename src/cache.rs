@@ -549,6 +549,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         for (key, value) in items {
             let key = key.into();
             if let Err(e) = self.set(key, value, timeout) {
+                if matches!(e, Error::Settle) {
+                    return Err(e);
+                }
                 failed(key, e);
                 failures += 1;
             }
@@ -586,6 +589,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         for (key, value) in items {
             let key = key.into();
             if let Err(e) = self.set_raw(key, value, timeout) {
+                if matches!(e, Error::Settle) {
+                    return Err(e);
+                }
                 failed(key, e);
                 failures += 1;
             }

@@ -39,6 +39,13 @@ pub enum Error<E = Infallible> {
     Busy,
     /// The backend failed (for example a flash read, write or erase).
     Backend(E),
+    /// The backend must finish storage work before this call can run (an async persistent
+    /// backend: a flush or a compaction it cannot do inside a synchronous call). The call
+    /// changed nothing. [`AsyncSharedCache`](crate::AsyncSharedCache) awaits the work
+    /// ([`AsyncBackend::settle`](crate::AsyncBackend::settle)) and runs the call again, so
+    /// it never returns this; a cache used directly over such a backend does the same
+    /// itself.
+    Settle,
 }
 
 impl<E> From<KeyError> for Error<E> {
@@ -61,6 +68,7 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             Error::StorageFull => f.write_str("entry does not fit in storage"),
             Error::Busy => f.write_str("cache in use by a call further up this stack"),
             Error::Backend(e) => write!(f, "backend error: {e:?}"),
+            Error::Settle => f.write_str("storage work must be awaited before this call"),
         }
     }
 }
@@ -82,6 +90,7 @@ impl Error<Infallible> {
             Error::StorageFull => Error::StorageFull,
             Error::Busy => Error::Busy,
             Error::Backend(never) => match never {},
+            Error::Settle => Error::Settle,
         }
     }
 }

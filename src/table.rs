@@ -129,6 +129,69 @@ impl CullPlan {
     const RESTORE: CullPlan = CullPlan::Sweep { per: u16::MAX };
 }
 
+/// The entries a cull plan removes, one at a time, least recent first, removing nothing:
+/// [`Table::for_each_victim`]'s walk as a cursor, for a caller that awaits between steps
+/// (the async flash core writes a tombstone per live victim). The table must not change
+/// during the walk.
+pub(crate) struct VictimWalk {
+    /// Next slot to look at.
+    s: u16,
+    /// Expired entries go too.
+    sweep: bool,
+    /// Least recent entries still to take (live ones when sweeping).
+    lru: u16,
+}
+
+impl VictimWalk {
+    /// Starts the walk of `plan` at `now` over `t`.
+    pub(crate) fn new<const N: usize, const K: usize, const V: usize, S: BuildHasher>(
+        t: &Table<N, K, V, S>,
+        plan: CullPlan,
+        now: u64,
+    ) -> Self {
+        let (sweep, lru) = match plan {
+            _ if !t.ready => (false, 0),
+            CullPlan::None => (false, 0),
+            CullPlan::Clear => (true, u16::MAX),
+            CullPlan::Tail => (false, 1),
+            CullPlan::Sweep { per } => {
+                let mut live = 0;
+                let mut s = t.tail;
+                while s != NIL {
+                    let i = s as usize;
+                    live += u16::from(t.expiry[i] > now);
+                    s = t.prev[i];
+                }
+                (true, t.after_sweep(live, per))
+            }
+        };
+        let s = if sweep || lru > 0 { t.tail } else { NIL };
+        VictimWalk { s, sweep, lru }
+    }
+
+    /// The slot of the next victim (its entry is live when its expiry is after `now`).
+    pub(crate) fn next<const N: usize, const K: usize, const V: usize, S: BuildHasher>(
+        &mut self,
+        t: &Table<N, K, V, S>,
+        now: u64,
+    ) -> Option<usize> {
+        while self.s != NIL {
+            let i = self.s as usize;
+            self.s = t.prev[i];
+            let live = t.expiry[i] > now;
+            if self.sweep && !live {
+                return Some(i);
+            } else if self.lru > 0 {
+                self.lru -= 1;
+                return Some(i);
+            } else if !self.sweep {
+                self.s = NIL;
+            }
+        }
+        None
+    }
+}
+
 /// Why culling limits were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -643,37 +706,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Calls `f` with the made key of each entry `plan` would remove at `now` and whether
     /// it is live, removing nothing: the same entries [`Table::apply_cull`] removes.
     pub(crate) fn for_each_victim(&self, plan: CullPlan, now: u64, f: &mut dyn FnMut(&[u8], bool)) {
-        if !self.ready {
-            return;
-        }
-        let (sweep, mut lru) = match plan {
-            CullPlan::None => return,
-            CullPlan::Clear => (true, u16::MAX),
-            CullPlan::Tail => (false, 1),
-            CullPlan::Sweep { per } => {
-                let mut live = 0;
-                let mut s = self.tail;
-                while s != NIL {
-                    let i = s as usize;
-                    live += u16::from(self.expiry[i] > now);
-                    s = self.prev[i];
-                }
-                (true, self.after_sweep(live, per))
-            }
-        };
-        let mut s = self.tail;
-        while s != NIL {
-            let i = s as usize;
-            s = self.prev[i];
-            let live = self.expiry[i] > now;
-            if sweep && !live {
-                f(self.slot_key(i), false);
-            } else if lru > 0 {
-                lru -= 1;
-                f(self.slot_key(i), live);
-            } else if !sweep {
-                return;
-            }
+        let mut walk = VictimWalk::new(self, plan, now);
+        while let Some(i) = walk.next(self, now) {
+            f(self.slot_key(i), self.expiry[i] > now);
         }
     }
 

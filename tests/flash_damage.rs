@@ -8,6 +8,9 @@
 //! After the damaged open, a few writes are made and the image is opened once more: those
 //! writes must be there, and nothing dropped at the first open may come back.
 //!
+//! The logs are written, and the damaged images opened and written again, by each front end
+//! in turn: the blocking `Persistent` and `AsyncPersistent` through `AsyncSharedCache`.
+//!
 //! `cargo test --test flash_damage -- --nocapture` prints the table of lost and stale keys
 //! per kind of damage; `TICKCACHE_DAMAGE=full` runs many more images.
 
@@ -15,6 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
 use tickcache::{Backend, Config, Error, Key, ManualClock, Table, Timeout};
+
+mod flash_front;
+use flash_front::{Front, Kind};
 
 const PAGES: usize = 6;
 const PS: usize = 512;
@@ -26,6 +32,7 @@ const NAMES: u64 = 20;
 
 type Mock = MockFlash<PAGES, PS, WS>;
 type P<'a> = Persistent<&'a mut Mock, 32, 24, 16>;
+type Fr<'c, 'f> = Front<'c, 'f, PAGES, PS, WS, 1, 32, 24, 16>;
 
 struct Rng(u64);
 impl Rng {
@@ -49,6 +56,7 @@ type State = BTreeMap<Vec<u8>, Vec<u8>>;
 type History = HashMap<Vec<u8>, Vec<Vec<u8>>>;
 
 struct Image {
+    kind: Kind,
     policy: Policy,
     bytes: Vec<u8>,
     history: History,
@@ -63,6 +71,23 @@ fn state(p: &P<'_>) -> State {
         out.insert(k.to_vec(), v.to_vec());
     });
     out
+}
+
+fn fstate(p: &mut Fr<'_, '_>) -> State {
+    let mut out = State::new();
+    p.for_each(|k, v, _| {
+        out.insert(k.to_vec(), v.to_vec());
+    });
+    out
+}
+
+fn open_as<'c, 'f>(
+    kind: Kind,
+    flash: &'f mut Mock,
+    policy: Policy,
+    clock: &'c ManualClock,
+) -> Result<Fr<'c, 'f>, FlashError<MockError>> {
+    Front::open(kind, flash, 0..LEN as u32, Table::new(), policy, clock)
 }
 
 fn made(name: &str, version: i32) -> Vec<u8> {
@@ -87,7 +112,7 @@ fn open(flash: &mut Mock, policy: Policy) -> Result<P<'_>, FlashError<MockError>
 }
 
 /// A workload of sets, deletes, `incr_version`, clears and closes on a blank flash.
-fn workload(policy: Policy, seed: u64) -> Image {
+fn workload(kind: Kind, policy: Policy, seed: u64) -> Image {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut flash = Mock::new();
     let mut model = State::new();
@@ -96,9 +121,7 @@ fn workload(policy: Policy, seed: u64) -> Image {
     let held;
     {
         let clock = ManualClock::new(1000);
-        let mut cache = open(&mut flash, policy)
-            .expect("blank flash opens")
-            .into_cache(&clock, Config::new());
+        let mut cache = open_as(kind, &mut flash, policy, &clock).expect("blank flash opens");
         let ops = 40 + rng.below(360);
         for _ in 0..ops {
             clock.advance(1 + rng.below(20));
@@ -109,21 +132,22 @@ fn workload(policy: Policy, seed: u64) -> Image {
                 0..=59 => {
                     counter += 1;
                     let v = counter.to_le_bytes().to_vec();
-                    cache
-                        .set_raw(Key::new(&name).version(version), &v, Timeout::Never)
-                        .expect("set");
+                    call!(cache, |c| c.set_raw(
+                        Key::new(&name).version(version),
+                        &v,
+                        Timeout::Never
+                    ))
+                    .expect("set");
                     history.entry(key.clone()).or_default().push(v.clone());
                     model.insert(key, v);
                 }
                 60..=74 => {
-                    cache
-                        .delete(Key::new(&name).version(version))
-                        .expect("delete");
+                    call!(cache, |c| c.delete(Key::new(&name).version(version))).expect("delete");
                     model.remove(&key);
                 }
                 75..=84 => {
                     let to = made(&name, 2);
-                    match cache.incr_version(Key::new(&name).version(1), 1) {
+                    match call!(cache, |c| c.incr_version(Key::new(&name).version(1), 1)) {
                         Ok(_) => {
                             let v = model.remove(&made(&name, 1)).expect("moved a held key");
                             history.entry(to.clone()).or_default().push(v.clone());
@@ -136,18 +160,18 @@ fn workload(policy: Policy, seed: u64) -> Image {
                     }
                 }
                 85..=86 => {
-                    cache.clear().expect("clear");
+                    call!(cache, |c| c.clear()).expect("clear");
                     model.clear();
                 }
-                _ => cache.close().expect("close"),
+                _ => call!(cache, |c| c.close()).expect("close"),
             }
         }
         if rng.below(3) != 0 {
-            cache.close().expect("close");
+            call!(cache, |c| c.close()).expect("close");
         }
         // Flash-pressure eviction (documented, durable) may have dropped entries: what
         // the cache holds is the model less those.
-        held = state(cache.backend());
+        held = fstate(&mut cache);
         for (k, v) in &held {
             assert_eq!(
                 model.get(k),
@@ -158,7 +182,9 @@ fn workload(policy: Policy, seed: u64) -> Image {
     }
     let bytes = flash.bytes().to_vec();
     let mut again = flash_of(&bytes);
-    let truth = state(&open(&mut again, policy).expect("undamaged image opens"));
+    let clock = ManualClock::new(1000);
+    let truth =
+        fstate(&mut open_as(kind, &mut again, policy, &clock).expect("undamaged image opens"));
     if policy == Policy::WriteThrough {
         assert_eq!(truth, held, "undamaged write-through image, seed {seed}");
     }
@@ -166,6 +192,7 @@ fn workload(policy: Policy, seed: u64) -> Image {
         assert!(history.get(k).is_some_and(|h| h.contains(v)));
     }
     Image {
+        kind,
         policy,
         bytes,
         history,
@@ -445,7 +472,7 @@ fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
     let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let mut bytes = img.bytes.clone();
     let traced = damage(kind, &mut bytes, &mut rng) && !may_read_torn(&img.bytes, &bytes);
-    let ctx = format!("{kind:?} seed {seed} {:?}", img.policy);
+    let ctx = format!("{kind:?} seed {seed} {:?} {:?}", img.kind, img.policy);
     let debug = std::env::var("TICKCACHE_DAMAGE_ONLY").is_ok();
     if debug {
         let changed: Vec<usize> = (0..LEN).filter(|&i| bytes[i] != img.bytes[i]).collect();
@@ -466,8 +493,9 @@ fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
     row.images += 1;
     row.traced += u64::from(traced);
     let mut flash = flash_of(&bytes);
-    let first = match open(&mut flash, img.policy) {
-        Ok(p) => state(&p),
+    let clock = ManualClock::new(1000);
+    let first = match open_as(img.kind, &mut flash, img.policy, &clock) {
+        Ok(mut p) => fstate(&mut p),
         Err(FlashError::Corrupted) => {
             row.refused += 1;
             return;
@@ -512,14 +540,13 @@ fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
     let mut expect = first.clone();
     let mut fresh = Vec::new();
     {
-        let clock = ManualClock::new(1000);
-        let p = open(&mut flash, img.policy).unwrap_or_else(|e| panic!("{ctx}: reopen: {e:?}"));
-        assert_eq!(state(&p), first, "{ctx}: a second open differs");
-        let mut cache = p.into_cache(&clock, Config::new());
+        let mut cache = open_as(img.kind, &mut flash, img.policy, &clock)
+            .unwrap_or_else(|e| panic!("{ctx}: reopen: {e:?}"));
+        assert_eq!(fstate(&mut cache), first, "{ctx}: a second open differs");
         for i in 0..3u32 {
             let name = format!("k{}", rng.below(NAMES));
             let v = (0x8000_0000u32 + i).to_le_bytes().to_vec();
-            match cache.set_raw(name.as_str(), &v, Timeout::Never) {
+            match call!(cache, |c| c.set_raw(name.as_str(), &v, Timeout::Never)) {
                 Ok(()) => {
                     expect.insert(made(&name, 1), v.clone());
                     fresh.retain(|(k, _)| *k != made(&name, 1));
@@ -534,15 +561,16 @@ fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
         }
         if rng.below(2) == 0 {
             let name = format!("k{}", rng.below(NAMES));
-            cache.delete(name.as_str()).expect("delete");
+            call!(cache, |c| c.delete(name.as_str())).expect("delete");
             expect.remove(&made(&name, 1));
             fresh.retain(|(k, _)| *k != made(&name, 1));
         }
-        cache
-            .close()
-            .unwrap_or_else(|e| panic!("{ctx}: close: {e:?}"));
+        call!(cache, |c| c.close()).unwrap_or_else(|e| panic!("{ctx}: close: {e:?}"));
     }
-    let again = state(&open(&mut flash, img.policy).unwrap_or_else(|e| panic!("{ctx}: {e:?}")));
+    let again = fstate(
+        &mut open_as(img.kind, &mut flash, img.policy, &clock)
+            .unwrap_or_else(|e| panic!("{ctx}: {e:?}")),
+    );
     if debug {
         eprintln!(
             "truth {:?}\nfirst {:?}\nfresh {:?}\nagain {:?}",
@@ -573,12 +601,22 @@ fn check(img: &Image, kind: Damage, seed: u64, row: &mut Row) {
 
 #[test]
 fn damaged_images_never_serve_stale_or_invented_values() {
+    for front in flash_front::BOTH {
+        damaged_images(front);
+    }
+}
+
+fn damaged_images(front: Kind) {
     let full = std::env::var("TICKCACHE_DAMAGE").is_ok_and(|v| v == "full");
     let (bases, per_kind) = if full { (64, 2000) } else { (8, 100) };
     let mut images = Vec::new();
     for seed in 0..bases {
-        images.push(workload(Policy::WriteThrough, seed));
-        images.push(workload(Policy::WriteBack { max_dirty: 4 }, seed + 1000));
+        images.push(workload(front, Policy::WriteThrough, seed));
+        images.push(workload(
+            front,
+            Policy::WriteBack { max_dirty: 4 },
+            seed + 1000,
+        ));
     }
     let mut rows = Vec::new();
     for (ki, &kind) in KINDS.iter().enumerate() {
@@ -594,6 +632,7 @@ fn damaged_images_never_serve_stale_or_invented_values() {
         rows.push((kind, row));
     }
     println!();
+    println!("{front:?} front end:");
     println!(
         "| damage | images | with a trace | opens refused | keys checked | lost | stale | stale, no trace | lost after writes |"
     );

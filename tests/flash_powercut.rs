@@ -9,6 +9,11 @@
 //! 32) at every third phase. `TICKCACHE_SWEEP=full` runs a longer workload, more seeds and a
 //! longer period, every phase for every write size.
 //!
+//! Both front ends run the sweep: the blocking `Persistent` through a `Cache`, and
+//! `AsyncPersistent` through `AsyncSharedCache` on the async face of the same mock flash
+//! (each flash call yielding once), every ninth phase of the blocking one's (the log core is
+//! the same; the async path is slower to run in debug builds).
+//!
 //! Capacities keep the table below `MAX_ENTRIES` and the flash below its live capacity, so
 //! no culling happens and the expected state never depends on read recency (after a
 //! reboot, recency is the write order). Culling across reboots is tested in
@@ -16,8 +21,11 @@
 
 use std::collections::HashMap;
 
-use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
-use tickcache::{Config, Error, Key, ManualClock, Table, Timeout, NEVER};
+use tickcache::flash::{FlashError, MockError, MockFlash, Policy};
+use tickcache::{Error, Key, ManualClock, Table, Timeout, NEVER};
+
+mod flash_front;
+use flash_front::{Front, Kind};
 
 const N: usize = 40;
 const KC: usize = 24;
@@ -187,15 +195,15 @@ fn decode_int(b: &[u8]) -> i64 {
 
 type Flash<const PG: usize, const PS: usize, const WS: usize, const RS: usize> =
     MockFlash<PG, PS, WS, RS>;
-type Back<'a, const PG: usize, const PS: usize, const WS: usize, const RS: usize> =
-    Persistent<&'a mut Flash<PG, PS, WS, RS>, N, KC, VC>;
+type Back<'c, 'f, const PG: usize, const PS: usize, const WS: usize, const RS: usize> =
+    Front<'c, 'f, PG, PS, WS, RS, N, KC, VC>;
 
 fn contents<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
-    p: &Back<'_, PG, PS, WS, RS>,
+    p: &mut Back<'_, '_, PG, PS, WS, RS>,
     now: u64,
 ) -> HashMap<Vec<u8>, (i64, u64)> {
     let mut out = HashMap::new();
-    p.table().for_each_lru(|k, v, _, e| {
+    p.for_each(|k, v, e| {
         if e > now {
             out.insert(k.to_vec(), (decode_int(v), e));
         }
@@ -217,6 +225,7 @@ struct Stats {
 
 /// One run: `ops` operations, the power cut every `period` events from `phase` on.
 fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
+    kind: Kind,
     policy: Policy,
     seed: u64,
     ops: usize,
@@ -233,25 +242,27 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     let mut done = 0usize;
     let mut first = true;
     let ctx = |done: usize| {
-        format!("seed {seed} phase {phase} op {done} {policy:?} {PG} x {PS} B, WS {WS}, RS {RS}")
+        format!(
+            "{kind:?} seed {seed} phase {phase} op {done} {policy:?} {PG} x {PS} B, WS {WS}, RS {RS}"
+        )
     };
     while done < ops {
         flash.power_on();
         let clock = ManualClock::new(RATE);
-        let p: Back<'_, PG, PS, WS, RS> =
-            Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy)
+        let range = 0..(PG * PS) as u32;
+        let mut cache: Back<'_, '_, PG, PS, WS, RS> =
+            Front::open(kind, &mut flash, range, Table::new(), policy, &clock)
                 .unwrap_or_else(|e| panic!("open failed: {e:?} at {}", ctx(done)));
-        let mut cache = p.into_cache(&clock, Config::new());
         let t = cache.now();
         if std::env::var("TC_TRACE").is_ok() {
-            eprintln!("reopen at {t}, used {}", cache.backend().pages_used());
+            eprintln!("reopen at {t}, used {}", cache.pages_used());
         }
         assert!(
             t >= t_floor && t <= t_ceiling,
             "time {t} outside {t_floor}..={t_ceiling} at {}",
             ctx(done)
         );
-        let found = contents(cache.backend(), t);
+        let found = contents(&mut cache, t);
         if found == live_at(&acked, t) {
             // The interrupted operation left no trace.
         } else if pending
@@ -274,17 +285,16 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
         pending = None;
         t_floor = t;
         let mut current = acked.clone();
-        let mut commits = cache.backend().commits();
+        let mut commits = cache.commits();
         cache
-            .backend_mut()
             .flash_mut()
             .cut_after(if first { phase } else { period });
         first = false;
         // Run until the power goes.
         loop {
             if done >= ops {
-                cache.backend_mut().flash_mut().power_on();
-                cache.close().expect("final close");
+                cache.flash_mut().power_on();
+                call!(cache, |c| c.close()).expect("final close");
                 acked = current.clone();
                 break;
             }
@@ -299,7 +309,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 Op::Set(n, v, x, t) => {
                     let to = t.map_or(Timeout::Never, |s| Timeout::Secs(s as i64));
                     let name = key(n, v);
-                    let r = cache.set(Key::new(&name).version(v), &x, to);
+                    let r = call!(cache, |c| c.set(Key::new(&name).version(v), &x, to));
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -308,7 +318,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 }
                 Op::Delete(n, v) => {
                     let name = key(n, v);
-                    let r = cache.delete(Key::new(&name).version(v));
+                    let r = call!(cache, |c| c.delete(Key::new(&name).version(v)));
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -317,7 +327,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 }
                 Op::Incr(n, v, d) => {
                     let name = key(n, v);
-                    let r = cache.incr(Key::new(&name).version(v), d);
+                    let r = call!(cache, |c| c.incr(Key::new(&name).version(v), d));
                     match r {
                         _ if is_cut(&r) => Err(()),
                         Ok(x) => Ok(Answer::Int(x)),
@@ -328,7 +338,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 Op::Touch(n, v, t) => {
                     let to = t.map_or(Timeout::Never, |s| Timeout::Secs(s as i64));
                     let name = key(n, v);
-                    let r = cache.touch(Key::new(&name).version(v), to);
+                    let r = call!(cache, |c| c.touch(Key::new(&name).version(v), to));
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -337,7 +347,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 }
                 Op::Get(n, v) => {
                     let name = key(n, v);
-                    let r = cache.get::<i64>(Key::new(&name).version(v));
+                    let r = call!(cache, |c| c.get::<i64>(Key::new(&name).version(v)));
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -347,7 +357,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                 Op::IncrVersion(n, v) => {
                     let name = key(n, v);
                     let delta = if v == 1 { 1 } else { -1 };
-                    let r = cache.incr_version(Key::new(&name).version(v), delta);
+                    let r = call!(cache, |c| c.incr_version(Key::new(&name).version(v), delta));
                     match r {
                         _ if is_cut(&r) => Err(()),
                         Ok(x) => Ok(Answer::Int(i64::from(x))),
@@ -356,7 +366,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                     }
                 }
                 Op::Clear => {
-                    let r = cache.clear();
+                    let r = call!(cache, |c| c.clear());
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -364,7 +374,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
                     }
                 }
                 Op::Flush => {
-                    let r = cache.close();
+                    let r = call!(cache, |c| c.close());
                     if is_cut(&r) {
                         Err(())
                     } else {
@@ -376,14 +386,14 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
             if std::env::var("TC_TRACE").is_ok() {
                 eprintln!(
                     "op {done} at {now}: {op:?} -> {answer:?} commits {}",
-                    cache.backend().commits()
+                    cache.commits()
                 );
             }
             match answer {
                 Ok(a) => {
                     assert_eq!(a, expected, "{op:?} at {}", ctx(done));
                     current = after;
-                    let c = cache.backend().commits();
+                    let c = cache.commits();
                     if policy == Policy::WriteThrough || c != commits {
                         acked = current.clone();
                     }
@@ -405,11 +415,11 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     // Last check after a clean close (or the last cut).
     flash.power_on();
     let clock = ManualClock::new(RATE);
-    let p: Back<'_, PG, PS, WS, RS> =
-        Persistent::open(&mut flash, 0..(PG * PS) as u32, Table::new(), policy).expect("reopen");
-    let t = p.latest_time();
-    let cache = p.into_cache(&clock, Config::new());
-    let found = contents(cache.backend(), t);
+    let range = 0..(PG * PS) as u32;
+    let mut cache: Back<'_, '_, PG, PS, WS, RS> =
+        Front::open(kind, &mut flash, range, Table::new(), policy, &clock).expect("reopen");
+    let t = cache.latest_time();
+    let found = contents(&mut cache, t);
     assert!(
         found == live_at(&acked, t) || pending.is_some_and(|a| found == live_at(&a, t)),
         "after close, {}",
@@ -422,6 +432,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
 /// turn); a larger stride (odd, so that cuts still fall on every byte of a word over the
 /// run) runs every `stride`-th phase only. `TICKCACHE_SWEEP=full` always runs every phase.
 fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
+    kind: Kind,
     policy: Policy,
     stride: u64,
 ) {
@@ -437,12 +448,13 @@ fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     };
     for seed in 0..seeds {
         for phase in (0..period).step_by(stride as usize) {
-            run::<PG, PS, WS, RS>(policy, 0x5eed + seed * 7919, ops, period, phase, &mut stats);
+            let seed = 0x5eed + seed * 7919;
+            run::<PG, PS, WS, RS>(kind, policy, seed, ops, period, phase, &mut stats);
         }
     }
     assert!(stats.cuts > 0);
     println!(
-        "{policy:?} {PG} x {PS} B, WRITE_SIZE {WS}, READ_SIZE {RS}, phase stride {stride}: \
+        "{kind:?} {policy:?} {PG} x {PS} B, WRITE_SIZE {WS}, READ_SIZE {RS}, phase stride {stride}: \
          {} cuts, {} interrupted operations found applied",
         stats.cuts, stats.applied
     );
@@ -456,72 +468,86 @@ const WB: Policy = Policy::WriteBack { max_dirty: 6 };
 
 #[test]
 fn sweep_write_through_ws1() {
-    sweep::<6, 512, 1, 1>(Policy::WriteThrough, 1);
+    sweep::<6, 512, 1, 1>(Kind::Blocking, Policy::WriteThrough, 1);
+    sweep::<6, 512, 1, 1>(Kind::Async, Policy::WriteThrough, 9);
 }
 
 #[test]
 fn sweep_write_through_ws2_rs4() {
-    sweep::<6, 512, 2, 4>(Policy::WriteThrough, 3);
+    sweep::<6, 512, 2, 4>(Kind::Blocking, Policy::WriteThrough, 3);
+    sweep::<6, 512, 2, 4>(Kind::Async, Policy::WriteThrough, 27);
 }
 
 #[test]
 fn sweep_write_through_ws4() {
-    sweep::<6, 512, 4, 1>(Policy::WriteThrough, 1);
+    sweep::<6, 512, 4, 1>(Kind::Blocking, Policy::WriteThrough, 1);
+    sweep::<6, 512, 4, 1>(Kind::Async, Policy::WriteThrough, 9);
 }
 
 #[test]
 fn sweep_write_through_ws8_rs32() {
-    sweep::<6, 512, 8, 32>(Policy::WriteThrough, 3);
+    sweep::<6, 512, 8, 32>(Kind::Blocking, Policy::WriteThrough, 3);
+    sweep::<6, 512, 8, 32>(Kind::Async, Policy::WriteThrough, 27);
 }
 
 #[test]
 fn sweep_write_through_ws16() {
-    sweep::<6, 512, 16, 1>(Policy::WriteThrough, 1);
+    sweep::<6, 512, 16, 1>(Kind::Blocking, Policy::WriteThrough, 1);
+    sweep::<6, 512, 16, 1>(Kind::Async, Policy::WriteThrough, 9);
 }
 
 #[test]
 fn sweep_write_through_ws32_rs32() {
-    sweep::<6, 512, 32, 32>(Policy::WriteThrough, 3);
+    sweep::<6, 512, 32, 32>(Kind::Blocking, Policy::WriteThrough, 3);
+    sweep::<6, 512, 32, 32>(Kind::Async, Policy::WriteThrough, 27);
 }
 
 #[test]
 fn sweep_write_through_ws64_rs4() {
-    sweep::<6, 1024, 64, 4>(Policy::WriteThrough, 3);
+    sweep::<6, 1024, 64, 4>(Kind::Blocking, Policy::WriteThrough, 3);
+    sweep::<6, 1024, 64, 4>(Kind::Async, Policy::WriteThrough, 27);
 }
 
 #[test]
 fn sweep_write_back_ws1() {
-    sweep::<6, 512, 1, 1>(WB, 1);
+    sweep::<6, 512, 1, 1>(Kind::Blocking, WB, 1);
+    sweep::<6, 512, 1, 1>(Kind::Async, WB, 9);
 }
 
 #[test]
 fn sweep_write_back_ws2_rs4() {
-    sweep::<6, 512, 2, 4>(WB, 3);
+    sweep::<6, 512, 2, 4>(Kind::Blocking, WB, 3);
+    sweep::<6, 512, 2, 4>(Kind::Async, WB, 27);
 }
 
 #[test]
 fn sweep_write_back_ws4() {
-    sweep::<6, 512, 4, 1>(WB, 1);
+    sweep::<6, 512, 4, 1>(Kind::Blocking, WB, 1);
+    sweep::<6, 512, 4, 1>(Kind::Async, WB, 9);
 }
 
 #[test]
 fn sweep_write_back_ws8_rs32() {
-    sweep::<6, 512, 8, 32>(WB, 3);
+    sweep::<6, 512, 8, 32>(Kind::Blocking, WB, 3);
+    sweep::<6, 512, 8, 32>(Kind::Async, WB, 27);
 }
 
 #[test]
 fn sweep_write_back_ws16() {
-    sweep::<6, 512, 16, 1>(WB, 1);
+    sweep::<6, 512, 16, 1>(Kind::Blocking, WB, 1);
+    sweep::<6, 512, 16, 1>(Kind::Async, WB, 9);
 }
 
 #[test]
 fn sweep_write_back_ws32_rs32() {
-    sweep::<6, 512, 32, 32>(WB, 3);
+    sweep::<6, 512, 32, 32>(Kind::Blocking, WB, 3);
+    sweep::<6, 512, 32, 32>(Kind::Async, WB, 27);
 }
 
 #[test]
 fn sweep_write_back_ws64_rs4() {
-    sweep::<6, 1024, 64, 4>(WB, 3);
+    sweep::<6, 1024, 64, 4>(Kind::Blocking, WB, 3);
+    sweep::<6, 1024, 64, 4>(Kind::Async, WB, 27);
 }
 
 /// The same workload without cuts: every answer matches the model.
@@ -531,15 +557,11 @@ fn workload_without_cuts_matches_model() {
         cuts: 0,
         applied: 0,
     };
-    run::<6, 512, 4, 1>(
-        Policy::WriteThrough,
-        1,
-        3000,
-        u64::MAX,
-        u64::MAX,
-        &mut stats,
-    );
-    run::<6, 512, 4, 1>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
-    run::<6, 1024, 64, 32>(WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+    for kind in flash_front::BOTH {
+        let wt = Policy::WriteThrough;
+        run::<6, 512, 4, 1>(kind, wt, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+        run::<6, 512, 4, 1>(kind, WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+        run::<6, 1024, 64, 32>(kind, WB, 1, 3000, u64::MAX, u64::MAX, &mut stats);
+    }
     assert_eq!(stats.cuts, 0);
 }

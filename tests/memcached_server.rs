@@ -713,3 +713,109 @@ fn four_threads_over_shards_behave_as_one_cache() {
     assert_eq!(stat(&st, "cmd_flush"), 0);
     assert!(server.terminate());
 }
+
+/// The CPUs a thread may run on, from `/proc/PID/task/TID/status` (`Cpus_allowed_list`,
+/// e.g. `0-3,6`), keyed by the thread's name.
+fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut cpus = Vec::new();
+        for part in list.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+                None => cpus.push(part.parse().unwrap()),
+            }
+        }
+        out.push((name.trim().to_string(), cpus));
+    }
+    out
+}
+
+/// Worker threads are spread over the CPUs the server may use, one CPU each (so they are not
+/// all woken onto the CPU of the client writing to them); `--no-pin` leaves them unbound, and
+/// so does a single worker.
+#[test]
+fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
+    let allowed = thread_cpus(std::process::id())[0].1.clone();
+    let server = Server::with(&["--threads", "4"]);
+    // Each worker names and binds itself as it starts: wait for the four.
+    let pid = server.child.id();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_cpus(pid);
+    while threads.len() != 5
+        || threads
+            .iter()
+            .filter(|(n, c)| n.starts_with("worker") && (allowed.len() < 2 || c.len() == 1))
+            .count()
+            != 4
+    {
+        assert!(Instant::now() < until, "workers not started: {threads:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        threads = thread_cpus(pid);
+    }
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("worker"))
+        .collect();
+    if allowed.len() >= 2 {
+        let mut used = Vec::new();
+        for (name, cpus) in &workers {
+            assert_eq!(cpus.len(), 1, "{name} bound to one CPU: {cpus:?}");
+            assert!(allowed.contains(&cpus[0]), "{name} on an allowed CPU");
+            used.push(cpus[0]);
+        }
+        used.sort_unstable();
+        used.dedup();
+        assert_eq!(used.len(), allowed.len().min(4), "spread: {used:?}");
+    }
+    // The accepting thread is not bound.
+    let main = threads
+        .iter()
+        .find(|(n, _)| !n.starts_with("worker"))
+        .unwrap();
+    assert_eq!(main.1, allowed);
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    drop(server);
+
+    // Unbound: every thread keeps the CPUs the process may use (they exist once the server
+    // listens; a worker that has not started yet would not bind itself either).
+    let server = Server::with(&["--threads", "4", "--no-pin"]);
+    let threads = thread_cpus(server.child.id());
+    assert_eq!(threads.len(), 5);
+    for (name, cpus) in threads {
+        assert_eq!(cpus, allowed, "{name} unbound");
+    }
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    drop(server);
+
+    // One worker has nothing to spread: it stays free to move off a busy CPU (it has started
+    // once it has served a request).
+    let server = Server::with(&["--threads", "1"]);
+    let mut s = server.connect();
+    assert_eq!(
+        roundtrip(&mut s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+        b"STORED\r\n"
+    );
+    let threads = thread_cpus(server.child.id());
+    assert_eq!(threads.len(), 2);
+    for (name, cpus) in threads {
+        assert_eq!(cpus, allowed, "{name} unbound");
+    }
+}

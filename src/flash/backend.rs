@@ -1,5 +1,10 @@
-//! The [`Backend`] implementation: each operation changes the table and logs the change
-//! (at once under write-through, at the next flush under write-back).
+//! The operations: each changes the table and lists the change (the write-back set), in
+//! RAM only ([`Core`]'s synchronous methods); the list reaches flash at once under
+//! write-through, at the next flush under write-back. An operation that needs storage work
+//! before it can change anything (the list or one batch would overflow, room for a clear
+//! record, an insert culling more entries than the list holds) changes nothing, queues
+//! the work ([`Work`]) and answers [`Error::Settle`]; the front end performs the work and
+//! runs it again. The blocking front end ([`Persistent`]'s [`Backend`]) is here.
 
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
@@ -7,195 +12,124 @@ use core::hash::BuildHasher;
 use embedded_storage::nor_flash::NorFlash;
 
 use super::format::{key_cost, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::io::{drive, Geometry};
+use super::log::IoOf;
 use super::space::{xlen, Placer};
-use super::{widen, Fe, Persistent, Policy, Res, NOWHERE};
+use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::memcached::Store;
-use crate::table::{CullPlan, Table};
+use crate::table::{CullPlan, Table, VictimWalk};
 use crate::value::Kind;
 
+/// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
+#[derive(Clone, Copy)]
+pub(crate) struct Staged<'a> {
+    pub key: &'a [u8],
+    pub val: &'a [u8],
+    pub kind: Kind,
+    pub expiry: u64,
+    pub now: u64,
+}
+
 impl<
-        F: NorFlash,
+        F: Geometry,
         const N: usize,
         const K: usize,
         const V: usize,
         const D: usize,
         S: BuildHasher,
         T: BorrowMut<Table<N, K, V, S>>,
-    > Persistent<F, N, K, V, D, S, T>
+    > Core<F, N, K, V, D, S, T>
 {
     pub(super) fn see(&mut self, now: u64) {
         self.time = self.time.max(now);
     }
 
-    /// Logs the lazy removal of `key` when it is held but expired at `now`.
-    pub(super) fn note_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
-        let expired = matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if e <= now);
-        if expired {
-            self.make_room(1, None)?;
-        }
-        Ok(expired)
-    }
-
-    /// Before a read at `now`: drops `key` when it is held but expired, and logs that
+    /// Before a read at `now`: drops `key` when it is held but expired, and lists that
     /// (true then). Not generic, so the typed reads share it.
     #[inline(never)]
-    fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+    pub(crate) fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
         self.see(now);
-        if !self.note_expired(key, now)? {
+        let expired = matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if e <= now);
+        if !expired {
             return Ok(false);
         }
+        self.room(1, None)?;
         let at = self.on_flash(key);
         let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
-        self.settle()?;
         Ok(true)
     }
 
-    /// An insert that culls more keys than the list holds: one batch written directly.
-    pub(super) fn put_culling(
-        &mut self,
-        key: &[u8],
-        expiry: u64,
-        now: u64,
-        staged: &[u8],
-        kind: Kind,
-    ) -> Res<(), F> {
-        self.flush_dirty()?;
-        let vlen = staged.len();
-        self.reserve(&|s: &Self, pl: &mut Placer| {
-            match s.table.borrow().cull_plan(key) {
-                CullPlan::Clear => pl.place(0, 0, 0),
-                plan => s.table.borrow().for_each_victim(plan, now, &mut |k, live| {
-                    if live {
-                        pl.place(key_cost(k), 0, 0);
-                    }
-                }),
-            }
-            pl.place(key_cost(key), vlen, xlen(expiry, s.time));
-        })?;
-        let time = self.time;
-        let Self { table, log, .. } = self;
-        let table: &mut Table<N, K, V, S> = table.borrow_mut();
-        let plan = table.cull_plan(key);
-        let mut first = true;
-        let mut err = None;
-        // The log records exactly the live entries the table removes (expired ones need
-        // no record: they stay expired after a reboot), or one clear record.
-        table.apply_cull(plan, now, &mut |k, live| {
-            if live && plan != CullPlan::Clear && err.is_none() {
-                err = log.append(T_TOMB, first, false, 0, k, &[], time, 0).err();
-                first = false;
-            }
-        });
-        if let Some(e) = err {
-            return Err(Error::Backend(e));
-        }
-        if plan == CullPlan::Clear {
-            log.append(T_CLEAR, true, false, 0, &[], &[], time, 0)
-                .map_err(Error::Backend)?;
-            first = false;
-        }
-        table
-            .put_bytes(key, expiry, now, staged, kind)
-            .map_err(widen)?;
-        let at = log
-            .append(T_PUT, first, true, kind as u8, key, staged, time, expiry)
-            .map_err(Error::Backend)?;
-        if let Some(s) = table.slot_of(key) {
-            self.loc[s] = at;
-        }
-        self.commits += 1;
-        Ok(())
-    }
-}
-
-impl<
-        F: NorFlash,
-        const N: usize,
-        const K: usize,
-        const V: usize,
-        const D: usize,
-        S: BuildHasher,
-        T: BorrowMut<Table<N, K, V, S>>,
-    > Backend for Persistent<F, N, K, V, D, S, T>
-{
-    type Error = Fe<F>;
-
-    fn get<R>(
-        &mut self,
-        key: &[u8],
-        now: u64,
-        read: impl FnOnce(&[u8], Kind) -> R,
-    ) -> Result<Option<R>, Error<Self::Error>> {
-        if self.drop_expired(key, now)? {
-            return Ok(None);
-        }
-        self.table.borrow_mut().get(key, now, read).map_err(widen)
-    }
-
-    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        if self.drop_expired(key, now)? {
-            return Ok(false);
-        }
-        self.table.borrow_mut().has_key(key, now).map_err(widen)
-    }
-
-    fn put(
+    /// The first part of a put: `Ok(None)` when it is refused (an `add` of a live key),
+    /// else the expiry of the entry held (live or not).
+    pub(crate) fn put_gate(
         &mut self,
         key: &[u8],
         mode: Put,
-        expiry: u64,
         now: u64,
-        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
-    ) -> Result<bool, Error<Self::Error>> {
+    ) -> Res<Option<Option<u64>>, F> {
         self.see(now);
         if key.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
         let held = self.table.borrow().peek_any(key).map(|(_, _, e)| e);
         if mode == Put::Add && held.is_some_and(|e| e > now) {
-            return Ok(false);
+            return Ok(None);
         }
-        let mut staged = [0u8; V];
-        let filled = match fill(&mut staged) {
+        Ok(Some(held))
+    }
+
+    /// What `fill` gave, checked: the value fits `V` and one record of it fits the flash.
+    pub(crate) fn put_filled(
+        &self,
+        key: &[u8],
+        filled: Res<(usize, Kind), F>,
+    ) -> Res<(usize, Kind), F> {
+        match filled {
             Ok((len, _)) if len > V => Err(Error::ValueTooLarge),
             Ok((len, _)) if !self.fits_alone(key_cost(key), len) => Err(Error::StorageFull),
             other => other,
-        };
-        let (len, kind) = match filled {
-            Ok(x) => x,
-            Err(e) => {
-                // Never leave a stale value readable: the key goes.
-                if held.is_some() {
-                    self.make_room(1, None)?;
-                    let at = self.on_flash(key);
-                    let _ = self.table.borrow_mut().delete(key, now);
-                    self.mark(key, at);
-                    self.settle()?;
-                }
-                return Err(e);
-            }
-        };
-        let mut plan = self.table.borrow().cull_plan(key);
+        }
+    }
+
+    /// After a failed fill: the key goes, so no stale value stays readable.
+    pub(crate) fn put_failed(&mut self, key: &[u8], now: u64) -> Res<(), F> {
+        self.room(1, None)?;
+        let at = self.on_flash(key);
+        let _ = self.table.borrow_mut().delete(key, now);
+        self.mark(key, at);
+        Ok(())
+    }
+
+    /// Stores the staged value `s`. An insert that culls more entries than the list holds
+    /// asks for [`Work::CullingPut`].
+    pub(crate) fn put_staged(&mut self, s: Staged<'_>) -> Res<bool, F> {
+        let Staged {
+            key,
+            val,
+            kind,
+            expiry,
+            now,
+        } = s;
+        let len = val.len();
+        let plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it.
             let mut listed = false;
             if matches!(self.policy, Policy::WriteBack { .. }) {
                 let (victims, fits) = self.cull_fits(plan, key_cost(key), len, now);
                 listed = victims < D && fits;
-                if victims < D && !fits {
-                    self.flush_dirty()?;
-                    // Making room may have dropped entries: decide the cull again.
-                    plan = self.table.borrow().cull_plan(key);
-                    listed = self.cull_fits(plan, key_cost(key), len, now).1;
+                if victims < D && !fits && self.dirty() > 0 {
+                    // Flushed first; the cull is decided again then (making room may have
+                    // dropped entries).
+                    return self.ask(Work::Flush);
                 }
             }
             if !listed {
-                self.put_culling(key, expiry, now, &staged[..len], kind)?;
-                return Ok(true);
+                return self.ask(Work::CullingPut);
             }
             // The victims join the list (as tombstones), each with its latest record.
             let Self {
@@ -220,31 +154,30 @@ impl<
             });
             table.apply_cull(plan, now, &mut |_, _| {});
         } else {
-            self.make_room(1, Some((key.len(), len)))?;
+            self.room(1, Some((key.len(), len)))?;
         }
         // Under write-back, a set that changes nothing is not written again.
         let same = matches!(self.table.borrow().peek_any(key),
-            Some((v, k, e)) if v == &staged[..len] && k == kind && e == expiry);
+            Some((v, k, e)) if v == val && k == kind && e == expiry);
         let at = self.on_flash(key);
         let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
         self.table
             .borrow_mut()
-            .put_bytes(key, expiry, now, &staged[..len], kind)
+            .put_bytes(key, expiry, now, val, kind)
             .map_err(widen)?;
         if !unchanged {
             self.mark(key, at);
         }
-        self.settle()?;
         Ok(true)
     }
 
-    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+    pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
         self.see(now);
         let vlen = match self.table.borrow().peek(key, now) {
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
-        self.make_room(1, Some((key.len(), vlen)))?;
+        self.room(1, Some((key.len(), vlen)))?;
         let at = self.on_flash(key);
         let touched = self
             .table
@@ -253,49 +186,37 @@ impl<
             .map_err(widen)?;
         if touched {
             self.mark(key, at);
-            self.settle()?;
         }
         Ok(touched)
     }
 
-    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+    pub(crate) fn delete(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
         self.see(now);
         if self.table.borrow().peek_any(key).is_none() {
             return Ok(false);
         }
-        self.make_room(1, None)?;
+        self.room(1, None)?;
         let at = self.on_flash(key);
         let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
         self.mark(key, at);
-        self.settle()?;
         Ok(live)
     }
 
-    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+    pub(crate) fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Res<i64, F> {
         self.see(now);
         if self.table.borrow().peek_any(key).is_none() {
             return Err(Error::NotFound);
         }
-        self.make_room(1, Some((key.len(), V)))?;
+        self.room(1, Some((key.len(), V)))?;
         let at = self.on_flash(key);
         let r = self.table.borrow_mut().incr(key, delta, now);
-        match r {
-            Ok(_) | Err(Error::NotFound) => {
-                self.mark(key, at);
-                self.settle()?;
-            }
-            _ => {}
+        if matches!(r, Ok(_) | Err(Error::NotFound)) {
+            self.mark(key, at);
         }
         r.map_err(widen)
     }
 
-    fn rekey(
-        &mut self,
-        from: &[u8],
-        to: &[u8],
-        expiry: u64,
-        now: u64,
-    ) -> Result<bool, Error<Self::Error>> {
+    pub(crate) fn rekey(&mut self, from: &[u8], to: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
         self.see(now);
         if to.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
@@ -304,7 +225,7 @@ impl<
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
-        self.make_room(2, Some((K, vlen)))?;
+        self.room(2, Some((K, vlen)))?;
         let (at_from, at_to) = (self.on_flash(from), self.on_flash(to));
         let moved = self
             .table
@@ -315,43 +236,311 @@ impl<
         if moved {
             self.mark(to, at_to);
         }
-        self.settle()?;
         Ok(moved)
     }
 
     /// Under both policies the clear is written at once (one small record): the changed
     /// keys it drops are not written, and no older record has to be kept for them.
-    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+    pub(crate) fn clear(&mut self) -> Res<(), F> {
         // Room for the clear record first, while RAM still mirrors the flash: a compaction
         // here copies the live entries, so a power cut before the record lands leaves the
         // cache as it was (compacting after the table is emptied would drop them).
-        self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))?;
+        if !self.fits_now(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0)) {
+            return self.ask(Work::Room);
+        }
         let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = true;
-        self.flush_dirty()
+        Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
-        self.flush_dirty()?;
+    /// Performs the work the last operation asked for (`staged`: the put a
+    /// [`Work::CullingPut`] writes).
+    pub(crate) async fn perform(&mut self, io: &IoOf<F>, staged: Option<Staged<'_>>) -> Res<(), F> {
+        match core::mem::replace(&mut self.work, Work::None) {
+            Work::None => Ok(()),
+            Work::Flush => self.flush_dirty(io).await,
+            Work::Room => {
+                self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
+                    .await
+            }
+            Work::CullingPut => match staged {
+                Some(s) => self.put_culling(io, s).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Reads the flash again when work was cut off (a dropped driver): RAM may be half-way
+    /// through a change.
+    pub(crate) async fn recover(&mut self, io: &IoOf<F>) -> Result<(), super::Fe<F>> {
+        if io.interrupted() {
+            self.remount(io).await?;
+        }
+        Ok(())
+    }
+
+    /// The async front end's settle: recovers, performs the work the last operation asked
+    /// for (`staged`: the put a [`Work::CullingPut`] writes), writes the changes when the
+    /// policy says so, then a flush asked for.
+    pub(crate) async fn settle(&mut self, io: &IoOf<F>, staged: Staged<'_>) -> Res<(), F> {
+        self.culled = false;
+        self.recover(io).await?;
+        self.perform(io, Some(staged)).await?;
+        if self.should_flush() {
+            self.flush_dirty(io).await?;
+        }
+        if self.want_flush {
+            self.flush_all(io).await?;
+            self.want_flush = false;
+        }
+        Ok(())
+    }
+
+    /// Writes every change and the current cache time ([`Backend::flush`]).
+    pub(crate) async fn flush_all(&mut self, io: &IoOf<F>) -> Res<(), F> {
+        self.flush_dirty(io).await?;
         if self.time > self.log.written_time {
-            self.reserve(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))?;
+            self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
+                .await?;
             let t = self.time;
             self.log
-                .append(T_TIME, true, true, 0, &[], &[], t, 0)
+                .append(io, T_TIME, true, true, 0, &[], &[], t, 0)
+                .await
                 .map_err(Error::Backend)?;
             self.commits += 1;
         }
         Ok(())
     }
 
+    /// An insert that culls more keys than the list holds: one batch written directly,
+    /// the victims' tombstones (or a clear record) and the put.
+    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+        let Staged {
+            key,
+            val: staged,
+            kind,
+            expiry,
+            now,
+        } = s;
+        self.flush_dirty(io).await?;
+        let vlen = staged.len();
+        self.reserve(io, &|s: &Self, pl: &mut Placer| {
+            match s.table.borrow().cull_plan(key) {
+                CullPlan::Clear => pl.place(0, 0, 0),
+                plan => s.table.borrow().for_each_victim(plan, now, &mut |k, live| {
+                    if live {
+                        pl.place(key_cost(k), 0, 0);
+                    }
+                }),
+            }
+            pl.place(key_cost(key), vlen, xlen(expiry, s.time));
+        })
+        .await?;
+        let time = self.time;
+        let plan = self.table.borrow().cull_plan(key);
+        let mut first = true;
+        // The log records exactly the live entries the table removes (expired ones need
+        // no record: they stay expired after a reboot), or one clear record; the table
+        // applies the cull once they are written.
+        if plan == CullPlan::Clear {
+            self.log
+                .append(io, T_CLEAR, true, false, 0, &[], &[], time, 0)
+                .await
+                .map_err(Error::Backend)?;
+            first = false;
+        } else {
+            let mut walk = VictimWalk::new(self.table.borrow(), plan, now);
+            while let Some(i) = walk.next(self.table.borrow(), now) {
+                let (k, _, _, e) = self.table.borrow().slot(i);
+                if e <= now {
+                    continue;
+                }
+                self.log
+                    .append(io, T_TOMB, first, false, 0, k, &[], time, 0)
+                    .await
+                    .map_err(Error::Backend)?;
+                first = false;
+            }
+        }
+        let table: &mut Table<N, K, V, S> = self.table.borrow_mut();
+        table.apply_cull(plan, now, &mut |_, _| {});
+        table
+            .put_bytes(key, expiry, now, staged, kind)
+            .map_err(widen)?;
+        let at = self
+            .log
+            .append(
+                io, T_PUT, first, true, kind as u8, key, staged, time, expiry,
+            )
+            .await
+            .map_err(Error::Backend)?;
+        if let Some(s) = self.table.borrow().slot_of(key) {
+            self.loc[s] = at;
+        }
+        self.commits += 1;
+        self.culled = true;
+        Ok(())
+    }
+}
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Persistent<F, N, K, V, D, S, T>
+{
+    /// Runs a RAM operation of the core: performs the work it asks for first and runs it
+    /// again, then writes the changes when the policy says so.
+    fn run<R>(
+        &mut self,
+        mut op: impl FnMut(
+            &mut Core<super::io::Blocking<F>, N, K, V, D, S, T>,
+        ) -> Res<R, super::io::Blocking<F>>,
+    ) -> Result<R, Error<FeOf<F>>> {
+        loop {
+            let r = op(&mut self.core);
+            let Self { core, io, flash } = self;
+            if let Err(Error::Settle) = r {
+                drive!(flash, io, core.perform(io, None))?;
+                continue;
+            }
+            if core.should_flush() {
+                drive!(flash, io, core.flush_dirty(io))?;
+            }
+            return r;
+        }
+    }
+}
+
+impl<
+        F: NorFlash,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Backend for Persistent<F, N, K, V, D, S, T>
+{
+    type Error = FeOf<F>;
+
+    fn get<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Result<Option<R>, Error<Self::Error>> {
+        if self.run(|c| c.drop_expired(key, now))? {
+            return Ok(None);
+        }
+        self.core
+            .table
+            .borrow_mut()
+            .get(key, now, read)
+            .map_err(widen)
+    }
+
+    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        if self.run(|c| c.drop_expired(key, now))? {
+            return Ok(false);
+        }
+        self.core
+            .table
+            .borrow_mut()
+            .has_key(key, now)
+            .map_err(widen)
+    }
+
+    fn put(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error<Self::Error>>,
+    ) -> Result<bool, Error<Self::Error>> {
+        let Some(held) = self.core.put_gate(key, mode, now)? else {
+            return Ok(false);
+        };
+        let mut staged = [0u8; V];
+        let (len, kind) = match self.core.put_filled(key, fill(&mut staged)) {
+            Ok(x) => x,
+            Err(e) => {
+                // Never leave a stale value readable: the key goes.
+                if held.is_some() {
+                    self.run(|c| c.put_failed(key, now))?;
+                }
+                return Err(e);
+            }
+        };
+        let s = Staged {
+            key,
+            val: &staged[..len],
+            kind,
+            expiry,
+            now,
+        };
+        loop {
+            let r = self.core.put_staged(s);
+            let Self { core, io, flash } = self;
+            if let Err(Error::Settle) = r {
+                drive!(flash, io, core.perform(io, Some(s)))?;
+                if core.work == Work::None && core.culled {
+                    core.culled = false;
+                    return Ok(true);
+                }
+                continue;
+            }
+            if core.should_flush() {
+                drive!(flash, io, core.flush_dirty(io))?;
+            }
+            return r;
+        }
+    }
+
+    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+        self.run(|c| c.touch(key, expiry, now))
+    }
+
+    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+        self.run(|c| c.delete(key, now))
+    }
+
+    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+        self.run(|c| c.incr(key, delta, now))
+    }
+
+    fn rekey(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        expiry: u64,
+        now: u64,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.run(|c| c.rekey(from, to, expiry, now))
+    }
+
+    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+        self.run(|c| c.clear())
+    }
+
+    fn flush(&mut self) -> Result<(), Error<Self::Error>> {
+        let Self { core, io, flash } = self;
+        drive!(flash, io, core.flush_all(io))
+    }
+
     fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
-        self.see(now);
+        self.core.see(now);
         self.flush()
     }
 
     fn len(&self) -> usize {
-        self.table.borrow().len()
+        self.core.table.borrow().len()
     }
 }
 
@@ -367,12 +556,13 @@ impl<
     > Store for Persistent<F, N, K, V, D, S, T>
 {
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)> {
-        self.table.borrow().peek(key, now)
+        self.core.table.borrow().peek(key, now)
     }
 }
 
 #[cfg(all(test, feature = "_mock"))]
 mod tests {
+    use super::super::io::drive;
     use super::super::log::{Committed, Pos};
     use super::super::{MockFlash, Persistent, Policy};
     use crate::backend::{Backend, Put};
@@ -385,24 +575,28 @@ mod tests {
     /// What the log's records from the `skip`-th on remove: tombstoned keys, and whether a
     /// clear record is among them. Also returns the number of records.
     fn logged(p: &mut P, skip: usize) -> (Vec<Vec<u8>>, bool, usize) {
-        let mut it = Committed::new(&p.log, Pos::START);
-        let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
-        let mut key = [0u8; 8];
-        while let Some((at, r)) = it.next(&mut p.log).unwrap() {
-            n += 1;
-            if n <= skip {
-                continue;
+        let Persistent { core, io, flash } = p;
+        drive!(flash, io, async {
+            let mut it = Committed::new(&core.log, Pos::START);
+            let (mut tombs, mut clear, mut n) = (Vec::new(), false, 0);
+            let mut key = [0u8; 8];
+            while let Some((at, r)) = it.next(io, &mut core.log).await.unwrap() {
+                n += 1;
+                if n <= skip {
+                    continue;
+                }
+                if r.ty() == T_CLEAR {
+                    clear = true;
+                }
+                if r.ty() == T_TOMB {
+                    let read = core.log.read_body(io, at, &r, &mut key, &mut []).await;
+                    assert!(read.unwrap());
+                    tombs.push(key[..usize::from(r.klen)].to_vec());
+                }
             }
-            if r.ty() == T_CLEAR {
-                clear = true;
-            }
-            if r.ty() == T_TOMB {
-                assert!(p.log.read_body(at, &r, &mut key, &mut []).unwrap());
-                tombs.push(key[..usize::from(r.klen)].to_vec());
-            }
-        }
-        tombs.sort();
-        (tombs, clear, n)
+            tombs.sort();
+            (tombs, clear, n)
+        })
     }
 
     fn live(p: &P, now: u64) -> Vec<Vec<u8>> {
@@ -467,7 +661,7 @@ mod tests {
                 }
                 assert!(culls > 10, "freq {freq}: {culls} culls");
                 // No compaction ran, so counting records located each insert's batch.
-                assert_eq!(p.log.tail, 0);
+                assert_eq!(p.core.log.tail, 0);
             }
         }
     }

@@ -4,7 +4,7 @@
 //! nothing of the table. Every loop here is bounded by the number of pages or by the
 //! number of records a page can hold, whatever the flash contains.
 
-use embedded_storage::nor_flash::NorFlash;
+use super::io::{Geometry, Io};
 
 use super::format::{
     align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, Unread,
@@ -33,7 +33,6 @@ impl Pos {
 }
 
 pub(crate) struct Log<F> {
-    pub flash: F,
     pub base: u32,
     pub pages: u32,
     pub page_size: u32,
@@ -66,14 +65,17 @@ pub(crate) struct Log<F> {
     /// damage was found in the page before it (or a gap just before it). Records before it
     /// are never restored nor copied by compaction; 0 when nothing is known damaged.
     pub trust_from: u32,
+    geometry: core::marker::PhantomData<fn() -> F>,
 }
 
-type Res<T, F> = Result<T, FlashError<<F as embedded_storage::nor_flash::ErrorType>::Error>>;
+type Res<T, F> = Result<T, FlashError<<F as Geometry>::Error>>;
 
-impl<F: NorFlash> Log<F> {
-    pub fn new(flash: F, base: u32, pages: u32, page_size: u32) -> Self {
+/// The request slot for the flash of geometry `F`.
+pub(crate) type IoOf<F> = Io<<F as Geometry>::Error>;
+
+impl<F: Geometry> Log<F> {
+    pub fn new(base: u32, pages: u32, page_size: u32) -> Self {
         Log {
-            flash,
             base,
             pages,
             page_size,
@@ -89,6 +91,7 @@ impl<F: NorFlash> Log<F> {
             check: false,
             checked: 0,
             trust_from: 0,
+            geometry: core::marker::PhantomData,
         }
     }
 
@@ -163,38 +166,33 @@ impl<F: NorFlash> Log<F> {
         self.pages - self.used
     }
 
-    /// Reads `out.len()` bytes at `addr`, honouring `READ_SIZE`.
+    /// Reads `out.len()` bytes at `addr`, honouring `READ_SIZE`, in requests of at most
+    /// [`SCRATCH`] bytes.
     #[inline(never)]
-    pub fn read(&mut self, addr: u32, out: &mut [u8]) -> Res<(), F> {
+    pub async fn read(&self, io: &IoOf<F>, addr: u32, out: &mut [u8]) -> Res<(), F> {
         let rs = F::READ_SIZE as u32;
-        if rs <= 1 {
-            return self.flash.read(addr, out).map_err(FlashError::Flash);
-        }
-        let mut scratch = [0u8; SCRATCH];
         let mut done = 0usize;
         while done < out.len() {
             let at = addr + done as u32;
             let start = at - at % rs;
             let want = (out.len() - done) as u32 + (at - start);
             let len = align_up(want as usize, rs as usize).min(SCRATCH);
-            self.flash
-                .read(start, &mut scratch[..len])
-                .map_err(FlashError::Flash)?;
             let skip = (at - start) as usize;
             let n = (len - skip).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&scratch[skip..skip + n]);
+            io.read(start, len).await?;
+            io.take(skip, &mut out[done..done + n]);
             done += n;
         }
         Ok(())
     }
 
     /// True when `len` bytes from `addr` all read 0xFF.
-    pub fn is_blank(&mut self, addr: u32, len: u32) -> Res<bool, F> {
+    pub async fn is_blank(&mut self, io: &IoOf<F>, addr: u32, len: u32) -> Res<bool, F> {
         let mut buf = [0u8; SCRATCH];
         let mut done = 0u32;
         while done < len {
             let n = (len - done).min(SCRATCH as u32);
-            self.read(addr + done, &mut buf[..n as usize])?;
+            self.read(io, addr + done, &mut buf[..n as usize]).await?;
             if buf[..n as usize].iter().any(|&b| b != 0xff) {
                 return Ok(false);
             }
@@ -204,25 +202,30 @@ impl<F: NorFlash> Log<F> {
     }
 
     /// The page's erase count (part A), if readable.
-    pub fn erase_count(&mut self, p: u32) -> Res<Option<u32>, F> {
+    pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
         let mut a = [0u8; PART_A];
-        self.read(self.page_addr(p), &mut a)?;
+        self.read(io, self.page_addr(p), &mut a).await?;
         Ok(parse_part_a(&a))
     }
 
     /// When page `p` belongs to a log: its sequence number, base time and the offset of
     /// its first record.
-    pub fn page_seq(&mut self, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
+    pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
         // Part A's padding is skipped when it is wider than 8 bytes: two reads then.
         let mut buf = [0xffu8; PART_A + 8 + PART_B_MAX];
         let b_at = if a_len <= PART_A + 8 {
-            self.read(addr, &mut buf[..a_len + PART_B_MAX])?;
+            self.read(io, addr, &mut buf[..a_len + PART_B_MAX]).await?;
             a_len
         } else {
-            self.read(addr, &mut buf[..PART_A])?;
-            self.read(addr + a_len as u32, &mut buf[PART_A..PART_A + PART_B_MAX])?;
+            self.read(io, addr, &mut buf[..PART_A]).await?;
+            self.read(
+                io,
+                addr + a_len as u32,
+                &mut buf[PART_A..PART_A + PART_B_MAX],
+            )
+            .await?;
             PART_A
         };
         let mut a = [0u8; PART_A];
@@ -238,13 +241,13 @@ impl<F: NorFlash> Log<F> {
     }
 
     /// Where page `p`'s records start and its base time (`None` when not a log page).
-    pub fn page_start(&mut self, p: u32) -> Res<Option<(u32, u64)>, F> {
+    pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64)>, F> {
         for (q, first, base) in self.starts.iter().flatten() {
             if *q == p {
                 return Ok(Some((*first, *base)));
             }
         }
-        let Some((_, base, first)) = self.page_seq(p)? else {
+        let Some((_, base, first)) = self.page_seq(io, p).await? else {
             return Ok(None);
         };
         self.starts[1] = self.starts[0];
@@ -263,9 +266,14 @@ impl<F: NorFlash> Log<F> {
 
     /// Writes `parts` back to back from `addr` (aligned), then, with `crc`, their CRC-32C
     /// (a record), padding the end with 0xFF: the one writer of headers and records.
-    fn write_parts(&mut self, addr: u32, parts: &[&[u8]], crc: bool) -> Res<(), F> {
+    async fn write_parts(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        parts: &[&[u8]],
+        crc: bool,
+    ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        let mut buf = [0xffu8; SCRATCH];
         let mut fill = 0usize;
         let mut at = addr;
         let mut sum = Crc::new();
@@ -274,15 +282,16 @@ impl<F: NorFlash> Log<F> {
         }
         let tail = sum.finish().to_le_bytes();
         let tail: &[u8] = if crc { &tail } else { &[] };
+        // The bytes go straight into the request slot's buffer.
         for part in parts.iter().copied().chain([tail]) {
             let mut rest = part;
             while !rest.is_empty() {
                 let n = (SCRATCH - fill).min(rest.len());
-                buf[fill..fill + n].copy_from_slice(&rest[..n]);
+                io.stage(fill, &rest[..n]);
                 fill += n;
                 rest = &rest[n..];
                 if fill == SCRATCH {
-                    self.flash.write(at, &buf).map_err(FlashError::Flash)?;
+                    io.write(at, SCRATCH).await?;
                     at += SCRATCH as u32;
                     fill = 0;
                 }
@@ -290,40 +299,37 @@ impl<F: NorFlash> Log<F> {
         }
         if fill > 0 {
             let end = align_up(fill, ws);
-            buf[fill..end].fill(0xff);
-            self.flash
-                .write(at, &buf[..end])
-                .map_err(FlashError::Flash)?;
+            io.stage(fill, &[0xff; SCRATCH][..end - fill]);
+            io.write(at, end).await?;
         }
         Ok(())
     }
 
     /// Writes part A with `count` on page `p` (blank).
-    pub fn write_part_a(&mut self, p: u32, count: u32) -> Res<(), F> {
-        self.write_parts(self.page_addr(p), &[&part_a(count)], false)
+    pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
+        self.write_parts(io, self.page_addr(p), &[&part_a(count)], false)
+            .await
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
     /// count before the erase when known (else it is read).
-    pub fn erase_page(&mut self, p: u32, old: Option<u32>) -> Res<u32, F> {
+    pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32, old: Option<u32>) -> Res<u32, F> {
         let old = match old {
             Some(c) => c,
-            None => self.erase_count(p)?.unwrap_or(self.max_erase),
+            None => self.erase_count(io, p).await?.unwrap_or(self.max_erase),
         };
         self.forget(p);
         let addr = self.page_addr(p);
-        self.flash
-            .erase(addr, addr + self.page_size)
-            .map_err(FlashError::Flash)?;
+        io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_parts(addr, &[&part_a(count)], false)?;
+        self.write_parts(io, addr, &[&part_a(count)], false).await?;
         Ok(count)
     }
 
     /// Takes the page after the head into the log with base time `time`: without a read
     /// when it is ready, else erasing it first.
-    pub fn open_page(&mut self, time: u64) -> Res<(), F> {
+    pub async fn open_page(&mut self, io: &IoOf<F>, time: u64) -> Res<(), F> {
         if self.used >= self.pages {
             return Err(FlashError::Corrupted);
         }
@@ -331,7 +337,7 @@ impl<F: NorFlash> Log<F> {
         if self.ready > 0 {
             self.ready -= 1;
         } else {
-            self.erase_page(p, None)?;
+            self.erase_page(io, p, None).await?;
         }
         self.forget(p);
         let a_len = Self::a_len();
@@ -341,7 +347,8 @@ impl<F: NorFlash> Log<F> {
             _ => return Err(FlashError::Corrupted),
         };
         let (b, n) = part_b(seq, time);
-        self.write_parts(self.page_addr(p) + a_len, &[&b[..n]], false)?;
+        self.write_parts(io, self.page_addr(p) + a_len, &[&b[..n]], false)
+            .await?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -352,7 +359,13 @@ impl<F: NorFlash> Log<F> {
 
     /// Reads and checks the record at `off` of page `p` (base time `base`); `None` when
     /// blank or invalid.
-    pub fn read_record(&mut self, p: u32, off: u32, base: u64) -> Res<Option<RecHead>, F> {
+    pub async fn read_record(
+        &mut self,
+        io: &IoOf<F>,
+        p: u32,
+        off: u32,
+        base: u64,
+    ) -> Res<Option<RecHead>, F> {
         let room = self.page_size.saturating_sub(off) as usize;
         if room < 1 + REC_CRC {
             return Ok(None);
@@ -361,7 +374,7 @@ impl<F: NorFlash> Log<F> {
         // One read covers a short record whole (header, key, value and CRC).
         let mut h = [0xffu8; SCRATCH];
         let hn = SCRATCH.min(room);
-        self.read(addr, &mut h[..hn])?;
+        self.read(io, addr, &mut h[..hn]).await?;
         let Some(r) = RecHead::decode(&h[..hn.min(REC_HEAD_MAX)], base) else {
             return Ok(None);
         };
@@ -369,7 +382,7 @@ impl<F: NorFlash> Log<F> {
         if size > room as u64 {
             return Ok(None);
         }
-        let ok = self.crc_matches(addr, &mut h, hn, r.body_end())?;
+        let ok = self.crc_matches(io, addr, &mut h, hn, r.body_end()).await?;
         Ok(ok.then_some(r))
     }
 
@@ -377,8 +390,9 @@ impl<F: NorFlash> Log<F> {
     /// matches them. `h` holds the record's first `have` bytes (as read, or with a header
     /// of the caller's in place) and is reused to read the rest: the one CRC check of every
     /// record read, at open, in compaction and in damage checks.
-    fn crc_matches(
+    async fn crc_matches(
         &mut self,
+        io: &IoOf<F>,
         addr: u32,
         h: &mut [u8; SCRATCH],
         have: usize,
@@ -396,12 +410,13 @@ impl<F: NorFlash> Log<F> {
         let mut at = have.min(e) as u32;
         while at < end {
             let n = (end - at).min(SCRATCH as u32) as usize;
-            self.read(addr + at, &mut h[..n])?;
+            self.read(io, addr + at, &mut h[..n]).await?;
             crc.update(&h[..n]);
             at += n as u32;
         }
         if got < REC_CRC {
-            self.read(addr + end + got as u32, &mut stored[got..])?;
+            self.read(io, addr + end + got as u32, &mut stored[got..])
+                .await?;
         }
         Ok(crc.finish() == u32::from_le_bytes(stored))
     }
@@ -420,7 +435,7 @@ impl<F: NorFlash> Log<F> {
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     #[cold]
     #[inline(never)]
-    pub fn damaged_end(&mut self, p: u32, off: u32, base: u64) -> Res<bool, F> {
+    pub async fn damaged_end(&mut self, io: &IoOf<F>, p: u32, off: u32, base: u64) -> Res<bool, F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
@@ -428,7 +443,7 @@ impl<F: NorFlash> Log<F> {
         let mut at = off;
         while at < self.page_size {
             let n = (self.page_size - at).min(SCRATCH as u32);
-            self.read(addr + at, &mut buf[..n as usize])?;
+            self.read(io, addr + at, &mut buf[..n as usize]).await?;
             if let Some(i) = buf[..n as usize].iter().rposition(|&b| b != 0xff) {
                 written = at - off + i as u32 + 1;
             }
@@ -439,7 +454,7 @@ impl<F: NorFlash> Log<F> {
         }
         let n = (written as usize).min(REC_HEAD_MAX);
         let mut h = [0xffu8; REC_HEAD_MAX];
-        self.read(addr + off, &mut h[..n])?;
+        self.read(io, addr + off, &mut h[..n]).await?;
         let torn = match RecHead::parse(&h[..n], base) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
@@ -455,7 +470,10 @@ impl<F: NorFlash> Log<F> {
         // of a torn one: a valid record inside it tells them apart. In the page's last
         // record, one flipped header bit is found by flipping each back: a whole record
         // that then checks out, ending where the written bytes end, was not torn.
-        if self.valid_record_in(p, off + 1, off + written, base)? {
+        if self
+            .valid_record_in(io, p, off + 1, off + written, base)
+            .await?
+        {
             return Ok(true);
         }
         for bit in 0..n * 8 {
@@ -469,7 +487,7 @@ impl<F: NorFlash> Log<F> {
             if fits
                 && written <= end
                 && written + REC_CRC as u32 > end
-                && self.crc_ok(p, off, &g, &r)?
+                && self.crc_ok(io, p, off, &g, &r).await?
             {
                 return Ok(true);
             }
@@ -481,22 +499,37 @@ impl<F: NorFlash> Log<F> {
     /// in place of those on flash, has a matching CRC.
     #[cold]
     #[inline(never)]
-    fn crc_ok(&mut self, p: u32, off: u32, head: &[u8], r: &RecHead) -> Res<bool, F> {
+    async fn crc_ok(
+        &mut self,
+        io: &IoOf<F>,
+        p: u32,
+        off: u32,
+        head: &[u8],
+        r: &RecHead,
+    ) -> Res<bool, F> {
         let hl = usize::from(r.hlen);
         let mut h = [0u8; SCRATCH];
         h[..hl].copy_from_slice(&head[..hl]);
-        self.crc_matches(self.page_addr(p) + off, &mut h, hl, r.body_end())
+        self.crc_matches(io, self.page_addr(p) + off, &mut h, hl, r.body_end())
+            .await
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
     /// `p` (read with base time `base`).
     #[cold]
     #[inline(never)]
-    fn valid_record_in(&mut self, p: u32, from: u32, to: u32, base: u64) -> Res<bool, F> {
+    async fn valid_record_in(
+        &mut self,
+        io: &IoOf<F>,
+        p: u32,
+        from: u32,
+        to: u32,
+        base: u64,
+    ) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
         let mut off = align_up(from as usize, ws as usize) as u32;
         while off < to.min(self.page_size) {
-            if self.read_record(p, off, base)?.is_some() {
+            if self.read_record(io, p, off, base).await?.is_some() {
                 return Ok(true);
             }
             off += ws;
@@ -508,32 +541,37 @@ impl<F: NorFlash> Log<F> {
     /// part A: a log page whose header is damaged. Blank pages are told at one read.
     #[cold]
     #[inline(never)]
-    pub fn holds_records(&mut self, p: u32) -> Res<bool, F> {
+    pub async fn holds_records(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let from = Self::a_len();
         let to = (from + HOLD_SCAN).min(self.page_size);
-        if self.is_blank(self.page_addr(p) + from, to - from)? {
+        if self
+            .is_blank(io, self.page_addr(p) + from, to - from)
+            .await?
+        {
             return Ok(false);
         }
-        self.valid_record_in(p, from, to, 0)
+        self.valid_record_in(io, p, from, to, 0).await
     }
 
     /// Reads the key (its prefix put back) and value of the record at `pos` into `key` and
     /// `val`; `false` when they do not fit.
-    pub fn read_body(
+    pub async fn read_body(
         &mut self,
+        io: &IoOf<F>,
         pos: Pos,
         r: &RecHead,
         key: &mut [u8],
         val: &mut [u8],
     ) -> Res<bool, F> {
         let at = self.page_addr(self.phys(pos.li)) + pos.off;
-        self.read_at(at, r, key, val)
+        self.read_at(io, at, r, key, val).await
     }
 
     /// [`Log::read_body`] of the record at region offset `at` ([`Log::append`]'s answer).
     #[inline(never)]
-    pub fn read_at(
+    pub async fn read_at(
         &mut self,
+        io: &IoOf<F>,
         at: u32,
         r: &RecHead,
         key: &mut [u8],
@@ -545,27 +583,28 @@ impl<F: NorFlash> Log<F> {
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
-        self.read(addr, &mut key[p..kl])?;
-        self.read(addr + (kl - p) as u32, &mut val[..vl])?;
+        self.read(io, addr, &mut key[p..kl]).await?;
+        self.read(io, addr + (kl - p) as u32, &mut val[..vl])
+            .await?;
         Ok(true)
     }
 
     /// The first valid record at or after `pos`, moving to the next log page when a page's
     /// records end; `None` at the end of the log. The position returned has a real offset.
-    pub fn next_rec(&mut self, mut pos: Pos) -> Res<Option<(Pos, RecHead)>, F> {
+    pub async fn next_rec(&mut self, io: &IoOf<F>, mut pos: Pos) -> Res<Option<(Pos, RecHead)>, F> {
         for _ in 0..=self.pages {
             if pos.li >= self.used {
                 return Ok(None);
             }
             let p = self.phys(pos.li);
-            if let Some((first, base)) = self.page_start(p)? {
+            if let Some((first, base)) = self.page_start(io, p).await? {
                 let off = pos.off.max(first);
-                if let Some(r) = self.read_record(p, off, base)? {
+                if let Some(r) = self.read_record(io, p, off, base).await? {
                     return Ok(Some((Pos { li: pos.li, off }, r)));
                 }
                 if self.check && pos.li >= self.checked {
                     self.checked = pos.li + 1;
-                    if self.damaged_end(p, off, base)? {
+                    if self.damaged_end(io, p, off, base).await? {
                         self.trust_from = self.trust_from.max(pos.li + 1);
                     }
                 }
@@ -597,8 +636,9 @@ impl<F: NorFlash> Log<F> {
     /// returns where it starts ([`Log::read_at`] reads it back). The caller has made sure
     /// there is room.
     #[allow(clippy::too_many_arguments)]
-    pub fn append(
+    pub async fn append(
         &mut self,
+        io: &IoOf<F>,
         ty: u8,
         start: bool,
         end: bool,
@@ -620,7 +660,7 @@ impl<F: NorFlash> Log<F> {
         }
         let mut r = head(self.head_base);
         if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
-            self.open_page(time.max(self.written_time))?;
+            self.open_page(io, time.max(self.written_time)).await?;
             r = head(self.head_base);
         }
         let size = r.size(F::WRITE_SIZE) as u32;
@@ -628,7 +668,10 @@ impl<F: NorFlash> Log<F> {
         let h = &h[..usize::from(r.hlen)];
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self.write_parts(addr, &[h, &key[r.plen()..], val], true) {
+        if let Err(e) = self
+            .write_parts(io, addr, &[h, &key[r.plen()..], val], true)
+            .await
+        {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
@@ -647,7 +690,7 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
-    pub fn new<F: NorFlash>(log: &Log<F>, pos: Pos) -> Self {
+    pub fn new<F: Geometry>(log: &Log<F>, pos: Pos) -> Self {
         Committed {
             pos,
             end: None,
@@ -655,7 +698,11 @@ impl Committed {
         }
     }
 
-    pub fn next<F: NorFlash>(&mut self, log: &mut Log<F>) -> Res<Option<(Pos, RecHead)>, F> {
+    pub async fn next<F: Geometry>(
+        &mut self,
+        io: &IoOf<F>,
+        log: &mut Log<F>,
+    ) -> Res<Option<(Pos, RecHead)>, F> {
         let ws = F::WRITE_SIZE;
         // A record whose batch's end is being looked for, and where the search is.
         let mut held: Option<(Pos, RecHead)> = None;
@@ -665,7 +712,7 @@ impl Committed {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some((at, r)) = log.next_rec(q)? else {
+            let Some((at, r)) = log.next_rec(io, q).await? else {
                 return Ok(None);
             };
             q = Pos {

@@ -58,6 +58,7 @@ pub struct MockFlash<
     bytes_written: u64,
     erases: Vec<u32>,
     rewrite: bool,
+    yields: bool,
 }
 
 impl<
@@ -98,7 +99,14 @@ impl<
             bytes_written: 0,
             erases: vec![0; PAGES],
             rewrite: false,
+            yields: false,
         }
+    }
+
+    /// Makes each call of the async face (`embedded_storage_async`) return `Pending` once
+    /// before it runs, as a driver waiting for the hardware does. Off by default.
+    pub fn yield_each_call(&mut self, on: bool) {
+        self.yields = on;
     }
 
     /// Cuts the power after `events` more events (an event is one byte written or one
@@ -326,5 +334,77 @@ impl<
             self.bytes_written += 1;
         }
         Ok(())
+    }
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`: an async flash call that yields to
+/// the executor, as a real driver waiting for the hardware does.
+struct YieldOnce(bool);
+
+impl core::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<()> {
+        if self.0 {
+            core::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            core::task::Poll::Pending
+        }
+    }
+}
+
+/// The same flash as an async NOR flash (`embedded_storage_async`), for the async
+/// persistent backend; with [`MockFlash::yield_each_call`], each call first returns
+/// `Pending` once.
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > embedded_storage_async::nor_flash::ReadNorFlash
+    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
+{
+    const READ_SIZE: usize = READ_SIZE;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
+        if self.yields {
+            YieldOnce(false).await;
+        }
+        ReadNorFlash::read(self, offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        PAGES * PAGE_SIZE
+    }
+}
+
+impl<
+        const PAGES: usize,
+        const PAGE_SIZE: usize,
+        const WRITE_SIZE: usize,
+        const READ_SIZE: usize,
+    > embedded_storage_async::nor_flash::NorFlash
+    for MockFlash<PAGES, PAGE_SIZE, WRITE_SIZE, READ_SIZE>
+{
+    const WRITE_SIZE: usize = WRITE_SIZE;
+    const ERASE_SIZE: usize = PAGE_SIZE;
+
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
+        if self.yields {
+            YieldOnce(false).await;
+        }
+        NorFlash::erase(self, from, to)
+    }
+
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
+        if self.yields {
+            YieldOnce(false).await;
+        }
+        NorFlash::write(self, offset, bytes)
     }
 }

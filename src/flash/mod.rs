@@ -5,6 +5,11 @@
 //! the log into the table; the cache then works exactly as before, with flash behind it.
 //! The on-flash layout is documented in [`format`](mod@format).
 //!
+//! [`AsyncPersistent`] is the same over async flash
+//! (`embedded_storage_async::nor_flash::NorFlash`), for
+//! [`AsyncSharedCache`](crate::AsyncSharedCache): both front ends drive one core that
+//! decides what to write and performs no I/O itself, so the log logic exists once.
+//!
 //! ```
 //! # #[cfg(feature = "_mock")] {
 //! use tickcache::flash::{MockFlash, Persistent, Policy};
@@ -81,10 +86,12 @@
 //! older value). An entry that cannot fit at all fails with [`Error::StorageFull`] and
 //! nothing else is lost.
 
+mod asynch;
 mod backend;
 #[cfg(feature = "std")]
 mod file;
 pub mod format;
+mod io;
 mod log;
 #[cfg(feature = "_mock")]
 mod mock;
@@ -107,12 +114,14 @@ use crate::error::Error;
 use crate::hash::DefaultHashBuilder;
 use crate::table::Table;
 
+pub use asynch::AsyncPersistent;
 #[cfg(feature = "std")]
 pub use file::{FileFlash, FileFlashError};
 pub use format::FORMAT_VERSION;
 #[cfg(feature = "_mock")]
 pub use mock::{MockError, MockFlash};
 
+use io::{drive, Blocking, Geometry, Io};
 use log::Log;
 
 /// When changes reach flash.
@@ -193,8 +202,12 @@ pub struct Wear {
 /// RAM cost: the [`Table`] plus `4 * N + D * (K + 5)` bytes and a few words: where each
 /// entry's latest record lies on flash (so compaction knows a live record without reading
 /// the log), and the changed keys. See the [module documentation](self).
+///
+/// The log logic is shared with [`AsyncPersistent`] (async flash): a core that decides
+/// what to write and performs no I/O itself; this front end performs its requests on the
+/// blocking flash.
 pub struct Persistent<
-    F,
+    F: ErrorType,
     const N: usize,
     const K: usize,
     const V: usize,
@@ -202,6 +215,31 @@ pub struct Persistent<
     S = DefaultHashBuilder,
     T = Table<N, K, V, S>,
 > {
+    core: Core<Blocking<F>, N, K, V, D, S, T>,
+    io: Io<F::Error>,
+    flash: F,
+}
+
+/// Storage work an operation needs before it can change anything (it changed nothing and
+/// is run again after the work).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// None queued.
+    None,
+    /// Write the list of changed keys (it or one batch would overflow).
+    Flush,
+    /// Make room for one small record (a clear), while RAM still mirrors the flash.
+    Room,
+    /// An insert that culls more entries than the list holds: the victims' tombstones and
+    /// the put, one batch, from the value the front end staged.
+    CullingPut,
+}
+
+/// The I/O-free core of the persistent backends: the table, where each entry's latest
+/// record lies, the list of changed keys and the log's RAM state. Its operations change
+/// RAM only; its `async fn`s (mount, flush, compaction) ask for flash I/O through the
+/// request slot ([`io`]) and are driven by a front end.
+pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T> {
     table: T,
     hasher: PhantomData<fn() -> S>,
     log: Log<F>,
@@ -218,13 +256,21 @@ pub struct Persistent<
     pending_clear: bool,
     time: u64,
     commits: u64,
+    /// The work the last operation asked for.
+    work: Work,
+    /// A flush (and a time record) was asked for ([`Backend::flush`] of the async front
+    /// end): done by the next settle.
+    want_flush: bool,
+    /// Set when a [`Work::CullingPut`] has written its put (taken by the front end).
+    culled: bool,
 }
 
 /// A flash address no record has.
 const NOWHERE: u32 = u32::MAX;
 
-type Fe<F> = FlashError<<F as ErrorType>::Error>;
+type Fe<F> = FlashError<<F as Geometry>::Error>;
 type Res<T, F> = Result<T, Error<Fe<F>>>;
+type FeOf<F> = FlashError<<F as ErrorType>::Error>;
 
 fn widen<E>(e: Error) -> Error<E> {
     e.widen()
@@ -242,12 +288,12 @@ impl<
 {
     /// The largest cache time found on flash at open, or written since.
     pub fn latest_time(&self) -> u64 {
-        self.time
+        self.core.time
     }
 
     /// A cache over this backend whose time continues from [`Persistent::latest_time`].
     pub fn into_cache<C: Clock>(self, clock: C, config: Config) -> Cache<C, Self, K> {
-        let t = self.time;
+        let t = self.core.time;
         let mut cache = Cache::new(clock, self, config);
         cache.resume_at(t);
         cache
@@ -255,66 +301,98 @@ impl<
 
     /// The memory table (read-only: changes must go through the backend).
     pub fn table(&self) -> &Table<N, K, V, S> {
-        self.table.borrow()
+        self.core.table.borrow()
     }
 
     /// The flash.
     pub fn flash(&self) -> &F {
-        &self.log.flash
+        &self.flash
     }
 
     /// The flash, mutably (for counters of a test flash; do not write to the region).
     pub fn flash_mut(&mut self) -> &mut F {
-        &mut self.log.flash
+        &mut self.flash
     }
 
     /// Gives the flash back.
     pub fn into_flash(self) -> F {
-        self.log.flash
+        self.flash
     }
 
     /// The policy.
     pub fn policy(&self) -> Policy {
-        self.policy
+        self.core.policy
     }
 
     /// Batches committed since open (one per write-through operation or flush).
     pub fn commits(&self) -> u64 {
-        self.commits
+        self.core.commits
     }
 
     /// Keys changed and not yet on flash (write-back).
     pub fn dirty(&self) -> usize {
-        self.dirty + usize::from(self.pending_clear)
+        self.core.dirty()
     }
 
     /// Pages in the region.
     pub fn pages(&self) -> u32 {
-        self.log.pages
+        self.core.log.pages
     }
 
     /// Pages currently holding the log.
     pub fn pages_used(&self) -> u32 {
-        self.log.used
+        self.core.log.used
     }
 
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
-    pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, Fe<F>> {
-        if page >= self.log.pages {
-            return Ok(None);
-        }
-        self.log.erase_count(page)
+    pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {
+        let Self { core, io, flash } = self;
+        drive!(flash, io, core.erase_count(io, page))
     }
 
     /// Erase counts over all pages (reads each page header).
-    pub fn wear(&mut self) -> Result<Wear, Fe<F>> {
+    pub fn wear(&mut self) -> Result<Wear, FeOf<F>> {
+        let Self { core, io, flash } = self;
+        drive!(flash, io, core.wear(io))
+    }
+}
+
+impl<
+        F: Geometry,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Core<F, N, K, V, D, S, T>
+{
+    /// Keys changed and not yet on flash, a pending clear counting as one.
+    pub(crate) fn dirty(&self) -> usize {
+        self.dirty + usize::from(self.pending_clear)
+    }
+
+    /// The erase count of page `page`, `None` when unreadable or beyond the region.
+    pub(crate) async fn erase_count(
+        &mut self,
+        io: &log::IoOf<F>,
+        page: u32,
+    ) -> Result<Option<u32>, Fe<F>> {
+        if page >= self.log.pages {
+            return Ok(None);
+        }
+        self.log.erase_count(io, page).await
+    }
+
+    /// Erase counts over all pages (reads each page header).
+    pub(crate) async fn wear(&mut self, io: &log::IoOf<F>) -> Result<Wear, Fe<F>> {
         let mut w = Wear {
             pages: self.log.pages,
             min: u32::MAX,
             ..Wear::default()
         };
         for p in 0..self.log.pages {
-            match self.log.erase_count(p)? {
+            match self.log.erase_count(io, p).await? {
                 Some(c) => {
                     w.min = w.min.min(c);
                     w.max = w.max.max(c);
@@ -331,7 +409,7 @@ impl<
 }
 
 impl<
-        F,
+        F: ErrorType,
         const N: usize,
         const K: usize,
         const V: usize,
@@ -342,12 +420,12 @@ impl<
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Persistent")
-            .field("len", &self.table.borrow().len())
-            .field("policy", &self.policy)
-            .field("pages", &self.log.pages)
-            .field("pages_used", &self.log.used)
-            .field("dirty", &self.dirty)
-            .field("time", &self.time)
+            .field("len", &self.core.table.borrow().len())
+            .field("policy", &self.core.policy)
+            .field("pages", &self.core.log.pages)
+            .field("pages_used", &self.core.log.used)
+            .field("dirty", &self.core.dirty)
+            .field("time", &self.core.time)
             .finish_non_exhaustive()
     }
 }

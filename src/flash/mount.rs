@@ -8,8 +8,9 @@ use core::ops::Range;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::log::{Committed, Log, Pos};
-use super::{Fe, FlashError, Persistent, Policy, NOWHERE};
+use super::io::{drive, Geometry, Io};
+use super::log::{Committed, IoOf, Log, Pos};
+use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::table::Table;
@@ -87,7 +88,7 @@ impl<
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
-    ) -> Result<Self, Fe<F>> {
+    ) -> Result<Self, FeOf<F>> {
         Self::start(flash, range, table, policy, false)
     }
 
@@ -100,7 +101,7 @@ impl<
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
-    ) -> Result<Self, Fe<F>> {
+    ) -> Result<Self, FeOf<F>> {
         Self::start(flash, range, table, policy, true)
     }
 
@@ -133,7 +134,7 @@ impl<
         range: Range<u32>,
         table: T,
         policy: Policy,
-    ) -> Result<Persistent<F, N, K, V, D, S, T>, Fe<F>> {
+    ) -> Result<Persistent<F, N, K, V, D, S, T>, FeOf<F>> {
         Persistent::start(flash, range, table, policy, false)
     }
 
@@ -143,7 +144,7 @@ impl<
         range: Range<u32>,
         table: T,
         policy: Policy,
-    ) -> Result<Persistent<F, N, K, V, D, S, T>, Fe<F>> {
+    ) -> Result<Persistent<F, N, K, V, D, S, T>, FeOf<F>> {
         Persistent::start(flash, range, table, policy, true)
     }
 }
@@ -160,11 +161,46 @@ impl<
 {
     /// Opens the region into `table`, clearing what it held first.
     pub(super) fn start(
-        flash: F,
+        mut flash: F,
         range: Range<u32>,
-        mut table: T,
+        table: T,
         policy: Policy,
         format: bool,
+    ) -> Result<Self, FeOf<F>> {
+        let capacity = flash.capacity();
+        let mut core = Core::new(range, capacity, table, policy)?;
+        let io = Io::new();
+        drive!(&mut flash, &io, core.mount_or_format(&io, format))?;
+        Ok(Persistent { core, io, flash })
+    }
+
+    /// Formats the region: erases every page (counting the erase in each page's header),
+    /// and empties the table and the list of changed keys. The log's pages go oldest first,
+    /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
+    /// come back then, each with the latest value it had (never an older one).
+    pub fn erase_all(&mut self) -> Result<(), FeOf<F>> {
+        let Self { core, io, flash } = self;
+        drive!(flash, io, core.erase_all(io))
+    }
+}
+
+impl<
+        F: Geometry,
+        const N: usize,
+        const K: usize,
+        const V: usize,
+        const D: usize,
+        S: BuildHasher,
+        T: BorrowMut<Table<N, K, V, S>>,
+    > Core<F, N, K, V, D, S, T>
+{
+    /// A core over `range` of a flash of `capacity` bytes, into `table` (cleared), before
+    /// [`Core::mount`]. Checks the geometry at compile time and the range.
+    pub(crate) fn new(
+        range: Range<u32>,
+        capacity: usize,
+        mut table: T,
+        policy: Policy,
     ) -> Result<Self, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
         #[allow(clippy::let_unit_value)]
@@ -174,13 +210,13 @@ impl<
         if range.start % page_size != 0
             || len % page_size != 0
             || len / page_size < 2
-            || range.end as usize > flash.capacity()
+            || range.end as usize > capacity
         {
             return Err(FlashError::BadRange);
         }
-        let log = Log::new(flash, range.start, len / page_size, page_size);
+        let log = Log::new(range.start, len / page_size, page_size);
         let _ = table.borrow_mut().clear();
-        let mut me = Persistent {
+        Ok(Core {
             table,
             hasher: PhantomData,
             log,
@@ -193,16 +229,46 @@ impl<
             pending_clear: false,
             time: 0,
             commits: 0,
-        };
-        match me.mount() {
-            Err(FlashError::Corrupted) if format => me.erase_all()?,
-            r => r?,
+            work: Work::None,
+            want_flush: false,
+            culled: false,
+        })
+    }
+
+    /// [`Core::mount`]; with `format`, formats the region when the log cannot be continued.
+    pub(crate) async fn mount_or_format(
+        &mut self,
+        io: &IoOf<F>,
+        format: bool,
+    ) -> Result<(), Fe<F>> {
+        match self.mount(io).await {
+            Err(FlashError::Corrupted) if format => self.erase_all(io).await,
+            r => r,
         }
-        Ok(me)
+    }
+
+    /// Forgets everything RAM holds and reads the flash again, as after a reset: the
+    /// recovery when work was cut off midway (a cancelled task). Changes not yet flushed
+    /// are lost; cache time never goes back.
+    pub(crate) async fn remount(&mut self, io: &IoOf<F>) -> Result<(), Fe<F>> {
+        let _ = self.table.borrow_mut().clear();
+        let (time, commits) = (self.time, self.commits);
+        self.log = Log::new(self.log.base, self.log.pages, self.log.page_size);
+        self.loc = [NOWHERE; N];
+        self.dirty = 0;
+        self.pending_clear = false;
+        self.work = Work::None;
+        self.want_flush = false;
+        self.culled = false;
+        self.time = 0;
+        let r = self.mount(io).await;
+        self.time = self.time.max(time);
+        self.commits = commits;
+        r
     }
 
     /// Reads the log: finds its pages, replays it into the table, checks for damage.
-    pub(super) fn mount(&mut self) -> Result<(), Fe<F>> {
+    pub(super) async fn mount(&mut self, io: &IoOf<F>) -> Result<(), Fe<F>> {
         let page_size = self.log.page_size;
         let log = &mut self.log;
         // Find the head (highest sequence), then walk back while sequences go down one by
@@ -210,10 +276,10 @@ impl<
         // a gap means pages are missing, and the pages before it are not trusted (not read).
         let mut head: Option<(u32, u32)> = None;
         for p in 0..log.pages {
-            if let Some(c) = log.erase_count(p)? {
+            if let Some(c) = log.erase_count(io, p).await? {
                 log.max_erase = log.max_erase.max(c);
             }
-            if let Some((s, _, _)) = log.page_seq(p)? {
+            if let Some((s, _, _)) = log.page_seq(io, p).await? {
                 if head.is_none_or(|(_, hs)| s > hs) {
                     head = Some((p, s));
                 }
@@ -223,7 +289,7 @@ impl<
             let (mut cur, mut cur_seq, mut used) = (hp, hs, 1);
             while used < log.pages {
                 let prev = (cur + log.pages - 1) % log.pages;
-                match log.page_seq(prev)? {
+                match log.page_seq(io, prev).await? {
                     Some((s, _, _)) if s.wrapping_add(1) == cur_seq => {
                         cur = prev;
                         cur_seq = s;
@@ -235,15 +301,15 @@ impl<
             log.tail = cur;
             log.used = used;
             log.seq = hs;
-            Self::find_head_end(log)?;
+            Self::find_head_end(io, log).await?;
             if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
-                log.erase_page(hp, None)?;
+                log.erase_page(io, hp, None).await?;
                 log.used -= 1;
                 log.seq = hs - 1;
-                Self::find_head_end(log)?;
+                Self::find_head_end(io, log).await?;
             }
         }
         // A page outside the log never has a valid header part B nor holds records, unless
@@ -258,8 +324,8 @@ impl<
         let mut lost_head = false;
         for li in log.used..log.pages {
             let p = log.phys(li);
-            let seq = log.page_seq(p)?.map(|(s, _, _)| s);
-            if seq.is_some() || log.holds_records(p)? {
+            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
+            if seq.is_some() || log.holds_records(io, p).await? {
                 strays = true;
                 let newer = seq.is_some_and(|s| s >= tail_seq);
                 lost_head |= log.used > 0 && (li == log.used || newer);
@@ -270,7 +336,7 @@ impl<
         }
         for li in 0..self.log.used {
             let p = self.log.phys(li);
-            if let Some((_, t)) = self.log.page_start(p)? {
+            if let Some((_, t)) = self.log.page_start(io, p).await? {
                 self.time = self.time.max(t);
             }
         }
@@ -278,19 +344,19 @@ impl<
         // again from the first page after it: whatever came before may have been overwritten
         // in the unreadable part (by a record or a tombstone of any key).
         self.log.check = true;
-        self.replay(Pos::START)?;
+        self.replay(io, Pos::START).await?;
         self.log.check = false;
         let trust = self.log.trust_from;
         if trust > 0 {
             let _ = self.table.borrow_mut().clear();
-            self.replay(Pos { li: trust, off: 0 })?;
+            self.replay(io, Pos { li: trust, off: 0 }).await?;
         }
         if lost_head {
             // Make the drop durable before the page that shows it is erased: a clear record
             // at the head (in a new page when the head is full: that page is then the stray
             // one, erased first).
             self.pending_clear = true;
-            self.flush_dirty().map_err(|e| match e {
+            self.flush_dirty(io).await.map_err(|e| match e {
                 Error::Backend(e) => e,
                 _ => FlashError::Corrupted,
             })?;
@@ -299,8 +365,8 @@ impl<
         if strays {
             for li in log.used..log.pages {
                 let p = log.phys(li);
-                if log.page_seq(p)?.is_some() || log.holds_records(p)? {
-                    log.erase_page(p, None)?;
+                if log.page_seq(io, p).await?.is_some() || log.holds_records(io, p).await? {
+                    log.erase_page(io, p, None).await?;
                 }
             }
         }
@@ -311,11 +377,11 @@ impl<
             let p = log.phys(li);
             let addr = log.page_addr(p);
             let a_len = Log::<F>::a_len();
-            let ready = match log.erase_count(p)? {
-                Some(_) => log.is_blank(addr + a_len, page_size - a_len)?,
-                None if log.is_blank(addr, page_size)? => {
+            let ready = match log.erase_count(io, p).await? {
+                Some(_) => log.is_blank(io, addr + a_len, page_size - a_len).await?,
+                None if log.is_blank(io, addr, page_size).await? => {
                     let count = log.max_erase;
-                    log.write_part_a(p, count)?;
+                    log.write_part_a(io, p, count).await?;
                     true
                 }
                 None => false,
@@ -330,34 +396,34 @@ impl<
 
     /// Sets the head page's base time and where its records end (the page is sealed when
     /// anything but blank follows them).
-    pub(super) fn find_head_end(log: &mut Log<F>) -> Result<(), Fe<F>> {
+    pub(super) async fn find_head_end(io: &IoOf<F>, log: &mut Log<F>) -> Result<(), Fe<F>> {
         let (hp, ps) = (log.phys(log.used - 1), log.page_size);
-        let Some((first, base)) = log.page_start(hp)? else {
+        let Some((first, base)) = log.page_start(io, hp).await? else {
             return Err(FlashError::Corrupted);
         };
         let mut off = first;
         for _ in 0..log.max_records() {
-            match log.read_record(hp, off, base)? {
+            match log.read_record(io, hp, off, base).await? {
                 Some(r) => off += r.size(F::WRITE_SIZE) as u32,
                 None => break,
             }
         }
-        let blank = log.is_blank(log.page_addr(hp) + off, ps - off)?;
+        let blank = log.is_blank(io, log.page_addr(hp) + off, ps - off).await?;
         log.head_off = if blank { off } else { ps };
         log.head_base = base;
         Ok(())
     }
 
-    pub(super) fn replay(&mut self, from: Pos) -> Result<(), Fe<F>> {
+    pub(super) async fn replay(&mut self, io: &IoOf<F>, from: Pos) -> Result<(), Fe<F>> {
         let mut it = Committed::new(&self.log, from);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
-        while let Some((at, r)) = it.next(&mut self.log)? {
+        while let Some((at, r)) = it.next(io, &mut self.log).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
                 T_PUT => {
                     let kl = usize::from(r.klen);
-                    let fits = self.log.read_body(at, &r, &mut key, &mut val)?;
+                    let fits = self.log.read_body(io, at, &r, &mut key, &mut val).await?;
                     let slot = if fits {
                         Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
@@ -380,13 +446,17 @@ impl<
                     if slot.is_none() {
                         let mut key_only = r;
                         key_only.vlen = 0;
-                        if self.log.read_body(at, &key_only, &mut key, &mut [])? {
+                        if self
+                            .log
+                            .read_body(io, at, &key_only, &mut key, &mut [])
+                            .await?
+                        {
                             let _ = self.table.borrow_mut().delete(&key[..kl], 0);
                         }
                     }
                 }
                 // A key longer than `K` was never restored: nothing to remove.
-                T_TOMB if self.log.read_body(at, &r, &mut key, &mut [])? => {
+                T_TOMB if self.log.read_body(io, at, &r, &mut key, &mut []).await? => {
                     let _ = self
                         .table
                         .borrow_mut()
@@ -402,18 +472,16 @@ impl<
         Ok(())
     }
 
-    /// Formats the region: erases every page (counting the erase in each page's header),
-    /// and empties the table and the list of changed keys. The log's pages go oldest first,
-    /// so a power cut part-way leaves the newest pages as a shorter log: some entries may
-    /// come back then, each with the latest value it had (never an older one).
-    pub fn erase_all(&mut self) -> Result<(), Fe<F>> {
+    /// Formats the region (see [`Persistent::erase_all`]).
+    pub(crate) async fn erase_all(&mut self, io: &IoOf<F>) -> Result<(), Fe<F>> {
         let _ = self.table.borrow_mut().clear();
         self.dirty = 0;
         self.pending_clear = false;
+        self.work = Work::None;
         let log = &mut self.log;
         for li in 0..log.pages {
             let p = log.phys(li);
-            log.erase_page(p, None)?;
+            log.erase_page(io, p, None).await?;
         }
         log.used = 0;
         log.seq = 0;

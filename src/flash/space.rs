@@ -10,10 +10,10 @@
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use embedded_storage::nor_flash::NorFlash;
-
 use super::format::{record_size, varint_len, RecHead, T_PUT};
-use super::{Persistent, Res, NOWHERE};
+use super::io::Geometry;
+use super::log::IoOf;
+use super::{Core, Res, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::table::Table;
@@ -65,14 +65,14 @@ impl Placer {
 }
 
 impl<
-        F: NorFlash,
+        F: Geometry,
         const N: usize,
         const K: usize,
         const V: usize,
         const D: usize,
         S: BuildHasher,
         T: BorrowMut<Table<N, K, V, S>>,
-    > Persistent<F, N, K, V, D, S, T>
+    > Core<F, N, K, V, D, S, T>
 {
     /// A placer over an empty log (does a batch fit at all?).
     pub(super) fn empty_placer(&self) -> Placer {
@@ -112,7 +112,11 @@ impl<
     /// rewriting most of a small region), compaction does not keep those: copying them
     /// round the log would not make room. A power cut while such a batch is written then
     /// loses those keys (a miss, never an older value).
-    pub(super) fn reserve(&mut self, sizes: &dyn Fn(&Self, &mut Placer)) -> Res<(), F> {
+    pub(super) async fn reserve(
+        &mut self,
+        io: &IoOf<F>,
+        sizes: &dyn Fn(&Self, &mut Placer),
+    ) -> Res<(), F> {
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
         if !pl.ok {
@@ -130,10 +134,13 @@ impl<
                 }
             }
             if self.log.used <= 1 {
-                self.log.open_page(self.time).map_err(Error::Backend)?;
+                self.log
+                    .open_page(io, self.time)
+                    .await
+                    .map_err(Error::Backend)?;
                 continue;
             }
-            self.reclaim_tail(round >= 2 * pages, keep)?;
+            self.reclaim_tail(io, round >= 2 * pages, keep).await?;
         }
         Err(Error::StorageFull)
     }
@@ -141,7 +148,12 @@ impl<
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
     /// drops their entries; without `keep`, the records of changed keys are not copied),
     /// then erases it. Reads only the records of changed keys.
-    pub(super) fn reclaim_tail(&mut self, evict: bool, keep: bool) -> Res<(), F> {
+    pub(super) async fn reclaim_tail(
+        &mut self,
+        io: &IoOf<F>,
+        evict: bool,
+        keep: bool,
+    ) -> Res<(), F> {
         // Only a time already on flash may expire entries here: after a power cut, time
         // resumes from what the flash holds, where a later expiry would still be live.
         let now = self.log.written_time;
@@ -164,23 +176,29 @@ impl<
                 continue;
             }
             let log = &mut self.log;
-            let Some((_, base)) = log.page_start(tail).map_err(Error::Backend)? else {
+            let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
                 continue;
             };
             let off = at - log.page_addr(tail);
-            let Some(r) = log.read_record(tail, off, base).map_err(Error::Backend)? else {
+            let Some(r) = log
+                .read_record(io, tail, off, base)
+                .await
+                .map_err(Error::Backend)?
+            else {
                 continue;
             };
             let read = r.expiry > now
                 && log
-                    .read_at(at, &r, &mut key, &mut val)
+                    .read_at(io, at, &r, &mut key, &mut val)
+                    .await
                     .map_err(Error::Backend)?;
             let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
             let base = log.head_base;
             let copy = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, r.expiry, base);
             if read && log.head_fits(copy.size(ws)) {
                 self.dirty_loc[d] = log
-                    .append(T_PUT, true, true, r.kind(), k, v, base, r.expiry)
+                    .append(io, T_PUT, true, true, r.kind(), k, v, base, r.expiry)
+                    .await
                     .map_err(Error::Backend)?;
             }
         }
@@ -202,7 +220,8 @@ impl<
             let size = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, e, base).size(ws);
             if !evict && log.head_fits(size) {
                 self.loc[i] = log
-                    .append(T_PUT, true, true, kind as u8, k, v, base, e)
+                    .append(io, T_PUT, true, true, kind as u8, k, v, base, e)
+                    .await
                     .map_err(Error::Backend)?;
             } else {
                 key[..k.len()].copy_from_slice(k);
@@ -211,7 +230,9 @@ impl<
             }
         }
         let log = &mut self.log;
-        log.erase_page(tail, None).map_err(Error::Backend)?;
+        log.erase_page(io, tail, None)
+            .await
+            .map_err(Error::Backend)?;
         log.tail = (tail + 1) % log.pages;
         log.used -= 1;
         log.trust_from = log.trust_from.saturating_sub(1);
@@ -220,6 +241,16 @@ impl<
             log.ready += 1;
         }
         Ok(())
+    }
+
+    /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
+    /// would not touch the flash).
+    pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
+        self.log.free() > 0 && {
+            let mut pl = self.placer();
+            sizes(self, &mut pl);
+            pl.ok
+        }
     }
 
     /// True when one put record of this size fits the flash at all.

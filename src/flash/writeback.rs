@@ -5,23 +5,23 @@
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use embedded_storage::nor_flash::NorFlash;
-
 use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
+use super::io::Geometry;
+use super::log::IoOf;
 use super::space::{xlen, Placer, XLEN_ANY};
-use super::{Persistent, Policy, Res, NOWHERE};
+use super::{Core, Policy, Res, Work, NOWHERE};
 use crate::error::Error;
 use crate::table::{CullPlan, Table};
 
 impl<
-        F: NorFlash,
+        F: Geometry,
         const N: usize,
         const K: usize,
         const V: usize,
         const D: usize,
         S: BuildHasher,
         T: BorrowMut<Table<N, K, V, S>>,
-    > Persistent<F, N, K, V, D, S, T>
+    > Core<F, N, K, V, D, S, T>
 {
     pub(super) fn dirty_key(&self, i: usize) -> &[u8] {
         &self.dirty_keys[i][..usize::from(self.dirty_len[i])]
@@ -42,7 +42,7 @@ impl<
     }
 
     /// Records `key` as changed, its latest record on flash being at `at` (from
-    /// [`Self::on_flash`] before the change); the caller made room with [`Self::make_room`].
+    /// [`Self::on_flash`] before the change); the caller made room with [`Self::room`].
     pub(super) fn mark(&mut self, key: &[u8], at: u32) {
         if (0..self.dirty).any(|i| self.dirty_key(i) == key) || key.len() > K {
             return;
@@ -55,9 +55,10 @@ impl<
         }
     }
 
-    /// Flushes first when `keys` more changed keys (or a put of `klen` + `vlen` bytes)
+    /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
+    /// changes nothing) when `keys` more changed keys (or a put of `klen` + `vlen` bytes)
     /// would not fit the list or one batch.
-    pub(super) fn make_room(&mut self, keys: usize, put: Option<(usize, usize)>) -> Res<(), F> {
+    pub(super) fn room(&mut self, keys: usize, put: Option<(usize, usize)>) -> Res<(), F> {
         let fits = self.dirty + keys <= D && {
             let mut pl = self.empty_placer();
             self.place_dirty(&mut pl);
@@ -67,22 +68,28 @@ impl<
             }
             pl.ok
         };
-        if !fits {
-            self.flush_dirty()?;
+        // With nothing listed, a flush would change nothing: the batch goes alone.
+        if !fits && self.dirty() > 0 {
+            return self.ask(Work::Flush);
         }
         Ok(())
     }
 
-    /// Writes the changes when the policy says so.
-    pub(super) fn settle(&mut self) -> Res<(), F> {
+    /// Queues `work` and answers [`Error::Settle`]: the operation changed nothing and runs
+    /// again once the work is done.
+    pub(super) fn ask<R>(&mut self, work: Work) -> Res<R, F> {
+        self.work = work;
+        Err(Error::Settle)
+    }
+
+    /// True when the policy says the changes are to be written now (a pending clear is
+    /// written at once under both).
+    pub(crate) fn should_flush(&self) -> bool {
         let max = match self.policy {
             Policy::WriteThrough => 0,
             Policy::WriteBack { max_dirty } => usize::from(max_dirty),
         };
-        if self.dirty() > 0 && self.dirty() >= max.min(D) {
-            self.flush_dirty()?;
-        }
-        Ok(())
+        self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
     pub(super) fn place_dirty(&self, pl: &mut Placer) {
@@ -99,17 +106,19 @@ impl<
     }
 
     /// Writes every changed key (and a pending clear) as one batch.
-    pub(super) fn flush_dirty(&mut self) -> Res<(), F> {
+    pub(crate) async fn flush_dirty(&mut self, io: &IoOf<F>) -> Res<(), F> {
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(&|s: &Self, pl: &mut Placer| s.place_dirty(pl))?;
+        self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
+            .await?;
         let n = self.dirty();
         let time = self.time;
         let mut i = 0;
         if self.pending_clear {
             self.log
-                .append(T_CLEAR, true, n == 1, 0, &[], &[], time, 0)
+                .append(io, T_CLEAR, true, n == 1, 0, &[], &[], time, 0)
+                .await
                 .map_err(Error::Backend)?;
             i = 1;
         }
@@ -126,7 +135,18 @@ impl<
                     val[..vl].copy_from_slice(v);
                     let at = self
                         .log
-                        .append(T_PUT, start, end, kind as u8, k, &val[..vl], time, expiry)
+                        .append(
+                            io,
+                            T_PUT,
+                            start,
+                            end,
+                            kind as u8,
+                            k,
+                            &val[..vl],
+                            time,
+                            expiry,
+                        )
+                        .await
                         .map_err(Error::Backend)?;
                     if let Some(s) = self.table.borrow().slot_of(k) {
                         self.loc[s] = at;
@@ -134,7 +154,8 @@ impl<
                 }
                 None => {
                     self.log
-                        .append(T_TOMB, start, end, 0, k, &[], time, 0)
+                        .append(io, T_TOMB, start, end, 0, k, &[], time, 0)
+                        .await
                         .map_err(Error::Backend)?;
                 }
             }

@@ -1,5 +1,6 @@
 //! tickcache under embassy on a Cortex-M4 (QEMU mps2-an386): two tasks of the thread-mode
-//! executor share one [`AsyncSharedCache`] in a `static`.
+//! executor share one persistent [`AsyncSharedCache`] in a `static`, its log on NOR flash
+//! driven through the async flash traits, then a simulated reboot checks what survived.
 //!
 //! - `sensor` writes a reading every sampling period (100 ms), each under its own key with a
 //!   500 ms timeout, and the newest one under `latest`; it counts them in `written`.
@@ -8,19 +9,43 @@
 //! - `main` waits for both, then checks the counters, the values, which readings expired
 //!   and that the cache answers `Busy` (never a panic or a deadlock) when used from inside
 //!   one of its own calls.
+//! - Then the reboot: the cache is abandoned where it stands (no `close`, as at a power
+//!   cut), the clock restarts at zero, and the cache is opened again from the same flash
+//!   into fresh RAM: the owner, the counters and the unexpired readings come back, the
+//!   expired ones do not, and cache time resumes from the flash.
 //!
 //! `cargo run --release` builds it and boots it in QEMU with semihosting (the runner is
 //! `../firmware/run.sh`, which decodes the defmt log); the exit status is 0 when every
 //! check passed, 1 otherwise.
 //!
+//! # Flash
+//! QEMU's board has no flash controller to drive, so the flash is 4 pages of 512 bytes of
+//! RAM in a `static` ([`nor::Cells`]) behind an async driver ([`nor::RamNor`]) that keeps
+//! NOR's rules and yields to the executor once per operation, as a driver awaiting its
+//! flash controller does. The run writes enough to compact the log (checked: a page is
+//! erased a second time). On a part, the driver is the HAL's: embassy-rp, embassy-stm32
+//! and nrf-softdevice implement the same `embedded_storage_async::nor_flash::NorFlash`.
+//!
+//! # The cache in a `static`
+//! The table (the largest object) sits in a zero-initialised `static` of its own
+//! ([`ConstStaticCell`], so `.bss`) and is lent to the backend as `&'static mut`; the cache
+//! over it is made at boot by [`open`] and put in a [`StaticCell`], so the tasks get
+//! `&'static Shared`. Every call awaits the cache's async mutex, then the flash: interrupts
+//! are never masked across a write or an erase (checked: the flash counts the operations
+//! that ran with PRIMASK set, and there are none), and other tasks run while the flash
+//! works.
+//!
 //! # Time
 //! The cache reads time through its [`Clock`](tickcache::Clock): here a [`Wrap32`] over a
 //! 32-bit tick counter at 1 kHz. On hardware a SysTick or timer interrupt increments the
 //! counter; in this example `sensor` advances it by one sampling period per reading, so
-//! every run under QEMU is the same.
+//! every run under QEMU is the same. The log records the cache time of each write, so
+//! after a reboot cache time continues from the latest one even though the counter starts
+//! again at zero.
 //!
 //! With embassy-time, its `Instant` is the cache clock: 64-bit and monotonic, so no
-//! [`Wrap32`] is needed.
+//! [`Wrap32`] is needed. It too starts at zero after a reset; cache time still continues
+//! from the flash.
 //!
 //! ```ignore
 //! /// The cache clock: embassy-time's tick counter.
@@ -37,19 +62,14 @@
 //! }
 //!
 //! type CacheClock = EmbassyClock;
-//! static CACHE: Shared =
-//!     AsyncSharedCache::new(Cache::new(EmbassyClock, Store::new(), Config::new()));
+//! // In `open`: the same backend, with `EmbassyClock` where `Wrap32::new(..)` stands.
+//! let cache = backend.into_cache(EmbassyClock, Config::new());
 //! ```
-//!
-//! # Where a persistent cache plugs in
-//! [`Store`] is the one line that names the backend, and [`open`] is where the cache is
-//! made ready at boot; the tasks only see `&'static Shared`. A backend over async flash (an
-//! [`AsyncBackend`](tickcache::AsyncBackend)) replaces [`Store`], and [`open`] mounts it
-//! from flash into a `static` before the tasks start. A reboot is then [`boot`] run again
-//! on a freshly opened cache.
 
 #![no_std]
 #![no_main]
+
+mod nor;
 
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -61,7 +81,10 @@ use embassy_executor::Spawner;
 use embassy_futures::yield_now;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
-use tickcache::{AsyncSharedCache, Cache, Config, Error, Table, Timeout, Wrap32};
+use static_cell::{ConstStaticCell, StaticCell};
+use tickcache::flash::{AsyncPersistent, FlashError, Policy};
+use tickcache::hash::DefaultHashBuilder;
+use tickcache::{AsyncSharedCache, Config, Error, Timeout, Wrap32};
 
 use defmt_semihosting as _;
 
@@ -81,17 +104,65 @@ fn advance(by: u32) {
 /// The cache clock: the tick counter, extended to 64 bits.
 type CacheClock = Wrap32<fn() -> u32>;
 
-/// The backend: 32 entries, made keys up to 24 bytes, values up to 16 bytes, in RAM.
-type Store = Table<32, 24, 16>;
+/// The table: 32 entries, made keys up to 24 bytes, values up to 16 bytes.
+type Table = tickcache::Table<32, 24, 16>;
+
+/// The flash driver.
+type Flash = nor::RamNor<FLASH_SIZE>;
+
+/// The backend: the log on the flash, replayed into the table lent as `&'static mut`.
+/// Write-through: a call that returned `Ok` is on flash.
+type Store = AsyncPersistent<Flash, 32, 24, 16, 8, DefaultHashBuilder, &'static mut Table>;
+
+/// What a cache call can answer.
+type CacheError = Error<FlashError<nor::RamNorError>>;
 
 /// The cache the tasks share.
 type Shared = AsyncSharedCache<CacheClock, Store, 24>;
 
-static CACHE: Shared = AsyncSharedCache::new(Cache::new(
-    Wrap32::new(1000, ticks),
-    Store::new(),
-    Config::new(),
-));
+/// Pages of flash: few enough that the run compacts the log.
+const PAGES: u32 = 4;
+/// Bytes of flash.
+const FLASH_SIZE: usize = PAGES as usize * nor::PAGE;
+
+/// The flash cells: the one state a reboot keeps.
+static FLASH: nor::Cells<FLASH_SIZE> = nor::Cells::new();
+
+/// What one boot keeps in RAM: the table, all zero bytes when new (so it sits in `.bss`
+/// and never moves through the stack), and the cache over it, made at boot and lent to the
+/// tasks as `&'static`.
+struct Ram {
+    table: ConstStaticCell<Table>,
+    cache: StaticCell<Shared>,
+}
+
+impl Ram {
+    const fn new() -> Self {
+        Ram {
+            table: ConstStaticCell::new(Table::new()),
+            cache: StaticCell::new(),
+        }
+    }
+}
+
+/// The RAM of each boot: a reset hands the firmware fresh RAM, so the simulated reboot
+/// takes the second one.
+static BOOTS: [Ram; 2] = [Ram::new(), Ram::new()];
+
+/// Opens the cache at boot: replays the log on [`FLASH`] into `ram`'s table (a blank flash
+/// opens empty), and makes the cache over it, its time continuing from the flash.
+async fn open(ram: &'static Ram) -> Result<&'static Shared, CacheError> {
+    let flash = nor::RamNor::new(&FLASH);
+    let backend = AsyncPersistent::<Flash, 32, 24, 16>::open_in(
+        flash,
+        0..FLASH_SIZE as u32,
+        ram.table.take(),
+        Policy::WriteThrough,
+    )
+    .await?;
+    let cache = backend.into_cache(Wrap32::new(1000, ticks as fn() -> u32), Config::new());
+    Ok(ram.cache.init(AsyncSharedCache::new(cache)))
+}
 
 /// The sampling period, in ticks of the 1 kHz clock.
 const PERIOD: u32 = 100;
@@ -99,11 +170,6 @@ const PERIOD: u32 = 100;
 const READINGS: u32 = 20;
 /// How long each reading stays readable.
 const READING_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The cache, ready for the tasks.
-async fn open() -> &'static Shared {
-    &CACHE
-}
 
 /// The value of reading `i`, in tenths of a degree.
 fn reading(i: u32) -> i16 {
@@ -135,11 +201,21 @@ struct MonitorReport {
     saw_last: bool,
 }
 
-type Report<T> = Signal<CriticalSectionRawMutex, Result<T, Error>>;
+type Report<T> = Signal<CriticalSectionRawMutex, Result<T, CacheError>>;
 static SENSOR_DONE: Report<SensorReport> = Signal::new();
 static MONITOR_DONE: Report<MonitorReport> = Signal::new();
 
-async fn sensor_run(cache: &Shared) -> Result<SensorReport, Error> {
+/// Stands in for `Timer::after` of the sampling period (this example links no time
+/// driver): the sensor steps aside for a few turns of the executor, so the other tasks get
+/// the cache between two readings. One turn would not do: the sensor, woken first, would
+/// take the lock again before the monitor, woken by its release, runs.
+async fn sampling_pause() {
+    for _ in 0..4 {
+        yield_now().await;
+    }
+}
+
+async fn sensor_run(cache: &Shared) -> Result<SensorReport, CacheError> {
     let owner = cache.add("owner", "sensor", Timeout::Never).await?;
     cache.add("written", &0i64, Timeout::Never).await?;
     let mut written = 0;
@@ -149,12 +225,12 @@ async fn sensor_run(cache: &Shared) -> Result<SensorReport, Error> {
         cache.set(&reading_key(i), &value, READING_TIMEOUT).await?;
         cache.set("latest", &(i, value), READING_TIMEOUT).await?;
         written = cache.incr("written", 1).await?;
-        yield_now().await; // the monitor runs here
+        sampling_pause().await; // the monitor runs here
     }
     Ok(SensorReport { owner, written })
 }
 
-async fn monitor_run(cache: &Shared) -> Result<MonitorReport, Error> {
+async fn monitor_run(cache: &Shared) -> Result<MonitorReport, CacheError> {
     let owner = cache.add("owner", "monitor", Timeout::Never).await?;
     cache.add("seen", &0i64, Timeout::Never).await?;
     let mut report = MonitorReport {
@@ -166,7 +242,7 @@ async fn monitor_run(cache: &Shared) -> Result<MonitorReport, Error> {
     };
     let mut last = None;
     // Bounded: a monitor that never sees the last reading fails instead of hanging.
-    for _ in 0..READINGS * 10 {
+    for _ in 0..READINGS * 100 {
         if let Some((i, value)) = cache.get::<(u32, i16)>("latest").await? {
             if last != Some(i) {
                 last = Some(i);
@@ -212,8 +288,47 @@ impl Checks {
     }
 }
 
-/// One boot: both tasks run to completion over `cache`, then the checks.
-async fn boot(spawner: &Spawner, cache: &'static Shared, checks: &mut Checks) {
+/// True when `cache` holds exactly readings `from..READINGS`, each with its value.
+async fn readings_alive_from(cache: &Shared, from: u32) -> bool {
+    let mut alive = 0;
+    let mut right = true;
+    for i in 0..READINGS {
+        match cache.get::<i16>(&reading_key(i)).await {
+            Ok(Some(v)) => {
+                alive += 1;
+                right &= v == reading(i) && i >= from;
+            }
+            Ok(None) => right &= i < from,
+            Err(_) => right = false,
+        }
+    }
+    info!(
+        "tick counter at {=u32} ms: {=u32} readings alive",
+        ticks(),
+        alive
+    );
+    right
+}
+
+/// What the first boot leaves for the second to find.
+struct Survivors {
+    /// The task that won the `add` race on `owner`.
+    winner: &'static str,
+    /// The readings `monitor` counted.
+    counted: i64,
+}
+
+/// The first boot: both tasks run to completion over one cache, then the checks.
+async fn first_boot(spawner: &Spawner, checks: &mut Checks) -> Option<Survivors> {
+    let cache = match open(&BOOTS[0]).await {
+        Ok(cache) => cache,
+        Err(e) => {
+            error!("open: {}", e);
+            checks.check("the first boot opens the flash", false);
+            return None;
+        }
+    };
+    let erases_at_open = FLASH.erases();
     spawner.spawn(sensor(cache).expect("the sensor task is not running yet"));
     spawner.spawn(monitor(cache).expect("the monitor task is not running yet"));
     let s = SENSOR_DONE.wait().await;
@@ -222,8 +337,22 @@ async fn boot(spawner: &Spawner, cache: &'static Shared, checks: &mut Checks) {
     info!("monitor: {}", m);
     let (Ok(s), Ok(m)) = (s, m) else {
         checks.check("both tasks ran without an error", false);
-        return;
+        return None;
     };
+    let erases = FLASH.erases();
+    info!(
+        "{=u32} pages erased at open, {=u32} while the tasks ran",
+        erases_at_open,
+        erases - erases_at_open
+    );
+    checks.check(
+        "the log compacted while the tasks ran (a page erased a second time)",
+        erases > PAGES,
+    );
+    checks.check(
+        "no flash read, write or erase ran with interrupts masked",
+        FLASH.masked() == 0,
+    );
 
     let owner = cache.get::<heapless::String<8>>("owner").await;
     let winner = if s.owner { "sensor" } else { "monitor" };
@@ -248,32 +377,10 @@ async fn boot(spawner: &Spawner, cache: &'static Shared, checks: &mut Checks) {
         "monitor: every value read was the one written",
         m.wrong_values == 0,
     );
-
     // Readings live 500 ms: at 2,000 ms those written after 1,500 ms (the last 5) remain.
-    let mut alive = 0;
-    let mut right = true;
-    for i in 0..READINGS {
-        match cache.get::<i16>(&reading_key(i)).await {
-            Ok(Some(v)) => {
-                alive += 1;
-                right &= v == reading(i) && i >= READINGS - 5;
-            }
-            Ok(None) => {}
-            Err(_) => right = false,
-        }
-    }
-    info!("at {=u32} ms: {=u32} readings alive", ticks(), alive);
     checks.check(
         "timeouts: exactly the last 5 readings alive",
-        alive == 5 && right,
-    );
-
-    advance(500);
-    let latest = cache.get::<(u32, i16)>("latest").await;
-    let written = cache.get::<i64>("written").await;
-    checks.check(
-        "timeouts: 500 ms later the latest reading is gone, the counters stay",
-        latest == Ok(None) && written == Ok(Some(i64::from(READINGS))),
+        readings_alive_from(cache, READINGS - 5).await,
     );
 
     // Used from inside one of its own calls (a closure, a value's Serialize): Busy.
@@ -285,14 +392,64 @@ async fn boot(spawner: &Spawner, cache: &'static Shared, checks: &mut Checks) {
         "re-entrant use answers Busy and changes nothing",
         inner == Ok(Err(Error::Busy)) && seen == Ok(Some(m.counted)),
     );
+    Some(Survivors {
+        winner,
+        counted: m.counted,
+    })
+}
+
+/// The simulated reboot: the first boot's cache is abandoned where it stands (no `close`,
+/// as at a power cut), the clock restarts at zero, and the cache is opened again from the
+/// same flash into fresh RAM. Then the checks of what came back.
+async fn second_boot(survivors: &Survivors, checks: &mut Checks) {
+    TICKS.store(0, Ordering::Relaxed);
+    let cache = match open(&BOOTS[1]).await {
+        Ok(cache) => cache,
+        Err(e) => {
+            error!("reopen: {}", e);
+            checks.check("the second boot reopens the flash", false);
+            return;
+        }
+    };
+    let owner = cache.get::<heapless::String<8>>("owner").await;
+    let written = cache.get::<i64>("written").await;
+    let seen = cache.get::<i64>("seen").await;
+    checks.check(
+        "reboot: the owner and both counters came back",
+        owner.ok().flatten().as_deref() == Some(survivors.winner)
+            && written == Ok(Some(i64::from(READINGS)))
+            && seen == Ok(Some(survivors.counted)),
+    );
+    // Cache time resumes at 2,000 ms, the time of the last write flash saw.
+    checks.check(
+        "reboot: the 5 unexpired readings came back with their values, the expired ones did not",
+        readings_alive_from(cache, READINGS - 5).await,
+    );
+    advance(100);
+    checks.check(
+        "reboot: time resumed from flash: 100 ms later the oldest of them expired",
+        readings_alive_from(cache, READINGS - 4).await,
+    );
+    let latest = cache.get::<(u32, i16)>("latest").await;
+    advance(400);
+    let latest_later = cache.get::<(u32, i16)>("latest").await;
+    checks.check(
+        "reboot: the latest reading lives until 500 ms after it was written, then goes",
+        latest == Ok(Some((READINGS - 1, reading(READINGS - 1)))) && latest_later == Ok(None),
+    );
+    checks.check(
+        "reboot: the cache takes writes again",
+        cache.incr("written", 1).await == Ok(i64::from(READINGS) + 1),
+    );
 }
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     info!("tickcache under embassy on Cortex-M4 (mps2-an386)");
     let mut checks = Checks { failed: 0 };
-    let cache = open().await;
-    boot(&spawner, cache, &mut checks).await;
+    if let Some(survivors) = first_boot(&spawner, &mut checks).await {
+        second_boot(&survivors, &mut checks).await;
+    }
     if checks.failed == 0 {
         info!("all checks passed");
         debug::exit(debug::EXIT_SUCCESS);

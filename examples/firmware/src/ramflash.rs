@@ -1,6 +1,7 @@
 //! A NOR flash in RAM for the firmware's persistence scenario: erase sets bytes to 0xFF,
 //! a write can only clear bits (it ANDs into the cells, as NOR does), writes are aligned to
-//! `WRITE_SIZE`, erases to `ERASE_SIZE`.
+//! `WRITE_SIZE`, erases to `ERASE_SIZE`. [`AsyncRamFlash`] puts it behind the async
+//! (`embedded_storage_async`) flash traits.
 
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -89,5 +90,71 @@ impl<const SIZE: usize> NorFlash for RamFlash<SIZE> {
             *cell &= b;
         }
         Ok(())
+    }
+}
+
+/// A [`RamFlash`] behind the async flash traits (what embassy's flash drivers implement):
+/// each operation first hands control back to its caller once, as a driver awaiting its
+/// flash controller does, then does what the blocking one does.
+#[allow(dead_code)] // the async probes and masking only
+pub struct AsyncRamFlash<'f, const SIZE: usize>(pub &'f mut RamFlash<SIZE>);
+
+mod nor_async {
+    use core::future::Future;
+    use core::pin::Pin;
+    use core::task::{Context, Poll};
+
+    use embedded_storage::nor_flash::{NorFlash as _, ReadNorFlash as _};
+    use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+
+    use super::{AsyncRamFlash, RamFlash, RamFlashError};
+
+    /// Pending once (waking its task at once), then ready.
+    #[allow(dead_code)] // the async probes and masking only
+    struct Yield(bool);
+
+    impl Future for Yield {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    impl<const SIZE: usize> ErrorType for AsyncRamFlash<'_, SIZE> {
+        type Error = RamFlashError;
+    }
+
+    impl<const SIZE: usize> ReadNorFlash for AsyncRamFlash<'_, SIZE> {
+        const READ_SIZE: usize = RamFlash::<SIZE>::READ_SIZE;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            Yield(false).await;
+            self.0.read(offset, bytes)
+        }
+
+        fn capacity(&self) -> usize {
+            self.0.capacity()
+        }
+    }
+
+    impl<const SIZE: usize> NorFlash for AsyncRamFlash<'_, SIZE> {
+        const WRITE_SIZE: usize = RamFlash::<SIZE>::WRITE_SIZE;
+        const ERASE_SIZE: usize = RamFlash::<SIZE>::ERASE_SIZE;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            Yield(false).await;
+            self.0.erase(from, to)
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+            Yield(false).await;
+            self.0.write(offset, bytes)
+        }
     }
 }

@@ -5,11 +5,25 @@
 use core::hint::black_box;
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 
-/// Starts SysTick counting down from 2^24 - 1 on the core clock, wrapping.
-pub fn start(mut syst: SYST) {
+/// Starts SysTick counting down from 2^24 - 1 on the core clock, wrapping, its exception
+/// off.
+pub fn start(syst: &mut SYST) {
+    syst.disable_interrupt();
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(0x00FF_FFFF);
     syst.clear_current();
+    syst.enable_counter();
+}
+
+/// Restarts SysTick counting down from `period - 1` (at most 2^24) with its exception on:
+/// it fires every `period` ticks, and [`now`] no longer measures long stretches. [`start`]
+/// turns it back into the free-running counter.
+#[allow(dead_code)] // masking only
+pub fn periodic(syst: &mut SYST, period: u32) {
+    syst.disable_counter();
+    syst.set_reload(period - 1);
+    syst.clear_current();
+    syst.enable_interrupt();
     syst.enable_counter();
 }
 

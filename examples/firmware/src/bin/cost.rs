@@ -465,8 +465,8 @@ fn ram_bytes() -> usize {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    if let Some(p) = cortex_m::Peripherals::take() {
-        systick::start(p.SYST);
+    if let Some(mut p) = cortex_m::Peripherals::take() {
+        systick::start(&mut p.SYST);
     }
     let mut bench = Bench {
         milli_per_tick: 0,
