@@ -645,7 +645,7 @@ const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
 /// then the key. `None` when the head did not fit its buffer, or when the made key does not
 /// fit `out` under the strict policy (the general path, [`make`], then tells memcached's
 /// rules from the capacity).
-#[inline]
+#[inline(always)]
 pub(crate) fn make_with_head(
     head: &Head,
     key: &[u8],

@@ -55,22 +55,29 @@ fn same_bytes(slot: &[u8], key: &[u8]) -> bool {
             return same_words(a, at, b, bt);
         }
     }
-    let (mut a, mut b) = (slot.chunks_exact(W), key.chunks_exact(W));
-    for (x, y) in (&mut a).zip(&mut b) {
-        let word = |c: &[u8]| {
-            let mut w = [0u8; W];
-            w.copy_from_slice(c);
-            usize::from_ne_bytes(w)
-        };
-        if word(x) != word(y) {
+    let word = |c: &[u8], at: usize| {
+        let mut w = [0u8; W];
+        w.copy_from_slice(&c[at..at + W]);
+        usize::from_ne_bytes(w)
+    };
+    let n = key.len();
+    if n < W {
+        let mut diff = 0;
+        for (x, y) in slot.iter().zip(key) {
+            diff |= x ^ y;
+        }
+        return diff == 0;
+    }
+    // Whole words, then the last bytes as one more word overlapping the one before (no
+    // byte loop for a length that is not a multiple of a word).
+    let mut at = 0;
+    while at + W < n {
+        if word(slot, at) != word(key, at) {
             return false;
         }
+        at += W;
     }
-    let mut diff = 0;
-    for (x, y) in a.remainder().iter().zip(b.remainder()) {
-        diff |= x ^ y;
-    }
-    diff == 0
+    word(slot, n - W) == word(key, n - W)
 }
 /// [`same_bytes`] of two word-aligned keys of one length, given as whole words and the
 /// bytes after them. XORs rather than `==`, which would call `memcmp`.
