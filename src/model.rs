@@ -439,6 +439,16 @@ impl Model {
         self.entries.is_empty()
     }
 
+    /// Replaces the contents with `entries`, least recent first (made key, value, expiry;
+    /// `None` = never): what a cache reopened from storage holds, whose recency is the
+    /// order it replayed its log in, not the order of earlier reads.
+    pub fn restore(&mut self, entries: impl IntoIterator<Item = (Vec<u8>, Value, Option<u64>)>) {
+        self.entries = entries
+            .into_iter()
+            .map(|(key, value, expiry)| Entry { key, value, expiry })
+            .collect();
+    }
+
     /// Live entries, least recent first: made key, value, expiry (`None` = never).
     pub fn live_entries(&self) -> Vec<(Vec<u8>, Value, Option<u64>)> {
         self.entries

@@ -104,16 +104,29 @@ impl<
         policy: Policy,
         clock: &'c ManualClock,
     ) -> Result<Self, FlashError<MockError>> {
+        Self::open_with(kind, flash, range, table, policy, clock, Config::new())
+    }
+
+    /// [`Front::open`] with the cache configured by `config`.
+    pub fn open_with(
+        kind: Kind,
+        flash: &'f mut MockFlash<PG, PS, WS, RS>,
+        range: Range<u32>,
+        table: Table<N, K, V>,
+        policy: Policy,
+        clock: &'c ManualClock,
+        config: Config,
+    ) -> Result<Self, FlashError<MockError>> {
         Ok(match kind {
             Kind::Blocking => {
                 let p = Persistent::open(flash, range, table, policy)?;
-                Front::Blocking(p.into_cache(clock, Config::new()))
+                Front::Blocking(p.into_cache(clock, config))
             }
             Kind::Async => {
                 flash.yield_each_call(true);
                 let p = block_on(AsyncPersistent::open(flash, range, table, policy))?;
                 Front::Async(AsyncSharedCache::with_raw_mutex(
-                    p.into_cache(clock, Config::new()),
+                    p.into_cache(clock, config),
                 ))
             }
         })
@@ -157,6 +170,19 @@ impl<
 
     /// Calls `f` with the key, value and expiry of each entry, least recent first.
     pub fn for_each(&mut self, mut f: impl FnMut(&[u8], &[u8], u64)) {
-        on_backend!(self, |b| b.table().for_each_lru(|k, v, _, e| f(k, v, e)))
+        self.visit(|k, v, _, e| f(k, v, e))
+    }
+
+    /// Calls `f` with the key, value, kind and expiry of each entry, least recent first.
+    pub fn visit(&mut self, f: impl FnMut(&[u8], &[u8], tickcache::Kind, u64)) {
+        on_backend!(self, |b| b.table().for_each_lru(f))
+    }
+
+    /// Entries held, expired ones included until reclaimed.
+    pub fn len(&mut self) -> usize {
+        match self {
+            Front::Blocking(c) => c.len(),
+            Front::Async(s) => s.get_mut().len(),
+        }
     }
 }
