@@ -48,11 +48,6 @@ impl Timeout {
             Timeout::Never => return None,
             // 300 times a 32-bit rate: no overflow.
             Timeout::Default => 300 * rate,
-            // Up to 18 hours at a rate below 65,536 per second: one 32-bit product (a single
-            // instruction on Cortex-M0, which has no 32 x 32 -> 64-bit multiply).
-            Timeout::Secs(s) if s > 0 && s <= 0xffff && rate <= 0xffff => {
-                (s as u32 * rate as u32) as u64
-            }
             // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
             Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
             Timeout::Secs(s) if s > 0 => mul_sat(s as u64, rate),
@@ -146,7 +141,8 @@ mod tests {
             Some((big + 1) * big)
         );
         assert_eq!(Timeout::Secs(300).to_ticks(1000), Some(300_000));
-        // Both sides of the 32-bit fast path (seconds and rate below 65,536).
+        // Both sides of 65,536 seconds and ticks per second, where `Cache::expiry` takes
+        // its 32-bit product: the general path gives the same ticks.
         for (s, rate) in [(0xffff, 0xffff), (0x1_0000, 0xffff), (0xffff, 0x1_0000)] {
             assert_eq!(
                 Timeout::Secs(s).to_ticks(rate),
