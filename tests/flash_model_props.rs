@@ -147,9 +147,11 @@ impl Case<'_> {
         op: &Op,
     ) -> Result<(), TestCaseError> {
         if self.kind == Kind::Async && matches!(op, Op::SetMany(..)) {
-            // Not run on the async front end: `AsyncSharedCache::with` running `set_many`
-            // again after storage work did not return (each run's second item asked for
-            // storage work again); left out here until that is fixed.
+            // Not run on the async front end: under write-through, `set_many` of more keys
+            // than `MAX_ENTRIES` through `AsyncSharedCache::with` does not return (each run's
+            // first item culls the next, whose culling put asks for storage work again, so
+            // the closure runs forever; e.g. three keys with `MAX_ENTRIES` 1 or 2). Left
+            // out here until that is fixed.
             return Ok(());
         }
         if let Op::Advance(t) = op {
