@@ -16,7 +16,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::dummy::Dummy;
 use crate::error::Error;
-use crate::key::AsKey;
+use crate::key::{AsKey, Key};
 use crate::table::Table;
 use crate::timeout::Timeout;
 
@@ -300,6 +300,55 @@ impl<C: Clock, B: AsyncBackend, const K: usize, M: RawMutex> AsyncSharedCache<C,
     pub async fn decr(&self, key: impl AsKey, delta: i64) -> Res<i64, B> {
         let key = key.as_key();
         self.with(|c| c.decr(key, delta)).await
+    }
+
+    /// Django's `set_many` ([`Cache::set_many`]): every key is checked first (an invalid
+    /// one stores nothing), then each item is set in a locked call of its own, so other
+    /// tasks may run between items (Django's `set_many` is not atomic either). `failed`
+    /// hears each item that could not be stored, once; the count of those is returned.
+    ///
+    /// Prefer this to `with(|c| c.set_many(..))` on a persistent backend: there, an item
+    /// that needs storage work first makes the whole closure run again from its first item,
+    /// and when the batch holds more new keys than the table's `MAX_ENTRIES`, each run's
+    /// first inserts cull the later ones again, so the closure never completes.
+    ///
+    /// ```
+    /// # use embassy_futures::block_on;
+    /// # use tickcache::{AsyncSharedCache, Config, ManualClock, MemCache, Table};
+    /// # let clock = ManualClock::new(1000);
+    /// # let cache: AsyncSharedCache<_, Table<8, 16, 8>, 16> =
+    /// #     AsyncSharedCache::new(MemCache::new(&clock, Table::new(), Config::new()));
+    /// let items = [("a", &1u8), ("b", &2)];
+    /// assert_eq!(block_on(cache.set_many(items, 60, |_, _| {}))?, 0);
+    /// assert_eq!(block_on(cache.get::<u8>("b"))?, Some(2));
+    /// # Ok::<(), tickcache::Error>(())
+    /// ```
+    pub async fn set_many<'k, 'v, T, I, KK>(
+        &self,
+        items: I,
+        timeout: impl Into<Timeout>,
+        mut failed: impl FnMut(Key<'k>, Error<B::Error>),
+    ) -> Res<usize, B>
+    where
+        T: Serialize + ?Sized + 'v,
+        I: IntoIterator<Item = (KK, &'v T)>,
+        I::IntoIter: Clone,
+        KK: Into<Key<'k>>,
+    {
+        let items = items.into_iter();
+        let keys = items.clone().map(|(key, _)| key.into());
+        self.with(|c| c.validate_all(keys.clone()).map_err(Error::from))
+            .await?;
+        let timeout = timeout.into();
+        let mut failures = 0;
+        for (key, value) in items {
+            let key = key.into();
+            if let Err(e) = self.with(|c| c.set(key, value, timeout)).await {
+                failed(key, e);
+                failures += 1;
+            }
+        }
+        Ok(failures)
     }
 
     /// Django's `clear` ([`Cache::clear`]).

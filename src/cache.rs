@@ -419,7 +419,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
 
     /// Checks every key before a batch call touches anything (Django's memcached backends
     /// make and validate all keys first): the first invalid key's error, or `Ok`.
-    fn validate_all(&mut self, keys: impl Iterator<Item = impl AsKey>) -> Result<(), KeyError> {
+    pub(crate) fn validate_all(
+        &mut self,
+        keys: impl Iterator<Item = impl AsKey>,
+    ) -> Result<(), KeyError> {
         for key in keys {
             self.prepare(key.as_key())?;
         }

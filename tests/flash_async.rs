@@ -374,3 +374,43 @@ fn a_culling_put_run_again_after_other_calls_answers_as_it_did() {
         assert!(!cache.add("x2", &3u32, None).await.unwrap());
     });
 }
+
+/// `AsyncSharedCache::set_many` sets item by item: a batch of more new keys than the
+/// table's `MAX_ENTRIES` completes (each insert culls the one before, as Django's cull
+/// does), where one closure over `Cache::set_many` would run again from its first item
+/// after each culling insert's storage work, for ever.
+#[test]
+fn set_many_of_more_keys_than_max_entries_completes() {
+    for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }] {
+        let mut flash = Mock::new();
+        flash.yield_each_call(true);
+        let clock = ManualClock::new(1000);
+        let p = block_on(AP::open(
+            &mut flash,
+            0..LEN,
+            Table::with_culling(1, 3),
+            policy,
+        ))
+        .expect("open");
+        let cache: Shared<'_, '_> =
+            AsyncSharedCache::with_raw_mutex(p.into_cache(&clock, Config::new()));
+        let items = [("a", &1u32), ("b", &2), ("c", &3)];
+        let mut reported = 0;
+        let stored = poll_k(cache.set_many(items, 600, |_, _| reported += 1), 100_000);
+        assert_eq!(stored.map(|r| r.unwrap()), Some(0), "{policy:?}");
+        assert_eq!(reported, 0);
+        block_on(async {
+            assert_eq!(cache.get::<u32>("a").await.unwrap(), None, "{policy:?}");
+            assert_eq!(cache.get::<u32>("b").await.unwrap(), None);
+            assert_eq!(cache.get::<u32>("c").await.unwrap(), Some(3));
+            cache.close().await.unwrap();
+        });
+        drop(cache);
+        let held = on_flash(&mut flash);
+        assert_eq!(
+            held.keys().collect::<Vec<_>>(),
+            [b":1:c".as_slice()],
+            "{policy:?}"
+        );
+    }
+}
