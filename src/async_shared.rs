@@ -51,7 +51,9 @@ type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 /// from the first run: `delete_many` counts the live entries the last run removed, and
 /// `set_many` reports a failed item once per run. In a closure of your own, make a call
 /// whose repetition matters (`incr`, a count) the last of the closure, or give it a
-/// closure of its own.
+/// closure of its own. A closure that inserts more new keys than the table's
+/// `MAX_ENTRIES` may never complete (its first inserts cull the later ones again on each
+/// run): give each insert its own call, as [`AsyncSharedCache::set_many`] does.
 pub trait AsyncBackend: Backend {
     /// Completes the storage work the calls since the last `settle` left.
     fn settle(&mut self) -> impl Future<Output = Result<(), Error<Self::Error>>>;
