@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Server cost per request, independent of how fast the load runs: CPU time, system calls
+by kind and context switches of one server process, divided by the requests it served in
+the same window.
+
+    scripts/server_cost.py PID PORT SECS -- LOAD COMMAND...
+
+Starts LOAD COMMAND (e.g. tickcache-load against PORT), waits one second (the load stores
+its keys and connects), then for SECS seconds counts, for the process PID and all its
+threads:
+- requests: `cmd_get` + `cmd_set` from the server's `stats` (read on PORT before and after);
+- CPU: the threads' run time (`/proc/PID/task/*/schedstat`), split into user and system
+  time (`/proc/PID/task/*/stat`, clock ticks);
+- how often its threads blocked (`sleeps`, voluntary context switches) and were
+  preempted (involuntary ones), from `/proc/PID/task/*/status`;
+- the load command's CPU time per request too (its threads' run time);
+- system calls by kind and context switches: `perf stat` tracepoints over the window
+  (needs perf with access to the syscall tracepoints, e.g. as root; `PERF=0` leaves
+  them out, and with them perf's own cost on every system call; `RECORD=FILE` samples
+  the server's stacks into FILE with `perf record` instead, for `perf report`).
+Prints one line `key=value ...` of per-request figures. Linux only.
+"""
+
+import ast
+import os
+import socket
+import subprocess
+import sys
+import time
+
+SYSCALLS = [
+    "read",
+    "recvfrom",
+    "recvmsg",
+    "write",
+    "writev",
+    "sendto",
+    "sendmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_ctl",
+    "futex",
+]
+
+
+def stats(port):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    out = {}
+    for line in data.decode().splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return int(out.get("cmd_get", 0)) + int(out.get("cmd_set", 0))
+
+
+def cpu(pid):
+    """(run ns, user ticks, system ticks, voluntary and involuntary context switches) over
+    the process's threads."""
+    run = user = system = vol = invol = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run += int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                user += int(fields[11])
+                system += int(fields[12])
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return run, user, system, vol, invol
+
+
+def window(pid, port, secs, load):
+    """Prints the requests served and the CPU used by the server and the load over SECS
+    seconds."""
+    r0, c0, l0 = stats(port), cpu(pid), cpu(load)
+    time.sleep(secs)
+    r1, c1, l1 = stats(port), cpu(pid), cpu(load)
+    print(repr((r0, r1, c0, c1, l0, l1)))
+
+
+def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "window":
+        window(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+        return
+    if len(sys.argv) < 6 or sys.argv[4] != "--":
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    pid, port, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    load = subprocess.Popen(sys.argv[5:], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        events = ["raw_syscalls:sys_enter", "context-switches"] + [
+            f"syscalls:sys_enter_{s}" for s in SYSCALLS
+        ]
+        # The window is the command perf runs (this script's `window` mode), so the
+        # requests and CPU time are counted over the same span as the system calls.
+        cmd = [sys.executable, __file__, "window", str(pid), str(port), str(secs),
+               str(load.pid)]
+        if os.environ.get("RECORD"):
+            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-p",
+                   str(pid), "-o", os.environ["RECORD"], "--"] + cmd
+        elif os.environ.get("PERF", "1") != "0":
+            cmd = ["perf", "stat", "-x", ",", "-p", str(pid), "-e", ",".join(events),
+                   "--"] + cmd
+        perf = subprocess.run(cmd, capture_output=True, text=True)
+        r0, r1, c0, c1, l0, l1 = ast.literal_eval(perf.stdout)
+    finally:
+        load.wait()
+    # The two `stats` commands themselves are not counted as requests.
+    reqs = max(r1 - r0, 1)
+    hz = os.sysconf("SC_CLK_TCK")
+    counts = {}
+    for line in perf.stderr.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].strip().isdigit():
+            name = f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "syscalls")
+            counts[name] = int(f[0])
+    fields = [
+        f"requests={reqs}",
+        f"req_per_s={reqs / secs:.0f}",
+        f"cpu_us={(c1[0] - c0[0]) / 1e3 / reqs:.2f}",
+        f"user_us={(c1[1] - c0[1]) * 1e6 / hz / reqs:.2f}",
+        f"sys_us={(c1[2] - c0[2]) * 1e6 / hz / reqs:.2f}",
+    ]
+    fields.append(f"sleeps={(c1[3] - c0[3]) / reqs:.3f}")
+    fields.append(f"preempted={(c1[4] - c0[4]) / reqs:.3f}")
+    fields.append(f"load_cpu_us={(l1[0] - l0[0]) / 1e3 / reqs:.2f}")
+    for name in ["syscalls", "context-switches"] + SYSCALLS:
+        n = counts.get(name, 0)
+        if n or name in ("syscalls", "context-switches"):
+            fields.append(f"{name}={n / reqs:.3f}")
+    print(" ".join(fields))
+
+
+if __name__ == "__main__":
+    main()
