@@ -51,7 +51,7 @@
 //! ```
 
 use core::convert::Infallible;
-use core::hash::BuildHasher;
+use core::hash::{BuildHasher, Hasher};
 use std::collections::hash_map::RandomState;
 use std::sync::Arc;
 use std::vec;
@@ -304,7 +304,11 @@ impl<S: BuildHasher> HeapTable<S> {
     }
 
     fn locate(&self, key: &[u8]) -> (u64, Option<u32>) {
-        let hash = self.hasher.hash_one(key);
+        // The bytes alone (`hash_one` would hash the length first): one key is hashed at a
+        // time, so no prefix is needed to tell keys apart, and SipHash has a block less.
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key);
+        let hash = hasher.finish();
         let slots = &self.slots;
         let found = self
             .index

@@ -24,7 +24,7 @@
 //! Run with `--help` for the options.
 
 use std::fmt::Debug;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ use tickcache::memcached::{
     Buffer, Command, Driver, Event, GrowBuf, Handler, Memcached, Now, Outcome, Reply, Scratch,
     Sink, Store,
 };
-use tickcache::{Clock, Persistent, Policy, StdClock, Table};
+use tickcache::{Persistent, Policy, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -61,6 +61,8 @@ const OUT_HIGH: usize = 16 * 1024;
 /// Values from this size on are sent from the table's memory (shared, not copied into the
 /// output), so a reply of a large item costs no copy per connection.
 const SHARE_FROM: usize = 8 * 1024;
+/// Cache time runs in microseconds.
+const TICKS_PER_SECOND: u32 = 1_000_000;
 /// Flash page of the persistence image.
 const PAGE: usize = 4096;
 
@@ -248,13 +250,27 @@ struct Out {
     shared: Vec<(usize, SharedValue)>,
     /// Bytes waiting: `buf` and the shared values.
     queued: usize,
-    /// The value of the key being read, when large: `put` of exactly its data shares it.
+    /// The value of the key being read, when large: `put` of exactly its data shares it
+    /// (`gat`, which may delete the item once read, so it is shared beforehand).
     large: Option<SharedValue>,
+    /// Set while a `get` reads a store that shares values: `put` does not copy data of
+    /// [`SHARE_FROM`] bytes or more but notes where it goes (`deferred`: offset in `buf`
+    /// and length), and the caller shares it from the table under the same lock. So a
+    /// `get` looks its key up once, not once more to learn whether the value is large.
+    share: bool,
+    deferred: Option<(usize, usize)>,
+    /// A deferred value could not be shared (never expected): the connection closes
+    /// rather than send a reply without it.
+    broken: bool,
 }
 
 impl Sink for Out {
     fn put(&mut self, bytes: &[u8]) {
         self.queued += bytes.len();
+        if self.share && bytes.len() >= SHARE_FROM {
+            self.deferred = Some((self.buf.len(), bytes.len()));
+            return;
+        }
         if let Some(v) = self.large.take() {
             let data = v
                 .bytes()
@@ -275,34 +291,32 @@ impl Out {
         self.queued
     }
 
-    /// Sends everything waiting, within `limit`.
+    /// Sends everything waiting, within `limit`. A reply that fits in the socket's buffer
+    /// (nearly all of them) leaves in one system call, without arming a timer.
     async fn send(&mut self, stream: &mut TcpStream, limit: Duration) -> io::Result<()> {
         if self.queued == 0 {
             return Ok(());
         }
-        within(Some(limit), async {
-            if self.shared.is_empty() {
-                return stream.write_all(&self.buf).await;
-            }
-            let mut slices = Vec::with_capacity(2 * self.shared.len() + 1);
-            let mut at = 0;
-            for (off, v) in &self.shared {
-                slices.push(IoSlice::new(&self.buf[at..*off]));
-                slices.push(IoSlice::new(&v.bytes()[tickcache::memcached::HEADER..]));
-                at = *off;
-            }
-            slices.push(IoSlice::new(&self.buf[at..]));
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                let n = stream.write_vectored(rest).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
+        let mut done = match self.try_send(stream, 0) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if done < self.queued {
+            within(Some(limit), async {
+                while done < self.queued {
+                    stream.writable().await?;
+                    match self.try_send(stream, done) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-                IoSlice::advance_slices(&mut rest, n);
-            }
-            Ok(())
-        })
-        .await?;
+                Ok(())
+            })
+            .await?;
+        }
         self.buf.clear();
         self.shared.clear();
         self.queued = 0;
@@ -311,21 +325,69 @@ impl Out {
         }
         Ok(())
     }
+
+    /// Writes what is waiting from byte `done` on, as far as the socket takes it without
+    /// waiting (`WouldBlock` if it takes nothing): one `write`, or one `writev` of the
+    /// bytes and the shared values between them.
+    fn try_send(&self, stream: &TcpStream, done: usize) -> io::Result<usize> {
+        if self.shared.is_empty() {
+            return stream.try_write(&self.buf[done..]);
+        }
+        if let [(off, ref v)] = self.shared[..] {
+            // One large value (a `get`): three slices on the stack.
+            let mut slices = [
+                IoSlice::new(&self.buf[..off]),
+                IoSlice::new(shared_data(v)),
+                IoSlice::new(&self.buf[off..]),
+            ];
+            let mut rest = &mut slices[..];
+            IoSlice::advance_slices(&mut rest, done);
+            return stream.try_write_vectored(rest);
+        }
+        let mut slices = Vec::with_capacity(2 * self.shared.len() + 1);
+        let mut at = 0;
+        for (off, v) in &self.shared {
+            slices.push(IoSlice::new(&self.buf[at..*off]));
+            slices.push(IoSlice::new(shared_data(v)));
+            at = *off;
+        }
+        slices.push(IoSlice::new(&self.buf[at..]));
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, done);
+        stream.try_write_vectored(rest)
+    }
+}
+
+/// The data of a shared item (after its header).
+fn shared_data(v: &SharedValue) -> &[u8] {
+    v.bytes()
+        .get(tickcache::memcached::HEADER..)
+        .unwrap_or_default()
 }
 
 /// A store whose large values can be shared with a reply instead of copied.
 trait Shares {
+    /// Whether it shares values at all.
+    const SHARES: bool = false;
     /// The value of `key` when it is live and at least [`SHARE_FROM`] bytes.
     fn large(&self, _key: &[u8], _now: u64) -> Option<SharedValue> {
+        None
+    }
+    /// The value of `key` when it is live.
+    fn shared(&self, _key: &[u8], _now: u64) -> Option<SharedValue> {
         None
     }
 }
 
 impl Shares for HeapTable<Keyed> {
+    const SHARES: bool = true;
     fn large(&self, key: &[u8], now: u64) -> Option<SharedValue> {
         self.peek(key, now)
             .filter(|(v, _, _)| v.len() >= SHARE_FROM)
             .and_then(|_| self.peek_shared(key, now))
+    }
+    fn shared(&self, key: &[u8], now: u64) -> Option<SharedValue> {
+        self.peek_shared(key, now)
     }
 }
 
@@ -355,9 +417,23 @@ where
         Memcached::execute(self, cmd, now, out)
     }
     fn get_one(&mut self, key: &[u8], cas: bool, touch: Option<i64>, now: &Now, out: &mut Out) {
-        out.large = self.store().large(key, now.ticks);
+        if touch.is_some() {
+            // `gat` may delete the item after reading it: a large value is shared first.
+            out.large = self.store().large(key, now.ticks);
+            Memcached::get_one(self, key, cas, touch, now, out);
+            out.large = None;
+            return;
+        }
+        out.share = S::SHARES;
         Memcached::get_one(self, key, cas, touch, now, out);
-        out.large = None;
+        out.share = false;
+        if let Some((at, len)) = out.deferred.take() {
+            // The shard is still locked: the value just read is the one shared.
+            match self.store().shared(key, now.ticks) {
+                Some(v) if shared_data(&v).len() == len => out.shared.push((at, v)),
+                _ => out.broken = true,
+            }
+        }
     }
     fn tick(&mut self, now: &Now) {
         Memcached::tick(self, now)
@@ -490,9 +566,12 @@ struct Shared {
     /// The table's shards, each behind its own lock; a key's shard is chosen by `router`.
     shards: Box<[Mutex<Box<dyn Service>>]>,
     router: Keyed,
-    clock: StdClock,
+    /// Ticks of the table's clock before this process started (a restored image's time).
     offset: u64,
+    /// The process's start: cache time counts microseconds from it.
     started: Instant,
+    /// Unix time (seconds) at `started`.
+    unix_started: u64,
     conns: AtomicUsize,
     total_conns: AtomicU64,
     /// Connections closed so far.
@@ -524,7 +603,11 @@ impl Shared {
     fn lock(&self, key: &[u8]) -> MutexGuard<'_, Box<dyn Service>> {
         let i = match self.shards.len() {
             1 => 0,
-            n => (self.router.hash_one(key) % n as u64) as usize,
+            n => {
+                let mut h = self.router.build_hasher();
+                h.write(key);
+                (h.finish() % n as u64) as usize
+            }
         };
         lock(&self.shards[i])
     }
@@ -587,14 +670,18 @@ impl Shared {
         self.shards.iter().try_for_each(|s| lock(s).flush())
     }
 
-    fn now(&self) -> Now {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    /// The time of a command at `at` (one read of the monotonic clock). Unix time is
+    /// counted from the process's start on the same clock, as memcached does
+    /// (`process_started` plus its monotonic `current_time`), so a change of the system
+    /// clock does not move expiries.
+    fn now_at(&self, at: Instant) -> Now {
+        let since = at.saturating_duration_since(self.started);
         Now {
-            ticks: self.clock.now().saturating_add(self.offset),
-            ticks_per_second: self.clock.ticks_per_second(),
-            unix,
+            ticks: u64::try_from(since.as_micros())
+                .unwrap_or(u64::MAX)
+                .saturating_add(self.offset),
+            ticks_per_second: TICKS_PER_SECOND,
+            unix: self.unix_started.saturating_add(since.as_secs()),
         }
     }
 
@@ -748,14 +835,14 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let buf = ReadBuf::new(small, full, Arc::clone(&may_rest));
     let mut driver = Driver::new(buf, o.item_max, LINE_MAX);
     let mut out = Out::default();
-    // When the first byte of the unfinished command arrived (its deadline runs from there),
-    // and when the last read returned.
+    // When the first byte of the unfinished command arrived (its deadline runs from there).
     let mut began: Option<Instant> = None;
-    let mut last_read = Instant::now();
     loop {
         let mut close = false;
-        // One time for the commands of one read (memcached's clock ticks once a second).
-        let now = shared.now();
+        // One time for the commands of one read (memcached's clock ticks once a second),
+        // taken when the read returned.
+        let read_at = Instant::now();
+        let now = shared.now_at(read_at);
         // Replies past the high-water mark are sent before the next command (or the next
         // key of a multi-get) is handled.
         while out.len() < OUT_HIGH {
@@ -785,6 +872,9 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                 },
             }
         }
+        if out.broken {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
         let backlog = out.len() >= OUT_HIGH;
         out.send(&mut stream, o.request).await?;
         if close {
@@ -799,7 +889,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         let n = if partial {
             // Part of a command is here. When the command before it was completed by the
             // last read, this part arrived with that read too.
-            let b = *began.get_or_insert(last_read);
+            let b = *began.get_or_insert(read_at);
             until(b + o.request, stream.read(space)).await?
         } else {
             began = None;
@@ -818,7 +908,6 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                 within(o.idle, stream.read(space)).await?
             }
         };
-        last_read = Instant::now();
         if n == 0 {
             return Ok(());
         }
@@ -1028,14 +1117,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let clock = StdClock::new();
-    clock.now();
+    let unix_started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let shared = Arc::new(Shared {
         shards: built.services.into_iter().map(Mutex::new).collect(),
         router: Keyed::new(),
-        clock,
         offset: built.resume_ticks,
         started: Instant::now(),
+        unix_started,
         conns: AtomicUsize::new(0),
         total_conns: AtomicU64::new(0),
         closed: AtomicU64::new(0),

@@ -542,17 +542,20 @@ impl<S: Store, const V: usize, B: Scratch> Memcached<S, V, B> {
         }
         let hit = self.store.get(key, now.ticks, |bytes, kind| {
             let (flags, unique, data) = split_item(bytes, kind);
+            // The numbers after the key are gathered on the stack and written at once.
+            let mut tail = Line::new();
+            tail.put(b" ");
+            tail.put_u64(u64::from(flags));
+            tail.put(b" ");
+            tail.put_u64(data.len() as u64);
+            if cas {
+                tail.put(b" ");
+                tail.put_u64(unique);
+            }
+            tail.put(b"\r\n");
             out.put(b"VALUE ");
             out.put(key);
-            out.put(b" ");
-            put_u64(out, u64::from(flags));
-            out.put(b" ");
-            put_u64(out, data.len() as u64);
-            if cas {
-                out.put(b" ");
-                put_u64(out, unique);
-            }
-            out.put(b"\r\n");
+            out.put(tail.bytes());
             out.put(data);
             out.put(b"\r\n");
         });
@@ -855,6 +858,40 @@ fn split_item(bytes: &[u8], kind: Kind) -> (u32, u64, &[u8]) {
             )
         }
         _ => (0, 0, bytes),
+    }
+}
+
+/// The end of a `VALUE` line (` <flags> <bytes> [<cas unique>]\r\n`), built on the stack.
+struct Line {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Line {
+    const fn new() -> Self {
+        Line {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    /// Appends `bytes`; the callers append at most 3 numbers of 20 digits, 3 spaces and a
+    /// line end, which fit (anything beyond would be dropped, never a panic).
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn put_u64(&mut self, v: u64) {
+        let mut digits = [0u8; 20];
+        let n = value::write_u64(v, &mut digits);
+        self.put(&digits[..n]);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 

@@ -251,7 +251,14 @@ impl Parser {
             return Step::Skip(n);
         }
         let window = &buf[..buf.len().min(self.line_max)];
-        let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+        // The newline, and a NUL byte before it if there is one: one pass over the line.
+        let mut nul = None;
+        let mut nl = find_either(window, b'\n', 0);
+        if let Some(i) = nl.filter(|&i| window[i] == 0) {
+            nul = Some(i);
+            nl = find_byte(&window[i..], b'\n').map(|j| i + j);
+        }
+        let Some(nl) = nl else {
             return if buf.len() >= self.line_max {
                 Step::Close {
                     reply: LINE_TOO_LONG,
@@ -265,8 +272,8 @@ impl Parser {
             line = head;
         }
         // memcached reads the line as a C string: it ends at the first NUL byte.
-        if let Some(nul) = line.iter().position(|&b| b == 0) {
-            line = &line[..nul];
+        if let Some(nul) = nul {
+            line = &line[..nul.min(line.len())];
         }
         let used = nl + 1;
         let invalid = |reply, noreply| Step::Command {
@@ -482,7 +489,7 @@ impl Parser {
 fn next_token<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let start = rest.iter().position(|&b| b != b' ')?;
     let tail = &rest[start..];
-    let end = tail.iter().position(|&b| b == b' ').unwrap_or(tail.len());
+    let end = find_byte(tail, b' ').unwrap_or(tail.len());
     let (tok, after) = tail.split_at(end);
     *rest = after;
     Some(tok)
@@ -490,7 +497,78 @@ fn next_token<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 
 /// memcached's key rules: 1 to 250 bytes, no control character (spaces separate keys).
 pub fn key_ok(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY && !key.iter().any(|&b| b < 0x20 || b == 0x7f)
+    !key.is_empty() && key.len() <= MAX_KEY && !has_control(key)
+}
+
+// Scanning a word at a time (8 bytes on 64-bit hosts, 4 on Cortex-M), in safe code: a
+// command line is searched for its newline and a key checked for control characters with
+// a few instructions per word instead of per byte. The bit tricks are the classic "has a
+// zero byte" / "has a byte less than n" tests (n at most 128): the top bit of a byte is set
+// where the byte matches, and of some bytes after a match (a borrow carries upwards), so
+// the lowest set bit of a little-endian word marks the first match exactly.
+
+/// Bytes per word.
+const WORD: usize = core::mem::size_of::<usize>();
+/// `0x0101..01`: one in every byte.
+const ONES: usize = usize::MAX / 255;
+/// `0x8080..80`: the top bit of every byte.
+const HIGHS: usize = ONES << 7;
+
+/// The word of `chunk` (exactly [`WORD`] bytes), its first byte lowest.
+#[inline]
+fn word(chunk: &[u8]) -> usize {
+    let mut w = [0u8; WORD];
+    w.copy_from_slice(chunk);
+    usize::from_le_bytes(w)
+}
+
+/// The top bit of each byte of `x` below `n` (`n` at most 128) is set, and maybe of bytes
+/// after one (never before the first).
+#[inline]
+const fn less(x: usize, n: u8) -> usize {
+    x.wrapping_sub(ONES * n as usize) & !x & HIGHS
+}
+
+/// The same for the bytes of `x` equal to `b`.
+#[inline]
+const fn equal(x: usize, b: u8) -> usize {
+    less(x ^ (ONES * b as usize), 1)
+}
+
+/// The index of the first byte of `bytes` that is `a` or `b`.
+fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(WORD);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = word(chunk);
+        let m = equal(x, a) | equal(x, b);
+        if m != 0 {
+            return Some(at + m.trailing_zeros() as usize / 8);
+        }
+        at += WORD;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|i| at + i)
+}
+
+/// The index of the first `b` in `bytes`.
+fn find_byte(bytes: &[u8], b: u8) -> Option<usize> {
+    find_either(bytes, b, b)
+}
+
+/// Whether `bytes` holds a control character (below 0x20, or DEL).
+fn has_control(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(WORD);
+    for chunk in &mut chunks {
+        let x = word(chunk);
+        if less(x, 0x20) | equal(x, 0x7f) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c < 0x20 || c == 0x7f)
 }
 
 /// `None` when there is no key; the error line for an invalid key.
@@ -555,6 +633,58 @@ const fn is_space(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time scans answer as the byte-by-byte ones, wherever the bytes sought
+    /// lie within or across words, next to the bytes just above and below them.
+    #[test]
+    fn word_scans_match_byte_scans() {
+        let fillers = [b'a', b' ', 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff, b'\n' + 1, 1];
+        for len in 0..40 {
+            for &fill in &fillers {
+                for at in 0..=len {
+                    for &put in &[b'\n', 0, 0x1f, 0x7f, b' ', b'\r', 0x80] {
+                        let mut v = std::vec![fill; len];
+                        if at < len {
+                            v[at] = put;
+                        }
+                        let by_byte = |f: &dyn Fn(u8) -> bool| v.iter().position(|&c| f(c));
+                        assert_eq!(
+                            find_either(&v, b'\n', 0),
+                            by_byte(&|c| c == b'\n' || c == 0)
+                        );
+                        assert_eq!(find_byte(&v, b' '), by_byte(&|c| c == b' '));
+                        assert_eq!(
+                            has_control(&v),
+                            v.iter().any(|&c| c < 0x20 || c == 0x7f),
+                            "{v:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Against byte-by-byte scans on any bytes, drawn mostly from those the scans look
+        /// for and their neighbours (so several matches share a word).
+        #[test]
+        fn word_scans_match_byte_scans_anywhere(
+            v in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(std::vec![0u8, 1, b'\n', 11, 0x1f, b' ', 0x21, 0x7f, 0x80, 0xff]),
+                    proptest::num::u8::ANY,
+                ],
+                0..64,
+            )
+        ) {
+            proptest::prop_assert_eq!(
+                find_either(&v, b'\n', 0),
+                v.iter().position(|&c| c == b'\n' || c == 0)
+            );
+            proptest::prop_assert_eq!(find_byte(&v, b' '), v.iter().position(|&c| c == b' '));
+            proptest::prop_assert_eq!(has_control(&v), v.iter().any(|&c| c < 0x20 || c == 0x7f));
+        }
+    }
 
     #[test]
     fn tokens_skip_runs_of_spaces() {
