@@ -23,9 +23,11 @@ Prints one line `key=value ...` of per-request figures. Linux only.
 
 import ast
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 SYSCALLS = [
@@ -83,43 +85,63 @@ def cpu(pid):
     return run, user, system, vol, invol
 
 
-def window(pid, port, secs, load):
+def window(pid, port, secs, load, control):
     """Prints the requests served and the CPU used by the server and the load over SECS
-    seconds."""
+    seconds; with `control` (a directory holding perf's control and acknowledgement
+    fifos), perf counts over the same span."""
+    def perf(command):
+        if control:
+            with open(os.path.join(control, "ctl"), "w") as ctl:
+                ctl.write(command + "\n")
+            with open(os.path.join(control, "ack")) as ack:
+                ack.readline()
+
+    perf("enable")
     r0, c0, l0 = stats(port), cpu(pid), cpu(load)
     time.sleep(secs)
     r1, c1, l1 = stats(port), cpu(pid), cpu(load)
+    perf("disable")
     print(repr((r0, r1, c0, c1, l0, l1)))
 
 
 def main():
-    if len(sys.argv) == 6 and sys.argv[1] == "window":
-        window(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "window":
+        window(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]),
+               sys.argv[6])
         return
     if len(sys.argv) < 6 or sys.argv[4] != "--":
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     pid, port, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     load = subprocess.Popen(sys.argv[5:], stdout=subprocess.DEVNULL)
+    control = tempfile.mkdtemp()
     try:
         time.sleep(1.0)
         events = ["raw_syscalls:sys_enter", "context-switches"] + [
             f"syscalls:sys_enter_{s}" for s in SYSCALLS
         ]
-        # The window is the command perf runs (this script's `window` mode), so the
-        # requests and CPU time are counted over the same span as the system calls.
+        # The window is the command perf runs (this script's `window` mode); perf starts
+        # with its events disabled and the window enables them around its own span, so
+        # the requests, CPU time and system calls are counted over the same span.
+        for fifo in ("ctl", "ack"):
+            os.mkfifo(os.path.join(control, fifo))
         cmd = [sys.executable, __file__, "window", str(pid), str(port), str(secs),
-               str(load.pid)]
+               str(load.pid), ""]
+        fifos = ["-D", "-1", "--control",
+                 f"fifo:{control}/ctl,{control}/ack"]
         if os.environ.get("RECORD"):
+            cmd[-1] = control
             cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-p",
-                   str(pid), "-o", os.environ["RECORD"], "--"] + cmd
+                   str(pid), "-o", os.environ["RECORD"]] + fifos + ["--"] + cmd
         elif os.environ.get("PERF", "1") != "0":
-            cmd = ["perf", "stat", "-x", ",", "-p", str(pid), "-e", ",".join(events),
-                   "--"] + cmd
+            cmd[-1] = control
+            cmd = ["perf", "stat", "-x", ",", "-p", str(pid), "-e", ",".join(events)] \
+                + fifos + ["--"] + cmd
         perf = subprocess.run(cmd, capture_output=True, text=True)
         r0, r1, c0, c1, l0, l1 = ast.literal_eval(perf.stdout)
     finally:
         load.wait()
+        shutil.rmtree(control, ignore_errors=True)
     # The two `stats` commands themselves are not counted as requests.
     reqs = max(r1 - r0, 1)
     hz = os.sysconf("SC_CLK_TCK")
