@@ -9,6 +9,13 @@
 #   scripts/bench_memcached.sh                  # 5 rounds of 10 s per server and row
 #   SECS=4 ROUNDS=3 scripts/bench_memcached.sh  # shorter
 #   ALSO=--no-pin scripts/bench_memcached.sh     # a third server: tickcache-server ALSO
+#   LOAD_THREADS=2 scripts/bench_memcached.sh   # the load generator on 2 threads (default 1)
+#   ROW="1 32 10000" scripts/bench_memcached.sh # one row: THREADS VALUE_SIZE KEYS
+#
+# The servers alternate round by round, every other round in reverse order. With one load
+# thread on a 2-core machine the load generator itself is the bottleneck (it takes about
+# as much CPU per request as a one-thread server); LOAD_THREADS=2 spreads it over two
+# event loops.
 #
 # With ALSO set, a second tickcache-server started with those extra options (on ALSO_PORT)
 # takes its turn in every round too, e.g. to compare bound and unbound worker threads.
@@ -26,6 +33,7 @@ MC_PORT=${MC_PORT:-21299}
 TC_PORT=${TC_PORT:-21301}
 ALSO_PORT=${ALSO_PORT:-21303}
 ALSO=${ALSO:-}
+LOAD_THREADS=${LOAD_THREADS:-1}
 nice cargo build --release --features server --bin tickcache-server --bin tickcache-load
 command -v memcached >/dev/null || { echo "memcached is not installed" >&2; exit 1; }
 
@@ -70,8 +78,8 @@ row() { # THREADS VALUE_SIZE KEYS
     wait_port "$MC_PORT"
     wait_port "$TC_PORT"
     [ -z "$ALSO" ] || wait_port "$ALSO_PORT"
-    echo "== memcached -t $threads vs tickcache-server --threads $threads, $size-byte values, $keys keys"
-    "$TARGET/release/tickcache-load" "${addrs[@]}" \
+    echo "== memcached -t $threads vs tickcache-server --threads $threads, $size-byte values, $keys keys, $LOAD_THREADS load thread(s)"
+    "$TARGET/release/tickcache-load" "${addrs[@]}" --threads "$LOAD_THREADS" \
         --conns "$CONNS" --secs "$SECS" --rounds "$ROUNDS" --value-size "$size" --keys "$keys" \
         | sed "s/127.0.0.1:$MC_PORT/memcached/; s/127.0.0.1:$TC_PORT/tickcache-server/; s/127.0.0.1:$ALSO_PORT/tickcache-server $ALSO/"
     kill "$mc" "$tc" "${also[@]}"
@@ -79,6 +87,7 @@ row() { # THREADS VALUE_SIZE KEYS
 }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+trap 'cleanup; echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"' EXIT
 if [ -n "${ROW:-}" ]; then
     # One row only, e.g. ROW="4 102400 200".
     row $ROW

@@ -3,7 +3,7 @@
 //! ```text
 //! tickcache-load --addr 127.0.0.1:11211 [--addr 127.0.0.1:21212] [--conns 50] [--secs 10]
 //!                [--keys 10000] [--get-percent 90] [--value-size 32] [--pipeline 1]
-//!                [--rounds 1]
+//!                [--rounds 1] [--threads 1]
 //! ```
 //!
 //! Each connection sends `--pipeline` requests, waits for their replies, and repeats until
@@ -11,9 +11,10 @@
 //! keys of 16 bytes, all keys stored beforehand so every `get` hits (every reply is
 //! checked). With several `--addr` the servers are measured one after the other in the
 //! same run, with the same settings and random sequence, `--rounds` times in alternation
-//! (so a noisy machine disturbs both alike), then totalled, with each server's median
-//! round and its ratio to the first server's. One event-loop thread drives every
-//! connection.
+//! (so a noisy machine disturbs both alike; every other round takes the servers in reverse
+//! order, so none always runs right after another), then totalled, with each server's
+//! median round and its ratio to the first server's. One event-loop thread drives every
+//! connection, or `--threads` of them share the connections.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,8 +29,9 @@ tickcache-load: a closed-loop load generator for memcached-protocol servers
 Each connection sends --pipeline requests, waits for their replies and repeats until the
 time is up: a get of a random key (--get-percent) or a set of a --value-size value,
 16-byte keys, all stored beforehand. Several --addr are measured one after the other,
---rounds times in alternation, then totalled; with several rounds each server's median
-round (by throughput, and the median p99) is printed with its ratio to the first server.
+--rounds times in alternation (every other round in reverse order), then totalled; with
+several rounds each server's median round (by throughput, and the median p99) is printed
+with its ratio to the first server.
 
 OPTIONS
   --addr ADDR          server to measure; repeat to compare (default 127.0.0.1:11211)
@@ -40,6 +42,8 @@ OPTIONS
   --value-size N       bytes of each value (default 32)
   --pipeline N         requests in flight per connection (default 1)
   --rounds N           measurements per server, alternating (default 1)
+  --threads N          load-generator threads, each an event loop driving its share of
+                       the connections (default 1)
   --help               this text";
 
 /// The bytes values are made of, repeated to `--value-size`.
@@ -56,6 +60,7 @@ struct Opts {
     value: Vec<u8>,
     pipeline: usize,
     rounds: usize,
+    threads: usize,
 }
 
 fn key(i: u64) -> [u8; 16] {
@@ -246,11 +251,17 @@ fn report(label: &str, o: &Opts, (total, hist, secs): &Measured, errors: usize) 
     );
 }
 
-async fn measure(addr: SocketAddr, o: &Opts) -> io::Result<Measured> {
-    let start = Instant::now();
-    let until = start + Duration::from_secs(o.secs);
+/// Runs the clients `first, first + step, ...` below `o.conns` on the current thread's
+/// event loop until `until`: operations, latency histogram and clients that failed.
+async fn clients(
+    addr: SocketAddr,
+    o: &Opts,
+    first: usize,
+    step: usize,
+    until: Instant,
+) -> (u64, Vec<u64>, usize) {
     let mut tasks = Vec::new();
-    for c in 0..o.conns {
+    for c in (first..o.conns).step_by(step) {
         let o2 = Opts {
             addrs: Vec::new(),
             conns: o.conns,
@@ -260,6 +271,7 @@ async fn measure(addr: SocketAddr, o: &Opts) -> io::Result<Measured> {
             value: o.value.clone(),
             pipeline: o.pipeline,
             rounds: 1,
+            threads: 1,
         };
         tasks.push(tokio::task::spawn_local(async move {
             client(addr, &o2, 0x9e37_79b9_7f4a_7c15 ^ (c as u64 + 1), until).await
@@ -279,6 +291,42 @@ async fn measure(addr: SocketAddr, o: &Opts) -> io::Result<Measured> {
             _ => errors += 1,
         }
     }
+    (total, hist, errors)
+}
+
+async fn measure(addr: SocketAddr, o: &Opts) -> io::Result<Measured> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs(o.secs);
+    let (total, hist, errors) = if o.threads <= 1 {
+        clients(addr, o, 0, 1, until).await
+    } else {
+        // Each thread its own event loop with every `threads`-th connection.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..o.threads)
+                .map(|t| {
+                    scope.spawn(move || -> io::Result<(u64, Vec<u64>, usize)> {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        let local = tokio::task::LocalSet::new();
+                        Ok(local.block_on(&rt, clients(addr, o, t, o.threads, until)))
+                    })
+                })
+                .collect();
+            let mut sum = (0u64, vec![0u64; BUCKETS + 1], 0usize);
+            for h in handles {
+                let (ops, hist, errors) = h
+                    .join()
+                    .map_err(|_| io::Error::other("a load thread panicked"))??;
+                sum.0 += ops;
+                for (a, b) in sum.1.iter_mut().zip(hist) {
+                    *a += b;
+                }
+                sum.2 += errors;
+            }
+            Ok::<_, io::Error>(sum)
+        })?
+    };
     let m = (total, hist, start.elapsed().as_secs_f64());
     report(&addr.to_string(), o, &m, errors);
     Ok(m)
@@ -294,6 +342,7 @@ fn main() -> io::Result<()> {
         value: Vec::new(),
         pipeline: 1,
         rounds: 1,
+        threads: 1,
     };
     let mut value_size = 32usize;
     let mut args = std::env::args().skip(1);
@@ -313,6 +362,7 @@ fn main() -> io::Result<()> {
             "--value-size" => value_size = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--pipeline" => o.pipeline = v.parse().map_err(|e| bad(format!("{e}")))?,
             "--rounds" => o.rounds = v.parse().map_err(|e| bad(format!("{e}")))?,
+            "--threads" => o.threads = v.parse().map_err(|e| bad(format!("{e}")))?,
             _ => {
                 let e = format!("unknown option {a} (see --help)");
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
@@ -323,6 +373,7 @@ fn main() -> io::Result<()> {
         o.addrs.push(SocketAddr::from(([127, 0, 0, 1], 11211)));
     }
     o.pipeline = o.pipeline.max(1);
+    o.threads = o.threads.max(1);
     o.keys = o.keys.max(1);
     o.value = PATTERN.iter().copied().cycle().take(value_size).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -340,8 +391,15 @@ fn main() -> io::Result<()> {
             .collect();
         // Per server, each round's throughput and p99.
         let mut rounds: Vec<Vec<(f64, usize)>> = o.addrs.iter().map(|_| Vec::new()).collect();
-        for _ in 0..o.rounds.max(1) {
-            for (i, &addr) in o.addrs.iter().enumerate() {
+        for round in 0..o.rounds.max(1) {
+            // Every other round in reverse order, so that no server always runs right after
+            // another one (a machine whose load drifts would favour one place in the order).
+            let mut order: Vec<usize> = (0..o.addrs.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let addr = o.addrs[i];
                 let (ops, hist, secs) = measure(addr, &o).await?;
                 rounds[i].push((ops as f64 / secs, percentile(&hist, ops, 0.99)));
                 let sum = &mut sums[i];
