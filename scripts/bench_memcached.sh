@@ -11,6 +11,8 @@
 #   ALSO=--no-pin scripts/bench_memcached.sh     # a third server: tickcache-server ALSO
 #   LOAD_THREADS=2 scripts/bench_memcached.sh   # the load generator on 2 threads (default 1)
 #   ROW="1 32 10000" scripts/bench_memcached.sh # one row: THREADS VALUE_SIZE KEYS
+#   SERVER_CPUS=0 LOAD_CPUS=1 scripts/bench_memcached.sh
+#                                               # servers and load on fixed CPUs (taskset)
 #
 # The servers alternate round by round, every other round in reverse order. With one load
 # thread on a 2-core machine the load generator itself is the bottleneck (it takes about
@@ -34,6 +36,12 @@ TC_PORT=${TC_PORT:-21301}
 ALSO_PORT=${ALSO_PORT:-21303}
 ALSO=${ALSO:-}
 LOAD_THREADS=${LOAD_THREADS:-1}
+# With SERVER_CPUS / LOAD_CPUS (taskset lists), both servers run on the same CPUs and the
+# load generator on its own, so the kernel cannot place one server's threads differently
+# from the other's (other processes still share those CPUs).
+ON_SERVER=() ON_LOAD=()
+[ -z "${SERVER_CPUS:-}" ] || ON_SERVER=(taskset -c "$SERVER_CPUS")
+[ -z "${LOAD_CPUS:-}" ] || ON_LOAD=(taskset -c "$LOAD_CPUS")
 nice cargo build --release --features server --bin tickcache-server --bin tickcache-load
 command -v memcached >/dev/null || { echo "memcached is not installed" >&2; exit 1; }
 
@@ -61,16 +69,16 @@ row() { # THREADS VALUE_SIZE KEYS
     local threads=$1 size=$2 keys=$3
     port_free "$MC_PORT"
     port_free "$TC_PORT"
-    memcached -u "$(id -un)" -l 127.0.0.1 -p "$MC_PORT" -t "$threads" -U 0 &
+    "${ON_SERVER[@]}" memcached -u "$(id -un)" -l 127.0.0.1 -p "$MC_PORT" -t "$threads" -U 0 &
     local mc=$!
-    "$TARGET/release/tickcache-server" --listen "127.0.0.1:$TC_PORT" --threads "$threads" 2>/dev/null &
+    "${ON_SERVER[@]}" "$TARGET/release/tickcache-server" --listen "127.0.0.1:$TC_PORT" --threads "$threads" 2>/dev/null &
     local tc=$!
     PIDS+=("$mc" "$tc")
     local addrs=(--addr "127.0.0.1:$MC_PORT" --addr "127.0.0.1:$TC_PORT") also=()
     if [ -n "$ALSO" ]; then
         port_free "$ALSO_PORT"
         # shellcheck disable=SC2086 # ALSO is a list of options
-        "$TARGET/release/tickcache-server" --listen "127.0.0.1:$ALSO_PORT" --threads "$threads" $ALSO 2>/dev/null &
+        "${ON_SERVER[@]}" "$TARGET/release/tickcache-server" --listen "127.0.0.1:$ALSO_PORT" --threads "$threads" $ALSO 2>/dev/null &
         also=($!)
         PIDS+=("${also[0]}")
         addrs+=(--addr "127.0.0.1:$ALSO_PORT")
@@ -78,8 +86,8 @@ row() { # THREADS VALUE_SIZE KEYS
     wait_port "$MC_PORT"
     wait_port "$TC_PORT"
     [ -z "$ALSO" ] || wait_port "$ALSO_PORT"
-    echo "== memcached -t $threads vs tickcache-server --threads $threads, $size-byte values, $keys keys, $LOAD_THREADS load thread(s)"
-    "$TARGET/release/tickcache-load" "${addrs[@]}" --threads "$LOAD_THREADS" \
+    echo "== memcached -t $threads vs tickcache-server --threads $threads, $size-byte values, $keys keys, $LOAD_THREADS load thread(s)${SERVER_CPUS:+, servers on CPU $SERVER_CPUS}${LOAD_CPUS:+, load on CPU $LOAD_CPUS}"
+    "${ON_LOAD[@]}" "$TARGET/release/tickcache-load" "${addrs[@]}" --threads "$LOAD_THREADS" \
         --conns "$CONNS" --secs "$SECS" --rounds "$ROUNDS" --value-size "$size" --keys "$keys" \
         | sed "s/127.0.0.1:$MC_PORT/memcached/; s/127.0.0.1:$TC_PORT/tickcache-server/; s/127.0.0.1:$ALSO_PORT/tickcache-server $ALSO/"
     kill "$mc" "$tc" "${also[@]}"
