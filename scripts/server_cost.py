@@ -12,7 +12,10 @@ threads:
 - CPU: the threads' run time (`/proc/PID/task/*/schedstat`), split into user and system
   time (`/proc/PID/task/*/stat`, clock ticks);
 - how often its threads blocked (`sleeps`, voluntary context switches) and were
-  preempted (involuntary ones), from `/proc/PID/task/*/status`;
+  preempted (involuntary ones), from `/proc/PID/task/*/status`, and the same for its
+  busiest thread (the worker, with one worker thread) with its share of a CPU: the
+  process totals include helper threads (memcached's LRU maintainer wakes hundreds of
+  times a second);
 - the load command's CPU time per request too (its threads' run time);
 - system calls by kind and context switches: `perf stat` tracepoints over the window
   (needs perf with access to the syscall tracepoints, e.g. as root; `PERF=0` leaves
@@ -64,25 +67,31 @@ def stats(port):
 
 def cpu(pid):
     """(run ns, user ticks, system ticks, voluntary and involuntary context switches) over
-    the process's threads."""
+    the process's threads, then each thread's (run ns, voluntary, involuntary) by id."""
     run = user = system = vol = invol = 0
+    threads = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                run += int(f.read().split()[0])
+                t_run = int(f.read().split()[0])
+                run += t_run
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
                 user += int(fields[11])
                 system += int(fields[12])
             with open(f"/proc/{pid}/task/{tid}/status") as f:
+                t_vol = t_invol = 0
                 for line in f:
                     if line.startswith("voluntary_ctxt_switches:"):
-                        vol += int(line.split()[1])
+                        t_vol = int(line.split()[1])
                     elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        invol += int(line.split()[1])
+                        t_invol = int(line.split()[1])
+                vol += t_vol
+                invol += t_invol
+                threads[tid] = (t_run, t_vol, t_invol)
         except FileNotFoundError:
             pass
-    return run, user, system, vol, invol
+    return run, user, system, vol, invol, threads
 
 
 def window(pid, port, secs, load, control):
@@ -160,6 +169,16 @@ def main():
     ]
     fields.append(f"sleeps={(c1[3] - c0[3]) / reqs:.3f}")
     fields.append(f"preempted={(c1[4] - c0[4]) / reqs:.3f}")
+    fields.append(f"cpu_share={(c1[0] - c0[0]) / 1e9 / secs:.2f}")
+    # The thread that ran most (the worker, with one worker thread): its share of a CPU,
+    # how often it blocked per request and how often a second it was preempted.
+    busy = [(t1[0] - c0[5][tid][0], t1[1] - c0[5][tid][1], t1[2] - c0[5][tid][2])
+            for tid, t1 in c1[5].items() if tid in c0[5]]
+    if busy:
+        run, vol, invol = max(busy)
+        fields.append(f"busiest_thread_share={run / 1e9 / secs:.2f}")
+        fields.append(f"busiest_thread_sleeps={vol / reqs:.4f}")
+        fields.append(f"busiest_thread_preempted_per_s={invol / secs:.0f}")
     fields.append(f"load_cpu_us={(l1[0] - l0[0]) / 1e3 / reqs:.2f}")
     for name in ["syscalls", "context-switches"] + SYSCALLS:
         n = counts.get(name, 0)
