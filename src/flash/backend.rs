@@ -13,7 +13,7 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::format::{key_cost, Rec, T_CLEAR, T_TIME, T_TOMB};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer};
@@ -267,8 +267,14 @@ impl<
                 self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
                     .await
             }
+            // The list is written first, beside the put rather than under it: one frame
+            // deep less on the stack.
             Work::CullingPut => match staged {
-                Some(s) => self.put_culling(io, s).await,
+                Some(s) => {
+                    self.flush_dirty(io).await?;
+                    self.reserve_culling(io, s).await?;
+                    self.put_culling(io, s).await
+                }
                 None => Ok(()),
             },
         }
@@ -282,7 +288,7 @@ impl<
                 .await?;
             let t = self.time;
             self.log
-                .append(io, T_TIME, true, true, 0, &[], &[], t, 0)
+                .append(io, &Rec::bare(T_TIME, true, true, t))
                 .await
                 .map_err(Error::Backend)?;
             self.commits += 1;
@@ -290,19 +296,18 @@ impl<
         Ok(())
     }
 
-    /// An insert that culls more keys than the list holds: one batch written directly,
-    /// the victims' tombstones (or a clear record) and the put.
+    /// Makes room for [`Self::put_culling`]'s batch: the victims' tombstones (or a clear
+    /// record) and the put.
     #[blocking(inline(never))]
-    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+    async fn reserve_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
-            val: staged,
-            kind,
+            val,
             expiry,
             now,
+            ..
         } = s;
-        self.flush_dirty(io).await?;
-        let vlen = staged.len();
+        let vlen = val.len();
         self.reserve(io, &|s: &Self, pl: &mut Placer| {
             match s.table.borrow().cull_plan(key) {
                 CullPlan::Clear => pl.place(0, 0, 0),
@@ -314,7 +319,21 @@ impl<
             }
             pl.place(key_cost(key), vlen, xlen(expiry, s.time));
         })
-        .await?;
+        .await
+    }
+
+    /// An insert that culls more keys than the list holds: one batch written directly,
+    /// the victims' tombstones (or a clear record) and the put. The list was flushed and
+    /// room made before.
+    #[blocking(inline(never))]
+    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+        let Staged {
+            key,
+            val: staged,
+            kind,
+            expiry,
+            now,
+        } = s;
         let time = self.time;
         let plan = self.table.borrow().cull_plan(key);
         let mut first = true;
@@ -323,7 +342,7 @@ impl<
         // applies the cull once they are written.
         if plan == CullPlan::Clear {
             self.log
-                .append(io, T_CLEAR, true, false, 0, &[], &[], time, 0)
+                .append(io, &Rec::bare(T_CLEAR, true, false, time))
                 .await
                 .map_err(Error::Backend)?;
             first = false;
@@ -335,7 +354,13 @@ impl<
                     continue;
                 }
                 self.log
-                    .append(io, T_TOMB, first, false, 0, k, &[], time, 0)
+                    .append(
+                        io,
+                        &Rec {
+                            key: k,
+                            ..Rec::bare(T_TOMB, first, false, time)
+                        },
+                    )
                     .await
                     .map_err(Error::Backend)?;
                 first = false;
@@ -349,7 +374,11 @@ impl<
         let at = self
             .log
             .append(
-                io, T_PUT, first, true, kind as u8, key, staged, time, expiry,
+                io,
+                &Rec {
+                    start: first,
+                    ..Rec::put(key, staged, kind as u8, time, expiry)
+                },
             )
             .await
             .map_err(Error::Backend)?;

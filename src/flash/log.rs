@@ -9,7 +9,7 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, Unread,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, Rec, RecHead, Unread,
     MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
@@ -638,44 +638,43 @@ impl<F: Geometry> Log<F> {
         }
     }
 
-    /// Appends one record at the head, opening the next page when it does not fit, and
-    /// returns where it starts ([`Log::read_at`] reads it back). The caller has made sure
-    /// there is room.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn append(
-        &mut self,
-        io: &IoOf<F>,
-        ty: u8,
-        start: bool,
-        end: bool,
-        kind: u8,
-        key: &[u8],
-        val: &[u8],
-        time: u64,
-        expiry: u64,
-    ) -> Res<u32, F> {
-        if key.len() > 255 || val.len() > VLEN_MAX {
+    /// Bytes `rec` takes in a page of base time `base`.
+    #[inline(never)]
+    fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
+        RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
+    }
+
+    /// Appends the record `rec` at the head, opening the next page when it does not fit,
+    /// and returns where it starts ([`Log::read_at`] reads it back). The caller has made
+    /// sure there is room. The one writer of every record kind; a small frame (the page
+    /// opening and the record's header are siblings below it, not nested).
+    pub async fn append(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
+        if rec.key.len() > 255 || rec.val.len() > VLEN_MAX {
+            return Err(FlashError::Corrupted);
+        }
+        // On a fresh page the delta from its base (this record's time) is zero.
+        if Self::rec_size(rec, rec.time) > self.cap() {
             return Err(FlashError::Corrupted);
         }
         // The header depends on the page's base time, which a new page may change.
-        let head =
-            |base: u64| RecHead::new(ty, start, end, kind, key, val.len(), time, expiry, base);
-        // On a fresh page the delta from its base (this record's time) is zero.
-        if head(time).size(F::WRITE_SIZE) as u32 > self.cap() {
-            return Err(FlashError::Corrupted);
+        if self.used == 0 || self.head_off + Self::rec_size(rec, self.head_base) > self.page_size {
+            self.open_page(io, rec.time.max(self.written_time)).await?;
         }
-        let mut r = head(self.head_base);
-        if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
-            self.open_page(io, time.max(self.written_time)).await?;
-            r = head(self.head_base);
-        }
+        self.write_record(io, rec).await
+    }
+
+    /// Writes `rec` at the head (it fits the head page).
+    #[blocking(inline(never))]
+    async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
+        let base = self.head_base;
+        let r = RecHead::new(rec, base);
         let size = r.size(F::WRITE_SIZE) as u32;
-        let h = r.encode(self.head_base);
+        let h = r.encode(base);
         let h = &h[..usize::from(r.hlen)];
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
         if let Err(e) = self
-            .write_parts(io, addr, &[h, &key[r.plen()..], val], true)
+            .write_parts(io, addr, &[h, &rec.key[r.plen()..], rec.val], true)
             .await
         {
             // A torn record ends the page's readable records: write nothing after it.

@@ -7,7 +7,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, key_cost_max, Rec, T_CLEAR, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -120,46 +120,51 @@ impl<
         let mut i = 0;
         if self.pending_clear {
             self.log
-                .append(io, T_CLEAR, true, n == 1, 0, &[], &[], time, 0)
+                .append(io, &Rec::bare(T_CLEAR, true, n == 1, time))
                 .await
                 .map_err(Error::Backend)?;
             i = 1;
         }
-        let mut key = [0u8; K];
-        let mut val = [0u8; V];
+        // Keys and values go from RAM to the I/O buffer directly: no copy on the stack.
         for d in 0..self.dirty {
-            let klen = usize::from(self.dirty_len[d]);
-            key[..klen].copy_from_slice(&self.dirty_keys[d][..klen]);
-            let k = &key[..klen];
+            let Self {
+                table,
+                log,
+                loc,
+                dirty_keys,
+                dirty_len,
+                ..
+            } = self;
+            let k = &dirty_keys[d][..usize::from(dirty_len[d])];
             let (start, end) = (i == 0, i + 1 == n);
-            match self.table.borrow().peek_any(k) {
+            let t: &Table<N, K, V, S> = (*table).borrow();
+            match t.peek_any(k) {
                 Some((v, kind, expiry)) => {
-                    let vl = v.len();
-                    val[..vl].copy_from_slice(v);
-                    let at = self
-                        .log
+                    let at = log
                         .append(
                             io,
-                            T_PUT,
-                            start,
-                            end,
-                            kind as u8,
-                            k,
-                            &val[..vl],
-                            time,
-                            expiry,
+                            &Rec {
+                                start,
+                                end,
+                                ..Rec::put(k, v, kind as u8, time, expiry)
+                            },
                         )
                         .await
                         .map_err(Error::Backend)?;
-                    if let Some(s) = self.table.borrow().slot_of(k) {
-                        self.loc[s] = at;
+                    if let Some(s) = t.slot_of(k) {
+                        loc[s] = at;
                     }
                 }
                 None => {
-                    self.log
-                        .append(io, T_TOMB, start, end, 0, k, &[], time, 0)
-                        .await
-                        .map_err(Error::Backend)?;
+                    log.append(
+                        io,
+                        &Rec {
+                            key: k,
+                            ..Rec::bare(T_TOMB, start, end, time)
+                        },
+                    )
+                    .await
+                    .map_err(Error::Backend)?;
                 }
             }
             i += 1;
