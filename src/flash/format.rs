@@ -256,13 +256,17 @@ impl Crc {
 
     #[inline(never)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
         for &b in bytes {
-            c ^= u32::from(b);
-            c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
-            c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
+            self.push(b);
         }
-        self.0 = c;
+    }
+
+    /// Adds one byte.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, b: u8) {
+        let mut c = self.0 ^ u32::from(b);
+        c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
+        self.0 = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
     }
 
     pub(crate) const fn finish(&self) -> u32 {
@@ -565,8 +569,16 @@ impl RecHead {
     }
 
     /// The header bytes (the first `hlen` of the array) for a page of base time `base`.
+    #[cfg(test)]
     pub(crate) fn encode(&self, base: u64) -> [u8; REC_HEAD_MAX] {
         let mut h = [0xffu8; REC_HEAD_MAX];
+        self.encode_into(base, &mut h, &mut Crc::new());
+        h
+    }
+
+    /// Writes the header bytes for a page of base time `base` at the start of `h` (at
+    /// least [`REC_HEAD_MAX`] bytes) and adds them to `crc`; returns their number (`hlen`).
+    pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
         h[0] = self.tag;
         let mut n = 1;
         let ty = self.ty();
@@ -581,9 +593,10 @@ impl RecHead {
             n += put_varint(&mut h[n..], self.time.saturating_sub(base));
         }
         if self.tag & TAG_EXPIRY != 0 {
-            put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
+            n += put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
         }
-        h
+        crc.update(&h[..n]);
+        n
     }
 
     /// Decodes a header from the start of `h` (which may run past it) in a page of base

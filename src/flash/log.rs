@@ -270,30 +270,37 @@ impl<F: Geometry> Log<F> {
         }
     }
 
-    /// Writes `parts` back to back from `addr` (aligned), then, with `crc`, their CRC-32C
-    /// (a record), padding the end with 0xFF: the one writer of headers and records.
+    /// Writes the `staged` bytes already at the start of the request buffer (a record's
+    /// header, whose CRC `sum` holds) and `parts` back to back from `addr` (aligned), then,
+    /// with `crc`, their CRC-32C (a record), padding the end with 0xFF: the one writer of
+    /// page headers and records.
     async fn write_parts(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
+        staged: usize,
+        mut sum: Crc,
         parts: &[&[u8]],
         crc: bool,
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        let mut fill = 0usize;
+        let mut fill = staged;
         let mut at = addr;
-        let mut sum = Crc::new();
-        for part in parts {
-            sum.update(part);
-        }
-        let tail = sum.finish().to_le_bytes();
-        let tail: &[u8] = if crc { &tail } else { &[] };
-        // The bytes go straight into the request slot's buffer.
-        for part in parts.iter().copied().chain([tail]) {
+        // The bytes go straight into the request slot's buffer, the CRC computed on the
+        // way; with `crc`, it follows the last part.
+        for i in 0..parts.len() + usize::from(crc) {
+            let tail;
+            let part = match parts.get(i) {
+                Some(p) => *p,
+                None => {
+                    tail = sum.finish().to_le_bytes();
+                    &tail
+                }
+            };
             let mut rest = part;
             while !rest.is_empty() {
                 let n = (SCRATCH - fill).min(rest.len());
-                io.stage(fill, &rest[..n]);
+                io.stage(fill, &rest[..n], &mut sum);
                 fill += n;
                 rest = &rest[n..];
                 if fill == SCRATCH {
@@ -305,7 +312,7 @@ impl<F: Geometry> Log<F> {
         }
         if fill > 0 {
             let end = align_up(fill, ws);
-            io.stage(fill, &[0xff; SCRATCH][..end - fill]);
+            io.pad(fill, end);
             io.write(at, end).await?;
         }
         Ok(())
@@ -313,8 +320,15 @@ impl<F: Geometry> Log<F> {
 
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
-        self.write_parts(io, self.page_addr(p), &[&part_a(count)], false)
-            .await
+        self.write_parts(
+            io,
+            self.page_addr(p),
+            0,
+            Crc::new(),
+            &[&part_a(count)],
+            false,
+        )
+        .await
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
@@ -329,7 +343,8 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_parts(io, addr, &[&part_a(count)], false).await?;
+        self.write_parts(io, addr, 0, Crc::new(), &[&part_a(count)], false)
+            .await?;
         Ok(count)
     }
 
@@ -353,8 +368,15 @@ impl<F: Geometry> Log<F> {
             _ => return Err(FlashError::Corrupted),
         };
         let (b, n) = part_b(seq, time);
-        self.write_parts(io, self.page_addr(p) + a_len, &[&b[..n]], false)
-            .await?;
+        self.write_parts(
+            io,
+            self.page_addr(p) + a_len,
+            0,
+            Crc::new(),
+            &[&b[..n]],
+            false,
+        )
+        .await?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -669,14 +691,13 @@ impl<F: Geometry> Log<F> {
         let base = self.head_base;
         let r = RecHead::new(rec, base);
         let size = r.size(F::WRITE_SIZE) as u32;
-        let h = r.encode(base);
-        let h = &h[..usize::from(r.hlen)];
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self
-            .write_parts(io, addr, &[h, &rec.key[r.plen()..], rec.val], true)
-            .await
-        {
+        // The header is encoded straight into the request buffer.
+        let mut sum = Crc::new();
+        let hl = io.stage_head(&r, base, &mut sum);
+        let parts: [&[u8]; 2] = [&rec.key[r.plen()..], rec.val];
+        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts, true).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);

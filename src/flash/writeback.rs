@@ -7,7 +7,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{key_cost, key_cost_max, Rec, T_CLEAR, T_TOMB};
+use super::format::{key_cost, key_cost_max, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -116,62 +116,49 @@ impl<
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
         let n = self.dirty();
-        let time = self.time;
-        let mut i = 0;
-        if self.pending_clear {
-            self.log
-                .append(io, &Rec::bare(T_CLEAR, true, n == 1, time))
-                .await
-                .map_err(Error::Backend)?;
-            i = 1;
-        }
-        // Keys and values go from RAM to the I/O buffer directly: no copy on the stack.
-        for d in 0..self.dirty {
-            let Self {
-                table,
-                log,
-                loc,
-                dirty_keys,
-                dirty_len,
-                ..
-            } = self;
-            let k = &dirty_keys[d][..usize::from(dirty_len[d])];
-            let (start, end) = (i == 0, i + 1 == n);
-            let t: &Table<N, K, V, S> = (*table).borrow();
-            match t.peek_any(k) {
-                Some((v, kind, expiry)) => {
-                    let at = log
-                        .append(
-                            io,
-                            &Rec {
-                                start,
-                                end,
-                                ..Rec::put(k, v, kind as u8, time, expiry)
-                            },
-                        )
-                        .await
-                        .map_err(Error::Backend)?;
-                    if let Some(s) = t.slot_of(k) {
-                        loc[s] = at;
-                    }
-                }
-                None => {
-                    log.append(
-                        io,
-                        &Rec {
-                            key: k,
-                            ..Rec::bare(T_TOMB, start, end, time)
-                        },
-                    )
-                    .await
-                    .map_err(Error::Backend)?;
-                }
-            }
-            i += 1;
+        for i in 0..n {
+            self.append_listed(io, i, n).await?;
         }
         self.dirty = 0;
         self.pending_clear = false;
         self.commits += 1;
+        Ok(())
+    }
+
+    /// Appends the `i`-th of the `n` records of a flush: the pending clear first, then each
+    /// changed key's value, or its tombstone when it is gone. Out of line, so the flush's
+    /// loop keeps a small frame above the writer.
+    #[blocking(inline(never))]
+    async fn append_listed(&mut self, io: &IoOf<F>, i: usize, n: usize) -> Res<(), F> {
+        let Self {
+            table,
+            log,
+            loc,
+            dirty_keys,
+            dirty_len,
+            time,
+            pending_clear,
+            ..
+        } = self;
+        let t: &Table<N, K, V, S> = (*table).borrow();
+        let mut rec = Rec::bare(T_CLEAR, i == 0, i + 1 == n, *time);
+        let mut slot = None;
+        if let Some(d) = i.checked_sub(usize::from(*pending_clear)) {
+            let k = &dirty_keys[d][..usize::from(dirty_len[d])];
+            rec.key = k;
+            rec.ty = T_TOMB;
+            if let Some((v, kind, expiry)) = t.peek_any(k) {
+                rec.ty = T_PUT;
+                rec.val = v;
+                rec.kind = kind as u8;
+                rec.expiry = expiry;
+                slot = t.slot_of(k);
+            }
+        }
+        let at = log.append(io, &rec).await.map_err(Error::Backend)?;
+        if let Some(s) = slot {
+            loc[s] = at;
+        }
         Ok(())
     }
 
