@@ -109,14 +109,15 @@ impl<
 
     /// Stores the staged value `s`. An insert that culls more entries than the list holds
     /// asks for [`Work::CullingPut`].
-    pub(crate) fn put_staged(&mut self, s: Staged<'_>) -> Res<bool, F> {
+    #[inline(never)]
+    pub(crate) fn put_staged(&mut self, s: &Staged<'_>) -> Res<bool, F> {
         let Staged {
             key,
             val,
             kind,
             expiry,
             now,
-        } = s;
+        } = *s;
         let len = val.len();
         let plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
@@ -259,7 +260,11 @@ impl<
 
     /// Performs the work the last operation asked for (`staged`: the put a
     /// [`Work::CullingPut`] writes).
-    pub(crate) async fn perform(&mut self, io: &IoOf<F>, staged: Option<Staged<'_>>) -> Res<(), F> {
+    pub(crate) async fn perform(
+        &mut self,
+        io: &IoOf<F>,
+        staged: Option<&Staged<'_>>,
+    ) -> Res<(), F> {
         match core::mem::replace(&mut self.work, Work::None) {
             Work::None => Ok(()),
             Work::Flush => self.flush_dirty(io).await,
@@ -299,14 +304,14 @@ impl<
     /// Makes room for [`Self::put_culling`]'s batch: the victims' tombstones (or a clear
     /// record) and the put.
     #[blocking(inline(never))]
-    async fn reserve_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+    async fn reserve_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
             val,
             expiry,
             now,
             ..
-        } = s;
+        } = *s;
         let vlen = val.len();
         self.reserve(io, &|s: &Self, pl: &mut Placer| {
             match s.table.borrow().cull_plan(key) {
@@ -326,14 +331,14 @@ impl<
     /// the victims' tombstones (or a clear record) and the put. The list was flushed and
     /// room made before.
     #[blocking(inline(never))]
-    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
             val: staged,
             kind,
             expiry,
             now,
-        } = s;
+        } = *s;
         let time = self.time;
         let plan = self.table.borrow().cull_plan(key);
         let mut first = true;
@@ -417,7 +422,7 @@ impl<
     pub(crate) async fn settle(&mut self, io: &IoOf<F>, staged: Staged<'_>) -> Res<(), F> {
         self.culled = false;
         self.recover(io).await?;
-        self.perform(io, Some(staged)).await?;
+        self.perform(io, Some(&staged)).await?;
         if self.should_flush() {
             self.flush_dirty(io).await?;
         }
@@ -444,7 +449,7 @@ impl<
     /// [`Work::CullingPut`] writes), else writes the changes when the policy says so. Out
     /// of line: one copy for every operation of every typed [`Cache`](crate::Cache) method.
     #[inline(never)]
-    fn settle(&mut self, settle: bool, staged: Option<Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
+    fn settle(&mut self, settle: bool, staged: Option<&Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
         let Self { core, buf, flash } = self;
         let mut io = SyncIo::new(flash, buf);
         if settle {
@@ -544,9 +549,9 @@ impl<
             now,
         };
         loop {
-            let r = self.core.put_staged(s);
+            let r = self.core.put_staged(&s);
             let settle = matches!(r, Err(Error::Settle));
-            self.settle(settle, Some(s))?;
+            self.settle(settle, Some(&s))?;
             if !settle {
                 return r;
             }
