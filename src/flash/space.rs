@@ -165,7 +165,6 @@ impl<
         // resumes from what the flash holds, where a later expiry would still be live.
         let now = self.log.written_time;
         let tail = self.log.tail;
-        let ws = F::WRITE_SIZE;
         // Records before damage found at open are never copied: no entry was restored from
         // them, so no slot and no changed key points there. A copy takes the head page's
         // base time (already on flash) and keeps its absolute expiry.
@@ -186,22 +185,7 @@ impl<
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            let (k, v, kind, e) = self.table.borrow().slot(i);
-            if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
-                continue;
-            }
-            self.loc[i] = NOWHERE;
-            if e <= now {
-                continue;
-            }
-            let log = &mut self.log;
-            let base = log.head_base;
-            let rec = Rec::put(k, v, kind as u8, base, e);
-            if !evict && log.head_fits(RecHead::new(&rec, base).size(ws)) {
-                self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
-            } else {
-                self.table.borrow_mut().remove_slot(i);
-            }
+            self.copy_entry(io, i, now, evict).await?;
         }
         let log = &mut self.log;
         log.erase_page(io, tail, None)
@@ -213,6 +197,32 @@ impl<
         // The erased page is now the last free page in the cycle.
         if log.ready + 1 == log.free() {
             log.ready += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
+    /// is unchanged and live at `now`, and it fits (else, with `evict` too, it goes with the
+    /// page: durable at once, the page is erased next). Out of line: the compaction loop
+    /// keeps a small frame above the writer.
+    #[blocking(inline(never))]
+    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, now: u64, evict: bool) -> Res<(), F> {
+        let tail = self.log.tail;
+        let (k, v, kind, e) = self.table.borrow().slot(i);
+        if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
+            return Ok(());
+        }
+        self.loc[i] = NOWHERE;
+        if e <= now {
+            return Ok(());
+        }
+        let log = &mut self.log;
+        let base = log.head_base;
+        let rec = Rec::put(k, v, kind as u8, base, e);
+        if !evict && log.head_fits(RecHead::new(&rec, base).size(F::WRITE_SIZE)) {
+            self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
+        } else {
+            self.table.borrow_mut().remove_slot(i);
         }
         Ok(())
     }
