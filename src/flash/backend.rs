@@ -13,7 +13,7 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, Rec, T_CLEAR, T_TIME, T_TOMB};
+use super::format::{key_cost, same, Rec, T_CLEAR, T_TIME, T_TOMB};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer};
@@ -148,7 +148,8 @@ impl<
             let table: &mut Table<N, K, V, S> = table.borrow_mut();
             let t = &*table;
             t.for_each_victim(plan, now, &mut |k, live| {
-                let listed = (0..*dirty).any(|d| &dirty_keys[d][..usize::from(dirty_len[d])] == k);
+                let listed =
+                    (0..*dirty).any(|d| same(&dirty_keys[d][..usize::from(dirty_len[d])], k));
                 if live && !listed && *dirty < D {
                     dirty_keys[*dirty][..k.len()].copy_from_slice(k);
                     dirty_len[*dirty] = k.len() as u8;
@@ -162,7 +163,7 @@ impl<
         }
         // Under write-back, a set that changes nothing is not written again.
         let same = matches!(self.table.borrow().peek_any(key),
-            Some((v, k, e)) if v == val && k == kind && e == expiry);
+            Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
         let at = self.on_flash(key);
         let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
         self.table

@@ -220,7 +220,7 @@ impl<F: Geometry> Log<F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
         // Part A's padding is skipped when it is wider than 8 bytes: two reads then.
-        let mut buf = [0xffu8; PART_A + 8 + PART_B_MAX];
+        let mut buf = [0u8; PART_A + 8 + PART_B_MAX];
         let b_at = if a_len <= PART_A + 8 {
             self.read(io, addr, &mut buf[..a_len + PART_B_MAX]).await?;
             a_len
@@ -400,7 +400,7 @@ impl<F: Geometry> Log<F> {
         }
         let addr = self.page_addr(p) + off;
         // One read covers a short record whole (header, key, value and CRC).
-        let mut h = [0xffu8; SCRATCH];
+        let mut h = [0u8; SCRATCH];
         let hn = SCRATCH.min(room);
         self.read(io, addr, &mut h[..hn]).await?;
         let Some(r) = RecHead::decode(&h[..hn.min(REC_HEAD_MAX)], base) else {
@@ -481,7 +481,7 @@ impl<F: Geometry> Log<F> {
             return Ok(false);
         }
         let n = (written as usize).min(REC_HEAD_MAX);
-        let mut h = [0xffu8; REC_HEAD_MAX];
+        let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
         let torn = match RecHead::parse(&h[..n], base) {
             Err(Unread::Short) => true,

@@ -7,7 +7,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{key_cost, key_cost_max, Rec, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, key_cost_max, same, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -31,7 +31,7 @@ impl<
     }
 
     pub(super) fn is_dirty(&self, key: &[u8]) -> bool {
-        self.pending_clear || (0..self.dirty).any(|i| self.dirty_key(i) == key)
+        self.pending_clear || (0..self.dirty).any(|i| same(self.dirty_key(i), key))
     }
 
     /// Where the latest record of `key` lies on flash, when it is held and unchanged since
@@ -47,7 +47,7 @@ impl<
     /// Records `key` as changed, its latest record on flash being at `at` (from
     /// [`Self::on_flash`] before the change); the caller made room with [`Self::room`].
     pub(super) fn mark(&mut self, key: &[u8], at: u32) {
-        if (0..self.dirty).any(|i| self.dirty_key(i) == key) || key.len() > K {
+        if (0..self.dirty).any(|i| same(self.dirty_key(i), key)) || key.len() > K {
             return;
         }
         if self.dirty < D {
