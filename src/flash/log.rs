@@ -662,7 +662,7 @@ impl<F: Geometry> Log<F> {
 
     /// Bytes `rec` takes in a page of base time `base`.
     #[inline(never)]
-    fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
+    pub fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
         RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
     }
 

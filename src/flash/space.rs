@@ -12,9 +12,9 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_size, varint_len, Rec, RecHead};
+use super::format::{record_size, varint_len, Rec};
 use super::io::Geometry;
-use super::log::{IoOf, SyncIoOf};
+use super::log::{IoOf, Log, SyncIoOf};
 use super::{Core, Res, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
@@ -219,7 +219,7 @@ impl<
         let log = &mut self.log;
         let base = log.head_base;
         let rec = Rec::put(k, v, kind as u8, base, e);
-        if !evict && log.head_fits(RecHead::new(&rec, base).size(F::WRITE_SIZE)) {
+        if !evict && log.head_fits(Log::<F>::rec_size(&rec, base) as usize) {
             self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
         } else {
             self.table.borrow_mut().remove_slot(i);
@@ -257,7 +257,7 @@ impl<
             .map_err(Error::Backend)?;
         let base = log.head_base;
         let copy = Rec::put(k, &val[..vl], r.kind(), base, r.expiry);
-        if !log.head_fits(RecHead::new(&copy, base).size(F::WRITE_SIZE)) {
+        if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
             return Ok(NOWHERE);
         }
         log.append(io, &copy).await.map_err(Error::Backend)
