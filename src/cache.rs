@@ -254,7 +254,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             },
             _ => match out.get_mut(..bytes.len()) {
                 Some(dst) => {
-                    dst.copy_from_slice(bytes);
+                    crate::words::copy(dst, bytes);
                     Ok(bytes.len())
                 }
                 None => Err(Error::BufferTooSmall),
@@ -805,7 +805,7 @@ fn made<const K: usize>(buf: &[u8; K], n: usize) -> &[u8] {
 
 fn copy_raw<E>(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), Error<E>> {
     let slot = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
-    slot.copy_from_slice(bytes);
+    crate::words::copy(slot, bytes);
     Ok((bytes.len(), Kind::Bytes))
 }
 

@@ -46,7 +46,8 @@ impl Config {
         Config {
             timeout: Timeout::DJANGO_DEFAULT,
             prefix: "",
-            head: crate::key::Head::new("", 1),
+            // Evaluated at compile time: built at run time, the head cost a `memcpy` call.
+            head: const { crate::key::Head::new("", 1) },
             version: 1,
             key_fn: None,
             policy: KeyPolicy::Strict,

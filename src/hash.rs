@@ -62,7 +62,18 @@ impl Hasher for TickHasher {
         for w in &mut words {
             self.word(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
         }
-        self.tail(words.remainder());
+        let tail = words.remainder();
+        if let (false, Some(&[a, b, c, d])) = (crate::words::ARMV6M, bytes.last_chunk::<4>()) {
+            // The tail taken from the key's last four bytes, one (unaligned) load shifted
+            // down to the tail's bytes: the word `tail` builds a byte at a time, without its
+            // loop (5 to 10 instructions less a lookup on Cortex-M4).
+            if !tail.is_empty() {
+                let last = u32::from_le_bytes([a, b, c, d]) >> (8 * (4 - tail.len()));
+                self.word(last ^ ((tail.len() as u32) << 30));
+            }
+            return;
+        }
+        self.tail(tail);
     }
 
     #[inline]

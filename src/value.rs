@@ -67,10 +67,49 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     if value.serialize(&mut raw).is_ok() {
         return Ok((raw.at, Kind::Serde));
     }
-    match postcard::to_slice(value, buf) {
-        Ok(used) => Ok((used.len(), Kind::Serde)),
+    match postcard::serialize_with_flavor(value, SliceOut { buf, at: 0 }) {
+        Ok(used) => Ok((used, Kind::Serde)),
         Err(postcard::Error::SerializeBufferFull) => Err(ValueError::TooLarge),
         Err(_) => Err(ValueError::Serialize),
+    }
+}
+
+/// postcard's output into a slice, as its own `to_slice` writes it, with the copies of
+/// byte runs (varints, strings) through [`crate::words::copy`]: postcard's slice copies
+/// them with `copy_from_slice`, which links a `memcpy` into firmware.
+struct SliceOut<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SliceOut<'_> {
+    type Output = usize;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let dst = self
+            .buf
+            .get_mut(self.at..)
+            .and_then(|rest| rest.get_mut(..data.len()))
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        crate::words::copy(dst, data);
+        self.at += data.len();
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        let dst = self
+            .buf
+            .get_mut(self.at)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *dst = data;
+        self.at += 1;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.at)
     }
 }
 
@@ -238,7 +277,7 @@ pub(crate) fn write_u64(v: u64, buf: &mut [u8; 20]) -> usize {
         }
     }
     let len = tmp.len() - at;
-    buf[..len].copy_from_slice(&tmp[at..]);
+    crate::words::copy(&mut buf[..len], &tmp[at..]);
     len
 }
 
@@ -585,7 +624,7 @@ impl<'s, 'a> Serializer for &'s mut RawOut<'a> {
             .buf
             .get_mut(self.at..self.at + v.len())
             .ok_or(Fallback)?;
-        dst.copy_from_slice(v);
+        crate::words::copy(dst, v);
         self.at += v.len();
         Ok(())
     }
@@ -905,6 +944,10 @@ mod tests {
             same_as_postcard(&words, room);
             same_as_postcard(&(arr[0], u16::from(arr[1]) << 8), room);
             same_as_postcard(&Some(arr), room);
+            // Through postcard, with its byte runs (the text, the varints) copied by the
+            // crate's flavor.
+            let text = std::string::String::from_utf8_lossy(&bytes).into_owned();
+            same_as_postcard(&(text, u32::from(arr[0]) << 20, arr[1]), room);
         }
 
         #[test]
