@@ -541,7 +541,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.len -= 1;
     }
 
-    fn remove_slot(&mut self, i: usize) {
+    /// Removes the entry of slot `i` (compaction dropping an entry it cannot copy).
+    pub(crate) fn remove_slot(&mut self, i: usize) {
         let b = self.bucket_of(self.slot_key(i));
         self.remove(b, i);
     }

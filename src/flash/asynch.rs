@@ -404,7 +404,7 @@ impl<
             expiry,
             now,
         };
-        let r = self.core.put_staged(s);
+        let r = self.core.put_staged(&s);
         if matches!(r, Err(Error::Settle)) && self.core.work == Work::CullingPut {
             let stage = &mut self.stage;
             stage.key[..key.len()].copy_from_slice(key);

@@ -13,7 +13,7 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::format::{key_cost, same, Rec, T_CLEAR, T_TIME, T_TOMB};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer};
@@ -109,14 +109,15 @@ impl<
 
     /// Stores the staged value `s`. An insert that culls more entries than the list holds
     /// asks for [`Work::CullingPut`].
-    pub(crate) fn put_staged(&mut self, s: Staged<'_>) -> Res<bool, F> {
+    #[inline(never)]
+    pub(crate) fn put_staged(&mut self, s: &Staged<'_>) -> Res<bool, F> {
         let Staged {
             key,
             val,
             kind,
             expiry,
             now,
-        } = s;
+        } = *s;
         let len = val.len();
         let plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
@@ -147,7 +148,8 @@ impl<
             let table: &mut Table<N, K, V, S> = table.borrow_mut();
             let t = &*table;
             t.for_each_victim(plan, now, &mut |k, live| {
-                let listed = (0..*dirty).any(|d| &dirty_keys[d][..usize::from(dirty_len[d])] == k);
+                let listed =
+                    (0..*dirty).any(|d| same(&dirty_keys[d][..usize::from(dirty_len[d])], k));
                 if live && !listed && *dirty < D {
                     dirty_keys[*dirty][..k.len()].copy_from_slice(k);
                     dirty_len[*dirty] = k.len() as u8;
@@ -161,7 +163,7 @@ impl<
         }
         // Under write-back, a set that changes nothing is not written again.
         let same = matches!(self.table.borrow().peek_any(key),
-            Some((v, k, e)) if v == val && k == kind && e == expiry);
+            Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
         let at = self.on_flash(key);
         let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
         self.table
@@ -259,7 +261,11 @@ impl<
 
     /// Performs the work the last operation asked for (`staged`: the put a
     /// [`Work::CullingPut`] writes).
-    pub(crate) async fn perform(&mut self, io: &IoOf<F>, staged: Option<Staged<'_>>) -> Res<(), F> {
+    pub(crate) async fn perform(
+        &mut self,
+        io: &IoOf<F>,
+        staged: Option<&Staged<'_>>,
+    ) -> Res<(), F> {
         match core::mem::replace(&mut self.work, Work::None) {
             Work::None => Ok(()),
             Work::Flush => self.flush_dirty(io).await,
@@ -267,8 +273,14 @@ impl<
                 self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
                     .await
             }
+            // The list is written first, beside the put rather than under it: one frame
+            // deep less on the stack.
             Work::CullingPut => match staged {
-                Some(s) => self.put_culling(io, s).await,
+                Some(s) => {
+                    self.flush_dirty(io).await?;
+                    self.reserve_culling(io, s).await?;
+                    self.put_culling(io, s).await
+                }
                 None => Ok(()),
             },
         }
@@ -282,7 +294,7 @@ impl<
                 .await?;
             let t = self.time;
             self.log
-                .append(io, T_TIME, true, true, 0, &[], &[], t, 0)
+                .append(io, &Rec::bare(T_TIME, true, true, t))
                 .await
                 .map_err(Error::Backend)?;
             self.commits += 1;
@@ -290,19 +302,18 @@ impl<
         Ok(())
     }
 
-    /// An insert that culls more keys than the list holds: one batch written directly,
-    /// the victims' tombstones (or a clear record) and the put.
+    /// Makes room for [`Self::put_culling`]'s batch: the victims' tombstones (or a clear
+    /// record) and the put.
     #[blocking(inline(never))]
-    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: Staged<'_>) -> Res<(), F> {
+    async fn reserve_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         let Staged {
             key,
-            val: staged,
-            kind,
+            val,
             expiry,
             now,
-        } = s;
-        self.flush_dirty(io).await?;
-        let vlen = staged.len();
+            ..
+        } = *s;
+        let vlen = val.len();
         self.reserve(io, &|s: &Self, pl: &mut Placer| {
             match s.table.borrow().cull_plan(key) {
                 CullPlan::Clear => pl.place(0, 0, 0),
@@ -314,7 +325,21 @@ impl<
             }
             pl.place(key_cost(key), vlen, xlen(expiry, s.time));
         })
-        .await?;
+        .await
+    }
+
+    /// An insert that culls more keys than the list holds: one batch written directly,
+    /// the victims' tombstones (or a clear record) and the put. The list was flushed and
+    /// room made before.
+    #[blocking(inline(never))]
+    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
+        let Staged {
+            key,
+            val: staged,
+            kind,
+            expiry,
+            now,
+        } = *s;
         let time = self.time;
         let plan = self.table.borrow().cull_plan(key);
         let mut first = true;
@@ -323,7 +348,7 @@ impl<
         // applies the cull once they are written.
         if plan == CullPlan::Clear {
             self.log
-                .append(io, T_CLEAR, true, false, 0, &[], &[], time, 0)
+                .append(io, &Rec::bare(T_CLEAR, true, false, time))
                 .await
                 .map_err(Error::Backend)?;
             first = false;
@@ -335,7 +360,13 @@ impl<
                     continue;
                 }
                 self.log
-                    .append(io, T_TOMB, first, false, 0, k, &[], time, 0)
+                    .append(
+                        io,
+                        &Rec {
+                            key: k,
+                            ..Rec::bare(T_TOMB, first, false, time)
+                        },
+                    )
                     .await
                     .map_err(Error::Backend)?;
                 first = false;
@@ -349,7 +380,11 @@ impl<
         let at = self
             .log
             .append(
-                io, T_PUT, first, true, kind as u8, key, staged, time, expiry,
+                io,
+                &Rec {
+                    start: first,
+                    ..Rec::put(key, staged, kind as u8, time, expiry)
+                },
             )
             .await
             .map_err(Error::Backend)?;
@@ -388,7 +423,7 @@ impl<
     pub(crate) async fn settle(&mut self, io: &IoOf<F>, staged: Staged<'_>) -> Res<(), F> {
         self.culled = false;
         self.recover(io).await?;
-        self.perform(io, Some(staged)).await?;
+        self.perform(io, Some(&staged)).await?;
         if self.should_flush() {
             self.flush_dirty(io).await?;
         }
@@ -415,7 +450,7 @@ impl<
     /// [`Work::CullingPut`] writes), else writes the changes when the policy says so. Out
     /// of line: one copy for every operation of every typed [`Cache`](crate::Cache) method.
     #[inline(never)]
-    fn settle(&mut self, settle: bool, staged: Option<Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
+    fn settle(&mut self, settle: bool, staged: Option<&Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
         let Self { core, buf, flash } = self;
         let mut io = SyncIo::new(flash, buf);
         if settle {
@@ -515,9 +550,9 @@ impl<
             now,
         };
         loop {
-            let r = self.core.put_staged(s);
+            let r = self.core.put_staged(&s);
             let settle = matches!(r, Err(Error::Settle));
-            self.settle(settle, Some(s))?;
+            self.settle(settle, Some(&s))?;
             if !settle {
                 return r;
             }

@@ -205,9 +205,16 @@ pub const fn min_page_size(ws: usize) -> usize {
 /// version 1): records write it as one bit.
 const PREFIX: &[u8] = b":1:";
 
+/// `a == b` for byte strings, without `memcmp`: no other part of the cache links it
+/// (XORs folded, which the compiler does not turn back into a call).
+#[inline(never)]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// True when `key` starts with [`PREFIX`].
 pub(crate) fn prefixed(key: &[u8]) -> bool {
-    key.starts_with(PREFIX)
+    key.get(..PREFIX.len()).is_some_and(|p| same(p, PREFIX))
 }
 
 /// Bytes `key` takes in a record: its varint and its rest.
@@ -256,13 +263,17 @@ impl Crc {
 
     #[inline(never)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
         for &b in bytes {
-            c ^= u32::from(b);
-            c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
-            c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
+            self.push(b);
         }
-        self.0 = c;
+    }
+
+    /// Adds one byte.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, b: u8) {
+        let mut c = self.0 ^ u32::from(b);
+        c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
+        self.0 = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
     }
 
     pub(crate) const fn finish(&self) -> u32 {
@@ -350,7 +361,7 @@ pub(crate) fn parse_part_a(a: &[u8; PART_A]) -> Option<u32> {
 
 /// Header part B: the page's sequence number and base time; the bytes and their length.
 pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
-    let mut b = [0xffu8; PART_B_MAX];
+    let mut b = [0u8; PART_B_MAX];
     b[..4].copy_from_slice(&seq.to_le_bytes());
     let n = 4 + put_varint(&mut b[4..], time);
     let crc = part_b_crc(&b[..n]);
@@ -405,6 +416,64 @@ pub(crate) enum Unread {
     Invalid,
 }
 
+/// A record to write, whatever its kind: the one description every writer passes (its
+/// header depends on the page it lands in, [`RecHead::new`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rec<'a> {
+    /// [`T_PUT`], [`T_TOMB`], [`T_CLEAR`] or [`T_TIME`].
+    pub ty: u8,
+    /// First record of its batch.
+    pub start: bool,
+    /// Last record of its batch.
+    pub end: bool,
+    /// The value's kind (puts only).
+    pub kind: u8,
+    /// The whole key (empty for clear and time records).
+    pub key: &'a [u8],
+    /// The value (puts only).
+    pub val: &'a [u8],
+    /// Cache time of the write.
+    pub time: u64,
+    /// Absolute expiry (puts only; `u64::MAX`: never).
+    pub expiry: u64,
+}
+
+impl<'a> Rec<'a> {
+    /// A record of type `ty` with no key nor value (clear, time) written at `time`.
+    pub(crate) const fn bare(ty: u8, start: bool, end: bool, time: u64) -> Self {
+        Rec {
+            ty,
+            start,
+            end,
+            kind: 0,
+            key: &[],
+            val: &[],
+            time,
+            expiry: 0,
+        }
+    }
+
+    /// A put of `key` = `val` (a single-record batch unless the flags are changed).
+    pub(crate) const fn put(
+        key: &'a [u8],
+        val: &'a [u8],
+        kind: u8,
+        time: u64,
+        expiry: u64,
+    ) -> Self {
+        Rec {
+            ty: T_PUT,
+            start: true,
+            end: true,
+            kind,
+            key,
+            val,
+            time,
+            expiry,
+        }
+    }
+}
+
 /// A record header, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RecHead {
@@ -436,23 +505,22 @@ impl RecHead {
         self.tag & TAG_END != 0
     }
 
-    /// A header for a record of type `ty` written at `time` in a page of base time `base`
-    /// (a time older than `base` is stored as `base`). The key and value lengths must be
-    /// in range (`key` 1..=255 bytes for puts and tombstones, empty else; `vlen` ≤
-    /// [`VLEN_MAX`]).
-    #[allow(clippy::too_many_arguments)]
+    /// The header of `rec` in a page of base time `base` (a time older than `base` is
+    /// stored as `base`). The key and value lengths must be in range (`key` 1..=255 bytes
+    /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
     #[inline(never)]
-    pub(crate) fn new(
-        ty: u8,
-        start: bool,
-        end: bool,
-        kind: u8,
-        key: &[u8],
-        vlen: usize,
-        time: u64,
-        expiry: u64,
-        base: u64,
-    ) -> RecHead {
+    pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
+        let Rec {
+            ty,
+            start,
+            end,
+            kind,
+            key,
+            val,
+            time,
+            expiry,
+        } = *rec;
+        let vlen = val.len();
         let time = time.max(base);
         let mut tag = ty << 6 | (kind & 0b11);
         if start {
@@ -508,8 +576,16 @@ impl RecHead {
     }
 
     /// The header bytes (the first `hlen` of the array) for a page of base time `base`.
+    #[cfg(test)]
     pub(crate) fn encode(&self, base: u64) -> [u8; REC_HEAD_MAX] {
         let mut h = [0xffu8; REC_HEAD_MAX];
+        self.encode_into(base, &mut h, &mut Crc::new());
+        h
+    }
+
+    /// Writes the header bytes for a page of base time `base` at the start of `h` (at
+    /// least [`REC_HEAD_MAX`] bytes) and adds them to `crc`; returns their number (`hlen`).
+    pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
         h[0] = self.tag;
         let mut n = 1;
         let ty = self.ty();
@@ -524,9 +600,10 @@ impl RecHead {
             n += put_varint(&mut h[n..], self.time.saturating_sub(base));
         }
         if self.tag & TAG_EXPIRY != 0 {
-            put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
+            n += put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
         }
-        h
+        crc.update(&h[..n]);
+        n
     }
 
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
@@ -629,6 +706,33 @@ pub(crate) const fn record_size(
 mod tests {
     use super::*;
 
+    /// The header of a record with `vlen` value bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn head(
+        ty: u8,
+        start: bool,
+        end: bool,
+        kind: u8,
+        key: &[u8],
+        vlen: usize,
+        time: u64,
+        expiry: u64,
+        base: u64,
+    ) -> RecHead {
+        let val = [0u8; 300];
+        let rec = Rec {
+            ty,
+            start,
+            end,
+            kind,
+            key,
+            val: &val[..vlen],
+            time,
+            expiry,
+        };
+        RecHead::new(&rec, base)
+    }
+
     #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
@@ -687,7 +791,7 @@ mod tests {
             (T_TIME, 0, 0, 0, 8, u64::MAX, 7),
         ] {
             let key = &b"abcd"[..klen];
-            let r = RecHead::new(ty, true, true, kind, key, vlen, time, expiry, base);
+            let r = head(ty, true, true, kind, key, vlen, time, expiry, base);
             let h = r.encode(base);
             assert_ne!(h[0], 0xff);
             assert_eq!(RecHead::decode(&h, base), Some(r));
@@ -696,7 +800,7 @@ mod tests {
             let dlen = varint_len(time.saturating_sub(base));
             assert!(r.size(1) <= record_size(kc, vlen, dlen, 10, 1));
         }
-        let r = RecHead::new(T_PUT, true, true, 0, b"ab", 5, 9, u64::MAX, 9);
+        let r = head(T_PUT, true, true, 0, b"ab", 5, 9, u64::MAX, 9);
         assert_eq!(r.hlen, 3);
         assert_eq!(r.size(1), 3 + 2 + 5 + 4);
         assert_eq!(r.size(16), 16);
@@ -711,7 +815,7 @@ mod tests {
             (T_TOMB, 0, &[b'k'; 255], 0, 200, u64::MAX, 0),
             (T_TIME, 0, b"", 0, 1 << 40, u64::MAX, 0),
         ] {
-            let r = RecHead::new(ty, true, false, kind, key, vlen, time, expiry, base);
+            let r = head(ty, true, false, kind, key, vlen, time, expiry, base);
             let h = r.encode(base);
             let n = usize::from(r.hlen);
             assert_eq!(RecHead::parse(&h[..n], base), Ok(r));
@@ -744,7 +848,7 @@ mod tests {
             (b"app:1:x", false),
             (b"k", false),
         ] {
-            let r = RecHead::new(T_PUT, true, true, 0, key, 2, 9, u64::MAX, 9);
+            let r = head(T_PUT, true, true, 0, key, 2, 9, u64::MAX, 9);
             assert_eq!(r.pfx, pfx, "{key:?}");
             let rest = key.len() - if pfx { 3 } else { 0 };
             // Tag, key varint, value length, the key's rest, two value bytes.

@@ -31,6 +31,7 @@ use core::marker::PhantomData;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll};
 
+use super::format::{Crc, RecHead};
 use super::log::SCRATCH;
 use super::FlashError;
 
@@ -166,10 +167,29 @@ impl<E> Io<E> {
         out.copy_from_slice(&b[skip..skip + out.len()]);
     }
 
-    /// Puts `bytes` at `at` of the buffer of the next write.
-    pub fn stage(&self, at: usize, bytes: &[u8]) {
+    /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`.
+    pub fn stage(&self, at: usize, bytes: &[u8], crc: &mut Crc) {
         let mut b = self.buf.get();
-        b[at..at + bytes.len()].copy_from_slice(bytes);
+        for (d, &s) in b[at..at + bytes.len()].iter_mut().zip(bytes) {
+            *d = s;
+            crc.push(s);
+        }
+        self.buf.set(b);
+    }
+
+    /// Encodes the record header `r` (page base time `base`) at the start of the buffer
+    /// of the next write and adds it to `crc`; returns its length.
+    pub fn stage_head(&self, r: &RecHead, base: u64, crc: &mut Crc) -> usize {
+        let mut b = self.buf.get();
+        let n = r.encode_into(base, &mut b, crc);
+        self.buf.set(b);
+        n
+    }
+
+    /// Fills the buffer of the next write with 0xFF from `from` to `to`.
+    pub fn pad(&self, from: usize, to: usize) {
+        let mut b = self.buf.get();
+        b[from..to].fill(0xff);
         self.buf.set(b);
     }
 
@@ -237,9 +257,24 @@ impl<'a, E> SyncIo<'a, E> {
         out.copy_from_slice(&self.buf[skip..skip + out.len()]);
     }
 
-    /// Puts `bytes` at `at` of the buffer of the next write.
-    pub fn stage(&mut self, at: usize, bytes: &[u8]) {
-        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+    /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`: a byte
+    /// loop (the CRC is computed on the way, and no `memcpy` frame sits below the writer).
+    pub fn stage(&mut self, at: usize, bytes: &[u8], crc: &mut Crc) {
+        for (d, &s) in self.buf[at..at + bytes.len()].iter_mut().zip(bytes) {
+            *d = s;
+            crc.push(s);
+        }
+    }
+
+    /// Encodes the record header `r` (page base time `base`) at the start of the buffer
+    /// of the next write and adds it to `crc`; returns its length.
+    pub fn stage_head(&mut self, r: &RecHead, base: u64, crc: &mut Crc) -> usize {
+        r.encode_into(base, &mut self.buf[..], crc)
+    }
+
+    /// Fills the buffer of the next write with 0xFF from `from` to `to`.
+    pub fn pad(&mut self, from: usize, to: usize) {
+        self.buf[from..to].fill(0xff);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.

@@ -9,7 +9,7 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, RecHead, Unread,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, Rec, RecHead, Unread,
     MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
@@ -220,7 +220,7 @@ impl<F: Geometry> Log<F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
         // Part A's padding is skipped when it is wider than 8 bytes: two reads then.
-        let mut buf = [0xffu8; PART_A + 8 + PART_B_MAX];
+        let mut buf = [0u8; PART_A + 8 + PART_B_MAX];
         let b_at = if a_len <= PART_A + 8 {
             self.read(io, addr, &mut buf[..a_len + PART_B_MAX]).await?;
             a_len
@@ -270,30 +270,37 @@ impl<F: Geometry> Log<F> {
         }
     }
 
-    /// Writes `parts` back to back from `addr` (aligned), then, with `crc`, their CRC-32C
-    /// (a record), padding the end with 0xFF: the one writer of headers and records.
+    /// Writes the `staged` bytes already at the start of the request buffer (a record's
+    /// header, whose CRC `sum` holds) and `parts` back to back from `addr` (aligned), then,
+    /// with `crc`, their CRC-32C (a record), padding the end with 0xFF: the one writer of
+    /// page headers and records.
     async fn write_parts(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
+        staged: usize,
+        mut sum: Crc,
         parts: &[&[u8]],
         crc: bool,
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        let mut fill = 0usize;
+        let mut fill = staged;
         let mut at = addr;
-        let mut sum = Crc::new();
-        for part in parts {
-            sum.update(part);
-        }
-        let tail = sum.finish().to_le_bytes();
-        let tail: &[u8] = if crc { &tail } else { &[] };
-        // The bytes go straight into the request slot's buffer.
-        for part in parts.iter().copied().chain([tail]) {
+        // The bytes go straight into the request slot's buffer, the CRC computed on the
+        // way; with `crc`, it follows the last part.
+        for i in 0..parts.len() + usize::from(crc) {
+            let tail;
+            let part = match parts.get(i) {
+                Some(p) => *p,
+                None => {
+                    tail = sum.finish().to_le_bytes();
+                    &tail
+                }
+            };
             let mut rest = part;
             while !rest.is_empty() {
                 let n = (SCRATCH - fill).min(rest.len());
-                io.stage(fill, &rest[..n]);
+                io.stage(fill, &rest[..n], &mut sum);
                 fill += n;
                 rest = &rest[n..];
                 if fill == SCRATCH {
@@ -305,7 +312,7 @@ impl<F: Geometry> Log<F> {
         }
         if fill > 0 {
             let end = align_up(fill, ws);
-            io.stage(fill, &[0xff; SCRATCH][..end - fill]);
+            io.pad(fill, end);
             io.write(at, end).await?;
         }
         Ok(())
@@ -313,8 +320,15 @@ impl<F: Geometry> Log<F> {
 
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
-        self.write_parts(io, self.page_addr(p), &[&part_a(count)], false)
-            .await
+        self.write_parts(
+            io,
+            self.page_addr(p),
+            0,
+            Crc::new(),
+            &[&part_a(count)],
+            false,
+        )
+        .await
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
@@ -329,7 +343,8 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_parts(io, addr, &[&part_a(count)], false).await?;
+        self.write_parts(io, addr, 0, Crc::new(), &[&part_a(count)], false)
+            .await?;
         Ok(count)
     }
 
@@ -353,8 +368,15 @@ impl<F: Geometry> Log<F> {
             _ => return Err(FlashError::Corrupted),
         };
         let (b, n) = part_b(seq, time);
-        self.write_parts(io, self.page_addr(p) + a_len, &[&b[..n]], false)
-            .await?;
+        self.write_parts(
+            io,
+            self.page_addr(p) + a_len,
+            0,
+            Crc::new(),
+            &[&b[..n]],
+            false,
+        )
+        .await?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -378,7 +400,7 @@ impl<F: Geometry> Log<F> {
         }
         let addr = self.page_addr(p) + off;
         // One read covers a short record whole (header, key, value and CRC).
-        let mut h = [0xffu8; SCRATCH];
+        let mut h = [0u8; SCRATCH];
         let hn = SCRATCH.min(room);
         self.read(io, addr, &mut h[..hn]).await?;
         let Some(r) = RecHead::decode(&h[..hn.min(REC_HEAD_MAX)], base) else {
@@ -459,7 +481,7 @@ impl<F: Geometry> Log<F> {
             return Ok(false);
         }
         let n = (written as usize).min(REC_HEAD_MAX);
-        let mut h = [0xffu8; REC_HEAD_MAX];
+        let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
         let torn = match RecHead::parse(&h[..n], base) {
             Err(Unread::Short) => true,
@@ -638,46 +660,44 @@ impl<F: Geometry> Log<F> {
         }
     }
 
-    /// Appends one record at the head, opening the next page when it does not fit, and
-    /// returns where it starts ([`Log::read_at`] reads it back). The caller has made sure
-    /// there is room.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn append(
-        &mut self,
-        io: &IoOf<F>,
-        ty: u8,
-        start: bool,
-        end: bool,
-        kind: u8,
-        key: &[u8],
-        val: &[u8],
-        time: u64,
-        expiry: u64,
-    ) -> Res<u32, F> {
-        if key.len() > 255 || val.len() > VLEN_MAX {
+    /// Bytes `rec` takes in a page of base time `base`.
+    #[inline(never)]
+    pub fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
+        RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
+    }
+
+    /// Appends the record `rec` at the head, opening the next page when it does not fit,
+    /// and returns where it starts ([`Log::read_at`] reads it back). The caller has made
+    /// sure there is room. The one writer of every record kind; a small frame (the page
+    /// opening and the record's header are siblings below it, not nested).
+    pub async fn append(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
+        if rec.key.len() > 255 || rec.val.len() > VLEN_MAX {
+            return Err(FlashError::Corrupted);
+        }
+        // On a fresh page the delta from its base (this record's time) is zero.
+        if Self::rec_size(rec, rec.time) > self.cap() {
             return Err(FlashError::Corrupted);
         }
         // The header depends on the page's base time, which a new page may change.
-        let head =
-            |base: u64| RecHead::new(ty, start, end, kind, key, val.len(), time, expiry, base);
-        // On a fresh page the delta from its base (this record's time) is zero.
-        if head(time).size(F::WRITE_SIZE) as u32 > self.cap() {
-            return Err(FlashError::Corrupted);
+        if self.used == 0 || self.head_off + Self::rec_size(rec, self.head_base) > self.page_size {
+            self.open_page(io, rec.time.max(self.written_time)).await?;
         }
-        let mut r = head(self.head_base);
-        if self.used == 0 || self.head_off + r.size(F::WRITE_SIZE) as u32 > self.page_size {
-            self.open_page(io, time.max(self.written_time)).await?;
-            r = head(self.head_base);
-        }
+        self.write_record(io, rec).await
+    }
+
+    /// Writes `rec` at the head (it fits the head page).
+    #[blocking(inline(never))]
+    async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
+        let base = self.head_base;
+        let r = RecHead::new(rec, base);
         let size = r.size(F::WRITE_SIZE) as u32;
-        let h = r.encode(self.head_base);
-        let h = &h[..usize::from(r.hlen)];
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
         self.head_off += size;
-        if let Err(e) = self
-            .write_parts(io, addr, &[h, &key[r.plen()..], val], true)
-            .await
-        {
+        // The header is encoded straight into the request buffer.
+        let mut sum = Crc::new();
+        let hl = io.stage_head(&r, base, &mut sum);
+        let parts: [&[u8]; 2] = [&rec.key[r.plen()..], rec.val];
+        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts, true).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);

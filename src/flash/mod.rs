@@ -268,8 +268,10 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     culled: bool,
 }
 
-/// A flash address no record has.
-const NOWHERE: u32 = u32::MAX;
+/// A flash address no record has: 0 lies before the region or at the start of its first
+/// page, where the page header is, never a record. Zero, so the tables of addresses start
+/// zeroed (no `memset` of 0xFF bytes).
+const NOWHERE: u32 = 0;
 
 type Fe<F> = FlashError<<F as Geometry>::Error>;
 type Res<T, F> = Result<T, Error<Fe<F>>>;

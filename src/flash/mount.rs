@@ -171,7 +171,7 @@ impl<
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
         let mut core = Core::new(range, capacity, table, policy)?;
-        let mut buf = [0xff; SCRATCH];
+        let mut buf = [0; SCRATCH];
         core.mount_or_format_blocking(&mut SyncIo::new(&mut flash, &mut buf), format)?;
         Ok(Persistent { core, buf, flash })
     }

@@ -12,11 +12,10 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_size, varint_len, RecHead, T_PUT};
+use super::format::{record_size, varint_len, Rec};
 use super::io::Geometry;
-use super::log::{IoOf, SyncIoOf};
+use super::log::{IoOf, Log, SyncIoOf};
 use super::{Core, Res, NOWHERE};
-use crate::backend::Backend;
 use crate::error::Error;
 use crate::table::Table;
 
@@ -115,6 +114,9 @@ impl<
     /// rewriting most of a small region), compaction does not keep those: copying them
     /// round the log would not make room. A power cut while such a batch is written then
     /// loses those keys (a miss, never an older value).
+    ///
+    /// Out of line: a front end's step that calls it stays small.
+    #[blocking(inline(never))]
     pub(super) async fn reserve(
         &mut self,
         io: &IoOf<F>,
@@ -150,7 +152,9 @@ impl<
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
     /// drops their entries; without `keep`, the records of changed keys are not copied),
-    /// then erases it. Reads only the records of changed keys.
+    /// then erases it. Reads only the records of changed keys. Out of line with a small
+    /// frame: it lies on the deepest path of a call (an operation making room).
+    #[blocking(inline(never))]
     pub(super) async fn reclaim_tail(
         &mut self,
         io: &IoOf<F>,
@@ -161,12 +165,9 @@ impl<
         // resumes from what the flash holds, where a later expiry would still be live.
         let now = self.log.written_time;
         let tail = self.log.tail;
-        let ws = F::WRITE_SIZE;
         // Records before damage found at open are never copied: no entry was restored from
         // them, so no slot and no changed key points there. A copy takes the head page's
         // base time (already on flash) and keeps its absolute expiry.
-        let mut key = [0u8; K];
-        let mut val = [0u8; V];
         for d in 0..self.dirty {
             let at = self.dirty_loc[d];
             if !self.log.in_page(at, tail) {
@@ -175,34 +176,8 @@ impl<
             // Copied, or lost with the page (a miss after a power cut, never an older value:
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
-            if evict || !keep {
-                continue;
-            }
-            let log = &mut self.log;
-            let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
-                continue;
-            };
-            let off = at - log.page_addr(tail);
-            let Some(r) = log
-                .read_record(io, tail, off, base)
-                .await
-                .map_err(Error::Backend)?
-            else {
-                continue;
-            };
-            let read = r.expiry > now
-                && log
-                    .read_at(io, at, &r, &mut key, &mut val)
-                    .await
-                    .map_err(Error::Backend)?;
-            let (k, v) = (&key[..usize::from(r.klen)], &val[..r.vlen as usize]);
-            let base = log.head_base;
-            let copy = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, r.expiry, base);
-            if read && log.head_fits(copy.size(ws)) {
-                self.dirty_loc[d] = log
-                    .append(io, T_PUT, true, true, r.kind(), k, v, base, r.expiry)
-                    .await
-                    .map_err(Error::Backend)?;
+            if !evict && keep {
+                self.dirty_loc[d] = self.copy_flushed(io, d, at, now).await?;
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
@@ -210,27 +185,7 @@ impl<
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            let (k, v, kind, e) = self.table.borrow().slot(i);
-            if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
-                continue;
-            }
-            self.loc[i] = NOWHERE;
-            if e <= now {
-                continue;
-            }
-            let log = &mut self.log;
-            let base = log.head_base;
-            let size = RecHead::new(T_PUT, true, true, 0, k, v.len(), base, e, base).size(ws);
-            if !evict && log.head_fits(size) {
-                self.loc[i] = log
-                    .append(io, T_PUT, true, true, kind as u8, k, v, base, e)
-                    .await
-                    .map_err(Error::Backend)?;
-            } else {
-                key[..k.len()].copy_from_slice(k);
-                let kl = k.len();
-                let _ = self.table.borrow_mut().delete(&key[..kl], now);
-            }
+            self.copy_entry(io, i, now, evict).await?;
         }
         let log = &mut self.log;
         log.erase_page(io, tail, None)
@@ -244,6 +199,68 @@ impl<
             log.ready += 1;
         }
         Ok(())
+    }
+
+    /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
+    /// is unchanged and live at `now`, and it fits (else, with `evict` too, it goes with the
+    /// page: durable at once, the page is erased next). Out of line: the compaction loop
+    /// keeps a small frame above the writer.
+    #[blocking(inline(never))]
+    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, now: u64, evict: bool) -> Res<(), F> {
+        let tail = self.log.tail;
+        let (k, v, kind, e) = self.table.borrow().slot(i);
+        if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
+            return Ok(());
+        }
+        self.loc[i] = NOWHERE;
+        if e <= now {
+            return Ok(());
+        }
+        let log = &mut self.log;
+        let base = log.head_base;
+        let rec = Rec::put(k, v, kind as u8, base, e);
+        if !evict && log.head_fits(Log::<F>::rec_size(&rec, base) as usize) {
+            self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
+        } else {
+            self.table.borrow_mut().remove_slot(i);
+        }
+        Ok(())
+    }
+
+    /// Copies the flushed record of changed key `d` at `at` (in the tail page) to the head
+    /// when it is still live at `now` and fits: where the copy starts, [`NOWHERE`] when it
+    /// is not copied. The key comes from the list, only the value is read.
+    #[blocking(inline(never))]
+    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32, now: u64) -> Res<u32, F> {
+        let log = &mut self.log;
+        let tail = log.tail;
+        let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
+            return Ok(NOWHERE);
+        };
+        let off = at - log.page_addr(tail);
+        let Some(r) = log
+            .read_record(io, tail, off, base)
+            .await
+            .map_err(Error::Backend)?
+        else {
+            return Ok(NOWHERE);
+        };
+        let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
+        let vl = r.vlen as usize;
+        if r.expiry <= now || usize::from(r.klen) != k.len() || vl > V {
+            return Ok(NOWHERE);
+        }
+        let mut val = [0u8; V];
+        let from = at + r.body_end() - r.vlen;
+        log.read(io, from, &mut val[..vl])
+            .await
+            .map_err(Error::Backend)?;
+        let base = log.head_base;
+        let copy = Rec::put(k, &val[..vl], r.kind(), base, r.expiry);
+        if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
+            return Ok(NOWHERE);
+        }
+        log.append(io, &copy).await.map_err(Error::Backend)
     }
 
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]

@@ -7,7 +7,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{key_cost, key_cost_max, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, key_cost_max, same, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -31,7 +31,7 @@ impl<
     }
 
     pub(super) fn is_dirty(&self, key: &[u8]) -> bool {
-        self.pending_clear || (0..self.dirty).any(|i| self.dirty_key(i) == key)
+        self.pending_clear || (0..self.dirty).any(|i| same(self.dirty_key(i), key))
     }
 
     /// Where the latest record of `key` lies on flash, when it is held and unchanged since
@@ -47,7 +47,7 @@ impl<
     /// Records `key` as changed, its latest record on flash being at `at` (from
     /// [`Self::on_flash`] before the change); the caller made room with [`Self::room`].
     pub(super) fn mark(&mut self, key: &[u8], at: u32) {
-        if (0..self.dirty).any(|i| self.dirty_key(i) == key) || key.len() > K {
+        if (0..self.dirty).any(|i| same(self.dirty_key(i), key)) || key.len() > K {
             return;
         }
         if self.dirty < D {
@@ -116,57 +116,49 @@ impl<
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
         let n = self.dirty();
-        let time = self.time;
-        let mut i = 0;
-        if self.pending_clear {
-            self.log
-                .append(io, T_CLEAR, true, n == 1, 0, &[], &[], time, 0)
-                .await
-                .map_err(Error::Backend)?;
-            i = 1;
-        }
-        let mut key = [0u8; K];
-        let mut val = [0u8; V];
-        for d in 0..self.dirty {
-            let klen = usize::from(self.dirty_len[d]);
-            key[..klen].copy_from_slice(&self.dirty_keys[d][..klen]);
-            let k = &key[..klen];
-            let (start, end) = (i == 0, i + 1 == n);
-            match self.table.borrow().peek_any(k) {
-                Some((v, kind, expiry)) => {
-                    let vl = v.len();
-                    val[..vl].copy_from_slice(v);
-                    let at = self
-                        .log
-                        .append(
-                            io,
-                            T_PUT,
-                            start,
-                            end,
-                            kind as u8,
-                            k,
-                            &val[..vl],
-                            time,
-                            expiry,
-                        )
-                        .await
-                        .map_err(Error::Backend)?;
-                    if let Some(s) = self.table.borrow().slot_of(k) {
-                        self.loc[s] = at;
-                    }
-                }
-                None => {
-                    self.log
-                        .append(io, T_TOMB, start, end, 0, k, &[], time, 0)
-                        .await
-                        .map_err(Error::Backend)?;
-                }
-            }
-            i += 1;
+        for i in 0..n {
+            self.append_listed(io, i, n).await?;
         }
         self.dirty = 0;
         self.pending_clear = false;
         self.commits += 1;
+        Ok(())
+    }
+
+    /// Appends the `i`-th of the `n` records of a flush: the pending clear first, then each
+    /// changed key's value, or its tombstone when it is gone. Out of line, so the flush's
+    /// loop keeps a small frame above the writer.
+    #[blocking(inline(never))]
+    async fn append_listed(&mut self, io: &IoOf<F>, i: usize, n: usize) -> Res<(), F> {
+        let Self {
+            table,
+            log,
+            loc,
+            dirty_keys,
+            dirty_len,
+            time,
+            pending_clear,
+            ..
+        } = self;
+        let t: &Table<N, K, V, S> = (*table).borrow();
+        let mut rec = Rec::bare(T_CLEAR, i == 0, i + 1 == n, *time);
+        let mut slot = None;
+        if let Some(d) = i.checked_sub(usize::from(*pending_clear)) {
+            let k = &dirty_keys[d][..usize::from(dirty_len[d])];
+            rec.key = k;
+            rec.ty = T_TOMB;
+            if let Some((v, kind, expiry)) = t.peek_any(k) {
+                rec.ty = T_PUT;
+                rec.val = v;
+                rec.kind = kind as u8;
+                rec.expiry = expiry;
+                slot = t.slot_of(k);
+            }
+        }
+        let at = log.append(io, &rec).await.map_err(Error::Backend)?;
+        if let Some(s) = slot {
+            loc[s] = at;
+        }
         Ok(())
     }
 
