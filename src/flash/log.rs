@@ -408,10 +408,19 @@ impl<F: Geometry> Log<F> {
         let len = align_up(skip + room.min(SCRATCH), rs as usize).min(SCRATCH);
         let hn = (len - skip).min(room);
         io.read(start, len).await?;
-        let Some(r) = io.with_buf(|b| RecHead::decode(&b[skip..skip + hn.min(REC_HEAD_MAX)], base))
-        else {
+        // The header lies in that window unless it crosses the window's end (reads of 64
+        // bytes beneath smaller words): then it is read on its own, and the CRC is taken
+        // over the record from its start.
+        let in_window = hn >= room.min(REC_HEAD_MAX);
+        let head = if in_window {
+            io.with_buf(|b| RecHead::decode(&b[skip..skip + hn.min(REC_HEAD_MAX)], base))
+        } else {
+            self.read_head(io, addr, room, base).await?
+        };
+        let Some(r) = head else {
             return Ok(None);
         };
+        let hn = if in_window { hn } else { 0 };
         let size = r.size(F::WRITE_SIZE) as u64;
         if size > room as u64 {
             return Ok(None);
@@ -432,6 +441,23 @@ impl<F: Geometry> Log<F> {
             .crc_matches(io, addr, have, r.body_end(), crc, stored, got)
             .await?;
         Ok(ok.then_some(r))
+    }
+
+    /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
+    /// read on its own: for a header across the end of a read window. Out of line, so its
+    /// buffer is not on `read_record`'s frame.
+    #[inline(never)]
+    async fn read_head(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        room: usize,
+        base: u64,
+    ) -> Res<Option<RecHead>, F> {
+        let mut h = [0u8; REC_HEAD_MAX];
+        let n = room.min(REC_HEAD_MAX);
+        self.read(io, addr, &mut h[..n]).await?;
+        Ok(RecHead::decode(&h[..n], base))
     }
 
     /// True when the CRC stored after the first `end` bytes of the record at `addr`
