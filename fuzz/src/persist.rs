@@ -47,8 +47,8 @@ pub enum Geometry {
     W1,
     /// 2-byte words, reads of 4.
     W2R4,
-    /// 4-byte words.
-    W4,
+    /// 4-byte words, reads of 64 (a record's header can cross a read window's end).
+    W4R64,
     /// 4-byte words, reads of 4.
     W4R4,
     /// 8-byte words, reads of 32.
@@ -229,7 +229,7 @@ pub fn run(input: &Input) {
     match input.geometry {
         Geometry::W1 => run_with::<512, 1, 1>(policy, ops),
         Geometry::W2R4 => run_with::<512, 2, 4>(policy, ops),
-        Geometry::W4 => run_with::<512, 4, 1>(policy, ops),
+        Geometry::W4R64 => run_with::<512, 4, 64>(policy, ops),
         Geometry::W4R4 => run_with::<512, 4, 4>(policy, ops),
         Geometry::W8R32 => run_with::<512, 8, 32>(policy, ops),
         Geometry::W16 => run_with::<512, 16, 1>(policy, ops),

@@ -167,6 +167,11 @@ impl<E> Io<E> {
         out.copy_from_slice(&b[skip..skip + out.len()]);
     }
 
+    /// Runs `f` over the buffer (the bytes of the last read).
+    pub fn with_buf<R>(&self, f: impl FnOnce(&[u8; SCRATCH]) -> R) -> R {
+        f(&self.buf.get())
+    }
+
     /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`.
     pub fn stage(&self, at: usize, bytes: &[u8], crc: &mut Crc) {
         let mut b = self.buf.get();
@@ -255,6 +260,11 @@ impl<'a, E> SyncIo<'a, E> {
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
         out.copy_from_slice(&self.buf[skip..skip + out.len()]);
+    }
+
+    /// Runs `f` over the buffer (the bytes of the last read).
+    pub fn with_buf<R>(&self, f: impl FnOnce(&[u8; SCRATCH]) -> R) -> R {
+        f(self.buf)
     }
 
     /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`: a byte

@@ -386,7 +386,9 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads and checks the record at `off` of page `p` (base time `base`); `None` when
-    /// blank or invalid.
+    /// blank or invalid. The record is read into the request buffer and checked there: no
+    /// buffer of its own on the stack (it lies on the deepest path of a call, compaction
+    /// reading a changed key's record).
     pub async fn read_record(
         &mut self,
         io: &IoOf<F>,
@@ -399,52 +401,95 @@ impl<F: Geometry> Log<F> {
             return Ok(None);
         }
         let addr = self.page_addr(p) + off;
-        // One read covers a short record whole (header, key, value and CRC).
-        let mut h = [0u8; SCRATCH];
-        let hn = SCRATCH.min(room);
-        self.read(io, addr, &mut h[..hn]).await?;
-        let Some(r) = RecHead::decode(&h[..hn.min(REC_HEAD_MAX)], base) else {
+        // One read request covers a short record whole (header, key, value and CRC).
+        let rs = F::READ_SIZE as u32;
+        let start = addr - addr % rs;
+        let skip = (addr - start) as usize;
+        let len = align_up(skip + room.min(SCRATCH), rs as usize).min(SCRATCH);
+        let hn = (len - skip).min(room);
+        io.read(start, len).await?;
+        // The header lies in that window unless it crosses the window's end (reads of 64
+        // bytes beneath smaller words): then it is read on its own, and the CRC is taken
+        // over the record from its start.
+        let in_window = hn >= room.min(REC_HEAD_MAX);
+        let head = if in_window {
+            io.with_buf(|b| RecHead::decode(&b[skip..skip + hn.min(REC_HEAD_MAX)], base))
+        } else {
+            self.read_head(io, addr, room, base).await?
+        };
+        let Some(r) = head else {
             return Ok(None);
         };
+        let hn = if in_window { hn } else { 0 };
         let size = r.size(F::WRITE_SIZE) as u64;
         if size > room as u64 {
             return Ok(None);
         }
-        let ok = self.crc_matches(io, addr, &mut h, hn, r.body_end()).await?;
+        let e = r.body_end() as usize;
+        let have = hn.min(e);
+        let mut crc = Crc::new();
+        // The stored CRC may start inside what was read already.
+        let mut stored = [0u8; REC_CRC];
+        let got = hn.saturating_sub(e).min(REC_CRC);
+        io.with_buf(|b| {
+            crc.update(&b[skip..skip + have]);
+            if got > 0 {
+                stored[..got].copy_from_slice(&b[skip + e..skip + e + got]);
+            }
+        });
+        let ok = self
+            .crc_matches(io, addr, have, r.body_end(), crc, stored, got)
+            .await?;
         Ok(ok.then_some(r))
     }
 
+    /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
+    /// read on its own: for a header across the end of a read window. Out of line, so its
+    /// buffer is not on `read_record`'s frame.
+    #[inline(never)]
+    async fn read_head(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        room: usize,
+        base: u64,
+    ) -> Res<Option<RecHead>, F> {
+        let mut h = [0u8; REC_HEAD_MAX];
+        let n = room.min(REC_HEAD_MAX);
+        self.read(io, addr, &mut h[..n]).await?;
+        Ok(RecHead::decode(&h[..n], base))
+    }
+
     /// True when the CRC stored after the first `end` bytes of the record at `addr`
-    /// matches them. `h` holds the record's first `have` bytes (as read, or with a header
-    /// of the caller's in place) and is reused to read the rest: the one CRC check of every
-    /// record read, at open, in compaction and in damage checks.
+    /// matches them. `crc` covers the record's first `have` bytes (as read, or with a
+    /// header of the caller's in place); the rest is read through the request buffer.
+    /// `stored` holds the stored CRC's first `got` bytes. The one CRC check of every record
+    /// read, at open, in compaction and in damage checks.
+    #[allow(clippy::too_many_arguments)]
     async fn crc_matches(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
-        h: &mut [u8; SCRATCH],
         have: usize,
         end: u32,
+        mut crc: Crc,
+        mut stored: [u8; REC_CRC],
+        got: usize,
     ) -> Res<bool, F> {
-        let e = end as usize;
-        let mut crc = Crc::new();
-        crc.update(&h[..have.min(e)]);
-        // The stored CRC may start inside what was read already.
-        let mut stored = [0u8; REC_CRC];
-        let got = have.saturating_sub(e).min(REC_CRC);
-        if got > 0 {
-            stored[..got].copy_from_slice(&h[e..e + got]);
-        }
-        let mut at = have.min(e) as u32;
-        while at < end {
-            let n = (end - at).min(SCRATCH as u32) as usize;
-            self.read(io, addr + at, &mut h[..n]).await?;
-            crc.update(&h[..n]);
+        let rs = F::READ_SIZE as u32;
+        let mut at = addr + have as u32;
+        let to = addr + end;
+        while at < to {
+            let start = at - at % rs;
+            let skip = (at - start) as usize;
+            let len = align_up((to - start) as usize, rs as usize).min(SCRATCH);
+            let n = (len - skip).min((to - at) as usize);
+            io.read(start, len).await?;
+            io.with_buf(|b| crc.update(&b[skip..skip + n]));
             at += n as u32;
         }
         if got < REC_CRC {
-            self.read(io, addr + end + got as u32, &mut stored[got..])
-                .await?;
+            self.read(io, to + got as u32, &mut stored[got..]).await?;
         }
         Ok(crc.finish() == u32::from_le_bytes(stored))
     }
@@ -536,9 +581,10 @@ impl<F: Geometry> Log<F> {
         r: &RecHead,
     ) -> Res<bool, F> {
         let hl = usize::from(r.hlen);
-        let mut h = [0u8; SCRATCH];
-        h[..hl].copy_from_slice(&head[..hl]);
-        self.crc_matches(io, self.page_addr(p) + off, &mut h, hl, r.body_end())
+        let mut crc = Crc::new();
+        crc.update(&head[..hl]);
+        let addr = self.page_addr(p) + off;
+        self.crc_matches(io, addr, hl, r.body_end(), crc, [0; REC_CRC], 0)
             .await
     }
 

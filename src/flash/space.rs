@@ -132,7 +132,9 @@ impl<
         let keep = pl.bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
         for round in 0..(3 * pages + 4) {
             if self.log.free() > 0 {
-                let mut pl = self.placer();
+                // The same placer, so that one sits in this frame (it is on the deepest
+                // path of a call).
+                pl = self.placer();
                 sizes(self, &mut pl);
                 if pl.ok {
                     return Ok(());

@@ -236,7 +236,6 @@ type Flash = ramflash::RamFlash<4096>;
 /// that starts at zero, and checks what came back.
 #[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
 fn persistence(checks: &mut Checks, flash: &mut Flash) {
-    type P<'f> = Persistent<&'f mut Flash, 16, 24, 16>;
     for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }] {
         // A blank part: erase everything first.
         use embedded_storage::nor_flash::NorFlash;
@@ -282,13 +281,28 @@ fn persistence(checks: &mut Checks, flash: &mut Flash) {
         let d1 = stack::deepest(|| cache.set("config", &1u32, Timeout::Never).is_ok());
         let d2 = stack::deepest(|| cache.incr("boots", 1).is_ok());
         let d3 = stack::deepest(|| cache.incr_version("long", 1).is_ok());
+        // Compaction: the workload fills the region several times over, so calls reclaim
+        // the oldest page, copying its live records (under write-back, also a changed
+        // key's flushed record, read back from flash). Erases after open come only from
+        // compaction (every page was formatted or found ready at open).
+        let erased_before = erases(&mut cache);
+        let (compacted_ok, d5) = compacting(&mut cache);
+        let erased_after = erases(&mut cache);
         let d4 = stack::deepest(|| cache.close().is_ok());
         info!(
-            "  set {=u32} incr {=u32} incr_version {=u32} close {=u32}",
-            d1, d2, d3, d4
+            "  set {=u32} incr {=u32} incr_version {=u32} close {=u32} compacting {=u32}",
+            d1, d2, d3, d4, d5
         );
         let depth = d1.max(d2).max(d3).max(d4);
-        info!("  deepest stack of a persistent cache call (set/incr/incr_version/close): {=u32} bytes", depth);
+        info!("  deepest stack of a persistent cache call (set/incr/incr_version/close): {=u32} bytes without compaction, {=u32} with", depth, depth.max(d5));
+        info!(
+            "  compaction: {=u32} page erases during the compacting workload",
+            erased_after.saturating_sub(erased_before)
+        );
+        checks.check(
+            "persistence: the painted workload compacted",
+            compacted_ok && erased_after > erased_before,
+        );
         let wear = cache.backend_mut().wear();
         let resumed = cache.now() / 1000;
         match policy {
@@ -312,6 +326,86 @@ fn persistence(checks: &mut Checks, flash: &mut Flash) {
             erased && first && back,
         );
     }
+}
+
+/// A persistent cache over [`Flash`].
+type P<'f> = Persistent<&'f mut Flash, 16, 24, 16>;
+
+/// Keys rewritten all the time, and keys rewritten once their records reach the oldest
+/// page (their records are live when that page is compacted).
+const FILL: [&str; 4] = ["fill_0", "fill_1", "fill_2", "fill_3"];
+const RARE: [&str; 6] = ["rare_0", "rare_1", "rare_2", "rare_3", "rare_4", "rare_5"];
+
+/// A value of 15 bytes serialized (each `u32` a 5-byte varint): records large enough
+/// that a few batches fill what a compaction leaves of a page.
+fn big(n: u32) -> [u32; 3] {
+    [n | 0xF000_0000; 3]
+}
+
+/// Pages erased so far (after open, only compaction erases).
+fn erases(cache: &mut tickcache::Cache<&ManualClock, P<'_>, 24>) -> u32 {
+    cache.backend_mut().flash_mut().erases
+}
+
+/// Persistent calls over the 4 KiB region that compact it again and again: the rare keys
+/// are written together, the filler keys rewritten until the page holding the rare keys'
+/// records is the oldest, then each rare key is changed in a batch of its own (under
+/// write-back its flushed record lies in the page the batch's compaction reclaims) and
+/// `incr` and `incr_version` run. Returns whether every call succeeded and the values read
+/// back are right, and the deepest stack of one call (each painted on its own).
+#[inline(never)]
+fn compacting(cache: &mut tickcache::Cache<&ManualClock, P<'_>, 24>) -> (bool, u32) {
+    let mut deep = 0;
+    // Each call painted on its own (as the others are): the deepest below the call.
+    macro_rules! call {
+        ($e:expr) => {{
+            let mut r = false;
+            deep = deep.max(stack::deepest(|| r = $e));
+            r
+        }};
+    }
+    let mut ok = call!(cache.set("ver", &0u32, Timeout::Never).is_ok());
+    let mut version = 1;
+    let mut n = 0u32;
+    for cycle in 0..8u32 {
+        for k in RARE {
+            ok &= call!(cache.set(k, &big(cycle), Timeout::Never).is_ok());
+        }
+        for f in FILL {
+            ok &= call!(cache.set(f, &big(n), Timeout::Never).is_ok());
+        }
+        let used = cache.backend_mut().pages_used();
+        let from = erases(cache);
+        // Until the page the rare keys were written to is the oldest and the log is full
+        // (one page is kept free for compaction): the next batch that needs room
+        // compacts it.
+        for _ in 0..400 {
+            let b = cache.backend_mut();
+            if b.flash().erases >= from + used - 1 && b.pages_used() + 1 >= b.pages() {
+                break;
+            }
+            n += 1;
+            let f = FILL[n as usize % FILL.len()];
+            ok &= call!(cache.set(f, &big(n), Timeout::Never).is_ok());
+        }
+        for k in RARE {
+            ok &= call!(cache.set(k, &big(cycle + 100), Timeout::Never).is_ok());
+            for f in &FILL[1..] {
+                n += 1;
+                ok &= call!(cache.set(*f, &big(n), Timeout::Never).is_ok());
+            }
+            ok &= call!(cache.incr("boots", 1).is_ok());
+            let v = Key::new("ver").version(version);
+            ok &= call!(matches!(cache.incr_version(v, 1), Ok(v) if v == version + 1));
+            version += 1;
+        }
+    }
+    ok &= matches!(cache.get::<[u32; 3]>(RARE[0]), Ok(Some(v)) if v == big(107))
+        && matches!(
+            cache.get::<u32>(Key::new("ver").version(version)),
+            Ok(Some(0))
+        );
+    (ok, deep)
 }
 
 #[entry]

@@ -28,13 +28,18 @@ impl NorFlashError for RamFlashError {
 /// `SIZE` bytes of NOR flash in RAM, in pages of 1 KiB written in 4-byte words.
 pub struct RamFlash<const SIZE: usize> {
     cells: [u8; SIZE],
+    /// Pages erased since creation.
+    pub erases: u32,
 }
 
 impl<const SIZE: usize> RamFlash<SIZE> {
     /// A flash that reads as all zeros, as after power-on with RAM cleared: the cache's
     /// open treats such pages as not formatted.
     pub const fn new() -> Self {
-        RamFlash { cells: [0; SIZE] }
+        RamFlash {
+            cells: [0; SIZE],
+            erases: 0,
+        }
     }
 
     fn range(
@@ -81,6 +86,7 @@ impl<const SIZE: usize> NorFlash for RamFlash<SIZE> {
         let len = to.checked_sub(from).ok_or(RamFlashError::OutOfBounds)? as usize;
         let r = self.range(from, len, Self::ERASE_SIZE)?;
         self.cells[r].fill(0xFF);
+        self.erases += (len / Self::ERASE_SIZE) as u32;
         Ok(())
     }
 
