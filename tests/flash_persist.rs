@@ -879,3 +879,36 @@ fn a_clear_cut_anywhere_keeps_everything_or_nothing() {
     }
     assert!(compacted > 0, "no clear had to compact");
 }
+
+/// CULL_FREQUENCY 1 culls every entry (Django: `len // 1` of them) on an insert at the
+/// limit, under every policy, also when the victims outnumber the write-back list.
+#[test]
+fn cull_frequency_one_culls_every_entry() {
+    fn run<const D: usize>(policy: Policy) {
+        let mut flash = Mock::new();
+        fn open<const D: usize>(
+            flash: &mut Mock,
+            policy: Policy,
+        ) -> Persistent<&mut Mock, 16, 24, 16, D> {
+            Persistent::open(flash, 0..4096, Table::with_culling(8, 1), policy).unwrap()
+        }
+        let clock = ManualClock::new(1000);
+        {
+            let mut cache = open::<D>(&mut flash, policy).into_cache(&clock, Config::new());
+            for i in 0..8u8 {
+                cache.set(format!("k{i}").as_str(), &i, Timeout::Never).unwrap();
+            }
+            assert_eq!(cache.len(), 8, "{policy:?}");
+            cache.set("new", &9u8, Timeout::Never).unwrap();
+            assert_eq!(cache.len(), 1, "{policy:?}: after the culling insert");
+            cache.close().unwrap();
+        }
+        let clock = ManualClock::new(1000);
+        let mut cache = open::<D>(&mut flash, policy).into_cache(&clock, Config::new());
+        assert_eq!(cache.get::<u8>("new").unwrap(), Some(9), "{policy:?}");
+        assert_eq!(cache.len(), 1, "{policy:?}: after reopen");
+    }
+    run::<8>(Policy::WriteThrough);
+    run::<8>(Policy::WriteBack { max_dirty: 8 });
+    run::<32>(Policy::WriteBack { max_dirty: 32 });
+}
