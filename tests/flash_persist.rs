@@ -896,7 +896,9 @@ fn cull_frequency_one_culls_every_entry() {
         {
             let mut cache = open::<D>(&mut flash, policy).into_cache(&clock, Config::new());
             for i in 0..8u8 {
-                cache.set(format!("k{i}").as_str(), &i, Timeout::Never).unwrap();
+                cache
+                    .set(format!("k{i}").as_str(), &i, Timeout::Never)
+                    .unwrap();
             }
             assert_eq!(cache.len(), 8, "{policy:?}");
             cache.set("new", &9u8, Timeout::Never).unwrap();
