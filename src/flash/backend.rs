@@ -374,6 +374,7 @@ impl<
                     .map_err(Error::Backend)?;
                 first = false;
             }
+            self.tombs_first();
             for d in 0..self.dirty {
                 if !self.is_victim(self.dirty_key(d)) {
                     self.append_listed(io, Some(d), first, false).await?;
