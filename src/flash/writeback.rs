@@ -100,27 +100,21 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// Places the batch of a flush in the order it is written: the pending clear, the
-    /// tombstones, the puts ([`Self::tombs_first`]).
     pub(super) fn place_dirty(&self, pl: &mut Placer) {
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
-        for tombs in [true, false] {
-            for d in 0..self.dirty {
-                self.place_changed(pl, d, tombs);
-            }
+        for d in 0..self.dirty {
+            self.place_changed(pl, d);
         }
     }
 
-    /// Places changed key `d`'s record when it is a tombstone (the key is gone) and
-    /// `tombs`, or its value when it is held and not `tombs`.
-    fn place_changed(&self, pl: &mut Placer, d: usize, tombs: bool) {
+    /// Places changed key `d`'s record: its value, or its tombstone when it is gone.
+    fn place_changed(&self, pl: &mut Placer, d: usize) {
         let k = self.dirty_key(d);
         match self.table.borrow().peek_any(k) {
-            Some((v, _, e)) if !tombs => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
-            None if tombs => pl.place(key_cost(k), 0, 0),
-            _ => {}
+            Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
+            None => pl.place(key_cost(k), 0, 0),
         }
     }
 
@@ -181,43 +175,22 @@ impl<
                     pl.place(key_cost(t.slot(i).0), 0, 0);
                 }
             }
-            for tombs in [true, false] {
-                for d in 0..self.dirty {
-                    if !self.is_victim(self.dirty_key(d)) {
-                        self.place_changed(pl, d, tombs);
-                    }
+            for d in 0..self.dirty {
+                if !self.is_victim(self.dirty_key(d)) {
+                    self.place_changed(pl, d);
                 }
             }
         }
         pl.place(key_cost(key), vlen, xlen(expiry, self.time));
     }
 
-    /// Moves the changed keys that are gone (their records are tombstones) before the held
-    /// ones, each group in its order, so a batch writes its tombstones before its puts.
-    /// Replay restores a batch record by record into a table that culls at `max_entries`:
-    /// a put of a new key met before the tombstones of the entries culled for it would find
-    /// the table full and drop the least recent entry there (reads are not logged, so not
-    /// the one the cull took), losing a live entry. With the tombstones first the table
-    /// only grows towards what RAM holds, which is within the limit.
-    pub(super) fn tombs_first(&mut self) {
-        let mut gone = 0;
-        for i in 0..self.dirty {
-            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
-                self.dirty_keys[gone..=i].rotate_right(1);
-                self.dirty_len[gone..=i].rotate_right(1);
-                self.dirty_loc[gone..=i].rotate_right(1);
-                gone += 1;
-            }
-        }
-    }
-
-    /// Writes every changed key (and a pending clear) as one batch: the clear, the
-    /// tombstones, the puts ([`Self::tombs_first`]).
+    /// Writes every changed key (and a pending clear) as one batch.
     pub(crate) async fn flush_dirty(&mut self, io: &IoOf<F>) -> Res<(), F> {
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.tombs_first();
+        // Ordered before room is made: the batch is placed in the order it is written.
+        self.tombstones_first();
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
         let n = self.dirty();
@@ -230,6 +203,24 @@ impl<
         self.pending_clear = false;
         self.commits += 1;
         Ok(())
+    }
+
+    /// Orders the list so that the keys gone come before the keys held: a batch writes its
+    /// tombstones before its values. Called before the batch's room is made (placing the
+    /// records in another order than they are written could need another page), and
+    /// making room changes no listed key: compaction neither copies nor drops one. Replayed the other way, a value of a new key could
+    /// find the table at its limit and cull an entry that the batch's tombstone was to make
+    /// room for (an entry Django's cull never removed, lost at the next open).
+    pub(super) fn tombstones_first(&mut self) {
+        let mut w = 0;
+        for i in 0..self.dirty {
+            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
+                self.dirty_keys.swap(w, i);
+                self.dirty_len.swap(w, i);
+                self.dirty_loc.swap(w, i);
+                w += 1;
+            }
+        }
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
