@@ -22,7 +22,8 @@
 //! only one: every step checks that no entry was dropped for room (`evictions`). Two
 //! cases used to: an insert culling more entries than the write-back list holds, whose
 //! room-making copied the victims' records, and a write-back flush whose replaced records
-//! were kept until entries had to go.
+//! were kept until entries had to go. Every step also checks that a page is left spare for
+//! compaction (a batch written in another order than its room was reckoned in can fill it).
 //!
 //! One documented difference is allowed: through `AsyncSharedCache::with`, `delete_many`
 //! run again after storage work counts only the entries its last run removed (see
@@ -169,6 +170,15 @@ impl Case<'_> {
             front.evictions(),
             0,
             "{:?} {:?}: entries dropped for room at step {} ({:?})",
+            self.kind,
+            self.policy,
+            step,
+            op
+        );
+        // Batches are placed as they are written: one page stays spare for compaction.
+        prop_assert!(
+            front.pages_used() < PAGES as u32,
+            "{:?} {:?}: no spare page after step {} ({:?})",
             self.kind,
             self.policy,
             step,
