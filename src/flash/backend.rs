@@ -347,6 +347,7 @@ impl<
         } = *s;
         let time = self.time;
         let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
+        self.tombstones_first();
         let mut first = true;
         // The log records the live victims (expired ones need no record: they stay expired
         // after a reboot), or one clear record; the table drops them once they are written.

@@ -191,6 +191,7 @@ impl<
         }
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
+        self.tombstones_first();
         let n = self.dirty();
         let clear = usize::from(self.pending_clear);
         for i in 0..n {
@@ -201,6 +202,22 @@ impl<
         self.pending_clear = false;
         self.commits += 1;
         Ok(())
+    }
+
+    /// Orders the list so that the keys gone come before the keys held: a batch writes its
+    /// tombstones before its values. Replayed the other way, a value of a new key could
+    /// find the table at its limit and cull an entry that the batch's tombstone was to make
+    /// room for (an entry Django's cull never removed, lost at the next open).
+    pub(super) fn tombstones_first(&mut self) {
+        let mut w = 0;
+        for i in 0..self.dirty {
+            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
+                self.dirty_keys.swap(w, i);
+                self.dirty_len.swap(w, i);
+                self.dirty_loc.swap(w, i);
+                w += 1;
+            }
+        }
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
