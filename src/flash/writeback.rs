@@ -215,9 +215,13 @@ impl<
         let mut w = 0;
         for i in 0..self.dirty {
             if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
-                self.dirty_keys.swap(w, i);
-                self.dirty_len.swap(w, i);
-                self.dirty_loc.swap(w, i);
+                if w < i {
+                    // Byte by byte (`swap` of whole rows links `memmove`).
+                    let (head, tail) = self.dirty_keys.split_at_mut(i);
+                    head[w].swap_with_slice(&mut tail[0]);
+                    self.dirty_len.swap(w, i);
+                    self.dirty_loc.swap(w, i);
+                }
                 w += 1;
             }
         }
