@@ -46,13 +46,14 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
+    /// Notes cache time `now`. Out of line: every operation starts here.
+    #[inline(never)]
     pub(super) fn see(&mut self, now: u64) {
         self.time = self.time.max(now);
     }
 
     /// Before a read at `now`: drops `key` when it is held but expired, and lists that
-    /// (true then). Not generic, so the typed reads share it.
-    #[inline(never)]
+    /// (true then).
     pub(crate) fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
         self.see(now);
         let expired = matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if e <= now);
@@ -462,6 +463,14 @@ impl<
         }
     }
 
+    /// Before a read: drops `key` when it is held but expired at `now` (true then), and
+    /// writes that when the policy says so. Out of line and not generic: every read
+    /// (typed, raw, `has_key`) shares one copy.
+    #[inline(never)]
+    fn expire(&mut self, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.drop_expired(key, now))
+    }
+
     /// Runs a RAM operation of the core: performs the work it asks for first and runs it
     /// again, then writes the changes when the policy says so.
     fn run<R>(
@@ -499,7 +508,7 @@ impl<
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error<Self::Error>> {
-        if self.run(|c| c.drop_expired(key, now))? {
+        if self.expire(key, now)? {
             return Ok(None);
         }
         self.core
@@ -510,7 +519,7 @@ impl<
     }
 
     fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        if self.run(|c| c.drop_expired(key, now))? {
+        if self.expire(key, now)? {
             return Ok(false);
         }
         self.core
