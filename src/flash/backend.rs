@@ -502,32 +502,7 @@ impl<
 {
     type Error = FeOf<F>;
 
-    fn get<R>(
-        &mut self,
-        key: &[u8],
-        now: u64,
-        read: impl FnOnce(&[u8], Kind) -> R,
-    ) -> Result<Option<R>, Error<Self::Error>> {
-        if self.expire(key, now)? {
-            return Ok(None);
-        }
-        self.core
-            .table
-            .borrow_mut()
-            .get(key, now, read)
-            .map_err(widen)
-    }
-
-    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        if self.expire(key, now)? {
-            return Ok(false);
-        }
-        self.core
-            .table
-            .borrow_mut()
-            .has_key(key, now)
-            .map_err(widen)
-    }
+    front_ops!();
 
     fn put(
         &mut self,
@@ -572,44 +547,9 @@ impl<
         }
     }
 
-    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.touch(key, expiry, now))
-    }
-
-    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.delete(key, now))
-    }
-
-    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
-        self.run(|c| c.incr(key, delta, now))
-    }
-
-    fn rekey(
-        &mut self,
-        from: &[u8],
-        to: &[u8],
-        expiry: u64,
-        now: u64,
-    ) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.rekey(from, to, expiry, now))
-    }
-
-    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
-        self.run(|c| c.clear())
-    }
-
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         let Self { core, buf, flash } = self;
         core.flush_all_blocking(&mut SyncIo::new(flash, buf))
-    }
-
-    fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
-        self.core.see(now);
-        self.flush()
-    }
-
-    fn len(&self) -> usize {
-        self.core.table.borrow().len()
     }
 }
 
