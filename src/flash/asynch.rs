@@ -306,8 +306,9 @@ impl<
         let (len, kind) = match self.core.put_filled(key, fill(&mut staged)) {
             Ok(x) => x,
             Err(e) => {
+                // Never leave a stale value readable: the key goes.
                 if held.is_some() {
-                    self.core.put_failed(key, now)?;
+                    self.core.delete(key, now)?;
                 }
                 return Err(e);
             }

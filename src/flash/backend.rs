@@ -99,15 +99,6 @@ impl<
         }
     }
 
-    /// After a failed fill: the key goes, so no stale value stays readable.
-    pub(crate) fn put_failed(&mut self, key: &[u8], now: u64) -> Res<(), F> {
-        self.room(1, None)?;
-        let at = self.on_flash(key);
-        let _ = self.table.borrow_mut().delete(key, now);
-        self.mark(key, at);
-        Ok(())
-    }
-
     /// Stores the staged value `s`. An insert that culls more entries than the list holds
     /// asks for [`Work::CullingPut`].
     #[inline(never)]
@@ -521,7 +512,7 @@ impl<
             Err(e) => {
                 // Never leave a stale value readable: the key goes.
                 if held.is_some() {
-                    self.run(|c| c.put_failed(key, now))?;
+                    Backend::delete(self, key, now)?;
                 }
                 return Err(e);
             }
