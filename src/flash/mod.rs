@@ -171,25 +171,16 @@ macro_rules! front_ops {
             now: u64,
             read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
         ) -> Result<Option<R>, Error<Self::Error>> {
+            // Held after `expire` means live.
             if self.expire(key, now)? {
                 return Ok(None);
             }
-            self.core
-                .table
-                .borrow_mut()
-                .get(key, now, read)
-                .map_err($crate::flash::widen)
+            Ok(self.core.table.borrow_mut().read_any(key, read))
         }
 
         fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            if self.expire(key, now)? {
-                return Ok(false);
-            }
-            self.core
-                .table
-                .borrow_mut()
-                .has_key(key, now)
-                .map_err($crate::flash::widen)
+            // Held after `expire` means live.
+            Ok(!self.expire(key, now)? && self.core.table.borrow().peek_any(key).is_some())
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
