@@ -46,8 +46,14 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
-    /// Notes cache time `now`. Out of line: every operation starts here.
+    /// [`Self::see`] out of line: `incr_version`'s step, whose frame is the deepest of the
+    /// calls that do not compact (8 bytes less on Cortex-M4 than with it inlined).
     #[inline(never)]
+    fn see_out(&mut self, now: u64) {
+        self.see(now);
+    }
+
+    /// Notes cache time `now`.
     pub(super) fn see(&mut self, now: u64) {
         self.time = self.time.max(now);
     }
@@ -216,7 +222,7 @@ impl<
     }
 
     pub(crate) fn rekey(&mut self, from: &[u8], to: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
-        self.see(now);
+        self.see_out(now);
         if to.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
