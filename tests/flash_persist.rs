@@ -964,3 +964,42 @@ fn write_back_culling_insert_culls_what_django_culls() {
         );
     }
 }
+
+/// A write-back flush whose batch holds a new key's value and a culled key's tombstone:
+/// replayed value first, the table (at its limit) would cull an entry the batch never
+/// removed. Batches write their tombstones first, so a reopen holds what RAM held.
+/// `MAX_ENTRIES` 3, `CULL_FREQUENCY` 2 (each cull takes the least recent entry).
+#[test]
+fn write_back_replay_never_culls_what_the_batch_keeps() {
+    type P<'a> = Persistent<&'a mut Mock, 8, 24, 16>;
+    fn open(flash: &mut Mock) -> P<'_> {
+        let table = Table::with_culling(3, 2);
+        Persistent::open(flash, 0..4096, table, Policy::WriteBack { max_dirty: 3 }).unwrap()
+    }
+    let mut flash = Mock::new();
+    let clock = ManualClock::new(1000);
+    {
+        let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+        for (k, v) in [("a", 1u8), ("b", 2), ("c", 3)] {
+            cache.set(k, &v, Timeout::Never).unwrap();
+        }
+        assert_eq!(cache.backend().dirty(), 0, "three changes flushed");
+        // Culls "a" (least recent); its tombstone waits in the list beside "d".
+        cache.set("d", &4u8, Timeout::Never).unwrap();
+        assert_eq!(cache.get::<u8>("b").unwrap(), Some(2));
+        // Culls "c"; "a" comes back: the list (a, d, c) is flushed.
+        cache.set("a", &5u8, Timeout::Never).unwrap();
+        assert_eq!(cache.backend().dirty(), 0);
+        cache.close().unwrap();
+    }
+    let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+    assert_eq!(cache.len(), 3);
+    for (k, want) in [
+        ("a", Some(5u8)),
+        ("b", Some(2)),
+        ("c", None),
+        ("d", Some(4)),
+    ] {
+        assert_eq!(cache.get::<u8>(k).unwrap(), want, "{k} after reopen");
+    }
+}

@@ -288,6 +288,8 @@ impl<
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
+        // Ordered before room is made: the batch is placed in the order it is written.
+        self.tombstones_first();
         let mut r = self.reserve_culling(io, s).await;
         if r.is_ok() {
             r = self.put_culling(io, s).await;

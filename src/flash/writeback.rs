@@ -189,6 +189,8 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
+        // Ordered before room is made: the batch is placed in the order it is written.
+        self.tombstones_first();
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
         let n = self.dirty();
@@ -201,6 +203,24 @@ impl<
         self.pending_clear = false;
         self.commits += 1;
         Ok(())
+    }
+
+    /// Orders the list so that the keys gone come before the keys held: a batch writes its
+    /// tombstones before its values. Called before the batch's room is made (placing the
+    /// records in another order than they are written could need another page), and
+    /// making room changes no listed key: compaction neither copies nor drops one. Replayed the other way, a value of a new key could
+    /// find the table at its limit and cull an entry that the batch's tombstone was to make
+    /// room for (an entry Django's cull never removed, lost at the next open).
+    pub(super) fn tombstones_first(&mut self) {
+        let mut w = 0;
+        for i in 0..self.dirty {
+            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
+                self.dirty_keys.swap(w, i);
+                self.dirty_len.swap(w, i);
+                self.dirty_loc.swap(w, i);
+                w += 1;
+            }
+        }
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
