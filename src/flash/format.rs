@@ -360,6 +360,8 @@ pub(crate) fn parse_part_a(a: &[u8; PART_A]) -> Option<u32> {
 }
 
 /// Header part B: the page's sequence number and base time; the bytes and their length.
+/// The log writes the same bytes through its record writer (`Log::open_page`).
+#[cfg(test)]
 pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
     let mut b = [0u8; PART_B_MAX];
     b[..4].copy_from_slice(&seq.to_le_bytes());

@@ -9,8 +9,8 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b, Crc, Rec, RecHead, Unread,
-    MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, put_varint, Crc, Rec, RecHead,
+    Unread, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VARINT_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
@@ -343,8 +343,7 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_parts(io, addr, 0, Crc::new(), &[&part_a(count)], false)
-            .await?;
+        self.write_part_a(io, p, count).await?;
         Ok(count)
     }
 
@@ -367,16 +366,21 @@ impl<F: Geometry> Log<F> {
             Some(s) if s != crate::flash::format::SEQ_NEVER => s,
             _ => return Err(FlashError::Corrupted),
         };
-        let (b, n) = part_b(seq, time);
+        // Part B through the record writer: its fields, then their CRC (after `'B'`).
+        let mut t = [0u8; VARINT_MAX];
+        let n = put_varint(&mut t, time);
+        let mut sum = Crc::new();
+        sum.update(b"B");
         self.write_parts(
             io,
             self.page_addr(p) + a_len,
             0,
-            Crc::new(),
-            &[&b[..n]],
-            false,
+            sum,
+            &[&seq.to_le_bytes(), &t[..n]],
+            true,
         )
         .await?;
+        let n = 4 + n + 4;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
