@@ -12,7 +12,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_size, varint_len, Rec};
+use super::format::{record_size, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::{Core, Res, NOWHERE};
@@ -156,7 +156,7 @@ impl<
     /// drops their entries; without `keep`, the records of changed keys are not copied),
     /// then erases it. Reads only the records of changed keys. Out of line with a small
     /// frame: it lies on the deepest path of a call (an operation making room).
-    #[blocking(inline(never))]
+    #[blocking(inline(always))]
     pub(super) async fn reclaim_tail(
         &mut self,
         io: &IoOf<F>,
@@ -236,29 +236,38 @@ impl<
     async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32, now: u64) -> Res<u32, F> {
         let log = &mut self.log;
         let tail = log.tail;
-        let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
-            return Ok(NOWHERE);
-        };
-        let off = at - log.page_addr(tail);
-        let Some(r) = log
-            .read_record(io, tail, off, base)
-            .await
-            .map_err(Error::Backend)?
-        else {
-            return Ok(NOWHERE);
-        };
         let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
-        let vl = r.vlen as usize;
-        if r.expiry <= now || usize::from(r.klen) != k.len() || vl > V {
-            return Ok(NOWHERE);
-        }
+        // The header's fields that the copy needs; the header itself is dead after this
+        // block, so its slot is free for the copy's description below.
+        let (expiry, kind, vl, from) = {
+            let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
+                return Ok(NOWHERE);
+            };
+            let mut r = RecHead::BLANK;
+            let off = at - log.page_addr(tail);
+            if !log
+                .read_record_into(io, tail, off, base, &mut r)
+                .await
+                .map_err(Error::Backend)?
+                || r.expiry <= now
+                || usize::from(r.klen) != k.len()
+                || r.vlen as usize > V
+            {
+                return Ok(NOWHERE);
+            }
+            (
+                r.expiry,
+                r.kind(),
+                r.vlen as usize,
+                at + r.body_end() - r.vlen,
+            )
+        };
         let mut val = [0u8; V];
-        let from = at + r.body_end() - r.vlen;
         log.read(io, from, &mut val[..vl])
             .await
             .map_err(Error::Backend)?;
         let base = log.head_base;
-        let copy = Rec::put(k, &val[..vl], r.kind(), base, r.expiry);
+        let copy = Rec::put(k, &val[..vl], kind, base, expiry);
         if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
             return Ok(NOWHERE);
         }
