@@ -519,36 +519,21 @@ impl RecHead {
     /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
     #[inline(never)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
-        let Rec {
-            ty,
-            start,
-            end,
-            kind,
-            key,
-            val,
-            time,
-            expiry,
-        } = *rec;
-        let vlen = val.len();
-        let time = time.max(base);
-        let mut tag = ty << 6 | (kind & 0b11);
-        if start {
-            tag |= TAG_START;
-        }
-        if end {
-            tag |= TAG_END;
-        }
+        let (ty, key, vlen) = (rec.ty, rec.key, rec.val.len());
+        let time = rec.time.max(base);
+        let mut tag =
+            ty << 6 | (rec.kind & 0b11) | u8::from(rec.start) << 5 | u8::from(rec.end) << 4;
+        let mut hlen = 1;
         if time > base {
             tag |= TAG_DELTA;
+            hlen += varint_len(time - base);
         }
-        let (expiry, xlen) = if ty == T_PUT && expiry != NEVER {
+        let mut expiry = NEVER;
+        if ty == T_PUT && rec.expiry != NEVER {
             tag |= TAG_EXPIRY;
-            let e = expiry.max(time);
-            (e, varint_len(e - time))
-        } else {
-            (NEVER, 0)
-        };
-        let mut hlen = 1 + xlen;
+            expiry = rec.expiry.max(time);
+            hlen += varint_len(expiry - time);
+        }
         let pfx = prefixed(key);
         if ty == T_PUT || ty == T_TOMB {
             let rest = key.len() - PREFIX.len() * usize::from(pfx);
@@ -556,9 +541,6 @@ impl RecHead {
         }
         if ty == T_PUT {
             hlen += varint_len(vlen as u64);
-        }
-        if time > base {
-            hlen += varint_len(time - base);
         }
         RecHead {
             tag,

@@ -756,20 +756,22 @@ impl<F: Geometry> Log<F> {
     #[blocking(inline(never))]
     async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
         let base = self.head_base;
-        let r = RecHead::new(rec, base);
-        let size = r.size(F::WRITE_SIZE) as u32;
         let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
-        self.head_off += size;
-        // The header is encoded straight into the request buffer.
+        // The header is encoded straight into the request buffer; only what the write
+        // needs of it is kept (its slot is free again below).
         let mut sum = Crc::new();
-        let hl = io.stage_head(&r, base, &mut sum);
-        let parts: [&[u8]; 2] = [&rec.key[r.plen()..], rec.val];
+        let (hl, plen) = {
+            let r = RecHead::new(rec, base);
+            self.head_off += r.size(F::WRITE_SIZE) as u32;
+            (io.stage_head(&r, base, &mut sum), r.plen())
+        };
+        let parts: [&[u8]; 2] = [&rec.key[plen..], rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, sum, &parts, true).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
         }
-        self.written_time = self.written_time.max(r.time);
+        self.written_time = self.written_time.max(rec.time.max(base));
         Ok(addr)
     }
 }

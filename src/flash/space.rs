@@ -122,23 +122,17 @@ impl<
         io: &IoOf<F>,
         sizes: &dyn Fn(&Self, &mut Placer),
     ) -> Res<(), F> {
-        let mut pl = self.empty_placer();
-        sizes(self, &mut pl);
-        if !pl.ok {
+        // The placers sit in sibling frames (`batch_bytes`, `fits_now`), not in this one:
+        // it lies on the deepest path of a call, above compaction's copies.
+        let Some(bytes) = self.batch_bytes(sizes) else {
             return Err(Error::StorageFull);
-        }
+        };
         let pages = self.log.pages;
         // The records the batch replaces take about as much room as the batch.
-        let keep = pl.bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
+        let keep = bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
         for round in 0..(3 * pages + 4) {
-            if self.log.free() > 0 {
-                // The same placer, so that one sits in this frame (it is on the deepest
-                // path of a call).
-                pl = self.placer();
-                sizes(self, &mut pl);
-                if pl.ok {
-                    return Ok(());
-                }
+            if self.fits_now(sizes) {
+                return Ok(());
             }
             if self.log.used <= 1 {
                 self.log
@@ -209,19 +203,22 @@ impl<
     /// keeps a small frame above the writer.
     #[blocking(inline(never))]
     async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, now: u64, evict: bool) -> Res<(), F> {
-        let tail = self.log.tail;
+        if !self.log.in_page(self.loc[i], self.log.tail) {
+            return Ok(());
+        }
+        // The copy's description holds the slot's key, value and expiry: nothing else of
+        // the slot is kept across the calls below.
         let (k, v, kind, e) = self.table.borrow().slot(i);
-        if !self.log.in_page(self.loc[i], tail) || self.is_dirty(k) {
+        let rec = Rec::put(k, v, kind as u8, self.log.head_base, e);
+        if self.is_dirty(rec.key) {
             return Ok(());
         }
         self.loc[i] = NOWHERE;
-        if e <= now {
+        if rec.expiry <= now {
             return Ok(());
         }
         let log = &mut self.log;
-        let base = log.head_base;
-        let rec = Rec::put(k, v, kind as u8, base, e);
-        if !evict && log.head_fits(Log::<F>::rec_size(&rec, base) as usize) {
+        if !evict && log.head_fits(Log::<F>::rec_size(&rec, rec.time) as usize) {
             self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
         } else {
             self.table.borrow_mut().remove_slot(i);
@@ -274,8 +271,18 @@ impl<
         log.append(io, &copy).await.map_err(Error::Backend)
     }
 
+    /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
+    /// cannot fit even there. Out of line: its placer is not on [`Self::reserve`]'s frame.
+    #[inline(never)]
+    fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+        let mut pl = self.empty_placer();
+        sizes(self, &mut pl);
+        pl.ok.then_some(pl.bytes)
+    }
+
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
-    /// would not touch the flash).
+    /// would not touch the flash). Out of line: its placer is not on the caller's frame.
+    #[inline(never)]
     pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
         self.log.free() > 0 && {
             let mut pl = self.placer();
