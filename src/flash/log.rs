@@ -276,24 +276,25 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `staged` bytes already at the start of the request buffer (a record's
-    /// header, whose CRC `sum` holds) and `parts` back to back from `addr` (aligned), then,
-    /// with `crc`, their CRC-32C (a record), padding the end with 0xFF: the one writer of
-    /// page headers and records.
+    /// header, whose CRC `sum` holds), `parts` (the key's rest and the value) and their
+    /// CRC-32C back to back from `addr` (aligned), padding the end with 0xFF: the writer of
+    /// every record kind. Out of line: a sibling of the header's encoding below the
+    /// record writer's frame.
+    #[blocking(inline(never))]
     async fn write_parts(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
         staged: usize,
         mut sum: Crc,
-        parts: &[&[u8]],
-        crc: bool,
+        parts: &[&[u8]; 2],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
         let mut fill = staged;
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
-        // way; with `crc`, it follows the last part.
-        for i in 0..parts.len() + usize::from(crc) {
+        // way; it follows the last part.
+        for i in 0..parts.len() + 1 {
             let tail;
             let part = match parts.get(i) {
                 Some(p) => *p,
@@ -323,11 +324,20 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
+    /// Writes the `n` bytes staged at the start of the request buffer (a page header's
+    /// part, at most [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame
+    /// below the page opening, beside the record writer's.
+    async fn write_staged(&mut self, io: &IoOf<F>, addr: u32, n: usize) -> Res<(), F> {
+        let end = align_up(n, F::WRITE_SIZE);
+        io.pad(n, end);
+        io.write(addr, end).await?;
+        Ok(())
+    }
+
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
         io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
-        self.write_parts(io, self.page_addr(p), PART_A, Crc::new(), &[], false)
-            .await
+        self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
@@ -343,8 +353,7 @@ impl<F: Geometry> Log<F> {
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
         io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
-        self.write_parts(io, addr, PART_A, Crc::new(), &[], false)
-            .await?;
+        self.write_staged(io, addr, PART_A).await?;
         Ok(count)
     }
 
@@ -369,8 +378,7 @@ impl<F: Geometry> Log<F> {
         };
         // Part B is encoded straight into the request buffer.
         let n = io.stage_with(|b| part_b_into(b, seq, time));
-        self.write_parts(io, self.page_addr(p) + a_len, n, Crc::new(), &[], false)
-            .await?;
+        self.write_staged(io, self.page_addr(p) + a_len, n).await?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -766,7 +774,7 @@ impl<F: Geometry> Log<F> {
             (io.stage_head(&r, base, &mut sum), r.plen())
         };
         let parts: [&[u8]; 2] = [&rec.key[plen..], rec.val];
-        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts, true).await {
+        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);

@@ -157,9 +157,8 @@ impl<
         evict: bool,
         keep: bool,
     ) -> Res<(), F> {
-        // Only a time already on flash may expire entries here: after a power cut, time
-        // resumes from what the flash holds, where a later expiry would still be live.
-        let now = self.log.written_time;
+        // Only a time already on flash may expire entries here (the copies read it from
+        // the log, [`Self::copied_now`]).
         let tail = self.log.tail;
         // Records before damage found at open are never copied: no entry was restored from
         // them, so no slot and no changed key points there. A copy takes the head page's
@@ -173,7 +172,7 @@ impl<
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
             if !evict && keep {
-                self.dirty_loc[d] = self.copy_flushed(io, d, at, now).await?;
+                self.dirty_loc[d] = self.copy_flushed(io, d, at).await?;
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
@@ -181,7 +180,7 @@ impl<
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            self.copy_entry(io, i, now, evict).await?;
+            self.copy_entry(io, i, evict).await?;
         }
         let log = &mut self.log;
         log.erase_page(io, tail, None)
@@ -198,11 +197,11 @@ impl<
     }
 
     /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
-    /// is unchanged and live at `now`, and it fits (else, with `evict` too, it goes with the
+    /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it goes with the
     /// page: durable at once, the page is erased next). Out of line: the compaction loop
     /// keeps a small frame above the writer.
     #[blocking(inline(never))]
-    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, now: u64, evict: bool) -> Res<(), F> {
+    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
         if !self.log.in_page(self.loc[i], self.log.tail) {
             return Ok(());
         }
@@ -214,7 +213,7 @@ impl<
             return Ok(());
         }
         self.loc[i] = NOWHERE;
-        if rec.expiry <= now {
+        if rec.expiry <= self.copied_now() {
             return Ok(());
         }
         let log = &mut self.log;
@@ -227,10 +226,10 @@ impl<
     }
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page) to the head
-    /// when it is still live at `now` and fits: where the copy starts, [`NOWHERE`] when it
+    /// when it is still live ([`Self::copied_now`]) and fits: where the copy starts, [`NOWHERE`] when it
     /// is not copied. The key comes from the list, only the value is read.
     #[blocking(inline(never))]
-    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32, now: u64) -> Res<u32, F> {
+    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<u32, F> {
         let log = &mut self.log;
         let tail = log.tail;
         let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
@@ -246,7 +245,7 @@ impl<
                 .read_record_into(io, tail, off, base, &mut r)
                 .await
                 .map_err(Error::Backend)?
-                || r.expiry <= now
+                || r.expiry <= log.written_time
                 || usize::from(r.klen) != k.len()
                 || r.vlen as usize > V
             {
@@ -278,6 +277,15 @@ impl<
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
+    }
+
+    /// The time compaction expires entries at: the latest time on flash, not the cache's
+    /// (after a power cut, time resumes from what the flash holds, where a later expiry
+    /// would still be live). Copies do not move it (they take the head page's base time,
+    /// already on flash), so it holds for a whole compaction; read where it is used, so
+    /// the copies take no time argument (one stack word pair less on each call).
+    fn copied_now(&self) -> u64 {
+        self.log.written_time
     }
 
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
