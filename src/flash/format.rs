@@ -610,6 +610,14 @@ impl RecHead {
         hlen: 0,
     };
 
+    /// No header yet, in a page of base time `base` (kept in `time` until one is decoded).
+    pub(crate) const fn in_page(base: u64) -> RecHead {
+        RecHead {
+            time: base,
+            ..RecHead::BLANK
+        }
+    }
+
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
     /// time `base`, checking its shape (not the CRC, which needs key and value).
     #[cfg(test)]

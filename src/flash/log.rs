@@ -266,6 +266,24 @@ impl<F: Geometry> Log<F> {
         Ok(Some((first, base)))
     }
 
+    /// Reads page `p`'s header into what is known of page starts unless it is known
+    /// already ([`Log::page_start`] without its answer: out of line, so the answer takes
+    /// no room in the caller's frame; [`Log::known_base`] gives it).
+    #[blocking(inline(never))]
+    pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
+        self.page_start(io, p).await?;
+        Ok(())
+    }
+
+    /// Page `p`'s base time when its start is known ([`Log::load_start`]); no read.
+    pub fn known_base(&self, p: u32) -> Option<u64> {
+        self.starts
+            .iter()
+            .flatten()
+            .find(|(q, _, _)| *q == p)
+            .map(|(_, _, base)| *base)
+    }
+
     /// Forgets what is known of page `p`'s header.
     fn forget(&mut self, p: u32) {
         for s in &mut self.starts {
@@ -396,23 +414,25 @@ impl<F: Geometry> Log<F> {
         off: u32,
         base: u64,
     ) -> Res<Option<RecHead>, F> {
-        let mut r = RecHead::BLANK;
-        let ok = self.read_record_into(io, p, off, base, &mut r).await?;
+        let mut r = RecHead::in_page(base);
+        let ok = self.read_record_into(io, p, off, &mut r).await?;
         Ok(ok.then_some(r))
     }
 
-    /// [`Log::read_record`] into `r`: false when blank or invalid (`r` then means nothing).
-    /// The record is read into the request buffer and checked there, and its header
-    /// decoded into `r`: no buffer and no header of its own on the stack (it lies on the
-    /// deepest path of a call, compaction reading a changed key's record).
+    /// [`Log::read_record`] into `r`, whose `time` gives the page's base time on entry
+    /// ([`RecHead::in_page`]): false when blank or invalid (`r` then means nothing). The
+    /// record is read into the request buffer and checked there, and its header decoded
+    /// into `r`: no buffer and no header of its own on the stack, and no argument on it
+    /// (this lies on the deepest path of a call, compaction reading a changed key's
+    /// record).
     pub async fn read_record_into(
         &mut self,
         io: &IoOf<F>,
         p: u32,
         off: u32,
-        base: u64,
         r: &mut RecHead,
     ) -> Res<bool, F> {
+        let base = r.time;
         let room = self.page_size.saturating_sub(off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
@@ -741,6 +761,13 @@ impl<F: Geometry> Log<F> {
         RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
     }
 
+    /// Where the next record goes: the head page's first free byte. Out of line: the
+    /// writer keeps one word across its calls, not the fields it is computed from.
+    #[inline(never)]
+    fn head_addr(&self) -> u32 {
+        self.page_addr(self.phys(self.used - 1)) + self.head_off
+    }
+
     /// Appends the record `rec` at the head, opening the next page when it does not fit,
     /// and returns where it starts ([`Log::read_at`] reads it back). The caller has made
     /// sure there is room. The one writer of every record kind; a small frame (the page
@@ -764,7 +791,7 @@ impl<F: Geometry> Log<F> {
     #[blocking(inline(never))]
     async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
         let base = self.head_base;
-        let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
+        let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
         // needs of it is kept (its slot is free again below).
         let mut sum = Crc::new();

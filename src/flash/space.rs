@@ -172,6 +172,14 @@ impl<
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
             if !evict && keep {
+                // The page's start is read (once: then it is known) beside the copy, not
+                // under it.
+                if self.log.known_base(tail).is_none() {
+                    self.log
+                        .load_start(io, tail)
+                        .await
+                        .map_err(Error::Backend)?;
+                }
                 self.dirty_loc[d] = self.copy_flushed(io, d, at).await?;
             }
         }
@@ -225,9 +233,10 @@ impl<
         Ok(())
     }
 
-    /// Copies the flushed record of changed key `d` at `at` (in the tail page) to the head
-    /// when it is still live ([`Self::copied_now`]) and fits: where the copy starts, [`NOWHERE`] when it
-    /// is not copied. The key comes from the list, only the value is read.
+    /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
+    /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
+    /// and fits: where the copy starts, [`NOWHERE`] when it is not copied. The key comes
+    /// from the list, only the value is read.
     #[blocking(inline(never))]
     async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<u32, F> {
         let log = &mut self.log;
@@ -236,13 +245,13 @@ impl<
         // The header's fields that the copy needs; the header itself is dead after this
         // block, so its slot is free for the copy's description below.
         let (expiry, kind, vl, from) = {
-            let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
+            let Some(base) = log.known_base(tail) else {
                 return Ok(NOWHERE);
             };
-            let mut r = RecHead::BLANK;
+            let mut r = RecHead::in_page(base);
             let off = at - log.page_addr(tail);
             if !log
-                .read_record_into(io, tail, off, base, &mut r)
+                .read_record_into(io, tail, off, &mut r)
                 .await
                 .map_err(Error::Backend)?
                 || r.expiry <= log.written_time
