@@ -20,7 +20,12 @@ threads:
 - system calls by kind and context switches: `perf stat` tracepoints over the window
   (needs perf with access to the syscall tracepoints, e.g. as root; `PERF=0` leaves
   them out, and with them perf's own cost on every system call; `RECORD=FILE` samples
-  the server's stacks into FILE with `perf record` instead, for `perf report`).
+  the server's stacks into FILE with `perf record` instead, for `perf report`, and
+  adds the sampled user-space time per request, `user_ns` (code, libc and other
+  libraries; not the kernel), with the `TOP` (default 6) costliest user-space functions,
+  `sym:NAME=NS`; the samples are of `cpu-clock`, so they work without hardware counters,
+  and the same code shows where it stalls: a function whose time per request grows with
+  more threads while its instructions do not is waiting for memory).
 Prints one line `key=value ...` of per-request figures. Linux only.
 """
 
@@ -32,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# Samples a second of `RECORD`.
+FREQ = 4000
 
 SYSCALLS = [
     "read",
@@ -94,6 +102,15 @@ def cpu(pid):
     return run, user, system, vol, invol, threads
 
 
+def machine():
+    """Busy and idle CPU time of the whole machine so far (clock ticks, `/proc/stat`):
+    idle includes iowait."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks[:8]) - idle, idle
+
+
 def window(pid, port, secs, load, control):
     """Prints the requests served and the CPU used by the server and the load over SECS
     seconds; with `control` (a directory holding perf's control and acknowledgement
@@ -106,11 +123,11 @@ def window(pid, port, secs, load, control):
                 ack.readline()
 
     perf("enable")
-    r0, c0, l0 = stats(port), cpu(pid), cpu(load)
+    r0, c0, l0, m0 = stats(port), cpu(pid), cpu(load), machine()
     time.sleep(secs)
-    r1, c1, l1 = stats(port), cpu(pid), cpu(load)
+    r1, c1, l1, m1 = stats(port), cpu(pid), cpu(load), machine()
     perf("disable")
-    print(repr((r0, r1, c0, c1, l0, l1)))
+    print(repr((r0, r1, c0, c1, l0, l1, m0, m1)))
 
 
 def main():
@@ -140,14 +157,14 @@ def main():
                  f"fifo:{control}/ctl,{control}/ack"]
         if os.environ.get("RECORD"):
             cmd[-1] = control
-            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-p",
+            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(FREQ), "-g", "-p",
                    str(pid), "-o", os.environ["RECORD"]] + fifos + ["--"] + cmd
         elif os.environ.get("PERF", "1") != "0":
             cmd[-1] = control
             cmd = ["perf", "stat", "-x", ",", "-p", str(pid), "-e", ",".join(events)] \
                 + fifos + ["--"] + cmd
         perf = subprocess.run(cmd, capture_output=True, text=True)
-        r0, r1, c0, c1, l0, l1 = ast.literal_eval(perf.stdout)
+        r0, r1, c0, c1, l0, l1, m0, m1 = ast.literal_eval(perf.stdout)
     finally:
         load.wait()
         shutil.rmtree(control, ignore_errors=True)
@@ -180,11 +197,43 @@ def main():
         fields.append(f"busiest_thread_sleeps={vol / reqs:.4f}")
         fields.append(f"busiest_thread_preempted_per_s={invol / secs:.0f}")
     fields.append(f"load_cpu_us={(l1[0] - l0[0]) / 1e3 / reqs:.2f}")
+    # How the machine's CPUs were used over the window, in CPUs: the load generator's share,
+    # what other processes took (all busy time less the server's and the load's), and what
+    # stayed idle. A closed-loop run is limited by the server and the load only when
+    # `idle_cpus` is near 0 and `other_cpus` small.
+    busy = (m1[0] - m0[0]) / hz / secs
+    load_share = (l1[0] - l0[0]) / 1e9 / secs
+    fields.append(f"load_share={load_share:.2f}")
+    fields.append(f"other_cpus={max(busy - load_share - (c1[0] - c0[0]) / 1e9 / secs, 0):.2f}")
+    fields.append(f"idle_cpus={(m1[1] - m0[1]) / hz / secs:.2f}")
     for name in ["syscalls", "context-switches"] + SYSCALLS:
         n = counts.get(name, 0)
         if n or name in ("syscalls", "context-switches"):
             fields.append(f"{name}={n / reqs:.3f}")
+    if os.environ.get("RECORD"):
+        fields += user_profile(os.environ["RECORD"], reqs)
     print(" ".join(fields))
+
+
+def user_profile(data, reqs):
+    """User-space time per request from a `perf record` file: the total and the costliest
+    functions (nanoseconds per request)."""
+    report = subprocess.run(
+        ["perf", "report", "-i", data, "-n", "--no-children", "--sort", "dso,sym", "-g",
+         "none", "-t", "\t"], capture_output=True, text=True).stdout
+    ns_per_sample = 1e9 / FREQ
+    total, syms = 0, []
+    for line in report.splitlines():
+        f = line.split("\t")
+        if line.startswith("#") or len(f) < 4 or "[k]" in f[3]:
+            continue
+        n = int(f[1].strip())
+        total += n
+        syms.append((n, f[3].replace("[.]", "").strip().replace(" ", "_")))
+    out = [f"user_ns={total * ns_per_sample / reqs:.0f}"]
+    for n, name in sorted(syms, reverse=True)[: int(os.environ.get("TOP", "6"))]:
+        out.append(f"sym:{name}={n * ns_per_sample / reqs:.0f}")
+    return out
 
 
 if __name__ == "__main__":

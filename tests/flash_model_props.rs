@@ -19,7 +19,10 @@
 //!
 //! The flash is still large enough that the log never drops live entries for room (8
 //! entries of at most 24 + 16 bytes beside 5 usable pages), so the model's culling is the
-//! only one.
+//! only one: every step checks that no entry was dropped for room (`evictions`). Two
+//! cases used to: an insert culling more entries than the write-back list holds, whose
+//! room-making copied the victims' records, and a write-back flush whose replaced records
+//! were kept until entries had to go.
 //!
 //! One documented difference is allowed: through `AsyncSharedCache::with`, `delete_many`
 //! run again after storage work counts only the entries its last run removed (see
@@ -161,6 +164,16 @@ impl Case<'_> {
         }
         let engine = call!(*front, |c| engine_op(c, names, op))
             .map_err(|e| TestCaseError::fail(format!("step {step} ({op:?}): {e:?}")))?;
+        // The premise of the comparison: no entry was dropped for room.
+        prop_assert_eq!(
+            front.evictions(),
+            0,
+            "{:?} {:?}: entries dropped for room at step {} ({:?})",
+            self.kind,
+            self.policy,
+            step,
+            op
+        );
         let now = front.now();
         let want = model_op(model, names, now, op);
         let allowed = match (&engine, &want) {

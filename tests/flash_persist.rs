@@ -914,3 +914,92 @@ fn cull_frequency_one_culls_every_entry() {
     run::<8>(Policy::WriteBack { max_dirty: 8 });
     run::<32>(Policy::WriteBack { max_dirty: 32 });
 }
+
+/// A write-back insert that culls more entries than the list holds, on a flash with room
+/// for the entries and the cull's batch but not for the changed keys' values as well: the
+/// insert culls what Django culls (here every entry, `CULL_FREQUENCY` 1) and nothing is
+/// dropped for room first; a reopen after `close` holds the same. Keys of 22 bytes made
+/// (`:1:` and 19), values of 12; seven of the eight entries changed since the last flush.
+#[test]
+fn write_back_culling_insert_culls_what_django_culls() {
+    type Small = MockFlash<6, 128, 4, 4>;
+    fn open(flash: &mut Small) -> Persistent<&mut Small, 8, 24, 16> {
+        let table = Table::with_culling(8, 1);
+        Persistent::open(flash, 0..768, table, Policy::WriteBack { max_dirty: 8 }).unwrap()
+    }
+    let name = |i: u8| format!("key-{i:02}-xxxxxxxxxxxx");
+    let mut flash = Small::new();
+    let clock = ManualClock::new(1000);
+    {
+        let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+        for round in 0..2u8 {
+            // Round 0 fills the list (a flush); round 1 changes seven entries again.
+            for i in 0..(8 - round) {
+                let value = [round * 16 + i; 12];
+                cache.set(name(i).as_str(), &value, Timeout::Never).unwrap();
+            }
+        }
+        assert_eq!(cache.backend().dirty(), 7);
+        cache
+            .set(name(8).as_str(), &[99u8; 12], Timeout::Never)
+            .unwrap();
+        assert_eq!(cache.len(), 1, "the insert culls every entry");
+        assert_eq!(
+            cache.get::<[u8; 12]>(name(8).as_str()).unwrap(),
+            Some([99; 12])
+        );
+        cache.close().unwrap();
+    }
+    let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+    assert_eq!(cache.len(), 1, "after reopen");
+    assert_eq!(
+        cache.get::<[u8; 12]>(name(8).as_str()).unwrap(),
+        Some([99; 12])
+    );
+    for i in 0..8 {
+        assert_eq!(
+            cache.get::<[u8; 12]>(name(i).as_str()).unwrap(),
+            None,
+            "key {i}"
+        );
+    }
+}
+
+/// A write-back flush whose batch holds a new key's value and a culled key's tombstone:
+/// replayed value first, the table (at its limit) would cull an entry the batch never
+/// removed. Batches write their tombstones first, so a reopen holds what RAM held.
+/// `MAX_ENTRIES` 3, `CULL_FREQUENCY` 2 (each cull takes the least recent entry).
+#[test]
+fn write_back_replay_never_culls_what_the_batch_keeps() {
+    type P<'a> = Persistent<&'a mut Mock, 8, 24, 16>;
+    fn open(flash: &mut Mock) -> P<'_> {
+        let table = Table::with_culling(3, 2);
+        Persistent::open(flash, 0..4096, table, Policy::WriteBack { max_dirty: 3 }).unwrap()
+    }
+    let mut flash = Mock::new();
+    let clock = ManualClock::new(1000);
+    {
+        let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+        for (k, v) in [("a", 1u8), ("b", 2), ("c", 3)] {
+            cache.set(k, &v, Timeout::Never).unwrap();
+        }
+        assert_eq!(cache.backend().dirty(), 0, "three changes flushed");
+        // Culls "a" (least recent); its tombstone waits in the list beside "d".
+        cache.set("d", &4u8, Timeout::Never).unwrap();
+        assert_eq!(cache.get::<u8>("b").unwrap(), Some(2));
+        // Culls "c"; "a" comes back: the list (a, d, c) is flushed.
+        cache.set("a", &5u8, Timeout::Never).unwrap();
+        assert_eq!(cache.backend().dirty(), 0);
+        cache.close().unwrap();
+    }
+    let mut cache = open(&mut flash).into_cache(&clock, Config::new());
+    assert_eq!(cache.len(), 3);
+    for (k, want) in [
+        ("a", Some(5u8)),
+        ("b", Some(2)),
+        ("c", None),
+        ("d", Some(4)),
+    ] {
+        assert_eq!(cache.get::<u8>(k).unwrap(), want, "{k} after reopen");
+    }
+}

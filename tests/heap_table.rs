@@ -318,3 +318,118 @@ fn memcached_engine_on_the_heap_table() {
     assert!(stats.contains("STAT bytes "), "{stats}");
     assert!(stats.contains("STAT evictions 0\r\n"), "{stats}");
 }
+
+/// One step of `put_parts_is_put`: a key of a few, a mode, a value's length and where it is
+/// cut into parts, an expiry, and whether a reply holds the old value while it is replaced.
+#[derive(Clone, Debug)]
+struct PartsOp {
+    key: u8,
+    add: bool,
+    len: usize,
+    cuts: (usize, usize),
+    expires: bool,
+    shared: bool,
+}
+
+fn parts_op() -> impl proptest::strategy::Strategy<Value = PartsOp> {
+    use proptest::prelude::*;
+    (
+        0u8..6,
+        any::<bool>(),
+        prop_oneof![0usize..40, 900usize..1100],
+        (0usize..1100, 0usize..1100),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(key, add, len, cuts, expires, shared)| PartsOp {
+            key,
+            add,
+            len,
+            cuts,
+            expires,
+            shared,
+        })
+}
+
+/// Every entry, least recent first: key, value, kind, expiry.
+type Entries = Vec<(Vec<u8>, Vec<u8>, Kind, u64)>;
+
+fn entries(t: &HeapTable) -> Entries {
+    let mut out = Vec::new();
+    t.for_each_lru(|k, v, kind, e| out.push((k.to_vec(), v.to_vec(), kind, e)));
+    out
+}
+
+proptest::proptest! {
+    /// `Store::put_parts` (the value written straight from its parts, the memcached engine's
+    /// path) leaves the table exactly as `Backend::put` of the joined value does: the same
+    /// answers (stored, not stored, too large with the old value removed), entries, recency,
+    /// bytes and evictions, under a budget that evicts. A value shared with a reply keeps
+    /// its bytes when its entry is overwritten in place.
+    #[test]
+    fn put_parts_is_put(ops in proptest::collection::vec(parts_op(), 1..60)) {
+        let limits = Limits::new(4 * entry_cost(2, 1000)).key_max(2).value_max(1000);
+        let mut joined = HeapTable::new(limits).unwrap();
+        let mut parted = HeapTable::new(limits).unwrap();
+        for (step, op) in ops.iter().enumerate() {
+            let now = step as u64 * 10;
+            let key = [b'k', b'0' + op.key];
+            let value: Vec<u8> = (0..op.len).map(|i| (i as u8) ^ (step as u8)).collect();
+            let (a, b) = (op.cuts.0.min(op.len), op.cuts.1.min(op.len));
+            let (a, b) = (a.min(b), a.max(b));
+            let mode = if op.add { Put::Add } else { Put::Set };
+            let expiry = if op.expires { now + 15 } else { NEVER };
+            let held = op.shared.then(|| parted.peek_shared(&key, now)).flatten();
+            let before = held.as_ref().map(|v| v.bytes().to_vec());
+            let want = joined.put(&key, mode, expiry, now, |dst| {
+                let dst = dst.get_mut(..value.len()).ok_or(Error::ValueTooLarge)?;
+                dst.copy_from_slice(&value);
+                Ok((value.len(), Kind::Item))
+            });
+            let got = Store::put_parts(
+                &mut parted,
+                &key,
+                mode,
+                expiry,
+                now,
+                &[&value[..a], &value[a..b], &value[b..]],
+                Kind::Item,
+            );
+            proptest::prop_assert_eq!(got, want, "step {}", step);
+            proptest::prop_assert_eq!(entries(&parted), entries(&joined), "step {}", step);
+            proptest::prop_assert_eq!(parted.bytes(), joined.bytes());
+            proptest::prop_assert_eq!(parted.evictions(), joined.evictions());
+            if let (Some(v), Some(b)) = (held, before) {
+                proptest::prop_assert_eq!(v.bytes(), &b[..]);
+            }
+        }
+    }
+}
+
+/// A key longer than the table takes is refused by `put_parts` as by `put`, before the
+/// value's size is looked at.
+#[test]
+fn put_parts_refuses_a_long_key_first() {
+    let mut t = HeapTable::new(Limits::new(1 << 20).key_max(4).value_max(10)).unwrap();
+    let big = [0u8; 11];
+    assert_eq!(
+        t.put_parts(b"12345", Put::Set, NEVER, 0, &[&big], Kind::Item),
+        Err(Error::Key(tickcache::KeyError::OverCapacity))
+    );
+    assert_eq!(
+        t.put_parts(b"1234", Put::Set, NEVER, 0, &[&big], Kind::Item),
+        Err(Error::ValueTooLarge)
+    );
+    assert_eq!(
+        t.put_parts(
+            b"1234",
+            Put::Set,
+            NEVER,
+            0,
+            &[&big[..4], &big[4..10]],
+            Kind::Item
+        ),
+        Ok(true)
+    );
+    assert_eq!(t.peek(b"1234", 0), Some((&big[..10], Kind::Item, NEVER)));
+}

@@ -819,3 +819,51 @@ fn worker_threads_are_spread_over_the_cpus_unless_no_pin() {
         assert_eq!(cpus, allowed, "{name} unbound");
     }
 }
+
+/// Each thread's scheduling policy (`/proc/PID/task/TID/stat`, field 41: 0 normal, 3
+/// `SCHED_BATCH`), keyed by the thread's name.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // After the name in parentheses (which may hold spaces): field 3 onwards.
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        let policy = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        out.push((name.trim().to_string(), policy));
+    }
+    out
+}
+
+/// With two or more workers, the workers run under `SCHED_BATCH` (a request arriving does not
+/// preempt the client that sent it; the worker serves what arrived meanwhile in one turn) and
+/// the accepting thread under the normal policy; `--no-batch` and a single worker leave every
+/// thread normal.
+#[test]
+fn worker_threads_run_as_batch_unless_no_batch() {
+    let served = |args: &[&str]| {
+        let server = Server::with(args);
+        // A worker has set its policy once it has served a request: one per worker.
+        let workers: usize = args[1].parse().unwrap();
+        let mut conns: Vec<_> = (0..workers).map(|_| server.connect()).collect();
+        for s in &mut conns {
+            assert_eq!(
+                roundtrip(s, &set_cmd("k", 0, b"v"), b"\r\n", 1),
+                b"STORED\r\n"
+            );
+        }
+        let policies = thread_policies(server.child.id());
+        assert_eq!(policies.len(), workers + 1, "{policies:?}");
+        policies
+    };
+    for (name, policy) in served(&["--threads", "4"]) {
+        let want = if name.starts_with("worker") { 3 } else { 0 };
+        assert_eq!(policy, want, "{name}");
+    }
+    for args in [&["--threads", "4", "--no-batch"][..], &["--threads", "1"]] {
+        for (name, policy) in served(args) {
+            assert_eq!(policy, 0, "{name} with {args:?}");
+        }
+    }
+}

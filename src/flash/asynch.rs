@@ -296,6 +296,11 @@ impl<
         self.core.commits
     }
 
+    /// Entries dropped since open to make room on flash (see [`Persistent::evictions`]).
+    pub fn evictions(&self) -> u32 {
+        self.core.evictions
+    }
+
     /// Keys changed and not yet on flash.
     pub fn dirty(&self) -> usize {
         self.core.dirty()

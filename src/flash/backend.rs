@@ -16,13 +16,13 @@ use embedded_storage::nor_flash::NorFlash;
 use super::format::{key_cost, same, Rec, T_CLEAR, T_TIME, T_TOMB};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
-use super::space::{xlen, Placer};
-use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, NOWHERE};
+use super::space::Placer;
+use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::memcached::Store;
-use crate::table::{CullPlan, Table, VictimWalk};
+use crate::table::{CullPlan, Table};
 use crate::value::Kind;
 
 /// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
@@ -122,13 +122,15 @@ impl<
         let plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it.
+            // When the list, the tombstones and the put do not fit one batch, the list is
+            // flushed first; the cull is decided again then (making room may have dropped
+            // entries).
             let mut listed = false;
             if matches!(self.policy, Policy::WriteBack { .. }) {
-                let (victims, fits) = self.cull_fits(plan, key_cost(key), len, now);
-                listed = victims < D && fits;
-                if victims < D && !fits && self.dirty() > 0 {
-                    // Flushed first; the cull is decided again then (making room may have
-                    // dropped entries).
+                let (list_fits, fits) = self.cull_fits(plan, key_cost(key), len, now);
+                listed = list_fits && fits;
+                // A pending clear is written by a flush only.
+                if (!fits || self.pending_clear) && self.dirty() > 0 {
                     return self.ask(Work::Flush);
                 }
             }
@@ -273,17 +275,27 @@ impl<
                 self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
                     .await
             }
-            // The list is written first, beside the put rather than under it: one frame
-            // deep less on the stack.
+            // One batch: the cull, the changed keys it leaves, the put (the operation asked
+            // for a flush first when they do not fit one). Room and the batch run beside
+            // each other, not nested: one frame deep less on the stack.
             Work::CullingPut => match staged {
-                Some(s) => {
-                    self.flush_dirty(io).await?;
-                    self.reserve_culling(io, s).await?;
-                    self.put_culling(io, s).await
-                }
+                Some(s) => self.culling_put(io, s).await,
                 None => Ok(()),
             },
         }
+    }
+
+    /// [`Work::CullingPut`]: marks the cull's victims, makes room, writes the batch. Out of
+    /// line: the front end's settle keeps a small frame on every call's path.
+    #[blocking(inline(never))]
+    async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
+        self.mark_victims(s.key, s.now);
+        let mut r = self.reserve_culling(io, s).await;
+        if r.is_ok() {
+            r = self.put_culling(io, s).await;
+        }
+        self.unmark_victims();
+        r
     }
 
     /// Writes every change and the current cache time ([`Backend::flush`]).
@@ -302,8 +314,7 @@ impl<
         Ok(())
     }
 
-    /// Makes room for [`Self::put_culling`]'s batch: the victims' tombstones (or a clear
-    /// record) and the put.
+    /// Makes room for [`Self::put_culling`]'s batch ([`Self::place_culling`]).
     #[blocking(inline(never))]
     async fn reserve_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         let Staged {
@@ -315,22 +326,16 @@ impl<
         } = *s;
         let vlen = val.len();
         self.reserve(io, &|s: &Self, pl: &mut Placer| {
-            match s.table.borrow().cull_plan(key) {
-                CullPlan::Clear => pl.place(0, 0, 0),
-                plan => s.table.borrow().for_each_victim(plan, now, &mut |k, live| {
-                    if live {
-                        pl.place(key_cost(k), 0, 0);
-                    }
-                }),
-            }
-            pl.place(key_cost(key), vlen, xlen(expiry, s.time));
+            s.place_culling(pl, key, vlen, expiry, now)
         })
         .await
     }
 
-    /// An insert that culls more keys than the list holds: one batch written directly,
-    /// the victims' tombstones (or a clear record) and the put. The list was flushed and
-    /// room made before.
+    /// An insert that culls more keys than the list holds: one batch written directly, the
+    /// cull's tombstones (or a clear record), the changed keys the cull leaves (the
+    /// victims' pending values are never written) and the put. The victims were marked
+    /// before room was made ([`Self::mark_victims`]), so making room dropped none of the
+    /// entries the cull keeps while victims were left to drop.
     #[blocking(inline(never))]
     pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         let Staged {
@@ -341,24 +346,23 @@ impl<
             now,
         } = *s;
         let time = self.time;
-        let plan = self.table.borrow().cull_plan(key);
+        let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
+        self.tombstones_first();
         let mut first = true;
-        // The log records exactly the live entries the table removes (expired ones need
-        // no record: they stay expired after a reboot), or one clear record; the table
-        // applies the cull once they are written.
-        if plan == CullPlan::Clear {
+        // The log records the live victims (expired ones need no record: they stay expired
+        // after a reboot), or one clear record; the table drops them once they are written.
+        if clear {
             self.log
                 .append(io, &Rec::bare(T_CLEAR, true, false, time))
                 .await
                 .map_err(Error::Backend)?;
             first = false;
         } else {
-            let mut walk = VictimWalk::new(self.table.borrow(), plan, now);
-            while let Some(i) = walk.next(self.table.borrow(), now) {
-                let (k, _, _, e) = self.table.borrow().slot(i);
-                if e <= now {
+            for i in 0..N {
+                if !self.cull_tomb(i, now) {
                     continue;
                 }
+                let (k, _, _, _) = self.table.borrow().slot(i);
                 self.log
                     .append(
                         io,
@@ -371,9 +375,22 @@ impl<
                     .map_err(Error::Backend)?;
                 first = false;
             }
+            for d in 0..self.dirty {
+                if !self.is_victim(self.dirty_key(d)) {
+                    self.append_listed(io, Some(d), first, false).await?;
+                    first = false;
+                }
+            }
         }
-        let table: &mut Table<N, K, V, S> = self.table.borrow_mut();
-        table.apply_cull(plan, now, &mut |_, _| {});
+        self.dirty = 0;
+        let Self { table, loc, .. } = self;
+        let table: &mut Table<N, K, V, S> = table.borrow_mut();
+        // Every entry is marked when the cull clears.
+        for (i, at) in loc.iter().enumerate() {
+            if at & CULL_MARK != 0 {
+                table.remove_slot(i);
+            }
+        }
         table
             .put_bytes(key, expiry, now, staged, kind)
             .map_err(widen)?;

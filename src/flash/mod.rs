@@ -81,9 +81,12 @@
 //! value of a key changed since the last flush is read back). When the flash holds only
 //! live records, entries are dropped oldest-written first (the entries of the oldest page),
 //! and that drop is durable at once, even if the operation that needed the room is then cut
-//! off. A write-back flush that cannot fit beside the values it replaces does not keep them
-//! through compaction: a power cut during that flush loses those keys (a miss, never an
-//! older value). An entry that cannot fit at all fails with [`Error::StorageFull`] and
+//! off; [`Persistent::evictions`] counts them. Such drops are not Django's culling: a
+//! region with room for every entry's record and the largest batch beside them, plus one
+//! spare page, never needs them. Before any entry is dropped, compaction stops keeping what
+//! the batch being made room for replaces: the flushed values of keys a write-back flush
+//! rewrites, and the records of the entries an insert culls. A power cut before that batch
+//! lands then loses those keys (a miss, never an older value). An entry that cannot fit at all fails with [`Error::StorageFull`] and
 //! nothing else is lost.
 
 mod asynch;
@@ -154,8 +157,8 @@ pub enum FlashError<E> {
     /// `V` are not errors: [`Persistent::open`] drops them (its docs say which entries go
     /// with them); [`Persistent::open_or_format`] formats the region on this error.
     Corrupted,
-    /// The range is not page-aligned, holds fewer than two pages, or lies outside the
-    /// flash.
+    /// The range is not page-aligned, holds fewer than two pages, lies outside the flash,
+    /// or ends beyond 2 GiB.
     BadRange,
     /// Not returned any more: a flash geometry the log cannot use (`READ_SIZE` or
     /// `WRITE_SIZE` not a power of two up to 64, `ERASE_SIZE` not a multiple of them or
@@ -259,6 +262,8 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     pending_clear: bool,
     time: u64,
     commits: u64,
+    /// Entries dropped from the table for room on flash since open.
+    evictions: u32,
     /// The work the last operation asked for.
     work: Work,
     /// A flush (and a time record) was asked for ([`Backend::flush`] of the async front
@@ -272,6 +277,11 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
 /// page, where the page header is, never a record. Zero, so the tables of addresses start
 /// zeroed (no `memset` of 0xFF bytes).
 const NOWHERE: u32 = 0;
+
+/// Set in a slot's flash address while an insert that culls makes room and writes its
+/// batch: the slot is one of the cull's victims (compaction does not copy its record, the
+/// batch removes it). Regions end below it.
+const CULL_MARK: u32 = 1 << 31;
 
 type Fe<F> = FlashError<<F as Geometry>::Error>;
 type Res<T, F> = Result<T, Error<Fe<F>>>;
@@ -332,6 +342,14 @@ impl<
     /// Batches committed since open (one per write-through operation or flush).
     pub fn commits(&self) -> u64 {
         self.core.commits
+    }
+
+    /// Entries dropped since open to make room on flash (the oldest page's, when the flash
+    /// holds only live records; see "Full flash" in the [module documentation](self)):
+    /// Django's culling did not choose them. Zero while the region has room for every
+    /// entry's record beside the batches written.
+    pub fn evictions(&self) -> u32 {
+        self.core.evictions
     }
 
     /// Keys changed and not yet on flash (write-back).

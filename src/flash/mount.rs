@@ -12,7 +12,7 @@ use embedded_storage::nor_flash::NorFlash;
 
 use super::io::{Geometry, SyncIo};
 use super::log::{Committed, IoOf, Log, Pos, SyncIoOf, SCRATCH};
-use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, NOWHERE};
+use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, CULL_MARK, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::table::Table;
@@ -214,6 +214,7 @@ impl<
             || len % page_size != 0
             || len / page_size < 2
             || range.end as usize > capacity
+            || range.end > CULL_MARK
         {
             return Err(FlashError::BadRange);
         }
@@ -232,6 +233,7 @@ impl<
             pending_clear: false,
             time: 0,
             commits: 0,
+            evictions: 0,
             work: Work::None,
             want_flush: false,
             culled: false,

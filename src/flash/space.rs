@@ -15,7 +15,7 @@ use core::hash::BuildHasher;
 use super::format::{record_size, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::{Core, Res, NOWHERE};
+use super::{Core, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
 
@@ -112,8 +112,10 @@ impl<
     ///
     /// When the batch cannot fit beside the records it replaces (a write-back flush
     /// rewriting most of a small region), compaction does not keep those: copying them
-    /// round the log would not make room. A power cut while such a batch is written then
-    /// loses those keys (a miss, never an older value).
+    /// round the log would not make room. Else it keeps them for one cycle round the log,
+    /// and drops them before it drops any entry. The victims of a culling insert (marked)
+    /// are never copied. A power cut while such a batch is written then loses those keys
+    /// (a miss, never an older value).
     ///
     /// Out of line: a front end's step that calls it stays small.
     #[blocking(inline(never))]
@@ -141,7 +143,11 @@ impl<
                     .map_err(Error::Backend)?;
                 continue;
             }
-            self.reclaim_tail(io, round >= 2 * pages, keep).await?;
+            // Records of changed keys are kept for the first cycle round the log only: when
+            // that made no room, dropping them (a power cut in the batch then loses those
+            // keys) comes before dropping entries.
+            self.reclaim_tail(io, round >= 2 * pages, keep && round < pages)
+                .await?;
         }
         Err(Error::StorageFull)
     }
@@ -171,7 +177,7 @@ impl<
             // Copied, or lost with the page (a miss after a power cut, never an older value:
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
-            if !evict && keep {
+            if !evict && keep && !self.dirty_victim(d) {
                 // The page's start is read (once: then it is known) beside the copy, not
                 // under it.
                 if self.log.known_base(tail).is_none() {
@@ -210,7 +216,17 @@ impl<
     /// keeps a small frame above the writer.
     #[blocking(inline(never))]
     async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
-        if !self.log.in_page(self.loc[i], self.log.tail) {
+        let tail = self.log.tail;
+        let at = self.loc[i];
+        if at & CULL_MARK != 0 {
+            // A victim of the insert making room: its batch removes the entry, so the
+            // record is not copied (a power cut before the batch lands loses the entry).
+            if self.log.in_page(at & !CULL_MARK, tail) {
+                self.loc[i] = CULL_MARK;
+            }
+            return Ok(());
+        }
+        if !self.log.in_page(at, tail) {
             return Ok(());
         }
         // The copy's description holds the slot's key, value and expiry: nothing else of
@@ -229,6 +245,7 @@ impl<
             self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
         } else {
             self.table.borrow_mut().remove_slot(i);
+            self.evictions += 1;
         }
         Ok(())
     }
@@ -286,6 +303,14 @@ impl<
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
+    }
+
+    /// True when changed key `d` is a victim of the insert making room (its flushed record
+    /// is not copied). Out of line: the table lookup's frame is not on [`Self::reserve`]'s,
+    /// which lies above compaction's copies.
+    #[inline(never)]
+    fn dirty_victim(&self, d: usize) -> bool {
+        self.is_victim(self.dirty_key(d))
     }
 
     /// The time compaction expires entries at: the latest time on flash, not the cache's

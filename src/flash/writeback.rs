@@ -11,9 +11,9 @@ use super::format::{key_cost, key_cost_max, same, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
-use super::{Core, Policy, Res, Work, NOWHERE};
+use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
-use crate::table::{CullPlan, Table};
+use crate::table::{CullPlan, Table, VictimWalk};
 
 #[dual]
 impl<
@@ -31,7 +31,12 @@ impl<
     }
 
     pub(super) fn is_dirty(&self, key: &[u8]) -> bool {
-        self.pending_clear || (0..self.dirty).any(|i| same(self.dirty_key(i), key))
+        self.pending_clear || self.dirty_index(key).is_some()
+    }
+
+    /// Where `key` is in the list of changed keys.
+    fn dirty_index(&self, key: &[u8]) -> Option<usize> {
+        (0..self.dirty).find(|&i| same(self.dirty_key(i), key))
     }
 
     /// Where the latest record of `key` lies on flash, when it is held and unchanged since
@@ -99,13 +104,84 @@ impl<
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
-        for i in 0..self.dirty {
-            let k = self.dirty_key(i);
-            match self.table.borrow().peek_any(k) {
-                Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
-                None => pl.place(key_cost(k), 0, 0),
+        for d in 0..self.dirty {
+            self.place_changed(pl, d);
+        }
+    }
+
+    /// Places changed key `d`'s record: its value, or its tombstone when it is gone.
+    fn place_changed(&self, pl: &mut Placer, d: usize) {
+        let k = self.dirty_key(d);
+        match self.table.borrow().peek_any(k) {
+            Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
+            None => pl.place(key_cost(k), 0, 0),
+        }
+    }
+
+    /// Marks the victims of the cull that an insert of `key` at `now` makes
+    /// ([`CULL_MARK`] in their slots' flash addresses), until [`Self::unmark_victims`]:
+    /// the cull is decided once, before room is made for its batch.
+    pub(super) fn mark_victims(&mut self, key: &[u8], now: u64) {
+        let Self { table, loc, .. } = self;
+        let t: &Table<N, K, V, S> = (*table).borrow();
+        let mut walk = VictimWalk::new(t, t.cull_plan(key), now);
+        while let Some(i) = walk.next(t, now) {
+            loc[i] |= CULL_MARK;
+        }
+    }
+
+    pub(super) fn unmark_victims(&mut self) {
+        for at in &mut self.loc {
+            *at &= !CULL_MARK;
+        }
+    }
+
+    pub(super) fn is_victim(&self, key: &[u8]) -> bool {
+        (self.table.borrow().slot_of(key)).is_some_and(|s| self.loc[s] & CULL_MARK != 0)
+    }
+
+    /// Whether the cull of slot `i` needs a tombstone (false when the slot is no victim):
+    /// a changed key's when a flushed record of it lies on flash (its value since is never
+    /// written), an unchanged one's when its record lies on flash and it is live at `now`
+    /// (an expired one stays expired after a reboot: the batch carries the time).
+    pub(super) fn cull_tomb(&self, i: usize, now: u64) -> bool {
+        if self.loc[i] & CULL_MARK == 0 {
+            return false;
+        }
+        let (k, _, _, e) = self.table.borrow().slot(i);
+        match self.dirty_index(k) {
+            Some(d) => self.dirty_loc[d] != NOWHERE,
+            None => self.loc[i] != CULL_MARK && e > now,
+        }
+    }
+
+    /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
+    /// clear record, or the tombstones the cull needs ([`Self::cull_tomb`]) and the changed
+    /// keys it leaves; then the put of `key` (`vlen` value bytes, expiring at `expiry`).
+    pub(super) fn place_culling(
+        &self,
+        pl: &mut Placer,
+        key: &[u8],
+        vlen: usize,
+        expiry: u64,
+        now: u64,
+    ) {
+        let t = self.table.borrow();
+        if t.cull_plan(key) == CullPlan::Clear {
+            pl.place(0, 0, 0);
+        } else {
+            for i in 0..N {
+                if self.cull_tomb(i, now) {
+                    pl.place(key_cost(t.slot(i).0), 0, 0);
+                }
+            }
+            for d in 0..self.dirty {
+                if !self.is_victim(self.dirty_key(d)) {
+                    self.place_changed(pl, d);
+                }
             }
         }
+        pl.place(key_cost(key), vlen, xlen(expiry, self.time));
     }
 
     /// Writes every changed key (and a pending clear) as one batch.
@@ -115,9 +191,12 @@ impl<
         }
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
+        self.tombstones_first();
         let n = self.dirty();
+        let clear = usize::from(self.pending_clear);
         for i in 0..n {
-            self.append_listed(io, i, n).await?;
+            self.append_listed(io, i.checked_sub(clear), i == 0, i + 1 == n)
+                .await?;
         }
         self.dirty = 0;
         self.pending_clear = false;
@@ -125,11 +204,33 @@ impl<
         Ok(())
     }
 
-    /// Appends the `i`-th of the `n` records of a flush: the pending clear first, then each
-    /// changed key's value, or its tombstone when it is gone. Out of line, so the flush's
-    /// loop keeps a small frame above the writer.
+    /// Orders the list so that the keys gone come before the keys held: a batch writes its
+    /// tombstones before its values. Replayed the other way, a value of a new key could
+    /// find the table at its limit and cull an entry that the batch's tombstone was to make
+    /// room for (an entry Django's cull never removed, lost at the next open).
+    pub(super) fn tombstones_first(&mut self) {
+        let mut w = 0;
+        for i in 0..self.dirty {
+            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
+                self.dirty_keys.swap(w, i);
+                self.dirty_len.swap(w, i);
+                self.dirty_loc.swap(w, i);
+                w += 1;
+            }
+        }
+    }
+
+    /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
+    /// value, or its tombstone when it is gone; with no `d`, the pending clear. Out of
+    /// line, so the flush's loop keeps a small frame above the writer.
     #[blocking(inline(never))]
-    async fn append_listed(&mut self, io: &IoOf<F>, i: usize, n: usize) -> Res<(), F> {
+    pub(super) async fn append_listed(
+        &mut self,
+        io: &IoOf<F>,
+        d: Option<usize>,
+        start: bool,
+        end: bool,
+    ) -> Res<(), F> {
         let Self {
             table,
             log,
@@ -137,13 +238,12 @@ impl<
             dirty_keys,
             dirty_len,
             time,
-            pending_clear,
             ..
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        let mut rec = Rec::bare(T_CLEAR, i == 0, i + 1 == n, *time);
+        let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let mut slot = None;
-        if let Some(d) = i.checked_sub(usize::from(*pending_clear)) {
+        if let Some(d) = d {
             let k = &dirty_keys[d][..usize::from(dirty_len[d])];
             rec.key = k;
             rec.ty = T_TOMB;
@@ -162,15 +262,16 @@ impl<
         Ok(())
     }
 
-    /// The live victims of `plan` at `now`, and whether the changed keys, their tombstones
-    /// and a put (its key taking `kcost` bytes) fit the list and one batch.
+    /// Whether the live victims of `plan` at `now` fit the list beside the changed keys,
+    /// and whether those keys, the victims' tombstones and a put (its key taking `kcost`
+    /// bytes) fit one batch.
     pub(super) fn cull_fits(
         &self,
         plan: CullPlan,
         kcost: usize,
         vlen: usize,
         now: u64,
-    ) -> (usize, bool) {
+    ) -> (bool, bool) {
         let mut victims = 0;
         let mut pl = self.empty_placer();
         self.place_dirty(&mut pl);
@@ -183,6 +284,6 @@ impl<
                 }
             });
         pl.place(kcost, vlen, XLEN_ANY);
-        (victims, self.dirty + victims < D && pl.ok)
+        (self.dirty + victims < D, pl.ok)
     }
 }

@@ -91,6 +91,32 @@ pub trait Store: Backend {
     /// The live entry for `key`: bytes, kind and expiry tick, without changing recency.
     fn peek(&self, key: &[u8], now: u64) -> Option<(&[u8], Kind, u64)>;
 
+    /// [`Backend::put`] of a value given in `parts`, written one after the other (an
+    /// item's header, then its data in one or two pieces). By default the parts are copied
+    /// into `put`'s buffer; a store that can size an entry before writing it
+    /// ([`HeapTable`](crate::heap::HeapTable)) writes them straight into the entry, one
+    /// copy instead of two.
+    fn put_parts(
+        &mut self,
+        key: &[u8],
+        mode: Put,
+        expiry: u64,
+        now: u64,
+        parts: &[&[u8]],
+        kind: Kind,
+    ) -> Result<bool, Error<Self::Error>> {
+        self.put(key, mode, expiry, now, |dst| {
+            let len = parts.iter().map(|p| p.len()).sum();
+            let mut rest = dst.get_mut(..len).ok_or(Error::ValueTooLarge)?;
+            for part in parts {
+                let (d, r) = rest.split_at_mut(part.len());
+                d.copy_from_slice(part);
+                rest = r;
+            }
+            Ok((len, kind))
+        })
+    }
+
     /// The memory the store accounts for, if it keeps a budget in bytes (`stats` then
     /// reports `bytes`, `limit_maxbytes` and `evictions`).
     fn usage(&self) -> Option<Usage> {
@@ -804,16 +830,17 @@ fn write_item<S: Store>(
     parts: [&[u8]; 2],
     now: &Now,
 ) -> &'static [u8] {
-    let r = store.put(key, mode, expiry, now.ticks, |dst| {
-        let len = HEADER + parts[0].len() + parts[1].len();
-        let dst = dst.get_mut(..len).ok_or(Error::ValueTooLarge)?;
-        dst[..4].copy_from_slice(&flags.to_le_bytes());
-        dst[4..HEADER].copy_from_slice(&unique.to_le_bytes());
-        let (a, b) = dst[HEADER..].split_at_mut(parts[0].len());
-        a.copy_from_slice(parts[0]);
-        b.copy_from_slice(parts[1]);
-        Ok((len, Kind::Item))
-    });
+    let mut head = [0; HEADER];
+    head[..4].copy_from_slice(&flags.to_le_bytes());
+    head[4..].copy_from_slice(&unique.to_le_bytes());
+    let r = store.put_parts(
+        key,
+        mode,
+        expiry,
+        now.ticks,
+        &[&head, parts[0], parts[1]],
+        Kind::Item,
+    );
     match r {
         Ok(true) => STORED,
         Ok(false) => NOT_STORED,

@@ -153,6 +153,12 @@ impl<
         on_backend!(self, |b| b.commits())
     }
 
+    /// Entries dropped for room on flash since open.
+    #[allow(dead_code)]
+    pub fn evictions(&mut self) -> u32 {
+        on_backend!(self, |b| b.evictions())
+    }
+
     /// Pages holding the log.
     pub fn pages_used(&mut self) -> u32 {
         on_backend!(self, |b| b.pages_used())
