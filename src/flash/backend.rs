@@ -290,6 +290,8 @@ impl<
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
+        // Ordered before room is made: the batch is placed in the order it is written.
+        self.tombstones_first();
         let mut r = self.reserve_culling(io, s).await;
         if r.is_ok() {
             r = self.put_culling(io, s).await;
@@ -347,7 +349,6 @@ impl<
         } = *s;
         let time = self.time;
         let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
-        self.tombstones_first();
         let mut first = true;
         // The log records the live victims (expired ones need no record: they stay expired
         // after a reboot), or one clear record; the table drops them once they are written.

@@ -189,9 +189,10 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
+        // Ordered before room is made: the batch is placed in the order it is written.
+        self.tombstones_first();
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
-        self.tombstones_first();
         let n = self.dirty();
         let clear = usize::from(self.pending_clear);
         for i in 0..n {
@@ -205,16 +206,22 @@ impl<
     }
 
     /// Orders the list so that the keys gone come before the keys held: a batch writes its
-    /// tombstones before its values. Replayed the other way, a value of a new key could
+    /// tombstones before its values. Called before the batch's room is made (placing the
+    /// records in another order than they are written could need another page), and
+    /// making room changes no listed key: compaction neither copies nor drops one. Replayed the other way, a value of a new key could
     /// find the table at its limit and cull an entry that the batch's tombstone was to make
     /// room for (an entry Django's cull never removed, lost at the next open).
     pub(super) fn tombstones_first(&mut self) {
         let mut w = 0;
         for i in 0..self.dirty {
             if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
-                self.dirty_keys.swap(w, i);
-                self.dirty_len.swap(w, i);
-                self.dirty_loc.swap(w, i);
+                if w < i {
+                    // Byte by byte (`swap` of whole rows links `memmove`).
+                    let (head, tail) = self.dirty_keys.split_at_mut(i);
+                    head[w].swap_with_slice(&mut tail[0]);
+                    self.dirty_len.swap(w, i);
+                    self.dirty_loc.swap(w, i);
+                }
                 w += 1;
             }
         }
