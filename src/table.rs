@@ -399,9 +399,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// The made key, value, kind and expiry tick of the entry in slot `i` (held).
     pub(crate) fn slot(&self, i: usize) -> (&[u8], &[u8], Kind, u64) {
         let (len, kind) = self.value_meta(i);
+        let val = &self.vals[i];
         (
-            &self.keys.0[i][..self.klen[i] as usize],
-            &self.vals[i][..len],
+            self.slot_key(i),
+            val.get(..len).unwrap_or(val),
             kind,
             self.expiry[i],
         )
@@ -685,6 +686,20 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 /// Hooks for persistence: a persistent backend must log every change the table makes,
 /// including the entries an insert culls, and must restore entries without culling.
 impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K, V, S> {
+    /// Reads the entry of `key` whether or not it has expired, making it most recent: a
+    /// persistent backend's read, once it has dropped the key if expired.
+    #[inline]
+    pub(crate) fn read_any<R>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], Kind) -> R,
+    ) -> Option<R> {
+        let i = self.locate(key).1?;
+        self.touch_lru(i);
+        let (len, kind) = self.value_meta(i);
+        Some(read(&self.vals[i][..len], kind))
+    }
+
     /// Reads an entry whether or not it has expired, without changing recency.
     pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
         let i = self.locate(key).1?;

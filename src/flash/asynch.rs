@@ -16,12 +16,9 @@ use embedded_storage_async::nor_flash::{ErrorType, NorFlash};
 
 use super::backend::Staged;
 use super::io::{drive_async, Async, Io};
-use super::{widen, Core, FeOf, Policy, Wear, Work};
+use super::{Core, FeOf, Policy, Wear, Work};
 use crate::async_shared::AsyncBackend;
 use crate::backend::{Backend, Put};
-use crate::cache::Cache;
-use crate::clock::Clock;
-use crate::config::Config;
 use crate::error::Error;
 use crate::hash::DefaultHashBuilder;
 use crate::memcached::Store;
@@ -251,70 +248,7 @@ impl<
         .await
     }
 
-    /// The largest cache time found on flash at open, or written since.
-    pub fn latest_time(&self) -> u64 {
-        self.core.time
-    }
-
-    /// A cache over this backend whose time continues from
-    /// [`AsyncPersistent::latest_time`]; share it with
-    /// [`AsyncSharedCache::new`](crate::AsyncSharedCache::new).
-    pub fn into_cache<C: Clock>(self, clock: C, config: Config) -> Cache<C, Self, K> {
-        let t = self.core.time;
-        let mut cache = Cache::new(clock, self, config);
-        cache.resume_at(t);
-        cache
-    }
-
-    /// The memory table (read-only: changes must go through the backend).
-    pub fn table(&self) -> &Table<N, K, V, S> {
-        self.core.table.borrow()
-    }
-
-    /// The flash.
-    pub fn flash(&self) -> &F {
-        &self.flash
-    }
-
-    /// The flash, mutably (for counters of a test flash; do not write to the region).
-    pub fn flash_mut(&mut self) -> &mut F {
-        &mut self.flash
-    }
-
-    /// Gives the flash back.
-    pub fn into_flash(self) -> F {
-        self.flash
-    }
-
-    /// The policy.
-    pub fn policy(&self) -> Policy {
-        self.core.policy
-    }
-
-    /// Batches committed since open (one per write-through operation or flush).
-    pub fn commits(&self) -> u64 {
-        self.core.commits
-    }
-
-    /// Entries dropped since open to make room on flash (see [`Persistent::evictions`]).
-    pub fn evictions(&self) -> u32 {
-        self.core.evictions
-    }
-
-    /// Keys changed and not yet on flash.
-    pub fn dirty(&self) -> usize {
-        self.core.dirty()
-    }
-
-    /// Pages in the region.
-    pub fn pages(&self) -> u32 {
-        self.core.log.pages
-    }
-
-    /// Pages currently holding the log.
-    pub fn pages_used(&self) -> u32 {
-        self.core.log.used
-    }
+    front_accessors!();
 
     /// Runs a RAM operation, unless work was cut off (then [`Error::Settle`]: the next
     /// settle recovers first).
@@ -326,6 +260,11 @@ impl<
             return Err(Error::Settle);
         }
         op(&mut self.core)
+    }
+
+    /// Before a read: drops `key` when it is held but expired at `now` (true then).
+    fn expire(&mut self, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.drop_expired(key, now))
     }
 }
 
@@ -341,32 +280,7 @@ impl<
 {
     type Error = FeOf<F>;
 
-    fn get<R>(
-        &mut self,
-        key: &[u8],
-        now: u64,
-        read: impl FnOnce(&[u8], Kind) -> R,
-    ) -> Result<Option<R>, Error<Self::Error>> {
-        if self.run(|c| c.drop_expired(key, now))? {
-            return Ok(None);
-        }
-        self.core
-            .table
-            .borrow_mut()
-            .get(key, now, read)
-            .map_err(widen)
-    }
-
-    fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        if self.run(|c| c.drop_expired(key, now))? {
-            return Ok(false);
-        }
-        self.core
-            .table
-            .borrow_mut()
-            .has_key(key, now)
-            .map_err(widen)
-    }
+    front_ops!();
 
     fn put(
         &mut self,
@@ -392,8 +306,9 @@ impl<
         let (len, kind) = match self.core.put_filled(key, fill(&mut staged)) {
             Ok(x) => x,
             Err(e) => {
+                // Never leave a stale value readable: the key goes.
                 if held.is_some() {
-                    self.core.put_failed(key, now)?;
+                    self.core.delete(key, now)?;
                 }
                 return Err(e);
             }
@@ -423,46 +338,11 @@ impl<
         r
     }
 
-    fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.touch(key, expiry, now))
-    }
-
-    fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.delete(key, now))
-    }
-
-    fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
-        self.run(|c| c.incr(key, delta, now))
-    }
-
-    fn rekey(
-        &mut self,
-        from: &[u8],
-        to: &[u8],
-        expiry: u64,
-        now: u64,
-    ) -> Result<bool, Error<Self::Error>> {
-        self.run(|c| c.rekey(from, to, expiry, now))
-    }
-
-    fn clear(&mut self) -> Result<(), Error<Self::Error>> {
-        self.run(|c| c.clear())
-    }
-
     /// Asks for a flush (the changes and the current cache time); the next
     /// [`AsyncBackend::settle`] writes it.
     fn flush(&mut self) -> Result<(), Error<Self::Error>> {
         self.core.want_flush = true;
         Ok(())
-    }
-
-    fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
-        self.core.see(now);
-        Backend::flush(self)
-    }
-
-    fn len(&self) -> usize {
-        self.core.table.borrow().len()
     }
 }
 

@@ -89,6 +89,149 @@
 //! lands then loses those keys (a miss, never an older value). An entry that cannot fit at all fails with [`Error::StorageFull`] and
 //! nothing else is lost.
 
+/// The accessors of a front end (a `core` and a `flash` field), the same for
+/// [`Persistent`] and [`AsyncPersistent`]: written once, emitted into each inherent impl.
+macro_rules! front_accessors {
+    () => {
+        /// The largest cache time found on flash at open, or written since.
+        pub fn latest_time(&self) -> u64 {
+            self.core.time
+        }
+
+        /// A cache over this backend whose time continues from [`Self::latest_time`]
+        /// (share an async one with
+        /// [`AsyncSharedCache::new`](crate::AsyncSharedCache::new)). Inlined, so the
+        /// backend moves into the cache once.
+        #[inline(always)]
+        pub fn into_cache<C: $crate::clock::Clock>(
+            self,
+            clock: C,
+            config: $crate::config::Config,
+        ) -> $crate::cache::Cache<C, Self, K> {
+            let t = self.core.time;
+            let mut cache = $crate::cache::Cache::new(clock, self, config);
+            cache.resume_at(t);
+            cache
+        }
+
+        /// The memory table (read-only: changes must go through the backend).
+        pub fn table(&self) -> &$crate::table::Table<N, K, V, S> {
+            self.core.table.borrow()
+        }
+
+        /// The flash.
+        pub fn flash(&self) -> &F {
+            &self.flash
+        }
+
+        /// The flash, mutably (for counters of a test flash; do not write to the region).
+        pub fn flash_mut(&mut self) -> &mut F {
+            &mut self.flash
+        }
+
+        /// Gives the flash back.
+        pub fn into_flash(self) -> F {
+            self.flash
+        }
+
+        /// The policy.
+        pub fn policy(&self) -> Policy {
+            self.core.policy
+        }
+
+        /// Batches committed since open (one per write-through operation or flush).
+        pub fn commits(&self) -> u64 {
+            self.core.commits
+        }
+
+        /// Entries dropped since open to make room on flash (the oldest page's, when the
+        /// flash holds only live records; see "Full flash" in the
+        /// [module documentation](crate::flash)): Django's culling did not choose them.
+        /// Zero while the region has room for every entry's record beside the batches
+        /// written.
+        pub fn evictions(&self) -> u32 {
+            self.core.evictions
+        }
+
+        /// Keys changed and not yet on flash (write-back; a pending clear counts as one).
+        pub fn dirty(&self) -> usize {
+            self.core.dirty()
+        }
+
+        /// Pages in the region.
+        pub fn pages(&self) -> u32 {
+            self.core.log.pages
+        }
+
+        /// Pages currently holding the log.
+        pub fn pages_used(&self) -> u32 {
+            self.core.log.used
+        }
+    };
+}
+
+/// The [`Backend`] calls that change RAM only, the same for both front ends: each runs a
+/// core operation through the front end's `run` (which settles the work it asks for, or
+/// answers [`Error::Settle`] for the caller to settle), and a read first drops an expired
+/// key through the front end's `expire`. Emitted into each `Backend` impl beside its own
+/// `put` and `flush`.
+macro_rules! front_ops {
+    () => {
+        fn get<R>(
+            &mut self,
+            key: &[u8],
+            now: u64,
+            read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
+        ) -> Result<Option<R>, Error<Self::Error>> {
+            // Held after `expire` means live.
+            if self.expire(key, now)? {
+                return Ok(None);
+            }
+            Ok(self.core.table.borrow_mut().read_any(key, read))
+        }
+
+        fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+            // Held after `expire` means live.
+            Ok(!self.expire(key, now)? && self.core.table.borrow().peek_any(key).is_some())
+        }
+
+        fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
+            self.run(|c| c.touch(key, expiry, now))
+        }
+
+        fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
+            self.run(|c| c.delete(key, now))
+        }
+
+        fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
+            self.run(|c| c.incr(key, delta, now))
+        }
+
+        fn rekey(
+            &mut self,
+            from: &[u8],
+            to: &[u8],
+            expiry: u64,
+            now: u64,
+        ) -> Result<bool, Error<Self::Error>> {
+            self.run(|c| c.rekey(from, to, expiry, now))
+        }
+
+        fn clear(&mut self) -> Result<(), Error<Self::Error>> {
+            self.run(|c| c.clear())
+        }
+
+        fn flush_at(&mut self, now: u64) -> Result<(), Error<Self::Error>> {
+            self.core.see(now);
+            Backend::flush(self)
+        }
+
+        fn len(&self) -> usize {
+            self.core.table.borrow().len()
+        }
+    };
+}
+
 mod asynch;
 mod backend;
 #[cfg(feature = "std")]
@@ -112,9 +255,6 @@ use core::marker::PhantomData;
 use embedded_storage::nor_flash::{ErrorType, NorFlash};
 
 use crate::backend::Backend;
-use crate::cache::Cache;
-use crate::clock::Clock;
-use crate::config::Config;
 use crate::error::Error;
 use crate::hash::DefaultHashBuilder;
 use crate::table::Table;
@@ -301,71 +441,7 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
-    /// The largest cache time found on flash at open, or written since.
-    pub fn latest_time(&self) -> u64 {
-        self.core.time
-    }
-
-    /// A cache over this backend whose time continues from [`Persistent::latest_time`].
-    pub fn into_cache<C: Clock>(self, clock: C, config: Config) -> Cache<C, Self, K> {
-        let t = self.core.time;
-        let mut cache = Cache::new(clock, self, config);
-        cache.resume_at(t);
-        cache
-    }
-
-    /// The memory table (read-only: changes must go through the backend).
-    pub fn table(&self) -> &Table<N, K, V, S> {
-        self.core.table.borrow()
-    }
-
-    /// The flash.
-    pub fn flash(&self) -> &F {
-        &self.flash
-    }
-
-    /// The flash, mutably (for counters of a test flash; do not write to the region).
-    pub fn flash_mut(&mut self) -> &mut F {
-        &mut self.flash
-    }
-
-    /// Gives the flash back.
-    pub fn into_flash(self) -> F {
-        self.flash
-    }
-
-    /// The policy.
-    pub fn policy(&self) -> Policy {
-        self.core.policy
-    }
-
-    /// Batches committed since open (one per write-through operation or flush).
-    pub fn commits(&self) -> u64 {
-        self.core.commits
-    }
-
-    /// Entries dropped since open to make room on flash (the oldest page's, when the flash
-    /// holds only live records; see "Full flash" in the [module documentation](self)):
-    /// Django's culling did not choose them. Zero while the region has room for every
-    /// entry's record beside the batches written.
-    pub fn evictions(&self) -> u32 {
-        self.core.evictions
-    }
-
-    /// Keys changed and not yet on flash (write-back).
-    pub fn dirty(&self) -> usize {
-        self.core.dirty()
-    }
-
-    /// Pages in the region.
-    pub fn pages(&self) -> u32 {
-        self.core.log.pages
-    }
-
-    /// Pages currently holding the log.
-    pub fn pages_used(&self) -> u32 {
-        self.core.log.used
-    }
+    front_accessors!();
 
     /// The erase count of page `page` (0-based in the region), `None` when unreadable.
     pub fn erase_count(&mut self, page: u32) -> Result<Option<u32>, FeOf<F>> {

@@ -161,19 +161,26 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
-    /// Opens the region into `table`, clearing what it held first.
+    /// Opens the region into `table`, clearing what it held first. Out of line: the
+    /// backend is built once, in the caller's place, rather than moved through the
+    /// caller's frame (-192 bytes in the firmware's whole-API probe).
+    #[inline(never)]
     pub(super) fn start(
-        mut flash: F,
+        flash: F,
         range: Range<u32>,
         table: T,
         policy: Policy,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
-        let mut core = Core::new(range, capacity, table, policy)?;
-        let mut buf = [0; SCRATCH];
-        core.mount_or_format_blocking(&mut SyncIo::new(&mut flash, &mut buf), format)?;
-        Ok(Persistent { core, buf, flash })
+        let mut p = Persistent {
+            core: Core::new(range, capacity, table, policy)?,
+            buf: [0; SCRATCH],
+            flash,
+        };
+        let Persistent { core, buf, flash } = &mut p;
+        core.mount_or_format_blocking(&mut SyncIo::new(flash, buf), format)?;
+        Ok(p)
     }
 
     /// Formats the region: erases every page (counting the erase in each page's header),
