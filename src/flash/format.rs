@@ -321,22 +321,7 @@ pub(crate) fn put_varint(out: &mut [u8], mut v: u64) -> usize {
 /// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
 /// `None` when it does not end within `max` bytes or `buf`, or overflows a `u64`.
 pub(crate) fn get_varint(buf: &[u8], max: usize) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &b) in buf.iter().enumerate().take(max.min(VARINT_MAX)) {
-        let bits = u64::from(b & 0x7f);
-        if i == 9 && bits > 1 {
-            return None;
-        }
-        v |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            // A non-minimal encoding (a trailing zero group) is refused.
-            if i > 0 && b == 0 {
-                return None;
-            }
-            return Some((v, i + 1));
-        }
-    }
-    None
+    varint_at(buf, 0, max).ok()
 }
 
 /// Header part A for a page erased `erase_count` times.
@@ -350,8 +335,9 @@ pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
     a
 }
 
-/// The erase count of a valid part A.
-pub(crate) fn parse_part_a(a: &[u8; PART_A]) -> Option<u32> {
+/// The erase count of a valid part A at the start of `a`.
+pub(crate) fn parse_part_a(a: &[u8]) -> Option<u32> {
+    let a = a.first_chunk::<PART_A>()?;
     let crc = u16::from_le_bytes([a[6], a[7]]);
     if a[0] != MAGIC || a[1] != FORMAT_VERSION || crc32c(&a[..6]) as u16 != crc {
         return None;
@@ -360,15 +346,21 @@ pub(crate) fn parse_part_a(a: &[u8; PART_A]) -> Option<u32> {
 }
 
 /// Header part B: the page's sequence number and base time; the bytes and their length.
-/// The log writes the same bytes through its record writer (`Log::open_page`).
 #[cfg(test)]
 pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
     let mut b = [0u8; PART_B_MAX];
+    let n = part_b_into(&mut b, seq, time);
+    (b, n)
+}
+
+/// Writes header part B (the page's sequence number and base time) at the start of `b` (at
+/// least [`PART_B_MAX`] bytes); returns its length.
+pub(crate) fn part_b_into(b: &mut [u8], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
-    let n = 4 + put_varint(&mut b[4..], time);
+    let n = 4 + put_varint(&mut b[4..PART_B_MAX - 4], time);
     let crc = part_b_crc(&b[..n]);
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
-    (b, n + 4)
+    n + 4
 }
 
 /// The sequence number, base time and length of a valid part B at the start of `b`.
@@ -395,18 +387,33 @@ fn part_b_crc(fields: &[u8]) -> u32 {
 }
 
 /// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]
-/// when every byte there asks for one more and `h` ends first.
+/// when every byte there asks for one more and `h` ends first. The one varint reader of
+/// record and page headers.
 #[inline(never)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
     let rest = h.get(n..).unwrap_or(&[]);
-    get_varint(rest, max).ok_or_else(|| {
-        let short = rest.len() < max.min(VARINT_MAX) && rest.iter().all(|b| b & 0x80 != 0);
-        if short {
-            Unread::Short
-        } else {
-            Unread::Invalid
+    let max = max.min(VARINT_MAX);
+    let mut v = 0u64;
+    for (i, &b) in rest.iter().enumerate().take(max) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && bits > 1 {
+            return Err(Unread::Invalid);
         }
-    })
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            // A non-minimal encoding (a trailing zero group) is refused.
+            if i > 0 && b == 0 {
+                return Err(Unread::Invalid);
+            }
+            return Ok((v, i + 1));
+        }
+    }
+    // Every byte read asks for one more.
+    if rest.len() < max {
+        Err(Unread::Short)
+    } else {
+        Err(Unread::Invalid)
+    }
 }
 
 /// Why a record header does not decode.
@@ -512,36 +519,21 @@ impl RecHead {
     /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
     #[inline(never)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
-        let Rec {
-            ty,
-            start,
-            end,
-            kind,
-            key,
-            val,
-            time,
-            expiry,
-        } = *rec;
-        let vlen = val.len();
-        let time = time.max(base);
-        let mut tag = ty << 6 | (kind & 0b11);
-        if start {
-            tag |= TAG_START;
-        }
-        if end {
-            tag |= TAG_END;
-        }
+        let (ty, key, vlen) = (rec.ty, rec.key, rec.val.len());
+        let time = rec.time.max(base);
+        let mut tag =
+            ty << 6 | (rec.kind & 0b11) | u8::from(rec.start) << 5 | u8::from(rec.end) << 4;
+        let mut hlen = 1;
         if time > base {
             tag |= TAG_DELTA;
+            hlen += varint_len(time - base);
         }
-        let (expiry, xlen) = if ty == T_PUT && expiry != NEVER {
+        let mut expiry = NEVER;
+        if ty == T_PUT && rec.expiry != NEVER {
             tag |= TAG_EXPIRY;
-            let e = expiry.max(time);
-            (e, varint_len(e - time))
-        } else {
-            (NEVER, 0)
-        };
-        let mut hlen = 1 + xlen;
+            expiry = rec.expiry.max(time);
+            hlen += varint_len(expiry - time);
+        }
         let pfx = prefixed(key);
         if ty == T_PUT || ty == T_TOMB {
             let rest = key.len() - PREFIX.len() * usize::from(pfx);
@@ -549,9 +541,6 @@ impl RecHead {
         }
         if ty == T_PUT {
             hlen += varint_len(vlen as u64);
-        }
-        if time > base {
-            hlen += varint_len(time - base);
         }
         RecHead {
             tag,
@@ -587,6 +576,8 @@ impl RecHead {
 
     /// Writes the header bytes for a page of base time `base` at the start of `h` (at
     /// least [`REC_HEAD_MAX`] bytes) and adds them to `crc`; returns their number (`hlen`).
+    /// Out of line: the writer's frame stays small (this one is a sibling of the write).
+    #[inline(never)]
     pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
         h[0] = self.tag;
         let mut n = 1;
@@ -608,8 +599,28 @@ impl RecHead {
         n
     }
 
+    /// No header: what [`RecHead::parse_into`] fills in.
+    pub(crate) const BLANK: RecHead = RecHead {
+        tag: 0,
+        klen: 0,
+        pfx: false,
+        vlen: 0,
+        time: 0,
+        expiry: 0,
+        hlen: 0,
+    };
+
+    /// No header yet, in a page of base time `base` (kept in `time` until one is decoded).
+    pub(crate) const fn in_page(base: u64) -> RecHead {
+        RecHead {
+            time: base,
+            ..RecHead::BLANK
+        }
+    }
+
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
     /// time `base`, checking its shape (not the CRC, which needs key and value).
+    #[cfg(test)]
     pub(crate) fn decode(h: &[u8], base: u64) -> Option<RecHead> {
         Self::parse(h, base).ok()
     }
@@ -617,61 +628,68 @@ impl RecHead {
     /// [`RecHead::decode`], telling a header that `h` cuts short ([`Unread::Short`]: it may
     /// continue past `h`) from one that no bytes after `h` could make valid.
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
+        let mut r = RecHead::BLANK;
+        Self::parse_into(h, base, &mut r).map(|()| r)
+    }
+
+    /// [`RecHead::parse`] into `r` (left partly written when the header does not decode):
+    /// the header is decoded where the caller keeps it, not copied out of a frame of its
+    /// own (this lies on the deepest path of a call, compaction reading a changed key's
+    /// record).
+    #[inline(never)]
+    pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
         let varint = |n: usize, max: usize| varint_at(h, n, max);
         let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
         let mut n = 1;
-        let (mut klen, mut vlen, mut pfx) = (0u8, 0u64, false);
         if ty == T_PUT && crate::value::Kind::from_u8(kind).is_none() {
             return Err(Unread::Invalid);
         }
         if ty != T_PUT && (kind != 0 || x) {
             return Err(Unread::Invalid);
         }
+        *r = RecHead {
+            tag,
+            expiry: NEVER,
+            time: base,
+            ..RecHead::BLANK
+        };
         if ty <= T_TOMB {
             let (k, l) = varint(n, 2)?;
             n += l;
-            pfx = k & 1 != 0;
-            let full = (k >> 1) as usize + PREFIX.len() * usize::from(pfx);
+            r.pfx = k & 1 != 0;
+            let full = (k >> 1) as usize + PREFIX.len() * usize::from(r.pfx);
             if full == 0 || full > 255 {
                 return Err(Unread::Invalid);
             }
-            klen = full as u8;
+            r.klen = full as u8;
         }
         if ty == T_PUT {
             let (v, l) = varint(n, 3)?;
-            vlen = v;
+            r.vlen = v as u32;
             n += l;
         }
-        let mut time = base;
         if tag & TAG_DELTA != 0 {
             let (d, l) = varint(n, VARINT_MAX)?;
-            time = base
+            r.time = base
                 .checked_add(d)
                 .filter(|_| d != 0)
                 .ok_or(Unread::Invalid)?;
             n += l;
         }
-        let mut expiry = NEVER;
         if x {
             let (d, l) = varint(n, VARINT_MAX)?;
-            expiry = time
+            r.expiry = r
+                .time
                 .checked_add(d)
                 .filter(|&e| e != NEVER)
                 .ok_or(Unread::Invalid)?;
             n += l;
         }
-        Ok(RecHead {
-            tag,
-            klen,
-            pfx,
-            vlen: vlen as u32,
-            time,
-            expiry,
-            hlen: n as u8,
-        })
+        r.hlen = n as u8;
+        Ok(())
     }
 
     /// Bytes before the CRC (header, the key's rest and value).

@@ -191,6 +191,14 @@ impl<E> Io<E> {
         n
     }
 
+    /// Runs `f` over the buffer of the next write (to encode bytes in place).
+    pub fn stage_with<R>(&self, f: impl FnOnce(&mut [u8; SCRATCH]) -> R) -> R {
+        let mut b = self.buf.get();
+        let r = f(&mut b);
+        self.buf.set(b);
+        r
+    }
+
     /// Fills the buffer of the next write with 0xFF from `from` to `to`.
     pub fn pad(&self, from: usize, to: usize) {
         let mut b = self.buf.get();
@@ -280,6 +288,11 @@ impl<'a, E> SyncIo<'a, E> {
     /// of the next write and adds it to `crc`; returns its length.
     pub fn stage_head(&mut self, r: &RecHead, base: u64, crc: &mut Crc) -> usize {
         r.encode_into(base, &mut self.buf[..], crc)
+    }
+
+    /// Runs `f` over the buffer of the next write (to encode bytes in place).
+    pub fn stage_with<R>(&mut self, f: impl FnOnce(&mut [u8; SCRATCH]) -> R) -> R {
+        f(self.buf)
     }
 
     /// Fills the buffer of the next write with 0xFF from `from` to `to`.

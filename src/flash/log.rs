@@ -9,8 +9,8 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, put_varint, Crc, Rec, RecHead,
-    Unread, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VARINT_MAX, VLEN_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_into, Crc, Rec, RecHead,
+    Unread, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
@@ -207,39 +207,44 @@ impl<F: Geometry> Log<F> {
         Ok(true)
     }
 
+    /// Reads the `READ_SIZE`-aligned window holding the `n` bytes at `addr` into the
+    /// request buffer, in one request (`n` and the offset of `addr` in its read word come
+    /// to at most [`SCRATCH`] bytes); returns where the bytes start in the buffer. The bytes
+    /// are used where they land: no buffer on the caller's stack.
+    async fn window(&self, io: &IoOf<F>, addr: u32, n: usize) -> Res<usize, F> {
+        let rs = F::READ_SIZE;
+        let skip = addr as usize % rs;
+        io.read(addr - skip as u32, align_up(skip + n, rs).min(SCRATCH))
+            .await?;
+        Ok(skip)
+    }
+
     /// The page's erase count (part A), if readable.
     pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
-        let mut a = [0u8; PART_A];
-        self.read(io, self.page_addr(p), &mut a).await?;
-        Ok(parse_part_a(&a))
+        let at = self.window(io, self.page_addr(p), PART_A).await?;
+        Ok(io.with_buf(|b| parse_part_a(&b[at..])))
     }
 
     /// When page `p` belongs to a log: its sequence number, base time and the offset of
-    /// its first record.
+    /// its first record. The header is checked in the request buffer.
     pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
-        // Part A's padding is skipped when it is wider than 8 bytes: two reads then.
-        let mut buf = [0u8; PART_A + 8 + PART_B_MAX];
-        let b_at = if a_len <= PART_A + 8 {
-            self.read(io, addr, &mut buf[..a_len + PART_B_MAX]).await?;
-            a_len
-        } else {
-            self.read(io, addr, &mut buf[..PART_A]).await?;
-            self.read(
-                io,
-                addr + a_len as u32,
-                &mut buf[PART_A..PART_A + PART_B_MAX],
-            )
+        // Both parts in one read, unless part A's padding is wider than 8 bytes: two then.
+        let one = a_len <= PART_A + 8;
+        let at = self
+            .window(io, addr, if one { a_len + PART_B_MAX } else { PART_A })
             .await?;
-            PART_A
+        let a_ok = io.with_buf(|b| parse_part_a(&b[at..]).is_some());
+        let b_at = if one {
+            at + a_len
+        } else {
+            self.window(io, addr + a_len as u32, PART_B_MAX).await?
         };
-        let mut a = [0u8; PART_A];
-        a.copy_from_slice(&buf[..PART_A]);
-        if parse_part_a(&a).is_none() {
-            return Ok(None);
-        }
-        let Some((seq, time, len)) = parse_part_b(&buf[b_at..b_at + PART_B_MAX]) else {
+        let Some((seq, time, len)) = io
+            .with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
+            .filter(|_| a_ok)
+        else {
             return Ok(None);
         };
         let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;
@@ -261,6 +266,24 @@ impl<F: Geometry> Log<F> {
         Ok(Some((first, base)))
     }
 
+    /// Reads page `p`'s header into what is known of page starts unless it is known
+    /// already ([`Log::page_start`] without its answer: out of line, so the answer takes
+    /// no room in the caller's frame; [`Log::known_base`] gives it).
+    #[blocking(inline(never))]
+    pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
+        self.page_start(io, p).await?;
+        Ok(())
+    }
+
+    /// Page `p`'s base time when its start is known ([`Log::load_start`]); no read.
+    pub fn known_base(&self, p: u32) -> Option<u64> {
+        self.starts
+            .iter()
+            .flatten()
+            .find(|(q, _, _)| *q == p)
+            .map(|(_, _, base)| *base)
+    }
+
     /// Forgets what is known of page `p`'s header.
     fn forget(&mut self, p: u32) {
         for s in &mut self.starts {
@@ -271,24 +294,25 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `staged` bytes already at the start of the request buffer (a record's
-    /// header, whose CRC `sum` holds) and `parts` back to back from `addr` (aligned), then,
-    /// with `crc`, their CRC-32C (a record), padding the end with 0xFF: the one writer of
-    /// page headers and records.
+    /// header, whose CRC `sum` holds), `parts` (the key's rest and the value) and their
+    /// CRC-32C back to back from `addr` (aligned), padding the end with 0xFF: the writer of
+    /// every record kind. Out of line: a sibling of the header's encoding below the
+    /// record writer's frame.
+    #[blocking(inline(never))]
     async fn write_parts(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
         staged: usize,
         mut sum: Crc,
-        parts: &[&[u8]],
-        crc: bool,
+        parts: &[&[u8]; 2],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
         let mut fill = staged;
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
-        // way; with `crc`, it follows the last part.
-        for i in 0..parts.len() + usize::from(crc) {
+        // way; it follows the last part.
+        for i in 0..parts.len() + 1 {
             let tail;
             let part = match parts.get(i) {
                 Some(p) => *p,
@@ -318,17 +342,20 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
+    /// Writes the `n` bytes staged at the start of the request buffer (a page header's
+    /// part, at most [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame
+    /// below the page opening, beside the record writer's.
+    async fn write_staged(&mut self, io: &IoOf<F>, addr: u32, n: usize) -> Res<(), F> {
+        let end = align_up(n, F::WRITE_SIZE);
+        io.pad(n, end);
+        io.write(addr, end).await?;
+        Ok(())
+    }
+
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
-        self.write_parts(
-            io,
-            self.page_addr(p),
-            0,
-            Crc::new(),
-            &[&part_a(count)],
-            false,
-        )
-        .await
+        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
+        self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
     /// Erases page `p` and writes its part A with the count incremented. `old` is the
@@ -343,7 +370,8 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_part_a(io, p, count).await?;
+        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
+        self.write_staged(io, addr, PART_A).await?;
         Ok(count)
     }
 
@@ -366,21 +394,9 @@ impl<F: Geometry> Log<F> {
             Some(s) if s != crate::flash::format::SEQ_NEVER => s,
             _ => return Err(FlashError::Corrupted),
         };
-        // Part B through the record writer: its fields, then their CRC (after `'B'`).
-        let mut t = [0u8; VARINT_MAX];
-        let n = put_varint(&mut t, time);
-        let mut sum = Crc::new();
-        sum.update(b"B");
-        self.write_parts(
-            io,
-            self.page_addr(p) + a_len,
-            0,
-            sum,
-            &[&seq.to_le_bytes(), &t[..n]],
-            true,
-        )
-        .await?;
-        let n = 4 + n + 4;
+        // Part B is encoded straight into the request buffer.
+        let n = io.stage_with(|b| part_b_into(b, seq, time));
+        self.write_staged(io, self.page_addr(p) + a_len, n).await?;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -390,9 +406,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads and checks the record at `off` of page `p` (base time `base`); `None` when
-    /// blank or invalid. The record is read into the request buffer and checked there: no
-    /// buffer of its own on the stack (it lies on the deepest path of a call, compaction
-    /// reading a changed key's record).
+    /// blank or invalid.
     pub async fn read_record(
         &mut self,
         io: &IoOf<F>,
@@ -400,34 +414,66 @@ impl<F: Geometry> Log<F> {
         off: u32,
         base: u64,
     ) -> Res<Option<RecHead>, F> {
+        let mut r = RecHead::in_page(base);
+        let ok = self.read_record_into(io, p, off, &mut r).await?;
+        Ok(ok.then_some(r))
+    }
+
+    /// [`Log::read_record`] into `r`, whose `time` gives the page's base time on entry
+    /// ([`RecHead::in_page`]): false when blank or invalid (`r` then means nothing). The
+    /// record is read into the request buffer and checked there, and its header decoded
+    /// into `r`: no buffer and no header of its own on the stack, and no argument on it
+    /// (this lies on the deepest path of a call, compaction reading a changed key's
+    /// record).
+    pub async fn read_record_into(
+        &mut self,
+        io: &IoOf<F>,
+        p: u32,
+        off: u32,
+        r: &mut RecHead,
+    ) -> Res<bool, F> {
+        let base = r.time;
         let room = self.page_size.saturating_sub(off) as usize;
         if room < 1 + REC_CRC {
-            return Ok(None);
+            return Ok(false);
         }
         let addr = self.page_addr(p) + off;
         // One read request covers a short record whole (header, key, value and CRC).
-        let rs = F::READ_SIZE as u32;
-        let start = addr - addr % rs;
-        let skip = (addr - start) as usize;
-        let len = align_up(skip + room.min(SCRATCH), rs as usize).min(SCRATCH);
-        let hn = (len - skip).min(room);
-        io.read(start, len).await?;
+        let skip = self.window(io, addr, room.min(SCRATCH)).await?;
+        let hn = (SCRATCH - skip).min(room);
         // The header lies in that window unless it crosses the window's end (reads of 64
         // bytes beneath smaller words): then it is read on its own, and the CRC is taken
         // over the record from its start.
         let in_window = hn >= room.min(REC_HEAD_MAX);
         let head = if in_window {
-            io.with_buf(|b| RecHead::decode(&b[skip..skip + hn.min(REC_HEAD_MAX)], base))
+            io.with_buf(|b| RecHead::parse_into(&b[skip..skip + hn.min(REC_HEAD_MAX)], base, r))
+                .is_ok()
         } else {
-            self.read_head(io, addr, room, base).await?
+            self.read_head(io, addr, room, base, r).await?
         };
-        let Some(r) = head else {
-            return Ok(None);
-        };
+        if !head {
+            return Ok(false);
+        }
         let hn = if in_window { hn } else { 0 };
-        let size = r.size(F::WRITE_SIZE) as u64;
-        if size > room as u64 {
-            return Ok(None);
+        self.check_record(io, addr, r, room, skip, hn).await
+    }
+
+    /// True when the record at `addr` with header `r` fits the `room` bytes left in its
+    /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
+    /// `skip` on. Out of line: [`Log::read_record`] keeps a small frame above the header's
+    /// decoding, and the CRC's work is a sibling of it.
+    #[inline(never)]
+    async fn check_record(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        r: &RecHead,
+        room: usize,
+        skip: usize,
+        hn: usize,
+    ) -> Res<bool, F> {
+        if r.size(F::WRITE_SIZE) > room {
+            return Ok(false);
         }
         let e = r.body_end() as usize;
         let have = hn.min(e);
@@ -441,10 +487,8 @@ impl<F: Geometry> Log<F> {
                 stored[..got].copy_from_slice(&b[skip + e..skip + e + got]);
             }
         });
-        let ok = self
-            .crc_matches(io, addr, have, r.body_end(), crc, stored, got)
-            .await?;
-        Ok(ok.then_some(r))
+        self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)
+            .await
     }
 
     /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
@@ -457,11 +501,12 @@ impl<F: Geometry> Log<F> {
         addr: u32,
         room: usize,
         base: u64,
-    ) -> Res<Option<RecHead>, F> {
+        r: &mut RecHead,
+    ) -> Res<bool, F> {
         let mut h = [0u8; REC_HEAD_MAX];
         let n = room.min(REC_HEAD_MAX);
         self.read(io, addr, &mut h[..n]).await?;
-        Ok(RecHead::decode(&h[..n], base))
+        Ok(RecHead::parse_into(&h[..n], base, r).is_ok())
     }
 
     /// True when the CRC stored after the first `end` bytes of the record at `addr`
@@ -716,6 +761,13 @@ impl<F: Geometry> Log<F> {
         RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
     }
 
+    /// Where the next record goes: the head page's first free byte. Out of line: the
+    /// writer keeps one word across its calls, not the fields it is computed from.
+    #[inline(never)]
+    fn head_addr(&self) -> u32 {
+        self.page_addr(self.phys(self.used - 1)) + self.head_off
+    }
+
     /// Appends the record `rec` at the head, opening the next page when it does not fit,
     /// and returns where it starts ([`Log::read_at`] reads it back). The caller has made
     /// sure there is room. The one writer of every record kind; a small frame (the page
@@ -739,20 +791,22 @@ impl<F: Geometry> Log<F> {
     #[blocking(inline(never))]
     async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
         let base = self.head_base;
-        let r = RecHead::new(rec, base);
-        let size = r.size(F::WRITE_SIZE) as u32;
-        let addr = self.page_addr(self.phys(self.used - 1)) + self.head_off;
-        self.head_off += size;
-        // The header is encoded straight into the request buffer.
+        let addr = self.head_addr();
+        // The header is encoded straight into the request buffer; only what the write
+        // needs of it is kept (its slot is free again below).
         let mut sum = Crc::new();
-        let hl = io.stage_head(&r, base, &mut sum);
-        let parts: [&[u8]; 2] = [&rec.key[r.plen()..], rec.val];
-        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts, true).await {
+        let (hl, plen) = {
+            let r = RecHead::new(rec, base);
+            self.head_off += r.size(F::WRITE_SIZE) as u32;
+            (io.stage_head(&r, base, &mut sum), r.plen())
+        };
+        let parts: [&[u8]; 2] = [&rec.key[plen..], rec.val];
+        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
             return Err(e);
         }
-        self.written_time = self.written_time.max(r.time);
+        self.written_time = self.written_time.max(rec.time.max(base));
         Ok(addr)
     }
 }

@@ -12,7 +12,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_size, varint_len, Rec};
+use super::format::{record_size, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::{Core, Res, CULL_MARK, NOWHERE};
@@ -124,23 +124,17 @@ impl<
         io: &IoOf<F>,
         sizes: &dyn Fn(&Self, &mut Placer),
     ) -> Res<(), F> {
-        let mut pl = self.empty_placer();
-        sizes(self, &mut pl);
-        if !pl.ok {
+        // The placers sit in sibling frames (`batch_bytes`, `fits_now`), not in this one:
+        // it lies on the deepest path of a call, above compaction's copies.
+        let Some(bytes) = self.batch_bytes(sizes) else {
             return Err(Error::StorageFull);
-        }
+        };
         let pages = self.log.pages;
         // The records the batch replaces take about as much room as the batch.
-        let keep = pl.bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
+        let keep = bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
         for round in 0..(3 * pages + 4) {
-            if self.log.free() > 0 {
-                // The same placer, so that one sits in this frame (it is on the deepest
-                // path of a call).
-                pl = self.placer();
-                sizes(self, &mut pl);
-                if pl.ok {
-                    return Ok(());
-                }
+            if self.fits_now(sizes) {
+                return Ok(());
             }
             if self.log.used <= 1 {
                 self.log
@@ -162,16 +156,15 @@ impl<
     /// drops their entries; without `keep`, the records of changed keys are not copied),
     /// then erases it. Reads only the records of changed keys. Out of line with a small
     /// frame: it lies on the deepest path of a call (an operation making room).
-    #[blocking(inline(never))]
+    #[blocking(inline(always))]
     pub(super) async fn reclaim_tail(
         &mut self,
         io: &IoOf<F>,
         evict: bool,
         keep: bool,
     ) -> Res<(), F> {
-        // Only a time already on flash may expire entries here: after a power cut, time
-        // resumes from what the flash holds, where a later expiry would still be live.
-        let now = self.log.written_time;
+        // Only a time already on flash may expire entries here (the copies read it from
+        // the log, [`Self::copied_now`]).
         let tail = self.log.tail;
         // Records before damage found at open are never copied: no entry was restored from
         // them, so no slot and no changed key points there. A copy takes the head page's
@@ -184,8 +177,16 @@ impl<
             // Copied, or lost with the page (a miss after a power cut, never an older value:
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
-            if !evict && keep && !self.is_victim(self.dirty_key(d)) {
-                self.dirty_loc[d] = self.copy_flushed(io, d, at, now).await?;
+            if !evict && keep && !self.dirty_victim(d) {
+                // The page's start is read (once: then it is known) beside the copy, not
+                // under it.
+                if self.log.known_base(tail).is_none() {
+                    self.log
+                        .load_start(io, tail)
+                        .await
+                        .map_err(Error::Backend)?;
+                }
+                self.dirty_loc[d] = self.copy_flushed(io, d, at).await?;
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
@@ -193,7 +194,7 @@ impl<
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            self.copy_entry(io, i, now, evict).await?;
+            self.copy_entry(io, i, evict).await?;
         }
         let log = &mut self.log;
         log.erase_page(io, tail, None)
@@ -210,11 +211,11 @@ impl<
     }
 
     /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
-    /// is unchanged and live at `now`, and it fits (else, with `evict` too, it goes with the
+    /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it goes with the
     /// page: durable at once, the page is erased next). Out of line: the compaction loop
     /// keeps a small frame above the writer.
     #[blocking(inline(never))]
-    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, now: u64, evict: bool) -> Res<(), F> {
+    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
         let tail = self.log.tail;
         let at = self.loc[i];
         if at & CULL_MARK != 0 {
@@ -225,18 +226,22 @@ impl<
             }
             return Ok(());
         }
+        if !self.log.in_page(at, tail) {
+            return Ok(());
+        }
+        // The copy's description holds the slot's key, value and expiry: nothing else of
+        // the slot is kept across the calls below.
         let (k, v, kind, e) = self.table.borrow().slot(i);
-        if !self.log.in_page(at, tail) || self.is_dirty(k) {
+        let rec = Rec::put(k, v, kind as u8, self.log.head_base, e);
+        if self.is_dirty(rec.key) {
             return Ok(());
         }
         self.loc[i] = NOWHERE;
-        if e <= now {
+        if rec.expiry <= self.copied_now() {
             return Ok(());
         }
         let log = &mut self.log;
-        let base = log.head_base;
-        let rec = Rec::put(k, v, kind as u8, base, e);
-        if !evict && log.head_fits(Log::<F>::rec_size(&rec, base) as usize) {
+        if !evict && log.head_fits(Log::<F>::rec_size(&rec, rec.time) as usize) {
             self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
         } else {
             self.table.borrow_mut().remove_slot(i);
@@ -245,44 +250,81 @@ impl<
         Ok(())
     }
 
-    /// Copies the flushed record of changed key `d` at `at` (in the tail page) to the head
-    /// when it is still live at `now` and fits: where the copy starts, [`NOWHERE`] when it
-    /// is not copied. The key comes from the list, only the value is read.
+    /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
+    /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
+    /// and fits: where the copy starts, [`NOWHERE`] when it is not copied. The key comes
+    /// from the list, only the value is read.
     #[blocking(inline(never))]
-    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32, now: u64) -> Res<u32, F> {
+    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<u32, F> {
         let log = &mut self.log;
         let tail = log.tail;
-        let Some((_, base)) = log.page_start(io, tail).await.map_err(Error::Backend)? else {
-            return Ok(NOWHERE);
-        };
-        let off = at - log.page_addr(tail);
-        let Some(r) = log
-            .read_record(io, tail, off, base)
-            .await
-            .map_err(Error::Backend)?
-        else {
-            return Ok(NOWHERE);
-        };
         let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
-        let vl = r.vlen as usize;
-        if r.expiry <= now || usize::from(r.klen) != k.len() || vl > V {
-            return Ok(NOWHERE);
-        }
+        // The header's fields that the copy needs; the header itself is dead after this
+        // block, so its slot is free for the copy's description below.
+        let (expiry, kind, vl, from) = {
+            let Some(base) = log.known_base(tail) else {
+                return Ok(NOWHERE);
+            };
+            let mut r = RecHead::in_page(base);
+            let off = at - log.page_addr(tail);
+            if !log
+                .read_record_into(io, tail, off, &mut r)
+                .await
+                .map_err(Error::Backend)?
+                || r.expiry <= log.written_time
+                || usize::from(r.klen) != k.len()
+                || r.vlen as usize > V
+            {
+                return Ok(NOWHERE);
+            }
+            (
+                r.expiry,
+                r.kind(),
+                r.vlen as usize,
+                at + r.body_end() - r.vlen,
+            )
+        };
         let mut val = [0u8; V];
-        let from = at + r.body_end() - r.vlen;
         log.read(io, from, &mut val[..vl])
             .await
             .map_err(Error::Backend)?;
         let base = log.head_base;
-        let copy = Rec::put(k, &val[..vl], r.kind(), base, r.expiry);
+        let copy = Rec::put(k, &val[..vl], kind, base, expiry);
         if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
             return Ok(NOWHERE);
         }
         log.append(io, &copy).await.map_err(Error::Backend)
     }
 
+    /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
+    /// cannot fit even there. Out of line: its placer is not on [`Self::reserve`]'s frame.
+    #[inline(never)]
+    fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+        let mut pl = self.empty_placer();
+        sizes(self, &mut pl);
+        pl.ok.then_some(pl.bytes)
+    }
+
+    /// True when changed key `d` is a victim of the insert making room (its flushed record
+    /// is not copied). Out of line: the table lookup's frame is not on [`Self::reserve`]'s,
+    /// which lies above compaction's copies.
+    #[inline(never)]
+    fn dirty_victim(&self, d: usize) -> bool {
+        self.is_victim(self.dirty_key(d))
+    }
+
+    /// The time compaction expires entries at: the latest time on flash, not the cache's
+    /// (after a power cut, time resumes from what the flash holds, where a later expiry
+    /// would still be live). Copies do not move it (they take the head page's base time,
+    /// already on flash), so it holds for a whole compaction; read where it is used, so
+    /// the copies take no time argument (one stack word pair less on each call).
+    fn copied_now(&self) -> u64 {
+        self.log.written_time
+    }
+
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
-    /// would not touch the flash).
+    /// would not touch the flash). Out of line: its placer is not on the caller's frame.
+    #[inline(never)]
     pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
         self.log.free() > 0 && {
             let mut pl = self.placer();
