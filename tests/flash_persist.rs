@@ -1003,3 +1003,67 @@ fn write_back_replay_never_culls_what_the_batch_keeps() {
         assert_eq!(cache.get::<u8>(k).unwrap(), want, "{k} after reopen");
     }
 }
+
+/// Entries dropped for room are counted: a region with room for about a third of 16
+/// entries (3 pages of 128 B, one kept spare) keeps the newest and counts every other one
+/// as evicted; the table (16 slots) never culls, so each missing entry is an eviction.
+#[test]
+fn entries_dropped_for_room_are_counted() {
+    type Tiny = MockFlash<3, 128, 4, 4>;
+    let mut flash = Tiny::new();
+    let clock = ManualClock::new(1000);
+    let p: Persistent<&mut Tiny, 16, 24, 16> =
+        Persistent::open(&mut flash, 0..384, Table::new(), Policy::WriteThrough).unwrap();
+    let mut cache = p.into_cache(&clock, Config::new());
+    assert_eq!(cache.backend().evictions(), 0);
+    for i in 0..16u8 {
+        cache
+            .set_raw(format!("key-{i:02}").as_str(), &[i; 12], Timeout::Never)
+            .unwrap();
+    }
+    let evicted = cache.backend().evictions();
+    assert!(evicted > 0, "the region cannot hold 16 entries");
+    assert_eq!(cache.len() + evicted as usize, 16);
+    let last = cache.with_raw("key-15", |b, _| b.to_vec()).unwrap();
+    assert_eq!(last, Some(vec![15; 12]), "the newest entry stays");
+}
+
+/// A region that ends beyond 2 GiB is refused with `BadRange` (the top bit of a flash
+/// address marks a culling insert's victims), before any flash access.
+#[test]
+fn a_region_beyond_2_gib_is_refused() {
+    /// A flash of 4 GiB - 4 KiB that is never accessed.
+    struct Huge;
+    impl embedded_storage::nor_flash::ErrorType for Huge {
+        type Error = MockError;
+    }
+    impl ReadNorFlash for Huge {
+        const READ_SIZE: usize = 1;
+        fn read(&mut self, _: u32, _: &mut [u8]) -> Result<(), MockError> {
+            unreachable!("a refused region is never read")
+        }
+        fn capacity(&self) -> usize {
+            (u32::MAX - 4095) as usize
+        }
+    }
+    impl NorFlash for Huge {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = 4096;
+        fn erase(&mut self, _: u32, _: u32) -> Result<(), MockError> {
+            unreachable!("a refused region is never erased")
+        }
+        fn write(&mut self, _: u32, _: &[u8]) -> Result<(), MockError> {
+            unreachable!("a refused region is never written")
+        }
+    }
+    let top = 1u32 << 31;
+    for range in [top - 4096..top + 4096, top..top + 8192] {
+        let r = Persistent::<_, 16, 24, 16>::open(
+            Huge,
+            range.clone(),
+            Table::new(),
+            Policy::WriteThrough,
+        );
+        assert!(matches!(r, Err(FlashError::BadRange)), "{range:?}");
+    }
+}
