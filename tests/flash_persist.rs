@@ -736,6 +736,44 @@ fn a_flush_too_large_to_keep_the_old_values_never_brings_back_older_ones() {
     assert!(lost > 0 && lost < 24 * events as usize, "{lost} keys lost");
 }
 
+/// Write-through does not write a `set` that leaves a key as its latest record has it (a
+/// firmware storing the same setting at every boot wears nothing): unchanged values write no
+/// byte, a changed value or a new expiry is written, and a reopen reads them all back.
+#[test]
+fn write_through_skips_a_set_that_changes_nothing() {
+    let mut flash = Mock::new();
+    let clock = ManualClock::new(1000);
+    {
+        let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+        let written = |c: &tickcache::Cache<_, P<'_>, 24>| c.backend().flash().bytes_written();
+        for k in ["a", "b", "c"] {
+            cache.set(k, &7u32, Timeout::Never).unwrap();
+        }
+        cache.set("t", &1u32, Timeout::Secs(60)).unwrap();
+        let before = written(&cache);
+        clock.advance(5);
+        for k in ["a", "b", "c"] {
+            cache.set(k, &7u32, Timeout::Never).unwrap();
+        }
+        assert_eq!(
+            written(&cache),
+            before,
+            "unchanged values are not written again"
+        );
+        cache.set("b", &8u32, Timeout::Never).unwrap();
+        let changed = written(&cache);
+        assert!(changed > before, "a changed value is written");
+        // The same value with a timeout counted from now: a new expiry, written.
+        cache.set("t", &1u32, Timeout::Secs(60)).unwrap();
+        assert!(written(&cache) > changed, "a new expiry is written");
+    }
+    let mut cache = open(&mut flash, Policy::WriteThrough).into_cache(&clock, Config::new());
+    assert_eq!(cache.get::<u32>("a").unwrap(), Some(7));
+    assert_eq!(cache.get::<u32>("b").unwrap(), Some(8));
+    assert_eq!(cache.get::<u32>("c").unwrap(), Some(7));
+    assert_eq!(cache.get::<u32>("t").unwrap(), Some(1));
+}
+
 /// Write-back writes what changed since the last flush, once: a `set` of the value a key
 /// already has on flash writes nothing, and ten sets of one key between two flushes write
 /// one record, the last value.

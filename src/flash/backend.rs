@@ -161,11 +161,13 @@ impl<
         } else {
             self.room(1, Some((key.len(), len)))?;
         }
-        // Under write-back, a set that changes nothing is not written again.
+        // A set that leaves the key as its latest record on flash has it (value, kind and
+        // expiry) is not written again, under either policy: no wear for a value rewritten
+        // unchanged. Only its recency after a reboot differs (the log's order).
         let same = matches!(self.table.borrow().peek_any(key),
             Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
         let at = self.on_flash(key);
-        let unchanged = same && at != NOWHERE && matches!(self.policy, Policy::WriteBack { .. });
+        let unchanged = same && at != NOWHERE;
         self.table
             .borrow_mut()
             .put_bytes(key, expiry, now, val, kind)

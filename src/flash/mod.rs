@@ -38,11 +38,14 @@
 //! - [`Policy::WriteBack`]: changes are kept in RAM (the keys changed are listed, up to
 //!   `D`) and reach flash together on [`Backend::flush`] (called by
 //!   [`Cache::close`](crate::Cache::close)) or when `max_dirty` keys are waiting. A flush
-//!   writes each changed key once, with its latest value, and a `set` that leaves a key's
-//!   value, kind and expiry as they are on flash changes nothing. `clear` is written at
+//!   writes each changed key once, with its latest value. `clear` is written at
 //!   once (one record; the changes it drops are never written). After a power cut the
 //!   cache holds the state of the last flush. An operation whose keys do not fit the list
 //!   flushes the list first.
+//!
+//! Under either policy a `set` that leaves a key's value, kind and expiry as its latest
+//! record on flash has them writes nothing (a setting stored again at every boot wears
+//! nothing); only that key's recency after a reboot differs (the log's order).
 //!
 //! Every operation (or every flush) is written as one batch, so after a power cut at any
 //! byte the cache holds either the state before it or the state after it, including
