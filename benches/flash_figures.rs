@@ -325,7 +325,11 @@ fn main() {
     fixed_workload::<1>(Policy::WriteThrough);
     fixed_workload::<4>(Policy::WriteThrough);
     fixed_workload::<16>(Policy::WriteThrough);
+    fixed_workload::<32>(Policy::WriteThrough);
+    fixed_workload::<64>(Policy::WriteThrough);
     fixed_workload::<4>(Policy::WriteBack { max_dirty: 8 });
+    fixed_workload::<32>(Policy::WriteBack { max_dirty: 8 });
+    fixed_workload::<64>(Policy::WriteBack { max_dirty: 8 });
     println!();
     println!("## open a full region (pages of 4 KiB, WRITE_SIZE 4, 256 entries of 40 B)");
     println!(

@@ -8,7 +8,7 @@
 #
 #   scripts/bench_memcached.sh                  # 5 rounds of 10 s per server and row
 #   SECS=4 ROUNDS=3 scripts/bench_memcached.sh  # shorter
-#   ALSO=--no-pin scripts/bench_memcached.sh     # a third server: tickcache-server ALSO
+#   ALSO=--no-batch scripts/bench_memcached.sh   # a third server: tickcache-server ALSO
 #   LOAD_THREADS=2 scripts/bench_memcached.sh   # the load generator on 2 threads (default 1)
 #   ROW="1 32 10000" scripts/bench_memcached.sh # one row: THREADS VALUE_SIZE KEYS
 #   SERVER_CPUS=0 LOAD_CPUS=1 scripts/bench_memcached.sh
@@ -20,7 +20,7 @@
 # event loops.
 #
 # With ALSO set, a second tickcache-server started with those extra options (on ALSO_PORT)
-# takes its turn in every round too, e.g. to compare bound and unbound worker threads.
+# takes its turn in every round too, e.g. to compare scheduling policies.
 #
 # Runs at most ROWS x 2 x ROUNDS x SECS seconds of load (400 s by default; x 3 with ALSO). Loopback only;
 # every server started here is stopped on exit.

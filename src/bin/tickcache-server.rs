@@ -5,15 +5,14 @@
 //! cargo run --release --features server --bin tickcache-server -- --listen 127.0.0.1:11211
 //! ```
 //!
-//! The main thread accepts connections and hands them in turn to `--threads` worker threads
-//! (default 4), each running its own tokio event loop (a current-thread runtime), as
-//! memcached's workers each run an event base. Two or more workers are bound to the CPUs
-//! the process may use, one CPU each, in turn (`--no-pin` leaves the placement to the
-//! kernel). The heap table is split into one shard per
-//! worker (a [`Memcached`] engine on a `HeapTable` with an equal part of `-m`, behind its
-//! own mutex), chosen by a keyed hash of the key; `stats` sums the shards, `flush_all` runs
-//! on each. With two or more workers, the workers run under `SCHED_BATCH` (`--no-batch`
-//! leaves them normal), so a client's request does not preempt the client. The fixed table (`--fixed`, `--persist`) stays one engine behind one mutex. Each
+//! The main thread accepts connections and hands them to `--threads` worker threads
+//! (default 4): one worker runs its own tokio event loop (a current-thread runtime); two or
+//! more share one work-stealing runtime (tokio's multi-thread scheduler), so a connection
+//! whose worker waits for a busy CPU is served by another. The heap table is split into one
+//! shard per worker (a [`Memcached`] engine on a `HeapTable` with an equal part of `-m`,
+//! behind its own mutex), chosen by a keyed hash of the key; `stats` sums the shards,
+//! `flush_all` runs on each. With two or more workers, the workers run under `SCHED_BATCH`
+//! (`--no-batch` leaves them normal), so a client's request does not preempt the client. The fixed table (`--fixed`, `--persist`) stays one engine behind one mutex. Each
 //! connection is framed by the library's connection driver (`memcached::Driver`: lines,
 //! data blocks, too-large items, multi-gets key by key) and owns a read buffer of 16 KiB that grows to hold one large command (a line of
 //! up to 64 KiB plus one data block) while it arrives, and an output buffer with a
@@ -83,15 +82,12 @@ OPTIONS
                           every slot is allocated at start for the largest item (see RAM)
   --capacity N            with --fixed: most items held, LRU eviction beyond (default
                           16384, max 65534)
-  --threads N             worker threads (default 4, as memcached's -t), each with its own
-                          event loop and bound to a CPU; connections are handed to them in
-                          turn. The heap table is split into N shards by a keyed hash of
+  --threads N             worker threads (default 4, as memcached's -t); two or more share
+                          one work-stealing event loop, so a connection is served by
+                          whichever worker is free. The heap table is split into N shards by a keyed hash of
                           the key, each with its own lock, LRU and an equal part of -m
                           (fewer shards if a part would hold fewer than two items of -I).
                           --fixed and --persist keep one table behind one lock
-  --no-pin                let the kernel place the worker threads (default, with two or
-                          more: worker i runs on one CPU of those the process may use, the
-                          next worker on the next, so the workers are spread over the CPUs)
   --no-batch              run the worker threads under the normal scheduling policy
                           (default, with two or more: SCHED_BATCH, so a request arriving
                           does not preempt the thread that sent it, and a worker serves
@@ -130,8 +126,6 @@ struct Opts {
     capacity: usize,
     item_max: usize,
     threads: usize,
-    /// Each worker thread on a CPU of its own (`--no-pin` turns it off).
-    pin: bool,
     /// Worker threads under `SCHED_BATCH` (`--no-batch` turns it off).
     batch: bool,
     max_conns: usize,
@@ -150,7 +144,6 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         capacity: 16384,
         item_max: 1 << 20,
         threads: 4,
-        pin: true,
         batch: true,
         max_conns: 1024,
         idle: None,
@@ -167,10 +160,6 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         }
         if arg == "--fixed" {
             o.fixed = true;
-            continue;
-        }
-        if arg == "--no-pin" {
-            o.pin = false;
             continue;
         }
         if arg == "--no-batch" {
@@ -927,108 +916,50 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     }
 }
 
-/// Starts `n` worker threads, each with its own event loop (a current-thread runtime, as
-/// memcached's worker threads each run their own event base), and returns their handles.
-/// With `cpus`, worker `i` is bound to `cpus[i % cpus.len()]`; with `batch`, each runs
-/// under `SCHED_BATCH` (see [`affinity::batch_current_thread`]).
-fn start_workers(n: usize, cpus: &[usize], batch: bool) -> io::Result<Vec<tokio::runtime::Handle>> {
-    (0..n)
-        .map(|i| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = rt.handle().clone();
-            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
-            std::thread::Builder::new()
-                .name(format!("worker {i}"))
-                .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        // Unbound, the worker simply runs wherever the kernel puts it.
-                        let _ = affinity::bind_current_thread(cpu);
-                    }
-                    if batch {
-                        // Refused, the worker runs under the normal policy.
-                        let _ = affinity::batch_current_thread();
-                    }
-                    rt.block_on(std::future::pending::<()>())
-                })?;
-            Ok(handle)
-        })
-        .collect()
+/// Starts the `n` worker threads and returns the handle connections are spawned on. One
+/// worker runs its own event loop (a current-thread runtime): it rarely blocks, finding the
+/// next requests waiting. Two or more share one work-stealing runtime (tokio's multi-thread
+/// scheduler): a worker that runs out of connections to serve takes ready ones from the
+/// others' queues, and whichever worker is parked on the event queue picks up every
+/// connection that becomes ready, so a connection does not wait for its own worker's CPU.
+/// With four workers and the load generator on two CPUs, one event loop per worker left a
+/// worker's connections waiting up to a scheduler tick behind the load generator (p99 4.2 ms,
+/// 1.35x memcached's); shared, p99 fell to 1.1 ms (0.36x) with more throughput (MEMCACHED.md,
+/// "Threads and shards"). With `batch`, each worker runs under `SCHED_BATCH` (see
+/// [`sched_policy::batch_current_thread`]).
+fn start_workers(n: usize, batch: bool) -> io::Result<tokio::runtime::Handle> {
+    let rt = if n >= 2 {
+        let next = AtomicUsize::new(0);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name_fn(move || format!("worker {}", next.fetch_add(1, Ordering::Relaxed)))
+            .on_thread_start(move || {
+                if batch {
+                    // Refused, the worker runs under the normal policy.
+                    let _ = sched_policy::batch_current_thread();
+                }
+            })
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    let handle = rt.handle().clone();
+    if n >= 2 {
+        // The runtime's own threads drive it; it lives as long as the process.
+        std::mem::forget(rt);
+    } else {
+        std::thread::Builder::new()
+            .name("worker 0".to_string())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    }
+    Ok(handle)
 }
 
-/// The CPUs the workers are bound to, one after the other: those the process may run on,
-/// starting at one chosen by the process id (so several servers on one machine do not all
-/// start on the same CPU). Empty (no binding) with `--no-pin`, with one worker (there is
-/// nothing to spread, and bound it could not leave a busy CPU), on one CPU, or where the
-/// affinity calls are not available.
-fn worker_cpus(o: &Opts) -> Vec<usize> {
-    if !o.pin || o.threads < 2 {
-        return Vec::new();
-    }
-    let mut cpus = affinity::allowed_cpus();
-    if cpus.len() < 2 {
-        return Vec::new();
-    }
-    let first = std::process::id() as usize % cpus.len();
-    cpus.rotate_left(first);
-    cpus
-}
-
-/// Binding threads to CPUs (Linux's `sched_getaffinity`/`sched_setaffinity`).
-///
-/// Why the workers are bound: with the client on the same host (loopback, two CPUs, other
-/// work running), unbound workers were woken onto the CPU of the client that wrote to them
-/// (the kernel's wake-affine placement) and queued there behind it while the other CPU ran
-/// other work; bound one per CPU in turn, the same code served 1.3x to 1.8x as many
-/// requests (MEMCACHED.md, Benchmark).
-mod affinity {
-    /// CPUs a `cpu_set_t` holds (glibc's `CPU_SETSIZE`).
-    #[cfg(target_os = "linux")]
-    const SET_BITS: usize = 1024;
-
-    /// The CPUs this thread may run on, in increasing order (empty if unknown).
-    pub fn allowed_cpus() -> Vec<usize> {
-        #[cfg(target_os = "linux")]
-        {
-            let mut set = [0u64; SET_BITS / 64];
-            // SAFETY: `set` is a writable buffer of exactly the size passed (a glibc
-            // `cpu_set_t` of `SET_BITS` bits); pid 0 is the calling thread.
-            let r = unsafe { sched_getaffinity(0, core::mem::size_of_val(&set), set.as_mut_ptr()) };
-            if r != 0 {
-                return Vec::new();
-            }
-            (0..SET_BITS)
-                .filter(|&c| set[c / 64] & (1 << (c % 64)) != 0)
-                .collect()
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Vec::new()
-        }
-    }
-
-    /// Binds the calling thread to `cpu`; `false` if the system refused (or has no such
-    /// call), in which case the thread stays where it may run.
-    pub fn bind_current_thread(cpu: usize) -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            if cpu >= SET_BITS {
-                return false;
-            }
-            let mut set = [0u64; SET_BITS / 64];
-            set[cpu / 64] |= 1 << (cpu % 64);
-            // SAFETY: `set` is a readable buffer of exactly the size passed (a glibc
-            // `cpu_set_t`); pid 0 is the calling thread.
-            unsafe { sched_setaffinity(0, core::mem::size_of_val(&set), set.as_ptr()) == 0 }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = cpu;
-            false
-        }
-    }
-
+/// Scheduling policy of the worker threads (Linux's `sched_setscheduler`).
+mod sched_policy {
     /// Puts the calling thread under Linux's `SCHED_BATCH` policy (no privilege needed);
     /// `false` if the system refused (or has no such policy).
     ///
@@ -1065,8 +996,6 @@ mod affinity {
 
     #[cfg(target_os = "linux")]
     extern "C" {
-        fn sched_getaffinity(pid: i32, size: usize, mask: *mut u64) -> core::ffi::c_int;
-        fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> core::ffi::c_int;
         fn sched_setscheduler(
             pid: i32,
             policy: core::ffi::c_int,
@@ -1075,9 +1004,8 @@ mod affinity {
     }
 }
 
-/// Accepts connections and hands them to the workers in turn.
-async fn run(listener: TcpListener, shared: Arc<Shared>, workers: Vec<tokio::runtime::Handle>) {
-    let mut next = 0;
+/// Accepts connections and hands them to the workers.
+async fn run(listener: TcpListener, shared: Arc<Shared>, workers: tokio::runtime::Handle) {
     loop {
         let (mut stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -1095,14 +1023,13 @@ async fn run(listener: TcpListener, shared: Arc<Shared>, workers: Vec<tokio::run
             });
             continue;
         }
-        // Moved to the worker's event loop: registered there, served there.
+        // Moved to the workers' event loop: registered there, served there.
         let Ok(stream) = stream.into_std() else {
             continue;
         };
         shared.conns.fetch_add(1, Ordering::Relaxed);
         let sh = Arc::clone(&shared);
-        next = (next + 1) % workers.len();
-        workers[next].spawn(async move {
+        workers.spawn(async move {
             if let Ok(stream) = TcpStream::from_std(stream) {
                 let _ = serve(stream, Arc::clone(&sh)).await;
             }
@@ -1194,7 +1121,7 @@ fn main() -> ExitCode {
     // One worker rarely blocks (it finds the next requests waiting), so the policy would
     // change nothing but its standing against other processes on a busy CPU.
     let batch = o.batch && o.threads >= 2;
-    let workers = match start_workers(o.threads, &worker_cpus(&o), batch) {
+    let workers = match start_workers(o.threads, batch) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("tickcache-server: worker threads: {e}");
