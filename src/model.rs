@@ -449,6 +449,15 @@ impl Model {
             .collect();
     }
 
+    /// Every entry held, expired ones included until reclaimed, least recent first: made
+    /// key, value, expiry (`None` = never).
+    pub fn entries(&self) -> Vec<(Vec<u8>, Value, Option<u64>)> {
+        self.entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone(), e.expiry))
+            .collect()
+    }
+
     /// Live entries, least recent first: made key, value, expiry (`None` = never).
     pub fn live_entries(&self) -> Vec<(Vec<u8>, Value, Option<u64>)> {
         self.entries
