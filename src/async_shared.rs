@@ -45,7 +45,8 @@ type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 /// closure made before that one run twice. Every [`Cache`] method is correct under this:
 /// its backend calls before the last one are reads, or writes that leave the same state
 /// when repeated (`set_many` sets the same values again, `add` and `get_or_set` are a read
-/// and one `put`, `incr_version` one `rekey` or deletes, `delete_many` deletes again), and
+/// and one `put`, `incr_version` one `rekey`, or a read and deletes, `delete_many` deletes
+/// again), and
 /// a put the backend completed in its settle (an insert that culls) is recognised when run
 /// again and answers as it did. What a repetition changes is only a count or a report
 /// from the first run: `delete_many` counts the live entries the last run removed, and

@@ -734,10 +734,14 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let (nt, _) = self.prepare(key.version(to_version))?;
         let to = made(&self.scratch.0, nt);
         let moved = match self.expiry(Timeout::Default, now) {
+            // A default timeout of 0: both versions go. Read first, then delete: run again
+            // after storage work (`AsyncSharedCache::with`), the answer is still the read's
+            // (a first delete of `from` would answer "not found" the second time).
             EXPIRED => {
-                let live = self.backend.delete(from, now)?;
+                let live = self.backend.has_key(from, now)?;
                 if live {
                     self.backend.delete(to, now)?;
+                    self.backend.delete(from, now)?;
                 }
                 live
             }

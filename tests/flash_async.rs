@@ -414,3 +414,47 @@ fn set_many_of_more_keys_than_max_entries_completes() {
         );
     }
 }
+
+/// `incr_version` with a default timeout of 0 removes both versions and answers the new
+/// version. Its deletes run through `AsyncSharedCache::with`: when the second one needs
+/// storage work first (the write-back list full) the closure runs again, and the answer must
+/// still be the one of the first run (it was "not found": the first delete had removed the
+/// key the second run looked for).
+#[test]
+fn incr_version_run_again_after_storage_work_answers_as_it_did() {
+    use tickcache::{Key, Timeout};
+    type Small<'f> = AsyncPersistent<&'f mut Mock, 32, 24, 16, 2>;
+    let mut flash = Mock::new();
+    flash.yield_each_call(true);
+    let clock = ManualClock::new(1000);
+    let p = block_on(Small::open(
+        &mut flash,
+        0..LEN,
+        Table::new(),
+        Policy::WriteBack { max_dirty: 2 },
+    ))
+    .expect("open");
+    let config = Config::new().timeout(Timeout::Secs(0));
+    let cache: AsyncSharedCache<_, Small<'_>, 24, NoopRawMutex> =
+        AsyncSharedCache::with_raw_mutex(p.into_cache(&clock, config));
+    block_on(async {
+        cache.set("k", &1u32, None).await.unwrap();
+        cache
+            .set(Key::new("k").version(2), &2u32, None)
+            .await
+            .unwrap();
+        // The two listed keys were flushed; one more waits in the list of two.
+        cache.set("other", &3u32, None).await.unwrap();
+        // The first delete fills the list, the second asks for a flush first.
+        let moved = cache.with(|c| c.incr_version("k", 1)).await;
+        assert_eq!(moved.unwrap(), 2);
+        assert!(!cache.has_key("k").await.unwrap());
+        assert!(!cache.has_key(Key::new("k").version(2)).await.unwrap());
+        assert_eq!(cache.get::<u32>("other").await.unwrap(), Some(3));
+        // A miss is still a miss.
+        assert!(matches!(
+            cache.with(|c| c.incr_version("gone", 1)).await,
+            Err(tickcache::Error::NotFound)
+        ));
+    });
+}
