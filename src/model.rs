@@ -90,6 +90,13 @@ pub struct Model {
     pub strict: bool,
 }
 
+/// The integer an entry of kind `Kind::Int` holds, from its stored bytes (the engine's
+/// little-endian minimal form); `None` when the bytes are not that form. For checks that
+/// read an engine's entries back as the model's values.
+pub fn stored_int(bytes: &[u8]) -> Option<i64> {
+    crate::value::decode_int(bytes)
+}
+
 impl Model {
     /// A model with Django's defaults and the given capacities.
     pub fn new(

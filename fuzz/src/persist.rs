@@ -307,17 +307,9 @@ fn decoded(made: &[u8], bytes: &[u8], kind: Kind) -> Value {
         .rposition(|&b| b == b':')
         .map(|i| made.get(i + 1));
     match (class, kind) {
-        (Some(Some(b'i')), Kind::Int) => {
-            assert!(bytes.len() <= 8, "integer entry of {} bytes", bytes.len());
-            let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
-                0xff
-            } else {
-                0
-            };
-            let mut le = [fill; 8];
-            le[..bytes.len()].copy_from_slice(bytes);
-            Value::Int(i64::from_le_bytes(le))
-        }
+        (Some(Some(b'i')), Kind::Int) => Value::Int(
+            tickcache::model::stored_int(bytes).unwrap_or_else(|| panic!("integer {bytes:?}")),
+        ),
         (Some(Some(b'r')), Kind::Bytes) => Value::Raw(bytes.to_vec()),
         other => panic!("entry {made:?} held as {other:?}"),
     }

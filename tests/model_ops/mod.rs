@@ -636,17 +636,9 @@ pub fn decode_entry(made: &[u8], bytes: &[u8], kind: Kind) -> Value {
         .expect("made key has prefix:version:");
     let class = made.get(name_at).copied();
     match (class, kind) {
-        (Some(b'i'), Kind::Int) => {
-            assert!(bytes.len() <= 8, "integer of {} bytes", bytes.len());
-            let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
-                0xff
-            } else {
-                0
-            };
-            let mut le = [fill; 8];
-            le[..bytes.len()].copy_from_slice(bytes);
-            Value::Int(i64::from_le_bytes(le))
-        }
+        (Some(b'i'), Kind::Int) => Value::Int(
+            tickcache::model::stored_int(bytes).unwrap_or_else(|| panic!("integer {bytes:?}")),
+        ),
         (Some(b's'), Kind::Serde) => Value::Text(postcard::from_bytes(bytes).expect("a String")),
         (Some(b'o'), Kind::Serde) => {
             Value::OptU8(postcard::from_bytes(bytes).expect("an Option<u8>"))
