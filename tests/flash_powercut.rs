@@ -9,6 +9,12 @@
 //! (with read sizes 4 and 32) at every third phase. `TICKCACHE_SWEEP=full` runs a longer workload, more seeds and a
 //! longer period, every phase for every write size.
 //!
+//! An open writes when it repairs what a cut left (erasing the page a cut compaction was
+//! filling, or stray pages; a clear record for a lost head; a free page's header): at each
+//! reopen that writes, the sweep also cuts a copy of the image at every event of that open
+//! and opens it again, which must find the same side of the interrupted operation as an
+//! uncut open could.
+//!
 //! Both front ends run the sweep: the blocking `Persistent` through a `Cache`, and
 //! `AsyncPersistent` through `AsyncSharedCache` on the async face of the same mock flash
 //! (each flash call yielding once), every ninth phase of the blocking one's (the log core is
@@ -221,6 +227,66 @@ fn is_cut<T: std::fmt::Debug>(r: &Result<T, Error<FlashError<MockError>>>) -> bo
 struct Stats {
     cuts: u64,
     applied: u64,
+    /// Opens cut (at each event of each open that writes).
+    open_cuts: u64,
+}
+
+/// An open writes when it repairs what a cut left (an erase of the page a cut compaction
+/// was filling or of stray pages, a clear record for a lost head, the first part of a
+/// free page's header). Opens a copy of `flash` to count those events, then, for each one,
+/// cuts a fresh copy's open there and opens it again: the second open must find the state
+/// of one side of the interrupted operation (`acked` or `pending`), as an uncut open does.
+fn cut_each_open_write<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
+    kind: Kind,
+    policy: Policy,
+    flash: &Flash<PG, PS, WS, RS>,
+    acked: &Model,
+    pending: Option<&Model>,
+    stats: &mut Stats,
+    ctx: &str,
+) {
+    let range = 0..(PG * PS) as u32;
+    let mut probe = flash.clone();
+    let before = probe.events();
+    let clock = ManualClock::new(RATE);
+    drop(
+        Front::<'_, '_, PG, PS, WS, RS, N, KC, VC>::open(
+            kind,
+            &mut probe,
+            range.clone(),
+            Table::new(),
+            policy,
+            &clock,
+        )
+        .expect("open"),
+    );
+    let writes = probe.events() - before;
+    for cut in 0..writes {
+        let mut f = flash.clone();
+        f.cut_after(cut);
+        let clock = ManualClock::new(RATE);
+        let opened: Result<Back<'_, '_, PG, PS, WS, RS>, _> =
+            Front::open(kind, &mut f, range.clone(), Table::new(), policy, &clock);
+        let e = opened.err();
+        assert_eq!(
+            e,
+            Some(FlashError::Flash(MockError::PowerOff)),
+            "cut open {cut} at {ctx}"
+        );
+        f.power_on();
+        let clock = ManualClock::new(RATE);
+        let mut cache: Back<'_, '_, PG, PS, WS, RS> =
+            Front::open(kind, &mut f, range.clone(), Table::new(), policy, &clock)
+                .unwrap_or_else(|e| panic!("open after open cut {cut}: {e:?} at {ctx}"));
+        let t = cache.now();
+        let found = contents(&mut cache, t);
+        assert!(
+            found == live_at(acked, t) || pending.is_some_and(|p| found == live_at(p, t)),
+            "open cut at event {cut} of {writes}, at {ctx}:\n found {found:?}\n before {:?}",
+            live_at(acked, t)
+        );
+        stats.open_cuts += 1;
+    }
 }
 
 /// One run: `ops` operations, the power cut every `period` events from `phase` on.
@@ -250,6 +316,17 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
         flash.power_on();
         let clock = ManualClock::new(RATE);
         let range = 0..(PG * PS) as u32;
+        if !first {
+            cut_each_open_write(
+                kind,
+                policy,
+                &flash,
+                &acked,
+                pending.as_ref(),
+                stats,
+                &ctx(done),
+            );
+        }
         let mut cache: Back<'_, '_, PG, PS, WS, RS> =
             Front::open(kind, &mut flash, range, Table::new(), policy, &clock)
                 .unwrap_or_else(|e| panic!("open failed: {e:?} at {}", ctx(done)));
@@ -445,6 +522,7 @@ fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     let mut stats = Stats {
         cuts: 0,
         applied: 0,
+        open_cuts: 0,
     };
     for seed in 0..seeds {
         for phase in (0..period).step_by(stride as usize) {
@@ -455,8 +533,8 @@ fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     assert!(stats.cuts > 0);
     println!(
         "{kind:?} {policy:?} {PG} x {PS} B, WRITE_SIZE {WS}, READ_SIZE {RS}, phase stride {stride}: \
-         {} cuts, {} interrupted operations found applied",
-        stats.cuts, stats.applied
+         {} cuts, {} interrupted operations found applied, {} opens cut",
+        stats.cuts, stats.applied, stats.open_cuts
     );
 }
 
@@ -556,6 +634,7 @@ fn workload_without_cuts_matches_model() {
     let mut stats = Stats {
         cuts: 0,
         applied: 0,
+        open_cuts: 0,
     };
     for kind in flash_front::BOTH {
         let wt = Policy::WriteThrough;

@@ -151,7 +151,7 @@ impl<
                 let listed =
                     (0..*dirty).any(|d| same(&dirty_keys[d][..usize::from(dirty_len[d])], k));
                 if live && !listed && *dirty < D {
-                    dirty_keys[*dirty][..k.len()].copy_from_slice(k);
+                    crate::words::copy(&mut dirty_keys[*dirty][..k.len()], k);
                     dirty_len[*dirty] = k.len() as u8;
                     dirty_loc[*dirty] = t.slot_of(k).map_or(NOWHERE, |s| loc[s]);
                     *dirty += 1;
