@@ -236,9 +236,13 @@ struct Stats {
 /// free page's header). Opens a copy of `flash` to count those events, then, for each one,
 /// cuts a fresh copy's open there and opens it again: the second open must find the state
 /// of one side of the interrupted operation (`acked` or `pending`), as an uncut open does.
+/// With `depth` 2 each image a cut open leaves goes through the same before it is opened:
+/// the power cut twice in a row while the flash is repaired.
+#[allow(clippy::too_many_arguments)]
 fn cut_each_open_write<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     kind: Kind,
     policy: Policy,
+    depth: u32,
     flash: &Flash<PG, PS, WS, RS>,
     acked: &Model,
     pending: Option<&Model>,
@@ -274,6 +278,10 @@ fn cut_each_open_write<const PG: usize, const PS: usize, const WS: usize, const 
             "cut open {cut} at {ctx}"
         );
         f.power_on();
+        if depth > 1 {
+            let ctx = format!("{ctx}, after open cut {cut}");
+            cut_each_open_write(kind, policy, depth - 1, &f, acked, pending, stats, &ctx);
+        }
         let clock = ManualClock::new(RATE);
         let mut cache: Back<'_, '_, PG, PS, WS, RS> =
             Front::open(kind, &mut f, range.clone(), Table::new(), policy, &clock)
@@ -320,6 +328,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
             cut_each_open_write(
                 kind,
                 policy,
+                2,
                 &flash,
                 &acked,
                 pending.as_ref(),
