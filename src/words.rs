@@ -66,20 +66,6 @@ pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// `dst.fill(byte)` without a `memset` call on targets without an operating system (the
-/// flash layer's padding of a write to a whole word): a byte loop there, `fill` elsewhere.
-#[inline]
-pub(crate) fn fill(dst: &mut [u8], byte: u8) {
-    if cfg!(target_os = "none") {
-        for d in dst {
-            *d = byte;
-            core::hint::black_box(());
-        }
-    } else {
-        dst.fill(byte);
-    }
-}
-
 /// [`copy`]'s loop: whole words where the core loads unaligned words (the last bytes as one
 /// more word overlapping the one before); on ARMv6-M whole words where both buffers are
 /// word-aligned (keys are), bytes otherwise. A `black_box(())` in each loop (no

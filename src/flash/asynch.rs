@@ -14,7 +14,7 @@ use core::ops::Range;
 
 use embedded_storage_async::nor_flash::{ErrorType, NorFlash};
 
-use super::backend::Staged;
+use super::backend::{ListCull, Staged};
 use super::io::{drive_async, Async, Io};
 use super::{Core, FeOf, Policy, Wear, Work};
 use crate::async_shared::AsyncBackend;
@@ -127,45 +127,77 @@ impl<
 {
     /// [`Persistent::open`] on async flash: opens the log in `range` (page-aligned) and
     /// replays it into `table`. A blank or foreign region opens empty.
-    pub async fn open(
+    #[inline(always)]
+    pub fn open(
         flash: F,
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
-    ) -> Result<Self, FeOf<F>> {
-        Self::start(flash, range, table, policy, false).await
+    ) -> impl Future<Output = Result<Self, FeOf<F>>> {
+        Self::start(
+            flash,
+            range,
+            table,
+            policy,
+            Core::list_cull_for(policy),
+            false,
+        )
     }
 
     /// [`Persistent::open_or_format`] on async flash: formats the region when the log
     /// cannot be continued.
-    pub async fn open_or_format(
+    #[inline(always)]
+    pub fn open_or_format(
         flash: F,
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
-    ) -> Result<Self, FeOf<F>> {
-        Self::start(flash, range, table, policy, true).await
+    ) -> impl Future<Output = Result<Self, FeOf<F>>> {
+        Self::start(
+            flash,
+            range,
+            table,
+            policy,
+            Core::list_cull_for(policy),
+            true,
+        )
     }
 
     /// [`Persistent::open_in`] on async flash: opens into a lent table (a `&'static mut
     /// Table` in `.bss`, say), cleared first.
-    pub async fn open_in<T: BorrowMut<Table<N, K, V, S>>>(
+    #[inline(always)]
+    pub fn open_in<T: BorrowMut<Table<N, K, V, S>>>(
         flash: F,
         range: Range<u32>,
         table: T,
         policy: Policy,
-    ) -> Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>> {
-        AsyncPersistent::start(flash, range, table, policy, false).await
+    ) -> impl Future<Output = Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>>> {
+        AsyncPersistent::start(
+            flash,
+            range,
+            table,
+            policy,
+            Core::list_cull_for(policy),
+            false,
+        )
     }
 
     /// [`Persistent::open_or_format_in`] on async flash.
-    pub async fn open_or_format_in<T: BorrowMut<Table<N, K, V, S>>>(
+    #[inline(always)]
+    pub fn open_or_format_in<T: BorrowMut<Table<N, K, V, S>>>(
         flash: F,
         range: Range<u32>,
         table: T,
         policy: Policy,
-    ) -> Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>> {
-        AsyncPersistent::start(flash, range, table, policy, true).await
+    ) -> impl Future<Output = Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>>> {
+        AsyncPersistent::start(
+            flash,
+            range,
+            table,
+            policy,
+            Core::list_cull_for(policy),
+            true,
+        )
     }
 }
 
@@ -179,15 +211,19 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > AsyncPersistent<F, N, K, V, D, S, T>
 {
+    /// Opens the log; `list_cull` is [`Core::list_cull_for`] of `policy`, chosen where
+    /// `open` is called (before the future is made), so a policy given there as a constant
+    /// decides whether write-back's culling step is linked.
     async fn start(
         mut flash: F,
         range: Range<u32>,
         table: T,
         policy: Policy,
+        list_cull: Option<ListCull<Async<F>, N, K, V, D, S, T>>,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
-        let mut core = Core::new(range, capacity, table, policy)?;
+        let mut core = Core::new(range, capacity, table, policy, list_cull)?;
         let io = Io::new();
         drive_async(&mut flash, &io, core.mount_or_format(&io, format)).await?;
         Ok(AsyncPersistent {

@@ -25,6 +25,21 @@ use crate::memcached::Store;
 use crate::table::{CullPlan, Table};
 use crate::value::Kind;
 
+/// What [`Core::list_cull`] did with an insert's cull.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// The victims joined the list and the table dropped them.
+    Listed,
+    /// The list is to be flushed first.
+    FlushFirst,
+    /// The cull and the put go as one batch of their own ([`Work::CullingPut`]).
+    Alone,
+}
+
+/// The type of [`Core::list_cull`].
+pub(crate) type ListCull<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T> =
+    fn(&mut Core<F, N, K, V, D, S, T>, CullPlan, &[u8], usize, u64) -> Listing;
+
 /// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
 #[derive(Clone, Copy)]
 pub(crate) struct Staged<'a> {
@@ -119,45 +134,14 @@ impl<
         let len = val.len();
         let plan = self.table.borrow().cull_plan(key);
         if plan != CullPlan::None {
-            // Under write-back, the tombstones of the cull join the list when they fit it.
-            // When the list, the tombstones and the put do not fit one batch, the list is
-            // flushed first; the cull is decided again then (making room may have dropped
-            // entries).
-            let mut listed = false;
-            if matches!(self.policy, Policy::WriteBack { .. }) {
-                let (list_fits, fits) = self.cull_fits(plan, key_cost(key), len, now);
-                listed = list_fits && fits;
-                // A pending clear is written by a flush only.
-                if (!fits || self.pending_clear) && self.dirty() > 0 {
-                    return self.ask(Work::Flush);
-                }
+            // Under write-back, the tombstones of the cull join the list when they fit it
+            // (`list_cull`, linked only when `open` was given a write-back policy); else
+            // one batch of its own writes the cull and the put.
+            match self.list_cull.map(|list| list(self, plan, key, len, now)) {
+                Some(Listing::Listed) => {}
+                Some(Listing::FlushFirst) => return self.ask(Work::Flush),
+                _ => return self.ask(Work::CullingPut),
             }
-            if !listed {
-                return self.ask(Work::CullingPut);
-            }
-            // The victims join the list (as tombstones), each with its latest record.
-            let Self {
-                table,
-                loc,
-                dirty_keys,
-                dirty_len,
-                dirty_loc,
-                dirty,
-                ..
-            } = self;
-            let table: &mut Table<N, K, V, S> = table.borrow_mut();
-            let t = &*table;
-            t.for_each_victim(plan, now, &mut |k, live| {
-                let listed =
-                    (0..*dirty).any(|d| same(&dirty_keys[d][..usize::from(dirty_len[d])], k));
-                if live && !listed && *dirty < D {
-                    crate::words::copy(&mut dirty_keys[*dirty][..k.len()], k);
-                    dirty_len[*dirty] = k.len() as u8;
-                    dirty_loc[*dirty] = t.slot_of(k).map_or(NOWHERE, |s| loc[s]);
-                    *dirty += 1;
-                }
-            });
-            table.apply_cull(plan, now, &mut |_, _| {});
         } else {
             self.room(1, Some((key.len(), len)))?;
         }
@@ -176,6 +160,56 @@ impl<
             self.mark(key, at);
         }
         Ok(true)
+    }
+
+    /// Write-back's step of an insert that culls (`plan`): the cull's live victims join
+    /// the list as tombstones, each with its latest record, and the table drops them, when
+    /// they fit the list and one batch with the changed keys and the put. When the list,
+    /// the tombstones and the put do not fit one batch, the list is flushed first (the
+    /// cull is decided again then: making room may have dropped entries). Reached through
+    /// [`Core::list_cull`], so a write-through firmware does not link it.
+    fn list_cull(&mut self, plan: CullPlan, key: &[u8], len: usize, now: u64) -> Listing {
+        let (list_fits, fits) = self.cull_fits(plan, key_cost(key), len, now);
+        // A pending clear is written by a flush only.
+        if (!fits || self.pending_clear) && self.dirty() > 0 {
+            return Listing::FlushFirst;
+        }
+        if !(list_fits && fits) {
+            return Listing::Alone;
+        }
+        let Self {
+            table,
+            loc,
+            dirty_keys,
+            dirty_len,
+            dirty_loc,
+            dirty,
+            ..
+        } = self;
+        let table: &mut Table<N, K, V, S> = table.borrow_mut();
+        let t = &*table;
+        t.for_each_victim(plan, now, &mut |k, live| {
+            let listed = (0..*dirty).any(|d| same(&dirty_keys[d][..usize::from(dirty_len[d])], k));
+            if live && !listed && *dirty < D {
+                dirty_keys[*dirty][..k.len()].copy_from_slice(k);
+                dirty_len[*dirty] = k.len() as u8;
+                dirty_loc[*dirty] = t.slot_of(k).map_or(NOWHERE, |s| loc[s]);
+                *dirty += 1;
+            }
+        });
+        table.apply_cull(plan, now, &mut |_, _| {});
+        Listing::Listed
+    }
+
+    /// The write-back step [`Core::list_cull`] holds: `Some` for a write-back `policy`,
+    /// `None` for write-through. Inlined where `open` is called, so a policy given there as
+    /// a constant decides whether the step is linked (760 bytes on Cortex-M4).
+    #[inline(always)]
+    pub(crate) fn list_cull_for(policy: Policy) -> Option<ListCull<F, N, K, V, D, S, T>> {
+        match policy {
+            Policy::WriteThrough => None,
+            Policy::WriteBack { .. } => Some(Self::list_cull),
+        }
     }
 
     pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {

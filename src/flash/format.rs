@@ -562,7 +562,7 @@ impl RecHead {
     /// its length.
     pub(crate) fn prefix(&self, out: &mut [u8]) -> usize {
         let n = self.plen();
-        crate::words::copy(&mut out[..n], &PREFIX[..n]);
+        out[..n].copy_from_slice(&PREFIX[..n]);
         n
     }
 

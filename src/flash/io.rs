@@ -164,7 +164,7 @@ impl<E> Io<E> {
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
         let b = self.buf.get();
-        crate::words::copy(out, &b[skip..skip + out.len()]);
+        out.copy_from_slice(&b[skip..skip + out.len()]);
     }
 
     /// Runs `f` over the buffer (the bytes of the last read).
@@ -202,7 +202,7 @@ impl<E> Io<E> {
     /// Fills the buffer of the next write with 0xFF from `from` to `to`.
     pub fn pad(&self, from: usize, to: usize) {
         let mut b = self.buf.get();
-        crate::words::fill(&mut b[from..to], 0xff);
+        b[from..to].fill(0xff);
         self.buf.set(b);
     }
 
@@ -267,7 +267,7 @@ impl<'a, E> SyncIo<'a, E> {
 
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
-        crate::words::copy(out, &self.buf[skip..skip + out.len()]);
+        out.copy_from_slice(&self.buf[skip..skip + out.len()]);
     }
 
     /// Runs `f` over the buffer (the bytes of the last read).
@@ -297,7 +297,7 @@ impl<'a, E> SyncIo<'a, E> {
 
     /// Fills the buffer of the next write with 0xFF from `from` to `to`.
     pub fn pad(&mut self, from: usize, to: usize) {
-        crate::words::fill(&mut self.buf[from..to], 0xff);
+        self.buf[from..to].fill(0xff);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.

@@ -484,7 +484,7 @@ impl<F: Geometry> Log<F> {
         io.with_buf(|b| {
             crc.update(&b[skip..skip + have]);
             if got > 0 {
-                crate::words::copy(&mut stored[..got], &b[skip + e..skip + e + got]);
+                stored[..got].copy_from_slice(&b[skip + e..skip + e + got]);
             }
         });
         self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)

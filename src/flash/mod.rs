@@ -43,6 +43,10 @@
 //!   cache holds the state of the last flush. An operation whose keys do not fit the list
 //!   flushes the list first.
 //!
+//! A policy passed to `open` as a constant decides what is linked: a write-through
+//! firmware does not carry write-back's step of an insert that culls (760 bytes on
+//! Cortex-M4).
+//!
 //! Under either policy a `set` that leaves a key's value, kind and expiry as its latest
 //! record on flash has them writes nothing (a setting stored again at every boot wears
 //! nothing); only that key's recency after a reboot differs (the log's order).
@@ -393,6 +397,9 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     hasher: PhantomData<fn() -> S>,
     log: Log<F>,
     policy: Policy,
+    /// Write-back's step of an insert that culls, `None` under write-through (linked only
+    /// when `open` is given a write-back policy; see [`Core::list_cull_for`]).
+    list_cull: Option<backend::ListCull<F, N, K, V, D, S, T>>,
     /// Per table slot: where the latest record of the key held there starts on flash
     /// ([`NOWHERE`] when unknown). Exact for every key that is held and not changed since
     /// the last flush: each record written for it sets it.

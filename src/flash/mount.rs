@@ -10,7 +10,8 @@ use core::ops::Range;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::io::{Geometry, SyncIo};
+use super::backend::ListCull;
+use super::io::{Blocking, Geometry, SyncIo};
 use super::log::{Committed, IoOf, Log, Pos, SyncIoOf, SCRATCH};
 use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, CULL_MARK, NOWHERE};
 use crate::backend::Backend;
@@ -164,7 +165,9 @@ impl<
     /// Opens the region into `table`, clearing what it held first. Out of line: the
     /// backend is built once, in the caller's place, rather than moved through the
     /// caller's frame (-192 bytes in the firmware's whole-API probe).
-    #[inline(never)]
+    /// Inlined where `open` is called: a policy given there as a constant decides whether
+    /// write-back's culling step is linked ([`Core::list_cull_for`]).
+    #[inline(always)]
     pub(super) fn start(
         flash: F,
         range: Range<u32>,
@@ -172,9 +175,22 @@ impl<
         policy: Policy,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
+        let list_cull = Core::list_cull_for(policy);
+        Self::start_with(flash, range, table, policy, list_cull, format)
+    }
+
+    #[inline(never)]
+    fn start_with(
+        flash: F,
+        range: Range<u32>,
+        table: T,
+        policy: Policy,
+        list_cull: Option<ListCull<Blocking<F>, N, K, V, D, S, T>>,
+        format: bool,
+    ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
         let mut p = Persistent {
-            core: Core::new(range, capacity, table, policy)?,
+            core: Core::new(range, capacity, table, policy, list_cull)?,
             buf: [0; SCRATCH],
             flash,
         };
@@ -211,6 +227,7 @@ impl<
         capacity: usize,
         mut table: T,
         policy: Policy,
+        list_cull: Option<ListCull<F, N, K, V, D, S, T>>,
     ) -> Result<Self, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
         #[allow(clippy::let_unit_value)]
@@ -232,6 +249,7 @@ impl<
             hasher: PhantomData,
             log,
             policy,
+            list_cull,
             loc: [NOWHERE; N],
             dirty_keys: [[0; K]; D],
             dirty_len: [0; D],

@@ -56,7 +56,7 @@ impl<
             return;
         }
         if self.dirty < D {
-            crate::words::copy(&mut self.dirty_keys[self.dirty][..key.len()], key);
+            self.dirty_keys[self.dirty][..key.len()].copy_from_slice(key);
             self.dirty_len[self.dirty] = key.len() as u8;
             self.dirty_loc[self.dirty] = at;
             self.dirty += 1;
