@@ -20,7 +20,7 @@ use tickcache::flash::{FlashError, MockError, MockFlash, Persistent, Policy};
 use tickcache::{Backend, Config, Error, Key, ManualClock, Table, Timeout};
 
 mod flash_front;
-use flash_front::{Front, Kind};
+use flash_front::{Front, Kind, Rng};
 
 const PAGES: usize = 6;
 const PS: usize = 512;
@@ -33,22 +33,6 @@ const NAMES: u64 = 20;
 type Mock = MockFlash<PAGES, PS, WS>;
 type P<'a> = Persistent<&'a mut Mock, 32, 24, 16>;
 type Fr<'c, 'f> = Front<'c, 'f, PAGES, PS, WS, 1, 32, 24, 16>;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 24) as u8
-    }
-}
 
 /// Made key → value bytes.
 type State = BTreeMap<Vec<u8>, Vec<u8>>;

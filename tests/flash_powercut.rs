@@ -31,7 +31,7 @@ use tickcache::flash::{FlashError, MockError, MockFlash, Policy};
 use tickcache::{Error, Key, ManualClock, Table, Timeout, NEVER};
 
 mod flash_front;
-use flash_front::{Front, Kind};
+use flash_front::{Front, Kind, Rng};
 
 const N: usize = 40;
 const KC: usize = 24;
@@ -39,19 +39,6 @@ const VC: usize = 16;
 const NAMES: usize = 16;
 const RATE: u32 = 1000;
 const DEFAULT_TIMEOUT: u64 = 300 * RATE as u64;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Op {

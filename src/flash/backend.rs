@@ -17,6 +17,7 @@ use super::format::{key_cost, same, Rec, T_CLEAR, T_TIME, T_TOMB};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::Placer;
+use super::writeback::Change;
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
@@ -38,7 +39,7 @@ pub(crate) enum Listing {
 
 /// The type of [`Core::list_cull`].
 pub(crate) type ListCull<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T> =
-    fn(&mut Core<F, N, K, V, D, S, T>, CullPlan, &[u8], usize, u64) -> Listing;
+    fn(&mut Core<F, N, K, V, D, S, T>, CullPlan, &Staged<'_>) -> Listing;
 
 /// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
 #[derive(Clone, Copy)]
@@ -81,7 +82,10 @@ impl<
         if !expired {
             return Ok(false);
         }
-        self.room(1, None)?;
+        self.room(&[Change {
+            key,
+            vlen: Change::GONE,
+        }])?;
         let at = self.on_flash(key);
         let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
@@ -137,13 +141,13 @@ impl<
             // Under write-back, the tombstones of the cull join the list when they fit it
             // (`list_cull`, linked only when `open` was given a write-back policy); else
             // one batch of its own writes the cull and the put.
-            match self.list_cull.map(|list| list(self, plan, key, len, now)) {
+            match self.list_cull.map(|list| list(self, plan, s)) {
                 Some(Listing::Listed) => {}
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
             }
         } else {
-            self.room(1, Some((key.len(), len)))?;
+            self.room(&[Change { key, vlen: len }])?;
         }
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
@@ -168,14 +172,21 @@ impl<
     /// the tombstones and the put do not fit one batch, the list is flushed first (the
     /// cull is decided again then: making room may have dropped entries). Reached through
     /// [`Core::list_cull`], so a write-through firmware does not link it.
-    fn list_cull(&mut self, plan: CullPlan, key: &[u8], len: usize, now: u64) -> Listing {
-        let (list_fits, fits) = self.cull_fits(plan, key_cost(key), len, now);
+    fn list_cull(&mut self, plan: CullPlan, s: &Staged<'_>) -> Listing {
+        let now = s.now;
+        let (list_fits, listed_fits, alone_fits) = self.cull_fits(plan, s);
         // A pending clear is written by a flush only.
-        if (!fits || self.pending_clear) && self.dirty() > 0 {
+        if self.pending_clear && self.dirty() > 0 {
             return Listing::FlushFirst;
         }
-        if !(list_fits && fits) {
-            return Listing::Alone;
+        if !(list_fits && listed_fits) {
+            // The batch of its own holds the changed keys too; with nothing listed there is
+            // nothing a flush first would take out of it.
+            return if alone_fits || self.dirty() == 0 {
+                Listing::Alone
+            } else {
+                Listing::FlushFirst
+            };
         }
         let Self {
             table,
@@ -218,7 +229,7 @@ impl<
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
-        self.room(1, Some((key.len(), vlen)))?;
+        self.room(&[Change { key, vlen }])?;
         let at = self.on_flash(key);
         let touched = self
             .table
@@ -236,7 +247,10 @@ impl<
         if self.table.borrow().peek_any(key).is_none() {
             return Ok(false);
         }
-        self.room(1, None)?;
+        self.room(&[Change {
+            key,
+            vlen: Change::GONE,
+        }])?;
         let at = self.on_flash(key);
         let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
         self.mark(key, at);
@@ -248,7 +262,7 @@ impl<
         if self.table.borrow().peek_any(key).is_none() {
             return Err(Error::NotFound);
         }
-        self.room(1, Some((key.len(), V)))?;
+        self.room(&[Change { key, vlen: V }])?;
         let at = self.on_flash(key);
         let r = self.table.borrow_mut().incr(key, delta, now);
         if matches!(r, Ok(_) | Err(Error::NotFound)) {
@@ -266,7 +280,13 @@ impl<
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
-        self.room(2, Some((K, vlen)))?;
+        self.room(&[
+            Change {
+                key: from,
+                vlen: Change::GONE,
+            },
+            Change { key: to, vlen },
+        ])?;
         let (at_from, at_to) = (self.on_flash(from), self.on_flash(to));
         let moved = self
             .table

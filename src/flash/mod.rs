@@ -400,6 +400,9 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     /// Write-back's step of an insert that culls, `None` under write-through (linked only
     /// when `open` is given a write-back policy; see [`Core::list_cull_for`]).
     list_cull: Option<backend::ListCull<F, N, K, V, D, S, T>>,
+    /// Any batch of a full list fits the region, in whatever order it is written
+    /// ([`Core::list_always_fits`]): an operation's check need not place its records.
+    list_fits: bool,
     /// Per table slot: where the latest record of the key held there starts on flash
     /// ([`NOWHERE`] when unknown). Exact for every key that is held and not changed since
     /// the last flush: each record written for it sets it.

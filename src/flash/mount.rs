@@ -243,6 +243,7 @@ impl<
             return Err(FlashError::BadRange);
         }
         let log = Log::new(range.start, len / page_size, page_size);
+        let list_fits = Self::list_always_fits(&log);
         let _ = table.borrow_mut().clear();
         Ok(Core {
             table,
@@ -250,6 +251,7 @@ impl<
             log,
             policy,
             list_cull,
+            list_fits,
             loc: [NOWHERE; N],
             dirty_keys: [[0; K]; D],
             dirty_len: [0; D],

@@ -12,7 +12,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_size, varint_len, Rec, RecHead};
+use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::{Core, Res, CULL_MARK, NOWHERE};
@@ -47,14 +47,18 @@ pub(super) fn xlen(expiry: u64, time: u64) -> usize {
 impl Placer {
     /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);
     /// 0 for clear and time records), `vlen` value bytes, `xlen` expiry bytes.
+    /// A leaf (no division: the write size is a power of two), at the end of the path of
+    /// every operation's check.
     pub(super) fn place(&mut self, kcost: usize, vlen: usize, xlen: usize) {
-        let size = record_size(kcost, vlen, self.dlen, xlen, self.ws) as u32;
+        let raw = record_bytes(kcost, vlen, xlen) as u32;
+        let pad = self.ws as u32 - 1;
+        let size = (raw + self.dlen as u32 + pad) & !pad;
         self.bytes += size;
         if size <= self.rem {
             self.rem -= size;
             return;
         }
-        let fresh = record_size(kcost, vlen, 0, xlen, self.ws) as u32;
+        let fresh = (raw + pad) & !pad;
         if self.spare == 0 || fresh > self.cap {
             self.ok = false;
             return;

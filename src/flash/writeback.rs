@@ -7,9 +7,10 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{key_cost, key_cost_max, same, Rec, T_CLEAR, T_PUT, T_TOMB};
+use super::backend::Staged;
+use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
-use super::log::{IoOf, SyncIoOf};
+use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
@@ -64,23 +65,41 @@ impl<
     }
 
     /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
-    /// changes nothing) when `keys` more changed keys (or a put of `klen` + `vlen` bytes)
-    /// would not fit the list or one batch.
-    pub(super) fn room(&mut self, keys: usize, put: Option<(usize, usize)>) -> Res<(), F> {
-        let fits = self.dirty + keys <= D && {
-            let mut pl = self.empty_placer();
-            self.place_dirty(&mut pl);
-            for _ in 0..keys {
-                let (k, v) = put.unwrap_or((K, 0));
-                pl.place(key_cost_max(k), v, XLEN_ANY);
-            }
-            pl.ok
-        };
+    /// changes nothing) when the keys an operation is about to change (`changes`) would not
+    /// fit the list, or the batch the list then makes would not fit the flash. The batch
+    /// is placed as a flush will write it (see [`Self::place_after`]), so an operation
+    /// allowed here never leads to a flush that cannot fit.
+    pub(super) fn room(&mut self, changes: &[Change<'_>]) -> Res<(), F> {
+        let fits = self.dirty + changes.len() <= D && (self.list_fits || self.fits_after(changes));
         // With nothing listed, a flush would change nothing: the batch goes alone.
         if !fits && self.dirty() > 0 {
             return self.ask(Work::Flush);
         }
         Ok(())
+    }
+
+    /// True when the batch a flush writes after an operation that makes `changes` fits an
+    /// empty log. Out of line: the placement's frames are not on an operation's path when
+    /// any batch of the list fits ([`Self::list_always_fits`]).
+    #[inline(never)]
+    fn fits_after(&self, changes: &[Change<'_>]) -> bool {
+        let mut pl = self.empty_placer();
+        self.place_after(&mut pl, changes);
+        pl.ok
+    }
+
+    /// True when the batch of a full list (`D` records of the largest size: a key of `K`
+    /// bytes, a value of `V`, the longest expiry) and a clear record fit an empty log of
+    /// `log`'s pages in whatever order they are written. A page is left only for a record
+    /// that does not fit its rest, so each page left holds more than `cap - m` bytes (`m`
+    /// the largest record): `s` bytes take at most `s / (cap - m + 1) + 1` pages. Then no
+    /// operation's check has to place the list (most regions: 4 pages of 1 KiB hold any
+    /// list of 8 keys of 24 bytes with 16-byte values many times over).
+    pub(super) fn list_always_fits(log: &Log<F>) -> bool {
+        let m = record_size(K + 2, V, 0, XLEN_ANY, F::WRITE_SIZE) as u64;
+        let s = (D as u64 + 1) * m;
+        let cap = u64::from(log.cap());
+        m <= cap && s / (cap + 1 - m) + 1 < u64::from(log.pages)
     }
 
     /// Queues `work` and answers [`Error::Settle`]: the operation changed nothing and runs
@@ -100,12 +119,68 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
+    /// Places the batch a flush of the list writes. The list must be ordered
+    /// ([`Self::tombstones_first`], as a flush orders it first): then its order is the
+    /// batch's.
     pub(super) fn place_dirty(&self, pl: &mut Placer) {
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
         for d in 0..self.dirty {
             self.place_changed(pl, d);
+        }
+    }
+
+    /// Places the batch a flush writes after an operation that makes `changes`, in the
+    /// order the flush writes it: a pending clear, then the keys gone in the list's order
+    /// (keys the operation adds to the list after those listed), then the keys held
+    /// likewise. Each record is placed where it will be written, so the check is exact,
+    /// not an estimate that another order could overflow (a change's value is placed with
+    /// the longest expiry).
+    #[inline(always)]
+    pub(super) fn place_after(&self, pl: &mut Placer, changes: &[Change<'_>]) {
+        if self.pending_clear {
+            pl.place(0, 0, 0);
+        }
+        for held in [false, true] {
+            for d in 0..self.dirty {
+                self.place_listed(pl, d, held, changes, false);
+            }
+            for c in changes {
+                if c.held().is_some() == held && self.dirty_index(c.key).is_none() {
+                    c.place(pl);
+                }
+            }
+        }
+    }
+
+    /// Places changed key `d`'s record when the key is held (`held`), or gone, after
+    /// `changes` (and, with `marked`, after the cull whose victims are marked). Out of line:
+    /// the table's lookup is not on the frame of [`Self::place_after`]'s loop.
+    #[inline(never)]
+    fn place_listed(
+        &self,
+        pl: &mut Placer,
+        d: usize,
+        held: bool,
+        changes: &[Change<'_>],
+        marked: bool,
+    ) {
+        let k = self.dirty_key(d);
+        if let Some(c) = changes.iter().find(|c| same(c.key, k)) {
+            if c.held().is_some() == held {
+                c.place(pl);
+            }
+        } else if marked && self.is_victim(k) {
+            if !held {
+                pl.place(key_cost(k), 0, 0);
+            }
+        } else {
+            match self.table.borrow().peek_any(k) {
+                Some((v, _, e)) if held => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
+                None if !held => pl.place(key_cost(k), 0, 0),
+                _ => {}
+            }
         }
     }
 
@@ -175,9 +250,15 @@ impl<
                     pl.place(key_cost(t.slot(i).0), 0, 0);
                 }
             }
-            for d in 0..self.dirty {
-                if !self.is_victim(self.dirty_key(d)) {
-                    self.place_changed(pl, d);
+            // The changed keys gone, then those held, each group in the list's order: the
+            // order the batch writes them in once the list is ordered
+            // ([`Self::tombstones_first`]), whether it is yet or not.
+            for held in [false, true] {
+                for d in 0..self.dirty {
+                    let k = self.dirty_key(d);
+                    if !self.is_victim(k) && t.peek_any(k).is_some() == held {
+                        self.place_changed(pl, d);
+                    }
                 }
             }
         }
@@ -215,12 +296,14 @@ impl<
         let mut w = 0;
         for i in 0..self.dirty {
             if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
-                if w < i {
-                    // Byte by byte (`swap` of whole rows links `memmove`).
-                    let (head, tail) = self.dirty_keys.split_at_mut(i);
-                    head[w].swap_with_slice(&mut tail[0]);
-                    self.dirty_len.swap(w, i);
-                    self.dirty_loc.swap(w, i);
+                // Stable: the key gone moves down to `w` one row at a time, so both groups
+                // keep the list's order (the order `place_after` placed them in). Byte by
+                // byte (`swap` of whole rows links `memmove`).
+                for j in (w..i).rev() {
+                    let (head, tail) = self.dirty_keys.split_at_mut(j + 1);
+                    head[j].swap_with_slice(&mut tail[0]);
+                    self.dirty_len.swap(j, j + 1);
+                    self.dirty_loc.swap(j, j + 1);
                 }
                 w += 1;
             }
@@ -269,28 +352,82 @@ impl<
         Ok(())
     }
 
-    /// Whether the live victims of `plan` at `now` fit the list beside the changed keys,
-    /// and whether those keys, the victims' tombstones and a put (its key taking `kcost`
-    /// bytes) fit one batch.
-    pub(super) fn cull_fits(
-        &self,
-        plan: CullPlan,
-        kcost: usize,
-        vlen: usize,
-        now: u64,
-    ) -> (bool, bool) {
-        let mut victims = 0;
-        let mut pl = self.empty_placer();
-        self.place_dirty(&mut pl);
+    /// The tombstones of the live victims of `plan` at `now` that the list does not hold
+    /// (they join it in the order of the cull's walk). Out of line: the walk's frame is not
+    /// on the frame of every operation's check.
+    #[inline(never)]
+    fn place_new_victims(&self, pl: &mut Placer, plan: CullPlan, now: u64) {
         self.table
             .borrow()
             .for_each_victim(plan, now, &mut |k, live| {
-                if live {
-                    victims += 1;
+                if live && self.dirty_index(k).is_none() {
                     pl.place(key_cost(k), 0, 0);
                 }
             });
-        pl.place(kcost, vlen, XLEN_ANY);
-        (self.dirty + victims < D, pl.ok)
+    }
+
+    /// For write-back's insert `s` that culls (`plan`): whether the live victims fit the
+    /// list beside the changed keys; whether the batch a flush writes once they and the put
+    /// are listed fits the flash; and whether the batch of its own
+    /// ([`Work::CullingPut`]: the victims' tombstones, the changed keys, the put) fits it.
+    /// Each batch is placed in the order it is written. The victims are marked meanwhile.
+    pub(super) fn cull_fits(&mut self, plan: CullPlan, s: &Staged<'_>) -> (bool, bool, bool) {
+        let mut victims = 0;
+        self.table
+            .borrow()
+            .for_each_victim(plan, s.now, &mut |_, live| victims += usize::from(live));
+        self.mark_victims(s.key, s.now);
+        let put = Change {
+            key: s.key,
+            vlen: s.val.len(),
+        };
+        // As `place_after` places it, with the victims gone: those listed in the list's
+        // order, the others after them (they join the list in the cull's order).
+        let mut listed = self.empty_placer();
+        if !self.list_fits {
+            if self.pending_clear {
+                listed.place(0, 0, 0);
+            }
+            for held in [false, true] {
+                for d in 0..self.dirty {
+                    self.place_listed(&mut listed, d, held, &[put], true);
+                }
+                if !held {
+                    self.place_new_victims(&mut listed, plan, s.now);
+                } else if self.dirty_index(s.key).is_none() {
+                    put.place(&mut listed);
+                }
+            }
+        }
+        let mut alone = self.empty_placer();
+        self.place_culling(&mut alone, s.key, s.val.len(), s.expiry, s.now);
+        self.unmark_victims();
+        (self.dirty + victims < D, listed.ok, alone.ok)
+    }
+}
+
+/// A key an operation is about to change, as the flush's batch will hold it.
+#[derive(Clone, Copy)]
+pub(super) struct Change<'a> {
+    pub key: &'a [u8],
+    /// The value's length when the key is held after the operation ([`Change::GONE`] when
+    /// it is gone).
+    pub vlen: usize,
+}
+
+impl Change<'_> {
+    /// The `vlen` of a key gone after the operation.
+    pub const GONE: usize = usize::MAX;
+
+    fn held(&self) -> Option<usize> {
+        (self.vlen != Self::GONE).then_some(self.vlen)
+    }
+
+    /// Places its record: a value (with the longest expiry) or a tombstone.
+    fn place(&self, pl: &mut Placer) {
+        match self.held() {
+            Some(v) => pl.place(key_cost(self.key), v, XLEN_ANY),
+            None => pl.place(key_cost(self.key), 0, 0),
+        }
     }
 }

@@ -192,3 +192,24 @@ impl<
         }
     }
 }
+
+/// A xorshift generator for the seeded workloads (start it from an odd seed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        (self.next() >> 24) as u8
+    }
+}
