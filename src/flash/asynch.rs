@@ -134,14 +134,7 @@ impl<
         table: Table<N, K, V, S>,
         policy: Policy,
     ) -> impl Future<Output = Result<Self, FeOf<F>>> {
-        Self::start(
-            flash,
-            range,
-            table,
-            policy,
-            Core::list_cull_for(policy),
-            false,
-        )
+        Self::opening(flash, range, table, policy, false)
     }
 
     /// [`Persistent::open_or_format`] on async flash: formats the region when the log
@@ -153,14 +146,7 @@ impl<
         table: Table<N, K, V, S>,
         policy: Policy,
     ) -> impl Future<Output = Result<Self, FeOf<F>>> {
-        Self::start(
-            flash,
-            range,
-            table,
-            policy,
-            Core::list_cull_for(policy),
-            true,
-        )
+        Self::opening(flash, range, table, policy, true)
     }
 
     /// [`Persistent::open_in`] on async flash: opens into a lent table (a `&'static mut
@@ -172,14 +158,7 @@ impl<
         table: T,
         policy: Policy,
     ) -> impl Future<Output = Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>>> {
-        AsyncPersistent::start(
-            flash,
-            range,
-            table,
-            policy,
-            Core::list_cull_for(policy),
-            false,
-        )
+        AsyncPersistent::opening(flash, range, table, policy, false)
     }
 
     /// [`Persistent::open_or_format_in`] on async flash.
@@ -190,14 +169,7 @@ impl<
         table: T,
         policy: Policy,
     ) -> impl Future<Output = Result<AsyncPersistent<F, N, K, V, D, S, T>, FeOf<F>>> {
-        AsyncPersistent::start(
-            flash,
-            range,
-            table,
-            policy,
-            Core::list_cull_for(policy),
-            true,
-        )
+        AsyncPersistent::opening(flash, range, table, policy, true)
     }
 }
 
@@ -211,9 +183,27 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > AsyncPersistent<F, N, K, V, D, S, T>
 {
-    /// Opens the log; `list_cull` is [`Core::list_cull_for`] of `policy`, chosen where
-    /// `open` is called (before the future is made), so a policy given there as a constant
-    /// decides whether write-back's culling step is linked.
+    /// The opening future. Write-back's culling step ([`Core::list_cull_for`]) is chosen
+    /// here, where `open` is called and before the future is made, so a policy given there
+    /// as a constant decides whether it is linked.
+    #[inline(always)]
+    fn opening(
+        flash: F,
+        range: Range<u32>,
+        table: T,
+        policy: Policy,
+        format: bool,
+    ) -> impl Future<Output = Result<Self, FeOf<F>>> {
+        Self::start(
+            flash,
+            range,
+            table,
+            policy,
+            Core::list_cull_for(policy),
+            format,
+        )
+    }
+
     async fn start(
         mut flash: F,
         range: Range<u32>,

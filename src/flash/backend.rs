@@ -344,8 +344,6 @@ impl<
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
-        // Ordered before room is made: the batch is placed in the order it is written.
-        self.tombstones_first();
         let mut r = self.reserve_culling(io, s).await;
         if r.is_ok() {
             r = self.put_culling(io, s).await;
@@ -430,10 +428,14 @@ impl<
                     .map_err(Error::Backend)?;
                 first = false;
             }
-            for d in 0..self.dirty {
-                if !self.is_victim(self.dirty_key(d)) {
-                    self.append_listed(io, Some(d), first, false).await?;
-                    first = false;
+            // The changed keys the cull leaves, gone then held (as `place_culling` placed
+            // them; see `flush_dirty`).
+            for held in [false, true] {
+                for d in 0..self.dirty {
+                    if !self.is_victim(self.dirty_key(d)) && self.is_held(d) == held {
+                        self.append_listed(io, Some(d), first, false).await?;
+                        first = false;
+                    }
                 }
             }
         }

@@ -119,16 +119,23 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// Places the batch a flush of the list writes. The list must be ordered
-    /// ([`Self::tombstones_first`], as a flush orders it first): then its order is the
-    /// batch's.
+    /// Places the batch a flush of the list writes, in its order: a pending clear, the
+    /// keys gone, then the keys held, each group in the list's order.
     pub(super) fn place_dirty(&self, pl: &mut Placer) {
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
-        for d in 0..self.dirty {
-            self.place_changed(pl, d);
+        for held in [false, true] {
+            for d in 0..self.dirty {
+                self.place_listed(pl, d, held, &[], false);
+            }
         }
+    }
+
+    /// True when changed key `d` is held (its record is a value, else a tombstone).
+    #[inline(never)]
+    pub(super) fn is_held(&self, d: usize) -> bool {
+        self.table.borrow().peek_any(self.dirty_key(d)).is_some()
     }
 
     /// Places the batch a flush writes after an operation that makes `changes`, in the
@@ -181,15 +188,6 @@ impl<
                 None if !held => pl.place(key_cost(k), 0, 0),
                 _ => {}
             }
-        }
-    }
-
-    /// Places changed key `d`'s record: its value, or its tombstone when it is gone.
-    fn place_changed(&self, pl: &mut Placer, d: usize) {
-        let k = self.dirty_key(d);
-        match self.table.borrow().peek_any(k) {
-            Some((v, _, e)) => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
-            None => pl.place(key_cost(k), 0, 0),
         }
     }
 
@@ -250,14 +248,11 @@ impl<
                     pl.place(key_cost(t.slot(i).0), 0, 0);
                 }
             }
-            // The changed keys gone, then those held, each group in the list's order: the
-            // order the batch writes them in once the list is ordered
-            // ([`Self::tombstones_first`]), whether it is yet or not.
+            // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
             for held in [false, true] {
                 for d in 0..self.dirty {
-                    let k = self.dirty_key(d);
-                    if !self.is_victim(k) && t.peek_any(k).is_some() == held {
-                        self.place_changed(pl, d);
+                    if !self.is_victim(self.dirty_key(d)) {
+                        self.place_listed(pl, d, held, &[], false);
                     }
                 }
             }
@@ -270,44 +265,39 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        // Ordered before room is made: the batch is placed in the order it is written.
-        self.tombstones_first();
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
-        let n = self.dirty();
-        let clear = usize::from(self.pending_clear);
-        for i in 0..n {
-            self.append_listed(io, i.checked_sub(clear), i == 0, i + 1 == n)
-                .await?;
-        }
+        self.append_dirty(io).await?;
         self.dirty = 0;
         self.pending_clear = false;
         self.commits += 1;
         Ok(())
     }
 
-    /// Orders the list so that the keys gone come before the keys held: a batch writes its
-    /// tombstones before its values. Called before the batch's room is made (placing the
-    /// records in another order than they are written could need another page), and
-    /// making room changes no listed key: compaction neither copies nor drops one. Replayed the other way, a value of a new key could
-    /// find the table at its limit and cull an entry that the batch's tombstone was to make
-    /// room for (an entry Django's cull never removed, lost at the next open).
-    pub(super) fn tombstones_first(&mut self) {
-        let mut w = 0;
-        for i in 0..self.dirty {
-            if self.table.borrow().peek_any(self.dirty_key(i)).is_none() {
-                // Stable: the key gone moves down to `w` one row at a time, so both groups
-                // keep the list's order (the order `place_after` placed them in). Byte by
-                // byte (`swap` of whole rows links `memmove`).
-                for j in (w..i).rev() {
-                    let (head, tail) = self.dirty_keys.split_at_mut(j + 1);
-                    head[j].swap_with_slice(&mut tail[0]);
-                    self.dirty_len.swap(j, j + 1);
-                    self.dirty_loc.swap(j, j + 1);
+    /// Appends the batch of a flush. Out of line: its loop's frame is a sibling of the
+    /// room-making's, not above it.
+    #[blocking(inline(never))]
+    async fn append_dirty(&mut self, io: &IoOf<F>) -> Res<(), F> {
+        // In the order `place_dirty` placed them (making room changes no listed key:
+        // compaction neither copies nor drops one): a pending clear, the keys gone, then
+        // the keys held. Replayed with a value first, a value of a new key could find the
+        // table at its limit and cull an entry that the batch's tombstone was to make room
+        // for (an entry Django's cull never removed, lost at the next open).
+        let n = self.dirty();
+        let mut i = 0;
+        if self.pending_clear {
+            self.append_listed(io, None, true, n == 1).await?;
+            i = 1;
+        }
+        for held in [false, true] {
+            for d in 0..self.dirty {
+                if self.is_held(d) == held {
+                    self.append_listed(io, Some(d), i == 0, i + 1 == n).await?;
+                    i += 1;
                 }
-                w += 1;
             }
         }
+        Ok(())
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
