@@ -13,11 +13,11 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, same, Rec, T_CLEAR, T_TIME, T_TOMB};
+use super::format::{key_cost, same, Rec, T_TIME};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::Placer;
-use super::writeback::Change;
+use super::writeback::{Change, Listed};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
@@ -399,45 +399,26 @@ impl<
             expiry,
             now,
         } = *s;
-        let time = self.time;
         let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
-        let mut first = true;
+        // Records of the batch written.
+        let mut n = 0;
         // The log records the live victims (expired ones need no record: they stay expired
         // after a reboot), or one clear record; the table drops them once they are written.
         if clear {
-            self.log
-                .append(io, &Rec::bare(T_CLEAR, true, false, time))
-                .await
-                .map_err(Error::Backend)?;
-            first = false;
+            self.append_listed(io, Listed::Clear, true, false).await?;
+            n = 1;
         } else {
             for i in 0..N {
-                if !self.cull_tomb(i, now) {
-                    continue;
+                if self.cull_tomb(i, now) {
+                    self.append_listed(io, Listed::Victim(i), n == 0, false)
+                        .await?;
+                    n += 1;
                 }
-                let (k, _, _, _) = self.table.borrow().slot(i);
-                self.log
-                    .append(
-                        io,
-                        &Rec {
-                            key: k,
-                            ..Rec::bare(T_TOMB, first, false, time)
-                        },
-                    )
-                    .await
-                    .map_err(Error::Backend)?;
-                first = false;
             }
             // The changed keys the cull leaves, gone then held (as `place_culling` placed
-            // them; see `flush_dirty`).
-            for held in [false, true] {
-                for d in 0..self.dirty {
-                    if !self.is_victim(self.dirty_key(d)) && self.is_held(d) == held {
-                        self.append_listed(io, Some(d), first, false).await?;
-                        first = false;
-                    }
-                }
-            }
+            // them).
+            self.append_dirty(io, n, 0).await?;
+            n += usize::from((0..self.dirty).any(|d| !self.dirty_victim(d)));
         }
         self.dirty = 0;
         let Self { table, loc, .. } = self;
@@ -451,20 +432,9 @@ impl<
         table
             .put_bytes(key, expiry, now, staged, kind)
             .map_err(widen)?;
-        let at = self
-            .log
-            .append(
-                io,
-                &Rec {
-                    start: first,
-                    ..Rec::put(key, staged, kind as u8, time, expiry)
-                },
-            )
-            .await
-            .map_err(Error::Backend)?;
-        if let Some(s) = self.table.borrow().slot_of(key) {
-            self.loc[s] = at;
-        }
+        // The put, as the table now holds it.
+        self.append_listed(io, Listed::Key(key), n == 0, true)
+            .await?;
         self.commits += 1;
         self.culled = true;
         Ok(())

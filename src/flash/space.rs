@@ -313,7 +313,7 @@ impl<
     /// is not copied). Out of line: the table lookup's frame is not on [`Self::reserve`]'s,
     /// which lies above compaction's copies.
     #[inline(never)]
-    fn dirty_victim(&self, d: usize) -> bool {
+    pub(super) fn dirty_victim(&self, d: usize) -> bool {
         self.is_victim(self.dirty_key(d))
     }
 

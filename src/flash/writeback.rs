@@ -267,47 +267,56 @@ impl<
         }
         self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
             .await?;
-        self.append_dirty(io).await?;
-        self.dirty = 0;
-        self.pending_clear = false;
-        self.commits += 1;
-        Ok(())
+        self.append_dirty(io, 0, self.dirty()).await
     }
 
-    /// Appends the batch of a flush. Out of line: its loop's frame is a sibling of the
-    /// room-making's, not above it.
+    /// Appends the changed keys of a batch, after `i` records of it: for a flush (`n`, the
+    /// batch's records, above 0) a pending clear first, its last record ends the batch, and
+    /// the list is then empty and the batch committed; for an insert that culls (`n` 0),
+    /// the keys that are no victims of the cull, its put coming after them. Out of line:
+    /// its loop's frame is a sibling of the room-making's, not above it.
     #[blocking(inline(never))]
-    async fn append_dirty(&mut self, io: &IoOf<F>) -> Res<(), F> {
-        // In the order `place_dirty` placed them (making room changes no listed key:
-        // compaction neither copies nor drops one): a pending clear, the keys gone, then
-        // the keys held. Replayed with a value first, a value of a new key could find the
-        // table at its limit and cull an entry that the batch's tombstone was to make room
-        // for (an entry Django's cull never removed, lost at the next open).
-        let n = self.dirty();
-        let mut i = 0;
-        if self.pending_clear {
-            self.append_listed(io, None, true, n == 1).await?;
+    pub(super) async fn append_dirty(
+        &mut self,
+        io: &IoOf<F>,
+        mut i: usize,
+        n: usize,
+    ) -> Res<(), F> {
+        // In the order `place_dirty` (`place_culling`) placed them (making room changes no
+        // listed key: compaction neither copies nor drops one): a pending clear, the keys
+        // gone, then the keys held. Replayed with a value first, a value of a new key could
+        // find the table at its limit and cull an entry that the batch's tombstone was to
+        // make room for (an entry Django's cull never removed, lost at the next open).
+        if n > 0 && self.pending_clear {
+            self.append_listed(io, Listed::Clear, true, n == 1).await?;
             i = 1;
         }
         for held in [false, true] {
             for d in 0..self.dirty {
-                if self.is_held(d) == held {
-                    self.append_listed(io, Some(d), i == 0, i + 1 == n).await?;
+                // No victim is marked during a flush.
+                if !self.dirty_victim(d) && self.is_held(d) == held {
+                    self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
+                        .await?;
                     i += 1;
                 }
             }
         }
+        if n > 0 {
+            self.dirty = 0;
+            self.pending_clear = false;
+            self.commits += 1;
+        }
         Ok(())
     }
 
-    /// Appends a record of a batch (`start`, `end`: its first, its last): changed key `d`'s
-    /// value, or its tombstone when it is gone; with no `d`, the pending clear. Out of
-    /// line, so the flush's loop keeps a small frame above the writer.
+    /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
+    /// (see [`Listed`]), a value when its key is held, else a tombstone. Out of line, so the
+    /// loops writing a batch keep a small frame above the writer.
     #[blocking(inline(never))]
     pub(super) async fn append_listed(
         &mut self,
         io: &IoOf<F>,
-        d: Option<usize>,
+        what: Listed<'_>,
         start: bool,
         end: bool,
     ) -> Res<(), F> {
@@ -323,16 +332,23 @@ impl<
         let t: &Table<N, K, V, S> = (*table).borrow();
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let mut slot = None;
-        if let Some(d) = d {
-            let k = &dirty_keys[d][..usize::from(dirty_len[d])];
+        let key = match what {
+            Listed::Clear => None,
+            Listed::Dirty(d) => Some(&dirty_keys[d][..usize::from(dirty_len[d])]),
+            Listed::Key(k) => Some(k),
+            Listed::Victim(i) => Some(t.slot(i).0),
+        };
+        if let Some(k) = key {
             rec.key = k;
             rec.ty = T_TOMB;
-            if let Some((v, kind, expiry)) = t.peek_any(k) {
-                rec.ty = T_PUT;
-                rec.val = v;
-                rec.kind = kind as u8;
-                rec.expiry = expiry;
-                slot = t.slot_of(k);
+            if !matches!(what, Listed::Victim(_)) {
+                if let Some((v, kind, expiry)) = t.peek_any(k) {
+                    rec.ty = T_PUT;
+                    rec.val = v;
+                    rec.kind = kind as u8;
+                    rec.expiry = expiry;
+                    slot = t.slot_of(k);
+                }
             }
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
@@ -394,6 +410,19 @@ impl<
         self.unmark_victims();
         (self.dirty + victims < D, listed.ok, alone.ok)
     }
+}
+
+/// The record [`Core::append_listed`] appends.
+#[derive(Clone, Copy)]
+pub(super) enum Listed<'a> {
+    /// The pending clear (a clear record).
+    Clear,
+    /// Changed key `d` of the list.
+    Dirty(usize),
+    /// A key held in the table (its value), or gone (its tombstone).
+    Key(&'a [u8]),
+    /// The tombstone of the entry in slot `i`, a cull's victim still held.
+    Victim(usize),
 }
 
 /// A key an operation is about to change, as the flush's batch will hold it.
