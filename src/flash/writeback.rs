@@ -125,9 +125,19 @@ impl<
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
+        self.place_kept(pl);
+    }
+
+    /// Places the changed keys of a batch that are no victims of a cull (all of them in a
+    /// flush: no victim is marked then), gone then held, as [`Self::append_dirty`] writes
+    /// them. Out of line: a flush and an insert that culls share one copy.
+    #[inline(never)]
+    fn place_kept(&self, pl: &mut Placer) {
         for held in [false, true] {
             for d in 0..self.dirty {
-                self.place_listed(pl, d, held, &[], false);
+                if !self.dirty_victim(d) {
+                    self.place_listed(pl, d, held, &[], false);
+                }
             }
         }
     }
@@ -249,13 +259,7 @@ impl<
                 }
             }
             // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
-            for held in [false, true] {
-                for d in 0..self.dirty {
-                    if !self.is_victim(self.dirty_key(d)) {
-                        self.place_listed(pl, d, held, &[], false);
-                    }
-                }
-            }
+            self.place_kept(pl);
         }
         pl.place(key_cost(key), vlen, xlen(expiry, self.time));
     }
