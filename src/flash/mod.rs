@@ -440,6 +440,9 @@ type Fe<F> = FlashError<<F as Geometry>::Error>;
 type Res<T, F> = Result<T, Error<Fe<F>>>;
 type FeOf<F> = FlashError<<F as ErrorType>::Error>;
 
+/// The table's error as the backend's. Out of line: the operations share one copy of the
+/// variants' mapping.
+#[inline(never)]
 fn widen<E>(e: Error) -> Error<E> {
     e.widen()
 }
