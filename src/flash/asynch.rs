@@ -288,9 +288,10 @@ impl<
         op(&mut self.core)
     }
 
-    /// Before a read: drops `key` when it is held but expired at `now` (true then).
-    fn expire(&mut self, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
-        self.run(|c| c.drop_expired(key, now))
+    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired: true
+    /// then, before a read; else true when it was live, a delete).
+    fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.drop_key(key, now, expired))
     }
 }
 

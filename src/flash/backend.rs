@@ -74,12 +74,14 @@ impl<
         self.time = self.time.max(now);
     }
 
-    /// Before a read at `now`: drops `key` when it is held but expired, and lists that
-    /// (true then).
-    pub(crate) fn drop_expired(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
+    /// Drops `key` at `now` when it is held (with `expired`, only when it has expired: a
+    /// read's first step) and lists that: true when it was live (with `expired`, when it
+    /// was dropped).
+    pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
-        let expired = matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if e <= now);
-        if !expired {
+        let drop =
+            matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if !expired || e <= now);
+        if !drop {
             return Ok(false);
         }
         self.room(&[Change {
@@ -87,9 +89,9 @@ impl<
             vlen: Change::GONE,
         }])?;
         let at = self.on_flash(key);
-        let _ = self.table.borrow_mut().delete(key, now);
+        let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
         self.mark(key, at);
-        Ok(true)
+        Ok(live || expired)
     }
 
     /// The first part of a put: `Ok(None)` when it is refused (an `add` of a live key),
@@ -152,10 +154,10 @@ impl<
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
-        let same = matches!(self.table.borrow().peek_any(key),
-            Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
         let at = self.on_flash(key);
-        let unchanged = same && at != NOWHERE;
+        let unchanged = at != NOWHERE
+            && matches!(self.table.borrow().peek_any(key),
+                Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
         self.table
             .borrow_mut()
             .put_bytes(key, expiry, now, val, kind)
@@ -242,19 +244,9 @@ impl<
         Ok(touched)
     }
 
+    /// Deletes `key` at `now`: true when it was live.
     pub(crate) fn delete(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
-        self.see(now);
-        if self.table.borrow().peek_any(key).is_none() {
-            return Ok(false);
-        }
-        self.room(&[Change {
-            key,
-            vlen: Change::GONE,
-        }])?;
-        let at = self.on_flash(key);
-        let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
-        self.mark(key, at);
-        Ok(live)
+        self.drop_key(key, now, false)
     }
 
     pub(crate) fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Res<i64, F> {
@@ -506,12 +498,13 @@ impl<
         }
     }
 
-    /// Before a read: drops `key` when it is held but expired at `now` (true then), and
-    /// writes that when the policy says so. Out of line and not generic: every read
-    /// (typed, raw, `has_key`) shares one copy.
+    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired: true
+    /// then, before a read; else true when it was live, a delete), and writes that when
+    /// the policy says so. Out of line and not generic: every read (typed, raw, `has_key`)
+    /// and every delete share one copy.
     #[inline(never)]
-    fn expire(&mut self, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
-        self.run(|c| c.drop_expired(key, now))
+    fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.drop_key(key, now, expired))
     }
 
     /// Runs a RAM operation of the core: performs the work it asks for first and runs it

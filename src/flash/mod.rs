@@ -179,8 +179,8 @@ macro_rules! front_accessors {
 
 /// The [`Backend`] calls that change RAM only, the same for both front ends: each runs a
 /// core operation through the front end's `run` (which settles the work it asks for, or
-/// answers [`Error::Settle`] for the caller to settle), and a read first drops an expired
-/// key through the front end's `expire`. Emitted into each `Backend` impl beside its own
+/// answers [`Error::Settle`] for the caller to settle); a read first drops an expired
+/// key, and a delete drops its key, through the front end's `drop_key`. Emitted into each `Backend` impl beside its own
 /// `put` and `flush`.
 macro_rules! front_ops {
     () => {
@@ -190,16 +190,16 @@ macro_rules! front_ops {
             now: u64,
             read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
         ) -> Result<Option<R>, Error<Self::Error>> {
-            // Held after `expire` means live.
-            if self.expire(key, now)? {
+            // Held after `drop_key` means live.
+            if self.drop_key(key, now, true)? {
                 return Ok(None);
             }
             Ok(self.core.table.borrow_mut().read_any(key, read))
         }
 
         fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            // Held after `expire` means live.
-            Ok(!self.expire(key, now)? && self.core.table.borrow().peek_any(key).is_some())
+            // Held after `drop_key` means live.
+            Ok(!self.drop_key(key, now, true)? && self.core.table.borrow().peek_any(key).is_some())
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
@@ -207,7 +207,7 @@ macro_rules! front_ops {
         }
 
         fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            self.run(|c| c.delete(key, now))
+            self.drop_key(key, now, false)
         }
 
         fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {
