@@ -53,7 +53,7 @@ impl<
     /// Records `key` as changed, its latest record on flash being at `at` (from
     /// [`Self::on_flash`] before the change); the caller made room with [`Self::room`].
     pub(super) fn mark(&mut self, key: &[u8], at: u32) {
-        if (0..self.dirty).any(|i| same(self.dirty_key(i), key)) || key.len() > K {
+        if self.dirty_index(key).is_some() || key.len() > K {
             return;
         }
         if self.dirty < D {
