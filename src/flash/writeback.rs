@@ -335,25 +335,27 @@ impl<
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
-        let mut slot = None;
         let key = match what {
             Listed::Clear => None,
             Listed::Dirty(d) => Some(&dirty_keys[d][..usize::from(dirty_len[d])]),
             Listed::Key(k) => Some(k),
             Listed::Victim(i) => Some(t.slot(i).0),
         };
+        let mut slot = None;
         if let Some(k) = key {
             rec.key = k;
             rec.ty = T_TOMB;
+            // A victim is still held: its record is a tombstone all the same.
             if !matches!(what, Listed::Victim(_)) {
-                if let Some((v, kind, expiry)) = t.peek_any(k) {
-                    rec.ty = T_PUT;
-                    rec.val = v;
-                    rec.kind = kind as u8;
-                    rec.expiry = expiry;
-                    slot = t.slot_of(k);
-                }
+                slot = t.slot_of(k);
             }
+        }
+        if let Some(s) = slot {
+            let (_, v, kind, expiry) = t.slot(s);
+            rec.ty = T_PUT;
+            rec.val = v;
+            rec.kind = kind as u8;
+            rec.expiry = expiry;
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
         if let Some(s) = slot {
