@@ -222,15 +222,13 @@ impl<
     async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
         let tail = self.log.tail;
         let at = self.loc[i];
+        if !self.log.in_page(at & !CULL_MARK, tail) {
+            return Ok(());
+        }
         if at & CULL_MARK != 0 {
             // A victim of the insert making room: its batch removes the entry, so the
             // record is not copied (a power cut before the batch lands loses the entry).
-            if self.log.in_page(at & !CULL_MARK, tail) {
-                self.loc[i] = CULL_MARK;
-            }
-            return Ok(());
-        }
-        if !self.log.in_page(at, tail) {
+            self.loc[i] = CULL_MARK;
             return Ok(());
         }
         // The copy's description holds the slot's key, value and expiry: nothing else of
