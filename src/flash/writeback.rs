@@ -119,49 +119,39 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// Places the batch a flush of the list writes, in its order: a pending clear, the
-    /// keys gone, then the keys held, each group in the list's order.
-    pub(super) fn place_dirty(&self, pl: &mut Placer) {
-        if self.pending_clear {
-            pl.place(0, 0, 0);
-        }
-        self.place_kept(pl);
-    }
-
-    /// Places the changed keys of a batch that are no victims of a cull (all of them in a
-    /// flush: no victim is marked then), gone then held, as [`Self::append_dirty`] writes
-    /// them. Out of line: a flush and an insert that culls share one copy.
-    #[inline(never)]
-    fn place_kept(&self, pl: &mut Placer) {
-        for held in [false, true] {
-            for d in 0..self.dirty {
-                if !self.dirty_victim(d) {
-                    self.place_listed(pl, d, held, &[], false);
-                }
-            }
-        }
-    }
-
     /// True when changed key `d` is held (its record is a value, else a tombstone).
     #[inline(never)]
     pub(super) fn is_held(&self, d: usize) -> bool {
         self.table.borrow().peek_any(self.dirty_key(d)).is_some()
     }
 
-    /// Places the batch a flush writes after an operation that makes `changes`, in the
-    /// order the flush writes it: a pending clear, then the keys gone in the list's order
-    /// (keys the operation adds to the list after those listed), then the keys held
-    /// likewise. Each record is placed where it will be written, so the check is exact,
-    /// not an estimate that another order could overflow (a change's value is placed with
-    /// the longest expiry).
+    /// Places the batch a flush writes after an operation that makes `changes` (none: a
+    /// flush of the list as it is), in the order the flush writes it: a pending clear, then
+    /// the changed keys ([`Self::place_kept`]). Each record is placed where it will be
+    /// written, so the check is exact, not an estimate that another order could overflow
+    /// (a change's value is placed with the longest expiry).
     #[inline(always)]
     pub(super) fn place_after(&self, pl: &mut Placer, changes: &[Change<'_>]) {
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
-        for held in [false, true] {
+        self.place_kept(pl, changes);
+    }
+
+    /// Places the changed keys of a batch after an operation that makes `changes`, as
+    /// [`Self::append_dirty`] writes them: the keys gone in the list's order (keys the
+    /// operation adds to the list after those listed), then the keys held likewise. Keys
+    /// that are victims of a cull are left out (all are placed in a flush or an
+    /// operation's check: no victim is marked then). Out of line: a flush, an operation's
+    /// check and an insert that culls share one copy.
+    #[inline(never)]
+    fn place_kept(&self, pl: &mut Placer, changes: &[Change<'_>]) {
+        for held in 0..2 {
+            let held = held == 1;
             for d in 0..self.dirty {
-                self.place_listed(pl, d, held, changes, false);
+                if !self.dirty_victim(d) {
+                    self.place_listed(pl, d, held, changes, false);
+                }
             }
             for c in changes {
                 if c.held().is_some() == held && self.dirty_index(c.key).is_none() {
@@ -173,7 +163,7 @@ impl<
 
     /// Places changed key `d`'s record when the key is held (`held`), or gone, after
     /// `changes` (and, with `marked`, after the cull whose victims are marked). Out of line:
-    /// the table's lookup is not on the frame of [`Self::place_after`]'s loop.
+    /// the table's lookup is not on the frame of [`Self::place_kept`]'s loop.
     #[inline(never)]
     fn place_listed(
         &self,
@@ -259,7 +249,7 @@ impl<
                 }
             }
             // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
-            self.place_kept(pl);
+            self.place_kept(pl, &[]);
         }
         pl.place(key_cost(key), vlen, xlen(expiry, self.time));
     }
@@ -269,7 +259,7 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_dirty(pl))
+        self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_after(pl, &[]))
             .await?;
         self.append_dirty(io, 0, self.dirty()).await
     }
@@ -286,7 +276,7 @@ impl<
         mut i: usize,
         n: usize,
     ) -> Res<(), F> {
-        // In the order `place_dirty` (`place_culling`) placed them (making room changes no
+        // In the order `place_after` (`place_culling`) placed them (making room changes no
         // listed key: compaction neither copies nor drops one): a pending clear, the keys
         // gone, then the keys held. Replayed with a value first, a value of a new key could
         // find the table at its limit and cull an entry that the batch's tombstone was to
@@ -295,7 +285,8 @@ impl<
             self.append_listed(io, Listed::Clear, true, n == 1).await?;
             i = 1;
         }
-        for held in [false, true] {
+        for held in 0..2 {
+            let held = held == 1;
             for d in 0..self.dirty {
                 // No victim is marked during a flush.
                 if !self.dirty_victim(d) && self.is_held(d) == held {
