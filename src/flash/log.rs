@@ -677,7 +677,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads the key (its prefix put back) and value of the record at `pos` into `key` and
-    /// `val`; `false` when they do not fit.
+    /// `val`; `false` when they do not fit. The key is read whenever it fits, even when
+    /// the value does not.
     pub async fn read_body(
         &mut self,
         io: &IoOf<F>,
@@ -701,12 +702,15 @@ impl<F: Geometry> Log<F> {
         val: &mut [u8],
     ) -> Res<bool, F> {
         let (kl, vl) = (usize::from(r.klen), r.vlen as usize);
-        if kl > key.len() || vl > val.len() {
+        if kl > key.len() {
             return Ok(false);
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
         self.read(io, addr, &mut key[p..kl]).await?;
+        if vl > val.len() {
+            return Ok(false);
+        }
         self.read(io, addr + (kl - p) as u32, &mut val[..vl])
             .await?;
         Ok(true)

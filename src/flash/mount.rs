@@ -433,10 +433,11 @@ impl<
         while let Some((at, r)) = it.next(io, &mut self.log).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
-                T_PUT => {
+                // A put restores its value, a tombstone drops its key.
+                ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
                     let fits = self.log.read_body(io, at, &r, &mut key, &mut val).await?;
-                    let slot = if fits {
+                    let slot = if fits && ty == T_PUT {
                         Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
                             self.table.borrow_mut().restore(
@@ -450,29 +451,17 @@ impl<
                     } else {
                         None
                     };
-                    if let Some(s) = slot {
-                        self.loc[s] = self.log.addr(at);
-                    }
-                    // A record this configuration cannot hold (written with a larger `K` or
-                    // `V`) is dropped, and so is any older value of its key.
-                    if slot.is_none() {
-                        let mut key_only = r;
-                        key_only.vlen = 0;
-                        if self
-                            .log
-                            .read_body(io, at, &key_only, &mut key, &mut [])
-                            .await?
-                        {
+                    match slot {
+                        Some(s) => self.loc[s] = self.log.addr(at),
+                        // A put this configuration cannot hold (written with a larger `K`
+                        // or `V`) is dropped, and so is any older value of its key (read
+                        // whenever it fits). A key longer than `K` was never restored:
+                        // nothing to remove.
+                        None if kl <= K => {
                             let _ = self.table.borrow_mut().delete(&key[..kl], 0);
                         }
+                        None => {}
                     }
-                }
-                // A key longer than `K` was never restored: nothing to remove.
-                T_TOMB if self.log.read_body(io, at, &r, &mut key, &mut []).await? => {
-                    let _ = self
-                        .table
-                        .borrow_mut()
-                        .delete(&key[..usize::from(r.klen)], 0);
                 }
                 T_CLEAR => {
                     let _ = self.table.borrow_mut().clear();
