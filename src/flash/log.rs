@@ -193,16 +193,18 @@ impl<F: Geometry> Log<F> {
     }
 
     /// True when `len` bytes from `addr` all read 0xFF.
+    /// The bytes are checked where they land, in the request buffer.
     pub async fn is_blank(&mut self, io: &IoOf<F>, addr: u32, len: u32) -> Res<bool, F> {
-        let mut buf = [0u8; SCRATCH];
-        let mut done = 0u32;
-        while done < len {
-            let n = (len - done).min(SCRATCH as u32);
-            self.read(io, addr + done, &mut buf[..n as usize]).await?;
-            if buf[..n as usize].iter().any(|&b| b != 0xff) {
+        let end = addr + len;
+        let mut at = addr;
+        while at < end {
+            let left = (end - at) as usize;
+            let skip = self.window(io, at, left.min(SCRATCH)).await?;
+            let n = (SCRATCH - skip).min(left);
+            if io.with_buf(|b| b[skip..skip + n].iter().any(|&b| b != 0xff)) {
                 return Ok(false);
             }
-            done += n;
+            at += n as u32;
         }
         Ok(true)
     }
@@ -561,15 +563,15 @@ impl<F: Geometry> Log<F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
-        let mut buf = [0u8; SCRATCH];
         let mut at = off;
         while at < self.page_size {
-            let n = (self.page_size - at).min(SCRATCH as u32);
-            self.read(io, addr + at, &mut buf[..n as usize]).await?;
-            if let Some(i) = buf[..n as usize].iter().rposition(|&b| b != 0xff) {
+            let left = (self.page_size - at) as usize;
+            let skip = self.window(io, addr + at, left.min(SCRATCH)).await?;
+            let n = (SCRATCH - skip).min(left);
+            if let Some(i) = io.with_buf(|b| b[skip..skip + n].iter().rposition(|&b| b != 0xff)) {
                 written = at - off + i as u32 + 1;
             }
-            at += n;
+            at += n as u32;
         }
         if written == 0 {
             return Ok(false);
