@@ -331,18 +331,7 @@ impl<
         // never come to follow the head later.
         // A stray page whose sequence number is not below the log's oldest one cannot be an
         // older page cut off from it either (a copy of a log page, say): the same then.
-        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
-        let mut strays = false;
-        let mut lost_head = false;
-        for li in log.used..log.pages {
-            let p = log.phys(li);
-            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
-            if seq.is_some() || log.holds_records(io, p).await? {
-                strays = true;
-                let newer = seq.is_some_and(|s| s >= tail_seq);
-                lost_head |= log.used > 0 && (li == log.used || newer);
-            }
-        }
+        let (strays, lost_head) = Self::strays(io, log, false).await?;
         if lost_head {
             log.trust_from = log.used;
         }
@@ -375,12 +364,7 @@ impl<
         }
         let log = &mut self.log;
         if strays {
-            for li in log.used..log.pages {
-                let p = log.phys(li);
-                if log.page_seq(io, p).await?.is_some() || log.holds_records(io, p).await? {
-                    log.erase_page(io, p, None).await?;
-                }
-            }
+            Self::strays(io, log, true).await?;
         }
         // Free pages after the head that can join the log without an erase: a valid
         // part A and nothing else, or fully blank (part A is written now).
@@ -404,6 +388,28 @@ impl<
             log.ready += 1;
         }
         Ok(())
+    }
+
+    /// Looks for stray pages (outside the log, with a valid header part B or records):
+    /// whether there are any, and whether one shows that a page newer than the head may
+    /// have been there (see [`Core::mount`]). With `erase`, erases them.
+    async fn strays(io: &IoOf<F>, log: &mut Log<F>, erase: bool) -> Result<(bool, bool), Fe<F>> {
+        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
+        let mut strays = false;
+        let mut lost_head = false;
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
+            if seq.is_some() || log.holds_records(io, p).await? {
+                strays = true;
+                let newer = seq.is_some_and(|s| s >= tail_seq);
+                lost_head |= log.used > 0 && (li == log.used || newer);
+                if erase {
+                    log.erase_page(io, p, None).await?;
+                }
+            }
+        }
+        Ok((strays, lost_head))
     }
 
     /// Sets the head page's base time and where its records end (the page is sealed when
