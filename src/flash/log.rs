@@ -222,6 +222,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The page's erase count (part A), if readable.
+    #[blocking(inline(never))]
     pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
         let at = self.window(io, self.page_addr(p), PART_A).await?;
         Ok(io.with_buf(|b| parse_part_a(&b[at..])))
@@ -372,8 +373,7 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
-        self.write_staged(io, addr, PART_A).await?;
+        self.write_part_a(io, p, count).await?;
         Ok(count)
     }
 
