@@ -530,12 +530,12 @@ impl RecHead {
             hlen += varint_len(expiry - time);
         }
         let pfx = prefixed(key);
-        if ty == T_PUT || ty == T_TOMB {
+        if ty <= T_TOMB {
             let rest = key.len() - PREFIX.len() * usize::from(pfx);
             hlen += varint_len((rest << 1) as u64);
-        }
-        if ty == T_PUT {
-            hlen += varint_len(vlen as u64);
+            if ty == T_PUT {
+                hlen += varint_len(vlen as u64);
+            }
         }
         RecHead {
             tag,
