@@ -613,24 +613,26 @@ impl RecHead {
         }
     }
 
-    /// Decodes a header from the start of `h` (which may run past it) in a page of base
-    /// time `base`, checking its shape (not the CRC, which needs key and value).
+    /// [`RecHead::parse`], without why a header does not decode.
     #[cfg(test)]
     pub(crate) fn decode(h: &[u8], base: u64) -> Option<RecHead> {
         Self::parse(h, base).ok()
     }
 
-    /// [`RecHead::decode`], telling a header that `h` cuts short ([`Unread::Short`]: it may
-    /// continue past `h`) from one that no bytes after `h` could make valid.
+    /// [`RecHead::parse_into`] a header of its own.
+    #[cfg(test)]
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
         let mut r = RecHead::BLANK;
         Self::parse_into(h, base, &mut r).map(|()| r)
     }
 
-    /// [`RecHead::parse`] into `r` (left partly written when the header does not decode):
-    /// the header is decoded where the caller keeps it, not copied out of a frame of its
-    /// own (this lies on the deepest path of a call, compaction reading a changed key's
-    /// record).
+    /// Decodes a header from the start of `h` (which may run past it) in a page of base
+    /// time `base` into `r` (left partly written when the header does not decode), checking
+    /// its shape (not the CRC, which needs key and value). Tells a header that `h` cuts
+    /// short ([`Unread::Short`]: it may continue past `h`) from one that no bytes after `h`
+    /// could make valid. The header is decoded where the caller keeps it, not copied out of
+    /// a frame of its own (this lies on the deepest path of a call, compaction reading a
+    /// changed key's record).
     #[inline(never)]
     pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);

@@ -579,10 +579,11 @@ impl<F: Geometry> Log<F> {
         let n = (written as usize).min(REC_HEAD_MAX);
         let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
-        let torn = match RecHead::parse(&h[..n], base) {
+        let mut r = RecHead::BLANK;
+        let torn = match RecHead::parse_into(&h[..n], base, &mut r) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
-            Ok(r) => {
+            Ok(()) => {
                 written < r.body_end() + REC_CRC as u32
                     && r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off)
             }
@@ -601,20 +602,20 @@ impl<F: Geometry> Log<F> {
             return Ok(true);
         }
         for bit in 0..n * 8 {
-            let mut g = h;
-            g[bit / 8] ^= 1 << (bit % 8);
-            let Ok(r) = RecHead::parse(&g[..n], base) else {
-                continue;
-            };
-            let end = r.body_end() + REC_CRC as u32;
-            let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
-            if fits
-                && written <= end
-                && written + REC_CRC as u32 > end
-                && self.crc_ok(io, p, off, &g, &r).await?
-            {
-                return Ok(true);
+            let flip = 1 << (bit % 8);
+            h[bit / 8] ^= flip;
+            if RecHead::parse_into(&h[..n], base, &mut r).is_ok() {
+                let end = r.body_end() + REC_CRC as u32;
+                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
+                if fits
+                    && written <= end
+                    && written + REC_CRC as u32 > end
+                    && self.crc_ok(io, p, off, &h, &r).await?
+                {
+                    return Ok(true);
+                }
             }
+            h[bit / 8] ^= flip;
         }
         Ok(false)
     }
