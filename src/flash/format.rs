@@ -374,9 +374,10 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
 pub(crate) const SEQ_NEVER: u32 = u32::MAX;
 
 /// CRC-32C of part B, with the constant `'B'` in front (see the diagram).
+#[inline(never)]
 fn part_b_crc(fields: &[u8]) -> u32 {
     let mut c = Crc::new();
-    c.update(b"B");
+    c.push(b'B');
     c.update(fields);
     c.finish()
 }
