@@ -313,15 +313,17 @@ impl<
             log.tail = cur;
             log.used = used;
             log.seq = hs;
-            Self::find_head_end(io, log).await?;
-            if log.used == log.pages {
+            loop {
+                Self::find_head_end(io, log).await?;
+                if log.used < log.pages {
+                    break;
+                }
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
                 log.erase_page(io, hp, None).await?;
                 log.used -= 1;
-                log.seq = hs - 1;
-                Self::find_head_end(io, log).await?;
+                log.seq -= 1;
             }
         }
         // A page outside the log never has a valid header part B nor holds records, unless
