@@ -298,21 +298,19 @@ impl<
             }
         }
         if let Some((hp, hs)) = head {
-            let (mut cur, mut cur_seq, mut used) = (hp, hs, 1);
-            while used < log.pages {
-                let prev = (cur + log.pages - 1) % log.pages;
+            (log.tail, log.used, log.seq) = (hp, 1, hs);
+            while log.used < log.pages {
+                // The page before the tail joins the log when its sequence is one below the
+                // tail's.
+                let prev = log.phys(log.pages - 1);
                 match log.page_seq(io, prev).await? {
-                    Some((s, _, _)) if s.wrapping_add(1) == cur_seq => {
-                        cur = prev;
-                        cur_seq = s;
-                        used += 1;
+                    Some((s, _, _)) if s.wrapping_add(log.used) == hs => {
+                        log.tail = prev;
+                        log.used += 1;
                     }
                     _ => break,
                 }
             }
-            log.tail = cur;
-            log.used = used;
-            log.seq = hs;
             loop {
                 Self::find_head_end(io, log).await?;
                 if log.used < log.pages {
