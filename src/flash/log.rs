@@ -679,9 +679,9 @@ impl<F: Geometry> Log<F> {
         self.valid_record_in(io, p, from, to, 0).await
     }
 
-    /// Reads the key (its prefix put back) and value of the record at `pos` into `key` and
-    /// `val`; `false` when they do not fit. The key is read whenever it fits, even when
-    /// the value does not.
+    /// [`Log::read_at`] of the record at `pos` (for tests, which use its blocking variant).
+    #[cfg(test)]
+    #[allow(dead_code)]
     pub async fn read_body(
         &mut self,
         io: &IoOf<F>,
@@ -694,7 +694,10 @@ impl<F: Geometry> Log<F> {
         self.read_at(io, at, r, key, val).await
     }
 
-    /// [`Log::read_body`] of the record at region offset `at` ([`Log::append`]'s answer).
+    /// Reads the key (its prefix put back) and value of the record at flash address `at`
+    /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
+    /// `key` and `val`; `false` when they do not fit. The key is read whenever it fits,
+    /// even when the value does not.
     #[inline(never)]
     pub async fn read_at(
         &mut self,

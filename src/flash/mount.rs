@@ -442,7 +442,8 @@ impl<
                 // A put restores its value, a tombstone drops its key.
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
-                    let fits = self.log.read_body(io, at, &r, &mut key, &mut val).await?;
+                    let addr = self.log.addr(at);
+                    let fits = self.log.read_at(io, addr, &r, &mut key, &mut val).await?;
                     let slot = if fits && ty == T_PUT {
                         Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
@@ -458,7 +459,7 @@ impl<
                         None
                     };
                     match slot {
-                        Some(s) => self.loc[s] = self.log.addr(at),
+                        Some(s) => self.loc[s] = addr,
                         // A put this configuration cannot hold (written with a larger `K`
                         // or `V`) is dropped, and so is any older value of its key (read
                         // whenever it fits). A key longer than `K` was never restored:
