@@ -432,6 +432,8 @@ impl<
         Ok(())
     }
 
+    /// Replays the records of committed batches from `from` on into the table (see
+    /// [`Core::mount`]).
     pub(super) async fn replay(&mut self, io: &IoOf<F>, from: Pos) -> Result<(), Fe<F>> {
         let mut it = Committed::new(&self.log, from);
         let mut key = [0u8; K];
