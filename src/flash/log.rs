@@ -623,7 +623,7 @@ impl<F: Geometry> Log<F> {
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
     /// in place of those on flash, has a matching CRC.
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     async fn crc_ok(
         &mut self,
         io: &IoOf<F>,
@@ -643,7 +643,7 @@ impl<F: Geometry> Log<F> {
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
     /// `p` (read with base time `base`).
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     async fn valid_record_in(
         &mut self,
         io: &IoOf<F>,
@@ -666,7 +666,7 @@ impl<F: Geometry> Log<F> {
     /// True when page `p` (not in the log) holds a valid record in its first bytes after
     /// part A: a log page whose header is damaged. Blank pages are told at one read.
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     pub async fn holds_records(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let from = Self::a_len();
         let to = (from + HOLD_SCAN).min(self.page_size);
