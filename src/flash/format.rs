@@ -297,20 +297,26 @@ pub(crate) const fn varint_len(v: u64) -> usize {
 
 /// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
 /// returns its length.
+#[cfg(test)]
+pub(crate) fn put_varint(out: &mut [u8], v: u64) -> usize {
+    put_varint_at(out, 0, v)
+}
+
+/// Writes the varint of `v` at `out[at..]` (at least `varint_len(v)` bytes long); returns
+/// where it ends.
 #[inline(never)]
-pub(crate) fn put_varint(out: &mut [u8], mut v: u64) -> usize {
-    let mut i = 0;
-    while i < out.len() {
+pub(crate) fn put_varint_at(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    while let Some(d) = out.get_mut(at) {
         let b = (v & 0x7f) as u8;
         v >>= 7;
+        at += 1;
         if v == 0 {
-            out[i] = b;
-            return i + 1;
+            *d = b;
+            break;
         }
-        out[i] = b | 0x80;
-        i += 1;
+        *d = b | 0x80;
     }
-    i
+    at
 }
 
 /// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
@@ -352,7 +358,7 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
 /// least [`PART_B_MAX`] bytes); returns its length.
 pub(crate) fn part_b_into(b: &mut [u8], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
-    let n = 4 + put_varint(&mut b[4..PART_B_MAX - 4], time);
+    let n = put_varint_at(b, 4, time);
     let crc = part_b_crc(&b[..n]);
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     n + 4
@@ -374,9 +380,10 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
 pub(crate) const SEQ_NEVER: u32 = u32::MAX;
 
 /// CRC-32C of part B, with the constant `'B'` in front (see the diagram).
+#[inline(never)]
 fn part_b_crc(fields: &[u8]) -> u32 {
     let mut c = Crc::new();
-    c.update(b"B");
+    c.push(b'B');
     c.update(fields);
     c.finish()
 }
@@ -530,12 +537,12 @@ impl RecHead {
             hlen += varint_len(expiry - time);
         }
         let pfx = prefixed(key);
-        if ty == T_PUT || ty == T_TOMB {
+        if ty <= T_TOMB {
             let rest = key.len() - PREFIX.len() * usize::from(pfx);
             hlen += varint_len((rest << 1) as u64);
-        }
-        if ty == T_PUT {
-            hlen += varint_len(vlen as u64);
+            if ty == T_PUT {
+                hlen += varint_len(vlen as u64);
+            }
         }
         RecHead {
             tag,
@@ -579,16 +586,16 @@ impl RecHead {
         let ty = self.ty();
         if ty == T_PUT || ty == T_TOMB {
             let rest = usize::from(self.klen) - self.plen();
-            n += put_varint(&mut h[n..], (rest << 1 | usize::from(self.pfx)) as u64);
+            n = put_varint_at(h, n, (rest << 1 | usize::from(self.pfx)) as u64);
         }
         if ty == T_PUT {
-            n += put_varint(&mut h[n..], u64::from(self.vlen));
+            n = put_varint_at(h, n, u64::from(self.vlen));
         }
         if self.tag & TAG_DELTA != 0 {
-            n += put_varint(&mut h[n..], self.time.saturating_sub(base));
+            n = put_varint_at(h, n, self.time.saturating_sub(base));
         }
         if self.tag & TAG_EXPIRY != 0 {
-            n += put_varint(&mut h[n..], self.expiry.saturating_sub(self.time));
+            n = put_varint_at(h, n, self.expiry.saturating_sub(self.time));
         }
         crc.update(&h[..n]);
         n
@@ -613,24 +620,26 @@ impl RecHead {
         }
     }
 
-    /// Decodes a header from the start of `h` (which may run past it) in a page of base
-    /// time `base`, checking its shape (not the CRC, which needs key and value).
+    /// [`RecHead::parse`], without why a header does not decode.
     #[cfg(test)]
     pub(crate) fn decode(h: &[u8], base: u64) -> Option<RecHead> {
         Self::parse(h, base).ok()
     }
 
-    /// [`RecHead::decode`], telling a header that `h` cuts short ([`Unread::Short`]: it may
-    /// continue past `h`) from one that no bytes after `h` could make valid.
+    /// [`RecHead::parse_into`] a header of its own.
+    #[cfg(test)]
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
         let mut r = RecHead::BLANK;
         Self::parse_into(h, base, &mut r).map(|()| r)
     }
 
-    /// [`RecHead::parse`] into `r` (left partly written when the header does not decode):
-    /// the header is decoded where the caller keeps it, not copied out of a frame of its
-    /// own (this lies on the deepest path of a call, compaction reading a changed key's
-    /// record).
+    /// Decodes a header from the start of `h` (which may run past it) in a page of base
+    /// time `base` into `r` (left partly written when the header does not decode), checking
+    /// its shape (not the CRC, which needs key and value). Tells a header that `h` cuts
+    /// short ([`Unread::Short`]: it may continue past `h`) from one that no bytes after `h`
+    /// could make valid. The header is decoded where the caller keeps it, not copied out of
+    /// a frame of its own (this lies on the deepest path of a call, compaction reading a
+    /// changed key's record).
     #[inline(never)]
     pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);

@@ -193,16 +193,18 @@ impl<F: Geometry> Log<F> {
     }
 
     /// True when `len` bytes from `addr` all read 0xFF.
+    /// The bytes are checked where they land, in the request buffer.
     pub async fn is_blank(&mut self, io: &IoOf<F>, addr: u32, len: u32) -> Res<bool, F> {
-        let mut buf = [0u8; SCRATCH];
-        let mut done = 0u32;
-        while done < len {
-            let n = (len - done).min(SCRATCH as u32);
-            self.read(io, addr + done, &mut buf[..n as usize]).await?;
-            if buf[..n as usize].iter().any(|&b| b != 0xff) {
+        let end = addr + len;
+        let mut at = addr;
+        while at < end {
+            let left = (end - at) as usize;
+            let skip = self.window(io, at, left.min(SCRATCH)).await?;
+            let n = (SCRATCH - skip).min(left);
+            if io.with_buf(|b| b[skip..skip + n].iter().any(|&b| b != 0xff)) {
                 return Ok(false);
             }
-            done += n;
+            at += n as u32;
         }
         Ok(true)
     }
@@ -220,6 +222,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The page's erase count (part A), if readable.
+    #[blocking(inline(never))]
     pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
         let at = self.window(io, self.page_addr(p), PART_A).await?;
         Ok(io.with_buf(|b| parse_part_a(&b[at..])))
@@ -370,8 +373,7 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + self.page_size).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
-        self.write_staged(io, addr, PART_A).await?;
+        self.write_part_a(io, p, count).await?;
         Ok(count)
     }
 
@@ -561,15 +563,15 @@ impl<F: Geometry> Log<F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
-        let mut buf = [0u8; SCRATCH];
         let mut at = off;
         while at < self.page_size {
-            let n = (self.page_size - at).min(SCRATCH as u32);
-            self.read(io, addr + at, &mut buf[..n as usize]).await?;
-            if let Some(i) = buf[..n as usize].iter().rposition(|&b| b != 0xff) {
+            let left = (self.page_size - at) as usize;
+            let skip = self.window(io, addr + at, left.min(SCRATCH)).await?;
+            let n = (SCRATCH - skip).min(left);
+            if let Some(i) = io.with_buf(|b| b[skip..skip + n].iter().rposition(|&b| b != 0xff)) {
                 written = at - off + i as u32 + 1;
             }
-            at += n;
+            at += n as u32;
         }
         if written == 0 {
             return Ok(false);
@@ -577,10 +579,11 @@ impl<F: Geometry> Log<F> {
         let n = (written as usize).min(REC_HEAD_MAX);
         let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
-        let torn = match RecHead::parse(&h[..n], base) {
+        let mut r = RecHead::BLANK;
+        let torn = match RecHead::parse_into(&h[..n], base, &mut r) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
-            Ok(r) => {
+            Ok(()) => {
                 written < r.body_end() + REC_CRC as u32
                     && r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off)
             }
@@ -599,20 +602,20 @@ impl<F: Geometry> Log<F> {
             return Ok(true);
         }
         for bit in 0..n * 8 {
-            let mut g = h;
-            g[bit / 8] ^= 1 << (bit % 8);
-            let Ok(r) = RecHead::parse(&g[..n], base) else {
-                continue;
-            };
-            let end = r.body_end() + REC_CRC as u32;
-            let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
-            if fits
-                && written <= end
-                && written + REC_CRC as u32 > end
-                && self.crc_ok(io, p, off, &g, &r).await?
-            {
-                return Ok(true);
+            let flip = 1 << (bit % 8);
+            h[bit / 8] ^= flip;
+            if RecHead::parse_into(&h[..n], base, &mut r).is_ok() {
+                let end = r.body_end() + REC_CRC as u32;
+                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
+                if fits
+                    && written <= end
+                    && written + REC_CRC as u32 > end
+                    && self.crc_ok(io, p, off, &h, &r).await?
+                {
+                    return Ok(true);
+                }
             }
+            h[bit / 8] ^= flip;
         }
         Ok(false)
     }
@@ -620,7 +623,7 @@ impl<F: Geometry> Log<F> {
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
     /// in place of those on flash, has a matching CRC.
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     async fn crc_ok(
         &mut self,
         io: &IoOf<F>,
@@ -640,7 +643,7 @@ impl<F: Geometry> Log<F> {
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
     /// `p` (read with base time `base`).
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     async fn valid_record_in(
         &mut self,
         io: &IoOf<F>,
@@ -663,7 +666,7 @@ impl<F: Geometry> Log<F> {
     /// True when page `p` (not in the log) holds a valid record in its first bytes after
     /// part A: a log page whose header is damaged. Blank pages are told at one read.
     #[cold]
-    #[inline(never)]
+    #[inline(always)]
     pub async fn holds_records(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let from = Self::a_len();
         let to = (from + HOLD_SCAN).min(self.page_size);
@@ -676,8 +679,9 @@ impl<F: Geometry> Log<F> {
         self.valid_record_in(io, p, from, to, 0).await
     }
 
-    /// Reads the key (its prefix put back) and value of the record at `pos` into `key` and
-    /// `val`; `false` when they do not fit.
+    /// [`Log::read_at`] of the record at `pos` (for tests, which use its blocking variant).
+    #[cfg(test)]
+    #[allow(dead_code)]
     pub async fn read_body(
         &mut self,
         io: &IoOf<F>,
@@ -690,7 +694,10 @@ impl<F: Geometry> Log<F> {
         self.read_at(io, at, r, key, val).await
     }
 
-    /// [`Log::read_body`] of the record at region offset `at` ([`Log::append`]'s answer).
+    /// Reads the key (its prefix put back) and value of the record at flash address `at`
+    /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
+    /// `key` and `val`; `false` when they do not fit. The key is read whenever it fits,
+    /// even when the value does not.
     #[inline(never)]
     pub async fn read_at(
         &mut self,
@@ -701,12 +708,15 @@ impl<F: Geometry> Log<F> {
         val: &mut [u8],
     ) -> Res<bool, F> {
         let (kl, vl) = (usize::from(r.klen), r.vlen as usize);
-        if kl > key.len() || vl > val.len() {
+        if kl > key.len() {
             return Ok(false);
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
         self.read(io, addr, &mut key[p..kl]).await?;
+        if vl > val.len() {
+            return Ok(false);
+        }
         self.read(io, addr + (kl - p) as u32, &mut val[..vl])
             .await?;
         Ok(true)

@@ -298,30 +298,30 @@ impl<
             }
         }
         if let Some((hp, hs)) = head {
-            let (mut cur, mut cur_seq, mut used) = (hp, hs, 1);
-            while used < log.pages {
-                let prev = (cur + log.pages - 1) % log.pages;
+            (log.tail, log.used, log.seq) = (hp, 1, hs);
+            while log.used < log.pages {
+                // The page before the tail joins the log when its sequence is one below the
+                // tail's.
+                let prev = log.phys(log.pages - 1);
                 match log.page_seq(io, prev).await? {
-                    Some((s, _, _)) if s.wrapping_add(1) == cur_seq => {
-                        cur = prev;
-                        cur_seq = s;
-                        used += 1;
+                    Some((s, _, _)) if s.wrapping_add(log.used) == hs => {
+                        log.tail = prev;
+                        log.used += 1;
                     }
                     _ => break,
                 }
             }
-            log.tail = cur;
-            log.used = used;
-            log.seq = hs;
-            Self::find_head_end(io, log).await?;
-            if log.used == log.pages {
+            loop {
+                Self::find_head_end(io, log).await?;
+                if log.used < log.pages {
+                    break;
+                }
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
                 log.erase_page(io, hp, None).await?;
                 log.used -= 1;
-                log.seq = hs - 1;
-                Self::find_head_end(io, log).await?;
+                log.seq -= 1;
             }
         }
         // A page outside the log never has a valid header part B nor holds records, unless
@@ -331,18 +331,7 @@ impl<
         // never come to follow the head later.
         // A stray page whose sequence number is not below the log's oldest one cannot be an
         // older page cut off from it either (a copy of a log page, say): the same then.
-        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
-        let mut strays = false;
-        let mut lost_head = false;
-        for li in log.used..log.pages {
-            let p = log.phys(li);
-            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
-            if seq.is_some() || log.holds_records(io, p).await? {
-                strays = true;
-                let newer = seq.is_some_and(|s| s >= tail_seq);
-                lost_head |= log.used > 0 && (li == log.used || newer);
-            }
-        }
+        let (strays, lost_head) = Self::strays(io, log, false).await?;
         if lost_head {
             log.trust_from = log.used;
         }
@@ -375,12 +364,7 @@ impl<
         }
         let log = &mut self.log;
         if strays {
-            for li in log.used..log.pages {
-                let p = log.phys(li);
-                if log.page_seq(io, p).await?.is_some() || log.holds_records(io, p).await? {
-                    log.erase_page(io, p, None).await?;
-                }
-            }
+            Self::strays(io, log, true).await?;
         }
         // Free pages after the head that can join the log without an erase: a valid
         // part A and nothing else, or fully blank (part A is written now).
@@ -406,6 +390,28 @@ impl<
         Ok(())
     }
 
+    /// Looks for stray pages (outside the log, with a valid header part B or records):
+    /// whether there are any, and whether one shows that a page newer than the head may
+    /// have been there (see [`Core::mount`]). With `erase`, erases them.
+    async fn strays(io: &IoOf<F>, log: &mut Log<F>, erase: bool) -> Result<(bool, bool), Fe<F>> {
+        let tail_seq = log.seq.wrapping_sub(log.used).wrapping_add(1);
+        let mut strays = false;
+        let mut lost_head = false;
+        for li in log.used..log.pages {
+            let p = log.phys(li);
+            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
+            if seq.is_some() || log.holds_records(io, p).await? {
+                strays = true;
+                let newer = seq.is_some_and(|s| s >= tail_seq);
+                lost_head |= log.used > 0 && (li == log.used || newer);
+                if erase {
+                    log.erase_page(io, p, None).await?;
+                }
+            }
+        }
+        Ok((strays, lost_head))
+    }
+
     /// Sets the head page's base time and where its records end (the page is sealed when
     /// anything but blank follows them).
     pub(super) async fn find_head_end(io: &IoOf<F>, log: &mut Log<F>) -> Result<(), Fe<F>> {
@@ -426,6 +432,8 @@ impl<
         Ok(())
     }
 
+    /// Replays the records of committed batches from `from` on into the table (see
+    /// [`Core::mount`]).
     pub(super) async fn replay(&mut self, io: &IoOf<F>, from: Pos) -> Result<(), Fe<F>> {
         let mut it = Committed::new(&self.log, from);
         let mut key = [0u8; K];
@@ -433,10 +441,12 @@ impl<
         while let Some((at, r)) = it.next(io, &mut self.log).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
-                T_PUT => {
+                // A put restores its value, a tombstone drops its key.
+                ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
-                    let fits = self.log.read_body(io, at, &r, &mut key, &mut val).await?;
-                    let slot = if fits {
+                    let addr = self.log.addr(at);
+                    let fits = self.log.read_at(io, addr, &r, &mut key, &mut val).await?;
+                    let slot = if fits && ty == T_PUT {
                         Kind::from_u8(r.kind()).and_then(|kind| {
                             let v = &val[..r.vlen as usize];
                             self.table.borrow_mut().restore(
@@ -450,29 +460,17 @@ impl<
                     } else {
                         None
                     };
-                    if let Some(s) = slot {
-                        self.loc[s] = self.log.addr(at);
-                    }
-                    // A record this configuration cannot hold (written with a larger `K` or
-                    // `V`) is dropped, and so is any older value of its key.
-                    if slot.is_none() {
-                        let mut key_only = r;
-                        key_only.vlen = 0;
-                        if self
-                            .log
-                            .read_body(io, at, &key_only, &mut key, &mut [])
-                            .await?
-                        {
+                    match slot {
+                        Some(s) => self.loc[s] = addr,
+                        // A put this configuration cannot hold (written with a larger `K`
+                        // or `V`) is dropped, and so is any older value of its key (read
+                        // whenever it fits). A key longer than `K` was never restored:
+                        // nothing to remove.
+                        None if kl <= K => {
                             let _ = self.table.borrow_mut().delete(&key[..kl], 0);
                         }
+                        None => {}
                     }
-                }
-                // A key longer than `K` was never restored: nothing to remove.
-                T_TOMB if self.log.read_body(io, at, &r, &mut key, &mut []).await? => {
-                    let _ = self
-                        .table
-                        .borrow_mut()
-                        .delete(&key[..usize::from(r.klen)], 0);
                 }
                 T_CLEAR => {
                     let _ = self.table.borrow_mut().clear();
