@@ -481,20 +481,23 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
-    /// After a RAM operation of the core: performs the work it asked for (`settle`: it
-    /// answered [`Error::Settle`] and runs again then; `staged`: the put a
-    /// [`Work::CullingPut`] writes), else writes the changes when the policy says so. Out
-    /// of line: one copy for every operation of every typed [`Cache`](crate::Cache) method.
+    /// After a RAM operation of the core: performs the work it asked for (`staged`: the put
+    /// a [`Work::CullingPut`] writes) and answers true (it answered [`Error::Settle`] and
+    /// runs again), else writes the changes when the policy says so. Out of line: one copy
+    /// for every operation of every typed [`Cache`](crate::Cache) method.
     #[inline(never)]
-    fn settle(&mut self, settle: bool, staged: Option<&Staged<'_>>) -> Result<(), Error<FeOf<F>>> {
+    fn settle(&mut self, staged: Option<&Staged<'_>>) -> Result<bool, Error<FeOf<F>>> {
         let Self { core, buf, flash } = self;
         let mut io = SyncIo::new(flash, buf);
-        if settle {
-            core.perform_blocking(&mut io, staged)
-        } else if core.should_flush() {
-            core.flush_dirty_blocking(&mut io)
+        // Only an operation that answered `Error::Settle` leaves work queued.
+        if core.work != Work::None {
+            core.perform_blocking(&mut io, staged)?;
+            Ok(true)
         } else {
-            Ok(())
+            if core.should_flush() {
+                core.flush_dirty_blocking(&mut io)?;
+            }
+            Ok(false)
         }
     }
 
@@ -517,9 +520,7 @@ impl<
     ) -> Result<R, Error<FeOf<F>>> {
         loop {
             let r = op(&mut self.core);
-            let settle = matches!(r, Err(Error::Settle));
-            self.settle(settle, None)?;
-            if !settle {
+            if !self.settle(None)? {
                 return r;
             }
         }
@@ -571,12 +572,11 @@ impl<
         };
         loop {
             let r = self.core.put_staged(&s);
-            let settle = matches!(r, Err(Error::Settle));
-            self.settle(settle, Some(&s))?;
-            if !settle {
+            if !self.settle(Some(&s))? {
                 return r;
             }
-            if self.core.work == Work::None && self.core.culled {
+            // The work wrote the put (an insert that culls).
+            if self.core.culled {
                 self.core.culled = false;
                 return Ok(true);
             }
