@@ -84,11 +84,9 @@ impl<
         if !drop {
             return Ok(false);
         }
-        self.room(&[Change {
-            key,
-            vlen: Change::GONE,
-        }])?;
-        let at = self.on_flash(key);
+        let Some(at) = self.room_at(key, Change::GONE) else {
+            return Err(Error::Settle);
+        };
         let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
         self.mark(key, at);
         Ok(live || expired)
@@ -139,7 +137,7 @@ impl<
         } = *s;
         let len = val.len();
         let plan = self.table.borrow().cull_plan(key);
-        if plan != CullPlan::None {
+        let at = if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it
             // (`list_cull`, linked only when `open` was given a write-back policy); else
             // one batch of its own writes the cull and the put.
@@ -148,13 +146,16 @@ impl<
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
             }
+            self.on_flash(key)
         } else {
-            self.room(&[Change { key, vlen: len }])?;
-        }
+            let Some(at) = self.room_at(key, len) else {
+                return Err(Error::Settle);
+            };
+            at
+        };
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
-        let at = self.on_flash(key);
         let unchanged = at != NOWHERE
             && matches!(self.table.borrow().peek_any(key),
                 Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
@@ -231,8 +232,9 @@ impl<
             Some((v, _, _)) => v.len(),
             None => return Ok(false),
         };
-        self.room(&[Change { key, vlen }])?;
-        let at = self.on_flash(key);
+        let Some(at) = self.room_at(key, vlen) else {
+            return Err(Error::Settle);
+        };
         let touched = self
             .table
             .borrow_mut()
@@ -254,8 +256,9 @@ impl<
         if self.table.borrow().peek_any(key).is_none() {
             return Err(Error::NotFound);
         }
-        self.room(&[Change { key, vlen: V }])?;
-        let at = self.on_flash(key);
+        let Some(at) = self.room_at(key, V) else {
+            return Err(Error::Settle);
+        };
         let r = self.table.borrow_mut().incr(key, delta, now);
         if matches!(r, Ok(_) | Err(Error::NotFound)) {
             self.mark(key, at);

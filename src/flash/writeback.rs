@@ -78,6 +78,15 @@ impl<
         Ok(())
     }
 
+    /// [`Self::room`] for one change of `key` (`vlen`), then where its latest record lies
+    /// ([`Self::on_flash`], for [`Self::mark`]); `None` when it asked for a flush first.
+    /// Out of line: the operations that change one key share one copy of the two steps.
+    #[inline(never)]
+    pub(super) fn room_at(&mut self, key: &[u8], vlen: usize) -> Option<u32> {
+        self.room(&[Change { key, vlen }]).ok()?;
+        Some(self.on_flash(key))
+    }
+
     /// True when the batch a flush writes after an operation that makes `changes` fits an
     /// empty log. Out of line: the placement's frames are not on an operation's path when
     /// any batch of the list fits ([`Self::list_always_fits`]).
