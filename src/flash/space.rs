@@ -301,7 +301,7 @@ impl<
     /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
     /// cannot fit even there. Out of line: its placer is not on [`Self::reserve`]'s frame.
     #[inline(never)]
-    fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+    pub(super) fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
         let mut pl = self.empty_placer();
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
@@ -337,8 +337,7 @@ impl<
 
     /// True when one put record of this size fits the flash at all.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        let mut pl = self.empty_placer();
-        pl.place(kcost, vlen, XLEN_ANY);
-        pl.ok
+        self.batch_bytes(&|_: &Self, pl: &mut Placer| pl.place(kcost, vlen, XLEN_ANY))
+            .is_some()
     }
 }

@@ -88,13 +88,12 @@ impl<
     }
 
     /// True when the batch a flush writes after an operation that makes `changes` fits an
-    /// empty log. Out of line: the placement's frames are not on an operation's path when
-    /// any batch of the list fits ([`Self::list_always_fits`]).
-    #[inline(never)]
+    /// empty log, placed by [`Self::batch_bytes`]'s placer (out of line: the placement's
+    /// frames are not on an operation's path when any batch of the list fits,
+    /// [`Self::list_always_fits`]).
     fn fits_after(&self, changes: &[Change<'_>]) -> bool {
-        let mut pl = self.empty_placer();
-        self.place_after(&mut pl, changes);
-        pl.ok
+        self.batch_bytes(&|s: &Self, pl: &mut Placer| s.place_after(pl, changes))
+            .is_some()
     }
 
     /// True when the batch of a full list (`D` records of the largest size: a key of `K`
