@@ -299,10 +299,21 @@ impl<
     }
 
     /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
-    /// cannot fit even there. Out of line: its placer is not on [`Self::reserve`]'s frame.
-    #[inline(never)]
+    /// cannot fit even there ([`Self::placed`]).
     pub(super) fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
-        let mut pl = self.empty_placer();
+        self.placed(false, sizes)
+    }
+
+    /// The bytes of the batch `sizes` describes, placed in the free space (with `now`, one
+    /// page kept spare) or in an empty log; `None` when it does not fit there. Out of line:
+    /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
+    #[inline(never)]
+    fn placed(&self, now: bool, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+        let mut pl = if now {
+            self.placer()
+        } else {
+            self.empty_placer()
+        };
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
     }
@@ -325,14 +336,9 @@ impl<
     }
 
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
-    /// would not touch the flash). Out of line: its placer is not on the caller's frame.
-    #[inline(never)]
+    /// would not touch the flash; [`Self::placed`]).
     pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
-        self.log.free() > 0 && {
-            let mut pl = self.placer();
-            sizes(self, &mut pl);
-            pl.ok
-        }
+        self.log.free() > 0 && self.placed(true, sizes).is_some()
     }
 
     /// True when one put record of this size fits the flash at all.
