@@ -229,7 +229,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// When page `p` belongs to a log: its sequence number, base time and the offset of
-    /// its first record. The header is checked in the request buffer.
+    /// its first record. The header is checked in the request buffer; a valid erase count
+    /// in it raises [`Log::max_erase`] (so that mount's scan reads each header once).
     pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
@@ -238,7 +239,9 @@ impl<F: Geometry> Log<F> {
         let at = self
             .window(io, addr, if one { a_len + PART_B_MAX } else { PART_A })
             .await?;
-        let a_ok = io.with_buf(|b| parse_part_a(&b[at..]).is_some());
+        let count = io.with_buf(|b| parse_part_a(&b[at..]));
+        let a_ok = count.is_some();
+        self.max_erase = self.max_erase.max(count.unwrap_or(0));
         let b_at = if one {
             at + a_len
         } else {

@@ -287,10 +287,8 @@ impl<
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
         let mut head: Option<(u32, u32)> = None;
+        // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if let Some(c) = log.erase_count(io, p).await? {
-                log.max_erase = log.max_erase.max(c);
-            }
             if let Some((s, _, _)) = log.page_seq(io, p).await? {
                 if head.is_none_or(|(_, hs)| s > hs) {
                     head = Some((p, s));
@@ -304,9 +302,10 @@ impl<
                 // tail's.
                 let prev = log.phys(log.pages - 1);
                 match log.page_seq(io, prev).await? {
-                    Some((s, _, _)) if s.wrapping_add(log.used) == hs => {
+                    Some((s, t, _)) if s.wrapping_add(log.used) == hs => {
                         log.tail = prev;
                         log.used += 1;
+                        self.time = self.time.max(t);
                     }
                     _ => break,
                 }
@@ -323,6 +322,9 @@ impl<
                 log.used -= 1;
                 log.seq -= 1;
             }
+            // Cache time starts at the latest base time of the log's pages: those before
+            // the head were taken on the walk back, the head's is known now.
+            self.time = self.time.max(log.head_base);
         }
         // A page outside the log never has a valid header part B nor holds records, unless
         // damaged (an erase or a header write cut short leaves neither). Such a stray page
@@ -334,12 +336,6 @@ impl<
         let (strays, lost_head) = Self::strays(io, log, false).await?;
         if lost_head {
             log.trust_from = log.used;
-        }
-        for li in 0..self.log.used {
-            let p = self.log.phys(li);
-            if let Some((_, t)) = self.log.page_start(io, p).await? {
-                self.time = self.time.max(t);
-            }
         }
         // Replay, checking how each page's records end; then, when damage was found, replay
         // again from the first page after it: whatever came before may have been overwritten
