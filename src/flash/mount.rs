@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::table::Table;
 use crate::value::Kind;
 
-use super::format::{T_CLEAR, T_PUT, T_TOMB};
+use super::format::{RecHead, T_CLEAR, T_PUT, T_TOMB};
 
 impl<
         F: NorFlash,
@@ -417,10 +417,11 @@ impl<
         };
         let mut off = first;
         for _ in 0..log.max_records() {
-            match log.read_record(io, hp, off, base).await? {
-                Some(r) => off += r.size(F::WRITE_SIZE) as u32,
-                None => break,
+            let mut r = RecHead::in_page(base);
+            if !log.read_record_into(io, hp, off, &mut r).await? {
+                break;
             }
+            off += r.size(F::WRITE_SIZE) as u32;
         }
         let blank = log.is_blank(io, log.page_addr(hp) + off, ps - off).await?;
         log.head_off = if blank { off } else { ps };
