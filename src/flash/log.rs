@@ -151,9 +151,15 @@ impl<F: Geometry> Log<F> {
         at != super::NOWHERE && at.wrapping_sub(self.page_addr(p)) < self.page_size
     }
 
-    /// Physical page of the `li`-th log page.
+    /// Physical page of the `li`-th log page (`li` at most `pages`; the tail is below
+    /// `pages`): one subtraction at most, no division.
     pub fn phys(&self, li: u32) -> u32 {
-        (self.tail + li) % self.pages
+        let i = self.tail + li;
+        if i >= self.pages {
+            i - self.pages
+        } else {
+            i
+        }
     }
 
     /// True when a record of `size` bytes can be appended: it fits the head page, or a
