@@ -303,6 +303,8 @@ impl<'a, E> SyncIo<'a, E> {
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
+    /// Out of line: one copy of the call and its error's mapping for every write.
+    #[inline(never)]
     pub fn write_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
         self.flash
             .nor_write(addr, &self.buf[..len])
