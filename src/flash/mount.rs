@@ -443,19 +443,16 @@ impl<
                     let kl = usize::from(r.klen);
                     let addr = self.log.addr(at);
                     let fits = self.log.read_at(io, addr, &r, &mut key, &mut val).await?;
-                    let slot = if fits && ty == T_PUT {
-                        Kind::from_u8(r.kind()).and_then(|kind| {
-                            let v = &val[..r.vlen as usize];
-                            self.table.borrow_mut().restore(
-                                &key[..kl],
-                                v,
-                                kind,
-                                r.expiry,
-                                self.time,
-                            )
-                        })
-                    } else {
-                        None
+                    // When `fits`, key and value fit their buffers (taken with no panic path).
+                    let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
+                    let slot = match (k, v) {
+                        (Some(k), Some(v)) if fits && ty == T_PUT => Kind::from_u8(r.kind())
+                            .and_then(|kind| {
+                                self.table
+                                    .borrow_mut()
+                                    .restore(k, v, kind, r.expiry, self.time)
+                            }),
+                        _ => None,
                     };
                     match slot {
                         Some(s) => self.loc[s] = addr,
