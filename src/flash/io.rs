@@ -258,7 +258,9 @@ impl<'a, E> SyncIo<'a, E> {
     }
 
     /// Reads `len` (at most [`SCRATCH`]) bytes at `addr` (aligned by the caller to
-    /// `READ_SIZE`) into the buffer; [`SyncIo::take`] copies them out.
+    /// `READ_SIZE`) into the buffer; [`SyncIo::take`] copies them out. Out of line: one
+    /// copy of the call and its error's mapping for every read of the log.
+    #[inline(never)]
     pub fn read_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
         self.flash
             .nor_read(addr, &mut self.buf[..len])
@@ -301,6 +303,8 @@ impl<'a, E> SyncIo<'a, E> {
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
+    /// Out of line: one copy of the call and its error's mapping for every write.
+    #[inline(never)]
     pub fn write_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
         self.flash
             .nor_write(addr, &self.buf[..len])

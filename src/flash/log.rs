@@ -151,9 +151,15 @@ impl<F: Geometry> Log<F> {
         at != super::NOWHERE && at.wrapping_sub(self.page_addr(p)) < self.page_size
     }
 
-    /// Physical page of the `li`-th log page.
+    /// Physical page of the `li`-th log page (`li` at most `pages`; the tail is below
+    /// `pages`): one subtraction at most, no division.
     pub fn phys(&self, li: u32) -> u32 {
-        (self.tail + li) % self.pages
+        let i = self.tail + li;
+        if i >= self.pages {
+            i - self.pages
+        } else {
+            i
+        }
     }
 
     /// True when a record of `size` bytes can be appended: it fits the head page, or a
@@ -229,7 +235,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// When page `p` belongs to a log: its sequence number, base time and the offset of
-    /// its first record. The header is checked in the request buffer.
+    /// its first record. The header is checked in the request buffer; a valid erase count
+    /// in it raises [`Log::max_erase`] (so that mount's scan reads each header once).
     pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
@@ -238,7 +245,9 @@ impl<F: Geometry> Log<F> {
         let at = self
             .window(io, addr, if one { a_len + PART_B_MAX } else { PART_A })
             .await?;
-        let a_ok = io.with_buf(|b| parse_part_a(&b[at..]).is_some());
+        let count = io.with_buf(|b| parse_part_a(&b[at..]));
+        let a_ok = count.is_some();
+        self.max_erase = self.max_erase.max(count.unwrap_or(0));
         let b_at = if one {
             at + a_len
         } else {
@@ -407,26 +416,12 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Reads and checks the record at `off` of page `p` (base time `base`); `None` when
-    /// blank or invalid.
-    pub async fn read_record(
-        &mut self,
-        io: &IoOf<F>,
-        p: u32,
-        off: u32,
-        base: u64,
-    ) -> Res<Option<RecHead>, F> {
-        let mut r = RecHead::in_page(base);
-        let ok = self.read_record_into(io, p, off, &mut r).await?;
-        Ok(ok.then_some(r))
-    }
-
-    /// [`Log::read_record`] into `r`, whose `time` gives the page's base time on entry
-    /// ([`RecHead::in_page`]): false when blank or invalid (`r` then means nothing). The
-    /// record is read into the request buffer and checked there, and its header decoded
-    /// into `r`: no buffer and no header of its own on the stack, and no argument on it
-    /// (this lies on the deepest path of a call, compaction reading a changed key's
-    /// record).
+    /// Reads and checks the record at `off` of page `p` into `r`, whose `time` gives the
+    /// page's base time on entry ([`RecHead::in_page`]): false when blank or invalid (`r`
+    /// then means nothing). The record is read into the request buffer and checked there,
+    /// and its header decoded into `r`: no buffer and no header of its own on the stack,
+    /// and no argument on it (this lies on the deepest path of a call, compaction reading
+    /// a changed key's record).
     pub async fn read_record_into(
         &mut self,
         io: &IoOf<F>,
@@ -462,7 +457,7 @@ impl<F: Geometry> Log<F> {
 
     /// True when the record at `addr` with header `r` fits the `room` bytes left in its
     /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
-    /// `skip` on. Out of line: [`Log::read_record`] keeps a small frame above the header's
+    /// `skip` on. Out of line: [`Log::read_record_into`] keeps a small frame above the header's
     /// decoding, and the CRC's work is a sibling of it.
     #[inline(never)]
     async fn check_record(
@@ -495,7 +490,7 @@ impl<F: Geometry> Log<F> {
 
     /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
     /// read on its own: for a header across the end of a read window. Out of line, so its
-    /// buffer is not on `read_record`'s frame.
+    /// buffer is not on `read_record_into`'s frame.
     #[inline(never)]
     async fn read_head(
         &mut self,
@@ -655,7 +650,8 @@ impl<F: Geometry> Log<F> {
         let ws = F::WRITE_SIZE as u32;
         let mut off = align_up(from as usize, ws as usize) as u32;
         while off < to.min(self.page_size) {
-            if self.read_record(io, p, off, base).await?.is_some() {
+            let mut r = RecHead::in_page(base);
+            if self.read_record_into(io, p, off, &mut r).await? {
                 return Ok(true);
             }
             off += ws;
@@ -732,7 +728,8 @@ impl<F: Geometry> Log<F> {
             let p = self.phys(pos.li);
             if let Some((first, base)) = self.page_start(io, p).await? {
                 let off = pos.off.max(first);
-                if let Some(r) = self.read_record(io, p, off, base).await? {
+                let mut r = RecHead::in_page(base);
+                if self.read_record_into(io, p, off, &mut r).await? {
                     return Ok(Some((Pos { li: pos.li, off }, r)));
                 }
                 if self.check && pos.li >= self.checked {

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::table::Table;
 use crate::value::Kind;
 
-use super::format::{T_CLEAR, T_PUT, T_TOMB};
+use super::format::{RecHead, T_CLEAR, T_PUT, T_TOMB};
 
 impl<
         F: NorFlash,
@@ -287,10 +287,8 @@ impl<
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
         let mut head: Option<(u32, u32)> = None;
+        // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if let Some(c) = log.erase_count(io, p).await? {
-                log.max_erase = log.max_erase.max(c);
-            }
             if let Some((s, _, _)) = log.page_seq(io, p).await? {
                 if head.is_none_or(|(_, hs)| s > hs) {
                     head = Some((p, s));
@@ -304,9 +302,10 @@ impl<
                 // tail's.
                 let prev = log.phys(log.pages - 1);
                 match log.page_seq(io, prev).await? {
-                    Some((s, _, _)) if s.wrapping_add(log.used) == hs => {
+                    Some((s, t, _)) if s.wrapping_add(log.used) == hs => {
                         log.tail = prev;
                         log.used += 1;
+                        self.time = self.time.max(t);
                     }
                     _ => break,
                 }
@@ -323,6 +322,9 @@ impl<
                 log.used -= 1;
                 log.seq -= 1;
             }
+            // Cache time starts at the latest base time of the log's pages: those before
+            // the head were taken on the walk back, the head's is known now.
+            self.time = self.time.max(log.head_base);
         }
         // A page outside the log never has a valid header part B nor holds records, unless
         // damaged (an erase or a header write cut short leaves neither). Such a stray page
@@ -334,12 +336,6 @@ impl<
         let (strays, lost_head) = Self::strays(io, log, false).await?;
         if lost_head {
             log.trust_from = log.used;
-        }
-        for li in 0..self.log.used {
-            let p = self.log.phys(li);
-            if let Some((_, t)) = self.log.page_start(io, p).await? {
-                self.time = self.time.max(t);
-            }
         }
         // Replay, checking how each page's records end; then, when damage was found, replay
         // again from the first page after it: whatever came before may have been overwritten
@@ -421,10 +417,11 @@ impl<
         };
         let mut off = first;
         for _ in 0..log.max_records() {
-            match log.read_record(io, hp, off, base).await? {
-                Some(r) => off += r.size(F::WRITE_SIZE) as u32,
-                None => break,
+            let mut r = RecHead::in_page(base);
+            if !log.read_record_into(io, hp, off, &mut r).await? {
+                break;
             }
+            off += r.size(F::WRITE_SIZE) as u32;
         }
         let blank = log.is_blank(io, log.page_addr(hp) + off, ps - off).await?;
         log.head_off = if blank { off } else { ps };
@@ -446,19 +443,16 @@ impl<
                     let kl = usize::from(r.klen);
                     let addr = self.log.addr(at);
                     let fits = self.log.read_at(io, addr, &r, &mut key, &mut val).await?;
-                    let slot = if fits && ty == T_PUT {
-                        Kind::from_u8(r.kind()).and_then(|kind| {
-                            let v = &val[..r.vlen as usize];
-                            self.table.borrow_mut().restore(
-                                &key[..kl],
-                                v,
-                                kind,
-                                r.expiry,
-                                self.time,
-                            )
-                        })
-                    } else {
-                        None
+                    // When `fits`, key and value fit their buffers (taken with no panic path).
+                    let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
+                    let slot = match (k, v) {
+                        (Some(k), Some(v)) if fits && ty == T_PUT => Kind::from_u8(r.kind())
+                            .and_then(|kind| {
+                                self.table
+                                    .borrow_mut()
+                                    .restore(k, v, kind, r.expiry, self.time)
+                            }),
+                        _ => None,
                     };
                     match slot {
                         Some(s) => self.loc[s] = addr,
