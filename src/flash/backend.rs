@@ -633,9 +633,10 @@ mod tests {
                 clear = true;
             }
             if r.ty() == T_TOMB {
+                let addr = core.log.addr(at);
                 let read = core
                     .log
-                    .read_body_blocking(&mut io, at, &r, &mut key, &mut []);
+                    .read_at_blocking(&mut io, addr, &r, &mut key, &mut []);
                 assert!(read.unwrap());
                 tombs.push(key[..usize::from(r.klen)].to_vec());
             }

@@ -675,21 +675,6 @@ impl<F: Geometry> Log<F> {
         self.valid_record_in(io, p, from, to, 0).await
     }
 
-    /// [`Log::read_at`] of the record at `pos` (for tests, which use its blocking variant).
-    #[cfg(test)]
-    #[allow(dead_code)]
-    pub async fn read_body(
-        &mut self,
-        io: &IoOf<F>,
-        pos: Pos,
-        r: &RecHead,
-        key: &mut [u8],
-        val: &mut [u8],
-    ) -> Res<bool, F> {
-        let at = self.page_addr(self.phys(pos.li)) + pos.off;
-        self.read_at(io, at, r, key, val).await
-    }
-
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
     /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
     /// `key` and `val`; `false` when they do not fit. The key is read whenever it fits,

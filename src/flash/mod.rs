@@ -180,8 +180,8 @@ macro_rules! front_accessors {
 /// The [`Backend`] calls that change RAM only, the same for both front ends: each runs a
 /// core operation through the front end's `run` (which settles the work it asks for, or
 /// answers [`Error::Settle`] for the caller to settle); a read first drops an expired
-/// key, and a delete drops its key, through the front end's `drop_key`. Emitted into each `Backend` impl beside its own
-/// `put` and `flush`.
+/// key, and a delete drops its key, through the front end's `drop_key`. Emitted into each
+/// `Backend` impl beside its own `put` and `flush`.
 macro_rules! front_ops {
     () => {
         fn get<R>(

@@ -215,9 +215,9 @@ impl<
     }
 
     /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
-    /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it goes with the
-    /// page: durable at once, the page is erased next). Out of line: the compaction loop
-    /// keeps a small frame above the writer.
+    /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it
+    /// goes with the page: durable at once, the page is erased next). Out of line: the
+    /// compaction loop keeps a small frame above the writer.
     #[blocking(inline(never))]
     async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
         let tail = self.log.tail;
