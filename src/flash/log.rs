@@ -29,6 +29,17 @@ pub(crate) struct Pos {
     pub off: u32,
 }
 
+/// How a page's records end ([`Log::page_end`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// In blank flash: records may follow.
+    Blank,
+    /// In a record a power cut tore (blank flash after it): nothing may follow.
+    Torn,
+    /// In damage: the rest of the page is unreadable.
+    Damaged,
+}
+
 impl Pos {
     /// The first record of the oldest page.
     pub const START: Pos = Pos { li: 0, off: 0 };
@@ -59,7 +70,8 @@ pub(crate) struct Log<F> {
     /// (physical page, first record offset, base time).
     starts: [Option<(u32, u32, u64)>; 2],
     /// While true (the first replay at open), [`Log::next_rec`] checks how each page's
-    /// records end and moves [`Log::trust_from`] past any damage.
+    /// records end, moves [`Log::trust_from`] past any damage and sets the head page's
+    /// [`Log::head_off`] and [`Log::head_base`].
     pub check: bool,
     /// Log pages whose end has been checked.
     checked: u32,
@@ -540,8 +552,8 @@ impl<F: Geometry> Log<F> {
         Ok(crc.finish() == u32::from_le_bytes(stored))
     }
 
-    /// True when page `p`'s records, ending at `off` (no valid record there), end in
-    /// damage rather than in blank flash or in a record a power cut tore.
+    /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
+    /// flash, in a record a power cut tore, or in damage.
     ///
     /// A torn record is a prefix of a record, followed by blank flash to the end of the
     /// page (nothing is written after a torn record: the page is sealed when the log is
@@ -554,7 +566,7 @@ impl<F: Geometry> Log<F> {
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     #[cold]
     #[inline(never)]
-    pub async fn damaged_end(&mut self, io: &IoOf<F>, p: u32, off: u32, base: u64) -> Res<bool, F> {
+    pub async fn page_end(&mut self, io: &IoOf<F>, p: u32, off: u32, base: u64) -> Res<End, F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
@@ -569,7 +581,7 @@ impl<F: Geometry> Log<F> {
             at += n as u32;
         }
         if written == 0 {
-            return Ok(false);
+            return Ok(End::Blank);
         }
         let n = (written as usize).min(REC_HEAD_MAX);
         let mut h = [0u8; REC_HEAD_MAX];
@@ -584,7 +596,7 @@ impl<F: Geometry> Log<F> {
             }
         };
         if !torn {
-            return Ok(true);
+            return Ok(End::Damaged);
         }
         // A length field damaged upwards makes the following records look like the rest
         // of a torn one: a valid record inside it tells them apart. In the page's last
@@ -594,7 +606,7 @@ impl<F: Geometry> Log<F> {
             .valid_record_in(io, p, off + 1, off + written, base)
             .await?
         {
-            return Ok(true);
+            return Ok(End::Damaged);
         }
         for bit in 0..n * 8 {
             let flip = 1 << (bit % 8);
@@ -607,12 +619,12 @@ impl<F: Geometry> Log<F> {
                     && written + REC_CRC as u32 > end
                     && self.crc_ok(io, p, off, &h, &r).await?
                 {
-                    return Ok(true);
+                    return Ok(End::Damaged);
                 }
             }
             h[bit / 8] ^= flip;
         }
-        Ok(false)
+        Ok(End::Torn)
     }
 
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
@@ -704,7 +716,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The first valid record at or after `pos`, moving to the next log page when a page's
-    /// records end; `None` at the end of the log. The position returned has a real offset.
+    /// records end (checked there while [`Log::check`]); `None` at the end of the log. The
+    /// position returned has a real offset.
     pub async fn next_rec(&mut self, io: &IoOf<F>, mut pos: Pos) -> Res<Option<(Pos, RecHead)>, F> {
         for _ in 0..=self.pages {
             if pos.li >= self.used {
@@ -719,8 +732,19 @@ impl<F: Geometry> Log<F> {
                 }
                 if self.check && pos.li >= self.checked {
                     self.checked = pos.li + 1;
-                    if self.damaged_end(io, p, off, base).await? {
+                    let end = self.page_end(io, p, off, base).await?;
+                    if end == End::Damaged {
                         self.trust_from = self.trust_from.max(pos.li + 1);
+                    }
+                    if self.checked == self.used {
+                        // The head page: records go on where they end, unless anything
+                        // but blank flash follows them (the page is sealed then).
+                        self.head_off = if end == End::Blank {
+                            off
+                        } else {
+                            self.page_size
+                        };
+                        self.head_base = base;
                     }
                 }
             }

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::table::Table;
 use crate::value::Kind;
 
-use super::format::{RecHead, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{T_CLEAR, T_PUT, T_TOMB};
 
 impl<
         F: NorFlash,
@@ -286,16 +286,16 @@ impl<
         // Find the head (highest sequence), then walk back while sequences go down one by
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
-        let mut head: Option<(u32, u32)> = None;
+        let mut head: Option<(u32, u32, u64)> = None;
         // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if let Some((s, _, _)) = log.page_seq(io, p).await? {
-                if head.is_none_or(|(_, hs)| s > hs) {
-                    head = Some((p, s));
+            if let Some((s, t, _)) = log.page_seq(io, p).await? {
+                if head.is_none_or(|(_, hs, _)| s > hs) {
+                    head = Some((p, s, t));
                 }
             }
         }
-        if let Some((hp, hs)) = head {
+        if let Some((hp, hs, ht)) = head {
             (log.tail, log.used, log.seq) = (hp, 1, hs);
             while log.used < log.pages {
                 // The page before the tail joins the log when its sequence is one below the
@@ -310,21 +310,19 @@ impl<
                     _ => break,
                 }
             }
-            loop {
-                Self::find_head_end(io, log).await?;
-                if log.used < log.pages {
-                    break;
-                }
+            if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
                 log.erase_page(io, hp, None).await?;
                 log.used -= 1;
                 log.seq -= 1;
+            } else {
+                // Cache time starts at the latest base time of the log's pages: those
+                // before the head were taken on the walk back.
+                self.time = self.time.max(ht);
             }
-            // Cache time starts at the latest base time of the log's pages: those before
-            // the head were taken on the walk back, the head's is known now.
-            self.time = self.time.max(log.head_base);
+            // Where the head's records end is found by the replay's check below.
         }
         // A page outside the log never has a valid header part B nor holds records, unless
         // damaged (an erase or a header write cut short leaves neither). Such a stray page
@@ -337,9 +335,10 @@ impl<
         if lost_head {
             log.trust_from = log.used;
         }
-        // Replay, checking how each page's records end; then, when damage was found, replay
-        // again from the first page after it: whatever came before may have been overwritten
-        // in the unreadable part (by a record or a tombstone of any key).
+        // Replay, checking how each page's records end (the head's end is where the next
+        // record goes); then, when damage was found, replay again from the first page after
+        // it: whatever came before may have been overwritten in the unreadable part (by a
+        // record or a tombstone of any key).
         self.log.check = true;
         self.replay(io, Pos::START).await?;
         self.log.check = false;
@@ -406,27 +405,6 @@ impl<
             }
         }
         Ok((strays, lost_head))
-    }
-
-    /// Sets the head page's base time and where its records end (the page is sealed when
-    /// anything but blank follows them).
-    pub(super) async fn find_head_end(io: &IoOf<F>, log: &mut Log<F>) -> Result<(), Fe<F>> {
-        let (hp, ps) = (log.phys(log.used - 1), log.page_size);
-        let Some((first, base)) = log.page_start(io, hp).await? else {
-            return Err(FlashError::Corrupted);
-        };
-        let mut off = first;
-        for _ in 0..log.max_records() {
-            let mut r = RecHead::in_page(base);
-            if !log.read_record_into(io, hp, off, &mut r).await? {
-                break;
-            }
-            off += r.size(F::WRITE_SIZE) as u32;
-        }
-        let blank = log.is_blank(io, log.page_addr(hp) + off, ps - off).await?;
-        log.head_off = if blank { off } else { ps };
-        log.head_base = base;
-        Ok(())
     }
 
     /// Replays the records of committed batches from `from` on into the table (see
