@@ -715,10 +715,15 @@ impl<F: Geometry> Log<F> {
         Ok(true)
     }
 
-    /// The first valid record at or after `pos`, moving to the next log page when a page's
-    /// records end (checked there while [`Log::check`]); `None` at the end of the log. The
-    /// position returned has a real offset.
-    pub async fn next_rec(&mut self, io: &IoOf<F>, mut pos: Pos) -> Res<Option<(Pos, RecHead)>, F> {
+    /// The first valid record at or after `pos`, its header decoded into `r`, moving to
+    /// the next log page when a page's records end (checked there while [`Log::check`]);
+    /// `None` at the end of the log. The position returned has a real offset.
+    pub async fn next_rec(
+        &mut self,
+        io: &IoOf<F>,
+        mut pos: Pos,
+        r: &mut RecHead,
+    ) -> Res<Option<Pos>, F> {
         for _ in 0..=self.pages {
             if pos.li >= self.used {
                 return Ok(None);
@@ -726,9 +731,9 @@ impl<F: Geometry> Log<F> {
             let p = self.phys(pos.li);
             if let Some((first, base)) = self.page_start(io, p).await? {
                 let off = pos.off.max(first);
-                let mut r = RecHead::in_page(base);
-                if self.read_record_into(io, p, off, &mut r).await? {
-                    return Ok(Some((Pos { li: pos.li, off }, r)));
+                *r = RecHead::in_page(base);
+                if self.read_record_into(io, p, off, r).await? {
+                    return Ok(Some(Pos { li: pos.li, off }));
                 }
                 if self.check && pos.li >= self.checked {
                     self.checked = pos.li + 1;
@@ -845,51 +850,72 @@ impl Committed {
         }
     }
 
-    pub async fn next<F: Geometry>(
+    /// The position of the next record of a committed batch, its header decoded into `r`;
+    /// `None` at the end of the log.
+    pub async fn next_into<F: Geometry>(
         &mut self,
         io: &IoOf<F>,
         log: &mut Log<F>,
-    ) -> Res<Option<(Pos, RecHead)>, F> {
+        r: &mut RecHead,
+    ) -> Res<Option<Pos>, F> {
         let ws = F::WRITE_SIZE;
-        // A record whose batch's end is being looked for, and where the search is.
-        let mut held: Option<(Pos, RecHead)> = None;
+        // A record whose batch's end is being looked for (its header in `held`), and
+        // where the search is.
+        let mut first: Option<Pos> = None;
+        let mut held = RecHead::BLANK;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some((at, r)) = log.next_rec(io, q).await? else {
+            let Some(at) = log.next_rec(io, q, r).await? else {
                 return Ok(None);
             };
             q = Pos {
                 li: at.li,
                 off: at.off + r.size(ws) as u32,
             };
-            let Some(first) = held else {
+            let Some(f) = first else {
                 self.pos = q;
                 if let Some(end) = self.end {
                     if at == end {
                         self.end = None;
                     }
-                    return Ok(Some((at, r)));
+                    return Ok(Some(at));
                 }
                 if r.end() {
-                    return Ok(Some((at, r)));
+                    return Ok(Some(at));
                 }
                 // A batch (or what is left of one): look for its end before the next start.
-                held = Some((at, r));
+                first = Some(at);
+                held = *r;
                 continue;
             };
             if r.start() {
                 // The batch never ended: go on from this record.
-                held = None;
+                first = None;
                 q = at;
                 self.pos = at;
             } else if r.end() {
                 self.end = Some(at);
-                return Ok(Some(first));
+                *r = held;
+                return Ok(Some(f));
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "_mock"))]
+impl Committed {
+    /// The next record of a committed batch ([`Committed::next_into`]) and its header.
+    pub fn next_blocking<F: Geometry>(
+        &mut self,
+        io: &mut SyncIoOf<'_, F>,
+        log: &mut Log<F>,
+    ) -> Res<Option<(Pos, RecHead)>, F> {
+        let mut r = RecHead::BLANK;
+        let at = self.next_into_blocking(io, log, &mut r)?;
+        Ok(at.map(|at| (at, r)))
     }
 }

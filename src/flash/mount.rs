@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::table::Table;
 use crate::value::Kind;
 
-use super::format::{T_CLEAR, T_PUT, T_TOMB};
+use super::format::{RecHead, T_CLEAR, T_PUT, T_TOMB};
 
 impl<
         F: NorFlash,
@@ -413,7 +413,8 @@ impl<
         let mut it = Committed::new(&self.log, from);
         let mut key = [0u8; K];
         let mut val = [0u8; V];
-        while let Some((at, r)) = it.next(io, &mut self.log).await? {
+        let mut r = RecHead::BLANK;
+        while let Some(at) = it.next_into(io, &mut self.log, &mut r).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
                 // A put restores its value, a tombstone drops its key.
