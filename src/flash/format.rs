@@ -563,9 +563,10 @@ impl RecHead {
     /// Writes the key prefix the record stands for into `out` (at least 3 bytes); returns
     /// its length.
     pub(crate) fn prefix(&self, out: &mut [u8]) -> usize {
-        let n = self.plen();
-        out[..n].copy_from_slice(&PREFIX[..n]);
-        n
+        if self.pfx {
+            out[..PREFIX.len()].copy_from_slice(PREFIX);
+        }
+        self.plen()
     }
 
     /// The header bytes (the first `hlen` of the array) for a page of base time `base`.

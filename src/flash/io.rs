@@ -164,7 +164,7 @@ impl<E> Io<E> {
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
         let b = self.buf.get();
-        out.copy_from_slice(&b[skip..skip + out.len()]);
+        crate::words::copy(out, &b[skip..skip + out.len()]);
     }
 
     /// Runs `f` over the buffer (the bytes of the last read).
@@ -269,7 +269,7 @@ impl<'a, E> SyncIo<'a, E> {
 
     /// Copies the bytes read from `skip` on into `out`.
     pub fn take(&self, skip: usize, out: &mut [u8]) {
-        out.copy_from_slice(&self.buf[skip..skip + out.len()]);
+        crate::words::copy(out, &self.buf[skip..skip + out.len()]);
     }
 
     /// Runs `f` over the buffer (the bytes of the last read).

@@ -493,7 +493,7 @@ impl<F: Geometry> Log<F> {
         io.with_buf(|b| {
             crc.update(&b[skip..skip + have]);
             if got > 0 {
-                stored[..got].copy_from_slice(&b[skip + e..skip + e + got]);
+                crate::words::copy(&mut stored[..got], &b[skip + e..skip + e + got]);
             }
         });
         self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)
@@ -553,7 +553,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
-    /// flash, in a record a power cut tore, or in damage.
+    /// flash, in a record a power cut tore, or in damage. Headers are decoded into `r`
+    /// (the caller's, whatever it holds).
     ///
     /// A torn record is a prefix of a record, followed by blank flash to the end of the
     /// page (nothing is written after a torn record: the page is sealed when the log is
@@ -566,7 +567,14 @@ impl<F: Geometry> Log<F> {
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     #[cold]
     #[inline(never)]
-    pub async fn page_end(&mut self, io: &IoOf<F>, p: u32, off: u32, base: u64) -> Res<End, F> {
+    pub async fn page_end(
+        &mut self,
+        io: &IoOf<F>,
+        p: u32,
+        off: u32,
+        base: u64,
+        r: &mut RecHead,
+    ) -> Res<End, F> {
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
@@ -586,8 +594,7 @@ impl<F: Geometry> Log<F> {
         let n = (written as usize).min(REC_HEAD_MAX);
         let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
-        let mut r = RecHead::BLANK;
-        let torn = match RecHead::parse_into(&h[..n], base, &mut r) {
+        let torn = match RecHead::parse_into(&h[..n], base, r) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
             Ok(()) => {
@@ -603,7 +610,7 @@ impl<F: Geometry> Log<F> {
         // record, one flipped header bit is found by flipping each back: a whole record
         // that then checks out, ending where the written bytes end, was not torn.
         if self
-            .valid_record_in(io, p, off + 1, off + written, base)
+            .valid_record_in(io, p, off + 1, off + written, base, r)
             .await?
         {
             return Ok(End::Damaged);
@@ -611,13 +618,13 @@ impl<F: Geometry> Log<F> {
         for bit in 0..n * 8 {
             let flip = 1 << (bit % 8);
             h[bit / 8] ^= flip;
-            if RecHead::parse_into(&h[..n], base, &mut r).is_ok() {
+            if RecHead::parse_into(&h[..n], base, r).is_ok() {
                 let end = r.body_end() + REC_CRC as u32;
                 let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
                 if fits
                     && written <= end
                     && written + REC_CRC as u32 > end
-                    && self.crc_ok(io, p, off, &h, &r).await?
+                    && self.crc_ok(io, p, off, &h, r).await?
                 {
                     return Ok(End::Damaged);
                 }
@@ -648,7 +655,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
-    /// `p` (read with base time `base`).
+    /// `p` (read with base time `base`, each header decoded into `r`).
     #[cold]
     #[inline(always)]
     async fn valid_record_in(
@@ -658,12 +665,13 @@ impl<F: Geometry> Log<F> {
         from: u32,
         to: u32,
         base: u64,
+        r: &mut RecHead,
     ) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
         let mut off = align_up(from as usize, ws as usize) as u32;
         while off < to.min(self.page_size) {
-            let mut r = RecHead::in_page(base);
-            if self.read_record_into(io, p, off, &mut r).await? {
+            *r = RecHead::in_page(base);
+            if self.read_record_into(io, p, off, r).await? {
                 return Ok(true);
             }
             off += ws;
@@ -684,7 +692,8 @@ impl<F: Geometry> Log<F> {
         {
             return Ok(false);
         }
-        self.valid_record_in(io, p, from, to, 0).await
+        let mut r = RecHead::BLANK;
+        self.valid_record_in(io, p, from, to, 0, &mut r).await
     }
 
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
@@ -737,7 +746,7 @@ impl<F: Geometry> Log<F> {
                 }
                 if self.check && pos.li >= self.checked {
                     self.checked = pos.li + 1;
-                    let end = self.page_end(io, p, off, base).await?;
+                    let end = self.page_end(io, p, off, base, r).await?;
                     if end == End::Damaged {
                         self.trust_from = self.trust_from.max(pos.li + 1);
                     }

@@ -411,7 +411,9 @@ impl<
     /// [`Core::mount`]).
     pub(super) async fn replay(&mut self, io: &IoOf<F>, from: Pos) -> Result<(), Fe<F>> {
         let mut it = Committed::new(&self.log, from);
-        let mut key = [0u8; K];
+        // The key is read into the first slot of the list of changed keys, empty while the
+        // log is read (already zeroed: no buffer of its own to clear).
+        let key = &mut self.dirty_keys[0];
         let mut val = [0u8; V];
         let mut r = RecHead::BLANK;
         while let Some(at) = it.next_into(io, &mut self.log, &mut r).await? {
@@ -421,7 +423,7 @@ impl<
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
                     let addr = self.log.addr(at);
-                    let fits = self.log.read_at(io, addr, &r, &mut key, &mut val).await?;
+                    let fits = self.log.read_at(io, addr, &r, key, &mut val).await?;
                     // When `fits`, key and value fit their buffers (taken with no panic path).
                     let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
                     let slot = match (k, v) {
