@@ -125,7 +125,7 @@ impl<E> Io<E> {
     pub const fn new() -> Self {
         Io {
             req: Cell::new(Req::Idle),
-            buf: Cell::new([0xff; SCRATCH]),
+            buf: Cell::new([0; SCRATCH]),
             err: Cell::new(None),
             in_flight: Cell::new(false),
         }
@@ -202,7 +202,7 @@ impl<E> Io<E> {
     /// Fills the buffer of the next write with 0xFF from `from` to `to`.
     pub fn pad(&self, from: usize, to: usize) {
         let mut b = self.buf.get();
-        b[from..to].fill(0xff);
+        crate::words::fill(&mut b[from..to], 0xff);
         self.buf.set(b);
     }
 
@@ -297,9 +297,11 @@ impl<'a, E> SyncIo<'a, E> {
         f(self.buf)
     }
 
-    /// Fills the buffer of the next write with 0xFF from `from` to `to`.
+    /// Fills the buffer of the next write with 0xFF from `from` to `to` (through
+    /// [`crate::words::fill`]: no `memset`).
+    #[inline(always)]
     pub fn pad(&mut self, from: usize, to: usize) {
-        self.buf[from..to].fill(0xff);
+        crate::words::fill(&mut self.buf[from..to], 0xff);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
