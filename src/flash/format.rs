@@ -718,18 +718,28 @@ pub(crate) const fn record_size(
     xlen: usize,
     ws: usize,
 ) -> usize {
-    align_up(record_bytes(kcost, vlen, xlen) + dlen, ws)
+    // The value length's varint counted in place, not by the out-of-line `varint_len`: the
+    // size of a record of constant lengths (the capacities') folds to a constant.
+    let mut lens = 1;
+    let mut v = vlen as u64 >> 7;
+    while v != 0 {
+        lens += 1;
+        v >>= 7;
+    }
+    align_up(bytes_with(kcost, vlen, xlen, lens) + dlen, ws)
 }
 
 /// [`record_size`] before the time delta and the padding to a whole word.
 #[inline(always)]
 pub(crate) const fn record_bytes(kcost: usize, vlen: usize, xlen: usize) -> usize {
+    bytes_with(kcost, vlen, xlen, varint_len(vlen as u64))
+}
+
+/// [`record_bytes`], given the bytes of the value length's varint (`lens`).
+#[inline(always)]
+const fn bytes_with(kcost: usize, vlen: usize, xlen: usize, lens: usize) -> usize {
     // The value length (a tombstone has none: one byte of slack).
-    let lens = if kcost > 0 {
-        varint_len(vlen as u64)
-    } else {
-        0
-    };
+    let lens = if kcost > 0 { lens } else { 0 };
     1 + kcost + lens + xlen + vlen + REC_CRC
 }
 
