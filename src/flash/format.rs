@@ -349,16 +349,19 @@ pub(crate) fn parse_part_a(a: &[u8]) -> Option<u32> {
 /// Header part B: the page's sequence number and base time; the bytes and their length.
 #[cfg(test)]
 pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
-    let mut b = [0u8; PART_B_MAX];
+    let mut b = [0u8; MAX_WORD];
     let n = part_b_into(&mut b, seq, time);
-    (b, n)
+    let mut out = [0u8; PART_B_MAX];
+    out.copy_from_slice(&b[..PART_B_MAX]);
+    (out, n)
 }
 
-/// Writes header part B (the page's sequence number and base time) at the start of `b` (at
-/// least [`PART_B_MAX`] bytes); returns its length.
-pub(crate) fn part_b_into(b: &mut [u8], seq: u32, time: u64) -> usize {
+/// Writes header part B (the page's sequence number and base time) at the start of `b` (a
+/// request buffer); returns its length.
+pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
-    let n = put_varint_at(b, 4, time);
+    // The varint ends within the first `PART_B_MAX - 4` bytes: no panic path below.
+    let n = put_varint_at(b, 4, time).min(PART_B_MAX - 4);
     let crc = part_b_crc(&b[..n]);
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     n + 4
