@@ -301,7 +301,7 @@ impl<'a, E> SyncIo<'a, E> {
     /// [`crate::words::fill`]: no `memset`).
     #[inline(always)]
     pub fn pad(&mut self, from: usize, to: usize) {
-        crate::words::fill(&mut self.buf[from..to], 0xff);
+        crate::words::fill(self.buf.get_mut(from..to).unwrap_or(&mut []), 0xff);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.

@@ -717,7 +717,8 @@ impl<F: Geometry> Log<F> {
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
-        self.read(io, addr, &mut key[p..kl]).await?;
+        self.read(io, addr, key.get_mut(p..kl).unwrap_or(&mut []))
+            .await?;
         if vl > val.len() {
             return Ok(false);
         }
@@ -832,7 +833,7 @@ impl<F: Geometry> Log<F> {
             self.head_off += r.size(F::WRITE_SIZE) as u32;
             (io.stage_head(&r, base, &mut sum), r.plen())
         };
-        let parts: [&[u8]; 2] = [&rec.key[plen..], rec.val];
+        let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = self.page_size;
