@@ -224,9 +224,9 @@ impl<
 
     pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
         self.see(now);
-        let vlen = match self.table.borrow().peek(key, now) {
-            Some((v, _, _)) => v.len(),
-            None => return Ok(false),
+        let vlen = match self.table.borrow().peek_any(key) {
+            Some((v, _, e)) if e > now => v.len(),
+            _ => return Ok(false),
         };
         let Some(at) = self.room_at(key, vlen) else {
             return Err(Error::Settle);
@@ -297,7 +297,7 @@ impl<
         // Room for the clear record first, while RAM still mirrors the flash: a compaction
         // here copies the live entries, so a power cut before the record lands leaves the
         // cache as it was (compacting after the table is emptied would drop them).
-        if !self.fits_now(&|_: &Self, pl: &mut Placer| pl.place(0, 0, 0)) {
+        if !self.fits_now(&Self::place_small) {
             return self.ask(Work::Room);
         }
         let _ = self.table.borrow_mut().clear();
@@ -316,10 +316,7 @@ impl<
         match core::mem::replace(&mut self.work, Work::None) {
             Work::None => Ok(()),
             Work::Flush => self.flush_dirty(io).await,
-            Work::Room => {
-                self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
-                    .await
-            }
+            Work::Room => self.reserve(io, &Self::place_small).await,
             // One batch: the cull, the changed keys it leaves, the put (the operation asked
             // for a flush first when they do not fit one). Room and the batch run beside
             // each other, not nested: one frame deep less on the stack.
@@ -330,12 +327,15 @@ impl<
         }
     }
 
-    /// [`Work::CullingPut`]: marks the cull's victims, makes room, writes the batch. Out of
-    /// line: the front end's settle keeps a small frame on every call's path.
+    /// [`Work::CullingPut`]: marks the cull's victims, makes room for the batch
+    /// ([`Self::place_culling`]), writes it ([`Self::put_culling`]). Out of line: the front
+    /// end's settle keeps a small frame on every call's path.
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
-        let mut r = self.reserve_culling(io, s).await;
+        let mut r = self
+            .reserve(io, &|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
+            .await;
         if r.is_ok() {
             r = self.put_culling(io, s).await;
         }
@@ -347,33 +347,15 @@ impl<
     pub(crate) async fn flush_all(&mut self, io: &IoOf<F>) -> Res<(), F> {
         self.flush_dirty(io).await?;
         if self.time > self.log.written_time {
-            self.reserve(io, &|_: &Self, pl: &mut Placer| pl.place(0, 0, 0))
-                .await?;
+            self.reserve(io, &Self::place_small).await?;
             let t = self.time;
             self.log
                 .append(io, &Rec::bare(T_TIME, true, true, t))
                 .await
                 .map_err(Error::Backend)?;
-            self.commits += 1;
+            self.committed();
         }
         Ok(())
-    }
-
-    /// Makes room for [`Self::put_culling`]'s batch ([`Self::place_culling`]).
-    #[blocking(inline(never))]
-    async fn reserve_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
-        let Staged {
-            key,
-            val,
-            expiry,
-            now,
-            ..
-        } = *s;
-        let vlen = val.len();
-        self.reserve(io, &|s: &Self, pl: &mut Placer| {
-            s.place_culling(pl, key, vlen, expiry, now)
-        })
-        .await
     }
 
     /// An insert that culls more keys than the list holds: one batch written directly, the
@@ -383,33 +365,26 @@ impl<
     /// entries the cull keeps while victims were left to drop.
     #[blocking(inline(never))]
     pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
-        let Staged {
-            key,
-            val: staged,
-            kind,
-            expiry,
-            now,
-        } = *s;
+        let (key, now) = (s.key, s.now);
         let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
-        // Records of the batch written.
-        let mut n = 0;
+        // The batch holds a record already (the put is not its first).
+        let mut started = true;
         // The log records the live victims (expired ones need no record: they stay expired
         // after a reboot), or one clear record; the table drops them once they are written.
         if clear {
             self.append_listed(io, Listed::Clear, true, false).await?;
-            n = 1;
         } else {
+            started = false;
             for i in 0..N {
                 if self.cull_tomb(i, now) {
-                    self.append_listed(io, Listed::Victim(i), n == 0, false)
+                    self.append_listed(io, Listed::Victim(i), !started, false)
                         .await?;
-                    n += 1;
+                    started = true;
                 }
             }
             // The changed keys the cull leaves, gone then held (as `place_culling` placed
             // them).
-            self.append_dirty(io, n, 0).await?;
-            n += usize::from((0..self.dirty).any(|d| !self.dirty_victim(d)));
+            started = self.append_dirty(io, usize::from(started), 0).await?;
         }
         self.dirty = 0;
         let Self { table, loc, .. } = self;
@@ -421,12 +396,12 @@ impl<
             }
         }
         table
-            .put_bytes(key, expiry, now, staged, kind)
+            .put_bytes(key, s.expiry, now, s.val, s.kind)
             .map_err(widen)?;
         // The put, as the table now holds it.
-        self.append_listed(io, Listed::Key(key), n == 0, true)
+        self.append_listed(io, Listed::Key(key), !started, true)
             .await?;
-        self.commits += 1;
+        self.committed();
         self.culled = true;
         Ok(())
     }
@@ -564,7 +539,8 @@ impl<
         };
         let s = Staged {
             key,
-            val: &staged[..len],
+            // `put_filled` checked `len <= V`: no panic path.
+            val: staged.get(..len).unwrap_or(&staged),
             kind,
             expiry,
             now,

@@ -35,7 +35,9 @@ pub(super) struct Placer {
 /// Expiry bytes of a record whose expiry is not known yet (the longest).
 pub(super) const XLEN_ANY: usize = 10;
 
-/// Bytes of the expiry varint of a put written at `time`.
+/// Bytes of the expiry varint of a put written at `time`. Out of line: the placements of
+/// a changed key and of a culling insert's put share one copy.
+#[inline(never)]
 pub(super) fn xlen(expiry: u64, time: u64) -> usize {
     if expiry == crate::NEVER {
         0
@@ -190,7 +192,7 @@ impl<
                         .await
                         .map_err(Error::Backend)?;
                 }
-                self.dirty_loc[d] = self.copy_flushed(io, d, at).await?;
+                self.copy_flushed(io, d, at).await?;
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
@@ -204,7 +206,8 @@ impl<
         log.erase_page(io, tail, None)
             .await
             .map_err(Error::Backend)?;
-        log.tail = (tail + 1) % log.pages;
+        // The next page in the cycle, without a division.
+        log.tail = if tail + 1 == log.pages { 0 } else { tail + 1 };
         log.used -= 1;
         log.trust_from = log.trust_from.saturating_sub(1);
         // The erased page is now the last free page in the cycle.
@@ -254,10 +257,11 @@ impl<
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
     /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
-    /// and fits: where the copy starts, [`NOWHERE`] when it is not copied. The key comes
-    /// from the list, only the value is read.
+    /// and fits, and sets where the copy starts as the key's record on flash (the caller
+    /// set [`NOWHERE`] there: left when it is not copied). The key comes from the list,
+    /// only the value is read. Answers no address: its result fits a register.
     #[blocking(inline(never))]
-    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<u32, F> {
+    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<(), F> {
         let log = &mut self.log;
         let tail = log.tail;
         let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
@@ -265,7 +269,7 @@ impl<
         // block, so its slot is free for the copy's description below.
         let (expiry, kind, vl, from) = {
             let Some(base) = log.known_base(tail) else {
-                return Ok(NOWHERE);
+                return Ok(());
             };
             let mut r = RecHead::in_page(base);
             let off = at - log.page_addr(tail);
@@ -277,7 +281,7 @@ impl<
                 || usize::from(r.klen) != k.len()
                 || r.vlen as usize > V
             {
-                return Ok(NOWHERE);
+                return Ok(());
             }
             (
                 r.expiry,
@@ -293,9 +297,10 @@ impl<
         let base = log.head_base;
         let copy = Rec::put(k, &val[..vl], kind, base, expiry);
         if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
-            return Ok(NOWHERE);
+            return Ok(());
         }
-        log.append(io, &copy).await.map_err(Error::Backend)
+        self.dirty_loc[d] = log.append(io, &copy).await.map_err(Error::Backend)?;
+        Ok(())
     }
 
     /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
@@ -319,11 +324,10 @@ impl<
     }
 
     /// True when changed key `d` is a victim of the insert making room (its flushed record
-    /// is not copied). Out of line: the table lookup's frame is not on [`Self::reserve`]'s,
-    /// which lies above compaction's copies.
-    #[inline(never)]
+    /// is not copied). Its table lookup is out of line ([`Self::held_kept`]): the lookup's
+    /// frame is not on [`Self::reserve`]'s, which lies above compaction's copies.
     pub(super) fn dirty_victim(&self, d: usize) -> bool {
-        self.is_victim(self.dirty_key(d))
+        self.held_kept(d).is_none()
     }
 
     /// The time compaction expires entries at: the latest time on flash, not the cache's
@@ -339,6 +343,14 @@ impl<
     /// would not touch the flash; [`Self::placed`]).
     pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
         self.log.free() > 0 && self.placed(true, sizes).is_some()
+    }
+
+    /// Places one small record (a clear or a time record): the batch of a [`Work::Room`]
+    /// and of a time record. One function for every such batch: one copy, one vtable.
+    ///
+    /// [`Work::Room`]: super::Work::Room
+    pub(super) fn place_small(_: &Self, pl: &mut Placer) {
+        pl.place(0, 0, 0);
     }
 
     /// True when one put record of this size fits the flash at all.

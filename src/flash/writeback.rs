@@ -27,8 +27,14 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
+    /// Changed key `i` of the list (empty past the list's capacity: no panic path). Out of
+    /// line: one copy for every walk of the list.
+    #[inline(never)]
     pub(super) fn dirty_key(&self, i: usize) -> &[u8] {
-        &self.dirty_keys[i][..usize::from(self.dirty_len[i])]
+        match (self.dirty_keys.get(i), self.dirty_len.get(i)) {
+            (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
+            _ => &[],
+        }
     }
 
     pub(super) fn is_dirty(&self, key: &[u8]) -> bool {
@@ -44,24 +50,25 @@ impl<
     /// the last flush ([`NOWHERE`] else). Taken before a change, for [`Self::mark`].
     #[inline(never)]
     pub(super) fn on_flash(&self, key: &[u8]) -> u32 {
-        match self.table.borrow().slot_of(key) {
-            Some(s) if !self.is_dirty(key) => self.loc[s],
-            _ => NOWHERE,
+        if self.is_dirty(key) {
+            return NOWHERE;
         }
+        let slot = self.table.borrow().slot_of(key);
+        slot.and_then(|s| self.loc.get(s).copied())
+            .unwrap_or(NOWHERE)
     }
 
     /// Records `key` as changed, its latest record on flash being at `at` (from
     /// [`Self::on_flash`] before the change); the caller made room with [`Self::room`].
     pub(super) fn mark(&mut self, key: &[u8], at: u32) {
-        if self.dirty_index(key).is_some() || key.len() > K {
+        let d = self.dirty;
+        if d >= D || key.len() > K || self.dirty_index(key).is_some() {
             return;
         }
-        if self.dirty < D {
-            self.dirty_keys[self.dirty][..key.len()].copy_from_slice(key);
-            self.dirty_len[self.dirty] = key.len() as u8;
-            self.dirty_loc[self.dirty] = at;
-            self.dirty += 1;
-        }
+        self.dirty_keys[d][..key.len()].copy_from_slice(key);
+        self.dirty_len[d] = key.len() as u8;
+        self.dirty_loc[d] = at;
+        self.dirty = d + 1;
     }
 
     /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
@@ -92,8 +99,7 @@ impl<
     /// frames are not on an operation's path when any batch of the list fits,
     /// [`Self::list_always_fits`]).
     fn fits_after(&self, changes: &[Change<'_>]) -> bool {
-        self.batch_bytes(&|s: &Self, pl: &mut Placer| s.place_after(pl, changes))
-            .is_some()
+        self.batch_bytes(&Self::sizes_after(changes)).is_some()
     }
 
     /// True when the batch of a full list (`D` records of the largest size: a key of `K`
@@ -127,10 +133,22 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// True when changed key `d` is held (its record is a value, else a tombstone).
+    /// Whether changed key `d` is held (its record is a value, else a tombstone), `None`
+    /// when it is a victim of the insert writing its batch (marked). One table lookup for
+    /// both: out of line, one copy for a batch's writer and its placement.
     #[inline(never)]
-    pub(super) fn is_held(&self, d: usize) -> bool {
-        self.table.borrow().peek_any(self.dirty_key(d)).is_some()
+    pub(super) fn held_kept(&self, d: usize) -> Option<bool> {
+        match self.table.borrow().slot_of(self.dirty_key(d)) {
+            Some(s) if self.loc[s] & CULL_MARK != 0 => None,
+            s => Some(s.is_some()),
+        }
+    }
+
+    /// The sizes of the batch a flush writes after an operation that makes `changes`
+    /// ([`Self::place_after`]): one closure type for a flush and an operation's check, so
+    /// one copy of its body.
+    fn sizes_after<'a>(changes: &'a [Change<'a>]) -> impl Fn(&Self, &mut Placer) + 'a {
+        move |s: &Self, pl: &mut Placer| s.place_after(pl, changes)
     }
 
     /// Places the batch a flush writes after an operation that makes `changes` (none: a
@@ -226,40 +244,34 @@ impl<
     /// written), an unchanged one's when its record lies on flash and it is live at `now`
     /// (an expired one stays expired after a reboot: the batch carries the time).
     pub(super) fn cull_tomb(&self, i: usize, now: u64) -> bool {
-        if self.loc[i] & CULL_MARK == 0 {
+        let at = self.loc.get(i).copied().unwrap_or(NOWHERE);
+        if at & CULL_MARK == 0 {
             return false;
         }
         let (k, _, _, e) = self.table.borrow().slot(i);
         match self.dirty_index(k) {
-            Some(d) => self.dirty_loc[d] != NOWHERE,
-            None => self.loc[i] != CULL_MARK && e > now,
+            Some(d) => self.dirty_loc.get(d).is_some_and(|&at| at != NOWHERE),
+            None => at != CULL_MARK && e > now,
         }
     }
 
     /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
     /// clear record, or the tombstones the cull needs ([`Self::cull_tomb`]) and the changed
-    /// keys it leaves; then the put of `key` (`vlen` value bytes, expiring at `expiry`).
-    pub(super) fn place_culling(
-        &self,
-        pl: &mut Placer,
-        key: &[u8],
-        vlen: usize,
-        expiry: u64,
-        now: u64,
-    ) {
+    /// keys it leaves; then the staged put `s`.
+    pub(super) fn place_culling(&self, pl: &mut Placer, s: &Staged<'_>) {
         let t = self.table.borrow();
-        if t.cull_plan(key) == CullPlan::Clear {
+        if t.cull_plan(s.key) == CullPlan::Clear {
             pl.place(0, 0, 0);
         } else {
             for i in 0..N {
-                if self.cull_tomb(i, now) {
+                if self.cull_tomb(i, s.now) {
                     pl.place(key_cost(t.slot(i).0), 0, 0);
                 }
             }
             // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
             self.place_kept(pl, &[]);
         }
-        pl.place(key_cost(key), vlen, xlen(expiry, self.time));
+        pl.place(key_cost(s.key), s.val.len(), xlen(s.expiry, self.time));
     }
 
     /// Writes every changed key (and a pending clear) as one batch.
@@ -267,12 +279,13 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(io, &|s: &Self, pl: &mut Placer| s.place_after(pl, &[]))
-            .await?;
-        self.append_dirty(io, 0, self.dirty()).await
+        self.reserve(io, &Self::sizes_after(&[])).await?;
+        self.append_dirty(io, 0, self.dirty()).await?;
+        Ok(())
     }
 
-    /// Appends the changed keys of a batch, after `i` records of it: for a flush (`n`, the
+    /// Appends the changed keys of a batch, after `i` records of it, and answers whether the
+    /// batch holds a record then: for a flush (`n`, the
     /// batch's records, above 0) a pending clear first, its last record ends the batch, and
     /// the list is then empty and the batch committed; for an insert that culls (`n` 0),
     /// the keys that are no victims of the cull, its put coming after them. Out of line:
@@ -283,7 +296,7 @@ impl<
         io: &IoOf<F>,
         mut i: usize,
         n: usize,
-    ) -> Res<(), F> {
+    ) -> Res<bool, F> {
         // In the order `place_after` (`place_culling`) placed them (making room changes no
         // listed key: compaction neither copies nor drops one): a pending clear, the keys
         // gone, then the keys held. Replayed with a value first, a value of a new key could
@@ -297,7 +310,7 @@ impl<
             let held = held == 1;
             for d in 0..self.dirty {
                 // No victim is marked during a flush.
-                if !self.dirty_victim(d) && self.is_held(d) == held {
+                if self.held_kept(d) == Some(held) {
                     self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
                         .await?;
                     i += 1;
@@ -307,9 +320,9 @@ impl<
         if n > 0 {
             self.dirty = 0;
             self.pending_clear = false;
-            self.commits += 1;
+            self.committed();
         }
-        Ok(())
+        Ok(i > 0)
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
@@ -336,7 +349,10 @@ impl<
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let key = match what {
             Listed::Clear => None,
-            Listed::Dirty(d) => Some(&dirty_keys[d][..usize::from(dirty_len[d])]),
+            Listed::Dirty(d) => {
+                let k = &dirty_keys[d];
+                Some(k.get(..usize::from(dirty_len[d])).unwrap_or(k))
+            }
             Listed::Key(k) => Some(k),
             Listed::Victim(i) => Some(t.slot(i).0),
         };
@@ -411,7 +427,7 @@ impl<
             }
         }
         let mut alone = self.empty_placer();
-        self.place_culling(&mut alone, s.key, s.val.len(), s.expiry, s.now);
+        self.place_culling(&mut alone, s);
         self.unmark_victims();
         (self.dirty + victims < D, listed.ok, alone.ok)
     }
