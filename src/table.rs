@@ -738,7 +738,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if live < self.limit() {
             0
         } else {
-            (live / per).max(1)
+            // `per` is never 0 (frequency 0 plans a clear, not a sweep): `max` is one compare
+            // where the division would carry a panic path.
+            (live / per.max(1)).max(1)
         }
     }
 
