@@ -13,7 +13,10 @@
 //! filling, or stray pages; a clear record for a lost head; a free page's header): at each
 //! reopen that writes, the sweep also cuts a copy of the image at every event of that open
 //! and opens it again, which must find the same side of the interrupted operation as an
-//! uncut open could.
+//! uncut open could. The stretch between two cuts varies with each reopen by up to a word,
+//! so that cuts also land on erases, and right after them, for every write size (a fixed
+//! stretch of whole words let them do so only for write size 1), and every blocking sweep
+//! must have cut such opens.
 //!
 //! Both front ends run the sweep: the blocking `Persistent` through a `Cache`, and
 //! `AsyncPersistent` through `AsyncSharedCache` on the async face of the same mock flash
@@ -302,6 +305,7 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
     let mut t_ceiling = 0u64;
     let mut done = 0usize;
     let mut first = true;
+    let mut reopens = 0u64;
     let ctx = |done: usize| {
         format!(
             "{kind:?} seed {seed} phase {phase} op {done} {policy:?} {PG} x {PS} B, WS {WS}, RS {RS}"
@@ -359,9 +363,16 @@ fn run<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
         t_floor = t;
         let mut current = acked.clone();
         let mut commits = cache.commits();
+        // After a reopen the next cut comes `period` events later, plus an offset that
+        // changes from one reopen to the next: events between two cuts are whole words
+        // written plus erases, so with a fixed period a cut could only land on an erase,
+        // or right after one, when the erases before it in that stretch have one residue
+        // modulo `WS` (for `WS` 4, three of them).
+        let next = period.saturating_add((phase + reopens) % WS as u64);
         cache
             .flash_mut()
-            .cut_after(if first { phase } else { period });
+            .cut_after(if first { phase } else { next });
+        reopens += 1;
         first = false;
         // Run until the power goes.
         loop {
@@ -527,6 +538,12 @@ fn sweep<const PG: usize, const PS: usize, const WS: usize, const RS: usize>(
         }
     }
     assert!(stats.cuts > 0);
+    // Every blocking sweep cuts opens that repair: without it the repairs of every write
+    // size but 1 went uncut (the cuts fell in step with the words; see `run`).
+    assert!(
+        kind == Kind::Async || stats.open_cuts > 0,
+        "no open that repairs was cut"
+    );
     println!(
         "{kind:?} {policy:?} {PG} x {PS} B, WRITE_SIZE {WS}, READ_SIZE {RS}, phase stride {stride}: \
          {} cuts, {} interrupted operations found applied, {} opens cut",
