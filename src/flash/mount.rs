@@ -412,7 +412,7 @@ impl<
     pub(super) async fn replay(&mut self, io: &IoOf<F>, from: Pos) -> Result<(), Fe<F>> {
         let mut it = Committed::new(&self.log, from);
         // The key is read into the first slot of the list of changed keys, empty while the
-        // log is read (already zeroed: no buffer of its own to clear).
+        // log is read (`D` is at least 2): no key buffer of its own to clear.
         let key = &mut self.dirty_keys[0];
         let mut val = [0u8; V];
         let mut r = RecHead::BLANK;
