@@ -408,50 +408,70 @@ fn compacting(cache: &mut tickcache::Cache<&ManualClock, P<'_>, 24>) -> (bool, u
     (ok, deep)
 }
 
-/// A persistent cache whose full write-back list does not always fit an empty log: 32
-/// changed keys of 24 bytes with 16-byte values (about 60 bytes a record) over 2 pages of
-/// 1 KiB. A batch of 33 such records takes 3 pages by the open's bound (a page is left
-/// only for a record that does not fit its rest), more than the region has, so every
-/// operation's check places its batch record by record as the flush will write it, and a
-/// write-back insert that culls places its batch with the victims gone.
-type Small<'f> = Persistent<&'f mut Flash, 16, 24, 16, 32>;
-
-/// The deepest stack of a persistent call in a region barely larger than a batch (the
-/// exact placement path of [`Small`]), under both policies: more keys than the table
-/// holds (inserts cull), rewrites, `incr`, `incr_version`, `touch` and deletes, each
-/// call painted on its own; then a reopen brings back what the last close wrote.
-fn small_region(checks: &mut Checks, flash: &mut Flash) {
-    let mut deep = 0;
+/// The deepest stack of persistent calls when the table is full, so that inserts cull:
+/// more keys than the table holds, rewrites, `incr`, `touch`, `incr_version`, deletes and
+/// `close`, each call painted on its own, under both policies, then a reopen brings back
+/// what the last close wrote. Run on the firmware's cache over 4 KiB (a list of 8 changed
+/// keys) and over a region barely larger than a batch: 2 pages of 1 KiB with a list of 32
+/// keys of 24 bytes and 16-byte values (about 60 bytes a record). A batch of 33 such
+/// records takes 3 pages by the open's bound (a page is left only for a record that does
+/// not fit its rest), more than the region has, so there every operation's check places
+/// its batch record by record as the flush will write it, and a write-back insert that
+/// culls places the list's batch with the victims joined.
+fn culling(checks: &mut Checks, flash: &mut Flash) {
+    let mut deep = [0u32; 2];
     let mut ok = true;
-    for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 32 }] {
-        ok &= small_workload(flash, policy, &mut deep) && small_reopen(flash, policy);
+    for (i, policy) in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }]
+        .into_iter()
+        .enumerate()
+    {
+        ok &= culling_workload::<8>(flash, 4096, policy, &mut deep[i])
+            && culling_reopen::<8>(flash, 4096, policy);
     }
     info!(
-        "  small region (2 pages, a full list of 32 does not always fit): deepest persistent call {=u32} bytes",
-        deep
+        "  inserts that cull, 4 KiB: deepest persistent call {=u32} / {=u32} bytes (write-through / write-back)",
+        deep[0], deep[1]
+    );
+    let mut small = [0u32; 2];
+    for (i, policy) in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 32 }]
+        .into_iter()
+        .enumerate()
+    {
+        ok &= culling_workload::<32>(flash, 2048, policy, &mut small[i])
+            && culling_reopen::<32>(flash, 2048, policy);
+    }
+    info!(
+        "  inserts that cull, 2 pages, a full list of 32 does not always fit: deepest persistent call {=u32} / {=u32} bytes (write-through / write-back)",
+        small[0], small[1]
     );
     checks.check(
-        "small region: every call succeeded, a reopen brought back the last close",
+        "inserts that cull: every call succeeded, a reopen brought back the last close",
         ok,
     );
 }
 
-/// Keys of the small region's workload: more than its table holds.
-const SMALL_KEYS: [&str; 24] = [
+/// Keys of the culling workload: more than the table holds.
+const CULL_KEYS: [&str; 24] = [
     "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
     "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20", "k21", "k22", "k23",
 ];
 
-/// The small region's workload on a blank region, each call painted on its own (the
-/// deepest goes into `deep`); true when every call succeeded.
+/// The culling workload on a blank region of `len` bytes, a list of `D` changed keys, each
+/// call painted on its own (the deepest goes into `deep`); true when every call succeeded.
 #[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
-fn small_workload(flash: &mut Flash, policy: Policy, deep: &mut u32) -> bool {
+fn culling_workload<const D: usize>(
+    flash: &mut Flash,
+    len: u32,
+    policy: Policy,
+    deep: &mut u32,
+) -> bool {
     use embedded_storage::nor_flash::NorFlash;
-    if flash.erase(0, 2048).is_err() {
+    if flash.erase(0, len).is_err() {
         return false;
     }
     let clock = ManualClock::new(1000);
-    let Ok(p) = Small::open(&mut *flash, 0..2048, Table::new(), policy) else {
+    let Ok(p) = Persistent::<_, 16, 24, 16, D>::open(&mut *flash, 0..len, Table::new(), policy)
+    else {
         return false;
     };
     let mut cache = p.into_cache(&clock, Config::new());
@@ -465,34 +485,35 @@ fn small_workload(flash: &mut Flash, policy: Policy, deep: &mut u32) -> bool {
     }
     let mut ok = true;
     for round in 0..6u32 {
-        for (i, k) in SMALL_KEYS.iter().enumerate() {
+        for (i, k) in CULL_KEYS.iter().enumerate() {
             ok &= call!(0, cache.set(*k, &big(round * 100 + i as u32), 600).is_ok());
         }
         ok &= call!(1, cache.set("n", &0i64, Timeout::Never).is_ok());
         ok &= call!(2, cache.incr("n", 5).is_ok());
-        ok &= call!(3, cache.touch(SMALL_KEYS[23], 900).is_ok());
+        ok &= call!(3, cache.touch(CULL_KEYS[23], 900).is_ok());
         ok &= call!(4, matches!(cache.incr_version("n", 1), Ok(2)));
-        ok &= call!(5, cache.delete(SMALL_KEYS[22]).is_ok());
+        ok &= call!(5, cache.delete(CULL_KEYS[22]).is_ok());
         ok &= call!(6, cache.close().is_ok());
     }
     info!(
-        "  small region: set {=u32} insert {=u32} incr {=u32} touch {=u32} incr_version {=u32} delete {=u32} close {=u32}",
+        "    set {=u32} insert {=u32} incr {=u32} touch {=u32} incr_version {=u32} delete {=u32} close {=u32}",
         d[0], d[1], d[2], d[3], d[4], d[5], d[6]
     );
     *deep = d.iter().fold(*deep, |a, b| a.max(*b));
-    ok && matches!(cache.get::<[u32; 3]>(SMALL_KEYS[23]), Ok(Some(v)) if v == big(523))
+    ok && matches!(cache.get::<[u32; 3]>(CULL_KEYS[23]), Ok(Some(v)) if v == big(523))
 }
 
-/// A reboot after [`small_workload`]: what its last close wrote comes back.
+/// A reboot after [`culling_workload`]: what its last close wrote comes back.
 #[inline(never)] // its own frame: the 16 KiB of the Cortex-M0 are shared
-fn small_reopen(flash: &mut Flash, policy: Policy) -> bool {
+fn culling_reopen<const D: usize>(flash: &mut Flash, len: u32, policy: Policy) -> bool {
     let clock = ManualClock::new(1000);
-    let Ok(p) = Small::open(&mut *flash, 0..2048, Table::new(), policy) else {
+    let Ok(p) = Persistent::<_, 16, 24, 16, D>::open(&mut *flash, 0..len, Table::new(), policy)
+    else {
         return false;
     };
     let mut cache = p.into_cache(&clock, Config::new());
-    matches!(cache.get::<[u32; 3]>(SMALL_KEYS[23]), Ok(Some(v)) if v == big(523))
-        && cache.get::<[u32; 3]>(SMALL_KEYS[22]) == Ok(None)
+    matches!(cache.get::<[u32; 3]>(CULL_KEYS[23]), Ok(Some(v)) if v == big(523))
+        && cache.get::<[u32; 3]>(CULL_KEYS[22]) == Ok(None)
         && cache.get::<i64>(Key::new("n").version(2)) == Ok(Some(5))
 }
 
@@ -511,7 +532,7 @@ fn main() -> ! {
     match cortex_m::singleton!(: Flash = Flash::new()) {
         Some(flash) => {
             persistence(&mut checks, flash);
-            small_region(&mut checks, flash);
+            culling(&mut checks, flash);
         }
         None => checks.check("persistence: flash region", false),
     }
