@@ -140,6 +140,10 @@ impl<F: Geometry> Log<F> {
         );
     };
 
+    /// Bytes of a page (`ERASE_SIZE`, [`Log::page_size`]): a constant the code here is
+    /// compiled with, so page arithmetic folds.
+    pub const PAGE: u32 = F::ERASE_SIZE as u32;
+
     pub fn a_len() -> u32 {
         align_up(PART_A, F::WRITE_SIZE) as u32
     }
@@ -150,7 +154,7 @@ impl<F: Geometry> Log<F> {
     }
 
     pub fn page_addr(&self, p: u32) -> u32 {
-        self.base + p * self.page_size
+        self.base + p * Self::PAGE
     }
 
     /// The flash address of `pos`.
@@ -160,7 +164,7 @@ impl<F: Geometry> Log<F> {
 
     /// True when flash address `at` lies in page `p`.
     pub fn in_page(&self, at: u32, p: u32) -> bool {
-        at != super::NOWHERE && at.wrapping_sub(self.page_addr(p)) < self.page_size
+        at != super::NOWHERE && at.wrapping_sub(self.page_addr(p)) < Self::PAGE
     }
 
     /// Physical page of the `li`-th log page (`li` at most `pages`; the tail is below
@@ -177,12 +181,12 @@ impl<F: Geometry> Log<F> {
     /// True when a record of `size` bytes can be appended: it fits the head page, or a
     /// free page is left to open.
     pub fn head_fits(&self, size: usize) -> bool {
-        self.free() > 0 || self.head_off as usize + size <= self.page_size as usize
+        self.free() > 0 || self.head_off as usize + size <= Self::PAGE as usize
     }
 
     /// Bytes a fresh page can surely hold for records.
     pub fn cap(&self) -> u32 {
-        self.page_size - Self::hdr_max()
+        Self::PAGE - Self::hdr_max()
     }
 
     /// Pages neither in the log nor reserved.
@@ -272,7 +276,7 @@ impl<F: Geometry> Log<F> {
             return Ok(None);
         };
         let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;
-        Ok((first < self.page_size).then_some((seq, time, first)))
+        Ok((first < Self::PAGE).then_some((seq, time, first)))
     }
 
     /// Where page `p`'s records start and its base time (`None` when not a log page).
@@ -393,7 +397,7 @@ impl<F: Geometry> Log<F> {
         };
         self.forget(p);
         let addr = self.page_addr(p);
-        io.erase(addr, addr + self.page_size).await?;
+        io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
         self.write_part_a(io, p, count).await?;
@@ -444,7 +448,7 @@ impl<F: Geometry> Log<F> {
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let base = r.time;
-        let room = self.page_size.saturating_sub(off) as usize;
+        let room = Self::PAGE.saturating_sub(off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
         }
@@ -581,8 +585,8 @@ impl<F: Geometry> Log<F> {
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
         let mut at = off;
-        while at < self.page_size {
-            let left = (self.page_size - at) as usize;
+        while at < Self::PAGE {
+            let left = (Self::PAGE - at) as usize;
             let skip = self.window(io, addr + at, left.min(SCRATCH)).await?;
             let n = (SCRATCH - skip).min(left);
             if let Some(i) = io.with_buf(|b| b[skip..skip + n].iter().rposition(|&b| b != 0xff)) {
@@ -601,7 +605,7 @@ impl<F: Geometry> Log<F> {
             Err(Unread::Invalid) => false,
             Ok(()) => {
                 written < r.body_end() + REC_CRC as u32
-                    && r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off)
+                    && r.size(F::WRITE_SIZE) as u64 <= u64::from(Self::PAGE - off)
             }
         };
         if !torn {
@@ -622,7 +626,7 @@ impl<F: Geometry> Log<F> {
             h[bit / 8] ^= flip;
             if RecHead::parse_into(&h[..n], base, r).is_ok() {
                 let end = r.body_end() + REC_CRC as u32;
-                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(self.page_size - off);
+                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(Self::PAGE - off);
                 if fits
                     && written <= end
                     && written + REC_CRC as u32 > end
@@ -671,7 +675,7 @@ impl<F: Geometry> Log<F> {
     ) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
         let mut off = align_up(from as usize, ws as usize) as u32;
-        while off < to.min(self.page_size) {
+        while off < to.min(Self::PAGE) {
             *r = RecHead::in_page(base);
             if self.read_record_into(io, p, off, r).await? {
                 return Ok(true);
@@ -687,7 +691,7 @@ impl<F: Geometry> Log<F> {
     #[inline(always)]
     pub async fn holds_records(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let from = Self::a_len();
-        let to = (from + HOLD_SCAN).min(self.page_size);
+        let to = (from + HOLD_SCAN).min(Self::PAGE);
         if self
             .is_blank(io, self.page_addr(p) + from, to - from)
             .await?
@@ -756,11 +760,7 @@ impl<F: Geometry> Log<F> {
                     if self.checked == self.used {
                         // The head page: records go on where they end, unless anything
                         // but blank flash follows them (the page is sealed then).
-                        self.head_off = if end == End::Blank {
-                            off
-                        } else {
-                            self.page_size
-                        };
+                        self.head_off = if end == End::Blank { off } else { Self::PAGE };
                         self.head_base = base;
                     }
                 }
@@ -776,7 +776,7 @@ impl<F: Geometry> Log<F> {
     /// Upper bound on the records the log can hold (bounds every scan).
     pub fn max_records(&self) -> u32 {
         let min = (1 + REC_CRC) as u32;
-        self.pages * (self.page_size / min + 1) + 4
+        self.pages * (Self::PAGE / min + 1) + 4
     }
 
     /// Bytes of the time delta a record written at `time` takes in the head page.
@@ -814,7 +814,7 @@ impl<F: Geometry> Log<F> {
             return Err(FlashError::Corrupted);
         }
         // The header depends on the page's base time, which a new page may change.
-        if self.used == 0 || self.head_off + Self::rec_size(rec, self.head_base) > self.page_size {
+        if self.used == 0 || self.head_off + Self::rec_size(rec, self.head_base) > Self::PAGE {
             self.open_page(io, rec.time.max(self.written_time)).await?;
         }
         self.write_record(io, rec).await
@@ -836,7 +836,7 @@ impl<F: Geometry> Log<F> {
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
-            self.head_off = self.page_size;
+            self.head_off = Self::PAGE;
             return Err(e);
         }
         self.written_time = self.written_time.max(rec.time.max(base));
