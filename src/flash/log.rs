@@ -747,7 +747,7 @@ impl<F: Geometry> Log<F> {
             let p = self.phys(pos.li);
             if let Some((first, base)) = self.page_start(io, p).await? {
                 let off = pos.off.max(first);
-                *r = RecHead::in_page(base);
+                r.time = base;
                 if self.read_record_into(io, p, off, r).await? {
                     return Ok(Some(Pos { li: pos.li, off }));
                 }
