@@ -654,7 +654,8 @@ impl<F: Geometry> Log<F> {
     ) -> Res<bool, F> {
         let hl = usize::from(r.hlen);
         let mut crc = Crc::new();
-        crc.update(&head[..hl]);
+        // `head` holds the decoded header whole (no panic path).
+        crc.update(head.get(..hl).unwrap_or(head));
         let addr = self.page_addr(p) + off;
         self.crc_matches(io, addr, hl, r.body_end(), crc, [0; REC_CRC], 0)
             .await
