@@ -741,7 +741,8 @@ impl<F: Geometry> Log<F> {
         mut pos: Pos,
         r: &mut RecHead,
     ) -> Res<Option<Pos>, F> {
-        for _ in 0..=self.pages {
+        // Bounded by the pages in the log: each turn moves to the next one.
+        loop {
             if pos.li >= self.used {
                 return Ok(None);
             }
@@ -771,7 +772,6 @@ impl<F: Geometry> Log<F> {
                 off: 0,
             };
         }
-        Ok(None)
     }
 
     /// Upper bound on the records the log can hold (bounds every scan).
