@@ -189,14 +189,19 @@ impl<
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
-        let mut p = Persistent {
-            core: Core::new(range, capacity, table, policy, list_cull)?,
+        // The result is built first and the core mounted inside it: one way out, whatever
+        // the outcome.
+        let mut r = Core::new(range, capacity, table, policy, list_cull).map(|core| Persistent {
+            core,
             buf: [0; SCRATCH],
             flash,
-        };
-        let Persistent { core, buf, flash } = &mut p;
-        core.mount_or_format_blocking(&mut SyncIo::new(flash, buf), format)?;
-        Ok(p)
+        });
+        if let Ok(Persistent { core, buf, flash }) = &mut r {
+            if let Err(e) = core.mount_or_format_blocking(&mut SyncIo::new(flash, buf), format) {
+                r = Err(e);
+            }
+        }
+        r
     }
 
     /// Formats the region: erases every page (counting the erase in each page's header),
