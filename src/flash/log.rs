@@ -498,8 +498,9 @@ impl<F: Geometry> Log<F> {
         let got = hn.saturating_sub(e).min(REC_CRC);
         io.with_buf(|b| {
             crc.update(&b[skip..skip + have]);
-            if got > 0 {
-                crate::words::copy(&mut stored[..got], &b[skip + e..skip + e + got]);
+            // Within the buffer: `hn` bytes were read there (taken with no panic path).
+            if let Some(at) = b.get(skip + e..skip + e + got) {
+                crate::words::copy(&mut stored[..got], at);
             }
         });
         self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)
