@@ -372,18 +372,15 @@ impl<
         for li in log.used..log.pages {
             let p = log.phys(li);
             let addr = log.page_addr(p);
-            let a_len = Log::<F>::a_len();
-            let ready = match log.erase_count(io, p).await? {
-                Some(_) => log.is_blank(io, addr + a_len, page_size - a_len).await?,
-                None if log.is_blank(io, addr, page_size).await? => {
-                    let count = log.max_erase;
-                    log.write_part_a(io, p, count).await?;
-                    true
-                }
-                None => false,
-            };
-            if !ready {
+            // Blank from part A's end when part A is valid, else from the page's start.
+            let has_a = log.erase_count(io, p).await?.is_some();
+            let from = if has_a { Log::<F>::a_len() } else { 0 };
+            if !log.is_blank(io, addr + from, page_size - from).await? {
                 break;
+            }
+            if !has_a {
+                let count = log.max_erase;
+                log.write_part_a(io, p, count).await?;
             }
             log.ready += 1;
         }
