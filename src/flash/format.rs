@@ -306,17 +306,18 @@ pub(crate) fn put_varint(out: &mut [u8], v: u64) -> usize {
 /// where it ends.
 #[inline(never)]
 pub(crate) fn put_varint_at(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
-    while let Some(d) = out.get_mut(at) {
+    loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
-        at += 1;
-        if v == 0 {
-            *d = b;
-            break;
+        let more = v != 0;
+        if let Some(d) = out.get_mut(at) {
+            *d = b | u8::from(more) << 7;
         }
-        *d = b | 0x80;
+        at += 1;
+        if !more {
+            return at;
+        }
     }
-    at
 }
 
 /// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
@@ -585,7 +586,9 @@ impl RecHead {
     /// Out of line: the writer's frame stays small (this one is a sibling of the write).
     #[inline(never)]
     pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
-        h[0] = self.tag;
+        if let Some(t) = h.first_mut() {
+            *t = self.tag;
+        }
         let mut n = 1;
         let ty = self.ty();
         if ty == T_PUT || ty == T_TOMB {
@@ -595,13 +598,14 @@ impl RecHead {
         if ty == T_PUT {
             n = put_varint_at(h, n, u64::from(self.vlen));
         }
+        // `new` set D only for a time past `base` and an expiry no earlier than the time.
         if self.tag & TAG_DELTA != 0 {
-            n = put_varint_at(h, n, self.time.saturating_sub(base));
+            n = put_varint_at(h, n, self.time.wrapping_sub(base));
         }
         if self.tag & TAG_EXPIRY != 0 {
-            n = put_varint_at(h, n, self.expiry.saturating_sub(self.time));
+            n = put_varint_at(h, n, self.expiry.wrapping_sub(self.time));
         }
-        crc.update(&h[..n]);
+        crc.update(h.get(..n).unwrap_or_default());
         n
     }
 
