@@ -397,10 +397,12 @@ fn part_b_crc(fields: &[u8]) -> u32 {
 /// record and page headers.
 #[inline(never)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
-    let rest = h.get(n..).unwrap_or(&[]);
-    let max = max.min(VARINT_MAX);
     let mut v = 0u64;
-    for (i, &b) in rest.iter().enumerate().take(max) {
+    for i in 0..max.min(VARINT_MAX) {
+        // Every byte read so far asks for one more.
+        let Some(&b) = h.get(n + i) else {
+            return Err(Unread::Short);
+        };
         let bits = u64::from(b & 0x7f);
         if i == 9 && bits > 1 {
             return Err(Unread::Invalid);
@@ -414,12 +416,7 @@ fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
             return Ok((v, i + 1));
         }
     }
-    // Every byte read asks for one more.
-    if rest.len() < max {
-        Err(Unread::Short)
-    } else {
-        Err(Unread::Invalid)
-    }
+    Err(Unread::Invalid)
 }
 
 /// Why a record header does not decode.
