@@ -15,6 +15,7 @@ use core::hash::BuildHasher;
 use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
+use super::writeback::listed_key;
 use super::{Core, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
@@ -176,7 +177,9 @@ impl<
         // them, so no slot and no changed key points there. A copy takes the head page's
         // base time (already on flash) and keeps its absolute expiry.
         for d in 0..self.dirty {
-            let at = self.dirty_loc[d];
+            let Some(&at) = self.dirty_loc.get(d) else {
+                break;
+            };
             if !self.log.in_page(at, tail) {
                 continue;
             }
@@ -224,7 +227,9 @@ impl<
     #[blocking(inline(never))]
     async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
         let tail = self.log.tail;
-        let at = self.loc[i];
+        let Some(&at) = self.loc.get(i) else {
+            return Ok(());
+        };
         if !self.log.in_page(at & !CULL_MARK, tail) {
             return Ok(());
         }
@@ -264,7 +269,7 @@ impl<
     async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<(), F> {
         let log = &mut self.log;
         let tail = log.tail;
-        let k = &self.dirty_keys[d][..usize::from(self.dirty_len[d])];
+        let k = listed_key(&self.dirty_keys, &self.dirty_len, d);
         // The header's fields that the copy needs; the header itself is dead after this
         // block, so its slot is free for the copy's description below.
         let (expiry, kind, vl, from) = {

@@ -27,14 +27,9 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
-    /// Changed key `i` of the list (empty past the list's capacity: no panic path). Out of
-    /// line: one copy for every walk of the list.
-    #[inline(never)]
+    /// Changed key `i` of the list (empty past the list's capacity: no panic path).
     pub(super) fn dirty_key(&self, i: usize) -> &[u8] {
-        match (self.dirty_keys.get(i), self.dirty_len.get(i)) {
-            (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
-            _ => &[],
-        }
+        listed_key(&self.dirty_keys, &self.dirty_len, i)
     }
 
     pub(super) fn is_dirty(&self, key: &[u8]) -> bool {
@@ -349,10 +344,7 @@ impl<
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let key = match what {
             Listed::Clear => None,
-            Listed::Dirty(d) => {
-                let k = &dirty_keys[d];
-                Some(k.get(..usize::from(dirty_len[d])).unwrap_or(k))
-            }
+            Listed::Dirty(d) => Some(listed_key(dirty_keys, dirty_len, d)),
             Listed::Key(k) => Some(k),
             Listed::Victim(i) => Some(t.slot(i).0),
         };
@@ -430,6 +422,21 @@ impl<
         self.place_culling(&mut alone, s);
         self.unmark_victims();
         (self.dirty + victims < D, listed.ok, alone.ok)
+    }
+}
+
+/// Changed key `i` of a list held in `keys` and `lens` (empty past the list's capacity: no
+/// panic path). Out of line: one copy for every walk of the list and every reader of one
+/// key (fields of the core, so a caller may hold another field mutably meanwhile).
+#[inline(never)]
+pub(super) fn listed_key<'k, const K: usize>(
+    keys: &'k [[u8; K]],
+    lens: &[u8],
+    i: usize,
+) -> &'k [u8] {
+    match (keys.get(i), lens.get(i)) {
+        (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
+        _ => &[],
     }
 }
 
