@@ -432,14 +432,9 @@ pub(crate) enum Unread {
 /// header depends on the page it lands in, [`RecHead::new`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rec<'a> {
-    /// [`T_PUT`], [`T_TOMB`], [`T_CLEAR`] or [`T_TIME`].
-    pub ty: u8,
-    /// First record of its batch.
-    pub start: bool,
-    /// Last record of its batch.
-    pub end: bool,
-    /// The value's kind (puts only).
-    pub kind: u8,
+    /// The tag's type ([`T_PUT`], [`T_TOMB`], [`T_CLEAR`] or [`T_TIME`]), `S`, `E` and kind
+    /// (puts only) bits; [`RecHead::new`] adds `D` and `X`.
+    pub tag: u8,
     /// The whole key (empty for clear and time records).
     pub key: &'a [u8],
     /// The value (puts only).
@@ -450,14 +445,14 @@ pub(crate) struct Rec<'a> {
     pub expiry: u64,
 }
 
+/// The type bits of a tag.
+pub(crate) const TAG_TYPE: u8 = 0b1100_0000;
+
 impl<'a> Rec<'a> {
     /// A record of type `ty` with no key nor value (clear, time) written at `time`.
     pub(crate) const fn bare(ty: u8, start: bool, end: bool, time: u64) -> Self {
         Rec {
-            ty,
-            start,
-            end,
-            kind: 0,
+            tag: ty << 6 | (start as u8) << 5 | (end as u8) << 4,
             key: &[],
             val: &[],
             time,
@@ -474,10 +469,7 @@ impl<'a> Rec<'a> {
         expiry: u64,
     ) -> Self {
         Rec {
-            ty: T_PUT,
-            start: true,
-            end: true,
-            kind,
+            tag: T_PUT << 6 | TAG_START | TAG_END | (kind & 0b11),
             key,
             val,
             time,
@@ -522,10 +514,9 @@ impl RecHead {
     /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
     #[inline(never)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
-        let (ty, key, vlen) = (rec.ty, rec.key, rec.val.len());
+        let (mut tag, key, vlen) = (rec.tag, rec.key, rec.val.len());
+        let ty = tag >> 6;
         let time = rec.time.max(base);
-        let mut tag =
-            ty << 6 | (rec.kind & 0b11) | u8::from(rec.start) << 5 | u8::from(rec.end) << 4;
         let mut hlen = 1;
         if time > base {
             tag |= TAG_DELTA;
@@ -766,10 +757,7 @@ mod tests {
     ) -> RecHead {
         let val = [0u8; 300];
         let rec = Rec {
-            ty,
-            start,
-            end,
-            kind,
+            tag: ty << 6 | u8::from(start) << 5 | u8::from(end) << 4 | kind,
             key,
             val: &val[..vlen],
             time,

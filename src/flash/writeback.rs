@@ -8,7 +8,7 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, record_size, same, Rec, TAG_TYPE, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -351,7 +351,7 @@ impl<
         let mut slot = None;
         if let Some(k) = key {
             rec.key = k;
-            rec.ty = T_TOMB;
+            rec.tag = rec.tag & !TAG_TYPE | T_TOMB << 6;
             // A victim is still held: its record is a tombstone all the same.
             if !matches!(what, Listed::Victim(_)) {
                 slot = t.slot_of(k);
@@ -359,9 +359,8 @@ impl<
         }
         if let Some(s) = slot {
             let (_, v, kind, expiry) = t.slot(s);
-            rec.ty = T_PUT;
+            rec.tag = rec.tag & !TAG_TYPE | T_PUT << 6 | kind as u8;
             rec.val = v;
-            rec.kind = kind as u8;
             rec.expiry = expiry;
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
