@@ -376,7 +376,7 @@ impl<
         } else {
             started = false;
             for i in 0..N {
-                if self.cull_tomb(i, now) {
+                if self.cull_tomb(i, now).is_some() {
                     self.append_listed(io, Listed::Victim(i), !started, false)
                         .await?;
                     started = true;

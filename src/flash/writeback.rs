@@ -234,20 +234,21 @@ impl<
         (self.table.borrow().slot_of(key)).is_some_and(|s| self.loc[s] & CULL_MARK != 0)
     }
 
-    /// Whether the cull of slot `i` needs a tombstone (false when the slot is no victim):
-    /// a changed key's when a flushed record of it lies on flash (its value since is never
-    /// written), an unchanged one's when its record lies on flash and it is live at `now`
-    /// (an expired one stays expired after a reboot: the batch carries the time).
-    pub(super) fn cull_tomb(&self, i: usize, now: u64) -> bool {
+    /// The key of slot `i` when the cull needs its tombstone (`None` when the slot is no
+    /// victim): a changed key's when a flushed record of it lies on flash (its value since is
+    /// never written), an unchanged one's when its record lies on flash and it is live at
+    /// `now` (an expired one stays expired after a reboot: the batch carries the time).
+    pub(super) fn cull_tomb(&self, i: usize, now: u64) -> Option<&[u8]> {
         let at = self.loc.get(i).copied().unwrap_or(NOWHERE);
         if at & CULL_MARK == 0 {
-            return false;
+            return None;
         }
         let (k, _, _, e) = self.table.borrow().slot(i);
-        match self.dirty_index(k) {
+        let tomb = match self.dirty_index(k) {
             Some(d) => self.dirty_loc.get(d).is_some_and(|&at| at != NOWHERE),
             None => at != CULL_MARK && e > now,
-        }
+        };
+        tomb.then_some(k)
     }
 
     /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
@@ -259,8 +260,8 @@ impl<
             pl.place(0, 0, 0);
         } else {
             for i in 0..N {
-                if self.cull_tomb(i, s.now) {
-                    pl.place(key_cost(t.slot(i).0), 0, 0);
+                if let Some(k) = self.cull_tomb(i, s.now) {
+                    pl.place(key_cost(k), 0, 0);
                 }
             }
             // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
