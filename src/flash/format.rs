@@ -295,6 +295,18 @@ pub(crate) const fn varint_len(v: u64) -> usize {
     n
 }
 
+/// Bytes of the expiry varint of a put written at `time` (0: it never expires; an expiry
+/// before `time` is written as `time`). Out of line: a record's header and the placements
+/// of a changed key and of a culling insert's put share one copy.
+#[inline(never)]
+pub(crate) fn xlen(expiry: u64, time: u64) -> usize {
+    if expiry == NEVER {
+        0
+    } else {
+        varint_len(expiry.saturating_sub(time))
+    }
+}
+
 /// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
 /// returns its length.
 #[cfg(test)]
@@ -523,10 +535,13 @@ impl RecHead {
             hlen += varint_len(time - base);
         }
         let mut expiry = NEVER;
-        if ty == T_PUT && rec.expiry != NEVER {
-            tag |= TAG_EXPIRY;
-            expiry = rec.expiry.max(time);
-            hlen += varint_len(expiry - time);
+        if ty == T_PUT {
+            let x = xlen(rec.expiry, time);
+            if x > 0 {
+                tag |= TAG_EXPIRY;
+                expiry = rec.expiry.max(time);
+                hlen += x;
+            }
         }
         let pfx = prefixed(key);
         if ty <= T_TOMB {
