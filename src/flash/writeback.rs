@@ -183,9 +183,10 @@ impl<
     }
 
     /// Places changed key `d`'s record when the key is held (`held`), or gone, after
-    /// `changes` (and, with `marked`, after the cull whose victims are marked). Out of line:
-    /// the table's lookup is not on the frame of [`Self::place_kept`]'s loop.
-    #[inline(never)]
+    /// `changes` (and, with `marked`, after the cull whose victims are marked). Inlined:
+    /// under write-through [`Self::place_kept`] is its one caller, and its loop's frame
+    /// with the lookup in it is no deeper than the two frames were.
+    #[inline(always)]
     fn place_listed(
         &self,
         pl: &mut Placer,
