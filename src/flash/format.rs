@@ -295,18 +295,6 @@ pub(crate) const fn varint_len(v: u64) -> usize {
     n
 }
 
-/// Bytes of the expiry varint of a put written at `time` (0: it never expires; an expiry
-/// before `time` is written as `time`). Out of line: a record's header and the placements
-/// of a changed key and of a culling insert's put share one copy.
-#[inline(never)]
-pub(crate) fn xlen(expiry: u64, time: u64) -> usize {
-    if expiry == NEVER {
-        0
-    } else {
-        varint_len(expiry.saturating_sub(time))
-    }
-}
-
 /// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
 /// returns its length.
 #[cfg(test)]
@@ -535,13 +523,10 @@ impl RecHead {
             hlen += varint_len(time - base);
         }
         let mut expiry = NEVER;
-        if ty == T_PUT {
-            let x = xlen(rec.expiry, time);
-            if x > 0 {
-                tag |= TAG_EXPIRY;
-                expiry = rec.expiry.max(time);
-                hlen += x;
-            }
+        if ty == T_PUT && rec.expiry != NEVER {
+            tag |= TAG_EXPIRY;
+            expiry = rec.expiry.max(time);
+            hlen += varint_len(expiry - time);
         }
         let pfx = prefixed(key);
         if ty <= T_TOMB {
@@ -586,8 +571,9 @@ impl RecHead {
 
     /// Writes the header bytes for a page of base time `base` at the start of `h` (at
     /// least [`REC_HEAD_MAX`] bytes) and adds them to `crc`; returns their number (`hlen`).
-    /// Out of line: the writer's frame stays small (this one is a sibling of the write).
-    #[inline(never)]
+    /// Inlined where the writer stages its request buffer (`stage_head`, the one caller
+    /// of each I/O front end): smaller than a call, and no frame of its own.
+    #[inline(always)]
     pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
         if let Some(t) = h.first_mut() {
             *t = self.tag;

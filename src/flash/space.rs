@@ -12,7 +12,7 @@ use tickcache_dual::dual;
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
-use super::format::{record_bytes, Rec, RecHead};
+use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::writeback::listed_key;
@@ -35,6 +35,17 @@ pub(super) struct Placer {
 
 /// Expiry bytes of a record whose expiry is not known yet (the longest).
 pub(super) const XLEN_ANY: usize = 10;
+
+/// Bytes of the expiry varint of a put written at `time`. Out of line: the placements of
+/// a changed key and of a culling insert's put share one copy.
+#[inline(never)]
+pub(super) fn xlen(expiry: u64, time: u64) -> usize {
+    if expiry == crate::NEVER {
+        0
+    } else {
+        varint_len(expiry.saturating_sub(time))
+    }
+}
 
 impl Placer {
     /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);

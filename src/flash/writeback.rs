@@ -8,10 +8,10 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, xlen, Rec, TAG_TYPE, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, record_size, same, Rec, TAG_TYPE, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::space::{Placer, XLEN_ANY};
+use super::space::{xlen, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::{CullPlan, Table, VictimWalk};
