@@ -205,10 +205,11 @@ impl<
                 pl.place(key_cost(k), 0, 0);
             }
         } else {
-            match self.table.borrow().peek_any(k) {
-                Some((v, _, e)) if held => pl.place(key_cost(k), v.len(), xlen(e, self.time)),
-                None if !held => pl.place(key_cost(k), 0, 0),
-                _ => {}
+            let entry = self.table.borrow().peek_any(k);
+            if entry.is_some() == held {
+                // A value, or a tombstone (no value, no expiry).
+                let (vlen, x) = entry.map_or((0, 0), |(v, _, e)| (v.len(), xlen(e, self.time)));
+                pl.place(key_cost(k), vlen, x);
             }
         }
     }
