@@ -516,9 +516,10 @@ impl RecHead {
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
         let (mut tag, key, vlen) = (rec.tag, rec.key, rec.val.len());
         let ty = tag >> 6;
-        let time = rec.time.max(base);
         let mut hlen = 1;
-        if time > base {
+        let mut time = base;
+        if rec.time > base {
+            time = rec.time;
             tag |= TAG_DELTA;
             hlen += varint_len(time - base);
         }
