@@ -347,7 +347,13 @@ impl<
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let key = match what {
             Listed::Clear => None,
-            Listed::Dirty(d) => Some(listed_key(dirty_keys, dirty_len, d)),
+            // Indexed in place, not through `listed_key`: the call kept more of this frame
+            // live across it (8 B deeper under every batch writer, the write-through
+            // culling insert's among them).
+            Listed::Dirty(d) => {
+                let k = &dirty_keys[d];
+                Some(k.get(..usize::from(dirty_len[d])).unwrap_or(k))
+            }
             Listed::Key(k) => Some(k),
             Listed::Victim(i) => Some(t.slot(i).0),
         };
@@ -428,8 +434,8 @@ impl<
 }
 
 /// Changed key `i` of a list held in `keys` and `lens` (empty past the list's capacity: no
-/// panic path). Out of line: one copy for every walk of the list and every reader of one
-/// key (fields of the core, so a caller may hold another field mutably meanwhile).
+/// panic path). Out of line: one copy for every walk of the list and compaction's copy of
+/// a changed key (fields of the core, so a caller may hold another field mutably meanwhile).
 #[inline(never)]
 pub(super) fn listed_key<'k, const K: usize>(
     keys: &'k [[u8; K]],
