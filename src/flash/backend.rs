@@ -17,7 +17,7 @@ use super::format::{key_cost, same, Rec, T_TIME};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::Placer;
-use super::writeback::{Change, Listed};
+use super::writeback::Change;
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
@@ -124,15 +124,7 @@ impl<
     /// asks for [`Work::CullingPut`].
     #[inline(never)]
     pub(crate) fn put_staged(&mut self, s: &Staged<'_>) -> Res<bool, F> {
-        let Staged {
-            key,
-            val,
-            kind,
-            expiry,
-            now,
-        } = *s;
-        let len = val.len();
-        let plan = self.table.borrow().cull_plan(key);
+        let plan = self.table.borrow().cull_plan(s.key);
         let at = if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it
             // (`list_cull`, linked only when `open` was given a write-back policy); else
@@ -142,13 +134,28 @@ impl<
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
             }
-            self.on_flash(key)
+            self.on_flash(s.key)
         } else {
-            let Some(at) = self.room_at(key, len) else {
+            let Some(at) = self.room_at(s.key, s.val.len()) else {
                 return Err(Error::Settle);
             };
             at
         };
+        self.put_at(s, at)
+    }
+
+    /// The RAM part of [`Self::put_staged`], once there is room: the table takes the put
+    /// and the list the key (`at`: its latest record on flash). Out of line: the table's
+    /// arguments are not on the frame above the cull's placements.
+    #[inline(never)]
+    fn put_at(&mut self, s: &Staged<'_>, at: u32) -> Res<bool, F> {
+        let Staged {
+            key,
+            val,
+            kind,
+            expiry,
+            now,
+        } = *s;
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
@@ -187,6 +194,15 @@ impl<
                 Listing::FlushFirst
             };
         }
+        self.list_victims(plan, now);
+        Listing::Listed
+    }
+
+    /// The live victims of `plan` at `now` join the list as tombstones (each with its
+    /// latest record on flash) and the table drops them. Out of line: its walk's frame is
+    /// a sibling of [`Core::list_cull`]'s placements.
+    #[inline(never)]
+    fn list_victims(&mut self, plan: CullPlan, now: u64) {
         let Self {
             table,
             loc,
@@ -208,7 +224,6 @@ impl<
             }
         });
         table.apply_cull(plan, now, &mut |_, _| {});
-        Listing::Listed
     }
 
     /// The write-back step [`Core::list_cull`] holds: `Some` for a write-back `policy`,
@@ -328,8 +343,10 @@ impl<
     }
 
     /// [`Work::CullingPut`]: marks the cull's victims, makes room for the batch
-    /// ([`Self::place_culling`]), writes it ([`Self::put_culling`]). Out of line: the front
-    /// end's settle keeps a small frame on every call's path.
+    /// ([`Self::place_culling`]), writes it ([`Self::write_batch`]). The victims are
+    /// marked before room is made, so making room drops none of the entries the cull
+    /// keeps while victims are left to drop. Out of line: the front end's settle keeps a
+    /// small frame on every call's path.
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
@@ -337,7 +354,7 @@ impl<
             .reserve(io, &|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
             .await;
         if r.is_ok() {
-            r = self.put_culling(io, s).await;
+            r = self.write_batch(io, 0, Some(s)).await;
         }
         self.unmark_victims();
         r
@@ -358,35 +375,11 @@ impl<
         Ok(())
     }
 
-    /// An insert that culls more keys than the list holds: one batch written directly, the
-    /// cull's tombstones (or a clear record), the changed keys the cull leaves (the
-    /// victims' pending values are never written) and the put. The victims were marked
-    /// before room was made ([`Self::mark_victims`]), so making room dropped none of the
-    /// entries the cull keeps while victims were left to drop.
-    #[blocking(inline(never))]
-    pub(super) async fn put_culling(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
-        let (key, now) = (s.key, s.now);
-        let clear = self.table.borrow().cull_plan(key) == CullPlan::Clear;
-        // The batch holds a record already (the put is not its first).
-        let mut started = true;
-        // The log records the live victims (expired ones need no record: they stay expired
-        // after a reboot), or one clear record; the table drops them once they are written.
-        if clear {
-            self.append_listed(io, Listed::Clear, true, false).await?;
-        } else {
-            started = false;
-            for i in 0..N {
-                if self.cull_tomb(i, now).is_some() {
-                    self.append_listed(io, Listed::Victim(i), !started, false)
-                        .await?;
-                    started = true;
-                }
-            }
-            // The changed keys the cull leaves, gone then held (as `place_culling` placed
-            // them).
-            started = self.append_dirty(io, usize::from(started), 0).await?;
-        }
-        self.dirty = 0;
+    /// The table's part of the end of an insert's culling batch ([`Self::write_batch`]): it
+    /// drops the victims, now on flash, and takes the put; answers the put's slot. Out of
+    /// line: its calls' arguments are not on the frame above the put's writer.
+    #[inline(never)]
+    pub(super) fn take_culled(&mut self, s: &Staged<'_>) -> Res<usize, F> {
         let Self { table, loc, .. } = self;
         let table: &mut Table<N, K, V, S> = table.borrow_mut();
         // Every entry is marked when the cull clears.
@@ -396,14 +389,10 @@ impl<
             }
         }
         table
-            .put_bytes(key, s.expiry, now, s.val, s.kind)
+            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
             .map_err(widen)?;
-        // The put, as the table now holds it.
-        self.append_listed(io, Listed::Key(key), !started, true)
-            .await?;
-        self.committed();
-        self.culled = true;
-        Ok(())
+        // Held once the put succeeded: the error is never answered.
+        table.slot_of(s.key).ok_or(Error::NotFound)
     }
 }
 

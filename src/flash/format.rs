@@ -449,6 +449,12 @@ pub(crate) struct Rec<'a> {
 pub(crate) const TAG_TYPE: u8 = 0b1100_0000;
 
 impl<'a> Rec<'a> {
+    /// Sets the record's type to `ty` ([`T_PUT`], [`T_TOMB`], ...) with `kind` (a put's
+    /// kind bits; 0 otherwise), keeping its `S` and `E` bits.
+    pub(crate) fn set_type(&mut self, ty: u8, kind: u8) {
+        self.tag = self.tag & !TAG_TYPE | ty << 6 | kind;
+    }
+
     /// A record of type `ty` with no key nor value (clear, time) written at `time`.
     pub(crate) const fn bare(ty: u8, start: bool, end: bool, time: u64) -> Self {
         Rec {

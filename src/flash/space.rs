@@ -96,6 +96,18 @@ impl<
         }
     }
 
+    /// [`Self::placer`] with `now`, else [`Self::empty_placer`]. Out of line: the log's
+    /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
+    /// placement.
+    #[inline(never)]
+    fn placer_for(&self, now: bool) -> Placer {
+        if now {
+            self.placer()
+        } else {
+            self.empty_placer()
+        }
+    }
+
     /// A placer over the current free space, keeping one page spare for compaction.
     pub(super) fn placer(&self) -> Placer {
         let rem = if self.log.used == 0 {
@@ -136,10 +148,14 @@ impl<
         let Some(bytes) = self.batch_bytes(sizes) else {
             return Err(Error::StorageFull);
         };
-        let pages = self.log.pages;
         // The records the batch replaces take about as much room as the batch.
-        let keep = bytes.saturating_mul(2) <= (pages - 1) * self.log.cap();
-        for round in 0..(3 * pages + 4) {
+        let keep = bytes.saturating_mul(2) <= (self.log.pages - 1) * self.log.cap();
+        let mut round = 0;
+        // The page count is read where it is used, not kept across the loop's calls: a
+        // smaller frame above compaction's copies.
+        while round < 3 * self.log.pages + 4 {
+            round += 1;
+            let pages = self.log.pages;
             if self.fits_now(sizes) {
                 return Ok(());
             }
@@ -153,7 +169,8 @@ impl<
             // Records of changed keys are kept for the first cycle round the log only: when
             // that made no room, dropping them (a power cut in the batch then loses those
             // keys) comes before dropping entries.
-            self.reclaim_tail(io, round >= 2 * pages, keep && round < pages)
+            // (`round` counts from 1 here.)
+            self.reclaim_tail(io, round > 2 * pages, keep && round <= pages)
                 .await?;
         }
         Err(Error::StorageFull)
@@ -319,11 +336,7 @@ impl<
     /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
     fn placed(&self, now: bool, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
-        let mut pl = if now {
-            self.placer()
-        } else {
-            self.empty_placer()
-        };
+        let mut pl = self.placer_for(now);
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
     }

@@ -8,7 +8,7 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, Rec, TAG_TYPE, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -253,20 +253,26 @@ impl<
         tomb.then_some(k)
     }
 
+    /// Places the tombstones of the cull whose victims are marked ([`Self::cull_tomb`]).
+    /// Out of line: its walk's frame is a sibling of [`Self::place_kept`]'s.
+    #[inline(never)]
+    fn place_tombs(&self, pl: &mut Placer, now: u64) {
+        for i in 0..N {
+            if let Some(k) = self.cull_tomb(i, now) {
+                pl.place(key_cost(k), 0, 0);
+            }
+        }
+    }
+
     /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
     /// clear record, or the tombstones the cull needs ([`Self::cull_tomb`]) and the changed
     /// keys it leaves; then the staged put `s`.
     pub(super) fn place_culling(&self, pl: &mut Placer, s: &Staged<'_>) {
-        let t = self.table.borrow();
-        if t.cull_plan(s.key) == CullPlan::Clear {
+        if self.table.borrow().cull_plan(s.key) == CullPlan::Clear {
             pl.place(0, 0, 0);
         } else {
-            for i in 0..N {
-                if let Some(k) = self.cull_tomb(i, s.now) {
-                    pl.place(key_cost(k), 0, 0);
-                }
-            }
-            // The changed keys the cull leaves, gone then held (as `put_culling` writes them).
+            self.place_tombs(pl, s.now);
+            // The changed keys the cull leaves, gone then held (as `write_batch` writes them).
             self.place_kept(pl, &[]);
         }
         pl.place(key_cost(s.key), s.val.len(), xlen(s.expiry, self.time));
@@ -278,49 +284,74 @@ impl<
             return Ok(());
         }
         self.reserve(io, &Self::sizes_after(&[])).await?;
-        self.append_dirty(io, 0, self.dirty()).await?;
+        self.write_batch(io, self.dirty(), None).await?;
         Ok(())
     }
 
-    /// Appends the changed keys of a batch, after `i` records of it, and answers whether the
-    /// batch holds a record then: for a flush (`n`, the
-    /// batch's records, above 0) a pending clear first, its last record ends the batch, and
-    /// the list is then empty and the batch committed; for an insert that culls (`n` 0),
-    /// the keys that are no victims of the cull, its put coming after them. Out of line:
-    /// its loop's frame is a sibling of the room-making's, not above it.
+    /// Writes a batch, in the order its placement placed it (making room changes no listed
+    /// key: compaction neither copies nor drops one). For a flush (`put` `None`, `n` the
+    /// batch's records, above 0): a pending clear, the changed keys gone, then those held;
+    /// the list is then empty and the batch committed ([`Self::place_after`]). For an
+    /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
+    /// the cull (one clear record, or the live victims' tombstones: expired ones stay
+    /// expired after a reboot), the changed keys it leaves gone then held (the victims'
+    /// pending values are never written), then the put, which ends the batch
+    /// ([`Self::place_culling`]). The one writer of every batch: out of line, a sibling of
+    /// the room-making's frames, its loops' frame one step above the record writer.
+    ///
+    /// Replayed with a value first, a value of a new key could find the table at its limit
+    /// and cull an entry that the batch's tombstone was to make room for (an entry Django's
+    /// cull never removed, lost at the next open): so the keys gone come first.
     #[blocking(inline(never))]
-    pub(super) async fn append_dirty(
+    pub(super) async fn write_batch(
         &mut self,
         io: &IoOf<F>,
-        mut i: usize,
         n: usize,
-    ) -> Res<bool, F> {
-        // In the order `place_after` (`place_culling`) placed them (making room changes no
-        // listed key: compaction neither copies nor drops one): a pending clear, the keys
-        // gone, then the keys held. Replayed with a value first, a value of a new key could
-        // find the table at its limit and cull an entry that the batch's tombstone was to
-        // make room for (an entry Django's cull never removed, lost at the next open).
-        if n > 0 && self.pending_clear {
+        put: Option<&Staged<'_>>,
+    ) -> Res<(), F> {
+        let mut i = 0;
+        let clear = match put {
+            Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
+            None => self.pending_clear,
+        };
+        if clear {
             self.append_listed(io, Listed::Clear, true, n == 1).await?;
             i = 1;
-        }
-        for held in 0..2 {
-            let held = held == 1;
-            for d in 0..self.dirty {
-                // No victim is marked during a flush.
-                if self.held_kept(d) == Some(held) {
-                    self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
+        } else if let Some(s) = put {
+            for v in 0..N {
+                if self.cull_tomb(v, s.now).is_some() {
+                    self.append_listed(io, Listed::Victim(v), i == 0, false)
                         .await?;
                     i += 1;
                 }
             }
         }
-        if n > 0 {
-            self.dirty = 0;
-            self.pending_clear = false;
-            self.committed();
+        // A cull that clears drops every changed key.
+        if !(clear && put.is_some()) {
+            for held in 0..2 {
+                let held = held == 1;
+                for d in 0..self.dirty {
+                    // A victim of the cull is left out (none is marked in a flush).
+                    if self.held_kept(d) == Some(held) {
+                        self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
+                            .await?;
+                        i += 1;
+                    }
+                }
+            }
         }
-        Ok(i > 0)
+        self.dirty = 0;
+        if let Some(s) = put {
+            // The put, as the table now holds it, ends the batch.
+            let slot = self.take_culled(s)?;
+            self.append_listed(io, Listed::Held(slot), i == 0, true)
+                .await?;
+            self.culled = true;
+        } else {
+            self.pending_clear = false;
+        }
+        self.committed();
+        Ok(())
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
@@ -330,7 +361,7 @@ impl<
     pub(super) async fn append_listed(
         &mut self,
         io: &IoOf<F>,
-        what: Listed<'_>,
+        what: Listed,
         start: bool,
         end: bool,
     ) -> Res<(), F> {
@@ -347,20 +378,13 @@ impl<
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
         let key = match what {
             Listed::Clear => None,
-            // Indexed in place, not through `listed_key`: the call kept more of this frame
-            // live across it (8 B deeper under every batch writer, the write-through
-            // culling insert's among them).
-            Listed::Dirty(d) => {
-                let k = &dirty_keys[d];
-                Some(k.get(..usize::from(dirty_len[d])).unwrap_or(k))
-            }
-            Listed::Key(k) => Some(k),
-            Listed::Victim(i) => Some(t.slot(i).0),
+            Listed::Dirty(d) => Some(listed_key(dirty_keys, dirty_len, d)),
+            Listed::Held(i) | Listed::Victim(i) => Some(t.slot(i).0),
         };
         let mut slot = None;
         if let Some(k) = key {
             rec.key = k;
-            rec.tag = rec.tag & !TAG_TYPE | T_TOMB << 6;
+            rec.set_type(T_TOMB, 0);
             // A victim is still held: its record is a tombstone all the same.
             if !matches!(what, Listed::Victim(_)) {
                 slot = t.slot_of(k);
@@ -368,13 +392,13 @@ impl<
         }
         if let Some(s) = slot {
             let (_, v, kind, expiry) = t.slot(s);
-            rec.tag = rec.tag & !TAG_TYPE | T_PUT << 6 | kind as u8;
+            rec.set_type(T_PUT, kind as u8);
             rec.val = v;
             rec.expiry = expiry;
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
-        if let Some(s) = slot {
-            loc[s] = at;
+        if let Some(at_slot) = slot.and_then(|s| loc.get_mut(s)) {
+            *at_slot = at;
         }
         Ok(())
     }
@@ -397,39 +421,61 @@ impl<
     /// list beside the changed keys; whether the batch a flush writes once they and the put
     /// are listed fits the flash; and whether the batch of its own
     /// ([`Work::CullingPut`]: the victims' tombstones, the changed keys, the put) fits it.
-    /// Each batch is placed in the order it is written. The victims are marked meanwhile.
+    /// Each batch is placed in the order it is written, in a step of its own: the two
+    /// placements are siblings under this frame. The victims are marked meanwhile.
     pub(super) fn cull_fits(&mut self, plan: CullPlan, s: &Staged<'_>) -> (bool, bool, bool) {
+        let victims = self.live_victims(plan, s.now);
+        self.mark_victims(s.key, s.now);
+        let listed = self.list_fits || self.fits_listed(plan, s);
+        let alone = self
+            .batch_bytes(&|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
+            .is_some();
+        self.unmark_victims();
+        (self.dirty + victims < D, listed, alone)
+    }
+
+    /// [`Self::place_listed`] for [`Self::fits_listed`] (victims marked, the put
+    /// changing). Out of line: its lookup's frame is not on the placement loop's.
+    #[inline(never)]
+    fn place_listed_marked(&self, pl: &mut Placer, d: usize, held: bool, put: &Change<'_>) {
+        self.place_listed(pl, d, held, core::slice::from_ref(put), true);
+    }
+
+    /// The live victims of `plan` at `now`.
+    #[inline(never)]
+    fn live_victims(&self, plan: CullPlan, now: u64) -> usize {
         let mut victims = 0;
         self.table
             .borrow()
-            .for_each_victim(plan, s.now, &mut |_, live| victims += usize::from(live));
-        self.mark_victims(s.key, s.now);
+            .for_each_victim(plan, now, &mut |_, live| victims += usize::from(live));
+        victims
+    }
+
+    /// Whether the batch a flush writes once the live victims of `plan` and the put `s`
+    /// are listed fits an empty log, placed as [`Self::place_after`] places it, with the
+    /// victims gone: those listed in the list's order, the others after them (they join
+    /// the list in the cull's order). Victims marked.
+    #[inline(never)]
+    fn fits_listed(&self, plan: CullPlan, s: &Staged<'_>) -> bool {
         let put = Change {
             key: s.key,
             vlen: s.val.len(),
         };
-        // As `place_after` places it, with the victims gone: those listed in the list's
-        // order, the others after them (they join the list in the cull's order).
         let mut listed = self.empty_placer();
-        if !self.list_fits {
-            if self.pending_clear {
-                listed.place(0, 0, 0);
+        if self.pending_clear {
+            listed.place(0, 0, 0);
+        }
+        for held in [false, true] {
+            for d in 0..self.dirty {
+                self.place_listed_marked(&mut listed, d, held, &put);
             }
-            for held in [false, true] {
-                for d in 0..self.dirty {
-                    self.place_listed(&mut listed, d, held, &[put], true);
-                }
-                if !held {
-                    self.place_new_victims(&mut listed, plan, s.now);
-                } else if self.dirty_index(s.key).is_none() {
-                    put.place(&mut listed);
-                }
+            if !held {
+                self.place_new_victims(&mut listed, plan, s.now);
+            } else if self.dirty_index(s.key).is_none() {
+                put.place(&mut listed);
             }
         }
-        let mut alone = self.empty_placer();
-        self.place_culling(&mut alone, s);
-        self.unmark_victims();
-        (self.dirty + victims < D, listed.ok, alone.ok)
+        listed.ok
     }
 }
 
@@ -450,13 +496,13 @@ pub(super) fn listed_key<'k, const K: usize>(
 
 /// The record [`Core::append_listed`] appends.
 #[derive(Clone, Copy)]
-pub(super) enum Listed<'a> {
+pub(super) enum Listed {
     /// The pending clear (a clear record).
     Clear,
     /// Changed key `d` of the list.
     Dirty(usize),
-    /// A key held in the table (its value), or gone (its tombstone).
-    Key(&'a [u8]),
+    /// The value of the entry in slot `i`.
+    Held(usize),
     /// The tombstone of the entry in slot `i`, a cull's victim still held.
     Victim(usize),
 }
