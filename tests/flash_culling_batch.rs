@@ -3,14 +3,17 @@
 //! batch even when empty, while each of its records fits alone, the insert is refused with
 //! `StorageFull` (no panic, no hang) and nothing acknowledged before it is lost: every
 //! entry is still read back with its value, before and after a reopen, and the cache goes
-//! on culling inserts whose batch fits.
+//! on culling inserts whose batch fits. The blocking front end under both policies, and
+//! the async one.
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use tickcache::flash::{MockFlash, Persistent, Policy};
-use tickcache::{Config, Error, ManualClock, Table};
+use embassy_futures::block_on;
+use tickcache::flash::{AsyncPersistent, MockFlash, Persistent, Policy};
+use tickcache::mutex::NoopRawMutex;
+use tickcache::{AsyncSharedCache, Config, Error, ManualClock, Table};
 
 /// Two pages of 256 bytes (228 for records after the page header): one page holds the
 /// four entries, and an empty log holds a batch of one page (the other is kept free for
@@ -18,6 +21,7 @@ use tickcache::{Config, Error, ManualClock, Table};
 type Flash = MockFlash<2, 256, 4>;
 const RANGE: std::ops::Range<u32> = 0..512;
 type P<'f> = Persistent<&'f mut Flash, 8, 48, 128>;
+type AP<'f> = AsyncPersistent<&'f mut Flash, 8, 48, 128>;
 
 /// At most 4 entries; an insert into a full table drops 4 / 2 = 2 of them.
 const MAX_ENTRIES: usize = 4;
@@ -138,6 +142,56 @@ fn write_back_insert_whose_culling_batch_never_fits_is_refused_and_loses_nothing
     for max_dirty in [4, 8] {
         within("write-back", move || {
             refused_insert_keeps_every_entry(Policy::WriteBack { max_dirty })
+        });
+    }
+}
+
+/// The async front end, each flash call yielding once: the same refusal, and a reopen by
+/// the blocking front end reads every entry back.
+#[test]
+fn async_insert_whose_culling_batch_never_fits_is_refused_and_loses_nothing() {
+    for policy in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 8 }] {
+        within("async", move || {
+            let clock = ManualClock::new(1000);
+            let mut flash = Flash::new();
+            flash.yield_each_call(true);
+            let p = block_on(AP::open(&mut flash, RANGE, table(), policy)).unwrap();
+            let cache = AsyncSharedCache::<_, _, 48, NoopRawMutex>::with_raw_mutex(
+                p.into_cache(&clock, Config::new()),
+            );
+            let new = key(MAX_ENTRIES);
+            block_on(async {
+                for i in 0..MAX_ENTRIES {
+                    let k = key(i);
+                    cache
+                        .with(|c| c.set_raw(k.as_str(), &[i as u8][..], 600))
+                        .await
+                        .unwrap();
+                }
+                assert_eq!(cache.with(|c| Ok(c.len())).await, Ok(MAX_ENTRIES), "full");
+                assert_eq!(
+                    cache.with(|c| c.set_raw(new.as_str(), &BIG[..], 600)).await,
+                    Err(Error::StorageFull),
+                    "{policy:?}"
+                );
+                let mut out = [0u8; 128];
+                assert_eq!(
+                    cache.with(|c| c.get_raw(new.as_str(), &mut out)).await,
+                    Ok(None),
+                    "{policy:?}: the refused insert"
+                );
+                assert_eq!(
+                    cache.with(|c| Ok(c.len())).await,
+                    Ok(MAX_ENTRIES),
+                    "{policy:?}: nothing culled"
+                );
+                cache.close().await.unwrap();
+            });
+            drop(cache);
+            let p = P::open(&mut flash, RANGE, table(), policy).unwrap();
+            let mut c = p.into_cache(&clock, Config::new());
+            assert_eq!(c.len(), MAX_ENTRIES, "{policy:?}: after a reopen");
+            assert_all_held(&mut c, &format!("async {policy:?}, after a reopen"));
         });
     }
 }
