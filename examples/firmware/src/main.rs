@@ -419,35 +419,37 @@ fn compacting(cache: &mut tickcache::Cache<&ManualClock, P<'_>, 24>) -> (bool, u
 /// its batch record by record as the flush will write it, and a write-back insert that
 /// culls places the list's batch with the victims joined.
 fn culling(checks: &mut Checks, flash: &mut Flash) {
-    let mut deep = [0u32; 2];
-    let mut ok = true;
-    for (i, policy) in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 4 }]
-        .into_iter()
-        .enumerate()
-    {
-        ok &= culling_workload::<8>(flash, 4096, policy, &mut deep[i])
-            && culling_reopen::<8>(flash, 4096, policy);
-    }
+    let (deep, ok_4k) = culling_region::<8>(flash, 4096, 4);
     info!(
         "  inserts that cull, 4 KiB: deepest persistent call {=u32} / {=u32} bytes (write-through / write-back)",
         deep[0], deep[1]
     );
-    let mut small = [0u32; 2];
-    for (i, policy) in [Policy::WriteThrough, Policy::WriteBack { max_dirty: 32 }]
-        .into_iter()
-        .enumerate()
-    {
-        ok &= culling_workload::<32>(flash, 2048, policy, &mut small[i])
-            && culling_reopen::<32>(flash, 2048, policy);
-    }
+    let (small, ok_small) = culling_region::<32>(flash, 2048, 32);
     info!(
         "  inserts that cull, 2 pages, a full list of 32 does not always fit: deepest persistent call {=u32} / {=u32} bytes (write-through / write-back)",
         small[0], small[1]
     );
     checks.check(
         "inserts that cull: every call succeeded, a reopen brought back the last close",
-        ok,
+        ok_4k && ok_small,
     );
+}
+
+/// The culling workload and its reopen on a blank region of `len` bytes with a list of `D`
+/// changed keys, under write-through then write-back (`max_dirty`): the deepest persistent
+/// call under each, and whether every call succeeded and each reopen brought back the last
+/// close.
+fn culling_region<const D: usize>(flash: &mut Flash, len: u32, max_dirty: u16) -> ([u32; 2], bool) {
+    let mut deep = [0u32; 2];
+    let mut ok = true;
+    for (i, policy) in [Policy::WriteThrough, Policy::WriteBack { max_dirty }]
+        .into_iter()
+        .enumerate()
+    {
+        ok &= culling_workload::<D>(flash, len, policy, &mut deep[i])
+            && culling_reopen::<D>(flash, len, policy);
+    }
+    (deep, ok)
 }
 
 /// Keys of the culling workload: more than the table holds.
