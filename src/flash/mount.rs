@@ -255,11 +255,11 @@ impl<
             log,
             policy,
             list_cull,
-            loc: [NOWHERE; N],
-            // A constant: zeroed in one piece, not row by row.
+            loc: const { [NOWHERE; N] },
+            // Constants, so the zeroed arrays side by side are cleared in one piece.
             dirty_keys: const { [[0; K]; D] },
-            dirty_len: [0; D],
-            dirty_loc: [NOWHERE; D],
+            dirty_len: const { [0; D] },
+            dirty_loc: const { [NOWHERE; D] },
             dirty: 0,
             pending_clear: false,
             time: 0,
