@@ -105,7 +105,8 @@ impl<F: Geometry> Log<F> {
             seq: 0,
             max_erase: 0,
             written_time: 0,
-            starts: [None; 2],
+            // A constant, so it is cleared in one piece with the zeroed fields beside it.
+            starts: const { [None; 2] },
             check: false,
             checked: 0,
             trust_from: 0,
