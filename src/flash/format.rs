@@ -697,11 +697,13 @@ impl RecHead {
     }
 
     /// Bytes before the CRC (header, the key's rest and value).
+    #[inline(never)]
     pub(crate) fn body_end(&self) -> u32 {
         (usize::from(self.hlen) + usize::from(self.klen) - self.plen()) as u32 + self.vlen
     }
 
     /// Bytes the record takes on flash with write size `ws`.
+    #[inline(never)]
     pub(crate) fn size(&self, ws: usize) -> usize {
         align_up(self.body_end() as usize + REC_CRC, ws)
     }
