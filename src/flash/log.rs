@@ -863,7 +863,9 @@ impl Committed {
         Committed {
             pos,
             end: None,
-            budget: log.max_records().saturating_mul(3),
+            // Never wraps: regions end below 2^31 and pages hold at least 34 bytes, so
+            // `max_records` stays below 2^29.
+            budget: log.max_records().wrapping_mul(3),
         }
     }
 

@@ -455,16 +455,16 @@ impl<
                             }),
                         _ => None,
                     };
-                    match slot {
-                        Some(s) => self.loc[s] = addr,
+                    match (slot, k) {
+                        (Some(s), _) => self.loc[s] = addr,
                         // A put this configuration cannot hold (written with a larger `K`
                         // or `V`) is dropped, and so is any older value of its key (read
                         // whenever it fits). A key longer than `K` was never restored:
                         // nothing to remove.
-                        None if kl <= K => {
-                            let _ = self.table.borrow_mut().delete(&key[..kl], 0);
+                        (None, Some(k)) => {
+                            let _ = self.table.borrow_mut().delete(k, 0);
                         }
-                        None => {}
+                        (None, None) => {}
                     }
                 }
                 T_CLEAR => {
