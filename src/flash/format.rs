@@ -376,8 +376,10 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
     let seq = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let (time, tl) = get_varint(&b[4..], b.len() - 8)?;
     let n = 4 + tl;
-    let crc = u32::from_le_bytes([b[n], b[n + 1], b[n + 2], b[n + 3]]);
-    (seq != SEQ_NEVER && part_b_crc(&b[..n]) == crc).then_some((seq, time, n + 4))
+    // The varint leaves the CRC's 4 bytes in `b` (taken with no panic path).
+    let (fields, rest) = b.split_at_checked(n)?;
+    let crc = u32::from_le_bytes(*rest.first_chunk::<4>()?);
+    (seq != SEQ_NEVER && part_b_crc(fields) == crc).then_some((seq, time, n + 4))
 }
 
 /// A sequence number never written: reading it means a blank or damaged part B.
@@ -701,11 +703,13 @@ impl RecHead {
     }
 
     /// Bytes before the CRC (header, the key's rest and value).
+    #[inline(never)]
     pub(crate) fn body_end(&self) -> u32 {
         (usize::from(self.hlen) + usize::from(self.klen) - self.plen()) as u32 + self.vlen
     }
 
     /// Bytes the record takes on flash with write size `ws`.
+    #[inline(never)]
     pub(crate) fn size(&self, ws: usize) -> usize {
         align_up(self.body_end() as usize + REC_CRC, ws)
     }

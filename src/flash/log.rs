@@ -105,7 +105,8 @@ impl<F: Geometry> Log<F> {
             seq: 0,
             max_erase: 0,
             written_time: 0,
-            starts: [None; 2],
+            // A constant, so it is cleared in one piece with the zeroed fields beside it.
+            starts: const { [None; 2] },
             check: false,
             checked: 0,
             trust_from: 0,
@@ -283,10 +284,8 @@ impl<F: Geometry> Log<F> {
 
     /// Where page `p`'s records start and its base time (`None` when not a log page).
     pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64)>, F> {
-        for (q, first, base) in self.starts.iter().flatten() {
-            if *q == p {
-                return Ok(Some((*first, *base)));
-            }
+        if let Some(&(_, first, base)) = self.known(p) {
+            return Ok(Some((first, base)));
         }
         let Some((_, base, first)) = self.page_seq(io, p).await? else {
             return Ok(None);
@@ -307,11 +306,13 @@ impl<F: Geometry> Log<F> {
 
     /// Page `p`'s base time when its start is known ([`Log::load_start`]); no read.
     pub fn known_base(&self, p: u32) -> Option<u64> {
-        self.starts
-            .iter()
-            .flatten()
-            .find(|(q, _, _)| *q == p)
-            .map(|(_, _, base)| *base)
+        self.known(p).map(|&(_, _, base)| base)
+    }
+
+    /// What is known of page `p`'s start: one lookup for [`Log::page_start`] and
+    /// [`Log::known_base`].
+    fn known(&self, p: u32) -> Option<&(u32, u32, u64)> {
+        self.starts.iter().flatten().find(|(q, _, _)| *q == p)
     }
 
     /// Forgets what is known of page `p`'s header. Out of line: one copy for the page
@@ -862,7 +863,9 @@ impl Committed {
         Committed {
             pos,
             end: None,
-            budget: log.max_records().saturating_mul(3),
+            // Never wraps: regions end below 2^31 and pages hold at least 34 bytes, so
+            // `max_records` stays below 2^29.
+            budget: log.max_records().wrapping_mul(3),
         }
     }
 

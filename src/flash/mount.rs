@@ -183,16 +183,17 @@ impl<
     fn start_with(
         flash: F,
         range: Range<u32>,
-        table: T,
+        mut table: T,
         policy: Policy,
         list_cull: Option<ListCull<Blocking<F>, N, K, V, D, S, T>>,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
-        let capacity = flash.capacity();
-        // The result is built first and the core mounted inside it: one way out, whatever
-        // the outcome.
-        let mut r = Core::new(range, capacity, table, policy, list_cull).map(|core| Persistent {
-            core,
+        let log = Core::<Blocking<F>, N, K, V, D, S, T>::region(range, flash.capacity())?;
+        // The table is cleared where it was passed, and the result built around it in one
+        // piece, then the core mounted inside it: one copy of the table, one way out.
+        let _ = table.borrow_mut().clear();
+        let mut r = Ok(Persistent {
+            core: Core::build(log, table, policy, list_cull),
             buf: [0; SCRATCH],
             flash,
         });
@@ -234,6 +235,45 @@ impl<
         policy: Policy,
         list_cull: Option<ListCull<F, N, K, V, D, S, T>>,
     ) -> Result<Self, Fe<F>> {
+        let log = Self::region(range, capacity)?;
+        let _ = table.borrow_mut().clear();
+        Ok(Self::build(log, table, policy, list_cull))
+    }
+
+    /// A core on `log` (from [`Core::region`]) into `table`, cleared by the caller.
+    #[inline(always)]
+    fn build(
+        log: Log<F>,
+        table: T,
+        policy: Policy,
+        list_cull: Option<ListCull<F, N, K, V, D, S, T>>,
+    ) -> Self {
+        Core {
+            list_fits: Self::list_always_fits(&log),
+            table,
+            hasher: PhantomData,
+            log,
+            policy,
+            list_cull,
+            loc: const { [NOWHERE; N] },
+            // Constants, so the zeroed arrays side by side are cleared in one piece.
+            dirty_keys: const { [[0; K]; D] },
+            dirty_len: const { [0; D] },
+            dirty_loc: const { [NOWHERE; D] },
+            dirty: 0,
+            pending_clear: false,
+            time: 0,
+            commits: 0,
+            evictions: 0,
+            work: Work::None,
+            want_flush: false,
+            culled: false,
+        }
+    }
+
+    /// The log over `range` of a flash of `capacity` bytes, when the range suits it.
+    /// Checks the geometry at compile time.
+    fn region(range: Range<u32>, capacity: usize) -> Result<Log<F>, Fe<F>> {
         const { assert!(D >= 2 && D <= 255, "D must be in 2..=255") };
         #[allow(clippy::let_unit_value)]
         let () = Log::<F>::GEOMETRY;
@@ -247,29 +287,7 @@ impl<
         {
             return Err(FlashError::BadRange);
         }
-        let log = Log::new(range.start, len / page_size, page_size);
-        let list_fits = Self::list_always_fits(&log);
-        let _ = table.borrow_mut().clear();
-        Ok(Core {
-            table,
-            hasher: PhantomData,
-            log,
-            policy,
-            list_cull,
-            list_fits,
-            loc: [NOWHERE; N],
-            dirty_keys: [[0; K]; D],
-            dirty_len: [0; D],
-            dirty_loc: [NOWHERE; D],
-            dirty: 0,
-            pending_clear: false,
-            time: 0,
-            commits: 0,
-            evictions: 0,
-            work: Work::None,
-            want_flush: false,
-            culled: false,
-        })
+        Ok(Log::new(range.start, len / page_size, page_size))
     }
 
     /// [`Core::mount`]; with `format`, formats the region when the log cannot be continued.
@@ -437,16 +455,16 @@ impl<
                             }),
                         _ => None,
                     };
-                    match slot {
-                        Some(s) => self.loc[s] = addr,
+                    match (slot, k) {
+                        (Some(s), _) => self.loc[s] = addr,
                         // A put this configuration cannot hold (written with a larger `K`
                         // or `V`) is dropped, and so is any older value of its key (read
                         // whenever it fits). A key longer than `K` was never restored:
                         // nothing to remove.
-                        None if kl <= K => {
-                            let _ = self.table.borrow_mut().delete(&key[..kl], 0);
+                        (None, Some(k)) => {
+                            let _ = self.table.borrow_mut().delete(k, 0);
                         }
-                        None => {}
+                        (None, None) => {}
                     }
                 }
                 T_CLEAR => {
