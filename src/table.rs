@@ -420,6 +420,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         hash::reduce(hash::hash32(&self.hasher, key), N as u32)
     }
 
+    /// The length and kind of slot `i`'s value. The length is clamped to `V` (it never
+    /// exceeds it): every `[..len]` of a value then compiles without a panic path.
     #[inline]
     fn value_meta(&self, i: usize) -> (usize, Kind) {
         let m = self.vmeta[i];
@@ -429,7 +431,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             2 => Kind::Int,
             _ => Kind::Item,
         };
-        (usize::from(m & LEN_MASK), kind)
+        (usize::from(m & LEN_MASK).min(V), kind)
     }
 
     #[inline]
