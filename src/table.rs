@@ -935,7 +935,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         let i = found.ok_or(Error::NotFound)?;
         if self.expiry[i] <= now {
             self.remove(b, i);
@@ -988,10 +988,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         if let Some(j) = found {
             self.remove(bt, j);
         }
-        self.unlink_chain(bf, i);
-        self.unlink_lru(i);
-        self.len -= 1;
         let (len, kind) = self.value_meta(i);
+        // Slot `i` leaves its chain and the recency list through the one removal, then is
+        // taken back from the head of the free list, where the removal put it.
+        self.remove(bf, i);
+        self.free = self.chain[i];
         self.link(bt, i, to, len, kind, expiry);
         Ok(true)
     }
