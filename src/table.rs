@@ -453,9 +453,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// [`Table::locate_out`] with the slot compared with `N` where the caller sees it: the
     /// compare and branch of a bounds check, failing as a miss, so the slot's arrays are
     /// then indexed with no panic call at each use (36 bytes of the whole-API firmware probe
-    /// on Cortex-M4). Not used by `get`, `put`, `delete` and `incr`: there the branch moved
-    /// LLVM's block layout and cost up to an instruction a call on Cortex-M4 or M0
-    /// (`examples/firmware/cost.sh`).
+    /// on Cortex-M4). Not used by `get` and `put`: there the branch moved LLVM's block
+    /// layout and cost up to an instruction a call on Cortex-M4 or M0
+    /// (`examples/firmware/cost.sh`); `put` through it is 4 B smaller in the persistent
+    /// probe but 4 to 8 B larger in two memory probes.
     #[inline(always)]
     fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
         let (b, found) = self.locate_out(key);
@@ -923,7 +924,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         match found {
             Some(i) => {
                 let live = self.expiry[i] > now;
