@@ -391,7 +391,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let s = match i {
             None if self.ready => self.tail,
             None => NIL,
-            Some(i) => self.prev[i],
+            // A slot is below `N`: the walk ends there otherwise (no panic path).
+            Some(i) => self.prev.get(i).copied().unwrap_or(NIL),
         };
         (s != NIL).then_some(s as usize)
     }
