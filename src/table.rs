@@ -704,6 +704,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some(read(&self.vals[i][..len], kind))
     }
 
+    /// Gives the entry of `key`, if held, expiry tick `expiry` (live or not), without
+    /// changing recency: a persistent backend's `touch`, once it has found the entry live.
+    pub(crate) fn set_expiry(&mut self, key: &[u8], expiry: u64) {
+        if let Some(i) = self.locate(key).1 {
+            self.expiry[i] = expiry;
+        }
+    }
+
     /// Reads an entry whether or not it has expired, without changing recency.
     pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
         let i = self.locate(key).1?;

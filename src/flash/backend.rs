@@ -246,8 +246,8 @@ impl<
         let Some(at) = self.room_at(key, vlen) else {
             return Err(Error::Settle);
         };
-        // Live above and unchanged since (`room_at` changes no entry): the table touches it.
-        let _ = self.table.borrow_mut().touch(key, expiry, now);
+        // Live above and unchanged since (`room_at` changes no entry).
+        self.table.borrow_mut().set_expiry(key, expiry);
         self.mark(key, at);
         Ok(true)
     }
