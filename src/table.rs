@@ -160,8 +160,11 @@ impl VictimWalk {
                 let mut s = t.tail;
                 while s != NIL {
                     let i = s as usize;
-                    live += u16::from(t.expiry[i] > now);
-                    s = t.prev[i];
+                    let (Some(&prev), Some(&e)) = (t.prev.get(i), t.expiry.get(i)) else {
+                        break;
+                    };
+                    live += u16::from(e > now);
+                    s = prev;
                 }
                 (true, t.after_sweep(live, per))
             }
@@ -178,8 +181,12 @@ impl VictimWalk {
     ) -> Option<usize> {
         while self.s != NIL {
             let i = self.s as usize;
-            self.s = t.prev[i];
-            let live = t.expiry[i] > now;
+            // A slot is below `N`: the walk ends there otherwise (no panic path).
+            let (Some(&prev), Some(&e)) = (t.prev.get(i), t.expiry.get(i)) else {
+                break;
+            };
+            self.s = prev;
+            let live = e > now;
             if self.sweep && !live {
                 return Some(i);
             } else if self.lru > 0 {
