@@ -160,8 +160,11 @@ impl VictimWalk {
                 let mut s = t.tail;
                 while s != NIL {
                     let i = s as usize;
-                    live += u16::from(t.expiry[i] > now);
-                    s = t.prev[i];
+                    let (Some(&prev), Some(&e)) = (t.prev.get(i), t.expiry.get(i)) else {
+                        break;
+                    };
+                    live += u16::from(e > now);
+                    s = prev;
                 }
                 (true, t.after_sweep(live, per))
             }
@@ -178,8 +181,12 @@ impl VictimWalk {
     ) -> Option<usize> {
         while self.s != NIL {
             let i = self.s as usize;
-            self.s = t.prev[i];
-            let live = t.expiry[i] > now;
+            // A slot is below `N`: the walk ends there otherwise (no panic path).
+            let (Some(&prev), Some(&e)) = (t.prev.get(i), t.expiry.get(i)) else {
+                break;
+            };
+            self.s = prev;
+            let live = e > now;
             if self.sweep && !live {
                 return Some(i);
             } else if self.lru > 0 {
@@ -391,7 +398,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let s = match i {
             None if self.ready => self.tail,
             None => NIL,
-            Some(i) => self.prev[i],
+            // A slot is below `N`: the walk ends there otherwise (no panic path).
+            Some(i) => self.prev.get(i).copied().unwrap_or(NIL),
         };
         (s != NIL).then_some(s as usize)
     }
@@ -420,6 +428,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         hash::reduce(hash::hash32(&self.hasher, key), N as u32)
     }
 
+    /// The length and kind of slot `i`'s value. The length is clamped to `V` (it never
+    /// exceeds it): every `[..len]` of a value then compiles without a panic path.
     #[inline]
     fn value_meta(&self, i: usize) -> (usize, Kind) {
         let m = self.vmeta[i];
@@ -429,7 +439,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             2 => Kind::Int,
             _ => Kind::Item,
         };
-        (usize::from(m & LEN_MASK), kind)
+        (usize::from(m & LEN_MASK).min(V), kind)
     }
 
     #[inline]
@@ -451,9 +461,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// [`Table::locate_out`] with the slot compared with `N` where the caller sees it: the
     /// compare and branch of a bounds check, failing as a miss, so the slot's arrays are
     /// then indexed with no panic call at each use (36 bytes of the whole-API firmware probe
-    /// on Cortex-M4). Not used by `get`, `put`, `delete` and `incr`: there the branch moved
-    /// LLVM's block layout and cost up to an instruction a call on Cortex-M4 or M0
-    /// (`examples/firmware/cost.sh`).
+    /// on Cortex-M4). Not used by `get` and `put`: there the branch moved LLVM's block
+    /// layout and cost up to an instruction a call on Cortex-M4 or M0
+    /// (`examples/firmware/cost.sh`); `put` through it is 4 B smaller in the persistent
+    /// probe but 4 to 8 B larger in two memory probes.
     #[inline(always)]
     fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
         let (b, found) = self.locate_out(key);
@@ -700,6 +711,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some(read(&self.vals[i][..len], kind))
     }
 
+    /// Gives the entry of `key`, if held, expiry tick `expiry` (live or not), without
+    /// changing recency: a persistent backend's `touch`, once it has found the entry live.
+    pub(crate) fn set_expiry(&mut self, key: &[u8], expiry: u64) {
+        if let Some(i) = self.locate(key).1 {
+            self.expiry[i] = expiry;
+        }
+    }
+
     /// Reads an entry whether or not it has expired, without changing recency.
     pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
         let i = self.locate(key).1?;
@@ -921,7 +940,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         match found {
             Some(i) => {
                 let live = self.expiry[i] > now;
@@ -933,7 +952,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         let i = found.ok_or(Error::NotFound)?;
         if self.expiry[i] <= now {
             self.remove(b, i);
@@ -986,10 +1005,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         if let Some(j) = found {
             self.remove(bt, j);
         }
-        self.unlink_chain(bf, i);
-        self.unlink_lru(i);
-        self.len -= 1;
         let (len, kind) = self.value_meta(i);
+        // Slot `i` leaves its chain and the recency list through the one removal, then is
+        // taken back from the head of the free list, where the removal put it.
+        self.remove(bf, i);
+        self.free = self.chain[i];
         self.link(bt, i, to, len, kind, expiry);
         Ok(true)
     }

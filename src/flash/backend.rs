@@ -75,15 +75,15 @@ impl<
     /// was dropped).
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
-        let drop =
-            matches!(self.table.borrow().peek_any(key), Some((_, _, e)) if !expired || e <= now);
-        if !drop {
-            return Ok(false);
-        }
+        let live = match self.table.borrow().peek_any(key) {
+            Some((_, _, e)) if !expired || e <= now => e > now,
+            _ => return Ok(false),
+        };
         let Some(at) = self.room_at(key, Change::GONE) else {
             return Err(Error::Settle);
         };
-        let live = self.table.borrow_mut().delete(key, now).map_err(widen)?;
+        // Held above and unchanged since (`room_at` changes no entry): the table drops it.
+        let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
         Ok(live || expired)
     }
@@ -246,15 +246,10 @@ impl<
         let Some(at) = self.room_at(key, vlen) else {
             return Err(Error::Settle);
         };
-        let touched = self
-            .table
-            .borrow_mut()
-            .touch(key, expiry, now)
-            .map_err(widen)?;
-        if touched {
-            self.mark(key, at);
-        }
-        Ok(touched)
+        // Live above and unchanged since (`room_at` changes no entry).
+        self.table.borrow_mut().set_expiry(key, expiry);
+        self.mark(key, at);
+        Ok(true)
     }
 
     /// Deletes `key` at `now`: true when it was live.

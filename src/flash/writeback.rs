@@ -222,7 +222,10 @@ impl<
         let t: &Table<N, K, V, S> = (*table).borrow();
         let mut walk = VictimWalk::new(t, t.cull_plan(key), now);
         while let Some(i) = walk.next(t, now) {
-            loc[i] |= CULL_MARK;
+            // A slot is below `N` (no panic path).
+            if let Some(at) = loc.get_mut(i) {
+                *at |= CULL_MARK;
+            }
         }
     }
 
