@@ -309,7 +309,7 @@ impl<'a, E> SyncIo<'a, E> {
     #[inline(never)]
     pub fn write_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {
         self.flash
-            .nor_write(addr, &self.buf[..len])
+            .nor_write(addr, self.buf.get(..len).unwrap_or(&self.buf[..]))
             .map_err(FlashError::Flash)
     }
 
