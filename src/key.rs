@@ -626,7 +626,9 @@ impl Head {
 const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
-    loop {
+    // Ten digits and a sign at most: the `i > 0` tests never stop the writes, they only
+    // bound the index so that no bounds-check panic is linked.
+    while i > 0 {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
@@ -634,7 +636,7 @@ const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
             break;
         }
     }
-    if v < 0 {
+    if v < 0 && i > 0 {
         i -= 1;
         buf[i] = b'-';
     }
