@@ -516,15 +516,20 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             return;
         }
         let (p, n) = (self.prev[i], self.next[i]);
-        self.next[p as usize] = n;
+        // The links of a listed slot are slots: the `get_mut`s always hit (no panic path).
+        if let Some(next) = self.next.get_mut(p as usize) {
+            *next = n;
+        }
         if n == NIL {
             self.tail = p;
-        } else {
-            self.prev[n as usize] = p;
+        } else if let Some(prev) = self.prev.get_mut(n as usize) {
+            *prev = p;
         }
         self.prev[i] = NIL;
         self.next[i] = head;
-        self.prev[head as usize] = i as u16;
+        if let Some(prev) = self.prev.get_mut(head as usize) {
+            *prev = i as u16;
+        }
         self.head = i as u16;
     }
 
