@@ -482,15 +482,16 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     #[inline]
     fn unlink_lru(&mut self, i: usize) {
         let (p, n) = (self.prev[i], self.next[i]);
+        // The links of a listed slot are slots: the `get_mut`s always hit (no panic path).
         if p == NIL {
             self.head = n;
-        } else {
-            self.next[p as usize] = n;
+        } else if let Some(next) = self.next.get_mut(p as usize) {
+            *next = n;
         }
         if n == NIL {
             self.tail = p;
-        } else {
-            self.prev[n as usize] = p;
+        } else if let Some(prev) = self.prev.get_mut(n as usize) {
+            *prev = p;
         }
     }
 
@@ -500,8 +501,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.next[i] = self.head;
         if self.head == NIL {
             self.tail = i as u16;
-        } else {
-            self.prev[self.head as usize] = i as u16;
+        } else if let Some(prev) = self.prev.get_mut(self.head as usize) {
+            *prev = i as u16;
         }
         self.head = i as u16;
     }
