@@ -535,18 +535,23 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     }
 
     fn unlink_chain(&mut self, b: usize, i: usize) {
-        let mut s = self.buckets[b];
-        if s as usize == i {
-            self.buckets[b] = self.chain[i];
+        // `b` is a bucket and the chain's links are slots (`NIL` is past them), so every
+        // `get` hits until the chain's end: no panic path.
+        let after = self.chain.get(i).copied().unwrap_or(NIL);
+        let Some(head) = self.buckets.get_mut(b) else {
+            return;
+        };
+        if *head as usize == i {
+            *head = after;
             return;
         }
-        while s != NIL {
-            let next = self.chain[s as usize];
-            if next as usize == i {
-                self.chain[s as usize] = self.chain[i];
+        let mut s = *head as usize;
+        while let Some(next) = self.chain.get_mut(s) {
+            if *next as usize == i {
+                *next = after;
                 return;
             }
-            s = next;
+            s = *next as usize;
         }
     }
 
