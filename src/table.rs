@@ -406,6 +406,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// The made key, value, kind and expiry tick of the entry in slot `i` (held).
     pub(crate) fn slot(&self, i: usize) -> (&[u8], &[u8], Kind, u64) {
+        // A held slot is below `N`: the clamp is one compare where the indexes below would
+        // carry a panic path.
+        let i = i.min(N - 1);
         let (len, kind) = self.value_meta(i);
         let val = &self.vals[i];
         (
@@ -447,8 +450,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if !self.ready {
             return None;
         }
-        let mut s = self.buckets[b];
-        while s != NIL {
+        let mut s = self.buckets.get(b).copied().unwrap_or(NIL);
+        // A chain's links are slots and `NIL` (past them) ends it: comparing with `N`
+        // ends the walk at the same place and proves every index below (no panic path).
+        while (s as usize) < N {
             let i = s as usize;
             if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
                 return Some(i);
@@ -461,10 +466,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// [`Table::locate_out`] with the slot compared with `N` where the caller sees it: the
     /// compare and branch of a bounds check, failing as a miss, so the slot's arrays are
     /// then indexed with no panic call at each use (36 bytes of the whole-API firmware probe
-    /// on Cortex-M4). Not used by `get` and `put`: there the branch moved LLVM's block
-    /// layout and cost up to an instruction a call on Cortex-M4 or M0
-    /// (`examples/firmware/cost.sh`); `put` through it is 4 B smaller in the persistent
-    /// probe but 4 to 8 B larger in two memory probes.
+    /// on Cortex-M4). Not used by `get`: there the branch moved LLVM's block layout and
+    /// cost up to an instruction a call on Cortex-M4 or M0 (`examples/firmware/cost.sh`).
+    /// `put` uses it since the table has no panic path left: 8 B smaller in the persistent
+    /// probe and 48 B in the memory one.
     #[inline(always)]
     fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
         let (b, found) = self.locate_out(key);
@@ -566,13 +571,19 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// Removes the entry of slot `i` (compaction dropping an entry it cannot copy).
     pub(crate) fn remove_slot(&mut self, i: usize) {
+        // A held slot is below `N`: one compare where the key's read would carry a panic path.
+        if i >= N {
+            return;
+        }
         let b = self.bucket_of(self.slot_key(i));
         self.remove(b, i);
     }
 
     fn alloc(&mut self) -> Option<usize> {
-        if self.free != NIL {
-            let i = self.free as usize;
+        // The free list's links are slots and `NIL` (past them) ends it: comparing with `N`
+        // proves the indexes below and the caller's (no panic path).
+        let i = self.free as usize;
+        if i < N {
             self.free = self.chain[i];
             Some(i)
         } else if (self.fresh as usize) < N {
@@ -620,6 +631,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// of line: inserts and `rekey` share one copy.
     #[inline(never)]
     fn link(&mut self, b: usize, i: usize, key: &[u8], len: usize, kind: Kind, expiry: u64) {
+        // A slot and a bucket are below `N`: one compare each where every index below would
+        // carry a panic path.
+        if i >= N || b >= N {
+            return;
+        }
         words::copy(&mut self.keys.0[i], key);
         self.klen[i] = key.len() as u8;
         self.set_meta(i, len, kind, expiry);
@@ -808,7 +824,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             CullPlan::Tail => 1,
             CullPlan::Sweep { per } => {
                 let mut s = self.tail;
-                while s != NIL {
+                // The recency links are slots and `NIL` ends them (no panic path).
+                while (s as usize) < N {
                     let i = s as usize;
                     s = self.prev[i];
                     if self.expiry[i] <= now {
@@ -822,11 +839,10 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         };
         // The least recent entries go.
         for _ in 0..lru {
-            let t = self.tail;
-            if t == NIL {
+            let t = self.tail as usize;
+            if t >= N {
                 break;
             }
-            let t = t as usize;
             f(self.slot_key(t), self.expiry[t] > now);
             self.remove_slot(t);
         }
@@ -920,7 +936,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         now: u64,
         fill: impl FnOnce(&mut [u8]) -> Result<(usize, Kind), Error>,
     ) -> Result<bool, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         let Some(i) = found else {
             return self.insert(b, key, expiry, now, fill);
         };

@@ -280,7 +280,10 @@ impl<'a, E> SyncIo<'a, E> {
     /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`: a byte
     /// loop (the CRC is computed on the way, and no `memcpy` frame sits below the writer).
     pub fn stage(&mut self, at: usize, bytes: &[u8], crc: &mut Crc) {
-        for (d, &s) in self.buf[at..at + bytes.len()].iter_mut().zip(bytes) {
+        // The callers stage within the buffer: a range past it stages nothing (no panic
+        // path).
+        let dst = self.buf.get_mut(at..at + bytes.len()).unwrap_or(&mut []);
+        for (d, &s) in dst.iter_mut().zip(bytes) {
             *d = s;
             crc.push(s);
         }
