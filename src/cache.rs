@@ -61,6 +61,19 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         }
     }
 
+    /// [`Cache::new`] followed by [`Cache::resume_at`]`(ticks)`, built in one piece: the
+    /// persistent backends' `into_cache` moves a backend of a kilobyte or more, and built
+    /// this way it is moved once, straight into the caller's cache (a call on the new cache
+    /// before returning it had the whole cache copied once more).
+    #[inline(always)]
+    pub(crate) fn resumed(clock: C, backend: B, config: Config, ticks: u64) -> Self {
+        // `now()` with no offset yet.
+        let now = clock.now().min(NEVER - 1);
+        let mut cache = Self::new(clock, backend, config);
+        cache.offset = ticks.saturating_sub(now);
+        cache
+    }
+
     /// The cache time in ticks: the clock's time, moved forward by [`Cache::resume_at`].
     /// It stops one tick short of [`NEVER`], so a `Never` entry outlives any clock.
     #[inline]

@@ -116,9 +116,7 @@ macro_rules! front_accessors {
             config: $crate::config::Config,
         ) -> $crate::cache::Cache<C, Self, K> {
             let t = self.core.time;
-            let mut cache = $crate::cache::Cache::new(clock, self, config);
-            cache.resume_at(t);
-            cache
+            $crate::cache::Cache::resumed(clock, self, config, t)
         }
 
         /// The memory table (read-only: changes must go through the backend).
