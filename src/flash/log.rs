@@ -40,6 +40,15 @@ pub(crate) enum End {
     Damaged,
 }
 
+/// A log page's header ([`Log::page_seq`]): its sequence number, where its records start
+/// and its base time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PageHead {
+    pub seq: u32,
+    pub first: u32,
+    pub base: u64,
+}
+
 impl Pos {
     /// The first record of the oldest page.
     pub const START: Pos = Pos { li: 0, off: 0 };
@@ -69,6 +78,8 @@ pub(crate) struct Log<F> {
     /// Where the records of the last two pages looked up start, and their base times:
     /// (physical page, first record offset, base time).
     starts: [Option<(u32, u32, u64)>; 2],
+    /// The header [`Log::page_seq`] or [`Log::page_start`] last found.
+    pub hdr: PageHead,
     /// While true (the first replay at open), [`Log::next_rec`] checks how each page's
     /// records end, moves [`Log::trust_from`] past any damage and sets the head page's
     /// [`Log::head_off`] and [`Log::head_base`].
@@ -107,6 +118,11 @@ impl<F: Geometry> Log<F> {
             written_time: 0,
             // A constant, so it is cleared in one piece with the zeroed fields beside it.
             starts: const { [None; 2] },
+            hdr: PageHead {
+                seq: 0,
+                first: 0,
+                base: 0,
+            },
             check: false,
             checked: 0,
             trust_from: 0,
@@ -253,10 +269,11 @@ impl<F: Geometry> Log<F> {
         Ok(io.with_buf(|b| parse_part_a(&b[at..])))
     }
 
-    /// When page `p` belongs to a log: its sequence number, base time and the offset of
-    /// its first record. The header is checked in the request buffer; a valid erase count
-    /// in it raises [`Log::max_erase`] (so that mount's scan reads each header once).
-    pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
+    /// True when page `p` belongs to a log; its header (sequence number, base time and the
+    /// offset of its first record) is then in [`Log::hdr`]. The header is checked in the
+    /// request buffer; a valid erase count in it raises [`Log::max_erase`] (so that mount's
+    /// scan reads each header once).
+    pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
         // Both parts in one read, unless part A's padding is wider than 8 bytes: two then.
@@ -276,23 +293,31 @@ impl<F: Geometry> Log<F> {
             .with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
             .filter(|_| a_ok)
         else {
-            return Ok(None);
+            return Ok(false);
         };
-        let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;
-        Ok((first < Self::PAGE).then_some((seq, time, first)))
+        // Below the page's end: a page holds both header parts and a record
+        // ([`Log::GEOMETRY`]).
+        self.hdr = PageHead {
+            seq,
+            first: (a_len + align_up(len, F::WRITE_SIZE)) as u32,
+            base: time,
+        };
+        Ok(true)
     }
 
-    /// Where page `p`'s records start and its base time (`None` when not a log page).
-    pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64)>, F> {
+    /// True when page `p` is a log page; where its records start and its base time are
+    /// then in [`Log::hdr`].
+    pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         if let Some(&(_, first, base)) = self.known(p) {
-            return Ok(Some((first, base)));
+            (self.hdr.first, self.hdr.base) = (first, base);
+            return Ok(true);
         }
-        let Some((_, base, first)) = self.page_seq(io, p).await? else {
-            return Ok(None);
-        };
+        if !self.page_seq(io, p).await? {
+            return Ok(false);
+        }
         self.starts[1] = self.starts[0];
-        self.starts[0] = Some((p, first, base));
-        Ok(Some((first, base)))
+        self.starts[0] = Some((p, self.hdr.first, self.hdr.base));
+        Ok(true)
     }
 
     /// Reads page `p`'s header into what is known of page starts unless it is known
@@ -751,7 +776,8 @@ impl<F: Geometry> Log<F> {
                 return Ok(None);
             }
             let p = self.phys(pos.li);
-            if let Some((first, base)) = self.page_start(io, p).await? {
+            if self.page_start(io, p).await? {
+                let (first, base) = (self.hdr.first, self.hdr.base);
                 let off = pos.off.max(first);
                 r.time = base;
                 if self.read_record_into(io, p, off, r).await? {

@@ -312,10 +312,8 @@ impl<
         let mut head: Option<(u32, u32, u64)> = None;
         // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if let Some((s, t, _)) = log.page_seq(io, p).await? {
-                if head.is_none_or(|(_, hs, _)| s > hs) {
-                    head = Some((p, s, t));
-                }
+            if log.page_seq(io, p).await? && head.is_none_or(|(_, hs, _)| log.hdr.seq > hs) {
+                head = Some((p, log.hdr.seq, log.hdr.base));
             }
         }
         if let Some((hp, hs, ht)) = head {
@@ -324,14 +322,12 @@ impl<
                 // The page before the tail joins the log when its sequence is one below the
                 // tail's.
                 let prev = log.phys(log.pages - 1);
-                match log.page_seq(io, prev).await? {
-                    Some((s, t, _)) if s.wrapping_add(log.used) == hs => {
-                        log.tail = prev;
-                        log.used += 1;
-                        self.time = self.time.max(t);
-                    }
-                    _ => break,
+                if !log.page_seq(io, prev).await? || log.hdr.seq.wrapping_add(log.used) != hs {
+                    break;
                 }
+                log.tail = prev;
+                log.used += 1;
+                self.time = self.time.max(log.hdr.base);
             }
             if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
@@ -414,10 +410,10 @@ impl<
         let mut lost_head = false;
         for li in log.used..log.pages {
             let p = log.phys(li);
-            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
-            if seq.is_some() || log.holds_records(io, p).await? {
+            let valid = log.page_seq(io, p).await?;
+            let newer = valid && log.hdr.seq >= tail_seq;
+            if valid || log.holds_records(io, p).await? {
                 strays = true;
-                let newer = seq.is_some_and(|s| s >= tail_seq);
                 lost_head |= log.used > 0 && (li == log.used || newer);
                 if erase {
                     log.erase_page(io, p, None).await?;
