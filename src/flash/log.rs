@@ -655,9 +655,8 @@ impl<F: Geometry> Log<F> {
             h[bit / 8] ^= flip;
             if RecHead::parse_into(&h[..n], base, r).is_ok() {
                 let end = r.body_end() + REC_CRC as u32;
-                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(Self::PAGE - off);
-                if fits
-                    && written <= end
+                // The record must fit the page: [`Log::check_record`] checks it.
+                if written <= end
                     && written + REC_CRC as u32 > end
                     && self.crc_ok(io, p, off, &h, r).await?
                 {
@@ -670,7 +669,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
-    /// in place of those on flash, has a matching CRC.
+    /// in place of those on flash, fits the page and has a matching CRC: the header is
+    /// staged in the request buffer and checked there as a record read is.
     #[cold]
     #[inline(always)]
     async fn crc_ok(
@@ -682,11 +682,14 @@ impl<F: Geometry> Log<F> {
         r: &RecHead,
     ) -> Res<bool, F> {
         let hl = usize::from(r.hlen);
-        let mut crc = Crc::new();
         // `head` holds the decoded header whole (no panic path).
-        crc.update(head.get(..hl).unwrap_or(head));
+        io.stage_with(|b| {
+            if let (Some(d), Some(h)) = (b.get_mut(..hl), head.get(..hl)) {
+                crate::words::copy(d, h);
+            }
+        });
         let addr = self.page_addr(p) + off;
-        self.crc_matches(io, addr, hl, r.body_end(), crc, [0; REC_CRC], 0)
+        self.check_record(io, addr, r, (Self::PAGE - off) as usize, 0, hl)
             .await
     }
 
