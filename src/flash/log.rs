@@ -80,12 +80,11 @@ pub(crate) struct Log<F> {
     starts: [Option<(u32, u32, u64)>; 2],
     /// The header [`Log::page_seq`] or [`Log::page_start`] last found.
     pub hdr: PageHead,
-    /// While true (the first replay at open), [`Log::next_rec`] checks how each page's
-    /// records end, moves [`Log::trust_from`] past any damage and sets the head page's
+    /// Log pages whose end has been checked: while the first replay at open reads the log
+    /// ([`Log::CHECKED`] after it), [`Log::next_rec`] checks how each further page's records
+    /// end, moves [`Log::trust_from`] past any damage and sets the head page's
     /// [`Log::head_off`] and [`Log::head_base`].
-    pub check: bool,
-    /// Log pages whose end has been checked.
-    checked: u32,
+    pub checked: u32,
     /// First log page trusted to hold the latest record of every key it is read up to:
     /// damage was found in the page before it (or a gap just before it). Records before it
     /// are never restored nor copied by compaction; 0 when nothing is known damaged.
@@ -123,7 +122,6 @@ impl<F: Geometry> Log<F> {
                 first: 0,
                 base: 0,
             },
-            check: false,
             checked: 0,
             trust_from: 0,
             geometry: core::marker::PhantomData,
@@ -786,7 +784,7 @@ impl<F: Geometry> Log<F> {
                 if self.read_record_into(io, p, off, r).await? {
                     return Ok(Some(Pos { li: pos.li, off }));
                 }
-                if self.check && pos.li >= self.checked {
+                if pos.li >= self.checked {
                     self.checked = pos.li + 1;
                     let end = self.page_end(io, p, off, base, r).await?;
                     if end == End::Damaged {
@@ -806,6 +804,9 @@ impl<F: Geometry> Log<F> {
             };
         }
     }
+
+    /// [`Log::checked`] once open's checks are done: no page is checked again.
+    pub const CHECKED: u32 = u32::MAX;
 
     /// Upper bound on the records the log can hold (bounds every scan).
     pub fn max_records(&self) -> u32 {

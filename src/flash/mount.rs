@@ -358,9 +358,8 @@ impl<
         // record goes); then, when damage was found, replay again from the first page after
         // it: whatever came before may have been overwritten in the unreadable part (by a
         // record or a tombstone of any key).
-        self.log.check = true;
         self.replay(io, Pos::START).await?;
-        self.log.check = false;
+        self.log.checked = Log::<F>::CHECKED;
         let trust = self.log.trust_from;
         if trust > 0 {
             let _ = self.table.borrow_mut().clear();
@@ -388,7 +387,7 @@ impl<
             let addr = log.page_addr(p);
             // Blank from part A's end when part A is valid, else from the page's start.
             let has_a = log.erase_count(io, p).await?.is_some();
-            let from = if has_a { Log::<F>::a_len() } else { 0 };
+            let from = Log::<F>::a_len() * u32::from(has_a);
             if !log.is_blank(io, addr + from, page_size - from).await? {
                 break;
             }
@@ -489,7 +488,7 @@ impl<
         log.ready = log.pages;
         log.head_off = log.page_size;
         log.trust_from = 0;
-        log.check = false;
+        log.checked = Log::<F>::CHECKED;
         Ok(())
     }
 }
