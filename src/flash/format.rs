@@ -276,6 +276,10 @@ impl Crc {
     }
 }
 
+/// What [`Crc`] finishes with over any bytes followed by their CRC-32C (little-endian):
+/// a record checks out when its CRC run over its stored CRC too ends here.
+pub(crate) const CRC_RESIDUE: u32 = 0x4867_4BC7;
+
 /// CRC-32C of one slice.
 pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
     let mut c = Crc::new();
@@ -782,6 +786,20 @@ mod tests {
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn bytes_and_their_crc_end_in_the_residue() {
+        for data in [&b""[..], b"123456789", &[0xff; 70], &[0; 5]] {
+            let mut c = Crc::new();
+            c.update(data);
+            c.update(&crc32c(data).to_le_bytes());
+            assert_eq!(c.finish(), CRC_RESIDUE);
+            let mut c = Crc::new();
+            c.update(data);
+            c.update(&(crc32c(data) ^ 1).to_le_bytes());
+            assert_ne!(c.finish(), CRC_RESIDUE);
+        }
     }
 
     #[test]

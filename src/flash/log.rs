@@ -10,7 +10,7 @@ use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
     align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_into, Crc, Rec, RecHead,
-    Unread, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
@@ -501,8 +501,12 @@ impl<F: Geometry> Log<F> {
 
     /// True when the record at `addr` with header `r` fits the `room` bytes left in its
     /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
-    /// `skip` on. Out of line: [`Log::read_record_into`] keeps a small frame above the header's
-    /// decoding, and the CRC's work is a sibling of it.
+    /// `skip` on (as read, or with a header of the caller's in place), the rest is read
+    /// through it. The CRC runs over the stored CRC too: a record checks out when that
+    /// ends in CRC-32C's residue ([`CRC_RESIDUE`]), so the stored bytes are never taken
+    /// apart. The one CRC check of every record read, at open, in compaction and in
+    /// damage checks. Out of line: [`Log::read_record_into`] keeps a small frame above the
+    /// header's decoding, and the CRC's work is a sibling of it.
     #[inline(never)]
     async fn check_record(
         &mut self,
@@ -516,21 +520,24 @@ impl<F: Geometry> Log<F> {
         if r.size(F::WRITE_SIZE) > room {
             return Ok(false);
         }
-        let e = r.body_end() as usize;
-        let have = hn.min(e);
+        let end = r.body_end() as usize + REC_CRC;
+        let have = hn.min(end);
         let mut crc = Crc::new();
-        // The stored CRC may start inside what was read already.
-        let mut stored = [0u8; REC_CRC];
-        let got = hn.saturating_sub(e).min(REC_CRC);
-        io.with_buf(|b| {
-            crc.update(&b[skip..skip + have]);
-            // Within the buffer: `hn` bytes were read there (taken with no panic path).
-            if let Some(at) = b.get(skip + e..skip + e + got) {
-                crate::words::copy(&mut stored[..got], at);
-            }
-        });
-        self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)
-            .await
+        // Within the buffer: `hn` bytes were read there (taken with no panic path).
+        io.with_buf(|b| crc.update(b.get(skip..skip + have).unwrap_or_default()));
+        let rs = F::READ_SIZE as u32;
+        let mut at = addr + have as u32;
+        let to = addr + end as u32;
+        while at < to {
+            let start = at - at % rs;
+            let skip = (at - start) as usize;
+            let len = align_up((to - start) as usize, rs as usize).min(SCRATCH);
+            let n = (len - skip).min((to - at) as usize);
+            io.read(start, len).await?;
+            io.with_buf(|b| crc.update(&b[skip..skip + n]));
+            at += n as u32;
+        }
+        Ok(crc.finish() == CRC_RESIDUE)
     }
 
     /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
@@ -549,40 +556,6 @@ impl<F: Geometry> Log<F> {
         let n = room.min(REC_HEAD_MAX);
         self.read(io, addr, &mut h[..n]).await?;
         Ok(RecHead::parse_into(&h[..n], base, r).is_ok())
-    }
-
-    /// True when the CRC stored after the first `end` bytes of the record at `addr`
-    /// matches them. `crc` covers the record's first `have` bytes (as read, or with a
-    /// header of the caller's in place); the rest is read through the request buffer.
-    /// `stored` holds the stored CRC's first `got` bytes. The one CRC check of every record
-    /// read, at open, in compaction and in damage checks.
-    #[allow(clippy::too_many_arguments)]
-    async fn crc_matches(
-        &mut self,
-        io: &IoOf<F>,
-        addr: u32,
-        have: usize,
-        end: u32,
-        mut crc: Crc,
-        mut stored: [u8; REC_CRC],
-        got: usize,
-    ) -> Res<bool, F> {
-        let rs = F::READ_SIZE as u32;
-        let mut at = addr + have as u32;
-        let to = addr + end;
-        while at < to {
-            let start = at - at % rs;
-            let skip = (at - start) as usize;
-            let len = align_up((to - start) as usize, rs as usize).min(SCRATCH);
-            let n = (len - skip).min((to - at) as usize);
-            io.read(start, len).await?;
-            io.with_buf(|b| crc.update(&b[skip..skip + n]));
-            at += n as u32;
-        }
-        if got < REC_CRC {
-            self.read(io, to + got as u32, &mut stored[got..]).await?;
-        }
-        Ok(crc.finish() == u32::from_le_bytes(stored))
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank

@@ -438,16 +438,18 @@ impl<
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
                     let addr = self.log.addr(at);
-                    let fits = self.log.read_at(io, addr, &r, key, &mut val).await?;
-                    // When `fits`, key and value fit their buffers (taken with no panic path).
+                    // Key and value are read when they fit their buffers (taken with no
+                    // panic path below).
+                    self.log.read_at(io, addr, &r, key, &mut val).await?;
                     let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
                     let slot = match (k, v) {
-                        (Some(k), Some(v)) if fits && ty == T_PUT => Kind::from_u8(r.kind())
-                            .and_then(|kind| {
+                        (Some(k), Some(v)) if ty == T_PUT => {
+                            Kind::from_u8(r.kind()).and_then(|kind| {
                                 self.table
                                     .borrow_mut()
                                     .restore(k, v, kind, r.expiry, self.time)
-                            }),
+                            })
+                        }
                         _ => None,
                     };
                     match (slot, k) {
