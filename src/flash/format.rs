@@ -345,7 +345,9 @@ pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
 pub(crate) fn parse_part_a(a: &[u8]) -> Option<u32> {
     let a = a.first_chunk::<PART_A>()?;
     let crc = u16::from_le_bytes([a[6], a[7]]);
-    if a[0] != MAGIC || a[1] != FORMAT_VERSION || crc32c(&a[..6]) as u16 != crc {
+    // Magic and version compared as one half-word.
+    let id = u16::from_le_bytes([a[0], a[1]]);
+    if id != u16::from_le_bytes([MAGIC, FORMAT_VERSION]) || crc32c(&a[..6]) as u16 != crc {
         return None;
     }
     Some(u32::from_le_bytes([a[2], a[3], a[4], a[5]]))
@@ -403,26 +405,31 @@ fn part_b_crc(fields: &[u8]) -> u32 {
 /// record and page headers.
 #[inline(never)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
-    let mut v = 0u64;
-    for i in 0..max.min(VARINT_MAX) {
-        // Every byte read so far asks for one more.
-        let Some(&b) = h.get(n + i) else {
+    // Its length first: every byte but the last asks for one more.
+    let mut len = 0;
+    let last = loop {
+        let Some(&b) = h.get(n + len) else {
             return Err(Unread::Short);
         };
-        let bits = u64::from(b & 0x7f);
-        if i == 9 && bits > 1 {
+        len += 1;
+        if b & 0x80 == 0 {
+            break b;
+        }
+        if len >= max.min(VARINT_MAX) {
             return Err(Unread::Invalid);
         }
-        v |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            // A non-minimal encoding (a trailing zero group) is refused.
-            if i > 0 && b == 0 {
-                return Err(Unread::Invalid);
-            }
-            return Ok((v, i + 1));
-        }
+    };
+    // A tenth byte holds the top bit of a `u64` only; a non-minimal encoding (a trailing
+    // zero group) is refused.
+    if (len == VARINT_MAX && last > 1) || (len > 1 && last == 0) {
+        return Err(Unread::Invalid);
     }
-    Err(Unread::Invalid)
+    // Then its value, high group first: shifts by a constant.
+    let mut v = 0u64;
+    for &b in h.get(n..n + len).unwrap_or_default().iter().rev() {
+        v = v << 7 | u64::from(b & 0x7f);
+    }
+    Ok((v, len))
 }
 
 /// Why a record header does not decode.
