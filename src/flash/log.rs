@@ -319,9 +319,9 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads page `p`'s header into what is known of page starts unless it is known
-    /// already ([`Log::page_start`] without its answer: out of line, so the answer takes
-    /// no room in the caller's frame; [`Log::known_base`] gives it).
-    #[blocking(inline(never))]
+    /// already ([`Log::page_start`] without its answer, which fits a register;
+    /// [`Log::known_base`] gives it).
+    #[blocking(inline(always))]
     pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
         self.page_start(io, p).await?;
         Ok(())
