@@ -261,7 +261,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The page's erase count (part A), if readable.
-    #[blocking(inline(never))]
+    #[blocking(inline(always))]
     pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
         let at = self.window(io, self.page_addr(p), PART_A).await?;
         Ok(io.with_buf(|b| parse_part_a(&b[at..])))
