@@ -680,8 +680,10 @@ impl RecHead {
         if ty <= T_TOMB {
             let (k, l) = varint(n, 2)?;
             n += l;
+            // Two bytes hold 14 bits: exact in a `usize`.
+            let k = k as usize;
             r.pfx = k & 1 != 0;
-            let full = (k >> 1) as usize + PREFIX.len() * usize::from(r.pfx);
+            let full = (k >> 1) + PREFIX.len() * usize::from(r.pfx);
             if full == 0 || full > 255 {
                 return Err(Unread::Invalid);
             }
