@@ -405,10 +405,11 @@ fn part_b_crc(fields: &[u8]) -> u32 {
 /// record and page headers.
 #[inline(never)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
+    let h = h.get(n..).unwrap_or_default();
     // Its length first: every byte but the last asks for one more.
     let mut len = 0;
     let last = loop {
-        let Some(&b) = h.get(n + len) else {
+        let Some(&b) = h.get(len) else {
             return Err(Unread::Short);
         };
         len += 1;
@@ -426,7 +427,7 @@ fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
     }
     // Then its value, high group first: shifts by a constant.
     let mut v = 0u64;
-    for &b in h.get(n..n + len).unwrap_or_default().iter().rev() {
+    for &b in h.get(..len).unwrap_or_default().iter().rev() {
         v = v << 7 | u64::from(b & 0x7f);
     }
     Ok((v, len))
