@@ -474,7 +474,8 @@ impl<F: Geometry> Log<F> {
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let base = r.time;
-        let room = Self::PAGE.saturating_sub(off) as usize;
+        // `off` is at most the page's end: a record ends inside its page.
+        let room = (Self::PAGE - off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
         }
