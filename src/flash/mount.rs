@@ -381,8 +381,8 @@ impl<
         }
         // Free pages after the head that can join the log without an erase: a valid
         // part A and nothing else, or fully blank (part A is written now).
-        log.ready = 0;
-        for li in log.used..log.pages {
+        let mut li = log.used;
+        while li < log.pages {
             let p = log.phys(li);
             let addr = log.page_addr(p);
             // Blank from part A's end when part A is valid, else from the page's start.
@@ -395,8 +395,9 @@ impl<
                 let count = log.max_erase;
                 log.write_part_a(io, p, count).await?;
             }
-            log.ready += 1;
+            li += 1;
         }
+        log.ready = li - log.used;
         Ok(())
     }
 
