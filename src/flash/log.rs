@@ -737,8 +737,9 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
-    /// the next log page when a page's records end (checked there while [`Log::check`]);
-    /// `None` at the end of the log. The position returned has a real offset.
+    /// the next log page when a page's records end (checked there while open reads the
+    /// log, [`Log::checked`]); `None` at the end of the log. The position returned has a
+    /// real offset.
     pub async fn next_rec(
         &mut self,
         io: &IoOf<F>,
