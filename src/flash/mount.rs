@@ -309,15 +309,17 @@ impl<
         // Find the head (highest sequence), then walk back while sequences go down one by
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
-        let mut head: Option<(u32, u32, u64)> = None;
+        // The head found so far is kept as a log of one page (`tail`, `seq`, `used` 1; the
+        // log starts empty), its base time in `ht`.
+        let mut ht = 0;
         // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if log.page_seq(io, p).await? && head.is_none_or(|(_, hs, _)| log.hdr.seq > hs) {
-                head = Some((p, log.hdr.seq, log.hdr.base));
+            if log.page_seq(io, p).await? && (log.used == 0 || log.hdr.seq > log.seq) {
+                (log.tail, log.used, log.seq, ht) = (p, 1, log.hdr.seq, log.hdr.base);
             }
         }
-        if let Some((hp, hs, ht)) = head {
-            (log.tail, log.used, log.seq) = (hp, 1, hs);
+        if log.used > 0 {
+            let (hp, hs) = (log.tail, log.seq);
             while log.used < log.pages {
                 // The page before the tail joins the log when its sequence is one below the
                 // tail's.
