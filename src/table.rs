@@ -869,7 +869,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         }
         // Below the limit now: the insert does not cull.
         self.put_bytes(key, expiry, now, bytes, kind).ok()?;
-        self.locate(key).1
+        // A put leaves its entry the most recent: no second lookup.
+        Some(usize::from(self.head)).filter(|&i| i < N)
     }
 
     /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the

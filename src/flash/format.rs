@@ -276,6 +276,10 @@ impl Crc {
     }
 }
 
+/// What [`Crc`] finishes with over any bytes followed by their CRC-32C (little-endian):
+/// a record checks out when its CRC run over its stored CRC too ends here.
+pub(crate) const CRC_RESIDUE: u32 = 0x4867_4BC7;
+
 /// CRC-32C of one slice.
 pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
     let mut c = Crc::new();
@@ -341,7 +345,9 @@ pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
 pub(crate) fn parse_part_a(a: &[u8]) -> Option<u32> {
     let a = a.first_chunk::<PART_A>()?;
     let crc = u16::from_le_bytes([a[6], a[7]]);
-    if a[0] != MAGIC || a[1] != FORMAT_VERSION || crc32c(&a[..6]) as u16 != crc {
+    // Magic and version compared as one half-word.
+    let id = u16::from_le_bytes([a[0], a[1]]);
+    if id != u16::from_le_bytes([MAGIC, FORMAT_VERSION]) || crc32c(&a[..6]) as u16 != crc {
         return None;
     }
     Some(u32::from_le_bytes([a[2], a[3], a[4], a[5]]))
@@ -399,26 +405,32 @@ fn part_b_crc(fields: &[u8]) -> u32 {
 /// record and page headers.
 #[inline(never)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
-    let mut v = 0u64;
-    for i in 0..max.min(VARINT_MAX) {
-        // Every byte read so far asks for one more.
-        let Some(&b) = h.get(n + i) else {
+    let h = h.get(n..).unwrap_or_default();
+    // Its length first: every byte but the last asks for one more.
+    let mut len = 0;
+    let last = loop {
+        let Some(&b) = h.get(len) else {
             return Err(Unread::Short);
         };
-        let bits = u64::from(b & 0x7f);
-        if i == 9 && bits > 1 {
+        len += 1;
+        if b & 0x80 == 0 {
+            break b;
+        }
+        if len >= max.min(VARINT_MAX) {
             return Err(Unread::Invalid);
         }
-        v |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            // A non-minimal encoding (a trailing zero group) is refused.
-            if i > 0 && b == 0 {
-                return Err(Unread::Invalid);
-            }
-            return Ok((v, i + 1));
-        }
+    };
+    // A tenth byte holds the top bit of a `u64` only; a non-minimal encoding (a trailing
+    // zero group) is refused.
+    if (len == VARINT_MAX && last > 1) || (len > 1 && last == 0) {
+        return Err(Unread::Invalid);
     }
-    Err(Unread::Invalid)
+    // Then its value, high group first: shifts by a constant.
+    let mut v = 0u64;
+    for &b in h.get(..len).unwrap_or_default().iter().rev() {
+        v = v << 7 | u64::from(b & 0x7f);
+    }
+    Ok((v, len))
 }
 
 /// Why a record header does not decode.
@@ -669,8 +681,10 @@ impl RecHead {
         if ty <= T_TOMB {
             let (k, l) = varint(n, 2)?;
             n += l;
+            // Two bytes hold 14 bits: exact in a `usize`.
+            let k = k as usize;
             r.pfx = k & 1 != 0;
-            let full = (k >> 1) as usize + PREFIX.len() * usize::from(r.pfx);
+            let full = (k >> 1) + PREFIX.len() * usize::from(r.pfx);
             if full == 0 || full > 255 {
                 return Err(Unread::Invalid);
             }
@@ -782,6 +796,20 @@ mod tests {
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn bytes_and_their_crc_end_in_the_residue() {
+        for data in [&b""[..], b"123456789", &[0xff; 70], &[0; 5]] {
+            let mut c = Crc::new();
+            c.update(data);
+            c.update(&crc32c(data).to_le_bytes());
+            assert_eq!(c.finish(), CRC_RESIDUE);
+            let mut c = Crc::new();
+            c.update(data);
+            c.update(&(crc32c(data) ^ 1).to_le_bytes());
+            assert_ne!(c.finish(), CRC_RESIDUE);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
     align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_into, Crc, Rec, RecHead,
-    Unread, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
 
@@ -38,6 +38,15 @@ pub(crate) enum End {
     Torn,
     /// In damage: the rest of the page is unreadable.
     Damaged,
+}
+
+/// A log page's header ([`Log::page_seq`]): its sequence number, where its records start
+/// and its base time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PageHead {
+    pub seq: u32,
+    pub first: u32,
+    pub base: u64,
 }
 
 impl Pos {
@@ -69,12 +78,13 @@ pub(crate) struct Log<F> {
     /// Where the records of the last two pages looked up start, and their base times:
     /// (physical page, first record offset, base time).
     starts: [Option<(u32, u32, u64)>; 2],
-    /// While true (the first replay at open), [`Log::next_rec`] checks how each page's
-    /// records end, moves [`Log::trust_from`] past any damage and sets the head page's
+    /// The header [`Log::page_seq`] or [`Log::page_start`] last found.
+    pub hdr: PageHead,
+    /// Log pages whose end has been checked: while the first replay at open reads the log
+    /// ([`Log::CHECKED`] after it), [`Log::next_rec`] checks how each further page's records
+    /// end, moves [`Log::trust_from`] past any damage and sets the head page's
     /// [`Log::head_off`] and [`Log::head_base`].
-    pub check: bool,
-    /// Log pages whose end has been checked.
-    checked: u32,
+    pub checked: u32,
     /// First log page trusted to hold the latest record of every key it is read up to:
     /// damage was found in the page before it (or a gap just before it). Records before it
     /// are never restored nor copied by compaction; 0 when nothing is known damaged.
@@ -107,7 +117,11 @@ impl<F: Geometry> Log<F> {
             written_time: 0,
             // A constant, so it is cleared in one piece with the zeroed fields beside it.
             starts: const { [None; 2] },
-            check: false,
+            hdr: PageHead {
+                seq: 0,
+                first: 0,
+                base: 0,
+            },
             checked: 0,
             trust_from: 0,
             geometry: core::marker::PhantomData,
@@ -247,16 +261,17 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The page's erase count (part A), if readable.
-    #[blocking(inline(never))]
+    #[blocking(inline(always))]
     pub async fn erase_count(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<u32>, F> {
         let at = self.window(io, self.page_addr(p), PART_A).await?;
         Ok(io.with_buf(|b| parse_part_a(&b[at..])))
     }
 
-    /// When page `p` belongs to a log: its sequence number, base time and the offset of
-    /// its first record. The header is checked in the request buffer; a valid erase count
-    /// in it raises [`Log::max_erase`] (so that mount's scan reads each header once).
-    pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64, u32)>, F> {
+    /// True when page `p` belongs to a log; its header (sequence number, base time and the
+    /// offset of its first record) is then in [`Log::hdr`]. The header is checked in the
+    /// request buffer; a valid erase count in it raises [`Log::max_erase`] (so that mount's
+    /// scan reads each header once).
+    pub async fn page_seq(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         let a_len = Self::a_len() as usize;
         let addr = self.page_addr(p);
         // Both parts in one read, unless part A's padding is wider than 8 bytes: two then.
@@ -276,29 +291,37 @@ impl<F: Geometry> Log<F> {
             .with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
             .filter(|_| a_ok)
         else {
-            return Ok(None);
+            return Ok(false);
         };
-        let first = (a_len + align_up(len, F::WRITE_SIZE)) as u32;
-        Ok((first < Self::PAGE).then_some((seq, time, first)))
+        // Below the page's end: a page holds both header parts and a record
+        // ([`Log::GEOMETRY`]).
+        self.hdr = PageHead {
+            seq,
+            first: (a_len + align_up(len, F::WRITE_SIZE)) as u32,
+            base: time,
+        };
+        Ok(true)
     }
 
-    /// Where page `p`'s records start and its base time (`None` when not a log page).
-    pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<Option<(u32, u64)>, F> {
+    /// True when page `p` is a log page; where its records start and its base time are
+    /// then in [`Log::hdr`].
+    pub async fn page_start(&mut self, io: &IoOf<F>, p: u32) -> Res<bool, F> {
         if let Some(&(_, first, base)) = self.known(p) {
-            return Ok(Some((first, base)));
+            (self.hdr.first, self.hdr.base) = (first, base);
+            return Ok(true);
         }
-        let Some((_, base, first)) = self.page_seq(io, p).await? else {
-            return Ok(None);
-        };
+        if !self.page_seq(io, p).await? {
+            return Ok(false);
+        }
         self.starts[1] = self.starts[0];
-        self.starts[0] = Some((p, first, base));
-        Ok(Some((first, base)))
+        self.starts[0] = Some((p, self.hdr.first, self.hdr.base));
+        Ok(true)
     }
 
     /// Reads page `p`'s header into what is known of page starts unless it is known
-    /// already ([`Log::page_start`] without its answer: out of line, so the answer takes
-    /// no room in the caller's frame; [`Log::known_base`] gives it).
-    #[blocking(inline(never))]
+    /// already ([`Log::page_start`] without its answer, which fits a register;
+    /// [`Log::known_base`] gives it).
+    #[blocking(inline(always))]
     pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
         self.page_start(io, p).await?;
         Ok(())
@@ -451,7 +474,8 @@ impl<F: Geometry> Log<F> {
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let base = r.time;
-        let room = Self::PAGE.saturating_sub(off) as usize;
+        // `off` is at most the page's end: a record ends inside its page.
+        let room = (Self::PAGE - off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
         }
@@ -478,8 +502,12 @@ impl<F: Geometry> Log<F> {
 
     /// True when the record at `addr` with header `r` fits the `room` bytes left in its
     /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
-    /// `skip` on. Out of line: [`Log::read_record_into`] keeps a small frame above the header's
-    /// decoding, and the CRC's work is a sibling of it.
+    /// `skip` on (as read, or with a header of the caller's in place), the rest is read
+    /// through it. The CRC runs over the stored CRC too: a record checks out when that
+    /// ends in CRC-32C's residue ([`CRC_RESIDUE`]), so the stored bytes are never taken
+    /// apart. The one CRC check of every record read, at open, in compaction and in
+    /// damage checks. Out of line: [`Log::read_record_into`] keeps a small frame above the
+    /// header's decoding, and the CRC's work is a sibling of it.
     #[inline(never)]
     async fn check_record(
         &mut self,
@@ -493,21 +521,24 @@ impl<F: Geometry> Log<F> {
         if r.size(F::WRITE_SIZE) > room {
             return Ok(false);
         }
-        let e = r.body_end() as usize;
-        let have = hn.min(e);
+        let end = r.body_end() as usize + REC_CRC;
+        let have = hn.min(end);
         let mut crc = Crc::new();
-        // The stored CRC may start inside what was read already.
-        let mut stored = [0u8; REC_CRC];
-        let got = hn.saturating_sub(e).min(REC_CRC);
-        io.with_buf(|b| {
-            crc.update(&b[skip..skip + have]);
-            // Within the buffer: `hn` bytes were read there (taken with no panic path).
-            if let Some(at) = b.get(skip + e..skip + e + got) {
-                crate::words::copy(&mut stored[..got], at);
-            }
-        });
-        self.crc_matches(io, addr, have, r.body_end(), crc, stored, got)
-            .await
+        // Within the buffer: `hn` bytes were read there (taken with no panic path).
+        io.with_buf(|b| crc.update(b.get(skip..skip + have).unwrap_or_default()));
+        let rs = F::READ_SIZE as u32;
+        let mut at = addr + have as u32;
+        let to = addr + end as u32;
+        while at < to {
+            let start = at - at % rs;
+            let skip = (at - start) as usize;
+            let len = align_up((to - start) as usize, rs as usize).min(SCRATCH);
+            let n = (len - skip).min((to - at) as usize);
+            io.read(start, len).await?;
+            io.with_buf(|b| crc.update(&b[skip..skip + n]));
+            at += n as u32;
+        }
+        Ok(crc.finish() == CRC_RESIDUE)
     }
 
     /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
@@ -526,40 +557,6 @@ impl<F: Geometry> Log<F> {
         let n = room.min(REC_HEAD_MAX);
         self.read(io, addr, &mut h[..n]).await?;
         Ok(RecHead::parse_into(&h[..n], base, r).is_ok())
-    }
-
-    /// True when the CRC stored after the first `end` bytes of the record at `addr`
-    /// matches them. `crc` covers the record's first `have` bytes (as read, or with a
-    /// header of the caller's in place); the rest is read through the request buffer.
-    /// `stored` holds the stored CRC's first `got` bytes. The one CRC check of every record
-    /// read, at open, in compaction and in damage checks.
-    #[allow(clippy::too_many_arguments)]
-    async fn crc_matches(
-        &mut self,
-        io: &IoOf<F>,
-        addr: u32,
-        have: usize,
-        end: u32,
-        mut crc: Crc,
-        mut stored: [u8; REC_CRC],
-        got: usize,
-    ) -> Res<bool, F> {
-        let rs = F::READ_SIZE as u32;
-        let mut at = addr + have as u32;
-        let to = addr + end;
-        while at < to {
-            let start = at - at % rs;
-            let skip = (at - start) as usize;
-            let len = align_up((to - start) as usize, rs as usize).min(SCRATCH);
-            let n = (len - skip).min((to - at) as usize);
-            io.read(start, len).await?;
-            io.with_buf(|b| crc.update(&b[skip..skip + n]));
-            at += n as u32;
-        }
-        if got < REC_CRC {
-            self.read(io, to + got as u32, &mut stored[got..]).await?;
-        }
-        Ok(crc.finish() == u32::from_le_bytes(stored))
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
@@ -630,9 +627,8 @@ impl<F: Geometry> Log<F> {
             h[bit / 8] ^= flip;
             if RecHead::parse_into(&h[..n], base, r).is_ok() {
                 let end = r.body_end() + REC_CRC as u32;
-                let fits = r.size(F::WRITE_SIZE) as u64 <= u64::from(Self::PAGE - off);
-                if fits
-                    && written <= end
+                // The record must fit the page: [`Log::check_record`] checks it.
+                if written <= end
                     && written + REC_CRC as u32 > end
                     && self.crc_ok(io, p, off, &h, r).await?
                 {
@@ -645,7 +641,8 @@ impl<F: Geometry> Log<F> {
     }
 
     /// True when the record at `off` of page `p`, with header bytes `head` (decoded as `r`)
-    /// in place of those on flash, has a matching CRC.
+    /// in place of those on flash, fits the page and has a matching CRC: the header is
+    /// staged in the request buffer and checked there as a record read is.
     #[cold]
     #[inline(always)]
     async fn crc_ok(
@@ -657,11 +654,14 @@ impl<F: Geometry> Log<F> {
         r: &RecHead,
     ) -> Res<bool, F> {
         let hl = usize::from(r.hlen);
-        let mut crc = Crc::new();
         // `head` holds the decoded header whole (no panic path).
-        crc.update(head.get(..hl).unwrap_or(head));
+        io.stage_with(|b| {
+            if let (Some(d), Some(h)) = (b.get_mut(..hl), head.get(..hl)) {
+                crate::words::copy(d, h);
+            }
+        });
         let addr = self.page_addr(p) + off;
-        self.crc_matches(io, addr, hl, r.body_end(), crc, [0; REC_CRC], 0)
+        self.check_record(io, addr, r, (Self::PAGE - off) as usize, 0, hl)
             .await
     }
 
@@ -737,8 +737,9 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
-    /// the next log page when a page's records end (checked there while [`Log::check`]);
-    /// `None` at the end of the log. The position returned has a real offset.
+    /// the next log page when a page's records end (checked there while open reads the
+    /// log, [`Log::checked`]); `None` at the end of the log. The position returned has a
+    /// real offset.
     pub async fn next_rec(
         &mut self,
         io: &IoOf<F>,
@@ -751,13 +752,14 @@ impl<F: Geometry> Log<F> {
                 return Ok(None);
             }
             let p = self.phys(pos.li);
-            if let Some((first, base)) = self.page_start(io, p).await? {
+            if self.page_start(io, p).await? {
+                let (first, base) = (self.hdr.first, self.hdr.base);
                 let off = pos.off.max(first);
                 r.time = base;
                 if self.read_record_into(io, p, off, r).await? {
                     return Ok(Some(Pos { li: pos.li, off }));
                 }
-                if self.check && pos.li >= self.checked {
+                if pos.li >= self.checked {
                     self.checked = pos.li + 1;
                     let end = self.page_end(io, p, off, base, r).await?;
                     if end == End::Damaged {
@@ -777,6 +779,9 @@ impl<F: Geometry> Log<F> {
             };
         }
     }
+
+    /// [`Log::checked`] once open's checks are done: no page is checked again.
+    pub const CHECKED: u32 = u32::MAX;
 
     /// Upper bound on the records the log can hold (bounds every scan).
     pub fn max_records(&self) -> u32 {

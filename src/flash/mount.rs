@@ -309,29 +309,27 @@ impl<
         // Find the head (highest sequence), then walk back while sequences go down one by
         // one: pages are opened with consecutive numbers and leave the log from its tail, so
         // a gap means pages are missing, and the pages before it are not trusted (not read).
-        let mut head: Option<(u32, u32, u64)> = None;
+        // The head found so far is kept as a log of one page (`tail`, `seq`, `used` 1; the
+        // log starts empty), its base time in `ht`.
+        let mut ht = 0;
         // Reading every header also finds the highest erase count ([`Log::page_seq`]).
         for p in 0..log.pages {
-            if let Some((s, t, _)) = log.page_seq(io, p).await? {
-                if head.is_none_or(|(_, hs, _)| s > hs) {
-                    head = Some((p, s, t));
-                }
+            if log.page_seq(io, p).await? && (log.used == 0 || log.hdr.seq > log.seq) {
+                (log.tail, log.used, log.seq, ht) = (p, 1, log.hdr.seq, log.hdr.base);
             }
         }
-        if let Some((hp, hs, ht)) = head {
-            (log.tail, log.used, log.seq) = (hp, 1, hs);
+        if log.used > 0 {
+            let (hp, hs) = (log.tail, log.seq);
             while log.used < log.pages {
                 // The page before the tail joins the log when its sequence is one below the
                 // tail's.
                 let prev = log.phys(log.pages - 1);
-                match log.page_seq(io, prev).await? {
-                    Some((s, t, _)) if s.wrapping_add(log.used) == hs => {
-                        log.tail = prev;
-                        log.used += 1;
-                        self.time = self.time.max(t);
-                    }
-                    _ => break,
+                if !log.page_seq(io, prev).await? || log.hdr.seq.wrapping_add(log.used) != hs {
+                    break;
                 }
+                log.tail = prev;
+                log.used += 1;
+                self.time = self.time.max(log.hdr.base);
             }
             if log.used == log.pages {
                 // Only a compaction fills the last free page, and until it erases the
@@ -362,9 +360,8 @@ impl<
         // record goes); then, when damage was found, replay again from the first page after
         // it: whatever came before may have been overwritten in the unreadable part (by a
         // record or a tombstone of any key).
-        self.log.check = true;
         self.replay(io, Pos::START).await?;
-        self.log.check = false;
+        self.log.checked = Log::<F>::CHECKED;
         let trust = self.log.trust_from;
         if trust > 0 {
             let _ = self.table.borrow_mut().clear();
@@ -386,13 +383,13 @@ impl<
         }
         // Free pages after the head that can join the log without an erase: a valid
         // part A and nothing else, or fully blank (part A is written now).
-        log.ready = 0;
-        for li in log.used..log.pages {
+        let mut li = log.used;
+        while li < log.pages {
             let p = log.phys(li);
             let addr = log.page_addr(p);
             // Blank from part A's end when part A is valid, else from the page's start.
             let has_a = log.erase_count(io, p).await?.is_some();
-            let from = if has_a { Log::<F>::a_len() } else { 0 };
+            let from = Log::<F>::a_len() * u32::from(has_a);
             if !log.is_blank(io, addr + from, page_size - from).await? {
                 break;
             }
@@ -400,8 +397,9 @@ impl<
                 let count = log.max_erase;
                 log.write_part_a(io, p, count).await?;
             }
-            log.ready += 1;
+            li += 1;
         }
+        log.ready = li - log.used;
         Ok(())
     }
 
@@ -414,10 +412,10 @@ impl<
         let mut lost_head = false;
         for li in log.used..log.pages {
             let p = log.phys(li);
-            let seq = log.page_seq(io, p).await?.map(|(s, _, _)| s);
-            if seq.is_some() || log.holds_records(io, p).await? {
+            let valid = log.page_seq(io, p).await?;
+            let newer = valid && log.hdr.seq >= tail_seq;
+            if valid || log.holds_records(io, p).await? {
                 strays = true;
-                let newer = seq.is_some_and(|s| s >= tail_seq);
                 lost_head |= log.used > 0 && (li == log.used || newer);
                 if erase {
                     log.erase_page(io, p, None).await?;
@@ -443,16 +441,18 @@ impl<
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
                     let addr = self.log.addr(at);
-                    let fits = self.log.read_at(io, addr, &r, key, &mut val).await?;
-                    // When `fits`, key and value fit their buffers (taken with no panic path).
+                    // Key and value are read when they fit their buffers (taken with no
+                    // panic path below).
+                    self.log.read_at(io, addr, &r, key, &mut val).await?;
                     let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
                     let slot = match (k, v) {
-                        (Some(k), Some(v)) if fits && ty == T_PUT => Kind::from_u8(r.kind())
-                            .and_then(|kind| {
+                        (Some(k), Some(v)) if ty == T_PUT => {
+                            Kind::from_u8(r.kind()).and_then(|kind| {
                                 self.table
                                     .borrow_mut()
                                     .restore(k, v, kind, r.expiry, self.time)
-                            }),
+                            })
+                        }
                         _ => None,
                     };
                     match (slot, k) {
@@ -493,7 +493,7 @@ impl<
         log.ready = log.pages;
         log.head_off = log.page_size;
         log.trust_from = 0;
-        log.check = false;
+        log.checked = Log::<F>::CHECKED;
         Ok(())
     }
 }
