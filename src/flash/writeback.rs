@@ -128,14 +128,16 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// Whether changed key `d` is held (its record is a value, else a tombstone), `None`
-    /// when it is a victim of the insert writing its batch (marked). One table lookup for
-    /// both: out of line, one copy for a batch's writer and its placement.
+    /// The record of changed key `d`: the value of the slot holding it
+    /// ([`Listed::Held`]), else its tombstone ([`Listed::Gone`]); `None` when it is a
+    /// victim of the insert writing its batch (marked). One table lookup for all three:
+    /// out of line, one copy for a batch's writer and its placement.
     #[inline(never)]
-    pub(super) fn held_kept(&self, d: usize) -> Option<bool> {
+    pub(super) fn held_kept(&self, d: usize) -> Option<Listed> {
         match self.table.borrow().slot_of(self.dirty_key(d)) {
             Some(s) if self.loc[s] & CULL_MARK != 0 => None,
-            s => Some(s.is_some()),
+            Some(s) => Some(Listed::Held(s)),
+            None => Some(Listed::Gone(d)),
         }
     }
 
@@ -335,9 +337,11 @@ impl<
                 let held = held == 1;
                 for d in 0..self.dirty {
                     // A victim of the cull is left out (none is marked in a flush).
-                    if self.held_kept(d) == Some(held) {
-                        self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
-                            .await?;
+                    let Some(what) = self.held_kept(d) else {
+                        continue;
+                    };
+                    if matches!(what, Listed::Held(_)) == held {
+                        self.append_listed(io, what, i == 0, i + 1 == n).await?;
                         i += 1;
                     }
                 }
@@ -358,7 +362,8 @@ impl<
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
-    /// (see [`Listed`]), a value when its key is held, else a tombstone. Out of line, so the
+    /// (see [`Listed`]: a held slot's value, else a tombstone; the caller's lookup named
+    /// it, so none is made here). Out of line, so the
     /// loops writing a batch keep a small frame above the writer.
     #[blocking(inline(never))]
     pub(super) async fn append_listed(
@@ -379,29 +384,30 @@ impl<
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
         let mut rec = Rec::bare(T_CLEAR, start, end, *time);
-        let key = match what {
-            Listed::Clear => None,
-            Listed::Dirty(d) => Some(listed_key(dirty_keys, dirty_len, d)),
-            Listed::Held(i) | Listed::Victim(i) => Some(t.slot(i).0),
-        };
-        let mut slot = None;
-        if let Some(k) = key {
-            rec.key = k;
-            rec.set_type(T_TOMB, 0);
+        match what {
+            Listed::Clear => {}
+            Listed::Gone(d) => {
+                rec.key = listed_key(dirty_keys, dirty_len, d);
+                rec.set_type(T_TOMB, 0);
+            }
             // A victim is still held: its record is a tombstone all the same.
-            if !matches!(what, Listed::Victim(_)) {
-                slot = t.slot_of(k);
+            Listed::Victim(i) => {
+                rec.key = t.slot(i).0;
+                rec.set_type(T_TOMB, 0);
+            }
+            Listed::Held(i) => {
+                let (k, v, kind, expiry) = t.slot(i);
+                rec.key = k;
+                rec.set_type(T_PUT, kind as u8);
+                rec.val = v;
+                rec.expiry = expiry;
             }
         }
-        if let Some(s) = slot {
-            let (_, v, kind, expiry) = t.slot(s);
-            rec.set_type(T_PUT, kind as u8);
-            rec.val = v;
-            rec.expiry = expiry;
-        }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
-        if let Some(at_slot) = slot.and_then(|s| loc.get_mut(s)) {
-            *at_slot = at;
+        if let Listed::Held(i) = what {
+            if let Some(at_slot) = loc.get_mut(i) {
+                *at_slot = at;
+            }
         }
         Ok(())
     }
@@ -502,8 +508,8 @@ pub(super) fn listed_key<'k, const K: usize>(
 pub(super) enum Listed {
     /// The pending clear (a clear record).
     Clear,
-    /// Changed key `d` of the list.
-    Dirty(usize),
+    /// The tombstone of changed key `d` of the list (not held).
+    Gone(usize),
     /// The value of the entry in slot `i`.
     Held(usize),
     /// The tombstone of the entry in slot `i`, a cull's victim still held.
