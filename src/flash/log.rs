@@ -834,9 +834,9 @@ impl<F: Geometry> Log<F> {
         // needs of it is kept (its slot is free again below).
         let mut sum = Crc::new();
         let (hl, plen) = {
-            let r = RecHead::new(rec, base);
+            let r = io.stage_head(rec, base, &mut sum);
             self.head_off += r.size(F::WRITE_SIZE) as u32;
-            (io.stage_head(&r, base, &mut sum), r.plen())
+            (usize::from(r.hlen), r.plen())
         };
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
@@ -844,7 +844,8 @@ impl<F: Geometry> Log<F> {
             self.head_off = Self::PAGE;
             return Err(e);
         }
-        self.written_time = self.written_time.max(rec.time.max(base));
+        // The base read again, not kept across the calls: a smaller frame.
+        self.written_time = self.written_time.max(rec.time.max(self.head_base));
         Ok(addr)
     }
 }
