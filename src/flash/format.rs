@@ -283,16 +283,11 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
     c.finish()
 }
 
-/// Bytes of the LEB128 varint of `v`.
-#[inline(never)]
-pub(crate) const fn varint_len(v: u64) -> usize {
-    let mut n = 1;
-    let mut v = v >> 7;
-    while v != 0 {
-        n += 1;
-        v >>= 7;
-    }
-    n
+/// Bytes of the LEB128 varint of `v`: the varint writer, writing nothing (one loop for
+/// both).
+#[inline(always)]
+pub(crate) fn varint_len(v: u64) -> usize {
+    put_varint_at(None, 0, v)
 }
 
 /// Writes the varint of `v` at the start of `out`; returns its length.
@@ -711,8 +706,9 @@ pub(crate) const fn record_size(
     xlen: usize,
     ws: usize,
 ) -> usize {
-    // The value length's varint counted in place, not by the out-of-line `varint_len`: the
-    // size of a record of constant lengths (the capacities') folds to a constant.
+    // The value length's varint counted in place, not by `varint_len` (the out-of-line
+    // varint writer): the size of a record of constant lengths (the capacities') folds to
+    // a constant.
     let mut lens = 1;
     let mut v = vlen as u64 >> 7;
     while v != 0 {
@@ -724,7 +720,7 @@ pub(crate) const fn record_size(
 
 /// [`record_size`] before the time delta and the padding to a whole word.
 #[inline(always)]
-pub(crate) const fn record_bytes(kcost: usize, vlen: usize, xlen: usize) -> usize {
+pub(crate) fn record_bytes(kcost: usize, vlen: usize, xlen: usize) -> usize {
     bytes_with(kcost, vlen, xlen, varint_len(vlen as u64))
 }
 
