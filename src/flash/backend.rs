@@ -154,7 +154,7 @@ impl<
             val,
             kind,
             expiry,
-            now,
+            ..
         } = *s;
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
@@ -162,10 +162,7 @@ impl<
         let unchanged = at != NOWHERE
             && matches!(self.table.borrow().peek_any(key),
                 Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
-        self.table
-            .borrow_mut()
-            .put_bytes(key, expiry, now, val, kind)
-            .map_err(widen)?;
+        self.put_table(s)?;
         if !unchanged {
             self.mark(key, at);
         }
@@ -383,11 +380,19 @@ impl<
                 table.remove_slot(i);
             }
         }
-        table
-            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
-            .map_err(widen)?;
+        self.put_table(s)?;
         // Held once the put succeeded: the error is never answered.
-        table.slot_of(s.key).ok_or(Error::NotFound)
+        self.table.borrow().slot_of(s.key).ok_or(Error::NotFound)
+    }
+
+    /// The table takes the staged put `s`. Out of line: the table's many arguments are
+    /// unpacked once, for a put and the end of a culling batch ([`Self::take_culled`]).
+    #[inline(never)]
+    fn put_table(&mut self, s: &Staged<'_>) -> Res<bool, F> {
+        self.table
+            .borrow_mut()
+            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
+            .map_err(widen)
     }
 }
 
