@@ -319,32 +319,32 @@ impl<
             Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
             None => self.pending_clear,
         };
-        if clear {
-            self.append_listed(io, Listed::Clear, true, n == 1).await?;
-            i = 1;
-        } else if let Some(s) = put {
-            for v in 0..N {
-                if self.cull_tomb(v, s.now).is_some() {
-                    self.append_listed(io, Listed::Victim(v), i == 0, false)
-                        .await?;
-                    i += 1;
-                }
-            }
-        }
-        // A cull that clears drops every changed key.
-        if !(clear && put.is_some()) {
-            for held in 0..2 {
-                let held = held == 1;
-                for d in 0..self.dirty {
+        // Three parts, one append site: the clear or the cull's tombstones, the changed
+        // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
+        for part in 0..3 {
+            let count = match part {
+                0 if clear => 1,
+                0 if put.is_some() => N,
+                0 => 0,
+                // A cull that clears drops every changed key.
+                _ if clear && put.is_some() => 0,
+                _ => self.dirty,
+            };
+            for v in 0..count {
+                let what = match (part, put) {
+                    (0, _) if clear => Listed::Clear,
+                    (0, Some(s)) => match self.cull_tomb(v, s.now) {
+                        Some(_) => Listed::Victim(v),
+                        None => continue,
+                    },
                     // A victim of the cull is left out (none is marked in a flush).
-                    let Some(what) = self.held_kept(d) else {
-                        continue;
-                    };
-                    if matches!(what, Listed::Held(_)) == held {
-                        self.append_listed(io, what, i == 0, i + 1 == n).await?;
-                        i += 1;
-                    }
-                }
+                    _ => match self.held_kept(v) {
+                        Some(w) if matches!(w, Listed::Held(_)) == (part == 2) => w,
+                        _ => continue,
+                    },
+                };
+                self.append_listed(io, what, i == 0, i + 1 == n).await?;
+                i += 1;
             }
         }
         self.dirty = 0;
