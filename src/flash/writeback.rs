@@ -390,17 +390,17 @@ impl<
                 rec.key = listed_key(dirty_keys, dirty_len, d);
                 rec.set_type(T_TOMB, 0);
             }
-            // A victim is still held: its record is a tombstone all the same.
-            Listed::Victim(i) => {
-                rec.key = t.slot(i).0;
-                rec.set_type(T_TOMB, 0);
-            }
-            Listed::Held(i) => {
+            // A victim is still held: its record is a tombstone all the same. One read
+            // of the slot for both.
+            Listed::Victim(i) | Listed::Held(i) => {
                 let (k, v, kind, expiry) = t.slot(i);
                 rec.key = k;
-                rec.set_type(T_PUT, kind as u8);
-                rec.val = v;
-                rec.expiry = expiry;
+                rec.set_type(T_TOMB, 0);
+                if let Listed::Held(_) = what {
+                    rec.set_type(T_PUT, kind as u8);
+                    rec.val = v;
+                    rec.expiry = expiry;
+                }
             }
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
