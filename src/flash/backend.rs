@@ -71,21 +71,24 @@ impl<
     }
 
     /// Drops `key` at `now` when it is held (with `expired`, only when it has expired: a
-    /// read's first step) and lists that: true when it was live (with `expired`, when it
-    /// was dropped).
+    /// read's first step) and lists that: true when it was live (with `expired`: it is
+    /// held and live, so a read or `has_key` needs no lookup of its own).
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
         let live = match self.table.borrow().peek_any(key) {
-            Some((_, _, e)) if !expired || e <= now => e > now,
-            _ => return Ok(false),
+            Some((_, _, e)) => e > now,
+            None => return Ok(false),
         };
+        if expired && live {
+            return Ok(true);
+        }
         let Some(at) = self.room_at(key, Change::GONE) else {
             return Err(Error::Settle);
         };
         // Held above and unchanged since (`room_at` changes no entry): the table drops it.
         let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
-        Ok(live || expired)
+        Ok(live)
     }
 
     /// The first part of a put: `Ok(None)` when it is refused (an `add` of a live key),
@@ -464,10 +467,10 @@ impl<
         }
     }
 
-    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired: true
-    /// then, before a read; else true when it was live, a delete), and writes that when
-    /// the policy says so. Out of line and not generic: every read (typed, raw, `has_key`)
-    /// and every delete share one copy.
+    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,
+    /// before a read: true when it is held and live; else true when it was live, a
+    /// delete), and writes that when the policy says so. Out of line and not generic:
+    /// every read (typed, raw, `has_key`) and every delete share one copy.
     #[inline(never)]
     fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.drop_key(key, now, expired))

@@ -190,16 +190,14 @@ macro_rules! front_ops {
             now: u64,
             read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
         ) -> Result<Option<R>, Error<Self::Error>> {
-            // Held after `drop_key` means live.
-            if self.drop_key(key, now, true)? {
+            if !self.drop_key(key, now, true)? {
                 return Ok(None);
             }
             Ok(self.core.table.borrow_mut().read_any(key, read))
         }
 
         fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            // Held after `drop_key` means live.
-            Ok(!self.drop_key(key, now, true)? && self.core.table.borrow().peek_any(key).is_some())
+            self.drop_key(key, now, true)
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
