@@ -341,7 +341,8 @@ impl<F: Geometry> Log<F> {
         parts: &[&[u8]; 2],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        let mut fill = staged;
+        // At most a buffer's worth staged (no panic path in the staging below).
+        let mut fill = staged.min(SCRATCH);
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
         // way; it follows the last part.
