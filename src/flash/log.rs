@@ -845,8 +845,10 @@ impl<F: Geometry> Log<F> {
             self.head_off = Self::PAGE;
             return Err(e);
         }
-        // The base read again, not kept across the calls: a smaller frame.
-        self.written_time = self.written_time.max(rec.time.max(self.head_base));
+        // The head page's base time is on flash already (its part B: `written_time` is
+        // never below it), so only the record's own time can raise it; the base is not
+        // kept across the calls (a smaller frame).
+        self.written_time = self.written_time.max(rec.time);
         Ok(addr)
     }
 }
