@@ -349,7 +349,7 @@ impl<
             .reserve(io, &|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
             .await;
         if r.is_ok() {
-            r = self.write_batch(io, 0, Some(s)).await;
+            r = self.write_batch(io, Some(s)).await;
         }
         self.unmark_victims();
         r

@@ -289,14 +289,14 @@ impl<
             return Ok(());
         }
         self.reserve(io, &Self::sizes_after(&[])).await?;
-        self.write_batch(io, self.dirty(), None).await?;
+        self.write_batch(io, None).await?;
         Ok(())
     }
 
     /// Writes a batch, in the order its placement placed it (making room changes no listed
-    /// key: compaction neither copies nor drops one). For a flush (`put` `None`, `n` the
-    /// batch's records, above 0): a pending clear, the changed keys gone, then those held;
-    /// the list is then empty and the batch committed ([`Self::place_after`]). For an
+    /// key: compaction neither copies nor drops one). For a flush (`put` `None`; the list
+    /// is not empty): a pending clear, the changed keys gone, then those held; the list is
+    /// then empty and the batch committed ([`Self::place_after`]). For an
     /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
     /// the cull (one clear record, or the live victims' tombstones: expired ones stay
     /// expired after a reboot), the changed keys it leaves gone then held (the victims'
@@ -311,9 +311,10 @@ impl<
     pub(super) async fn write_batch(
         &mut self,
         io: &IoOf<F>,
-        n: usize,
         put: Option<&Staged<'_>>,
     ) -> Res<(), F> {
+        // The records of a flush's batch (a culling batch's put ends it).
+        let n = if put.is_some() { 0 } else { self.dirty() };
         let mut i = 0;
         let clear = match put {
             Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
