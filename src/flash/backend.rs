@@ -13,11 +13,11 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, same, Rec, T_TIME};
+use super::format::{key_cost, same};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::Placer;
-use super::writeback::Change;
+use super::writeback::{Change, Listed};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
@@ -360,11 +360,9 @@ impl<
         self.flush_dirty(io).await?;
         if self.time > self.log.written_time {
             self.reserve(io, &Self::place_small).await?;
-            let t = self.time;
-            self.log
-                .append(io, &Rec::bare(T_TIME, true, true, t))
-                .await
-                .map_err(Error::Backend)?;
+            // A batch of its own, through the batch's record writer (no record on this
+            // frame).
+            self.append_listed(io, Listed::Time, true, true).await?;
             self.committed();
         }
         Ok(())

@@ -8,7 +8,7 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TIME, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -384,19 +384,17 @@ impl<
             ..
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        let mut rec = Rec::bare(T_CLEAR, start, end, *time);
+        // A tombstone unless said otherwise.
+        let mut rec = Rec::bare(T_TOMB, start, end, *time);
         match what {
-            Listed::Clear => {}
-            Listed::Gone(d) => {
-                rec.key = listed_key(dirty_keys, dirty_len, d);
-                rec.set_type(T_TOMB, 0);
-            }
+            Listed::Clear => rec.set_type(T_CLEAR, 0),
+            Listed::Time => rec.set_type(T_TIME, 0),
+            Listed::Gone(d) => rec.key = listed_key(dirty_keys, dirty_len, d),
             // A victim is still held: its record is a tombstone all the same. One read
             // of the slot for both.
             Listed::Victim(i) | Listed::Held(i) => {
                 let (k, v, kind, expiry) = t.slot(i);
                 rec.key = k;
-                rec.set_type(T_TOMB, 0);
                 if let Listed::Held(_) = what {
                     rec.set_type(T_PUT, kind as u8);
                     rec.val = v;
@@ -509,6 +507,8 @@ pub(super) fn listed_key<'k, const K: usize>(
 pub(super) enum Listed {
     /// The pending clear (a clear record).
     Clear,
+    /// The cache time (a time record, [`Core::flush_all`]'s).
+    Time,
     /// The tombstone of changed key `d` of the list (not held).
     Gone(usize),
     /// The value of the entry in slot `i`.
