@@ -152,22 +152,15 @@ impl<
     /// arguments are not on the frame above the cull's placements.
     #[inline(never)]
     fn put_at(&mut self, s: &Staged<'_>, at: u32) -> Res<bool, F> {
-        let Staged {
-            key,
-            val,
-            kind,
-            expiry,
-            ..
-        } = *s;
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
         let unchanged = at != NOWHERE
-            && matches!(self.table.borrow().peek_any(key),
-                Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
+            && matches!(self.table.borrow().peek_any(s.key),
+                Some((v, k, e)) if k == s.kind && e == s.expiry && same(v, s.val));
         self.put_table(s)?;
         if !unchanged {
-            self.mark(key, at);
+            self.mark(s.key, at);
         }
         Ok(true)
     }
