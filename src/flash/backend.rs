@@ -356,7 +356,7 @@ impl<
             // A batch of its own, through the batch's record writer (no record on this
             // frame).
             self.append_listed(io, Listed::Time, true, true).await?;
-            self.committed();
+            self.commits += 1;
         }
         Ok(())
     }

@@ -481,13 +481,6 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
-    /// Counts a batch committed. Out of line: one copy of the 64-bit increment for every
-    /// writer of a batch.
-    #[inline(never)]
-    pub(crate) fn committed(&mut self) {
-        self.commits += 1;
-    }
-
     /// Keys changed and not yet on flash, a pending clear counting as one.
     pub(crate) fn dirty(&self) -> usize {
         self.dirty + usize::from(self.pending_clear)

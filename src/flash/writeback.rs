@@ -358,7 +358,7 @@ impl<
         } else {
             self.pending_clear = false;
         }
-        self.committed();
+        self.commits += 1;
         Ok(())
     }
 
