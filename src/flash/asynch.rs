@@ -288,8 +288,9 @@ impl<
         op(&mut self.core)
     }
 
-    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired: true
-    /// then, before a read; else true when it was live, a delete).
+    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,
+    /// before a read: true when it is held and live; else true when it was live, a
+    /// delete).
     fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.drop_key(key, now, expired))
     }

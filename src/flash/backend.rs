@@ -13,11 +13,11 @@ use core::hash::BuildHasher;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::format::{key_cost, same, Rec, T_TIME};
+use super::format::{key_cost, same};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
 use super::space::Placer;
-use super::writeback::Change;
+use super::writeback::{Change, Listed};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
 use crate::error::Error;
@@ -71,21 +71,24 @@ impl<
     }
 
     /// Drops `key` at `now` when it is held (with `expired`, only when it has expired: a
-    /// read's first step) and lists that: true when it was live (with `expired`, when it
-    /// was dropped).
+    /// read's first step) and lists that: true when it was live (with `expired`: it is
+    /// held and live, so a read or `has_key` needs no lookup of its own).
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
         let live = match self.table.borrow().peek_any(key) {
-            Some((_, _, e)) if !expired || e <= now => e > now,
-            _ => return Ok(false),
+            Some((_, _, e)) => e > now,
+            None => return Ok(false),
         };
+        if expired && live {
+            return Ok(true);
+        }
         let Some(at) = self.room_at(key, Change::GONE) else {
             return Err(Error::Settle);
         };
         // Held above and unchanged since (`room_at` changes no entry): the table drops it.
         let _ = self.table.borrow_mut().delete(key, now);
         self.mark(key, at);
-        Ok(live || expired)
+        Ok(live)
     }
 
     /// The first part of a put: `Ok(None)` when it is refused (an `add` of a live key),
@@ -149,25 +152,15 @@ impl<
     /// arguments are not on the frame above the cull's placements.
     #[inline(never)]
     fn put_at(&mut self, s: &Staged<'_>, at: u32) -> Res<bool, F> {
-        let Staged {
-            key,
-            val,
-            kind,
-            expiry,
-            now,
-        } = *s;
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
         let unchanged = at != NOWHERE
-            && matches!(self.table.borrow().peek_any(key),
-                Some((v, k, e)) if same(v, val) && k == kind && e == expiry);
-        self.table
-            .borrow_mut()
-            .put_bytes(key, expiry, now, val, kind)
-            .map_err(widen)?;
+            && matches!(self.table.borrow().peek_any(s.key),
+                Some((v, k, e)) if k == s.kind && e == s.expiry && same(v, s.val));
+        self.put_table(s)?;
         if !unchanged {
-            self.mark(key, at);
+            self.mark(s.key, at);
         }
         Ok(true)
     }
@@ -349,7 +342,7 @@ impl<
             .reserve(io, &|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
             .await;
         if r.is_ok() {
-            r = self.write_batch(io, 0, Some(s)).await;
+            r = self.write_batch(io, Some(s)).await;
         }
         self.unmark_victims();
         r
@@ -360,12 +353,10 @@ impl<
         self.flush_dirty(io).await?;
         if self.time > self.log.written_time {
             self.reserve(io, &Self::place_small).await?;
-            let t = self.time;
-            self.log
-                .append(io, &Rec::bare(T_TIME, true, true, t))
-                .await
-                .map_err(Error::Backend)?;
-            self.committed();
+            // A batch of its own, through the batch's record writer (no record on this
+            // frame).
+            self.append_listed(io, Listed::Time, true, true).await?;
+            self.commits += 1;
         }
         Ok(())
     }
@@ -383,11 +374,19 @@ impl<
                 table.remove_slot(i);
             }
         }
-        table
-            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
-            .map_err(widen)?;
+        self.put_table(s)?;
         // Held once the put succeeded: the error is never answered.
-        table.slot_of(s.key).ok_or(Error::NotFound)
+        self.table.borrow().slot_of(s.key).ok_or(Error::NotFound)
+    }
+
+    /// The table takes the staged put `s`. Out of line: the table's many arguments are
+    /// unpacked once, for a put and the end of a culling batch ([`Self::take_culled`]).
+    #[inline(never)]
+    fn put_table(&mut self, s: &Staged<'_>) -> Res<bool, F> {
+        self.table
+            .borrow_mut()
+            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
+            .map_err(widen)
     }
 }
 
@@ -459,10 +458,10 @@ impl<
         }
     }
 
-    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired: true
-    /// then, before a read; else true when it was live, a delete), and writes that when
-    /// the policy says so. Out of line and not generic: every read (typed, raw, `has_key`)
-    /// and every delete share one copy.
+    /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,
+    /// before a read: true when it is held and live; else true when it was live, a
+    /// delete), and writes that when the policy says so. Out of line and not generic:
+    /// every read (typed, raw, `has_key`) and every delete share one copy.
     #[inline(never)]
     fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.drop_key(key, now, expired))

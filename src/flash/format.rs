@@ -287,34 +287,33 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
     c.finish()
 }
 
-/// Bytes of the LEB128 varint of `v`.
-#[inline(never)]
-pub(crate) const fn varint_len(v: u64) -> usize {
-    let mut n = 1;
-    let mut v = v >> 7;
-    while v != 0 {
-        n += 1;
-        v >>= 7;
-    }
-    n
+/// Bytes of the LEB128 varint of `v`: the varint writer, writing nothing (one loop for
+/// both).
+#[inline(always)]
+pub(crate) fn varint_len(v: u64) -> usize {
+    put_varint_at(None, 0, v)
 }
 
-/// Writes the varint of `v` at the start of `out` (at least `varint_len(v)` bytes long);
-/// returns its length.
+/// Writes the varint of `v` at the start of `out`; returns its length.
 #[cfg(test)]
-pub(crate) fn put_varint(out: &mut [u8], v: u64) -> usize {
-    put_varint_at(out, 0, v)
+pub(crate) fn put_varint(out: &mut [u8; MAX_WORD], v: u64) -> usize {
+    put_varint_at(Some(out), 0, v)
 }
 
-/// Writes the varint of `v` at `out[at..]` (at least `varint_len(v)` bytes long); returns
-/// where it ends.
+/// Writes the varint of `v` at `out[at..]` when there is an `out` (bytes past its end are
+/// not written); returns where it ends. Out of line, its arguments in registers: the one
+/// varint writer, below the record header's encoder.
 #[inline(never)]
-pub(crate) fn put_varint_at(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
+pub(crate) fn put_varint_at(
+    mut out: Option<&mut [u8; MAX_WORD]>,
+    mut at: usize,
+    mut v: u64,
+) -> usize {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
         let more = v != 0;
-        if let Some(d) = out.get_mut(at) {
+        if let Some(d) = out.as_deref_mut().and_then(|o| o.get_mut(at)) {
             *d = b | u8::from(more) << 7;
         }
         at += 1;
@@ -368,7 +367,7 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
 pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
     // The varint ends within the first `PART_B_MAX - 4` bytes: no panic path below.
-    let n = put_varint_at(b, 4, time).min(PART_B_MAX - 4);
+    let n = put_varint_at(Some(b), 4, time).min(PART_B_MAX - 4);
     let crc = part_b_crc(&b[..n]);
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     n + 4
@@ -532,40 +531,59 @@ impl RecHead {
     /// The header of `rec` in a page of base time `base` (a time older than `base` is
     /// stored as `base`). The key and value lengths must be in range (`key` 1..=255 bytes
     /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
-    #[inline(never)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
+        Self::new_into(rec, base, None)
+    }
+
+    /// [`RecHead::new`], its bytes written at the start of `h` on the way when there is
+    /// one (none: the header only measured). One function measures and encodes a header:
+    /// the writer stages it in the request buffer with the length it measures.
+    #[inline(never)]
+    pub(crate) fn new_into(
+        rec: &Rec<'_>,
+        base: u64,
+        mut h: Option<&mut [u8; MAX_WORD]>,
+    ) -> RecHead {
         let (mut tag, key, vlen) = (rec.tag, rec.key, rec.val.len());
         let ty = tag >> 6;
-        let mut hlen = 1;
         let mut time = base;
         if rec.time > base {
             time = rec.time;
             tag |= TAG_DELTA;
-            hlen += varint_len(time - base);
         }
         let mut expiry = NEVER;
         if ty == T_PUT && rec.expiry != NEVER {
             tag |= TAG_EXPIRY;
             expiry = rec.expiry.max(time);
-            hlen += varint_len(expiry - time);
         }
-        let pfx = prefixed(key);
-        if ty <= T_TOMB {
-            let rest = key.len() - PREFIX.len() * usize::from(pfx);
-            hlen += varint_len((rest << 1) as u64);
-            if ty == T_PUT {
-                hlen += varint_len(vlen as u64);
-            }
-        }
-        RecHead {
+        let mut r = RecHead {
             tag,
             klen: key.len() as u8,
-            pfx,
+            pfx: prefixed(key),
             vlen: vlen as u32,
             time,
             expiry,
-            hlen: hlen as u8,
+            hlen: 0,
+        };
+        if let Some(h) = h.as_deref_mut() {
+            h[0] = r.tag;
         }
+        let mut n = 1;
+        if ty <= T_TOMB {
+            let rest = usize::from(r.klen) - r.plen();
+            n = put_varint_at(h.as_deref_mut(), n, (rest << 1 | usize::from(r.pfx)) as u64);
+            if ty == T_PUT {
+                n = put_varint_at(h.as_deref_mut(), n, u64::from(r.vlen));
+            }
+        }
+        if r.tag & TAG_DELTA != 0 {
+            n = put_varint_at(h.as_deref_mut(), n, r.time - base);
+        }
+        if r.tag & TAG_EXPIRY != 0 {
+            n = put_varint_at(h, n, r.expiry - r.time);
+        }
+        r.hlen = n as u8;
+        r
     }
 
     /// Bytes of the key the prefix stands for (not on flash).
@@ -580,43 +598,6 @@ impl RecHead {
             out[..PREFIX.len()].copy_from_slice(PREFIX);
         }
         self.plen()
-    }
-
-    /// The header bytes (the first `hlen` of the array) for a page of base time `base`.
-    #[cfg(test)]
-    pub(crate) fn encode(&self, base: u64) -> [u8; REC_HEAD_MAX] {
-        let mut h = [0xffu8; REC_HEAD_MAX];
-        self.encode_into(base, &mut h, &mut Crc::new());
-        h
-    }
-
-    /// Writes the header bytes for a page of base time `base` at the start of `h` (at
-    /// least [`REC_HEAD_MAX`] bytes) and adds them to `crc`; returns their number (`hlen`).
-    /// Inlined where the writer stages its request buffer (`stage_head`, the one caller
-    /// of each I/O front end): smaller than a call, and no frame of its own.
-    #[inline(always)]
-    pub(crate) fn encode_into(&self, base: u64, h: &mut [u8], crc: &mut Crc) -> usize {
-        if let Some(t) = h.first_mut() {
-            *t = self.tag;
-        }
-        let mut n = 1;
-        let ty = self.ty();
-        if ty == T_PUT || ty == T_TOMB {
-            let rest = usize::from(self.klen) - self.plen();
-            n = put_varint_at(h, n, (rest << 1 | usize::from(self.pfx)) as u64);
-        }
-        if ty == T_PUT {
-            n = put_varint_at(h, n, u64::from(self.vlen));
-        }
-        // `new` set D only for a time past `base` and an expiry no earlier than the time.
-        if self.tag & TAG_DELTA != 0 {
-            n = put_varint_at(h, n, self.time.wrapping_sub(base));
-        }
-        if self.tag & TAG_EXPIRY != 0 {
-            n = put_varint_at(h, n, self.expiry.wrapping_sub(self.time));
-        }
-        crc.update(h.get(..n).unwrap_or_default());
-        n
     }
 
     /// No header: what [`RecHead::parse_into`] fills in.
@@ -739,8 +720,9 @@ pub(crate) const fn record_size(
     xlen: usize,
     ws: usize,
 ) -> usize {
-    // The value length's varint counted in place, not by the out-of-line `varint_len`: the
-    // size of a record of constant lengths (the capacities') folds to a constant.
+    // The value length's varint counted in place, not by `varint_len` (the out-of-line
+    // varint writer): the size of a record of constant lengths (the capacities') folds to
+    // a constant.
     let mut lens = 1;
     let mut v = vlen as u64 >> 7;
     while v != 0 {
@@ -752,7 +734,7 @@ pub(crate) const fn record_size(
 
 /// [`record_size`] before the time delta and the padding to a whole word.
 #[inline(always)]
-pub(crate) const fn record_bytes(kcost: usize, vlen: usize, xlen: usize) -> usize {
+pub(crate) fn record_bytes(kcost: usize, vlen: usize, xlen: usize) -> usize {
     bytes_with(kcost, vlen, xlen, varint_len(vlen as u64))
 }
 
@@ -780,7 +762,7 @@ mod tests {
         time: u64,
         expiry: u64,
         base: u64,
-    ) -> RecHead {
+    ) -> (RecHead, [u8; REC_HEAD_MAX]) {
         let val = [0u8; 300];
         let rec = Rec {
             tag: ty << 6 | u8::from(start) << 5 | u8::from(end) << 4 | kind,
@@ -789,7 +771,10 @@ mod tests {
             time,
             expiry,
         };
-        RecHead::new(&rec, base)
+        let mut h = [0xffu8; MAX_WORD];
+        let r = RecHead::new_into(&rec, base, Some(&mut h));
+        assert_eq!(r, RecHead::new(&rec, base));
+        (r, *h.first_chunk().unwrap())
     }
 
     #[test]
@@ -814,7 +799,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        let mut b = [0u8; VARINT_MAX];
+        let mut b = [0u8; MAX_WORD];
         for v in [0, 1, 127, 128, 300, 1 << 35, u64::MAX - 1, u64::MAX] {
             let n = put_varint(&mut b, v);
             assert_eq!(n, varint_len(v));
@@ -864,8 +849,7 @@ mod tests {
             (T_TIME, 0, 0, 0, 8, u64::MAX, 7),
         ] {
             let key = &b"abcd"[..klen];
-            let r = head(ty, true, true, kind, key, vlen, time, expiry, base);
-            let h = r.encode(base);
+            let (r, h) = head(ty, true, true, kind, key, vlen, time, expiry, base);
             assert_ne!(h[0], 0xff);
             assert_eq!(RecHead::decode(&h, base), Some(r));
             assert_eq!(r.time, time.max(base));
@@ -873,7 +857,7 @@ mod tests {
             let dlen = varint_len(time.saturating_sub(base));
             assert!(r.size(1) <= record_size(kc, vlen, dlen, 10, 1));
         }
-        let r = head(T_PUT, true, true, 0, b"ab", 5, 9, u64::MAX, 9);
+        let (r, _) = head(T_PUT, true, true, 0, b"ab", 5, 9, u64::MAX, 9);
         assert_eq!(r.hlen, 3);
         assert_eq!(r.size(1), 3 + 2 + 5 + 4);
         assert_eq!(r.size(16), 16);
@@ -888,8 +872,7 @@ mod tests {
             (T_TOMB, 0, &[b'k'; 255], 0, 200, u64::MAX, 0),
             (T_TIME, 0, b"", 0, 1 << 40, u64::MAX, 0),
         ] {
-            let r = head(ty, true, false, kind, key, vlen, time, expiry, base);
-            let h = r.encode(base);
+            let (r, h) = head(ty, true, false, kind, key, vlen, time, expiry, base);
             let n = usize::from(r.hlen);
             assert_eq!(RecHead::parse(&h[..n], base), Ok(r));
             for cut in 0..n {
@@ -921,14 +904,14 @@ mod tests {
             (b"app:1:x", false),
             (b"k", false),
         ] {
-            let r = head(T_PUT, true, true, 0, key, 2, 9, u64::MAX, 9);
+            let (r, h) = head(T_PUT, true, true, 0, key, 2, 9, u64::MAX, 9);
             assert_eq!(r.pfx, pfx, "{key:?}");
             let rest = key.len() - if pfx { 3 } else { 0 };
             // Tag, key varint, value length, the key's rest, two value bytes.
             let varint = if rest < 64 { 1 } else { 2 };
             assert_eq!(r.body_end() as usize, 1 + varint + 1 + rest + 2, "{key:?}");
             assert_eq!(key_cost(key), varint + rest, "{key:?}");
-            let back = RecHead::decode(&r.encode(9), 9).expect("decodes");
+            let back = RecHead::decode(&h, 9).expect("decodes");
             assert_eq!(back, r);
             let mut p = [0u8; 3];
             let n = back.prefix(&mut p);
@@ -937,8 +920,8 @@ mod tests {
         }
         // A key over 255 bytes whole, and an empty one, never decode.
         for k in [0u64, 253 << 1 | 1, 256 << 1] {
-            let mut h = [0u8; 5];
-            let n = put_varint(&mut h[1..], k);
+            let mut h = [0u8; MAX_WORD];
+            let n = put_varint_at(Some(&mut h), 1, k) - 1;
             h[1 + n] = 2;
             assert_eq!(RecHead::decode(&h, 0), None, "{k}");
         }

@@ -31,7 +31,7 @@ use core::marker::PhantomData;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll};
 
-use super::format::{Crc, RecHead};
+use super::format::{Crc, Rec, RecHead};
 use super::log::SCRATCH;
 use super::FlashError;
 
@@ -182,13 +182,14 @@ impl<E> Io<E> {
         self.buf.set(b);
     }
 
-    /// Encodes the record header `r` (page base time `base`) at the start of the buffer
-    /// of the next write and adds it to `crc`; returns its length.
-    pub fn stage_head(&self, r: &RecHead, base: u64, crc: &mut Crc) -> usize {
+    /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
+    /// the next write and adds it to `crc`; returns the header.
+    pub fn stage_head(&self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
         let mut b = self.buf.get();
-        let n = r.encode_into(base, &mut b, crc);
+        let r = RecHead::new_into(rec, base, Some(&mut b));
+        crc.update(b.get(..usize::from(r.hlen)).unwrap_or_default());
         self.buf.set(b);
-        n
+        r
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).
@@ -289,10 +290,12 @@ impl<'a, E> SyncIo<'a, E> {
         }
     }
 
-    /// Encodes the record header `r` (page base time `base`) at the start of the buffer
-    /// of the next write and adds it to `crc`; returns its length.
-    pub fn stage_head(&mut self, r: &RecHead, base: u64, crc: &mut Crc) -> usize {
-        r.encode_into(base, &mut self.buf[..], crc)
+    /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
+    /// the next write and adds it to `crc`; returns the header.
+    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
+        let r = RecHead::new_into(rec, base, Some(self.buf));
+        crc.update(self.buf.get(..usize::from(r.hlen)).unwrap_or_default());
+        r
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).

@@ -364,7 +364,8 @@ impl<F: Geometry> Log<F> {
         parts: &[&[u8]; 2],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        let mut fill = staged;
+        // At most a buffer's worth staged (no panic path in the staging below).
+        let mut fill = staged.min(SCRATCH);
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
         // way; it follows the last part.
@@ -839,9 +840,9 @@ impl<F: Geometry> Log<F> {
         // needs of it is kept (its slot is free again below).
         let mut sum = Crc::new();
         let (hl, plen) = {
-            let r = RecHead::new(rec, base);
+            let r = io.stage_head(rec, base, &mut sum);
             self.head_off += r.size(F::WRITE_SIZE) as u32;
-            (io.stage_head(&r, base, &mut sum), r.plen())
+            (usize::from(r.hlen), r.plen())
         };
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
@@ -849,7 +850,10 @@ impl<F: Geometry> Log<F> {
             self.head_off = Self::PAGE;
             return Err(e);
         }
-        self.written_time = self.written_time.max(rec.time.max(base));
+        // The head page's base time is on flash already (its part B: `written_time` is
+        // never below it), so only the record's own time can raise it; the base is not
+        // kept across the calls (a smaller frame).
+        self.written_time = self.written_time.max(rec.time);
         Ok(addr)
     }
 }

@@ -188,16 +188,14 @@ macro_rules! front_ops {
             now: u64,
             read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
         ) -> Result<Option<R>, Error<Self::Error>> {
-            // Held after `drop_key` means live.
-            if self.drop_key(key, now, true)? {
+            if !self.drop_key(key, now, true)? {
                 return Ok(None);
             }
             Ok(self.core.table.borrow_mut().read_any(key, read))
         }
 
         fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            // Held after `drop_key` means live.
-            Ok(!self.drop_key(key, now, true)? && self.core.table.borrow().peek_any(key).is_some())
+            self.drop_key(key, now, true)
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
@@ -481,13 +479,6 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Core<F, N, K, V, D, S, T>
 {
-    /// Counts a batch committed. Out of line: one copy of the 64-bit increment for every
-    /// writer of a batch.
-    #[inline(never)]
-    pub(crate) fn committed(&mut self) {
-        self.commits += 1;
-    }
-
     /// Keys changed and not yet on flash, a pending clear counting as one.
     pub(crate) fn dirty(&self) -> usize {
         self.dirty + usize::from(self.pending_clear)

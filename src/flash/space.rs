@@ -204,14 +204,12 @@ impl<
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
             if !evict && keep && !self.dirty_victim(d) {
-                // The page's start is read (once: then it is known) beside the copy, not
-                // under it.
-                if self.log.known_base(tail).is_none() {
-                    self.log
-                        .load_start(io, tail)
-                        .await
-                        .map_err(Error::Backend)?;
-                }
+                // The page's start is read (once: then it is known, and `load_start`
+                // reads nothing) beside the copy, not under it.
+                self.log
+                    .load_start(io, tail)
+                    .await
+                    .map_err(Error::Backend)?;
                 self.copy_flushed(io, d, at).await?;
             }
         }

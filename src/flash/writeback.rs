@@ -8,7 +8,7 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TOMB};
+use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TIME, T_TOMB};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -128,14 +128,16 @@ impl<
         self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
     }
 
-    /// Whether changed key `d` is held (its record is a value, else a tombstone), `None`
-    /// when it is a victim of the insert writing its batch (marked). One table lookup for
-    /// both: out of line, one copy for a batch's writer and its placement.
+    /// The record of changed key `d`: the value of the slot holding it
+    /// ([`Listed::Held`]), else its tombstone ([`Listed::Gone`]); `None` when it is a
+    /// victim of the insert writing its batch (marked). One table lookup for all three:
+    /// out of line, one copy for a batch's writer and its placement.
     #[inline(never)]
-    pub(super) fn held_kept(&self, d: usize) -> Option<bool> {
+    pub(super) fn held_kept(&self, d: usize) -> Option<Listed> {
         match self.table.borrow().slot_of(self.dirty_key(d)) {
             Some(s) if self.loc[s] & CULL_MARK != 0 => None,
-            s => Some(s.is_some()),
+            Some(s) => Some(Listed::Held(s)),
+            None => Some(Listed::Gone(d)),
         }
     }
 
@@ -287,14 +289,14 @@ impl<
             return Ok(());
         }
         self.reserve(io, &Self::sizes_after(&[])).await?;
-        self.write_batch(io, self.dirty(), None).await?;
+        self.write_batch(io, None).await?;
         Ok(())
     }
 
     /// Writes a batch, in the order its placement placed it (making room changes no listed
-    /// key: compaction neither copies nor drops one). For a flush (`put` `None`, `n` the
-    /// batch's records, above 0): a pending clear, the changed keys gone, then those held;
-    /// the list is then empty and the batch committed ([`Self::place_after`]). For an
+    /// key: compaction neither copies nor drops one). For a flush (`put` `None`; the list
+    /// is not empty): a pending clear, the changed keys gone, then those held; the list is
+    /// then empty and the batch committed ([`Self::place_after`]). For an
     /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
     /// the cull (one clear record, or the live victims' tombstones: expired ones stay
     /// expired after a reboot), the changed keys it leaves gone then held (the victims'
@@ -309,38 +311,41 @@ impl<
     pub(super) async fn write_batch(
         &mut self,
         io: &IoOf<F>,
-        n: usize,
         put: Option<&Staged<'_>>,
     ) -> Res<(), F> {
+        // The records of a flush's batch (a culling batch's put ends it).
+        let n = if put.is_some() { 0 } else { self.dirty() };
         let mut i = 0;
         let clear = match put {
             Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
             None => self.pending_clear,
         };
-        if clear {
-            self.append_listed(io, Listed::Clear, true, n == 1).await?;
-            i = 1;
-        } else if let Some(s) = put {
-            for v in 0..N {
-                if self.cull_tomb(v, s.now).is_some() {
-                    self.append_listed(io, Listed::Victim(v), i == 0, false)
-                        .await?;
-                    i += 1;
-                }
-            }
-        }
-        // A cull that clears drops every changed key.
-        if !(clear && put.is_some()) {
-            for held in 0..2 {
-                let held = held == 1;
-                for d in 0..self.dirty {
+        // Three parts, one append site: the clear or the cull's tombstones, the changed
+        // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
+        for part in 0..3 {
+            let count = match part {
+                0 if clear => 1,
+                0 if put.is_some() => N,
+                0 => 0,
+                // A cull that clears drops every changed key.
+                _ if clear && put.is_some() => 0,
+                _ => self.dirty,
+            };
+            for v in 0..count {
+                let what = match (part, put) {
+                    (0, _) if clear => Listed::Clear,
+                    (0, Some(s)) => match self.cull_tomb(v, s.now) {
+                        Some(_) => Listed::Victim(v),
+                        None => continue,
+                    },
                     // A victim of the cull is left out (none is marked in a flush).
-                    if self.held_kept(d) == Some(held) {
-                        self.append_listed(io, Listed::Dirty(d), i == 0, i + 1 == n)
-                            .await?;
-                        i += 1;
-                    }
-                }
+                    _ => match self.held_kept(v) {
+                        Some(w) if matches!(w, Listed::Held(_)) == (part == 2) => w,
+                        _ => continue,
+                    },
+                };
+                self.append_listed(io, what, i == 0, i + 1 == n).await?;
+                i += 1;
             }
         }
         self.dirty = 0;
@@ -353,12 +358,13 @@ impl<
         } else {
             self.pending_clear = false;
         }
-        self.committed();
+        self.commits += 1;
         Ok(())
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
-    /// (see [`Listed`]), a value when its key is held, else a tombstone. Out of line, so the
+    /// (see [`Listed`]: a held slot's value, else a tombstone; the caller's lookup named
+    /// it, so none is made here). Out of line, so the
     /// loops writing a batch keep a small frame above the writer.
     #[blocking(inline(never))]
     pub(super) async fn append_listed(
@@ -378,30 +384,29 @@ impl<
             ..
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        let mut rec = Rec::bare(T_CLEAR, start, end, *time);
-        let key = match what {
-            Listed::Clear => None,
-            Listed::Dirty(d) => Some(listed_key(dirty_keys, dirty_len, d)),
-            Listed::Held(i) | Listed::Victim(i) => Some(t.slot(i).0),
-        };
-        let mut slot = None;
-        if let Some(k) = key {
-            rec.key = k;
-            rec.set_type(T_TOMB, 0);
-            // A victim is still held: its record is a tombstone all the same.
-            if !matches!(what, Listed::Victim(_)) {
-                slot = t.slot_of(k);
+        // A tombstone unless said otherwise.
+        let mut rec = Rec::bare(T_TOMB, start, end, *time);
+        match what {
+            Listed::Clear => rec.set_type(T_CLEAR, 0),
+            Listed::Time => rec.set_type(T_TIME, 0),
+            Listed::Gone(d) => rec.key = listed_key(dirty_keys, dirty_len, d),
+            // A victim is still held: its record is a tombstone all the same. One read
+            // of the slot for both.
+            Listed::Victim(i) | Listed::Held(i) => {
+                let (k, v, kind, expiry) = t.slot(i);
+                rec.key = k;
+                if let Listed::Held(_) = what {
+                    rec.set_type(T_PUT, kind as u8);
+                    rec.val = v;
+                    rec.expiry = expiry;
+                }
             }
         }
-        if let Some(s) = slot {
-            let (_, v, kind, expiry) = t.slot(s);
-            rec.set_type(T_PUT, kind as u8);
-            rec.val = v;
-            rec.expiry = expiry;
-        }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
-        if let Some(at_slot) = slot.and_then(|s| loc.get_mut(s)) {
-            *at_slot = at;
+        if let Listed::Held(i) = what {
+            if let Some(at_slot) = loc.get_mut(i) {
+                *at_slot = at;
+            }
         }
         Ok(())
     }
@@ -502,8 +507,10 @@ pub(super) fn listed_key<'k, const K: usize>(
 pub(super) enum Listed {
     /// The pending clear (a clear record).
     Clear,
-    /// Changed key `d` of the list.
-    Dirty(usize),
+    /// The cache time (a time record, [`Core::flush_all`]'s).
+    Time,
+    /// The tombstone of changed key `d` of the list (not held).
+    Gone(usize),
     /// The value of the entry in slot `i`.
     Held(usize),
     /// The tombstone of the entry in slot `i`, a cull's victim still held.
