@@ -1023,15 +1023,18 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
             self.remove(bf, i);
             return Ok(false);
         }
-        // Not `==`, which calls `memcmp`.
-        if from.len() == to.len() && same_bytes(from, to) {
-            self.expiry[i] = expiry;
-            self.touch_lru(i);
-            return Ok(true);
-        }
+        // `to` found in slot `i` is `from` itself: the lookup that `to` needs anyway
+        // answers that, where comparing the keys was a second, inlined compare loop (116
+        // bytes of the persistent firmware probe).
         let (bt, found) = self.locate(to);
-        if let Some(j) = found {
-            self.remove(bt, j);
+        match found {
+            Some(j) if j == i => {
+                self.expiry[i] = expiry;
+                self.touch_lru(i);
+                return Ok(true);
+            }
+            Some(j) => self.remove(bt, j),
+            None => {}
         }
         let (len, kind) = self.value_meta(i);
         // Slot `i` leaves its chain and the recency list through the one removal, then is
