@@ -312,10 +312,20 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
 
 /// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit
 /// operations only: 32-bit cores have no 64-bit divide instruction, and the generic 64-bit
-/// division routine costs nearly a kilobyte of flash.
+/// division routine costs nearly a kilobyte of flash. The remainder is computed here from
+/// the quotient, so the out-of-line division answers in registers (a pair of `u64` and
+/// `u32` goes through memory on 32-bit cores).
+#[inline(always)]
+pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
+    let q = div_small(x, d);
+    // `x - q * d` is the remainder, below 2^16: its low 32 bits are exact.
+    (q, (x as u32).wrapping_sub((q as u32).wrapping_mul(d as u32)))
+}
+
+/// [`divrem_small`]'s quotient.
 // One copy for every caller: the loop unrolls into about 120 bytes of Thumb code.
 #[inline(never)]
-pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
+const fn div_small(x: u64, d: u16) -> u64 {
     let d = d as u32;
     let mut q: u64 = 0;
     let mut r: u32 = 0;
@@ -326,7 +336,7 @@ pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
         q = (q << 16) | (cur / d) as u64;
         r = cur % d;
     }
-    (q, r)
+    q
 }
 
 /// A serializer that answers "is this value a single integer in i64 range?".
