@@ -48,8 +48,9 @@ impl Timeout {
             Timeout::Never => return None,
             // 300 times a 32-bit rate: no overflow.
             Timeout::Default => 300 * rate,
-            // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
-            Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
+            // Below 2^32 seconds `mul_sat` is one 32 x 32-bit product (its high half is
+            // 0); a separate arm for it cost 8 bytes of firmware, and `Cache::expiry`
+            // takes the common timeouts in a 32-bit path of its own before this.
             Timeout::Secs(s) if s > 0 => mul_sat(s as u64, rate),
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
