@@ -247,16 +247,17 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
 /// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding
 /// space; leading zeros are allowed, the value must fit in `i64`.
 pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<i64> {
-    let (neg, digits) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, bytes),
-    };
-    let m = parse_u64(digits)?;
-    if neg {
-        0i64.checked_sub_unsigned(m)
-    } else {
-        i64::try_from(m).ok()
+    // The sign as a number, not a branch around the digits: with one `parse_u64` call in
+    // each arm, the optimizer inlined its loop twice (32 bytes of the persistent firmware
+    // probe, 56 of the memory one).
+    let neg = bytes.first() == Some(&b'-');
+    let m = parse_u64(bytes.get(usize::from(neg)..)?)?;
+    // At most 2^63 - 1, or 2^63 with the sign (which wraps to `i64::MIN` below).
+    if m > i64::MAX as u64 + u64::from(neg) {
+        return None;
     }
+    let v = m as i64;
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Writes `v` as ASCII decimal at the start of `buf`; returns the length. The one decimal
@@ -319,7 +320,10 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
 pub(crate) const fn divrem_small(x: u64, d: u16) -> (u64, u32) {
     let q = div_small(x, d);
     // `x - q * d` is the remainder, below 2^16: its low 32 bits are exact.
-    (q, (x as u32).wrapping_sub((q as u32).wrapping_mul(d as u32)))
+    (
+        q,
+        (x as u32).wrapping_sub((q as u32).wrapping_mul(d as u32)),
+    )
 }
 
 /// [`divrem_small`]'s quotient.
