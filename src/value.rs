@@ -184,7 +184,9 @@ pub(crate) fn decode_int(bytes: &[u8]) -> Option<i64> {
     let redundant = match bytes {
         [] => false,
         [0] => true,
-        [.., below, top] => (*top == 0 && below & 0x80 == 0) || (*top == 0xff && below & 0x80 != 0),
+        // The top byte only repeats the sign of the one below it (0x00 under a clear top
+        // bit, 0xff under a set one): one compare with that byte's sign extension.
+        [.., below, top] => *top == ((*below as i8) >> 7) as u8,
         [_] => false,
     };
     if redundant {
