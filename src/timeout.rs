@@ -42,6 +42,17 @@ impl Timeout {
     /// collides with "never"). `Default` is resolved by the caller; here it counts as
     /// Django's 300 s.
     pub const fn to_ticks(self, rate: u32) -> Option<u64> {
+        match self.ticks_unbounded(rate) {
+            Some(t) if t >= u64::MAX - 1 => Some(u64::MAX - 1),
+            other => other,
+        }
+    }
+
+    /// [`Timeout::to_ticks`] without its bound at `u64::MAX - 1`: what `Cache::expiry`
+    /// uses, since it bounds the expiry tick (the time plus these ticks) below
+    /// [`NEVER`](crate::backend::NEVER) anyway, and a second bound cost 20 bytes of
+    /// firmware.
+    pub(crate) const fn ticks_unbounded(self, rate: u32) -> Option<u64> {
         // 64-bit saturating arithmetic only: no 128-bit multiply or divide in firmware.
         let rate = rate as u64;
         let ticks = match self {
@@ -65,8 +76,6 @@ impl Timeout {
         // Positive from here on: never shorter than one tick.
         if ticks == 0 {
             Some(1)
-        } else if ticks >= u64::MAX - 1 {
-            Some(u64::MAX - 1)
         } else {
             Some(ticks)
         }
