@@ -177,7 +177,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 return now + u64::from(s as u32 * rate);
             }
         }
-        match timeout.to_ticks(rate) {
+        match timeout.ticks_unbounded(rate) {
             None => NEVER,
             Some(0) => EXPIRED,
             Some(t) => now.saturating_add(t).min(NEVER - 1),
@@ -213,8 +213,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         let made = made(&self.scratch.0, n);
         match self.expiry(timeout, now) {
             EXPIRED => {
-                if mode == Put::Add && self.backend.has_key(made, now)? {
-                    return Ok(false);
+                if mode == Put::Add {
+                    // A key `has_key` finds not live is absent once it answers (it drops an
+                    // expired entry): no delete to make.
+                    return Ok(!self.backend.has_key(made, now)?);
                 }
                 self.backend.delete(made, now)?;
                 Ok(true)

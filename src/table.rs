@@ -876,6 +876,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the
     /// table is full): the one non-generic store for wrappers that encode a value aside, so
     /// the table's insert is compiled once for all of them.
+    ///
+    /// Written out rather than as `put` with a copying `fill`: the value is already aside
+    /// and its length is checked first, so nothing fails once an insert starts, and an
+    /// insert at the limit culls, then copies once (`insert` stages a value in a buffer on
+    /// the stack so that a failing encoder costs no culled entry).
     #[inline(never)]
     pub(crate) fn put_bytes(
         &mut self,
@@ -885,11 +890,41 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         bytes: &[u8],
         kind: Kind,
     ) -> Result<bool, Error> {
-        self.put(key, Put::Set, expiry, now, |dst| {
-            let dst = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
-            words::copy(dst, bytes);
-            Ok((bytes.len(), kind))
-        })
+        let len = bytes.len();
+        let (b, found) = self.locate(key);
+        match found {
+            Some(i) => {
+                // Never leave a stale value readable: the key goes.
+                let Some(dst) = self.vals[i].get_mut(..len) else {
+                    self.remove(b, i);
+                    return Err(Error::ValueTooLarge);
+                };
+                words::copy(dst, bytes);
+                self.set_meta(i, len, kind, expiry);
+                self.touch_lru(i);
+            }
+            None => {
+                if key.len() > K {
+                    return Err(Error::Key(KeyError::OverCapacity));
+                }
+                if len > V {
+                    return Err(Error::ValueTooLarge);
+                }
+                if !self.ready {
+                    self.reset();
+                }
+                if self.len >= self.limit() {
+                    self.cull(now);
+                }
+                let i = self.alloc().ok_or(Error::StorageFull)?;
+                // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
+                if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
+                    words::copy(dst, bytes);
+                }
+                self.link(b, i, key, len, kind, expiry);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -1023,15 +1058,18 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
             self.remove(bf, i);
             return Ok(false);
         }
-        // Not `==`, which calls `memcmp`.
-        if from.len() == to.len() && same_bytes(from, to) {
-            self.expiry[i] = expiry;
-            self.touch_lru(i);
-            return Ok(true);
-        }
+        // `to` found in slot `i` is `from` itself: the lookup that `to` needs anyway
+        // answers that, where comparing the keys was a second, inlined compare loop (116
+        // bytes of the persistent firmware probe).
         let (bt, found) = self.locate(to);
-        if let Some(j) = found {
-            self.remove(bt, j);
+        match found {
+            Some(j) if j == i => {
+                self.expiry[i] = expiry;
+                self.touch_lru(i);
+                return Ok(true);
+            }
+            Some(j) => self.remove(bt, j),
+            None => {}
         }
         let (len, kind) = self.value_meta(i);
         // Slot `i` leaves its chain and the recency list through the one removal, then is

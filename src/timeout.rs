@@ -42,14 +42,26 @@ impl Timeout {
     /// collides with "never"). `Default` is resolved by the caller; here it counts as
     /// Django's 300 s.
     pub const fn to_ticks(self, rate: u32) -> Option<u64> {
+        match self.ticks_unbounded(rate) {
+            Some(t) if t >= u64::MAX - 1 => Some(u64::MAX - 1),
+            other => other,
+        }
+    }
+
+    /// [`Timeout::to_ticks`] without its bound at `u64::MAX - 1`: what `Cache::expiry`
+    /// uses, since it bounds the expiry tick (the time plus these ticks) below
+    /// [`NEVER`](crate::backend::NEVER) anyway, and a second bound cost 20 bytes of
+    /// firmware.
+    pub(crate) const fn ticks_unbounded(self, rate: u32) -> Option<u64> {
         // 64-bit saturating arithmetic only: no 128-bit multiply or divide in firmware.
         let rate = rate as u64;
         let ticks = match self {
             Timeout::Never => return None,
             // 300 times a 32-bit rate: no overflow.
             Timeout::Default => 300 * rate,
-            // Up to 136 years of seconds: one 32 x 32-bit product, which cannot overflow.
-            Timeout::Secs(s) if s > 0 && s <= u32::MAX as i64 => (s as u64) * rate,
+            // Below 2^32 seconds `mul_sat` is one 32 x 32-bit product (its high half is
+            // 0); a separate arm for it cost 8 bytes of firmware, and `Cache::expiry`
+            // takes the common timeouts in a 32-bit path of its own before this.
             Timeout::Secs(s) if s > 0 => mul_sat(s as u64, rate),
             Timeout::Millis(ms) if ms > 0 => {
                 // floor(ms * rate / 1000) exactly, without a 128-bit product:
@@ -64,8 +76,6 @@ impl Timeout {
         // Positive from here on: never shorter than one tick.
         if ticks == 0 {
             Some(1)
-        } else if ticks >= u64::MAX - 1 {
-            Some(u64::MAX - 1)
         } else {
             Some(ticks)
         }
