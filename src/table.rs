@@ -869,7 +869,12 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         }
         // Below the limit now: the insert does not cull.
         self.put_bytes(key, expiry, now, bytes, kind).ok()?;
-        // A put leaves its entry the most recent: no second lookup.
+        self.newest()
+    }
+
+    /// The slot of the most recent entry: after a successful put, the put's (no second
+    /// lookup of its key).
+    pub(crate) fn newest(&self) -> Option<usize> {
         Some(usize::from(self.head)).filter(|&i| i < N)
     }
 

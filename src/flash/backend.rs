@@ -375,8 +375,8 @@ impl<
             }
         }
         self.put_table(s)?;
-        // Held once the put succeeded: the error is never answered.
-        self.table.borrow().slot_of(s.key).ok_or(Error::NotFound)
+        // A put leaves its entry the most recent (the error is never answered).
+        self.table.borrow().newest().ok_or(Error::NotFound)
     }
 
     /// The table takes the staged put `s`. Out of line: the table's many arguments are
