@@ -415,20 +415,16 @@ impl<F: Geometry> Log<F> {
         self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
-    /// Erases page `p` and writes its part A with the count incremented. `old` is the
-    /// count before the erase when known (else it is read).
-    pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32, old: Option<u32>) -> Res<u32, F> {
-        let old = match old {
-            Some(c) => c,
-            None => self.erase_count(io, p).await?.unwrap_or(self.max_erase),
-        };
+    /// Erases page `p` and writes its part A with the count incremented: the count read
+    /// before the erase, else the highest seen ([`Log::max_erase`]).
+    pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
+        let old = self.erase_count(io, p).await?.unwrap_or(self.max_erase);
         self.forget(p);
         let addr = self.page_addr(p);
         io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_part_a(io, p, count).await?;
-        Ok(count)
+        self.write_part_a(io, p, count).await
     }
 
     /// Takes the page after the head into the log with base time `time`: without a read
@@ -441,7 +437,7 @@ impl<F: Geometry> Log<F> {
         if self.ready > 0 {
             self.ready -= 1;
         } else {
-            self.erase_page(io, p, None).await?;
+            self.erase_page(io, p).await?;
         }
         self.forget(p);
         let a_len = Self::a_len();

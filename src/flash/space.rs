@@ -223,9 +223,7 @@ impl<
                 .map_err(Error::Backend)?;
         }
         let log = &mut self.log;
-        log.erase_page(io, tail, None)
-            .await
-            .map_err(Error::Backend)?;
+        log.erase_page(io, tail).await.map_err(Error::Backend)?;
         // The next page in the cycle, without a division.
         log.tail = if tail + 1 == log.pages { 0 } else { tail + 1 };
         log.used -= 1;
