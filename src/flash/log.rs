@@ -706,8 +706,8 @@ impl<F: Geometry> Log<F> {
 
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
     /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
-    /// `key` and `val`; `false` when they do not fit. The key is read whenever it fits,
-    /// even when the value does not.
+    /// `key` and `val`, each when it fits (the caller tells by the lengths in `r`). The
+    /// key is read whenever it fits, even when the value does not.
     #[inline(never)]
     pub async fn read_at(
         &mut self,
@@ -716,21 +716,19 @@ impl<F: Geometry> Log<F> {
         r: &RecHead,
         key: &mut [u8],
         val: &mut [u8],
-    ) -> Res<bool, F> {
+    ) -> Res<(), F> {
         let (kl, vl) = (usize::from(r.klen), r.vlen as usize);
         if kl > key.len() {
-            return Ok(false);
+            return Ok(());
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
         self.read(io, addr, key.get_mut(p..kl).unwrap_or(&mut []))
             .await?;
         if vl > val.len() {
-            return Ok(false);
+            return Ok(());
         }
-        self.read(io, addr + (kl - p) as u32, &mut val[..vl])
-            .await?;
-        Ok(true)
+        self.read(io, addr + (kl - p) as u32, &mut val[..vl]).await
     }
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
