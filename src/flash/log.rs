@@ -415,20 +415,16 @@ impl<F: Geometry> Log<F> {
         self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
-    /// Erases page `p` and writes its part A with the count incremented. `old` is the
-    /// count before the erase when known (else it is read).
-    pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32, old: Option<u32>) -> Res<u32, F> {
-        let old = match old {
-            Some(c) => c,
-            None => self.erase_count(io, p).await?.unwrap_or(self.max_erase),
-        };
+    /// Erases page `p` and writes its part A with the count incremented: the count read
+    /// before the erase, else the highest seen ([`Log::max_erase`]).
+    pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
+        let old = self.erase_count(io, p).await?.unwrap_or(self.max_erase);
         self.forget(p);
         let addr = self.page_addr(p);
         io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_part_a(io, p, count).await?;
-        Ok(count)
+        self.write_part_a(io, p, count).await
     }
 
     /// Takes the page after the head into the log with base time `time`: without a read
@@ -441,7 +437,7 @@ impl<F: Geometry> Log<F> {
         if self.ready > 0 {
             self.ready -= 1;
         } else {
-            self.erase_page(io, p, None).await?;
+            self.erase_page(io, p).await?;
         }
         self.forget(p);
         let a_len = Self::a_len();
@@ -710,8 +706,8 @@ impl<F: Geometry> Log<F> {
 
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
     /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
-    /// `key` and `val`; `false` when they do not fit. The key is read whenever it fits,
-    /// even when the value does not.
+    /// `key` and `val`, each when it fits (the caller tells by the lengths in `r`). The
+    /// key is read whenever it fits, even when the value does not.
     #[inline(never)]
     pub async fn read_at(
         &mut self,
@@ -720,21 +716,19 @@ impl<F: Geometry> Log<F> {
         r: &RecHead,
         key: &mut [u8],
         val: &mut [u8],
-    ) -> Res<bool, F> {
+    ) -> Res<(), F> {
         let (kl, vl) = (usize::from(r.klen), r.vlen as usize);
         if kl > key.len() {
-            return Ok(false);
+            return Ok(());
         }
         let p = r.prefix(key);
         let addr = at + u32::from(r.hlen);
         self.read(io, addr, key.get_mut(p..kl).unwrap_or(&mut []))
             .await?;
         if vl > val.len() {
-            return Ok(false);
+            return Ok(());
         }
-        self.read(io, addr + (kl - p) as u32, &mut val[..vl])
-            .await?;
-        Ok(true)
+        self.read(io, addr + (kl - p) as u32, &mut val[..vl]).await
     }
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to

@@ -335,7 +335,7 @@ impl<
                 // Only a compaction fills the last free page, and until it erases the
                 // oldest page it writes nothing there but copies of that page's records:
                 // drop the copies and let the compaction run again.
-                log.erase_page(io, hp, None).await?;
+                log.erase_page(io, hp).await?;
                 log.used -= 1;
                 log.seq -= 1;
             } else {
@@ -418,7 +418,7 @@ impl<
                 strays = true;
                 lost_head |= log.used > 0 && (li == log.used || newer);
                 if erase {
-                    log.erase_page(io, p, None).await?;
+                    log.erase_page(io, p).await?;
                 }
             }
         }
@@ -486,7 +486,7 @@ impl<
         let log = &mut self.log;
         for li in 0..log.pages {
             let p = log.phys(li);
-            log.erase_page(io, p, None).await?;
+            log.erase_page(io, p).await?;
         }
         log.used = 0;
         log.seq = 0;

@@ -16,7 +16,7 @@ use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::writeback::listed_key;
-use super::{Core, Res, CULL_MARK, NOWHERE};
+use super::{Core, Fe, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
 
@@ -210,7 +210,7 @@ impl<
                     .load_start(io, tail)
                     .await
                     .map_err(Error::Backend)?;
-                self.copy_flushed(io, d, at).await?;
+                self.copy_flushed(io, d, at).await.map_err(Error::Backend)?;
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
@@ -218,12 +218,12 @@ impl<
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            self.copy_entry(io, i, evict).await?;
+            self.copy_entry(io, i, evict)
+                .await
+                .map_err(Error::Backend)?;
         }
         let log = &mut self.log;
-        log.erase_page(io, tail, None)
-            .await
-            .map_err(Error::Backend)?;
+        log.erase_page(io, tail).await.map_err(Error::Backend)?;
         // The next page in the cycle, without a division.
         log.tail = if tail + 1 == log.pages { 0 } else { tail + 1 };
         log.used -= 1;
@@ -238,9 +238,10 @@ impl<
     /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
     /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it
     /// goes with the page: durable at once, the page is erased next). Out of line: the
-    /// compaction loop keeps a small frame above the writer.
+    /// compaction loop keeps a small frame above the writer. Its errors are the flash's,
+    /// widened by the caller, as [`Self::copy_flushed`]'s.
     #[blocking(inline(never))]
-    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Res<(), F> {
+    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Result<(), Fe<F>> {
         let tail = self.log.tail;
         let Some(&at) = self.loc.get(i) else {
             return Ok(());
@@ -267,7 +268,7 @@ impl<
         }
         let log = &mut self.log;
         if !evict && log.head_fits(Log::<F>::rec_size(&rec, rec.time) as usize) {
-            self.loc[i] = log.append(io, &rec).await.map_err(Error::Backend)?;
+            self.loc[i] = log.append(io, &rec).await?;
         } else {
             self.table.borrow_mut().remove_slot(i);
             self.evictions += 1;
@@ -279,9 +280,10 @@ impl<
     /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
     /// and fits, and sets where the copy starts as the key's record on flash (the caller
     /// set [`NOWHERE`] there: left when it is not copied). The key comes from the list,
-    /// only the value is read. Answers no address: its result fits a register.
+    /// only the value is read. Answers no address: its result fits a register. Its errors
+    /// are the flash's, widened once by the caller (not at each of its three calls).
     #[blocking(inline(never))]
-    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Res<(), F> {
+    async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Result<(), Fe<F>> {
         let log = &mut self.log;
         let tail = log.tail;
         let k = listed_key(&self.dirty_keys, &self.dirty_len, d);
@@ -293,10 +295,7 @@ impl<
             };
             let mut r = RecHead::in_page(base);
             let off = at - log.page_addr(tail);
-            if !log
-                .read_record_into(io, tail, off, &mut r)
-                .await
-                .map_err(Error::Backend)?
+            if !log.read_record_into(io, tail, off, &mut r).await?
                 || r.expiry <= log.written_time
                 || usize::from(r.klen) != k.len()
                 || r.vlen as usize > V
@@ -311,15 +310,13 @@ impl<
             )
         };
         let mut val = [0u8; V];
-        log.read(io, from, &mut val[..vl])
-            .await
-            .map_err(Error::Backend)?;
+        log.read(io, from, &mut val[..vl]).await?;
         let base = log.head_base;
         let copy = Rec::put(k, &val[..vl], kind, base, expiry);
         if !log.head_fits(Log::<F>::rec_size(&copy, base) as usize) {
             return Ok(());
         }
-        self.dirty_loc[d] = log.append(io, &copy).await.map_err(Error::Backend)?;
+        self.dirty_loc[d] = log.append(io, &copy).await?;
         Ok(())
     }
 
