@@ -738,19 +738,23 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some(read(&self.vals[i][..len], kind))
     }
 
-    /// Gives the entry of `key`, if held, expiry tick `expiry` (live or not), without
-    /// changing recency: a persistent backend's `touch`, once it has found the entry live.
-    pub(crate) fn set_expiry(&mut self, key: &[u8], expiry: u64) {
-        if let Some(i) = self.locate(key).1 {
-            self.expiry[i] = expiry;
+    /// Gives the entry in slot `i` (from [`Table::peek_any`]) expiry tick `expiry`, without
+    /// changing recency: a persistent backend's `touch`, once it has found the entry live
+    /// (the slot it found then, so the key is not looked up again).
+    pub(crate) fn set_expiry(&mut self, i: usize, expiry: u64) {
+        // A slot is below `N`: `get_mut` always hits (no panic path).
+        if let Some(e) = self.expiry.get_mut(i) {
+            *e = expiry;
         }
     }
 
-    /// Reads an entry whether or not it has expired, without changing recency.
-    pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(&[u8], Kind, u64)> {
+    /// Reads an entry whether or not it has expired, without changing recency, with its
+    /// slot (see [`Table::slot_of`]): a persistent backend's later steps take the slot
+    /// instead of looking the key up again.
+    pub(crate) fn peek_any(&self, key: &[u8]) -> Option<(usize, &[u8], Kind, u64)> {
         let i = self.locate(key).1?;
         let (len, kind) = self.value_meta(i);
-        Some((&self.vals[i][..len], kind, self.expiry[i]))
+        Some((i, &self.vals[i][..len], kind, self.expiry[i]))
     }
 
     /// Django's cull for an insert of `key` at `now`: [`CullPlan::None`] when `key` is held

@@ -76,7 +76,7 @@ impl<
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
         let live = match self.table.borrow().peek_any(key) {
-            Some((_, _, e)) => e > now,
+            Some((_, _, _, e)) => e > now,
             None => return Ok(false),
         };
         if expired && live {
@@ -103,7 +103,7 @@ impl<
         if key.len() > K {
             return Err(Error::Key(KeyError::OverCapacity));
         }
-        let held = self.table.borrow().peek_any(key).map(|(_, _, e)| e);
+        let held = self.table.borrow().peek_any(key).map(|(_, _, _, e)| e);
         if mode == Put::Add && held.is_some_and(|e| e > now) {
             return Ok(None);
         }
@@ -157,7 +157,7 @@ impl<
         // unchanged. Only its recency after a reboot differs (the log's order).
         let unchanged = at != NOWHERE
             && matches!(self.table.borrow().peek_any(s.key),
-                Some((v, k, e)) if k == s.kind && e == s.expiry && same(v, s.val));
+                Some((_, v, k, e)) if k == s.kind && e == s.expiry && same(v, s.val));
         self.put_table(s)?;
         if !unchanged {
             self.mark(s.key, at);
@@ -232,15 +232,15 @@ impl<
 
     pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
         self.see(now);
-        let vlen = match self.table.borrow().peek_any(key) {
-            Some((v, _, e)) if e > now => v.len(),
+        let (i, vlen) = match self.table.borrow().peek_any(key) {
+            Some((i, v, _, e)) if e > now => (i, v.len()),
             _ => return Ok(false),
         };
         let Some(at) = self.room_at(key, vlen) else {
             return Err(Error::Settle);
         };
-        // Live above and unchanged since (`room_at` changes no entry).
-        self.table.borrow_mut().set_expiry(key, expiry);
+        // Live in slot `i` above and unchanged since (`room_at` changes no entry).
+        self.table.borrow_mut().set_expiry(i, expiry);
         self.mark(key, at);
         Ok(true)
     }
@@ -271,7 +271,7 @@ impl<
             return Err(Error::Key(KeyError::OverCapacity));
         }
         let vlen = match self.table.borrow().peek_any(from) {
-            Some((v, _, _)) => v.len(),
+            Some((_, v, _, _)) => v.len(),
             None => return Ok(false),
         };
         self.room(&[

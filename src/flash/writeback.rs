@@ -210,7 +210,7 @@ impl<
             let entry = self.table.borrow().peek_any(k);
             if entry.is_some() == held {
                 // A value, or a tombstone (no value, no expiry).
-                let (vlen, x) = entry.map_or((0, 0), |(v, _, e)| (v.len(), xlen(e, self.time)));
+                let (vlen, x) = entry.map_or((0, 0), |(_, v, _, e)| (v.len(), xlen(e, self.time)));
                 pl.place(key_cost(k), vlen, x);
             }
         }
