@@ -569,7 +569,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.len -= 1;
     }
 
-    /// Removes the entry of slot `i` (compaction dropping an entry it cannot copy).
+    /// Removes the entry of slot `i` (compaction dropping an entry it cannot copy, a
+    /// persistent backend's delete of the slot it found).
     pub(crate) fn remove_slot(&mut self, i: usize) {
         // A held slot is below `N`: one compare where the key's read would carry a panic path.
         if i >= N {

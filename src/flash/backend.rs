@@ -75,8 +75,8 @@ impl<
     /// held and live, so a read or `has_key` needs no lookup of its own).
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
         self.see(now);
-        let live = match self.table.borrow().peek_any(key) {
-            Some((_, _, _, e)) => e > now,
+        let (i, live) = match self.table.borrow().peek_any(key) {
+            Some((i, _, _, e)) => (i, e > now),
             None => return Ok(false),
         };
         if expired && live {
@@ -85,8 +85,9 @@ impl<
         let Some(at) = self.room_at(key, Change::GONE) else {
             return Err(Error::Settle);
         };
-        // Held above and unchanged since (`room_at` changes no entry): the table drops it.
-        let _ = self.table.borrow_mut().delete(key, now);
+        // Held in slot `i` above and unchanged since (`room_at` changes no entry): the table
+        // drops that slot.
+        self.table.borrow_mut().remove_slot(i);
         self.mark(key, at);
         Ok(live)
     }
