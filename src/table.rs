@@ -899,7 +899,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         now: u64,
         bytes: &[u8],
         kind: Kind,
-    ) -> Result<bool, Error> {
+    ) -> Result<(), Error> {
         let len = bytes.len();
         let (b, found) = self.locate(key);
         match found {
@@ -934,7 +934,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
                 self.link(b, i, key, len, kind, expiry);
             }
         }
-        Ok(true)
+        Ok(())
     }
 }
 

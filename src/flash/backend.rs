@@ -383,7 +383,7 @@ impl<
     /// The table takes the staged put `s`. Out of line: the table's many arguments are
     /// unpacked once, for a put and the end of a culling batch ([`Self::take_culled`]).
     #[inline(never)]
-    fn put_table(&mut self, s: &Staged<'_>) -> Res<bool, F> {
+    fn put_table(&mut self, s: &Staged<'_>) -> Res<(), F> {
         self.table
             .borrow_mut()
             .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
