@@ -363,7 +363,7 @@ impl<
             stage.expiry = expiry;
             stage.now = now;
         }
-        r
+        r.map(|()| true)
     }
 
     /// Asks for a flush (the changes and the current cache time); the next

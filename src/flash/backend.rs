@@ -127,7 +127,7 @@ impl<
     /// Stores the staged value `s`. An insert that culls more entries than the list holds
     /// asks for [`Work::CullingPut`].
     #[inline(never)]
-    pub(crate) fn put_staged(&mut self, s: &Staged<'_>) -> Res<bool, F> {
+    pub(crate) fn put_staged(&mut self, s: &Staged<'_>) -> Res<(), F> {
         let plan = self.table.borrow().cull_plan(s.key);
         let at = if plan != CullPlan::None {
             // Under write-back, the tombstones of the cull join the list when they fit it
@@ -152,7 +152,7 @@ impl<
     /// and the list the key (`at`: its latest record on flash). Out of line: the table's
     /// arguments are not on the frame above the cull's placements.
     #[inline(never)]
-    fn put_at(&mut self, s: &Staged<'_>, at: u32) -> Res<bool, F> {
+    fn put_at(&mut self, s: &Staged<'_>, at: u32) -> Res<(), F> {
         // A set that leaves the key as its latest record on flash has it (value, kind and
         // expiry) is not written again, under either policy: no wear for a value rewritten
         // unchanged. Only its recency after a reboot differs (the log's order).
@@ -163,7 +163,7 @@ impl<
         if !unchanged {
             self.mark(s.key, at);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Write-back's step of an insert that culls (`plan`): the cull's live victims join
@@ -532,7 +532,7 @@ impl<
         loop {
             let r = self.core.put_staged(&s);
             if !self.settle(Some(&s))? {
-                return r;
+                return r.map(|()| true);
             }
             // The work wrote the put (an insert that culls).
             if self.core.culled {
