@@ -162,7 +162,7 @@ impl<
     }
 
     /// Places the changed keys of a batch after an operation that makes `changes`, as
-    /// [`Self::append_dirty`] writes them: the keys gone in the list's order (keys the
+    /// [`Self::write_batch`] writes them: the keys gone in the list's order (keys the
     /// operation adds to the list after those listed), then the keys held likewise. Keys
     /// that are victims of a cull are left out (all are placed in a flush or an
     /// operation's check: no victim is marked then). Out of line: a flush, an operation's
