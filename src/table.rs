@@ -758,6 +758,51 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some((i, &self.vals[i][..len], kind, self.expiry[i]))
     }
 
+    /// Adds `delta` to the integer in held slot `i` (from [`Table::peek_any`]) at `now`,
+    /// as [`Backend::incr`] does once it has found the key: a persistent backend's `incr`,
+    /// which looked the key up already (the slot it found then, so the key is not looked up
+    /// again). An expired entry is dropped and is [`Error::NotFound`].
+    pub(crate) fn incr_slot(&mut self, i: usize, delta: i64, now: u64) -> Result<i64, Error> {
+        // A held slot is below `N`: one compare where the indexes would carry a panic path.
+        if i >= N {
+            return Err(Error::NotFound);
+        }
+        if self.expiry[i] <= now {
+            self.remove_slot(i);
+            return Err(Error::NotFound);
+        }
+        self.add_to(i, delta)
+    }
+
+    /// [`Backend::incr`] of the live entry in slot `i` (below `N`): one body for the memory
+    /// table's `incr` and [`Table::incr_slot`], inlined into each.
+    #[inline(always)]
+    fn add_to(&mut self, i: usize, delta: i64) -> Result<i64, Error> {
+        let (len, kind) = self.value_meta(i);
+        let bytes = &self.vals[i][..len];
+        let old = match kind {
+            Kind::Int => value::decode_int(bytes),
+            Kind::Bytes => value::parse_decimal(bytes),
+            // The memcached front end does memcached's unsigned incr on items itself.
+            Kind::Serde | Kind::Item => None,
+        }
+        .ok_or(Error::NotInteger)?;
+        let new = old.checked_add(delta).ok_or(Error::Overflow)?;
+        let written = match kind {
+            Kind::Int => value::encode_int(new, &mut self.vals[i]),
+            _ => value::write_decimal(new, &mut self.vals[i]),
+        };
+        // Both encoders check the room before writing a byte, so on failure the old value
+        // is intact.
+        let Ok(len) = written else {
+            return Err(Error::ValueTooLarge);
+        };
+        let expiry = self.expiry[i];
+        self.set_meta(i, len, kind, expiry);
+        self.touch_lru(i);
+        Ok(new)
+    }
+
     /// Django's cull for an insert of `key` at `now`: [`CullPlan::None`] when `key` is held
     /// or the table is below `max_entries`. This is the one place that decides what a cull
     /// removes; the table applies the plan ([`Table::apply_cull`]) and a persistent backend
@@ -1031,29 +1076,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
             self.remove(b, i);
             return Err(Error::NotFound);
         }
-        let (len, kind) = self.value_meta(i);
-        let bytes = &self.vals[i][..len];
-        let old = match kind {
-            Kind::Int => value::decode_int(bytes),
-            Kind::Bytes => value::parse_decimal(bytes),
-            // The memcached front end does memcached's unsigned incr on items itself.
-            Kind::Serde | Kind::Item => None,
-        }
-        .ok_or(Error::NotInteger)?;
-        let new = old.checked_add(delta).ok_or(Error::Overflow)?;
-        let written = match kind {
-            Kind::Int => value::encode_int(new, &mut self.vals[i]),
-            _ => value::write_decimal(new, &mut self.vals[i]),
-        };
-        // Both encoders check the room before writing a byte, so on failure the old value
-        // is intact.
-        let Ok(len) = written else {
-            return Err(Error::ValueTooLarge);
-        };
-        let expiry = self.expiry[i];
-        self.set_meta(i, len, kind, expiry);
-        self.touch_lru(i);
-        Ok(new)
+        self.add_to(i, delta)
     }
 
     fn rekey(&mut self, from: &[u8], to: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {

@@ -253,13 +253,15 @@ impl<
 
     pub(crate) fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Res<i64, F> {
         self.see(now);
-        if self.table.borrow().peek_any(key).is_none() {
+        let Some(i) = self.table.borrow().slot_of(key) else {
             return Err(Error::NotFound);
-        }
+        };
         let Some(at) = self.room_at(key, V) else {
             return Err(Error::Settle);
         };
-        let r = self.table.borrow_mut().incr(key, delta, now);
+        // Held in slot `i` above and unchanged since (`room_at` changes no entry): the table
+        // adds to that slot, with no second lookup of the key.
+        let r = self.table.borrow_mut().incr_slot(i, delta, now);
         if matches!(r, Ok(_) | Err(Error::NotFound)) {
             self.mark(key, at);
         }
