@@ -249,11 +249,26 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
 /// Parses memcached-style ASCII decimal (unsigned, or signed with `-`), no surrounding
 /// space; leading zeros are allowed, the value must fit in `i64`.
 pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<i64> {
-    // The sign as a number, not a branch around the digits: with one `parse_u64` call in
-    // each arm, the optimizer inlined its loop twice (32 bytes of the persistent firmware
-    // probe, 56 of the memory one).
+    // The sign as a number, not a branch around the digits: with a digit loop in each arm,
+    // the optimizer inlined it twice (32 bytes of the persistent firmware probe, 56 of the
+    // memory one).
     let neg = bytes.first() == Some(&b'-');
-    let m = parse_u64(bytes.get(usize::from(neg)..)?)?;
+    let digits = bytes.get(usize::from(neg)..)?;
+    if digits.is_empty() {
+        return None;
+    }
+    // A value past `BOUND` gets a tenfold larger one with its next digit, beyond every
+    // `i64` magnitude; up to `BOUND`, `v * 10 + d` stays below 2^64. One compare a digit,
+    // where `parse_u64`'s exact `u64` bound takes two.
+    const BOUND: u64 = (1 << 63) / 10;
+    let mut m = 0u64;
+    for &b in digits {
+        let d = u64::from(b.wrapping_sub(b'0'));
+        if d > 9 || m > BOUND {
+            return None;
+        }
+        m = m * 10 + d;
+    }
     // At most 2^63 - 1, or 2^63 with the sign (which wraps to `i64::MIN` below).
     if m > i64::MAX as u64 + u64::from(neg) {
         return None;
