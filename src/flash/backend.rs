@@ -138,7 +138,8 @@ impl<
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
             }
-            self.on_flash(s.key)
+            // A cull is planned for a key that is not held: no record of it on flash.
+            NOWHERE
         } else {
             let Some(at) = self.room_at(s.key, s.val.len()) else {
                 return Err(Error::Settle);
