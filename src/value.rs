@@ -63,9 +63,15 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let mut raw = RawOut {
         buf: &mut *buf,
         at: 0,
+        full: false,
     };
-    if value.serialize(&mut raw).is_ok() {
-        return Ok((raw.at, Kind::Serde));
+    match value.serialize(&mut raw) {
+        Ok(()) => return Ok((raw.at, Kind::Serde)),
+        // Postcard writes the same bytes up to there, so it would run out of room too:
+        // no second try (for a value the fast path always takes, the compiler then drops
+        // postcard's).
+        Err(_) if raw.full => return Err(ValueError::TooLarge),
+        Err(_) => {}
     }
     match postcard::serialize_with_flavor(value, SliceOut { buf, at: 0 }) {
         Ok(used) => Ok((used, Kind::Serde)),
@@ -527,12 +533,17 @@ impl serde::de::Error for Fallback {
 struct RawOut<'a> {
     buf: &'a mut [u8],
     at: usize,
+    /// A write ran past the buffer (the value is too large, not refused).
+    full: bool,
 }
 
 impl RawOut<'_> {
     #[inline]
     fn push(&mut self, b: u8) -> Result<(), Fallback> {
-        let slot = self.buf.get_mut(self.at).ok_or(Fallback)?;
+        let Some(slot) = self.buf.get_mut(self.at) else {
+            self.full = true;
+            return Err(Fallback);
+        };
         *slot = b;
         self.at += 1;
         Ok(())
@@ -651,10 +662,10 @@ impl<'s, 'a> Serializer for &'s mut RawOut<'a> {
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Fallback> {
         self.push_len(v.len())?;
-        let dst = self
-            .buf
-            .get_mut(self.at..self.at + v.len())
-            .ok_or(Fallback)?;
+        let Some(dst) = self.buf.get_mut(self.at..self.at + v.len()) else {
+            self.full = true;
+            return Err(Fallback);
+        };
         crate::words::copy(dst, v);
         self.at += v.len();
         Ok(())
