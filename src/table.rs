@@ -758,7 +758,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some((i, &self.vals[i][..len], kind, self.expiry[i]))
     }
 
-    /// Adds `delta` to the integer in held slot `i` (from [`Table::peek_any`]) at `now`,
+    /// Adds `delta` to the integer in held slot `i` (from [`Table::slot_of`]) at `now`,
     /// as [`Backend::incr`] does once it has found the key: a persistent backend's `incr`,
     /// which looked the key up already (the slot it found then, so the key is not looked up
     /// again). An expired entry is dropped and is [`Error::NotFound`].
