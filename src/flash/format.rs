@@ -364,13 +364,21 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
 
 /// Writes header part B (the page's sequence number and base time) at the start of `b` (a
 /// request buffer); returns its length.
+#[cfg(test)]
 pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
+    let (n, crc) = part_b_fields(b, seq, time);
+    b[n..n + 4].copy_from_slice(&crc.finish().to_le_bytes());
+    n + 4
+}
+
+/// Writes the fields of header part B (the page's sequence number and base time) at the
+/// start of `b` (a request buffer); returns their length and their CRC so far: the
+/// record writer appends it ([`part_b_into`]'s bytes, written by the log's one writer).
+pub(crate) fn part_b_fields(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> (usize, Crc) {
     b[..4].copy_from_slice(&seq.to_le_bytes());
     // The varint ends within the first `PART_B_MAX - 4` bytes: no panic path below.
     let n = put_varint_at(Some(b), 4, time).min(PART_B_MAX - 4);
-    let crc = part_b_crc(&b[..n]);
-    b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
-    n + 4
+    (n, part_b_crc(&b[..n]))
 }
 
 /// The sequence number, base time and length of a valid part B at the start of `b`.
@@ -384,19 +392,19 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
     // The varint leaves the CRC's 4 bytes in `b` (taken with no panic path).
     let (fields, rest) = b.split_at_checked(n)?;
     let crc = u32::from_le_bytes(*rest.first_chunk::<4>()?);
-    (seq != SEQ_NEVER && part_b_crc(fields) == crc).then_some((seq, time, n + 4))
+    (seq != SEQ_NEVER && part_b_crc(fields).finish() == crc).then_some((seq, time, n + 4))
 }
 
 /// A sequence number never written: reading it means a blank or damaged part B.
 pub(crate) const SEQ_NEVER: u32 = u32::MAX;
 
-/// CRC-32C of part B, with the constant `'B'` in front (see the diagram).
+/// CRC-32C of part B, with the constant `'B'` in front (see the diagram), not finished.
 #[inline(never)]
-fn part_b_crc(fields: &[u8]) -> u32 {
+fn part_b_crc(fields: &[u8]) -> Crc {
     let mut c = Crc::new();
     c.push(b'B');
     c.update(fields);
-    c.finish()
+    c
 }
 
 /// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]

@@ -9,7 +9,7 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_into, Crc, Rec, RecHead,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_fields, Crc, Rec, RecHead,
     Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
 };
 use super::FlashError;
@@ -350,10 +350,10 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `staged` bytes already at the start of the request buffer (a record's
-    /// header, whose CRC `sum` holds), `parts` (the key's rest and the value) and their
-    /// CRC-32C back to back from `addr` (aligned), padding the end with 0xFF: the writer of
-    /// every record kind. Out of line: a sibling of the header's encoding below the
-    /// record writer's frame.
+    /// header or part B's fields, whose CRC `sum` holds), `parts` (the key's rest and the
+    /// value; none for part B) and their CRC-32C back to back from `addr` (aligned),
+    /// padding the end with 0xFF: the writer of every record kind and of part B. Out of
+    /// line: a sibling of the header's encoding below the record writer's frame.
     #[blocking(inline(never))]
     async fn write_parts(
         &mut self,
@@ -399,9 +399,9 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Writes the `n` bytes staged at the start of the request buffer (a page header's
-    /// part, at most [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame
-    /// below the page opening, beside the record writer's.
+    /// Writes the `n` bytes staged at the start of the request buffer (part A, at most
+    /// [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame below the page
+    /// erase. A function of its own: the async build's state machines are smaller so.
     async fn write_staged(&mut self, io: &IoOf<F>, addr: u32, n: usize) -> Res<(), F> {
         let end = align_up(n, F::WRITE_SIZE);
         io.pad(n, end);
@@ -446,9 +446,12 @@ impl<F: Geometry> Log<F> {
             Some(s) if s != crate::flash::format::SEQ_NEVER => s,
             _ => return Err(FlashError::Corrupted),
         };
-        // Part B is encoded straight into the request buffer.
-        let n = io.stage_with(|b| part_b_into(b, seq, time));
-        self.write_staged(io, self.page_addr(p) + a_len, n).await?;
+        // Part B's fields are encoded straight into the request buffer; the record writer
+        // appends their CRC.
+        let (n, sum) = io.stage_with(|b| part_b_fields(b, seq, time));
+        self.write_parts(io, self.page_addr(p) + a_len, n, sum, &[&[], &[]])
+            .await?;
+        let n = n + 4;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
