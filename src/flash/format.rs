@@ -325,8 +325,12 @@ pub(crate) fn put_varint_at(
 
 /// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
 /// `None` when it does not end within `max` bytes or `buf`, or overflows a `u64`.
+#[cfg(test)]
 pub(crate) fn get_varint(buf: &[u8], max: usize) -> Option<(u64, usize)> {
-    varint_at(buf, 0, max).ok()
+    // [`varint_at`] reads from the second byte on.
+    let h = [&[0][..], buf].concat();
+    let (v, end) = varint_at(&h, 1, max);
+    ended(end).ok().map(|end| (v, end - 1))
 }
 
 /// Header part A for a page erased `erase_count` times.
@@ -387,8 +391,8 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
         return None;
     }
     let seq = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let (time, tl) = get_varint(&b[4..], b.len() - 8)?;
-    let n = 4 + tl;
+    let (time, n) = varint_at(b, 4, b.len() - 8);
+    ended(n).ok()?;
     // The varint leaves the CRC's 4 bytes in `b` (taken with no panic path).
     let (fields, rest) = b.split_at_checked(n)?;
     let crc = u32::from_le_bytes(*rest.first_chunk::<4>()?);
@@ -407,37 +411,54 @@ fn part_b_crc(fields: &[u8]) -> Crc {
     c
 }
 
-/// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]
-/// when every byte there asks for one more and `h` ends first. The one varint reader of
-/// record and page headers.
+/// What [`varint_at`] answers for a varint `h` ends before ([`Unread::Short`]: every byte
+/// there asks for one more).
+const SHORT: usize = 0;
+/// What [`varint_at`] answers for bytes that are no varint ([`Unread::Invalid`]).
+const INVALID: usize = 1;
+
+/// The varint of at most `max` bytes at `h[n..]` (`n` at least 1) and where it ends in
+/// `h`, or why there is none: an end of [`SHORT`] or [`INVALID`] (a varint ends at 2 or
+/// later), told apart by [`ended`]. The one varint reader of record and page headers; its
+/// answer is a plain pair, no result tag to store and test besides the end.
 #[inline(never)]
-fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
+fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
     let h = h.get(n..).unwrap_or_default();
     // Its length first: every byte but the last asks for one more.
     let mut len = 0;
     let last = loop {
         let Some(&b) = h.get(len) else {
-            return Err(Unread::Short);
+            return (0, SHORT);
         };
         len += 1;
         if b & 0x80 == 0 {
             break b;
         }
         if len >= max.min(VARINT_MAX) {
-            return Err(Unread::Invalid);
+            return (0, INVALID);
         }
     };
     // A tenth byte holds the top bit of a `u64` only; a non-minimal encoding (a trailing
     // zero group) is refused.
     if (len == VARINT_MAX && last > 1) || (len > 1 && last == 0) {
-        return Err(Unread::Invalid);
+        return (0, INVALID);
     }
     // Then its value, high group first: shifts by a constant.
     let mut v = 0u64;
     for &b in h.get(..len).unwrap_or_default().iter().rev() {
         v = v << 7 | u64::from(b & 0x7f);
     }
-    Ok((v, len))
+    (v, n + len)
+}
+
+/// Where a varint read by [`varint_at`] ends, or why there is none.
+#[inline(always)]
+fn ended(end: usize) -> Result<usize, Unread> {
+    match end {
+        SHORT => Err(Unread::Short),
+        INVALID => Err(Unread::Invalid),
+        end => Ok(end),
+    }
 }
 
 /// Why a record header does not decode.
@@ -650,7 +671,10 @@ impl RecHead {
     #[inline(never)]
     pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
-        let varint = |n: usize, max: usize| varint_at(h, n, max);
+        let varint = |n: usize, max: usize| {
+            let (v, end) = varint_at(h, n, max);
+            ended(end).map(|end| (v, end))
+        };
         let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
@@ -668,8 +692,8 @@ impl RecHead {
             ..RecHead::BLANK
         };
         if ty <= T_TOMB {
-            let (k, l) = varint(n, 2)?;
-            n += l;
+            let k;
+            (k, n) = varint(n, 2)?;
             // Two bytes hold 14 bits: exact in a `usize`.
             let k = k as usize;
             r.pfx = k & 1 != 0;
@@ -680,26 +704,26 @@ impl RecHead {
             r.klen = full as u8;
         }
         if ty == T_PUT {
-            let (v, l) = varint(n, 3)?;
+            let v;
+            (v, n) = varint(n, 3)?;
             r.vlen = v as u32;
-            n += l;
         }
         if tag & TAG_DELTA != 0 {
-            let (d, l) = varint(n, VARINT_MAX)?;
+            let d;
+            (d, n) = varint(n, VARINT_MAX)?;
             r.time = base
                 .checked_add(d)
                 .filter(|_| d != 0)
                 .ok_or(Unread::Invalid)?;
-            n += l;
         }
         if x {
-            let (d, l) = varint(n, VARINT_MAX)?;
+            let d;
+            (d, n) = varint(n, VARINT_MAX)?;
             r.expiry = r
                 .time
                 .checked_add(d)
                 .filter(|&e| e != NEVER)
                 .ok_or(Unread::Invalid)?;
-            n += l;
         }
         r.hlen = n as u8;
         Ok(())
