@@ -265,8 +265,8 @@ impl Crc {
 
     /// Adds one byte.
     #[inline(always)]
-    pub(crate) fn push(&mut self, b: u8) {
-        let mut c = self.0 ^ u32::from(b);
+    pub(crate) const fn push(&mut self, b: u8) {
+        let mut c = self.0 ^ b as u32;
         c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
         self.0 = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
     }
@@ -370,19 +370,18 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
 /// request buffer); returns its length.
 #[cfg(test)]
 pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
-    let (n, crc) = part_b_fields(b, seq, time);
-    b[n..n + 4].copy_from_slice(&crc.finish().to_le_bytes());
+    let n = part_b_fields(b, seq, time);
+    let crc = part_b_crc(&b[..n]).finish();
+    b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     n + 4
 }
 
 /// Writes the fields of header part B (the page's sequence number and base time) at the
-/// start of `b` (a request buffer); returns their length and their CRC so far: the
-/// record writer appends it ([`part_b_into`]'s bytes, written by the log's one writer).
-pub(crate) fn part_b_fields(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> (usize, Crc) {
+/// start of `b` (a request buffer); returns their length. The record writer appends their
+/// CRC, from [`PART_B_SEED`] ([`part_b_into`]'s bytes, written by the log's one writer).
+pub(crate) fn part_b_fields(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
-    // The varint ends within the first `PART_B_MAX - 4` bytes: no panic path below.
-    let n = put_varint_at(Some(b), 4, time).min(PART_B_MAX - 4);
-    (n, part_b_crc(&b[..n]))
+    put_varint_at(Some(b), 4, time)
 }
 
 /// The sequence number, base time and length of a valid part B at the start of `b`.
@@ -402,11 +401,16 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
 /// A sequence number never written: reading it means a blank or damaged part B.
 pub(crate) const SEQ_NEVER: u32 = u32::MAX;
 
-/// CRC-32C of part B, with the constant `'B'` in front (see the diagram), not finished.
-#[inline(never)]
-fn part_b_crc(fields: &[u8]) -> Crc {
+/// Part B's CRC before its fields: the constant `'B'` in front (see the diagram).
+pub(crate) const PART_B_SEED: Crc = {
     let mut c = Crc::new();
     c.push(b'B');
+    c
+};
+
+/// CRC-32C of part B's fields, with the constant `'B'` in front, not finished.
+fn part_b_crc(fields: &[u8]) -> Crc {
+    let mut c = PART_B_SEED;
     c.update(fields);
     c
 }

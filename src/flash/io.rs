@@ -183,11 +183,10 @@ impl<E> Io<E> {
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write and adds it to `crc`; returns the header.
-    pub fn stage_head(&self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
+    /// the next write; returns the header.
+    pub fn stage_head(&self, rec: &Rec<'_>, base: u64) -> RecHead {
         let mut b = self.buf.get();
         let r = RecHead::new_into(rec, base, Some(&mut b));
-        crc.update(b.get(..usize::from(r.hlen)).unwrap_or_default());
         self.buf.set(b);
         r
     }
@@ -291,11 +290,9 @@ impl<'a, E> SyncIo<'a, E> {
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write and adds it to `crc`; returns the header.
-    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
-        let r = RecHead::new_into(rec, base, Some(self.buf));
-        crc.update(self.buf.get(..usize::from(r.hlen)).unwrap_or_default());
-        r
+    /// the next write; returns the header.
+    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64) -> RecHead {
+        RecHead::new_into(rec, base, Some(self.buf))
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).

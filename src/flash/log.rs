@@ -10,7 +10,8 @@ use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
     align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_fields, Crc, Rec, RecHead,
-    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, PART_B_SEED, REC_CRC, REC_HEAD_MAX,
+    VLEN_MAX,
 };
 use super::FlashError;
 
@@ -350,10 +351,10 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `staged` bytes already at the start of the request buffer (a record's
-    /// header or part B's fields, whose CRC `sum` holds), `parts` (the key's rest and the
-    /// value; none for part B) and their CRC-32C back to back from `addr` (aligned),
-    /// padding the end with 0xFF: the writer of every record kind and of part B. Out of
-    /// line: a sibling of the header's encoding below the record writer's frame.
+    /// header or part B's fields), `parts` (the key's rest and the value; none for part B)
+    /// and their CRC-32C (run on from `sum`) back to back from `addr` (aligned), padding
+    /// the end with 0xFF: the writer of every record kind and of part B. Out of line: a
+    /// sibling of the header's encoding below the record writer's frame.
     #[blocking(inline(never))]
     async fn write_parts(
         &mut self,
@@ -364,8 +365,10 @@ impl<F: Geometry> Log<F> {
         parts: &[&[u8]; 2],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        // At most a buffer's worth staged (no panic path in the staging below).
+        // At most a buffer's worth staged (no panic path in the staging below); the CRC
+        // takes it in where it is.
         let mut fill = staged.min(SCRATCH);
+        io.with_buf(|b| sum.update(&b[..fill]));
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
         // way; it follows the last part.
@@ -448,8 +451,8 @@ impl<F: Geometry> Log<F> {
         };
         // Part B's fields are encoded straight into the request buffer; the record writer
         // appends their CRC.
-        let (n, sum) = io.stage_with(|b| part_b_fields(b, seq, time));
-        self.write_parts(io, self.page_addr(p) + a_len, n, sum, &[&[], &[]])
+        let n = io.stage_with(|b| part_b_fields(b, seq, time));
+        self.write_parts(io, self.page_addr(p) + a_len, n, PART_B_SEED, &[&[], &[]])
             .await?;
         let n = n + 4;
         self.seq = seq;
@@ -835,14 +838,13 @@ impl<F: Geometry> Log<F> {
         let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
         // needs of it is kept (its slot is free again below).
-        let mut sum = Crc::new();
         let (hl, plen) = {
-            let r = io.stage_head(rec, base, &mut sum);
+            let r = io.stage_head(rec, base);
             self.head_off += r.size(F::WRITE_SIZE) as u32;
             (usize::from(r.hlen), r.plen())
         };
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
-        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
+        if let Err(e) = self.write_parts(io, addr, hl, Crc::new(), &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = Self::PAGE;
             return Err(e);
