@@ -629,10 +629,11 @@ impl<F: Geometry> Log<F> {
             let flip = 1 << (bit % 8);
             h[bit / 8] ^= flip;
             if RecHead::parse_into(&h[..n], base, r).is_ok() {
+                // It ends within the CRC's bytes past the written ones (`written` to
+                // `written + REC_CRC`, one compare); the record must fit the page:
+                // [`Log::check_record`] checks it.
                 let end = r.body_end() + REC_CRC as u32;
-                // The record must fit the page: [`Log::check_record`] checks it.
-                if written <= end
-                    && written + REC_CRC as u32 > end
+                if end.wrapping_sub(written) < REC_CRC as u32
                     && self.crc_ok(io, p, off, &h, r).await?
                 {
                     return Ok(End::Damaged);
