@@ -381,12 +381,10 @@ impl<F: Geometry> Log<F> {
                     &tail
                 }
             };
-            let mut rest = part;
-            while !rest.is_empty() {
-                let n = (SCRATCH - fill).min(rest.len());
-                io.stage(fill, &rest[..n], &mut sum);
-                fill += n;
-                rest = &rest[n..];
+            for &b in part {
+                io.put(fill, b);
+                sum.push(b);
+                fill += 1;
                 if fill == SCRATCH {
                     io.write(at, SCRATCH).await?;
                     at += SCRATCH as u32;
