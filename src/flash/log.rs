@@ -393,9 +393,12 @@ impl<F: Geometry> Log<F> {
             }
         }
         if fill > 0 {
-            let end = align_up(fill, ws);
-            io.pad(fill, end);
-            io.write(at, end).await?;
+            // Padded to a whole word the same way, a byte at a time.
+            while fill % ws != 0 {
+                io.put(fill, 0xff);
+                fill += 1;
+            }
+            io.write(at, fill).await?;
         }
         Ok(())
     }
