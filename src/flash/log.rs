@@ -362,7 +362,7 @@ impl<F: Geometry> Log<F> {
         addr: u32,
         staged: usize,
         mut sum: Crc,
-        parts: &[&[u8]; 2],
+        parts: &[&[u8]],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
         // At most a buffer's worth staged (no panic path in the staging below); the CRC
@@ -453,7 +453,7 @@ impl<F: Geometry> Log<F> {
         // Part B's fields are encoded straight into the request buffer; the record writer
         // appends their CRC.
         let n = io.stage_with(|b| part_b_fields(b, seq, time));
-        self.write_parts(io, self.page_addr(p) + a_len, n, PART_B_SEED, &[&[], &[]])
+        self.write_parts(io, self.page_addr(p) + a_len, n, PART_B_SEED, &[])
             .await?;
         let n = n + 4;
         self.seq = seq;
