@@ -229,6 +229,7 @@ pub(crate) const fn align_up(n: usize, align: usize) -> usize {
 }
 
 /// CRC-32C (Castagnoli), reflected, computed four bits at a time from a 16-entry table.
+#[derive(Clone, Copy)]
 pub(crate) struct Crc(u32);
 
 const CRC_TABLE: [u32; 16] = {
@@ -256,11 +257,20 @@ impl Crc {
         Crc(!0)
     }
 
-    #[inline(never)]
+    /// Adds `bytes`.
+    #[inline(always)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
+        *self = self.updated(bytes);
+    }
+
+    /// The CRC with `bytes` added. Out of line, the CRC passed and answered in a register:
+    /// its callers keep it out of their frames.
+    #[inline(never)]
+    pub(crate) fn updated(mut self, bytes: &[u8]) -> Crc {
         for &b in bytes {
             self.push(b);
         }
+        self
     }
 
     /// Adds one byte.
