@@ -344,14 +344,21 @@ pub(crate) fn get_varint(buf: &[u8], max: usize) -> Option<(u64, usize)> {
 }
 
 /// Header part A for a page erased `erase_count` times.
+#[cfg(test)]
 pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
-    let mut a = [0u8; PART_A];
+    let mut b = [0u8; MAX_WORD];
+    part_a_into(&mut b, erase_count);
+    *b.first_chunk().unwrap()
+}
+
+/// Writes header part A for a page erased `erase_count` times at the start of `a` (a
+/// request buffer): encoded in place, no copy of its own.
+pub(crate) fn part_a_into(a: &mut [u8; MAX_WORD], erase_count: u32) {
     a[0] = MAGIC;
     a[1] = FORMAT_VERSION;
     a[2..6].copy_from_slice(&erase_count.to_le_bytes());
     let crc = crc32c(&a[..6]) as u16;
     a[6..8].copy_from_slice(&crc.to_le_bytes());
-    a
 }
 
 /// The erase count of a valid part A at the start of `a`.

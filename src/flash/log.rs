@@ -9,8 +9,8 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_fields, Crc, Rec, RecHead,
-    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, PART_B_SEED, REC_CRC, REC_HEAD_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a_into, part_b_fields, Crc, Rec,
+    RecHead, Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, PART_B_SEED, REC_CRC, REC_HEAD_MAX,
     VLEN_MAX,
 };
 use super::FlashError;
@@ -415,7 +415,7 @@ impl<F: Geometry> Log<F> {
 
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
-        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
+        io.stage_with(|b| part_a_into(b, count));
         self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
