@@ -395,7 +395,7 @@ pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize 
 
 /// Writes the fields of header part B (the page's sequence number and base time) at the
 /// start of `b` (a request buffer); returns their length. The record writer appends their
-/// CRC, from [`PART_B_SEED`] ([`part_b_into`]'s bytes, written by the log's one writer).
+/// CRC, from [`PART_B_SEED`]: the log's one writer writes part B whole.
 pub(crate) fn part_b_fields(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
     b[..4].copy_from_slice(&seq.to_le_bytes());
     put_varint_at(Some(b), 4, time)
