@@ -229,6 +229,7 @@ pub(crate) const fn align_up(n: usize, align: usize) -> usize {
 }
 
 /// CRC-32C (Castagnoli), reflected, computed four bits at a time from a 16-entry table.
+#[derive(Clone, Copy)]
 pub(crate) struct Crc(u32);
 
 const CRC_TABLE: [u32; 16] = {
@@ -256,17 +257,26 @@ impl Crc {
         Crc(!0)
     }
 
-    #[inline(never)]
+    /// Adds `bytes`.
+    #[inline(always)]
     pub(crate) fn update(&mut self, bytes: &[u8]) {
+        *self = self.updated(bytes);
+    }
+
+    /// The CRC with `bytes` added. Out of line, the CRC passed and answered in a register:
+    /// its callers keep it out of their frames.
+    #[inline(never)]
+    pub(crate) fn updated(mut self, bytes: &[u8]) -> Crc {
         for &b in bytes {
             self.push(b);
         }
+        self
     }
 
     /// Adds one byte.
     #[inline(always)]
-    pub(crate) fn push(&mut self, b: u8) {
-        let mut c = self.0 ^ u32::from(b);
+    pub(crate) const fn push(&mut self, b: u8) {
+        let mut c = self.0 ^ b as u32;
         c = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
         self.0 = (c >> 4) ^ CRC_TABLE[(c & 0xf) as usize];
     }
@@ -325,19 +335,30 @@ pub(crate) fn put_varint_at(
 
 /// Reads a varint of at most `max` bytes from the start of `buf`: value and length.
 /// `None` when it does not end within `max` bytes or `buf`, or overflows a `u64`.
+#[cfg(test)]
 pub(crate) fn get_varint(buf: &[u8], max: usize) -> Option<(u64, usize)> {
-    varint_at(buf, 0, max).ok()
+    // [`varint_at`] reads from the second byte on.
+    let h = [&[0][..], buf].concat();
+    let (v, end) = varint_at(&h, 1, max);
+    ended(end).ok().map(|end| (v, end - 1))
 }
 
 /// Header part A for a page erased `erase_count` times.
+#[cfg(test)]
 pub(crate) fn part_a(erase_count: u32) -> [u8; PART_A] {
-    let mut a = [0u8; PART_A];
+    let mut b = [0u8; MAX_WORD];
+    part_a_into(&mut b, erase_count);
+    *b.first_chunk().unwrap()
+}
+
+/// Writes header part A for a page erased `erase_count` times at the start of `a` (a
+/// request buffer): encoded in place, no copy of its own.
+pub(crate) fn part_a_into(a: &mut [u8; MAX_WORD], erase_count: u32) {
     a[0] = MAGIC;
     a[1] = FORMAT_VERSION;
     a[2..6].copy_from_slice(&erase_count.to_le_bytes());
     let crc = crc32c(&a[..6]) as u16;
     a[6..8].copy_from_slice(&crc.to_le_bytes());
-    a
 }
 
 /// The erase count of a valid part A at the start of `a`.
@@ -364,13 +385,20 @@ pub(crate) fn part_b(seq: u32, time: u64) -> ([u8; PART_B_MAX], usize) {
 
 /// Writes header part B (the page's sequence number and base time) at the start of `b` (a
 /// request buffer); returns its length.
+#[cfg(test)]
 pub(crate) fn part_b_into(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
-    b[..4].copy_from_slice(&seq.to_le_bytes());
-    // The varint ends within the first `PART_B_MAX - 4` bytes: no panic path below.
-    let n = put_varint_at(Some(b), 4, time).min(PART_B_MAX - 4);
-    let crc = part_b_crc(&b[..n]);
+    let n = part_b_fields(b, seq, time);
+    let crc = part_b_crc(&b[..n]).finish();
     b[n..n + 4].copy_from_slice(&crc.to_le_bytes());
     n + 4
+}
+
+/// Writes the fields of header part B (the page's sequence number and base time) at the
+/// start of `b` (a request buffer); returns their length. The record writer appends their
+/// CRC, from [`PART_B_SEED`]: the log's one writer writes part B whole.
+pub(crate) fn part_b_fields(b: &mut [u8; MAX_WORD], seq: u32, time: u64) -> usize {
+    b[..4].copy_from_slice(&seq.to_le_bytes());
+    put_varint_at(Some(b), 4, time)
 }
 
 /// The sequence number, base time and length of a valid part B at the start of `b`.
@@ -379,57 +407,79 @@ pub(crate) fn parse_part_b(b: &[u8]) -> Option<(u32, u64, usize)> {
         return None;
     }
     let seq = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let (time, tl) = get_varint(&b[4..], b.len() - 8)?;
-    let n = 4 + tl;
+    let (time, n) = varint_at(b, 4, b.len() - 8);
+    ended(n).ok()?;
     // The varint leaves the CRC's 4 bytes in `b` (taken with no panic path).
     let (fields, rest) = b.split_at_checked(n)?;
     let crc = u32::from_le_bytes(*rest.first_chunk::<4>()?);
-    (seq != SEQ_NEVER && part_b_crc(fields) == crc).then_some((seq, time, n + 4))
+    (seq != SEQ_NEVER && part_b_crc(fields).finish() == crc).then_some((seq, time, n + 4))
 }
 
 /// A sequence number never written: reading it means a blank or damaged part B.
 pub(crate) const SEQ_NEVER: u32 = u32::MAX;
 
-/// CRC-32C of part B, with the constant `'B'` in front (see the diagram).
-#[inline(never)]
-fn part_b_crc(fields: &[u8]) -> u32 {
+/// Part B's CRC before its fields: the constant `'B'` in front (see the diagram).
+pub(crate) const PART_B_SEED: Crc = {
     let mut c = Crc::new();
     c.push(b'B');
+    c
+};
+
+/// CRC-32C of part B's fields, with the constant `'B'` in front, not finished.
+fn part_b_crc(fields: &[u8]) -> Crc {
+    let mut c = PART_B_SEED;
     c.update(fields);
-    c.finish()
+    c
 }
 
-/// The varint of at most `max` bytes at `h[n..]`, or why there is none: [`Unread::Short`]
-/// when every byte there asks for one more and `h` ends first. The one varint reader of
-/// record and page headers.
+/// What [`varint_at`] answers for a varint `h` ends before ([`Unread::Short`]: every byte
+/// there asks for one more).
+const SHORT: usize = 0;
+/// What [`varint_at`] answers for bytes that are no varint ([`Unread::Invalid`]).
+const INVALID: usize = 1;
+
+/// The varint of at most `max` bytes at `h[n..]` (`n` at least 1) and where it ends in
+/// `h`, or why there is none: an end of [`SHORT`] or [`INVALID`] (a varint ends at 2 or
+/// later), told apart by [`ended`]. The one varint reader of record and page headers; its
+/// answer is a plain pair, no result tag to store and test besides the end.
 #[inline(never)]
-fn varint_at(h: &[u8], n: usize, max: usize) -> Result<(u64, usize), Unread> {
+fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
     let h = h.get(n..).unwrap_or_default();
     // Its length first: every byte but the last asks for one more.
     let mut len = 0;
     let last = loop {
         let Some(&b) = h.get(len) else {
-            return Err(Unread::Short);
+            return (0, SHORT);
         };
         len += 1;
         if b & 0x80 == 0 {
             break b;
         }
         if len >= max.min(VARINT_MAX) {
-            return Err(Unread::Invalid);
+            return (0, INVALID);
         }
     };
     // A tenth byte holds the top bit of a `u64` only; a non-minimal encoding (a trailing
     // zero group) is refused.
     if (len == VARINT_MAX && last > 1) || (len > 1 && last == 0) {
-        return Err(Unread::Invalid);
+        return (0, INVALID);
     }
     // Then its value, high group first: shifts by a constant.
     let mut v = 0u64;
     for &b in h.get(..len).unwrap_or_default().iter().rev() {
         v = v << 7 | u64::from(b & 0x7f);
     }
-    Ok((v, len))
+    (v, n + len)
+}
+
+/// Where a varint read by [`varint_at`] ends, or why there is none.
+#[inline(always)]
+fn ended(end: usize) -> Result<usize, Unread> {
+    match end {
+        SHORT => Err(Unread::Short),
+        INVALID => Err(Unread::Invalid),
+        end => Ok(end),
+    }
 }
 
 /// Why a record header does not decode.
@@ -642,7 +692,10 @@ impl RecHead {
     #[inline(never)]
     pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
         let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
-        let varint = |n: usize, max: usize| varint_at(h, n, max);
+        let varint = |n: usize, max: usize| {
+            let (v, end) = varint_at(h, n, max);
+            ended(end).map(|end| (v, end))
+        };
         let tag = byte(0)?;
         let ty = tag >> 6;
         let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
@@ -660,8 +713,8 @@ impl RecHead {
             ..RecHead::BLANK
         };
         if ty <= T_TOMB {
-            let (k, l) = varint(n, 2)?;
-            n += l;
+            let k;
+            (k, n) = varint(n, 2)?;
             // Two bytes hold 14 bits: exact in a `usize`.
             let k = k as usize;
             r.pfx = k & 1 != 0;
@@ -672,26 +725,26 @@ impl RecHead {
             r.klen = full as u8;
         }
         if ty == T_PUT {
-            let (v, l) = varint(n, 3)?;
+            let v;
+            (v, n) = varint(n, 3)?;
             r.vlen = v as u32;
-            n += l;
         }
         if tag & TAG_DELTA != 0 {
-            let (d, l) = varint(n, VARINT_MAX)?;
+            let d;
+            (d, n) = varint(n, VARINT_MAX)?;
             r.time = base
                 .checked_add(d)
                 .filter(|_| d != 0)
                 .ok_or(Unread::Invalid)?;
-            n += l;
         }
         if x {
-            let (d, l) = varint(n, VARINT_MAX)?;
+            let d;
+            (d, n) = varint(n, VARINT_MAX)?;
             r.expiry = r
                 .time
                 .checked_add(d)
                 .filter(|&e| e != NEVER)
                 .ok_or(Unread::Invalid)?;
-            n += l;
         }
         r.hlen = n as u8;
         Ok(())

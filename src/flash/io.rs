@@ -31,7 +31,7 @@ use core::marker::PhantomData;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll};
 
-use super::format::{Crc, Rec, RecHead};
+use super::format::{Rec, RecHead};
 use super::log::SCRATCH;
 use super::FlashError;
 
@@ -172,22 +172,20 @@ impl<E> Io<E> {
         f(&self.buf.get())
     }
 
-    /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`.
-    pub fn stage(&self, at: usize, bytes: &[u8], crc: &mut Crc) {
-        let mut b = self.buf.get();
-        for (d, &s) in b[at..at + bytes.len()].iter_mut().zip(bytes) {
-            *d = s;
-            crc.push(s);
+    /// Puts byte `b` at `at` of the buffer of the next write (past its end: nowhere), in
+    /// place: the writer's byte loop computes the CRC on the way.
+    pub fn put(&self, at: usize, b: u8) {
+        let buf: &Cell<[u8]> = &self.buf;
+        if let Some(d) = buf.as_slice_of_cells().get(at) {
+            d.set(b);
         }
-        self.buf.set(b);
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write and adds it to `crc`; returns the header.
-    pub fn stage_head(&self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
+    /// the next write; returns the header.
+    pub fn stage_head(&self, rec: &Rec<'_>, base: u64) -> RecHead {
         let mut b = self.buf.get();
         let r = RecHead::new_into(rec, base, Some(&mut b));
-        crc.update(b.get(..usize::from(r.hlen)).unwrap_or_default());
         self.buf.set(b);
         r
     }
@@ -207,7 +205,7 @@ impl<E> Io<E> {
         self.buf.set(b);
     }
 
-    /// Asks to program the buffer's first `len` bytes (staged with [`Io::stage`]) at
+    /// Asks to program the buffer's first `len` bytes (staged with [`Io::put`]) at
     /// `addr`.
     pub fn write(&self, addr: u32, len: usize) -> Ask<'_, E> {
         self.ask(Req::Write {
@@ -278,24 +276,18 @@ impl<'a, E> SyncIo<'a, E> {
         f(self.buf)
     }
 
-    /// Puts `bytes` at `at` of the buffer of the next write, adding them to `crc`: a byte
-    /// loop (the CRC is computed on the way, and no `memcpy` frame sits below the writer).
-    pub fn stage(&mut self, at: usize, bytes: &[u8], crc: &mut Crc) {
-        // The callers stage within the buffer: a range past it stages nothing (no panic
-        // path).
-        let dst = self.buf.get_mut(at..at + bytes.len()).unwrap_or(&mut []);
-        for (d, &s) in dst.iter_mut().zip(bytes) {
-            *d = s;
-            crc.push(s);
+    /// Puts byte `b` at `at` of the buffer of the next write (past its end: nowhere): the
+    /// writer's byte loop computes the CRC on the way, and no `memcpy` frame sits below it.
+    pub fn put(&mut self, at: usize, b: u8) {
+        if let Some(d) = self.buf.get_mut(at) {
+            *d = b;
         }
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write and adds it to `crc`; returns the header.
-    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64, crc: &mut Crc) -> RecHead {
-        let r = RecHead::new_into(rec, base, Some(self.buf));
-        crc.update(self.buf.get(..usize::from(r.hlen)).unwrap_or_default());
-        r
+    /// the next write; returns the header.
+    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64) -> RecHead {
+        RecHead::new_into(rec, base, Some(self.buf))
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).
@@ -310,7 +302,7 @@ impl<'a, E> SyncIo<'a, E> {
         crate::words::fill(self.buf.get_mut(from..to).unwrap_or(&mut []), 0xff);
     }
 
-    /// Programs the buffer's first `len` bytes (staged with [`SyncIo::stage`]) at `addr`.
+    /// Programs the buffer's first `len` bytes (staged with [`SyncIo::put`]) at `addr`.
     /// Out of line: one copy of the call and its error's mapping for every write.
     #[inline(never)]
     pub fn write_blocking(&mut self, addr: u32, len: usize) -> Res<(), E> {

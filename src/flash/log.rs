@@ -9,8 +9,9 @@ use tickcache_dual::dual;
 use super::io::{Geometry, Io, SyncIo};
 
 use super::format::{
-    align_up, min_page_size, parse_part_a, parse_part_b, part_a, part_b_into, Crc, Rec, RecHead,
-    Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, REC_CRC, REC_HEAD_MAX, VLEN_MAX,
+    align_up, min_page_size, parse_part_a, parse_part_b, part_a_into, part_b_fields, Crc, Rec,
+    RecHead, Unread, CRC_RESIDUE, MAX_WORD, PART_A, PART_B_MAX, PART_B_SEED, REC_CRC, REC_HEAD_MAX,
+    VLEN_MAX,
 };
 use super::FlashError;
 
@@ -350,10 +351,10 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `staged` bytes already at the start of the request buffer (a record's
-    /// header, whose CRC `sum` holds), `parts` (the key's rest and the value) and their
-    /// CRC-32C back to back from `addr` (aligned), padding the end with 0xFF: the writer of
-    /// every record kind. Out of line: a sibling of the header's encoding below the
-    /// record writer's frame.
+    /// header or part B's fields), `parts` (the key's rest and the value; none for part B)
+    /// and their CRC-32C (run on from `sum`) back to back from `addr` (aligned), padding
+    /// the end with 0xFF: the writer of every record kind and of part B. Out of line: a
+    /// sibling of the header's encoding below the record writer's frame.
     #[blocking(inline(never))]
     async fn write_parts(
         &mut self,
@@ -361,11 +362,13 @@ impl<F: Geometry> Log<F> {
         addr: u32,
         staged: usize,
         mut sum: Crc,
-        parts: &[&[u8]; 2],
+        parts: &[&[u8]],
     ) -> Res<(), F> {
         let ws = F::WRITE_SIZE.max(1);
-        // At most a buffer's worth staged (no panic path in the staging below).
+        // At most a buffer's worth staged (no panic path in the staging below); the CRC
+        // takes it in where it is.
         let mut fill = staged.min(SCRATCH);
+        io.with_buf(|b| sum.update(&b[..fill]));
         let mut at = addr;
         // The bytes go straight into the request slot's buffer, the CRC computed on the
         // way; it follows the last part.
@@ -378,12 +381,10 @@ impl<F: Geometry> Log<F> {
                     &tail
                 }
             };
-            let mut rest = part;
-            while !rest.is_empty() {
-                let n = (SCRATCH - fill).min(rest.len());
-                io.stage(fill, &rest[..n], &mut sum);
-                fill += n;
-                rest = &rest[n..];
+            for &b in part {
+                io.put(fill, b);
+                sum.push(b);
+                fill += 1;
                 if fill == SCRATCH {
                     io.write(at, SCRATCH).await?;
                     at += SCRATCH as u32;
@@ -392,16 +393,19 @@ impl<F: Geometry> Log<F> {
             }
         }
         if fill > 0 {
-            let end = align_up(fill, ws);
-            io.pad(fill, end);
-            io.write(at, end).await?;
+            // Padded to a whole word the same way, a byte at a time.
+            while fill % ws != 0 {
+                io.put(fill, 0xff);
+                fill += 1;
+            }
+            io.write(at, fill).await?;
         }
         Ok(())
     }
 
-    /// Writes the `n` bytes staged at the start of the request buffer (a page header's
-    /// part, at most [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame
-    /// below the page opening, beside the record writer's.
+    /// Writes the `n` bytes staged at the start of the request buffer (part A, at most
+    /// [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame below the page
+    /// erase. A function of its own: the async build's state machines are smaller so.
     async fn write_staged(&mut self, io: &IoOf<F>, addr: u32, n: usize) -> Res<(), F> {
         let end = align_up(n, F::WRITE_SIZE);
         io.pad(n, end);
@@ -411,7 +415,7 @@ impl<F: Geometry> Log<F> {
 
     /// Writes part A with `count` on page `p` (blank).
     pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
-        io.stage_with(|b| b[..PART_A].copy_from_slice(&part_a(count)));
+        io.stage_with(|b| part_a_into(b, count));
         self.write_staged(io, self.page_addr(p), PART_A).await
     }
 
@@ -446,9 +450,12 @@ impl<F: Geometry> Log<F> {
             Some(s) if s != crate::flash::format::SEQ_NEVER => s,
             _ => return Err(FlashError::Corrupted),
         };
-        // Part B is encoded straight into the request buffer.
-        let n = io.stage_with(|b| part_b_into(b, seq, time));
-        self.write_staged(io, self.page_addr(p) + a_len, n).await?;
+        // Part B's fields are encoded straight into the request buffer; the record writer
+        // appends their CRC.
+        let n = io.stage_with(|b| part_b_fields(b, seq, time));
+        self.write_parts(io, self.page_addr(p) + a_len, n, PART_B_SEED, &[])
+            .await?;
+        let n = n + 4;
         self.seq = seq;
         self.used += 1;
         self.written_time = self.written_time.max(time);
@@ -623,10 +630,11 @@ impl<F: Geometry> Log<F> {
             let flip = 1 << (bit % 8);
             h[bit / 8] ^= flip;
             if RecHead::parse_into(&h[..n], base, r).is_ok() {
+                // It ends within the CRC's bytes past the written ones (`written` to
+                // `written + REC_CRC`, one compare); the record must fit the page:
+                // [`Log::check_record`] checks it.
                 let end = r.body_end() + REC_CRC as u32;
-                // The record must fit the page: [`Log::check_record`] checks it.
-                if written <= end
-                    && written + REC_CRC as u32 > end
+                if end.wrapping_sub(written) < REC_CRC as u32
                     && self.crc_ok(io, p, off, &h, r).await?
                 {
                     return Ok(End::Damaged);
@@ -832,14 +840,13 @@ impl<F: Geometry> Log<F> {
         let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
         // needs of it is kept (its slot is free again below).
-        let mut sum = Crc::new();
         let (hl, plen) = {
-            let r = io.stage_head(rec, base, &mut sum);
+            let r = io.stage_head(rec, base);
             self.head_off += r.size(F::WRITE_SIZE) as u32;
             (usize::from(r.hlen), r.plen())
         };
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
-        if let Err(e) = self.write_parts(io, addr, hl, sum, &parts).await {
+        if let Err(e) = self.write_parts(io, addr, hl, Crc::new(), &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
             self.head_off = Self::PAGE;
             return Err(e);
