@@ -444,27 +444,23 @@ impl<
                     // Key and value are read when they fit their buffers (taken with no
                     // panic path below).
                     self.log.read_at(io, addr, &r, key, &mut val).await?;
-                    let (k, v) = (key.get(..kl), val.get(..r.vlen as usize));
-                    let slot = match (k, v) {
-                        (Some(k), Some(v)) if ty == T_PUT => {
-                            Kind::from_u8(r.kind()).and_then(|kind| {
-                                self.table
-                                    .borrow_mut()
-                                    .restore(k, v, kind, r.expiry, self.time)
-                            })
+                    // A key longer than `K` was never restored: nothing to drop.
+                    if let Some(k) = key.get(..kl) {
+                        let table = self.table.borrow_mut();
+                        // Any older value of the key goes first: a tombstone drops it, and
+                        // so does a put this configuration cannot hold (written with a
+                        // larger `V`, or of an unknown kind). A put restores into the slot
+                        // it frees.
+                        if let Some(i) = table.slot_of(k) {
+                            table.remove_slot(i);
                         }
-                        _ => None,
-                    };
-                    match (slot, k) {
-                        (Some(s), _) => self.loc[s] = addr,
-                        // A put this configuration cannot hold (written with a larger `K`
-                        // or `V`) is dropped, and so is any older value of its key (read
-                        // whenever it fits). A key longer than `K` was never restored:
-                        // nothing to remove.
-                        (None, Some(k)) => {
-                            let _ = self.table.borrow_mut().delete(k, 0);
+                        if let (T_PUT, Some(v), Some(kind)) =
+                            (ty, val.get(..r.vlen as usize), Kind::from_u8(r.kind()))
+                        {
+                            if let Some(s) = table.restore(k, v, kind, r.expiry, self.time) {
+                                self.loc[s] = addr;
+                            }
                         }
-                        (None, None) => {}
                     }
                 }
                 T_CLEAR => {
