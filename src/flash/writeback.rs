@@ -321,9 +321,29 @@ impl<
             None => self.pending_clear,
         };
         // Three parts, one append site: the clear or the cull's tombstones, the changed
-        // keys gone, those held ([`Self::batch_item`]).
-        for j in 0..3 * N.max(D) {
-            if let Some(what) = self.batch_item(put, clear, j) {
+        // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
+        for part in 0..3 {
+            let count = match part {
+                0 if clear => 1,
+                0 if put.is_some() => N,
+                0 => 0,
+                // A cull that clears drops every changed key.
+                _ if clear && put.is_some() => 0,
+                _ => self.dirty,
+            };
+            for v in 0..count {
+                let what = match (part, put) {
+                    (0, _) if clear => Listed::Clear,
+                    (0, Some(s)) => match self.cull_tomb(v, s.now) {
+                        Some(_) => Listed::Victim(v),
+                        None => continue,
+                    },
+                    // A victim of the cull is left out (none is marked in a flush).
+                    _ => match self.held_kept(v) {
+                        Some(w) if matches!(w, Listed::Held(_)) == (part == 2) => w,
+                        _ => continue,
+                    },
+                };
                 self.append_listed(io, what, i == 0, i + 1 == n).await?;
                 i += 1;
             }
@@ -340,28 +360,6 @@ impl<
         }
         self.commits += 1;
         Ok(())
-    }
-
-    /// Record `v` of part `part` (`j` is `part` times `N.max(D)` plus `v`) of the batch
-    /// [`Self::write_batch`] writes (`put`, and `clear`: whether it holds a clear record),
-    /// `None` when there is none: part 0 the clear record, or a culling batch's tombstones
-    /// ([`Self::cull_tomb`]); part 1 the changed keys gone, part 2 those held
-    /// ([`Self::held_kept`]: a victim of the cull is left out; none is marked in a flush).
-    /// A cull that clears drops every changed key. Out of line: the writer keeps one loop
-    /// and a small frame, and the lookups here are a sibling of the record writer's frames.
-    #[inline(never)]
-    fn batch_item(&self, put: Option<&Staged<'_>>, clear: bool, j: usize) -> Option<Listed> {
-        let (part, v) = (j / N.max(D), j % N.max(D));
-        match (part, put) {
-            (0, _) if clear => (v == 0).then_some(Listed::Clear),
-            (0, Some(s)) => self.cull_tomb(v, s.now).map(|_| Listed::Victim(v)),
-            (0, None) => None,
-            (_, Some(_)) if clear => None,
-            _ if v >= self.dirty => None,
-            _ => self
-                .held_kept(v)
-                .filter(|w| matches!(w, Listed::Held(_)) == (part == 2)),
-        }
     }
 
     /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
