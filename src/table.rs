@@ -898,11 +898,12 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         }
     }
 
-    /// Puts an entry back as it was stored (replaying a log): overwrites `key` if held and
-    /// makes it most recent. Never runs Django's cull: when the table is at `max_entries`
-    /// it reclaims entries expired at `now`, then, if still full, drops the least recent
-    /// entry. Returns the entry's slot, or `None` (and stores nothing) when `key` or `bytes`
-    /// exceed `K` or `V`.
+    /// Puts an entry back as it was stored (replaying a log) and makes it most recent.
+    /// `key` is not held: the replay drops its older value first, so a full table makes
+    /// room without looking the key up. Never runs Django's cull: when the table is at
+    /// `max_entries` it reclaims entries expired at `now`, then, if still full, drops the
+    /// least recent entry. Returns the entry's slot, or `None` (and stores nothing) when
+    /// `key` or `bytes` exceed `K` or `V`.
     pub(crate) fn restore(
         &mut self,
         key: &[u8],
@@ -914,7 +915,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if key.len() > K || bytes.len() > V {
             return None;
         }
-        if self.len >= self.limit() && self.locate(key).1.is_none() {
+        if self.len >= self.limit() {
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
         // Below the limit now: the insert does not cull.
