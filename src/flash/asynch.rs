@@ -57,7 +57,7 @@ impl<const K: usize, const V: usize> Stage<K, V> {
 /// [`Persistent`] over async NOR flash (`embedded_storage_async::nor_flash::NorFlash`:
 /// embassy-rp, embassy-stm32, nrf-softdevice and others): the same log, format, policies
 /// and recovery, from the same core. Share it between tasks with
-/// [`AsyncSharedCache`](crate::AsyncSharedCache): every Django call is then
+/// [`AsyncSharedCache`]: every Django call is then
 /// `cache.set(..).await` and friends, and under [`Policy::WriteThrough`] a call that
 /// returned `Ok` is on flash.
 ///

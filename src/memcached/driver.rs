@@ -28,7 +28,7 @@
 //!
 //! # Buffers
 //! The input buffer is a [`Buffer`]: `[u8; N]` (fixed, for firmware; the whole connection
-//! then costs `N` bytes and a few words) or, with feature `std`, a [`GrowBuf`] that grows
+//! then costs `N` bytes and a few words) or, with feature `std`, a `GrowBuf` that grows
 //! only while a large command arrives. A buffer of [`Parser::buffer_size`] bytes always
 //! holds a whole command; [`Driver::new`] lowers the item limit to fit a smaller one.
 //!

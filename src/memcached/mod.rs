@@ -94,7 +94,7 @@ pub trait Store: Backend {
     /// [`Backend::put`] of a value given in `parts`, written one after the other (an
     /// item's header, then its data in one or two pieces). By default the parts are copied
     /// into `put`'s buffer; a store that can size an entry before writing it
-    /// ([`HeapTable`](crate::heap::HeapTable)) writes them straight into the entry, one
+    /// (`HeapTable`, feature `std`) writes them straight into the entry, one
     /// copy instead of two.
     fn put_parts(
         &mut self,
