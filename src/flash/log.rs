@@ -865,6 +865,9 @@ pub(crate) struct Committed {
     /// End record of the batch being walked.
     end: Option<Pos>,
     budget: u32,
+    /// The header of the record whose batch's end [`Committed::next_into`] is looking for:
+    /// kept here, set once, so no call clears one of its own.
+    held: RecHead,
 }
 
 #[dual]
@@ -876,6 +879,7 @@ impl Committed {
             // Never wraps: regions end below 2^31 and pages hold at least 34 bytes, so
             // `max_records` stays below 2^29.
             budget: log.max_records().wrapping_mul(3),
+            held: RecHead::BLANK,
         }
     }
 
@@ -888,10 +892,9 @@ impl Committed {
         r: &mut RecHead,
     ) -> Res<Option<Pos>, F> {
         let ws = F::WRITE_SIZE;
-        // A record whose batch's end is being looked for (its header in `held`), and
+        // A record whose batch's end is being looked for (its header in `self.held`), and
         // where the search is.
         let mut first: Option<Pos> = None;
-        let mut held = RecHead::BLANK;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
@@ -918,7 +921,7 @@ impl Committed {
                 }
                 // A batch (or what is left of one): look for its end before the next start.
                 first = Some(at);
-                held = *r;
+                self.held = *r;
                 continue;
             };
             if r.start() {
@@ -928,7 +931,7 @@ impl Committed {
                 self.pos = at;
             } else if r.end() {
                 self.end = Some(at);
-                *r = held;
+                *r = self.held;
                 return Ok(Some(f));
             }
         }

@@ -15,7 +15,7 @@ use core::hash::BuildHasher;
 use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::writeback::listed_key;
+use super::writeback::{listed_key, Listed};
 use super::{Core, Fe, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
@@ -214,13 +214,15 @@ impl<
             }
         }
         // Unchanged entries, least recent first: RAM holds what their latest record says.
-        // Those that cannot be copied go with the page (durable at once: it is erased next).
+        // Those that cannot be copied, or all with `evict`, go with the page (durable at
+        // once: it is erased next).
         let mut s = self.table.borrow().older(None);
         while let Some(i) = s {
             s = self.table.borrow().older(Some(i));
-            self.copy_entry(io, i, evict)
-                .await
-                .map_err(Error::Backend)?;
+            if self.copy_wanted(i) {
+                let w = Listed::Copy(i).word(true, true) | (Listed::EVICT * usize::from(evict));
+                self.append_word(io, w).await?;
+            }
         }
         let log = &mut self.log;
         log.erase_page(io, tail).await.map_err(Error::Backend)?;
@@ -235,45 +237,33 @@ impl<
         Ok(())
     }
 
-    /// Copies slot `i`'s entry to the head when its latest record lies in the tail page, it
-    /// is unchanged and live ([`Self::copied_now`]), and it fits (else, with `evict` too, it
-    /// goes with the page: durable at once, the page is erased next). Out of line: the
-    /// compaction loop keeps a small frame above the writer. Its errors are the flash's,
-    /// widened by the caller, as [`Self::copy_flushed`]'s.
-    #[blocking(inline(never))]
-    async fn copy_entry(&mut self, io: &IoOf<F>, i: usize, evict: bool) -> Result<(), Fe<F>> {
+    /// True when slot `i`'s entry is to be copied to the head: its latest record lies in
+    /// the tail page, it is unchanged and live ([`Self::copied_now`]). The copy is the
+    /// batch's record writer's ([`Listed::Copy`]), which drops the entry instead (it goes
+    /// with the page: durable at once, the page is erased next) when it is evicted or the
+    /// copy does not fit. Out of line: the compaction loop calls the writer itself, one
+    /// frame less above it.
+    #[inline(never)]
+    fn copy_wanted(&mut self, i: usize) -> bool {
         let tail = self.log.tail;
         let Some(&at) = self.loc.get(i) else {
-            return Ok(());
+            return false;
         };
         if !self.log.in_page(at & !CULL_MARK, tail) {
-            return Ok(());
+            return false;
         }
         if at & CULL_MARK != 0 {
             // A victim of the insert making room: its batch removes the entry, so the
             // record is not copied (a power cut before the batch lands loses the entry).
             self.loc[i] = CULL_MARK;
-            return Ok(());
+            return false;
         }
-        // The copy's description holds the slot's key, value and expiry: nothing else of
-        // the slot is kept across the calls below.
-        let (k, v, kind, e) = self.table.borrow().slot(i);
-        let rec = Rec::put(k, v, kind as u8, self.log.head_base, e);
-        if self.is_dirty(rec.key) {
-            return Ok(());
+        let (k, _, _, e) = self.table.borrow().slot(i);
+        if self.is_dirty(k) {
+            return false;
         }
         self.loc[i] = NOWHERE;
-        if rec.expiry <= self.copied_now() {
-            return Ok(());
-        }
-        let log = &mut self.log;
-        if !evict && log.head_fits(Log::<F>::rec_size(&rec, rec.time) as usize) {
-            self.loc[i] = log.append(io, &rec).await?;
-        } else {
-            self.table.borrow_mut().remove_slot(i);
-            self.evictions += 1;
-        }
-        Ok(())
+        e > self.copied_now()
     }
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start

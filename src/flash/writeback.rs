@@ -362,18 +362,39 @@ impl<
         Ok(())
     }
 
-    /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record
-    /// (see [`Listed`]: a held slot's value, else a tombstone; the caller's lookup named
-    /// it, so none is made here). Out of line, so the
-    /// loops writing a batch keep a small frame above the writer.
-    #[blocking(inline(never))]
-    pub(super) async fn append_listed(
+    /// Appends a record of a batch (`start`, `end`: its first, its last): `what`'s record,
+    /// through [`Self::append_word`] (the three in one word).
+    #[inline(always)]
+    pub(super) fn append_listed<'s>(
+        &'s mut self,
+        io: &'s IoOf<F>,
+        what: Listed,
+        start: bool,
+        end: bool,
+    ) -> impl core::future::Future<Output = Res<(), F>> + 's {
+        self.append_word(io, what.word(start, end))
+    }
+
+    /// [`Self::append_listed`]'s blocking variant.
+    #[inline(always)]
+    pub(super) fn append_listed_blocking(
         &mut self,
-        io: &IoOf<F>,
+        io: &mut SyncIoOf<'_, F>,
         what: Listed,
         start: bool,
         end: bool,
     ) -> Res<(), F> {
+        self.append_word_blocking(io, what.word(start, end))
+    }
+
+    /// Appends a record of a batch, or compaction's copy of an entry: the record of the
+    /// [`Listed`] in `w` (a held slot's value, else a tombstone; the caller's lookup named
+    /// it, so none is made here) with its batch flags ([`Listed::word`]). Out of line, so
+    /// the loops writing a batch and compaction's loop keep a small frame above the
+    /// writer; its arguments in three registers, so no caller reserves room for more.
+    #[blocking(inline(never))]
+    pub(super) async fn append_word(&mut self, io: &IoOf<F>, w: usize) -> Res<(), F> {
+        let what = Listed::from_word(w);
         let Self {
             table,
             log,
@@ -381,29 +402,43 @@ impl<
             dirty_keys,
             dirty_len,
             time,
+            evictions,
             ..
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
         // A tombstone unless said otherwise.
-        let mut rec = Rec::bare(T_TOMB, start, end, *time);
+        let mut rec = Rec::bare(T_TOMB, w & Listed::START != 0, w & Listed::END != 0, *time);
         match what {
             Listed::Clear => rec.set_type(T_CLEAR, 0),
             Listed::Time => rec.set_type(T_TIME, 0),
             Listed::Gone(d) => rec.key = listed_key(dirty_keys, dirty_len, d),
             // A victim is still held: its record is a tombstone all the same. One read
             // of the slot for both.
-            Listed::Victim(i) | Listed::Held(i) => {
+            Listed::Victim(i) | Listed::Held(i) | Listed::Copy(i) => {
                 let (k, v, kind, expiry) = t.slot(i);
                 rec.key = k;
-                if let Listed::Held(_) = what {
+                if !matches!(what, Listed::Victim(_)) {
                     rec.set_type(T_PUT, kind as u8);
                     rec.val = v;
                     rec.expiry = expiry;
                 }
+                if let Listed::Copy(_) = what {
+                    // At the head page's base time (already on flash), and only when it
+                    // fits that page and is not evicted: else the entry goes with the
+                    // tail page (durable at once: the page is erased next).
+                    rec.time = log.head_base;
+                    if w & Listed::EVICT != 0
+                        || !log.head_fits(Log::<F>::rec_size(&rec, rec.time) as usize)
+                    {
+                        (*table).borrow_mut().remove_slot(i);
+                        *evictions += 1;
+                        return Ok(());
+                    }
+                }
             }
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
-        if let Listed::Held(i) = what {
+        if let Listed::Held(i) | Listed::Copy(i) = what {
             if let Some(at_slot) = loc.get_mut(i) {
                 *at_slot = at;
             }
@@ -502,7 +537,7 @@ pub(super) fn listed_key<'k, const K: usize>(
     }
 }
 
-/// The record [`Core::append_listed`] appends.
+/// The record [`Core::append_word`] appends.
 #[derive(Clone, Copy)]
 pub(super) enum Listed {
     /// The pending clear (a clear record).
@@ -515,6 +550,47 @@ pub(super) enum Listed {
     Held(usize),
     /// The tombstone of the entry in slot `i`, a cull's victim still held.
     Victim(usize),
+    /// Compaction's copy of the entry in slot `i` (its value at the head page's base
+    /// time), appended only when it fits the head page and [`Listed::EVICT`] is not set
+    /// (else the entry is dropped).
+    Copy(usize),
+}
+
+impl Listed {
+    /// [`Listed::word`]'s bit of a batch's first record.
+    pub const START: usize = 1 << 5;
+    /// [`Listed::word`]'s bit of a batch's last record.
+    pub const END: usize = 1 << 4;
+    /// [`Listed::word`]'s bit of a [`Listed::Copy`] whose entry is dropped, not copied.
+    pub const EVICT: usize = 1 << 3;
+
+    /// The record in one word with its batch flags (`start`, `end`: [`Listed::START`],
+    /// [`Listed::END`], the bits of [`Rec`]'s tag): the index (a slot's, below 65,535, or
+    /// a list's, below 256) above the low byte, the variant in the low bits.
+    pub fn word(self, start: bool, end: bool) -> usize {
+        let (v, i) = match self {
+            Listed::Clear => (0, 0),
+            Listed::Time => (1, 0),
+            Listed::Gone(d) => (2, d),
+            Listed::Held(i) => (3, i),
+            Listed::Victim(i) => (4, i),
+            Listed::Copy(i) => (5, i),
+        };
+        i << 8 | usize::from(start) << 5 | usize::from(end) << 4 | v
+    }
+
+    /// The record of a [`Listed::word`].
+    fn from_word(w: usize) -> Listed {
+        let i = w >> 8;
+        match w & 7 {
+            0 => Listed::Clear,
+            1 => Listed::Time,
+            2 => Listed::Gone(i),
+            3 => Listed::Held(i),
+            4 => Listed::Victim(i),
+            _ => Listed::Copy(i),
+        }
+    }
 }
 
 /// A key an operation is about to change, as the flush's batch will hold it.
