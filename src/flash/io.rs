@@ -198,13 +198,6 @@ impl<E> Io<E> {
         r
     }
 
-    /// Fills the buffer of the next write with 0xFF from `from` to `to`.
-    pub fn pad(&self, from: usize, to: usize) {
-        let mut b = self.buf.get();
-        crate::words::fill(&mut b[from..to], 0xff);
-        self.buf.set(b);
-    }
-
     /// Asks to program the buffer's first `len` bytes (staged with [`Io::put`]) at
     /// `addr`.
     pub fn write(&self, addr: u32, len: usize) -> Ask<'_, E> {
@@ -293,13 +286,6 @@ impl<'a, E> SyncIo<'a, E> {
     /// Runs `f` over the buffer of the next write (to encode bytes in place).
     pub fn stage_with<R>(&mut self, f: impl FnOnce(&mut [u8; SCRATCH]) -> R) -> R {
         f(self.buf)
-    }
-
-    /// Fills the buffer of the next write with 0xFF from `from` to `to` (through
-    /// [`crate::words::fill`]: no `memset`).
-    #[inline(always)]
-    pub fn pad(&mut self, from: usize, to: usize) {
-        crate::words::fill(self.buf.get_mut(from..to).unwrap_or(&mut []), 0xff);
     }
 
     /// Programs the buffer's first `len` bytes (staged with [`SyncIo::put`]) at `addr`.
