@@ -99,7 +99,7 @@ type Res<T, F> = Result<T, FlashError<<F as Geometry>::Error>>;
 pub(crate) type IoOf<F> = Io<<F as Geometry>::Error>;
 
 /// The blocking I/O object for the flash of geometry `F`.
-pub(crate) type SyncIoOf<'a, F> = SyncIo<'a, <F as Geometry>::Error>;
+pub(crate) type SyncIoOf<'a, F> = SyncIo<'a, <F as Geometry>::Nor>;
 
 #[dual]
 impl<F: Geometry> Log<F> {
