@@ -66,32 +66,6 @@ pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// `dst.fill(byte)` without a `memset` call on targets without an operating system: the
-/// flash layer pads its writes with 0xFF through this one out-of-line byte loop (a
-/// `black_box(())` in it, no instruction, keeps the optimizer from turning it into a
-/// `memset` call), so no part of the cache links compiler-builtins' `memset`. Elsewhere
-/// this is `fill`.
-#[inline]
-pub(crate) fn fill(dst: &mut [u8], byte: u8) {
-    if cfg!(target_os = "none") {
-        // An empty fill known where it is inlined (a padding of none) costs no call.
-        if !dst.is_empty() {
-            fill_loop(dst, byte);
-        }
-    } else {
-        dst.fill(byte);
-    }
-}
-
-/// [`fill`]'s loop.
-#[inline(never)]
-fn fill_loop(dst: &mut [u8], byte: u8) {
-    for d in dst {
-        *d = byte;
-        core::hint::black_box(());
-    }
-}
-
 /// [`copy`]'s loop: whole words where the core loads unaligned words (the last bytes as one
 /// more word overlapping the one before); on ARMv6-M whole words where both buffers are
 /// word-aligned (keys are), bytes otherwise. A `black_box(())` in each loop (no
@@ -179,24 +153,6 @@ mod tests {
                 let mut dst = Aligned([0u8; 40]);
                 copy_aligned(&mut dst.0[start..start + len], src);
                 assert_eq!(dst.0, want, "{from} {start} {len}");
-            }
-        }
-    }
-
-    /// The firmware's fill loop (run here on the host, where `fill` is `slice::fill`) fills
-    /// every length exactly and writes nothing past the end.
-    #[test]
-    fn fill_loop_fills_exactly() {
-        for start in 0..4 {
-            for len in 0..=32 {
-                let mut want = [0u8; 40];
-                want[start..start + len].fill(0xff);
-                let mut dst = [0u8; 40];
-                fill_loop(&mut dst[start..start + len], 0xff);
-                assert_eq!(dst, want, "{start} {len}");
-                let mut dst = [0u8; 40];
-                fill(&mut dst[start..start + len], 0xff);
-                assert_eq!(dst, want, "{start} {len}");
             }
         }
     }

@@ -99,7 +99,7 @@ type Res<T, F> = Result<T, FlashError<<F as Geometry>::Error>>;
 pub(crate) type IoOf<F> = Io<<F as Geometry>::Error>;
 
 /// The blocking I/O object for the flash of geometry `F`.
-pub(crate) type SyncIoOf<'a, F> = SyncIo<'a, <F as Geometry>::Error>;
+pub(crate) type SyncIoOf<'a, F> = SyncIo<'a, <F as Geometry>::Nor>;
 
 #[dual]
 impl<F: Geometry> Log<F> {
@@ -404,11 +404,15 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Writes the `n` bytes staged at the start of the request buffer (part A, at most
-    /// [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF: a small frame below the page
-    /// erase. A function of its own: the async build's state machines are smaller so.
+    /// [`SCRATCH`] bytes padded) at `addr`, padded with 0xFF a byte at a time (no fill of
+    /// a range, whose copy of the buffer the async build's state machines would hold): a
+    /// small frame below the page erase. A function of its own: the async build's state
+    /// machines are smaller so.
     async fn write_staged(&mut self, io: &IoOf<F>, addr: u32, n: usize) -> Res<(), F> {
         let end = align_up(n, F::WRITE_SIZE);
-        io.pad(n, end);
+        for i in n..end {
+            io.put(i, 0xff);
+        }
         io.write(addr, end).await?;
         Ok(())
     }
