@@ -8,7 +8,9 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
-use super::format::{key_cost, record_size, same, Rec, T_CLEAR, T_PUT, T_TIME, T_TOMB};
+use super::format::{
+    key_cost, record_size, same, Rec, TAG_END, TAG_START, T_CLEAR, T_PUT, T_TIME, T_TOMB,
+};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Placer, XLEN_ANY};
@@ -557,10 +559,10 @@ pub(super) enum Listed {
 }
 
 impl Listed {
-    /// [`Listed::word`]'s bit of a batch's first record.
-    pub const START: usize = 1 << 5;
-    /// [`Listed::word`]'s bit of a batch's last record.
-    pub const END: usize = 1 << 4;
+    /// [`Listed::word`]'s bit of a batch's first record (the record tag's).
+    pub const START: usize = TAG_START as usize;
+    /// [`Listed::word`]'s bit of a batch's last record (the record tag's).
+    pub const END: usize = TAG_END as usize;
     /// [`Listed::word`]'s bit of a [`Listed::Copy`] whose entry is dropped, not copied.
     pub const EVICT: usize = 1 << 3;
 
@@ -576,7 +578,7 @@ impl Listed {
             Listed::Victim(i) => (4, i),
             Listed::Copy(i) => (5, i),
         };
-        i << 8 | usize::from(start) << 5 | usize::from(end) << 4 | v
+        (i << 8) | (usize::from(start) * Self::START) | (usize::from(end) * Self::END) | v
     }
 
     /// The record of a [`Listed::word`].
