@@ -343,7 +343,7 @@ impl<
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
         let mut r = self
-            .reserve(io, &|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
+            .reserve(io, &|c: &Self, pl: &mut Placer<F>| c.place_culling(pl, s))
             .await;
         if r.is_ok() {
             r = self.write_batch(io, Some(s)).await;

@@ -11,6 +11,7 @@ use tickcache_dual::dual;
 
 use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
+use core::marker::PhantomData;
 
 use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
@@ -20,17 +21,18 @@ use super::{Core, Fe, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
 
-/// Places records into the free space, page by page, to tell whether a batch fits.
-pub(super) struct Placer {
+/// Places records into the free space, page by page, to tell whether a batch fits (records
+/// padded to `F`'s write size, a constant of the placer's code, not a field).
+pub(super) struct Placer<F> {
     rem: u32,
     spare: u32,
     cap: u32,
-    ws: usize,
     /// Bytes of the time delta in the page being filled (0 in a fresh page).
     dlen: usize,
     /// Bytes of the records placed.
     bytes: u32,
     pub(super) ok: bool,
+    flash: PhantomData<F>,
 }
 
 /// Expiry bytes of a record whose expiry is not known yet (the longest).
@@ -47,14 +49,14 @@ pub(super) fn xlen(expiry: u64, time: u64) -> usize {
     }
 }
 
-impl Placer {
+impl<F: Geometry> Placer<F> {
     /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);
     /// 0 for clear and time records), `vlen` value bytes, `xlen` expiry bytes.
     /// A leaf (no division: the write size is a power of two), at the end of the path of
     /// every operation's check.
     pub(super) fn place(&mut self, kcost: usize, vlen: usize, xlen: usize) {
         let raw = record_bytes(kcost, vlen, xlen) as u32;
-        let pad = self.ws as u32 - 1;
+        let pad = F::WRITE_SIZE as u32 - 1;
         let size = (raw + self.dlen as u32 + pad) & !pad;
         self.bytes += size;
         if size <= self.rem {
@@ -84,15 +86,15 @@ impl<
     > Core<F, N, K, V, D, S, T>
 {
     /// A placer over an empty log (does a batch fit at all?).
-    pub(super) fn empty_placer(&self) -> Placer {
+    pub(super) fn empty_placer(&self) -> Placer<F> {
         Placer {
             rem: 0,
             spare: self.log.pages - 1,
             cap: self.log.cap(),
-            ws: F::WRITE_SIZE,
             dlen: 0,
             bytes: 0,
             ok: true,
+            flash: PhantomData,
         }
     }
 
@@ -100,7 +102,7 @@ impl<
     /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
     /// placement.
     #[inline(never)]
-    fn placer_for(&self, now: bool) -> Placer {
+    fn placer_for(&self, now: bool) -> Placer<F> {
         if now {
             self.placer()
         } else {
@@ -109,7 +111,7 @@ impl<
     }
 
     /// A placer over the current free space, keeping one page spare for compaction.
-    pub(super) fn placer(&self) -> Placer {
+    pub(super) fn placer(&self) -> Placer<F> {
         let rem = if self.log.used == 0 {
             0
         } else {
@@ -119,10 +121,10 @@ impl<
             rem,
             spare: self.log.free().saturating_sub(1),
             cap: self.log.cap(),
-            ws: F::WRITE_SIZE,
             dlen: self.log.delta_len(self.time),
             bytes: 0,
             ok: true,
+            flash: PhantomData,
         }
     }
 
@@ -141,7 +143,7 @@ impl<
     pub(super) async fn reserve(
         &mut self,
         io: &IoOf<F>,
-        sizes: &dyn Fn(&Self, &mut Placer),
+        sizes: &dyn Fn(&Self, &mut Placer<F>),
     ) -> Res<(), F> {
         // The placers sit in sibling frames (`batch_bytes`, `fits_now`), not in this one:
         // it lies on the deepest path of a call, above compaction's copies.
@@ -312,7 +314,7 @@ impl<
 
     /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
     /// cannot fit even there ([`Self::placed`]).
-    pub(super) fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+    pub(super) fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> Option<u32> {
         self.placed(false, sizes)
     }
 
@@ -320,7 +322,7 @@ impl<
     /// page kept spare) or in an empty log; `None` when it does not fit there. Out of line:
     /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
-    fn placed(&self, now: bool, sizes: &dyn Fn(&Self, &mut Placer)) -> Option<u32> {
+    fn placed(&self, now: bool, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> Option<u32> {
         let mut pl = self.placer_for(now);
         sizes(self, &mut pl);
         pl.ok.then_some(pl.bytes)
@@ -344,7 +346,7 @@ impl<
 
     /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
     /// would not touch the flash; [`Self::placed`]).
-    pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer)) -> bool {
+    pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> bool {
         self.log.free() > 0 && self.placed(true, sizes).is_some()
     }
 
@@ -352,13 +354,13 @@ impl<
     /// and of a time record. One function for every such batch: one copy, one vtable.
     ///
     /// [`Work::Room`]: super::Work::Room
-    pub(super) fn place_small(_: &Self, pl: &mut Placer) {
+    pub(super) fn place_small(_: &Self, pl: &mut Placer<F>) {
         pl.place(0, 0, 0);
     }
 
     /// True when one put record of this size fits the flash at all.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        self.batch_bytes(&|_: &Self, pl: &mut Placer| pl.place(kcost, vlen, XLEN_ANY))
+        self.batch_bytes(&|_: &Self, pl: &mut Placer<F>| pl.place(kcost, vlen, XLEN_ANY))
             .is_some()
     }
 }

@@ -146,8 +146,8 @@ impl<
     /// The sizes of the batch a flush writes after an operation that makes `changes`
     /// ([`Self::place_after`]): one closure type for a flush and an operation's check, so
     /// one copy of its body.
-    fn sizes_after<'a>(changes: &'a [Change<'a>]) -> impl Fn(&Self, &mut Placer) + 'a {
-        move |s: &Self, pl: &mut Placer| s.place_after(pl, changes)
+    fn sizes_after<'a>(changes: &'a [Change<'a>]) -> impl Fn(&Self, &mut Placer<F>) + 'a {
+        move |s: &Self, pl: &mut Placer<F>| s.place_after(pl, changes)
     }
 
     /// Places the batch a flush writes after an operation that makes `changes` (none: a
@@ -156,7 +156,7 @@ impl<
     /// written, so the check is exact, not an estimate that another order could overflow
     /// (a change's value is placed with the longest expiry).
     #[inline(always)]
-    pub(super) fn place_after(&self, pl: &mut Placer, changes: &[Change<'_>]) {
+    pub(super) fn place_after(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
         if self.pending_clear {
             pl.place(0, 0, 0);
         }
@@ -170,7 +170,7 @@ impl<
     /// operation's check: no victim is marked then). Out of line: a flush, an operation's
     /// check and an insert that culls share one copy.
     #[inline(never)]
-    fn place_kept(&self, pl: &mut Placer, changes: &[Change<'_>]) {
+    fn place_kept(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
         for held in 0..2 {
             let held = held == 1;
             for d in 0..self.dirty {
@@ -193,7 +193,7 @@ impl<
     #[inline(always)]
     fn place_listed(
         &self,
-        pl: &mut Placer,
+        pl: &mut Placer<F>,
         d: usize,
         held: bool,
         changes: &[Change<'_>],
@@ -263,7 +263,7 @@ impl<
     /// Places the tombstones of the cull whose victims are marked ([`Self::cull_tomb`]).
     /// Out of line: its walk's frame is a sibling of [`Self::place_kept`]'s.
     #[inline(never)]
-    fn place_tombs(&self, pl: &mut Placer, now: u64) {
+    fn place_tombs(&self, pl: &mut Placer<F>, now: u64) {
         for i in 0..N {
             if let Some(k) = self.cull_tomb(i, now) {
                 pl.place(key_cost(k), 0, 0);
@@ -274,7 +274,7 @@ impl<
     /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
     /// clear record, or the tombstones the cull needs ([`Self::cull_tomb`]) and the changed
     /// keys it leaves; then the staged put `s`.
-    pub(super) fn place_culling(&self, pl: &mut Placer, s: &Staged<'_>) {
+    pub(super) fn place_culling(&self, pl: &mut Placer<F>, s: &Staged<'_>) {
         if self.table.borrow().cull_plan(s.key) == CullPlan::Clear {
             pl.place(0, 0, 0);
         } else {
@@ -452,7 +452,7 @@ impl<
     /// (they join it in the order of the cull's walk). Out of line: the walk's frame is not
     /// on the frame of every operation's check.
     #[inline(never)]
-    fn place_new_victims(&self, pl: &mut Placer, plan: CullPlan, now: u64) {
+    fn place_new_victims(&self, pl: &mut Placer<F>, plan: CullPlan, now: u64) {
         self.table
             .borrow()
             .for_each_victim(plan, now, &mut |k, live| {
@@ -473,7 +473,7 @@ impl<
         self.mark_victims(s.key, s.now);
         let listed = self.list_fits || self.fits_listed(plan, s);
         let alone = self
-            .batch_bytes(&|c: &Self, pl: &mut Placer| c.place_culling(pl, s))
+            .batch_bytes(&|c: &Self, pl: &mut Placer<F>| c.place_culling(pl, s))
             .is_some();
         self.unmark_victims();
         (self.dirty + victims < D, listed, alone)
@@ -482,7 +482,7 @@ impl<
     /// [`Self::place_listed`] for [`Self::fits_listed`] (victims marked, the put
     /// changing). Out of line: its lookup's frame is not on the placement loop's.
     #[inline(never)]
-    fn place_listed_marked(&self, pl: &mut Placer, d: usize, held: bool, put: &Change<'_>) {
+    fn place_listed_marked(&self, pl: &mut Placer<F>, d: usize, held: bool, put: &Change<'_>) {
         self.place_listed(pl, d, held, core::slice::from_ref(put), true);
     }
 
@@ -613,7 +613,7 @@ impl Change<'_> {
     }
 
     /// Places its record: a value (with the longest expiry) or a tombstone.
-    fn place(&self, pl: &mut Placer) {
+    fn place<F: Geometry>(&self, pl: &mut Placer<F>) {
         match self.held() {
             Some(v) => pl.place(key_cost(self.key), v, XLEN_ANY),
             None => pl.place(key_cost(self.key), 0, 0),
