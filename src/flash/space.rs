@@ -358,9 +358,11 @@ impl<
         pl.place(0, 0, 0);
     }
 
-    /// True when one put record of this size fits the flash at all.
+    /// True when one put record of this size fits the flash at all: placed in an empty log
+    /// directly, with no batch to describe.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        self.batch_bytes(&|_: &Self, pl: &mut Placer<F>| pl.place(kcost, vlen, XLEN_ANY))
-            .is_some()
+        let mut pl = self.empty_placer();
+        pl.place(kcost, vlen, XLEN_ANY);
+        pl.ok
     }
 }
