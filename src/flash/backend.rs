@@ -16,7 +16,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::format::{key_cost, same};
 use super::io::{Geometry, SyncIo};
 use super::log::{IoOf, SyncIoOf};
-use super::space::Placer;
+use super::space::Batch;
 use super::writeback::{Change, Listed};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::backend::{Backend, Put};
@@ -304,7 +304,7 @@ impl<
         // Room for the clear record first, while RAM still mirrors the flash: a compaction
         // here copies the live entries, so a power cut before the record lands leaves the
         // cache as it was (compacting after the table is emptied would drop them).
-        if !self.fits_now(&Self::place_small) {
+        if !self.fits_now(Batch::Small) {
             return self.ask(Work::Room);
         }
         let _ = self.table.borrow_mut().clear();
@@ -323,7 +323,7 @@ impl<
         match core::mem::replace(&mut self.work, Work::None) {
             Work::None => Ok(()),
             Work::Flush => self.flush_dirty(io).await,
-            Work::Room => self.reserve(io, &Self::place_small).await,
+            Work::Room => self.reserve(io, Batch::Small).await,
             // One batch: the cull, the changed keys it leaves, the put (the operation asked
             // for a flush first when they do not fit one). Room and the batch run beside
             // each other, not nested: one frame deep less on the stack.
@@ -342,9 +342,7 @@ impl<
     #[blocking(inline(never))]
     async fn culling_put(&mut self, io: &IoOf<F>, s: &Staged<'_>) -> Res<(), F> {
         self.mark_victims(s.key, s.now);
-        let mut r = self
-            .reserve(io, &|c: &Self, pl: &mut Placer<F>| c.place_culling(pl, s))
-            .await;
+        let mut r = self.reserve(io, Batch::Culling(s)).await;
         if r.is_ok() {
             r = self.write_batch(io, Some(s)).await;
         }
@@ -356,7 +354,7 @@ impl<
     pub(crate) async fn flush_all(&mut self, io: &IoOf<F>) -> Res<(), F> {
         self.flush_dirty(io).await?;
         if self.time > self.log.written_time {
-            self.reserve(io, &Self::place_small).await?;
+            self.reserve(io, Batch::Small).await?;
             // A batch of its own, through the batch's record writer (no record on this
             // frame).
             self.append_listed(io, Listed::Time, true, true).await?;

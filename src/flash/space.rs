@@ -13,10 +13,11 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 use core::marker::PhantomData;
 
+use super::backend::Staged;
 use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::writeback::{listed_key, Listed};
+use super::writeback::{listed_key, Change, Listed};
 use super::{Core, Fe, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
@@ -33,6 +34,30 @@ pub(super) struct Placer<F> {
     bytes: u32,
     pub(super) ok: bool,
     flash: PhantomData<F>,
+}
+
+/// A batch that room is made for ([`Core::reserve`]) or that is placed to tell whether it
+/// fits ([`Core::batch_bytes`], [`Core::fits_now`]), named rather than given as a closure:
+/// one placement function ([`Core::place_batch`]), no closure bodies. Two words (every
+/// variant holds at most one reference), passed in registers: no caller keeps it in its
+/// frame.
+#[derive(Clone, Copy)]
+pub(super) enum Batch<'a> {
+    /// One small record (a clear or a time record): the batch of a [`Work::Room`] and of a
+    /// time record.
+    ///
+    /// [`Work::Room`]: super::Work::Room
+    Small,
+    /// The batch a flush writes after an operation that makes these changes
+    /// ([`Core::place_after`]; [`Batch::FLUSH`]: none, a flush of the list as it is).
+    After(&'a &'a [Change<'a>]),
+    /// The batch of an insert that culls, victims marked ([`Core::place_culling`]).
+    Culling(&'a Staged<'a>),
+}
+
+impl Batch<'static> {
+    /// The batch of a flush of the list as it is.
+    pub const FLUSH: Self = Batch::After(&(&[] as &[Change<'static>]));
 }
 
 /// Expiry bytes of a record whose expiry is not known yet (the longest).
@@ -128,7 +153,7 @@ impl<
         }
     }
 
-    /// Makes room for the batch `sizes` describes: compacts the oldest pages, then, when
+    /// Makes room for `batch`: compacts the oldest pages, then, when
     /// the flash holds only live records, drops the oldest page's entries.
     ///
     /// When the batch cannot fit beside the records it replaces (a write-back flush
@@ -140,14 +165,10 @@ impl<
     ///
     /// Out of line: a front end's step that calls it stays small.
     #[blocking(inline(never))]
-    pub(super) async fn reserve(
-        &mut self,
-        io: &IoOf<F>,
-        sizes: &dyn Fn(&Self, &mut Placer<F>),
-    ) -> Res<(), F> {
+    pub(super) async fn reserve(&mut self, io: &IoOf<F>, batch: Batch<'_>) -> Res<(), F> {
         // The placers sit in sibling frames (`batch_bytes`, `fits_now`), not in this one:
         // it lies on the deepest path of a call, above compaction's copies.
-        let Some(bytes) = self.batch_bytes(sizes) else {
+        let Some(bytes) = self.batch_bytes(batch) else {
             return Err(Error::StorageFull);
         };
         // The records the batch replaces take about as much room as the batch.
@@ -158,7 +179,7 @@ impl<
         while round < 3 * self.log.pages + 4 {
             round += 1;
             let pages = self.log.pages;
-            if self.fits_now(sizes) {
+            if self.fits_now(batch) {
                 return Ok(());
             }
             if self.log.used <= 1 {
@@ -312,19 +333,19 @@ impl<
         Ok(())
     }
 
-    /// The bytes of the batch `sizes` describes, placed in an empty log; `None` when it
+    /// The bytes of `batch`'s records, placed in an empty log; `None` when it
     /// cannot fit even there ([`Self::placed`]).
-    pub(super) fn batch_bytes(&self, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> Option<u32> {
-        self.placed(false, sizes)
+    pub(super) fn batch_bytes(&self, batch: Batch<'_>) -> Option<u32> {
+        self.placed(false, batch)
     }
 
-    /// The bytes of the batch `sizes` describes, placed in the free space (with `now`, one
+    /// The bytes of `batch`'s records, placed in the free space (with `now`, one
     /// page kept spare) or in an empty log; `None` when it does not fit there. Out of line:
     /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
-    fn placed(&self, now: bool, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> Option<u32> {
+    fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
         let mut pl = self.placer_for(now);
-        sizes(self, &mut pl);
+        self.place_batch(&mut pl, batch);
         pl.ok.then_some(pl.bytes)
     }
 
@@ -344,18 +365,20 @@ impl<
         self.log.written_time
     }
 
-    /// True when the batch `sizes` describes fits the free space now ([`Self::reserve`]
+    /// True when `batch` fits the free space now ([`Self::reserve`]
     /// would not touch the flash; [`Self::placed`]).
-    pub(super) fn fits_now(&self, sizes: &dyn Fn(&Self, &mut Placer<F>)) -> bool {
-        self.log.free() > 0 && self.placed(true, sizes).is_some()
+    pub(super) fn fits_now(&self, batch: Batch<'_>) -> bool {
+        self.log.free() > 0 && self.placed(true, batch).is_some()
     }
 
-    /// Places one small record (a clear or a time record): the batch of a [`Work::Room`]
-    /// and of a time record. One function for every such batch: one copy, one vtable.
-    ///
-    /// [`Work::Room`]: super::Work::Room
-    pub(super) fn place_small(_: &Self, pl: &mut Placer<F>) {
-        pl.place(0, 0, 0);
+    /// Places `batch`'s records, in the order they are written (inlined: [`Self::placed`]
+    /// is its one caller).
+    fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
+        match batch {
+            Batch::Small => pl.place(0, 0, 0),
+            Batch::After(changes) => self.place_after(pl, changes),
+            Batch::Culling(s) => self.place_culling(pl, s),
+        }
     }
 
     /// True when one put record of this size fits the flash at all: placed in an empty log

@@ -13,7 +13,7 @@ use super::format::{
 };
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::space::{xlen, Placer, XLEN_ANY};
+use super::space::{xlen, Batch, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::{CullPlan, Table, VictimWalk};
@@ -96,7 +96,7 @@ impl<
     /// frames are not on an operation's path when any batch of the list fits,
     /// [`Self::list_always_fits`]).
     fn fits_after(&self, changes: &[Change<'_>]) -> bool {
-        self.batch_bytes(&Self::sizes_after(changes)).is_some()
+        self.batch_bytes(Batch::After(&changes)).is_some()
     }
 
     /// True when the batch of a full list (`D` records of the largest size: a key of `K`
@@ -141,13 +141,6 @@ impl<
             Some(s) => Some(Listed::Held(s)),
             None => Some(Listed::Gone(d)),
         }
-    }
-
-    /// The sizes of the batch a flush writes after an operation that makes `changes`
-    /// ([`Self::place_after`]): one closure type for a flush and an operation's check, so
-    /// one copy of its body.
-    fn sizes_after<'a>(changes: &'a [Change<'a>]) -> impl Fn(&Self, &mut Placer<F>) + 'a {
-        move |s: &Self, pl: &mut Placer<F>| s.place_after(pl, changes)
     }
 
     /// Places the batch a flush writes after an operation that makes `changes` (none: a
@@ -290,7 +283,7 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(io, &Self::sizes_after(&[])).await?;
+        self.reserve(io, Batch::FLUSH).await?;
         self.write_batch(io, None).await?;
         Ok(())
     }
@@ -472,9 +465,7 @@ impl<
         let victims = self.live_victims(plan, s.now);
         self.mark_victims(s.key, s.now);
         let listed = self.list_fits || self.fits_listed(plan, s);
-        let alone = self
-            .batch_bytes(&|c: &Self, pl: &mut Placer<F>| c.place_culling(pl, s))
-            .is_some();
+        let alone = self.batch_bytes(Batch::Culling(s)).is_some();
         self.unmark_victims();
         (self.dirty + victims < D, listed, alone)
     }
