@@ -49,9 +49,9 @@ pub(super) enum Batch<'a> {
     /// [`Work::Room`]: super::Work::Room
     Small,
     /// The batch a flush writes after an operation that makes these changes
-    /// ([`Core::place_after`]; [`Batch::FLUSH`]: none, a flush of the list as it is).
+    /// ([`Core::place_batch`]; [`Batch::FLUSH`]: none, a flush of the list as it is).
     After(&'a &'a [Change<'a>]),
-    /// The batch of an insert that culls, victims marked ([`Core::place_culling`]).
+    /// The batch of an insert that culls, victims marked ([`Core::place_batch`]).
     Culling(&'a Staged<'a>),
 }
 
@@ -369,16 +369,6 @@ impl<
     /// would not touch the flash; [`Self::placed`]).
     pub(super) fn fits_now(&self, batch: Batch<'_>) -> bool {
         self.log.free() > 0 && self.placed(true, batch).is_some()
-    }
-
-    /// Places `batch`'s records, in the order they are written (inlined: [`Self::placed`]
-    /// is its one caller).
-    fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
-        match batch {
-            Batch::Small => pl.place(0, 0, 0),
-            Batch::After(changes) => self.place_after(pl, changes),
-            Batch::Culling(s) => self.place_culling(pl, s),
-        }
     }
 
     /// True when one put record of this size fits the flash at all: placed in an empty log

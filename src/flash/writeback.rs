@@ -71,7 +71,7 @@ impl<
     /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
     /// changes nothing) when the keys an operation is about to change (`changes`) would not
     /// fit the list, or the batch the list then makes would not fit the flash. The batch
-    /// is placed as a flush will write it (see [`Self::place_after`]), so an operation
+    /// is placed as a flush will write it (see [`Self::place_batch`]), so an operation
     /// allowed here never leads to a flush that cannot fit.
     pub(super) fn room(&mut self, changes: &[Change<'_>]) -> Res<(), F> {
         let fits = self.dirty + changes.len() <= D && (self.list_fits || self.fits_after(changes));
@@ -141,19 +141,6 @@ impl<
             Some(s) => Some(Listed::Held(s)),
             None => Some(Listed::Gone(d)),
         }
-    }
-
-    /// Places the batch a flush writes after an operation that makes `changes` (none: a
-    /// flush of the list as it is), in the order the flush writes it: a pending clear, then
-    /// the changed keys ([`Self::place_kept`]). Each record is placed where it will be
-    /// written, so the check is exact, not an estimate that another order could overflow
-    /// (a change's value is placed with the longest expiry).
-    #[inline(always)]
-    pub(super) fn place_after(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
-        if self.pending_clear {
-            pl.place(0, 0, 0);
-        }
-        self.place_kept(pl, changes);
     }
 
     /// Places the changed keys of a batch after an operation that makes `changes`, as
@@ -264,18 +251,36 @@ impl<
         }
     }
 
-    /// Places the batch of an insert that culls ([`Work::CullingPut`], victims marked): a
-    /// clear record, or the tombstones the cull needs ([`Self::cull_tomb`]) and the changed
-    /// keys it leaves; then the staged put `s`.
-    pub(super) fn place_culling(&self, pl: &mut Placer<F>, s: &Staged<'_>) {
-        if self.table.borrow().cull_plan(s.key) == CullPlan::Clear {
+    /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
+    /// where it will be written, so the check is exact, not an estimate that another order
+    /// could overflow. [`Batch::Small`]: one small record. A flush after an operation that
+    /// makes `changes` ([`Batch::After`]): a pending clear, then the changed keys
+    /// ([`Self::place_kept`]; a change's value with the longest expiry). An insert that
+    /// culls ([`Batch::Culling`], victims marked): a clear record, or the tombstones the
+    /// cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
+    /// The three batches share one site for the clear record; inlined into
+    /// [`Self::placed`], its one caller.
+    pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
+        let clear = match batch {
+            Batch::Small => true,
+            Batch::After(_) => self.pending_clear,
+            Batch::Culling(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
+        };
+        if clear {
             pl.place(0, 0, 0);
-        } else {
-            self.place_tombs(pl, s.now);
-            // The changed keys the cull leaves, gone then held (as `write_batch` writes them).
-            self.place_kept(pl, &[]);
         }
-        pl.place(key_cost(s.key), s.val.len(), xlen(s.expiry, self.time));
+        match batch {
+            Batch::Small => {}
+            Batch::After(changes) => self.place_kept(pl, changes),
+            Batch::Culling(s) => {
+                // A cull that clears drops every changed key.
+                if !clear {
+                    self.place_tombs(pl, s.now);
+                    self.place_kept(pl, &[]);
+                }
+                pl.place(key_cost(s.key), s.val.len(), xlen(s.expiry, self.time));
+            }
+        }
     }
 
     /// Writes every changed key (and a pending clear) as one batch.
@@ -291,12 +296,12 @@ impl<
     /// Writes a batch, in the order its placement placed it (making room changes no listed
     /// key: compaction neither copies nor drops one). For a flush (`put` `None`; the list
     /// is not empty): a pending clear, the changed keys gone, then those held; the list is
-    /// then empty and the batch committed ([`Self::place_after`]). For an
+    /// then empty and the batch committed ([`Self::place_batch`]). For an
     /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
     /// the cull (one clear record, or the live victims' tombstones: expired ones stay
     /// expired after a reboot), the changed keys it leaves gone then held (the victims'
     /// pending values are never written), then the put, which ends the batch
-    /// ([`Self::place_culling`]). The one writer of every batch: out of line, a sibling of
+    /// ([`Self::place_batch`]). The one writer of every batch: out of line, a sibling of
     /// the room-making's frames, its loops' frame one step above the record writer.
     ///
     /// Replayed with a value first, a value of a new key could find the table at its limit
@@ -488,7 +493,7 @@ impl<
     }
 
     /// Whether the batch a flush writes once the live victims of `plan` and the put `s`
-    /// are listed fits an empty log, placed as [`Self::place_after`] places it, with the
+    /// are listed fits an empty log, placed as [`Self::place_batch`] places it, with the
     /// victims gone: those listed in the list's order, the others after them (they join
     /// the list in the cull's order). Victims marked.
     #[inline(never)]
