@@ -406,8 +406,9 @@ impl<
             ..
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        // A tombstone unless said otherwise.
-        let mut rec = Rec::bare(T_TOMB, w & Listed::START != 0, w & Listed::END != 0, *time);
+        // A tombstone unless said otherwise; the word's batch bits are the tag's own.
+        let mut rec = Rec::bare(T_TOMB, false, false, *time);
+        rec.tag |= w as u8 & (TAG_START | TAG_END);
         match what {
             Listed::Clear => rec.set_type(T_CLEAR, 0),
             Listed::Time => rec.set_type(T_TIME, 0),
