@@ -169,8 +169,13 @@ impl VictimWalk {
                 (true, t.after_sweep(live, per))
             }
         };
-        let s = if sweep || lru > 0 { t.tail } else { NIL };
-        VictimWalk { s, sweep, lru }
+        // From the tail whatever the plan: with nothing to take (no sweep, no least recent
+        // entry), the walk's first step ends it (an unready table's tail is slot 0).
+        VictimWalk {
+            s: t.tail,
+            sweep,
+            lru,
+        }
     }
 
     /// The slot of the next victim (its entry is live when its expiry is after `now`).
