@@ -125,7 +125,7 @@ impl<
 
     /// [`Self::placer`] with `now`, else [`Self::empty_placer`]. Out of line: the log's
     /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
-    /// placement.
+    /// placement, and [`Self::fits_alone`] shares the one copy.
     #[inline(never)]
     fn placer_for(&self, now: bool) -> Placer<F> {
         if now {
@@ -374,7 +374,7 @@ impl<
     /// True when one put record of this size fits the flash at all: placed in an empty log
     /// directly, with no batch to describe.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        let mut pl = self.empty_placer();
+        let mut pl = self.placer_for(false);
         pl.place(kcost, vlen, XLEN_ANY);
         pl.ok
     }
