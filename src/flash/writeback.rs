@@ -395,7 +395,6 @@ impl<
     /// writer; its arguments in three registers, so no caller reserves room for more.
     #[blocking(inline(never))]
     pub(super) async fn append_word(&mut self, io: &IoOf<F>, w: usize) -> Res<(), F> {
-        let what = Listed::from_word(w);
         let Self {
             table,
             log,
@@ -410,21 +409,25 @@ impl<
         // A tombstone unless said otherwise; the word's batch bits are the tag's own.
         let mut rec = Rec::bare(T_TOMB, false, false, *time);
         rec.tag |= w as u8 & (TAG_START | TAG_END);
-        match what {
-            Listed::Clear => rec.set_type(T_CLEAR, 0),
-            Listed::Time => rec.set_type(T_TIME, 0),
-            Listed::Gone(d) => rec.key = listed_key(dirty_keys, dirty_len, d),
-            // A victim is still held: its record is a tombstone all the same. One read
-            // of the slot for both.
-            Listed::Victim(i) | Listed::Held(i) | Listed::Copy(i) => {
+        // The variant is matched as the word holds it ([`Listed::word`]), not decoded
+        // first: the three that name a slot share one arm, one read of the slot.
+        let (kind_of, i) = (w & 7, w >> 8);
+        let keeps = kind_of == Listed::HELD || kind_of == Listed::COPY;
+        match kind_of {
+            Listed::CLEAR => rec.set_type(T_CLEAR, 0),
+            Listed::TIME => rec.set_type(T_TIME, 0),
+            Listed::GONE => rec.key = listed_key(dirty_keys, dirty_len, i),
+            // A held slot's value, a victim's tombstone (still held: its record is a
+            // tombstone all the same), compaction's copy.
+            _ => {
                 let (k, v, kind, expiry) = t.slot(i);
                 rec.key = k;
-                if !matches!(what, Listed::Victim(_)) {
+                if keeps {
                     rec.set_type(T_PUT, kind as u8);
                     rec.val = v;
                     rec.expiry = expiry;
                 }
-                if let Listed::Copy(_) = what {
+                if kind_of == Listed::COPY {
                     // At the head page's base time (already on flash), and only when it
                     // fits that page and is not evicted: else the entry goes with the
                     // tail page (durable at once: the page is erased next).
@@ -440,7 +443,7 @@ impl<
             }
         }
         let at = log.append(io, &rec).await.map_err(Error::Backend)?;
-        if let Listed::Held(i) | Listed::Copy(i) = what {
+        if keeps {
             if let Some(at_slot) = loc.get_mut(i) {
                 *at_slot = at;
             }
@@ -561,6 +564,19 @@ impl Listed {
     pub const START: usize = TAG_START as usize;
     /// [`Listed::word`]'s bit of a batch's last record (the record tag's).
     pub const END: usize = TAG_END as usize;
+    /// [`Listed::word`]'s variant bits (its low three) of a [`Listed::Clear`].
+    const CLEAR: usize = 0;
+    /// The variant bits of a [`Listed::Time`].
+    const TIME: usize = 1;
+    /// The variant bits of a [`Listed::Gone`].
+    const GONE: usize = 2;
+    /// The variant bits of a [`Listed::Held`].
+    const HELD: usize = 3;
+    /// The variant bits of a [`Listed::Victim`].
+    const VICTIM: usize = 4;
+    /// The variant bits of a [`Listed::Copy`] (read by [`Core::append_word`] with no
+    /// decoding: the variants naming a slot, the last three, share one arm there).
+    const COPY: usize = 5;
     /// [`Listed::word`]'s bit of a [`Listed::Copy`] whose entry is dropped, not copied.
     pub const EVICT: usize = 1 << 3;
 
@@ -569,27 +585,14 @@ impl Listed {
     /// a list's, below 256) above the low byte, the variant in the low bits.
     pub fn word(self, start: bool, end: bool) -> usize {
         let (v, i) = match self {
-            Listed::Clear => (0, 0),
-            Listed::Time => (1, 0),
-            Listed::Gone(d) => (2, d),
-            Listed::Held(i) => (3, i),
-            Listed::Victim(i) => (4, i),
-            Listed::Copy(i) => (5, i),
+            Listed::Clear => (Self::CLEAR, 0),
+            Listed::Time => (Self::TIME, 0),
+            Listed::Gone(d) => (Self::GONE, d),
+            Listed::Held(i) => (Self::HELD, i),
+            Listed::Victim(i) => (Self::VICTIM, i),
+            Listed::Copy(i) => (Self::COPY, i),
         };
         (i << 8) | (usize::from(start) * Self::START) | (usize::from(end) * Self::END) | v
-    }
-
-    /// The record of a [`Listed::word`].
-    fn from_word(w: usize) -> Listed {
-        let i = w >> 8;
-        match w & 7 {
-            0 => Listed::Clear,
-            1 => Listed::Time,
-            2 => Listed::Gone(i),
-            3 => Listed::Held(i),
-            4 => Listed::Victim(i),
-            _ => Listed::Copy(i),
-        }
     }
 }
 
