@@ -587,7 +587,7 @@ impl<F: Geometry> Log<F> {
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     #[cold]
-    #[inline(never)]
+    #[blocking(inline(always))]
     pub async fn page_end(
         &mut self,
         io: &IoOf<F>,
