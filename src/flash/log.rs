@@ -56,7 +56,8 @@ impl Pos {
 }
 
 /// The log's RAM state. Laid out in order (`repr(C)`): the fields a new log starts at zero
-/// first, side by side, so [`Log::new`] clears them in one piece; the four it is given last.
+/// first, side by side, so [`Log::new`] clears them in one piece; the four it sets from its
+/// arguments last.
 #[repr(C)]
 pub(crate) struct Log<F> {
     /// Where the records of the last two pages looked up start, and their base times:
@@ -586,6 +587,8 @@ impl<F: Geometry> Log<F> {
     /// valid records inside its claimed length or one whose header, with one bit flipped
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
+    ///
+    /// Inlined into the blocking replay, its one caller (through [`Log::next_rec`]).
     #[cold]
     #[blocking(inline(always))]
     pub async fn page_end(
