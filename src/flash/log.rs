@@ -55,18 +55,24 @@ impl Pos {
     pub const START: Pos = Pos { li: 0, off: 0 };
 }
 
+/// The log's RAM state. Laid out in order (`repr(C)`): the fields a new log starts at zero
+/// first, side by side, so [`Log::new`] clears them in one piece; the four it sets from its
+/// arguments last.
+#[repr(C)]
 pub(crate) struct Log<F> {
-    pub base: u32,
-    pub pages: u32,
-    pub page_size: u32,
+    /// Where the records of the last two pages looked up start, and their base times:
+    /// (physical page, first record offset, base time).
+    starts: [Option<(u32, u32, u64)>; 2],
+    /// Base time of the head page.
+    pub head_base: u64,
+    /// Latest cache time written on flash.
+    pub written_time: u64,
+    /// The header [`Log::page_seq`] or [`Log::page_start`] last found.
+    pub hdr: PageHead,
     /// Physical index of the oldest log page (or of the next page to use when empty).
     pub tail: u32,
     /// Pages in the log.
     pub used: u32,
-    /// Next record offset in the head page (`page_size` when the page is sealed).
-    pub head_off: u32,
-    /// Base time of the head page.
-    pub head_base: u64,
     /// Free pages, from the one after the head, known to hold a valid part A and nothing
     /// else (they join the log without a read or an erase).
     pub ready: u32,
@@ -74,13 +80,6 @@ pub(crate) struct Log<F> {
     pub seq: u32,
     /// Highest erase count seen (the estimate for a page whose count was lost).
     pub max_erase: u32,
-    /// Latest cache time written on flash.
-    pub written_time: u64,
-    /// Where the records of the last two pages looked up start, and their base times:
-    /// (physical page, first record offset, base time).
-    starts: [Option<(u32, u32, u64)>; 2],
-    /// The header [`Log::page_seq`] or [`Log::page_start`] last found.
-    pub hdr: PageHead,
     /// Log pages whose end has been checked: while the first replay at open reads the log
     /// ([`Log::CHECKED`] after it), [`Log::next_rec`] checks how each further page's records
     /// end, moves [`Log::trust_from`] past any damage and sets the head page's
@@ -90,6 +89,14 @@ pub(crate) struct Log<F> {
     /// damage was found in the page before it (or a gap just before it). Records before it
     /// are never restored nor copied by compaction; 0 when nothing is known damaged.
     pub trust_from: u32,
+    /// Flash address of the region's first page.
+    pub base: u32,
+    /// Pages in the region.
+    pub pages: u32,
+    /// Bytes of a page (`ERASE_SIZE`).
+    pub page_size: u32,
+    /// Next record offset in the head page (`page_size` when the page is sealed).
+    pub head_off: u32,
     geometry: core::marker::PhantomData<fn() -> F>,
 }
 
@@ -580,8 +587,10 @@ impl<F: Geometry> Log<F> {
     /// valid records inside its claimed length or one whose header, with one bit flipped
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
+    ///
+    /// Inlined into the blocking replay, its one caller (through [`Log::next_rec`]).
     #[cold]
-    #[inline(never)]
+    #[blocking(inline(always))]
     pub async fn page_end(
         &mut self,
         io: &IoOf<F>,
