@@ -335,7 +335,7 @@ impl<
     }
 
     /// [`Work::CullingPut`]: marks the cull's victims, makes room for the batch
-    /// ([`Self::place_batch`]), writes it ([`Self::write_batch`]). The victims are
+    /// ([`Batch::Culling`] in [`Self::place_batch`]), writes it ([`Self::write_batch`]). The victims are
     /// marked before room is made, so making room drops none of the entries the cull
     /// keeps while victims are left to drop. Out of line: the front end's settle keeps a
     /// small frame on every call's path.

@@ -518,10 +518,11 @@ impl<'a> Rec<'a> {
         self.tag = self.tag & !TAG_TYPE | ty << 6 | kind;
     }
 
-    /// A record of type `ty` with no key nor value (clear, time) written at `time`.
-    pub(crate) const fn bare(ty: u8, start: bool, end: bool, time: u64) -> Self {
+    /// A record of type `ty` with batch bits `flags` ([`TAG_START`], [`TAG_END`]) and no key
+    /// nor value yet, written at `time`: the batch writer's base for every record it writes.
+    pub(crate) const fn bare(ty: u8, flags: u8, time: u64) -> Self {
         Rec {
-            tag: ty << 6 | (start as u8) << 5 | (end as u8) << 4,
+            tag: ty << 6 | flags,
             key: &[],
             val: &[],
             time,

@@ -588,7 +588,9 @@ impl<F: Geometry> Log<F> {
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     ///
-    /// Inlined into the blocking replay, its one caller (through [`Log::next_rec`]).
+    /// Its blocking variant is always inlined into its one caller, [`Log::next_rec`] (open's
+    /// replay); the async variant is left to the compiler (`#[cold]`: a page's end is met
+    /// once a page).
     #[cold]
     #[blocking(inline(always))]
     pub async fn page_end(

@@ -71,7 +71,7 @@ impl<
     /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
     /// changes nothing) when the keys an operation is about to change (`changes`) would not
     /// fit the list, or the batch the list then makes would not fit the flash. The batch
-    /// is placed as a flush will write it (see [`Self::place_batch`]), so an operation
+    /// is placed as a flush will write it (see [`Batch::After`] in [`Self::place_batch`]), so an operation
     /// allowed here never leads to a flush that cannot fit.
     pub(super) fn room(&mut self, changes: &[Change<'_>]) -> Res<(), F> {
         let fits = self.dirty + changes.len() <= D && (self.list_fits || self.fits_after(changes));
@@ -254,13 +254,13 @@ impl<
 
     /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
     /// where it will be written, so the check is exact, not an estimate that another order
-    /// could overflow. [`Batch::Small`]: one small record. A flush after an operation that
-    /// makes `changes` ([`Batch::After`]): a pending clear, then the changed keys
+    /// could overflow. [`Batch::Small`]: one small record. A flush after an operation's
+    /// changes ([`Batch::After`]; none for [`Batch::FLUSH`]): a pending clear, then the changed keys
     /// ([`Self::place_kept`]; a change's value with the longest expiry). An insert that
     /// culls ([`Batch::Culling`], victims marked): a clear record, or the tombstones the
     /// cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
-    /// The three batches share one site for the clear record; inlined into
-    /// [`Self::placed`], its one caller.
+    /// The three batches share one site for the clear record. Called by [`Self::placed`]
+    /// only.
     pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
         let clear = match batch {
             Batch::Small => true,
@@ -297,12 +297,12 @@ impl<
     /// Writes a batch, in the order its placement placed it (making room changes no listed
     /// key: compaction neither copies nor drops one). For a flush (`put` `None`; the list
     /// is not empty): a pending clear, the changed keys gone, then those held; the list is
-    /// then empty and the batch committed ([`Self::place_batch`]). For an
+    /// then empty and the batch committed ([`Batch::After`] in [`Self::place_batch`]). For an
     /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
     /// the cull (one clear record, or the live victims' tombstones: expired ones stay
     /// expired after a reboot), the changed keys it leaves gone then held (the victims'
     /// pending values are never written), then the put, which ends the batch
-    /// ([`Self::place_batch`]). The one writer of every batch: out of line, a sibling of
+    /// ([`Batch::Culling`] in [`Self::place_batch`]). The one writer of every batch: out of line, a sibling of
     /// the room-making's frames, its loops' frame one step above the record writer.
     ///
     /// Replayed with a value first, a value of a new key could find the table at its limit
@@ -407,8 +407,7 @@ impl<
         } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
         // A tombstone unless said otherwise; the word's batch bits are the tag's own.
-        let mut rec = Rec::bare(T_TOMB, false, false, *time);
-        rec.tag |= w as u8 & (TAG_START | TAG_END);
+        let mut rec = Rec::bare(T_TOMB, w as u8 & (TAG_START | TAG_END), *time);
         // The variant is matched as the word holds it ([`Listed::word`]), not decoded
         // first: the three that name a slot share one arm, one read of the slot.
         let (kind_of, i) = (w & 7, w >> 8);
@@ -498,7 +497,8 @@ impl<
     }
 
     /// Whether the batch a flush writes once the live victims of `plan` and the put `s`
-    /// are listed fits an empty log, placed as [`Self::place_batch`] places it, with the
+    /// are listed fits an empty log, placed as [`Self::place_batch`] places a
+    /// [`Batch::After`], with the
     /// victims gone: those listed in the list's order, the others after them (they join
     /// the list in the cull's order). Victims marked.
     #[inline(never)]
