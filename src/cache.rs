@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{Backend, Put, NEVER};
+use crate::backend::{Backend, Put, EXPIRED, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
@@ -33,9 +33,6 @@ pub struct Cache<C, B, const K: usize> {
 pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, Table<N, K, V>, K>;
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
-
-/// [`Cache::expiry`]'s answer for a timeout that is already over.
-const EXPIRED: u64 = 0;
 
 /// A value encoder behind a `dyn` call: writes into the slot, returns length and kind.
 type DynFill<'a, B> = &'a mut dyn FnMut(&mut [u8]) -> Res<(usize, Kind), B>;
@@ -401,10 +398,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
         let made = made(&self.scratch.0, n);
-        match self.expiry(timeout, now) {
-            EXPIRED => self.backend.delete(made, now),
-            expiry => self.backend.touch(made, expiry, now),
-        }
+        // A timeout already over ([`EXPIRED`]): the backend's touch deletes the key.
+        let expiry = self.expiry(timeout, now);
+        self.backend.touch(made, expiry, now)
     }
 
     /// Django's `delete`: `true` when a live entry was removed.

@@ -30,7 +30,7 @@
 use core::convert::Infallible;
 use core::hash::BuildHasher;
 
-use crate::backend::{Backend, Put};
+use crate::backend::{Backend, Put, EXPIRED};
 use crate::error::Error;
 use crate::hash::{self, DefaultHashBuilder};
 use crate::key::KeyError;
@@ -1049,6 +1049,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
+        if expiry == EXPIRED {
+            return self.delete(key, now);
+        }
         match self.locate(key).1 {
             Some(i) if self.expiry[i] > now => {
                 self.expiry[i] = expiry;
