@@ -445,10 +445,12 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         (usize::from(m & LEN_MASK).min(V), kind)
     }
 
+    /// The slot of `key` in chain `b`, or a value of `N` or above (`NIL`) when it is not
+    /// held.
     #[inline]
-    fn find(&self, b: usize, key: &[u8]) -> Option<usize> {
+    fn find(&self, b: usize, key: &[u8]) -> u16 {
         if !self.ready {
-            return None;
+            return NIL;
         }
         let mut s = self.buckets.get(b).copied().unwrap_or(NIL);
         // A chain's links are slots and `NIL` (past them) ends it: comparing with `N`
@@ -456,32 +458,31 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         while (s as usize) < N {
             let i = s as usize;
             if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
-                return Some(i);
+                return s;
             }
             s = self.chain[i];
         }
-        None
+        s
     }
 
-    /// [`Table::locate_out`] with the slot compared with `N` where the caller sees it: the
-    /// compare and branch of a bounds check, failing as a miss, so the slot's arrays are
-    /// then indexed with no panic call at each use (36 bytes of the whole-API firmware probe
-    /// on Cortex-M4). Not used by `get`: there the branch moved LLVM's block layout and
-    /// cost up to an instruction a call on Cortex-M4 or M0 (`examples/firmware/cost.sh`).
-    /// `put` uses it since the table has no panic path left: 8 B smaller in the persistent
-    /// probe and 48 B in the memory one.
+    /// The chain of `key` and its slot, if held: [`Table::locate_out`]'s one word taken
+    /// apart, the slot compared with `N` where the caller sees it, so the slot's arrays are
+    /// then indexed with no panic call at each use.
     #[inline(always)]
     fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
-        let (b, found) = self.locate_out(key);
-        (b, found.filter(|&i| i < N))
+        let at = self.locate_out(key);
+        let i = (at & 0xffff) as usize;
+        ((at >> 16) as usize, (i < N).then_some(i))
     }
 
-    /// The chain of `key` and its slot, if held. Not inlined: every operation starts here,
-    /// and one copy of the hash and the chain walk keeps firmware small.
+    /// The chain of `key` in the high half-word and its slot in the low one (`N` or above
+    /// when it is not held): one word, returned in a register where a pair with an
+    /// `Option` goes through memory on 32-bit cores. Not inlined: every operation starts
+    /// here, and one copy of the hash and the chain walk keeps firmware small.
     #[inline(never)]
-    fn locate_out(&self, key: &[u8]) -> (usize, Option<usize>) {
+    fn locate_out(&self, key: &[u8]) -> u32 {
         let b = self.bucket_of(key);
-        (b, self.find(b, key))
+        (b as u32) << 16 | u32::from(self.find(b, key))
     }
 
     #[inline]
@@ -994,7 +995,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         let Some(i) = found else {
             return Ok(None);
         };
