@@ -919,8 +919,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if self.len >= self.limit() {
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
-        // Below the limit now: the insert does not cull.
-        self.put_bytes(key, expiry, now, bytes, kind).ok()?;
+        // Below the limit now: the insert needs no cull.
+        self.put_bytes(key, expiry, bytes, kind).ok()?;
         self.newest()
     }
 
@@ -930,20 +930,21 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some(usize::from(self.head)).filter(|&i| i < N)
     }
 
-    /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the
-    /// table is full): the one non-generic store for wrappers that encode a value aside, so
-    /// the table's insert is compiled once for all of them.
+    /// Stores `bytes` of `kind` under `key` as `set` does, except that it never culls: the
+    /// one non-generic store for wrappers that encode a value aside and make room
+    /// themselves (a persistent backend removes, and logs, the entries a cull takes before
+    /// the insert; a replay reclaims before it restores), so the table's insert is compiled
+    /// once for all of them. An insert with no free slot is [`Error::StorageFull`].
     ///
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
-    /// and its length is checked first, so nothing fails once an insert starts, and an
-    /// insert at the limit culls, then copies once (`insert` stages a value in a buffer on
-    /// the stack so that a failing encoder costs no culled entry).
+    /// and its length is checked first, so nothing fails once an insert starts, and it is
+    /// copied once (`insert` stages a value in a buffer on the stack so that a failing
+    /// encoder costs no culled entry).
     #[inline(never)]
     pub(crate) fn put_bytes(
         &mut self,
         key: &[u8],
         expiry: u64,
-        now: u64,
         bytes: &[u8],
         kind: Kind,
     ) -> Result<(), Error> {
@@ -969,9 +970,6 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
                 }
                 if !self.ready {
                     self.reset();
-                }
-                if self.len >= self.limit() {
-                    self.cull(now);
                 }
                 let i = self.alloc().ok_or(Error::StorageFull)?;
                 // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
