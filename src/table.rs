@@ -934,7 +934,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// one non-generic store for wrappers that encode a value aside and make room
     /// themselves (a persistent backend removes, and logs, the entries a cull takes before
     /// the insert; a replay reclaims before it restores), so the table's insert is compiled
-    /// once for all of them. An insert with no free slot is [`Error::StorageFull`].
+    /// once for all of them. An insert with no free slot is [`Error::StorageFull`]; a value
+    /// longer than `V` is [`Error::ValueTooLarge`] before anything changes.
     ///
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
     /// and its length is checked first, so nothing fails once an insert starts, and it is
@@ -949,35 +950,32 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         kind: Kind,
     ) -> Result<(), Error> {
         let len = bytes.len();
+        // Its callers check the length first: nothing changes here.
+        if len > V {
+            return Err(Error::ValueTooLarge);
+        }
         let (b, found) = self.locate(key);
-        match found {
-            Some(i) => {
-                // Never leave a stale value readable: the key goes.
-                let Some(dst) = self.vals[i].get_mut(..len) else {
-                    self.remove(b, i);
-                    return Err(Error::ValueTooLarge);
-                };
-                words::copy(dst, bytes);
-                self.set_meta(i, len, kind, expiry);
-                self.touch_lru(i);
-            }
+        let i = match found {
+            Some(i) => i,
             None => {
                 if key.len() > K {
                     return Err(Error::Key(KeyError::OverCapacity));
                 }
-                if len > V {
-                    return Err(Error::ValueTooLarge);
-                }
                 if !self.ready {
                     self.reset();
                 }
-                let i = self.alloc().ok_or(Error::StorageFull)?;
-                // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
-                if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
-                    words::copy(dst, bytes);
-                }
-                self.link(b, i, key, len, kind, expiry);
+                self.alloc().ok_or(Error::StorageFull)?
             }
+        };
+        // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
+        if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
+            words::copy(dst, bytes);
+        }
+        if found.is_some() {
+            self.set_meta(i, len, kind, expiry);
+            self.touch_lru(i);
+        } else {
+            self.link(b, i, key, len, kind, expiry);
         }
         Ok(())
     }
