@@ -5,7 +5,7 @@
 //!
 //! | array | bytes per entry | role |
 //! |---|---|---|
-//! | `buckets` | 2 | head slot of each hash chain (`N` chains, Lemire range reduction) |
+//! | `buckets` | 2 | head slot + 1 of each hash chain, 0 when empty (`N` chains, Lemire range reduction) |
 //! | `chain` | 2 | next slot in the same chain, or in the free list |
 //! | `prev`, `next` | 4 | intrusive doubly linked recency list, most recent at the head |
 //! | `expiry` | 8 | absolute expiry tick, [`NEVER`](crate::backend::NEVER) for none |
@@ -246,8 +246,8 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     max_gap: u16,
     /// `cull_frequency ^ 3`, so Django's default 3 is stored as zero.
     freq_x: u16,
-    /// False until the first insert sets the chain heads: a new table is all zero bytes, so
-    /// a `static` one costs no flash for an initial image.
+    /// False until the first insert sets the recency and free lists: a new table is all
+    /// zero bytes (its chains empty), so a `static` one costs no flash for an initial image.
     ready: bool,
     hasher: S,
 }
@@ -449,20 +449,19 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// held.
     #[inline]
     fn find(&self, b: usize, key: &[u8]) -> u16 {
-        if !self.ready {
-            return NIL;
-        }
-        let mut s = self.buckets.get(b).copied().unwrap_or(NIL);
+        // An empty chain's head is 0 (a new table's too, so no test of `ready`): less one,
+        // past every slot.
+        let mut s = usize::from(self.buckets.get(b).copied().unwrap_or(0)).wrapping_sub(1);
         // A chain's links are slots and `NIL` (past them) ends it: comparing with `N`
         // ends the walk at the same place and proves every index below (no panic path).
-        while (s as usize) < N {
-            let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
-                return s;
+        while s < N {
+            if usize::from(self.klen[s]) == key.len() && same_bytes(&self.keys.0[s], key) {
+                break;
             }
-            s = self.chain[i];
+            s = usize::from(self.chain[s]);
         }
-        s
+        // A miss is `NIL` or past `N`.
+        s as u16
     }
 
     /// The chain of `key` and its slot, if held: [`Table::locate_out`]'s one word taken
@@ -547,11 +546,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let Some(head) = self.buckets.get_mut(b) else {
             return;
         };
-        if *head as usize == i {
-            *head = after;
+        if *head as usize == i + 1 {
+            *head = after.wrapping_add(1);
             return;
         }
-        let mut s = *head as usize;
+        let mut s = usize::from(*head).wrapping_sub(1);
         while let Some(next) = self.chain.get_mut(s) {
             if *next as usize == i {
                 *next = after;
@@ -618,9 +617,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         // A loop the compiler cannot turn into a `memset` call: the value is hidden from
         // it, so firmware that links no other `memset` saves compiler-builtins' (about
         // 180 bytes on Cortex-M4). A reset runs at the first insert and on `clear`.
-        let nil = core::hint::black_box(NIL);
+        let empty = core::hint::black_box(0);
         for b in &mut self.buckets {
-            *b = nil;
+            *b = empty;
         }
         self.head = NIL;
         self.tail = NIL;
@@ -641,8 +640,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         words::copy(&mut self.keys.0[i], key);
         self.klen[i] = key.len() as u8;
         self.set_meta(i, len, kind, expiry);
-        self.chain[i] = self.buckets[b];
-        self.buckets[b] = i as u16;
+        self.chain[i] = self.buckets[b].wrapping_sub(1);
+        self.buckets[b] = i as u16 + 1;
         self.push_front(i);
         self.len += 1;
     }
@@ -1234,7 +1233,7 @@ mod tests {
         fn stats<S: BuildHasher>(t: &Table<1024, 24, 0, S>) -> (usize, usize) {
             let (mut longest, mut compares) = (0, 0);
             for &head in &t.buckets {
-                let (mut s, mut len) = (head, 0);
+                let (mut s, mut len) = (head.wrapping_sub(1), 0);
                 while s != NIL {
                     len += 1;
                     compares += len;
