@@ -22,6 +22,10 @@ use crate::value::Kind;
 /// Expiry tick of an entry that never expires.
 pub const NEVER: u64 = u64::MAX;
 
+/// The expiry a [`Cache`](crate::Cache) resolves a timeout that is already over to (a live
+/// entry's expiry is after `now`, so never 0): [`Backend::touch`] with it deletes the key.
+pub(crate) const EXPIRED: u64 = 0;
+
 /// What a `put` does with a key that is already live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -66,6 +70,8 @@ pub trait Backend {
     ) -> Result<bool, Error<Self::Error>>;
 
     /// Sets a live entry's expiry without changing recency; `false` if missing or expired.
+    /// An `expiry` of 0 (a timeout already over) deletes the key instead, as
+    /// [`Backend::delete`] does: `true` when it was live.
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>>;
 
     /// Removes `key`; `true` when a live entry was removed.

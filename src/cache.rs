@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{Backend, Put, NEVER};
+use crate::backend::{Backend, Put, EXPIRED, NEVER};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
@@ -34,11 +34,39 @@ pub type MemCache<C, const N: usize, const K: usize, const V: usize> = Cache<C, 
 
 type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 
-/// [`Cache::expiry`]'s answer for a timeout that is already over.
-const EXPIRED: u64 = 0;
+/// A value encoder behind a `dyn` call: writes into the slot, answers its length and kind
+/// or its error as one word ([`filled`]).
+type DynFill<'a> = &'a mut dyn FnMut(&mut [u8]) -> u32;
 
-/// A value encoder behind a `dyn` call: writes into the slot, returns length and kind.
-type DynFill<'a, B> = &'a mut dyn FnMut(&mut [u8]) -> Res<(usize, Kind), B>;
+/// An encoder's answer as one word, returned in a register where a `Result` of a length and
+/// a kind goes through memory on 32-bit cores: the length in bits 0 to 28 (a value is far
+/// shorter), the kind in bits 29 and 30; bit 31 and the error's number for an error.
+#[inline(always)]
+fn filled(r: Result<(usize, Kind), ValueError>) -> u32 {
+    match r {
+        Ok((len, kind)) => (len as u32 & 0x1fff_ffff) | (kind as u32) << 29,
+        Err(e) => 1 << 31 | e as u32,
+    }
+}
+
+/// [`filled`]'s word taken apart.
+#[inline(always)]
+fn unfilled<E>(w: u32) -> Result<(usize, Kind), Error<E>> {
+    if w >> 31 != 0 {
+        return Err(value_error(match w & 3 {
+            0 => ValueError::TooLarge,
+            1 => ValueError::Serialize,
+            _ => ValueError::Type,
+        }));
+    }
+    let kind = match (w >> 29) & 3 {
+        0 => Kind::Bytes,
+        1 => Kind::Serde,
+        2 => Kind::Int,
+        _ => Kind::Item,
+    };
+    Ok(((w & 0x1fff_ffff) as usize, kind))
+}
 
 fn value_error<E>(e: ValueError) -> Error<E> {
     match e {
@@ -194,7 +222,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: Key<'_>,
         mode: Put,
         timeout: Timeout,
-        mut fill: impl FnMut(&mut [u8]) -> Res<(usize, Kind), B>,
+        mut fill: impl FnMut(&mut [u8]) -> u32,
     ) -> Res<bool, B> {
         // Every encoder only reads the value it borrows, so it can run more than once: no
         // `Option` to take it out of.
@@ -207,7 +235,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         key: Key<'_>,
         mode: Put,
         timeout: Timeout,
-        fill: DynFill<'_, B>,
+        fill: DynFill<'_>,
     ) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
         let made = made(&self.scratch.0, n);
@@ -221,7 +249,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 self.backend.delete(made, now)?;
                 Ok(true)
             }
-            expiry => self.backend.put(made, mode, expiry, now, fill),
+            expiry => self
+                .backend
+                .put(made, mode, expiry, now, |dst| unfilled(fill(dst))),
         }
     }
 
@@ -308,7 +338,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
         self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
-            value::encode(value, dst).map_err(value_error)
+            filled(value::encode(value, dst))
         })
         .map(drop)
     }
@@ -360,7 +390,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: impl Into<Timeout>,
     ) -> Res<(), B> {
         self.store(key.as_key(), Put::Set, timeout.into(), |dst| {
-            copy_raw(bytes, dst)
+            filled(copy_raw(bytes, dst))
         })
         .map(drop)
     }
@@ -374,7 +404,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
         self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
-            value::encode(value, dst).map_err(value_error)
+            filled(value::encode(value, dst))
         })
     }
 
@@ -386,7 +416,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         timeout: impl Into<Timeout>,
     ) -> Res<bool, B> {
         self.store(key.as_key(), Put::Add, timeout.into(), |dst| {
-            copy_raw(bytes, dst)
+            filled(copy_raw(bytes, dst))
         })
     }
 
@@ -401,10 +431,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn touch_key(&mut self, key: Key<'_>, timeout: Timeout) -> Res<bool, B> {
         let (n, now) = self.prepare(key)?;
         let made = made(&self.scratch.0, n);
-        match self.expiry(timeout, now) {
-            EXPIRED => self.backend.delete(made, now),
-            expiry => self.backend.touch(made, expiry, now),
-        }
+        // A timeout already over ([`EXPIRED`]): the backend's touch deletes the key.
+        let expiry = self.expiry(timeout, now);
+        self.backend.touch(made, expiry, now)
     }
 
     /// Django's `delete`: `true` when a live entry was removed.
@@ -826,8 +855,8 @@ fn made<const K: usize>(buf: &[u8; K], n: usize) -> &[u8] {
     &buf[..n.min(K)]
 }
 
-fn copy_raw<E>(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), Error<E>> {
-    let slot = dst.get_mut(..bytes.len()).ok_or(Error::ValueTooLarge)?;
+fn copy_raw(bytes: &[u8], dst: &mut [u8]) -> Result<(usize, Kind), ValueError> {
+    let slot = dst.get_mut(..bytes.len()).ok_or(ValueError::TooLarge)?;
     crate::words::copy(slot, bytes);
     Ok((bytes.len(), Kind::Bytes))
 }

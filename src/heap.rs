@@ -59,7 +59,7 @@ use std::vec::Vec;
 
 use hashbrown::HashTable;
 
-use crate::backend::{Backend, Put};
+use crate::backend::{Backend, Put, EXPIRED};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::value::{self, Kind};
@@ -681,6 +681,9 @@ impl<S: BuildHasher> Backend for HeapTable<S> {
     }
 
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
+        if expiry == EXPIRED {
+            return self.delete(key, now);
+        }
         match self.locate(key).1 {
             Some(i) if self.slots[i as usize].expiry > now => {
                 self.slots[i as usize].expiry = expiry;

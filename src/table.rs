@@ -5,7 +5,7 @@
 //!
 //! | array | bytes per entry | role |
 //! |---|---|---|
-//! | `buckets` | 2 | head slot of each hash chain (`N` chains, Lemire range reduction) |
+//! | `buckets` | 2 | head slot + 1 of each hash chain, 0 when empty (`N` chains, Lemire range reduction) |
 //! | `chain` | 2 | next slot in the same chain, or in the free list |
 //! | `prev`, `next` | 4 | intrusive doubly linked recency list, most recent at the head |
 //! | `expiry` | 8 | absolute expiry tick, [`NEVER`](crate::backend::NEVER) for none |
@@ -30,7 +30,7 @@
 use core::convert::Infallible;
 use core::hash::BuildHasher;
 
-use crate::backend::{Backend, Put};
+use crate::backend::{Backend, Put, EXPIRED};
 use crate::error::Error;
 use crate::hash::{self, DefaultHashBuilder};
 use crate::key::KeyError;
@@ -251,8 +251,8 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     max_gap: u16,
     /// `cull_frequency ^ 3`, so Django's default 3 is stored as zero.
     freq_x: u16,
-    /// False until the first insert sets the chain heads: a new table is all zero bytes, so
-    /// a `static` one costs no flash for an initial image.
+    /// False until the first insert sets the recency and free lists: a new table is all
+    /// zero bytes (its chains empty), so a `static` one costs no flash for an initial image.
     ready: bool,
     hasher: S,
 }
@@ -450,43 +450,43 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         (usize::from(m & LEN_MASK).min(V), kind)
     }
 
+    /// The slot of `key` in chain `b`, or a value of `N` or above (`NIL`) when it is not
+    /// held.
     #[inline]
-    fn find(&self, b: usize, key: &[u8]) -> Option<usize> {
-        if !self.ready {
-            return None;
-        }
-        let mut s = self.buckets.get(b).copied().unwrap_or(NIL);
+    fn find(&self, b: usize, key: &[u8]) -> u16 {
+        // An empty chain's head is 0 (a new table's too, so no test of `ready`): less one,
+        // past every slot.
+        let mut s = usize::from(self.buckets.get(b).copied().unwrap_or(0)).wrapping_sub(1);
         // A chain's links are slots and `NIL` (past them) ends it: comparing with `N`
         // ends the walk at the same place and proves every index below (no panic path).
-        while (s as usize) < N {
-            let i = s as usize;
-            if usize::from(self.klen[i]) == key.len() && same_bytes(&self.keys.0[i], key) {
-                return Some(i);
+        while s < N {
+            if usize::from(self.klen[s]) == key.len() && same_bytes(&self.keys.0[s], key) {
+                break;
             }
-            s = self.chain[i];
+            s = usize::from(self.chain[s]);
         }
-        None
+        // A miss is `NIL` or past `N`.
+        s as u16
     }
 
-    /// [`Table::locate_out`] with the slot compared with `N` where the caller sees it: the
-    /// compare and branch of a bounds check, failing as a miss, so the slot's arrays are
-    /// then indexed with no panic call at each use (36 bytes of the whole-API firmware probe
-    /// on Cortex-M4). Not used by `get`: there the branch moved LLVM's block layout and
-    /// cost up to an instruction a call on Cortex-M4 or M0 (`examples/firmware/cost.sh`).
-    /// `put` uses it since the table has no panic path left: 8 B smaller in the persistent
-    /// probe and 48 B in the memory one.
+    /// The chain of `key` and its slot, if held: [`Table::locate_out`]'s one word taken
+    /// apart, the slot compared with `N` where the caller sees it, so the slot's arrays are
+    /// then indexed with no panic call at each use.
     #[inline(always)]
     fn locate(&self, key: &[u8]) -> (usize, Option<usize>) {
-        let (b, found) = self.locate_out(key);
-        (b, found.filter(|&i| i < N))
+        let at = self.locate_out(key);
+        let i = (at & 0xffff) as usize;
+        ((at >> 16) as usize, (i < N).then_some(i))
     }
 
-    /// The chain of `key` and its slot, if held. Not inlined: every operation starts here,
-    /// and one copy of the hash and the chain walk keeps firmware small.
+    /// The chain of `key` in the high half-word and its slot in the low one (`N` or above
+    /// when it is not held): one word, returned in a register where a pair with an
+    /// `Option` goes through memory on 32-bit cores. Not inlined: every operation starts
+    /// here, and one copy of the hash and the chain walk keeps firmware small.
     #[inline(never)]
-    fn locate_out(&self, key: &[u8]) -> (usize, Option<usize>) {
+    fn locate_out(&self, key: &[u8]) -> u32 {
         let b = self.bucket_of(key);
-        (b, self.find(b, key))
+        (b as u32) << 16 | u32::from(self.find(b, key))
     }
 
     #[inline]
@@ -551,11 +551,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         let Some(head) = self.buckets.get_mut(b) else {
             return;
         };
-        if *head as usize == i {
-            *head = after;
+        if *head as usize == i + 1 {
+            *head = after.wrapping_add(1);
             return;
         }
-        let mut s = *head as usize;
+        let mut s = usize::from(*head).wrapping_sub(1);
         while let Some(next) = self.chain.get_mut(s) {
             if *next as usize == i {
                 *next = after;
@@ -622,9 +622,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         // A loop the compiler cannot turn into a `memset` call: the value is hidden from
         // it, so firmware that links no other `memset` saves compiler-builtins' (about
         // 180 bytes on Cortex-M4). A reset runs at the first insert and on `clear`.
-        let nil = core::hint::black_box(NIL);
+        let empty = core::hint::black_box(0);
         for b in &mut self.buckets {
-            *b = nil;
+            *b = empty;
         }
         self.head = NIL;
         self.tail = NIL;
@@ -645,8 +645,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         words::copy(&mut self.keys.0[i], key);
         self.klen[i] = key.len() as u8;
         self.set_meta(i, len, kind, expiry);
-        self.chain[i] = self.buckets[b];
-        self.buckets[b] = i as u16;
+        self.chain[i] = self.buckets[b].wrapping_sub(1);
+        self.buckets[b] = i as u16 + 1;
         self.push_front(i);
         self.len += 1;
     }
@@ -923,8 +923,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         if self.len >= self.limit() {
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
-        // Below the limit now: the insert does not cull.
-        self.put_bytes(key, expiry, now, bytes, kind).ok()?;
+        // Below the limit now: the insert needs no cull.
+        self.put_bytes(key, expiry, bytes, kind).ok()?;
         self.newest()
     }
 
@@ -934,56 +934,52 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         Some(usize::from(self.head)).filter(|&i| i < N)
     }
 
-    /// Stores `bytes` of `kind` under `key` as `set` does (culling like an insert when the
-    /// table is full): the one non-generic store for wrappers that encode a value aside, so
-    /// the table's insert is compiled once for all of them.
+    /// Stores `bytes` of `kind` under `key` as `set` does, except that it never culls: the
+    /// one non-generic store for wrappers that encode a value aside and make room
+    /// themselves (a persistent backend removes, and logs, the entries a cull takes before
+    /// the insert; a replay reclaims before it restores), so the table's insert is compiled
+    /// once for all of them. An insert with no free slot is [`Error::StorageFull`]; a value
+    /// longer than `V` is [`Error::ValueTooLarge`] before anything changes.
     ///
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
-    /// and its length is checked first, so nothing fails once an insert starts, and an
-    /// insert at the limit culls, then copies once (`insert` stages a value in a buffer on
-    /// the stack so that a failing encoder costs no culled entry).
+    /// and its length is checked first, so nothing fails once an insert starts, and it is
+    /// copied once (`insert` stages a value in a buffer on the stack so that a failing
+    /// encoder costs no culled entry).
     #[inline(never)]
     pub(crate) fn put_bytes(
         &mut self,
         key: &[u8],
         expiry: u64,
-        now: u64,
         bytes: &[u8],
         kind: Kind,
     ) -> Result<(), Error> {
         let len = bytes.len();
+        // Its callers check the length first: nothing changes here.
+        if len > V {
+            return Err(Error::ValueTooLarge);
+        }
         let (b, found) = self.locate(key);
-        match found {
-            Some(i) => {
-                // Never leave a stale value readable: the key goes.
-                let Some(dst) = self.vals[i].get_mut(..len) else {
-                    self.remove(b, i);
-                    return Err(Error::ValueTooLarge);
-                };
-                words::copy(dst, bytes);
-                self.set_meta(i, len, kind, expiry);
-                self.touch_lru(i);
-            }
+        let i = match found {
+            Some(i) => i,
             None => {
                 if key.len() > K {
                     return Err(Error::Key(KeyError::OverCapacity));
                 }
-                if len > V {
-                    return Err(Error::ValueTooLarge);
-                }
                 if !self.ready {
                     self.reset();
                 }
-                if self.len >= self.limit() {
-                    self.cull(now);
-                }
-                let i = self.alloc().ok_or(Error::StorageFull)?;
-                // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
-                if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
-                    words::copy(dst, bytes);
-                }
-                self.link(b, i, key, len, kind, expiry);
+                self.alloc().ok_or(Error::StorageFull)?
             }
+        };
+        // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
+        if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
+            words::copy(dst, bytes);
+        }
+        if found.is_some() {
+            self.set_meta(i, len, kind, expiry);
+            self.touch_lru(i);
+        } else {
+            self.link(b, i, key, len, kind, expiry);
         }
         Ok(())
     }
@@ -999,7 +995,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
         now: u64,
         read: impl FnOnce(&[u8], Kind) -> R,
     ) -> Result<Option<R>, Error> {
-        let (b, found) = self.locate_out(key);
+        let (b, found) = self.locate(key);
         let Some(i) = found else {
             return Ok(None);
         };
@@ -1054,6 +1050,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
     }
 
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error> {
+        if expiry == EXPIRED {
+            return self.delete(key, now);
+        }
         match self.locate(key).1 {
             Some(i) if self.expiry[i] > now => {
                 self.expiry[i] = expiry;
@@ -1239,7 +1238,7 @@ mod tests {
         fn stats<S: BuildHasher>(t: &Table<1024, 24, 0, S>) -> (usize, usize) {
             let (mut longest, mut compares) = (0, 0);
             for &head in &t.buckets {
-                let (mut s, mut len) = (head, 0);
+                let (mut s, mut len) = (head.wrapping_sub(1), 0);
                 while s != NIL {
                     len += 1;
                     compares += len;

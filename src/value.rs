@@ -305,11 +305,24 @@ pub(crate) fn write_u64(v: u64, buf: &mut [u8; 20]) -> usize {
     len
 }
 
-/// Writes `i` as ASCII decimal into `buf`.
+/// Writes `i` as ASCII decimal into `buf`: its length, or [`ValueError::TooLarge`] when
+/// `buf` is too short. Inlined over [`decimal_into`], whose length (0 for too short: a
+/// number has a digit) comes back in a register, where this result goes through memory
+/// on 32-bit cores.
+#[inline(always)]
+pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+    match decimal_into(i, buf) {
+        0 => Err(ValueError::TooLarge),
+        n => Ok(n),
+    }
+}
+
+/// [`write_decimal`]'s body: the length written, 0 when `buf` is too short.
 ///
 /// The digits are counted first and then written in place, last first: no buffer to zero
 /// and no copy, so a firmware links neither `memset` nor `memcpy` for it.
-pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError> {
+#[inline(never)]
+fn decimal_into(i: i64, buf: &mut [u8]) -> usize {
     let m = i.unsigned_abs();
     // 10^19 < u64::MAX < 10^20: at most 20 digits, and `p` never overflows before the
     // count stops.
@@ -320,7 +333,9 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
         p = p.wrapping_mul(10);
     }
     let sign = usize::from(i < 0);
-    let dst = buf.get_mut(..sign + digits).ok_or(ValueError::TooLarge)?;
+    let Some(dst) = buf.get_mut(..sign + digits) else {
+        return 0;
+    };
     let (head, tail) = dst.split_at_mut(sign);
     if let Some(minus) = head.first_mut() {
         *minus = b'-';
@@ -331,7 +346,7 @@ pub(crate) fn write_decimal(i: i64, buf: &mut [u8]) -> Result<usize, ValueError>
         *d = b'0' + r as u8;
         n = q;
     }
-    Ok(sign + digits)
+    sign + digits
 }
 
 /// `(x / d, x % d)` for a divisor below 2^16, by long division in 16-bit digits with 32-bit

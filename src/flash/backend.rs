@@ -19,7 +19,7 @@ use super::log::{IoOf, SyncIoOf};
 use super::space::Batch;
 use super::writeback::{Change, Listed};
 use super::{widen, Core, FeOf, Persistent, Policy, Res, Work, CULL_MARK, NOWHERE};
-use crate::backend::{Backend, Put};
+use crate::backend::{Backend, Put, EXPIRED};
 use crate::error::Error;
 use crate::key::KeyError;
 use crate::memcached::Store;
@@ -74,21 +74,39 @@ impl<
     /// read's first step) and lists that: true when it was live (with `expired`: it is
     /// held and live, so a read or `has_key` needs no lookup of its own).
     pub(crate) fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Res<bool, F> {
+        self.change(key, now, expired, EXPIRED)
+    }
+
+    /// The one body of [`Core::drop_key`] and [`Core::touch`]: with `set` [`EXPIRED`],
+    /// drops `key` as `drop_key` does; else gives it expiry `set` when it is live (true)
+    /// and leaves it alone otherwise (false). Out of line: every read, delete and touch
+    /// share one copy.
+    #[inline(never)]
+    fn change(&mut self, key: &[u8], now: u64, expired: bool, set: u64) -> Res<bool, F> {
         self.see(now);
-        let (i, live) = match self.table.borrow().peek_any(key) {
-            Some((i, _, _, e)) => (i, e > now),
+        let touch = set != EXPIRED;
+        let (i, vlen, live) = match self.table.borrow().peek_any(key) {
+            Some((i, v, _, e)) => (i, v.len(), e > now),
             None => return Ok(false),
         };
-        if expired && live {
-            return Ok(true);
+        // Nothing to change: a touch of an entry that is not live, or the read before a get
+        // of one that is.
+        if if touch { !live } else { expired && live } {
+            return Ok(live);
         }
-        let Some(at) = self.room_at(key, Change::GONE) else {
+        let vlen = if touch { vlen } else { Change::GONE };
+        let Some(at) = self.room_at(key, vlen) else {
             return Err(Error::Settle);
         };
-        // Held in slot `i` above and unchanged since (`room_at` changes no entry): the table
-        // drops that slot.
-        self.table.borrow_mut().remove_slot(i);
         self.mark(key, at);
+        // Held in slot `i` above and unchanged since (`room_at` and `mark` change no entry):
+        // the table changes that slot.
+        let table = self.table.borrow_mut();
+        if touch {
+            table.set_expiry(i, set);
+        } else {
+            table.remove_slot(i);
+        }
         Ok(live)
     }
 
@@ -232,19 +250,10 @@ impl<
         }
     }
 
+    /// [`Backend::touch`]: gives `key` expiry tick `expiry` when it is live at `now`, or
+    /// with [`EXPIRED`] deletes it; true when it was live.
     pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
-        self.see(now);
-        let (i, vlen) = match self.table.borrow().peek_any(key) {
-            Some((i, v, _, e)) if e > now => (i, v.len()),
-            _ => return Ok(false),
-        };
-        let Some(at) = self.room_at(key, vlen) else {
-            return Err(Error::Settle);
-        };
-        // Live in slot `i` above and unchanged since (`room_at` changes no entry).
-        self.table.borrow_mut().set_expiry(i, expiry);
-        self.mark(key, at);
-        Ok(true)
+        self.change(key, now, false, expiry)
     }
 
     /// Deletes `key` at `now`: true when it was live.
@@ -387,7 +396,7 @@ impl<
     fn put_table(&mut self, s: &Staged<'_>) -> Res<(), F> {
         self.table
             .borrow_mut()
-            .put_bytes(s.key, s.expiry, s.now, s.val, s.kind)
+            .put_bytes(s.key, s.expiry, s.val, s.kind)
             .map_err(widen)
     }
 }
