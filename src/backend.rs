@@ -70,8 +70,10 @@ pub trait Backend {
     ) -> Result<bool, Error<Self::Error>>;
 
     /// Sets a live entry's expiry without changing recency; `false` if missing or expired.
-    /// An `expiry` of 0 (a timeout already over) deletes the key instead, as
-    /// [`Backend::delete`] does: `true` when it was live.
+    /// An `expiry` of 0 is never a live entry's: a [`Cache`](crate::Cache) passes it for a
+    /// timeout already over (Django's `touch(key, 0)`), and the backend then removes the key
+    /// as [`Backend::delete`] does, answering `true` when it was live (0 does not mean
+    /// "never expires", as it does in memcached's protocol).
     fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>>;
 
     /// Removes `key`; `true` when a live entry was removed.

@@ -39,12 +39,15 @@ type Res<T, B> = Result<T, Error<<B as Backend>::Error>>;
 type DynFill<'a> = &'a mut dyn FnMut(&mut [u8]) -> u32;
 
 /// An encoder's answer as one word, returned in a register where a `Result` of a length and
-/// a kind goes through memory on 32-bit cores: the length in bits 0 to 28 (a value is far
-/// shorter), the kind in bits 29 and 30; bit 31 and the error's number for an error.
+/// a kind goes through memory on 32-bit cores: the length in bits 0 to 28, the kind in bits
+/// 29 and 30; bit 31 and the error's number for an error. A value of 512 MiB or more (only
+/// a heap table or an outside backend could offer the room) is [`ValueError::TooLarge`],
+/// never a length cut short.
 #[inline(always)]
 fn filled(r: Result<(usize, Kind), ValueError>) -> u32 {
     match r {
-        Ok((len, kind)) => (len as u32 & 0x1fff_ffff) | (kind as u32) << 29,
+        Ok((len, kind)) if len >> 29 == 0 => len as u32 | (kind as u32) << 29,
+        Ok(_) => 1 << 31 | ValueError::TooLarge as u32,
         Err(e) => 1 << 31 | e as u32,
     }
 }
@@ -870,5 +873,31 @@ where
             .field("len", &self.backend.len())
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoders_answer_keeps_its_length_kind_and_error() {
+        for kind in [Kind::Bytes, Kind::Serde, Kind::Int, Kind::Item] {
+            for len in [0, 1, 16, (1 << 29) - 1] {
+                assert_eq!(unfilled::<()>(filled(Ok((len, kind)))), Ok((len, kind)));
+            }
+            // 512 MiB or more: too large, never a length cut short.
+            for len in [1 << 29, (1 << 29) + 5, usize::MAX] {
+                let got = unfilled::<()>(filled(Ok((len, kind))));
+                assert_eq!(got, Err(Error::ValueTooLarge));
+            }
+        }
+        for (e, want) in [
+            (ValueError::TooLarge, Error::ValueTooLarge),
+            (ValueError::Serialize, Error::Serialize),
+            (ValueError::Type, Error::WrongType),
+        ] {
+            assert_eq!(unfilled::<()>(filled(Err(e))), Err(want));
+        }
     }
 }
