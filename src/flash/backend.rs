@@ -352,10 +352,11 @@ impl<
     }
 
     /// The table's part of the end of an insert's culling batch ([`Self::write_batch`]): it
-    /// drops the victims, now on flash, and takes the put; answers the put's slot. Out of
-    /// line: its calls' arguments are not on the frame above the put's writer.
+    /// drops the victims, now on flash, and takes the put; answers the put's slot (a
+    /// table's slot fits 16 bits: the answer fits a register). Out of line: its calls'
+    /// arguments are not on the frame above the put's writer.
     #[inline(never)]
-    pub(super) fn take_culled(&mut self, s: &Staged<'_>) -> Res<usize, F> {
+    pub(super) fn take_culled(&mut self, s: &Staged<'_>) -> Res<u16, F> {
         let Self { table, loc, .. } = self;
         let table: &mut Table<N, K, V, S> = table.borrow_mut();
         // Every entry is marked when the cull clears.
@@ -366,7 +367,8 @@ impl<
         }
         self.put_table(s)?;
         // A put leaves its entry the most recent (the error is never answered).
-        self.table.borrow().newest().ok_or(Error::NotFound)
+        let newest = self.table.borrow().newest();
+        newest.map(|i| i as u16).ok_or(Error::NotFound)
     }
 
     /// The table takes the staged put `s`. Out of line: the table's many arguments are
