@@ -322,27 +322,6 @@ impl<
         Ok(())
     }
 
-    /// Performs the work the last operation asked for (`staged`: the put a
-    /// [`Work::CullingPut`] writes).
-    pub(crate) async fn perform(
-        &mut self,
-        io: &IoOf<F>,
-        staged: Option<&Staged<'_>>,
-    ) -> Res<(), F> {
-        match core::mem::replace(&mut self.work, Work::None) {
-            Work::None => Ok(()),
-            Work::Flush => self.flush_dirty(io).await,
-            Work::Room => self.reserve(io, Batch::Small).await,
-            // One batch: the cull, the changed keys it leaves, the put (the operation asked
-            // for a flush first when they do not fit one). Room and the batch run beside
-            // each other, not nested: one frame deep less on the stack.
-            Work::CullingPut => match staged {
-                Some(s) => self.culling_put(io, s).await,
-                None => Ok(()),
-            },
-        }
-    }
-
     /// [`Work::CullingPut`]: marks the cull's victims, makes room for the batch
     /// ([`Batch::Culling`] in [`Self::place_batch`]), writes it ([`Self::write_batch`]). The victims are
     /// marked before room is made, so making room drops none of the entries the cull
@@ -373,10 +352,11 @@ impl<
     }
 
     /// The table's part of the end of an insert's culling batch ([`Self::write_batch`]): it
-    /// drops the victims, now on flash, and takes the put; answers the put's slot. Out of
-    /// line: its calls' arguments are not on the frame above the put's writer.
+    /// drops the victims, now on flash, and takes the put; answers the put's slot (a
+    /// table's slot fits 16 bits: the answer fits a register). Out of line: its calls'
+    /// arguments are not on the frame above the put's writer.
     #[inline(never)]
-    pub(super) fn take_culled(&mut self, s: &Staged<'_>) -> Res<usize, F> {
+    pub(super) fn take_culled(&mut self, s: &Staged<'_>) -> Res<u16, F> {
         let Self { table, loc, .. } = self;
         let table: &mut Table<N, K, V, S> = table.borrow_mut();
         // Every entry is marked when the cull clears.
@@ -387,7 +367,8 @@ impl<
         }
         self.put_table(s)?;
         // A put leaves its entry the most recent (the error is never answered).
-        self.table.borrow().newest().ok_or(Error::NotFound)
+        let newest = self.table.borrow().newest();
+        newest.map(|i| i as u16).ok_or(Error::NotFound)
     }
 
     /// The table takes the staged put `s`. Out of line: the table's many arguments are
@@ -419,6 +400,28 @@ impl<
             self.remount(io).await?;
         }
         Ok(())
+    }
+
+    /// Performs the work the last operation asked for (`staged`: the put a
+    /// [`Work::CullingPut`] writes). The async front end's step: the blocking one's settle
+    /// (`Persistent::settle`) takes the same steps itself.
+    pub(crate) async fn perform(
+        &mut self,
+        io: &IoOf<F>,
+        staged: Option<&Staged<'_>>,
+    ) -> Res<(), F> {
+        match core::mem::replace(&mut self.work, Work::None) {
+            Work::None => Ok(()),
+            Work::Flush => self.flush_dirty(io).await,
+            Work::Room => self.reserve(io, Batch::Small).await,
+            // One batch: the cull, the changed keys it leaves, the put (the operation asked
+            // for a flush first when they do not fit one). Room and the batch run beside
+            // each other, not nested: one frame deep less on the stack.
+            Work::CullingPut => match staged {
+                Some(s) => self.culling_put(io, s).await,
+                None => Ok(()),
+            },
+        }
     }
 
     /// The async front end's settle: recovers, performs the work the last operation asked
@@ -457,16 +460,27 @@ impl<
     fn settle(&mut self, staged: Option<&Staged<'_>>) -> Result<bool, Error<FeOf<F>>> {
         let Self { core, buf, flash } = self;
         let mut io = SyncIo::new(flash, buf);
-        // Only an operation that answered `Error::Settle` leaves work queued.
-        if core.work != Work::None {
-            core.perform_blocking(&mut io, staged)?;
-            Ok(true)
-        } else {
-            if core.should_flush() {
-                core.flush_dirty_blocking(&mut io)?;
+        // Only an operation that answered `Error::Settle` leaves work queued ([`Core::perform`]'s
+        // steps, here with one call of the flush for a flush asked for and one the policy wants).
+        let work = core::mem::replace(&mut core.work, Work::None);
+        let flush = match work {
+            Work::None => core.should_flush(),
+            Work::Flush => true,
+            Work::Room => {
+                core.reserve_blocking(&mut io, Batch::Small)?;
+                false
             }
-            Ok(false)
+            Work::CullingPut => {
+                if let Some(s) = staged {
+                    core.culling_put_blocking(&mut io, s)?;
+                }
+                false
+            }
+        };
+        if flush {
+            core.flush_dirty_blocking(&mut io)?;
         }
+        Ok(work != Work::None)
     }
 
     /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,

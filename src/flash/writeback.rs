@@ -353,7 +353,7 @@ impl<
         if let Some(s) = put {
             // The put, as the table now holds it, ends the batch.
             let slot = self.take_culled(s)?;
-            self.append_listed(io, Listed::Held(slot), i == 0, true)
+            self.append_listed(io, Listed::Held(usize::from(slot)), i == 0, true)
                 .await?;
             self.culled = true;
         } else {
