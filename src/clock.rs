@@ -120,7 +120,9 @@ pub struct Wrap32<F> {
     read: F,
     rate: u32,
     last: Cell<u32>,
-    high: Cell<u64>,
+    /// The wraps counted: the high half of the time (the low half is the counter), so
+    /// [`Wrap32::poll`] reads and writes one word, not a 64-bit sum whose low half is 0.
+    wraps: Cell<u32>,
 }
 
 impl<F: Fn() -> u32> Wrap32<F> {
@@ -135,7 +137,7 @@ impl<F: Fn() -> u32> Wrap32<F> {
             read,
             rate,
             last: Cell::new(0),
-            high: Cell::new(0),
+            wraps: Cell::new(0),
         }
     }
 
@@ -143,10 +145,10 @@ impl<F: Fn() -> u32> Wrap32<F> {
     pub fn poll(&self) -> u64 {
         let raw = (self.read)();
         if raw < self.last.get() {
-            self.high.set(self.high.get().wrapping_add(1 << 32));
+            self.wraps.set(self.wraps.get().wrapping_add(1));
         }
         self.last.set(raw);
-        self.high.get() | u64::from(raw)
+        u64::from(self.wraps.get()) << 32 | u64::from(raw)
     }
 }
 
@@ -166,7 +168,7 @@ impl<F> core::fmt::Debug for Wrap32<F> {
         f.debug_struct("Wrap32")
             .field("rate", &self.rate)
             .field("last", &self.last.get())
-            .field("high", &self.high.get())
+            .field("wraps", &self.wraps.get())
             .finish()
     }
 }
