@@ -475,10 +475,12 @@ fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
 /// Where a varint read by [`varint_at`] ends, or why there is none.
 #[inline(always)]
 fn ended(end: usize) -> Result<usize, Unread> {
-    match end {
-        SHORT => Err(Unread::Short),
-        INVALID => Err(Unread::Invalid),
-        end => Ok(end),
+    if end > INVALID {
+        Ok(end)
+    } else if end == SHORT {
+        Err(Unread::Short)
+    } else {
+        Err(Unread::Invalid)
     }
 }
 
