@@ -475,10 +475,12 @@ fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
 /// Where a varint read by [`varint_at`] ends, or why there is none.
 #[inline(always)]
 fn ended(end: usize) -> Result<usize, Unread> {
-    match end {
-        SHORT => Err(Unread::Short),
-        INVALID => Err(Unread::Invalid),
-        end => Ok(end),
+    if end > INVALID {
+        Ok(end)
+    } else if end == SHORT {
+        Err(Unread::Short)
+    } else {
+        Err(Unread::Invalid)
     }
 }
 
@@ -692,19 +694,12 @@ impl RecHead {
     /// changed key's record).
     #[inline(never)]
     pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
-        let byte = |n: usize| h.get(n).copied().ok_or(Unread::Short);
-        let varint = |n: usize, max: usize| {
-            let (v, end) = varint_at(h, n, max);
-            ended(end).map(|end| (v, end))
-        };
-        let tag = byte(0)?;
+        let tag = h.first().copied().ok_or(Unread::Short)?;
         let ty = tag >> 6;
-        let (kind, x) = (tag & 0b11, tag & TAG_EXPIRY != 0);
-        let mut n = 1;
-        if ty == T_PUT && crate::value::Kind::from_u8(kind).is_none() {
-            return Err(Unread::Invalid);
-        }
-        if ty != T_PUT && (kind != 0 || x) {
+        let x = tag & TAG_EXPIRY != 0;
+        // A put's kind bits name a kind whatever they hold; other types have neither kind
+        // nor expiry.
+        if ty != T_PUT && (tag & 0b11 != 0 || x) {
             return Err(Unread::Invalid);
         }
         *r = RecHead {
@@ -713,39 +708,49 @@ impl RecHead {
             time: base,
             ..RecHead::BLANK
         };
-        if ty <= T_TOMB {
-            let k;
-            (k, n) = varint(n, 2)?;
-            // Two bytes hold 14 bits: exact in a `usize`.
-            let k = k as usize;
-            r.pfx = k & 1 != 0;
-            let full = (k >> 1) + PREFIX.len() * usize::from(r.pfx);
-            if full == 0 || full > 255 {
-                return Err(Unread::Invalid);
+        // The varints present, one bit each in their order: the key (puts and
+        // tombstones), the value length (puts), the time delta (`D`), the expiry (`X`).
+        // One read site for them all, each decoded after it in its own arm.
+        let mut fields = u8::from(ty <= T_TOMB)
+            | u8::from(ty == T_PUT) << 1
+            | u8::from(tag & TAG_DELTA != 0) << 2
+            | u8::from(x) << 3;
+        let mut n = 1;
+        while fields != 0 {
+            let i = fields.trailing_zeros();
+            fields &= fields - 1;
+            // The key varint holds 2 bytes at most, the value length 3.
+            let max = if i < 2 { 2 + i as usize } else { VARINT_MAX };
+            let (v, end) = varint_at(h, n, max);
+            n = ended(end)?;
+            match i {
+                0 => {
+                    // Two bytes hold 14 bits: exact in a `usize`.
+                    let k = v as usize;
+                    r.pfx = k & 1 != 0;
+                    let full = (k >> 1) + PREFIX.len() * usize::from(r.pfx);
+                    if full == 0 || full > 255 {
+                        return Err(Unread::Invalid);
+                    }
+                    r.klen = full as u8;
+                }
+                1 => r.vlen = v as u32,
+                // The time (a delta from the base, in `time` so far), then the expiry (a
+                // delta from the time): a zero delta is written as none, and an expiry of
+                // never as none.
+                _ => {
+                    let t = r.time.checked_add(v).ok_or(Unread::Invalid)?;
+                    let (bad, field) = if i == 2 {
+                        (v == 0, &mut r.time)
+                    } else {
+                        (t == NEVER, &mut r.expiry)
+                    };
+                    if bad {
+                        return Err(Unread::Invalid);
+                    }
+                    *field = t;
+                }
             }
-            r.klen = full as u8;
-        }
-        if ty == T_PUT {
-            let v;
-            (v, n) = varint(n, 3)?;
-            r.vlen = v as u32;
-        }
-        if tag & TAG_DELTA != 0 {
-            let d;
-            (d, n) = varint(n, VARINT_MAX)?;
-            r.time = base
-                .checked_add(d)
-                .filter(|_| d != 0)
-                .ok_or(Unread::Invalid)?;
-        }
-        if x {
-            let d;
-            (d, n) = varint(n, VARINT_MAX)?;
-            r.expiry = r
-                .time
-                .checked_add(d)
-                .filter(|&e| e != NEVER)
-                .ok_or(Unread::Invalid)?;
         }
         r.hlen = n as u8;
         Ok(())
