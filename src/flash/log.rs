@@ -346,9 +346,8 @@ impl<F: Geometry> Log<F> {
         self.starts.iter().flatten().find(|(q, _, _)| *q == p)
     }
 
-    /// Forgets what is known of page `p`'s header. Out of line: one copy for the page
-    /// erase and the page opening.
-    #[inline(never)]
+    /// Forgets what is known of page `p`'s header: the page opening's step (only log pages
+    /// are looked up, and every page joins the log through [`Log::open_page`]).
     fn forget(&mut self, p: u32) {
         for s in &mut self.starts {
             if s.is_some_and(|(q, _, _)| q == p) {
@@ -434,7 +433,6 @@ impl<F: Geometry> Log<F> {
     /// before the erase, else the highest seen ([`Log::max_erase`]).
     pub async fn erase_page(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
         let old = self.erase_count(io, p).await?.unwrap_or(self.max_erase);
-        self.forget(p);
         let addr = self.page_addr(p);
         io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
