@@ -20,7 +20,9 @@ pub struct Cache<C, B, const K: usize> {
     clock: C,
     backend: B,
     config: Config,
-    offset: u64,
+    /// How far cache time runs ahead of the clock ([`Cache::resume_at`]), plus one (at most
+    /// `u64::MAX`): [`Cache::now`] then takes one add and its carry.
+    offset1: u64,
     /// Where each call makes its key: one buffer in the cache rather than a zeroed one on
     /// the stack of every call.
     /// Word-aligned for the word-at-a-time paths of [`crate::words`].
@@ -87,7 +89,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             clock,
             backend,
             config,
-            offset: 0,
+            offset1: 1,
             scratch: Aligned([0; K]),
         }
     }
@@ -101,7 +103,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // `now()` with no offset yet.
         let now = clock.now().min(NEVER - 1);
         let mut cache = Self::new(clock, backend, config);
-        cache.offset = ticks.saturating_sub(now);
+        cache.offset1 = ticks.saturating_sub(now).saturating_add(1);
         cache
     }
 
@@ -109,13 +111,11 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// It stops one tick short of [`NEVER`], so a `Never` entry outlives any clock.
     #[inline]
     pub fn now(&self) -> u64 {
-        let t = self.clock.now();
-        // Both below 2^62, the sum cannot saturate or reach `NEVER - 1`: an add, where the
-        // general form costs a 64-bit saturation and compare on 32-bit cores.
-        if (t | self.offset) >> 62 == 0 {
-            return t + self.offset;
-        }
-        t.saturating_add(self.offset).min(NEVER - 1)
+        // The clock plus the offset plus one saturates exactly when the clock plus the
+        // offset is `NEVER` or past it, and less one it is then `NEVER - 1`: one
+        // saturating add, where `saturating_add` and `min` add a 64-bit compare on 32-bit
+        // cores.
+        self.clock.now().saturating_add(self.offset1) - 1
     }
 
     /// Makes cache time continue from at least `ticks`, so time never runs backwards across a
@@ -123,7 +123,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     pub fn resume_at(&mut self, ticks: u64) {
         let now = self.now();
         if ticks > now {
-            self.offset = self.offset.saturating_add(ticks - now);
+            self.offset1 = self.offset1.saturating_add(ticks - now);
         }
     }
 
@@ -694,7 +694,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             clock: &self.clock,
             backend: &mut self.backend,
             config: self.config.version(version),
-            offset: self.offset,
+            offset1: self.offset1,
             scratch: self.scratch,
         }
     }
@@ -879,6 +879,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ManualClock, Table};
+
+    #[test]
+    fn cache_time_follows_the_clock_plus_the_resumed_offset_and_stops_short_of_never() {
+        let clock = ManualClock::new(1000);
+        let mut c: MemCache<_, 4, 16, 8> = Cache::new(&clock, Table::new(), Config::new());
+        assert_eq!(c.now(), 0);
+        clock.advance(10);
+        c.resume_at(25);
+        assert_eq!(c.now(), 25);
+        c.resume_at(5); // never backwards
+        assert_eq!(c.now(), 25);
+        clock.advance(7);
+        assert_eq!(c.now(), 32);
+        // The sum saturates one tick short of `NEVER`, whichever part is large.
+        c.resume_at(NEVER - 3);
+        assert_eq!(c.now(), NEVER - 3);
+        clock.advance(2);
+        assert_eq!(c.now(), NEVER - 1);
+        clock.advance(u64::MAX);
+        assert_eq!(c.now(), NEVER - 1);
+        c.resume_at(NEVER);
+        assert_eq!(c.now(), NEVER - 1);
+        let resumed: MemCache<_, 4, 16, 8> =
+            Cache::resumed(&clock, Table::new(), Config::new(), NEVER);
+        assert_eq!(resumed.now(), NEVER - 1);
+    }
 
     #[test]
     fn an_encoders_answer_keeps_its_length_kind_and_error() {
