@@ -6,6 +6,7 @@
 
 use core::hint::black_box;
 
+use static_cell::ConstStaticCell;
 use tickcache::flash::{Persistent, Policy};
 use tickcache::{Config, Table, Wrap32};
 
@@ -24,8 +25,10 @@ fn ticks() -> u32 {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    // The flash in a static of its own (zero bytes, so `.bss`).
-    let Some(flash) = cortex_m::singleton!(: Flash = Flash::new()) else {
+    // The flash in a static of its own, initialised at compile time (zero bytes, so `.bss`
+    // and no start-up code, as a real flash).
+    static FLASH: ConstStaticCell<Flash> = ConstStaticCell::new(Flash::new());
+    let Some(flash) = FLASH.try_take() else {
         probe::finish(0xFFFF_FFFF)
     };
     let Ok(backend) =
