@@ -257,6 +257,14 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     hasher: S,
 }
 
+/// What a [`Table`] keeps across a clear ([`Table::kept`]): its culling limits, as it stores
+/// them, and its hasher.
+pub(crate) struct Kept<S> {
+    max_gap: u16,
+    freq_x: u16,
+    hasher: S,
+}
+
 impl<const N: usize, const K: usize, const V: usize, S> core::fmt::Debug for Table<N, K, V, S> {
     /// The entries held and the capacities, not the contents.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -357,6 +365,33 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         t.max_gap = (N - max_entries) as u16;
         t.freq_x = cull_frequency ^ 3;
         Ok(t)
+    }
+
+    /// What the table keeps across a clear: its culling limits and its hasher. A backend
+    /// that clears the table it is given builds the cleared table from them where it lives
+    /// ([`Table::emptied`]) rather than moving the whole table there and clearing it.
+    #[inline(always)]
+    pub(crate) fn kept(self) -> Kept<S> {
+        Kept {
+            max_gap: self.max_gap,
+            freq_x: self.freq_x,
+            hasher: self.hasher,
+        }
+    }
+
+    /// The table that gave `kept` ([`Table::kept`]), cleared: empty as [`Table::reset`]
+    /// leaves it, with its culling limits and hasher.
+    #[inline(always)]
+    pub(crate) fn emptied(kept: Kept<S>) -> Self {
+        let mut t = Self::with_hasher(kept.hasher);
+        t.max_gap = kept.max_gap;
+        t.freq_x = kept.freq_x;
+        // `reset` on the new table: its buckets are zero already.
+        t.ready = true;
+        t.head = NIL;
+        t.tail = NIL;
+        t.free = NIL;
+        t
     }
 
     /// The compile-time capacity `N`.
