@@ -573,8 +573,9 @@ impl<F: Geometry> Log<F> {
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
-    /// flash, in a record a power cut tore, or in damage. Headers are decoded into `r`
-    /// (the caller's, whatever it holds).
+    /// flash, in a record a power cut tore, or in damage. The page's base time is the one
+    /// [`Log::page_start`] left in [`Log::hdr`]. Headers are decoded into `r` (the
+    /// caller's, whatever it holds).
     ///
     /// A torn record is a prefix of a record, followed by blank flash to the end of the
     /// page (nothing is written after a torn record: the page is sealed when the log is
@@ -586,6 +587,9 @@ impl<F: Geometry> Log<F> {
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     ///
+    /// The last record's header bytes are read into `h` (the walk's own buffer,
+    /// [`Committed`]'s: zeroed once with the walk, not at every page's end).
+    ///
     /// Its blocking variant is always inlined into its one caller, [`Log::next_rec`] (open's
     /// replay); the async variant is left to the compiler (`#[cold]`: a page's end is met
     /// once a page).
@@ -596,9 +600,10 @@ impl<F: Geometry> Log<F> {
         io: &IoOf<F>,
         p: u32,
         off: u32,
-        base: u64,
         r: &mut RecHead,
+        h: &mut [u8; REC_HEAD_MAX],
     ) -> Res<End, F> {
+        let base = self.hdr.base;
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
@@ -616,7 +621,6 @@ impl<F: Geometry> Log<F> {
             return Ok(End::Blank);
         }
         let n = (written as usize).min(REC_HEAD_MAX);
-        let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
         let torn = match RecHead::parse_into(&h[..n], base, r) {
             Err(Unread::Short) => true,
@@ -648,7 +652,7 @@ impl<F: Geometry> Log<F> {
                 // [`Log::check_record`] checks it.
                 let end = r.body_end() + REC_CRC as u32;
                 if end.wrapping_sub(written) < REC_CRC as u32
-                    && self.crc_ok(io, p, off, &h, r).await?
+                    && self.crc_ok(io, p, off, h, r).await?
                 {
                     return Ok(End::Damaged);
                 }
@@ -754,13 +758,14 @@ impl<F: Geometry> Log<F> {
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
     /// the next log page when a page's records end (checked there while open reads the
-    /// log, [`Log::checked`]); `None` at the end of the log. The position returned has a
-    /// real offset.
+    /// log, [`Log::checked`], with `h` for a page's last header bytes); `None` at the end of
+    /// the log. The position returned has a real offset.
     pub async fn next_rec(
         &mut self,
         io: &IoOf<F>,
         mut pos: Pos,
         r: &mut RecHead,
+        h: &mut [u8; REC_HEAD_MAX],
     ) -> Res<Option<Pos>, F> {
         // Bounded by the pages in the log: each turn moves to the next one.
         loop {
@@ -777,7 +782,7 @@ impl<F: Geometry> Log<F> {
                 }
                 if pos.li >= self.checked {
                     self.checked = pos.li + 1;
-                    let end = self.page_end(io, p, off, base, r).await?;
+                    let end = self.page_end(io, p, off, r, h).await?;
                     if end == End::Damaged {
                         self.trust_from = self.trust_from.max(pos.li + 1);
                     }
@@ -872,15 +877,20 @@ impl<F: Geometry> Log<F> {
     }
 }
 
-/// Walks the records of committed batches from a position, oldest first.
+/// Walks the records of committed batches from a position, oldest first. Laid out in
+/// order (`repr(C)`): its two zeroed buffers side by side, cleared in one piece.
+#[repr(C)]
 pub(crate) struct Committed {
+    /// The header of the record whose batch's end [`Committed::next_into`] is looking for:
+    /// kept here, set once, so no call clears one of its own.
+    held: RecHead,
+    /// The bytes of a page's last header, for [`Log::page_end`]: kept here, zeroed once
+    /// with the walk, not at every page's end.
+    head: [u8; REC_HEAD_MAX],
     pos: Pos,
     /// End record of the batch being walked.
     end: Option<Pos>,
     budget: u32,
-    /// The header of the record whose batch's end [`Committed::next_into`] is looking for:
-    /// kept here, set once, so no call clears one of its own.
-    held: RecHead,
 }
 
 #[dual]
@@ -893,6 +903,7 @@ impl Committed {
             // `max_records` stays below 2^29.
             budget: log.max_records().wrapping_mul(3),
             held: RecHead::BLANK,
+            head: [0; REC_HEAD_MAX],
         }
     }
 
@@ -914,7 +925,7 @@ impl Committed {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some(at) = log.next_rec(io, q, r).await? else {
+            let Some(at) = log.next_rec(io, q, r, &mut self.head).await? else {
                 return Ok(None);
             };
             q = Pos {
