@@ -681,19 +681,22 @@ impl RecHead {
     /// [`RecHead::parse_into`] a header of its own.
     #[cfg(test)]
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
-        let mut r = RecHead::BLANK;
-        Self::parse_into(h, base, &mut r).map(|()| r)
+        let mut r = RecHead::in_page(base);
+        Self::parse_into(h, &mut r).map(|()| r)
     }
 
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
-    /// time `base` into `r` (left partly written when the header does not decode), checking
+    /// time `r.time` on entry ([`RecHead::in_page`]: the base passed in the header filled,
+    /// no argument of its own) into `r` (left partly written when the header does not
+    /// decode), checking
     /// its shape (not the CRC, which needs key and value). Tells a header that `h` cuts
     /// short ([`Unread::Short`]: it may continue past `h`) from one that no bytes after `h`
     /// could make valid. The header is decoded where the caller keeps it, not copied out of
     /// a frame of its own (this lies on the deepest path of a call, compaction reading a
     /// changed key's record).
     #[inline(never)]
-    pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
+    pub(crate) fn parse_into(h: &[u8], r: &mut RecHead) -> Result<(), Unread> {
+        let base = r.time;
         let tag = h.first().copied().ok_or(Unread::Short)?;
         let ty = tag >> 6;
         let x = tag & TAG_EXPIRY != 0;

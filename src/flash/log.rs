@@ -486,7 +486,6 @@ impl<F: Geometry> Log<F> {
         off: u32,
         r: &mut RecHead,
     ) -> Res<bool, F> {
-        let base = r.time;
         // `off` is at most the page's end: a record ends inside its page.
         let room = (Self::PAGE - off) as usize;
         if room < 1 + REC_CRC {
@@ -501,10 +500,10 @@ impl<F: Geometry> Log<F> {
         // over the record from its start.
         let in_window = hn >= room.min(REC_HEAD_MAX);
         let head = if in_window {
-            io.with_buf(|b| RecHead::parse_into(&b[skip..skip + hn.min(REC_HEAD_MAX)], base, r))
+            io.with_buf(|b| RecHead::parse_into(&b[skip..skip + hn.min(REC_HEAD_MAX)], r))
                 .is_ok()
         } else {
-            self.read_head(io, addr, room, base, r).await?
+            self.read_head(io, addr, room, r).await?
         };
         if !head {
             return Ok(false);
@@ -554,8 +553,9 @@ impl<F: Geometry> Log<F> {
         Ok(crc.finish() == CRC_RESIDUE)
     }
 
-    /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
-    /// read on its own: for a header across the end of a read window. Out of line, so its
+    /// Decodes the header of the record at `addr` (`room` bytes before the page's end) into
+    /// `r` (the page's base time in `r.time`), read on its own: for a header across the end
+    /// of a read window. Out of line, so its
     /// buffer is not on `read_record_into`'s frame.
     #[inline(never)]
     async fn read_head(
@@ -563,13 +563,12 @@ impl<F: Geometry> Log<F> {
         io: &IoOf<F>,
         addr: u32,
         room: usize,
-        base: u64,
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let mut h = [0u8; REC_HEAD_MAX];
         let n = room.min(REC_HEAD_MAX);
         self.read(io, addr, &mut h[..n]).await?;
-        Ok(RecHead::parse_into(&h[..n], base, r).is_ok())
+        Ok(RecHead::parse_into(&h[..n], r).is_ok())
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
@@ -622,7 +621,8 @@ impl<F: Geometry> Log<F> {
         }
         let n = (written as usize).min(REC_HEAD_MAX);
         self.read(io, addr + off, &mut h[..n]).await?;
-        let torn = match RecHead::parse_into(&h[..n], base, r) {
+        r.time = base;
+        let torn = match RecHead::parse_into(&h[..n], r) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
             Ok(()) => {
@@ -646,7 +646,8 @@ impl<F: Geometry> Log<F> {
         for bit in 0..n * 8 {
             let flip = 1 << (bit % 8);
             h[bit / 8] ^= flip;
-            if RecHead::parse_into(&h[..n], base, r).is_ok() {
+            r.time = base;
+            if RecHead::parse_into(&h[..n], r).is_ok() {
                 // It ends within the CRC's bytes past the written ones (`written` to
                 // `written + REC_CRC`, one compare); the record must fit the page:
                 // [`Log::check_record`] checks it.
