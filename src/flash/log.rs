@@ -295,9 +295,10 @@ impl<F: Geometry> Log<F> {
         } else {
             self.window(io, addr + a_len as u32, PART_B_MAX).await?
         };
-        let Some((seq, time, len)) = io
-            .with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
-            .filter(|_| a_ok)
+        if !a_ok {
+            return Ok(false);
+        }
+        let Some((seq, time, len)) = io.with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
         else {
             return Ok(false);
         };
