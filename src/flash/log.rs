@@ -824,7 +824,7 @@ impl<F: Geometry> Log<F> {
     /// Bytes `rec` takes in a page of base time `base`.
     #[inline(never)]
     pub fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
-        RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
+        RecHead::encode(rec, base, None).size(F::WRITE_SIZE) as u32
     }
 
     /// Where the next record goes: the head page's first free byte. Out of line: the
@@ -859,12 +859,10 @@ impl<F: Geometry> Log<F> {
         let base = self.head_base;
         let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
-        // needs of it is kept (its slot is free again below).
-        let (hl, plen) = {
-            let r = io.stage_head(rec, base);
-            self.head_off += r.size(F::WRITE_SIZE) as u32;
-            (usize::from(r.hlen), r.plen())
-        };
+        // needs of it comes back, in registers.
+        let e = io.stage_head(rec, base);
+        self.head_off += e.size(F::WRITE_SIZE) as u32;
+        let (hl, plen) = (e.hlen(), e.plen());
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, Crc::new(), &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
