@@ -207,11 +207,9 @@ impl<F: Geometry> Log<F> {
         self.free() > 0 || self.head_off as usize + size <= Self::PAGE as usize
     }
 
-    /// Bytes a fresh page can surely hold for records. From the page size field, not
-    /// [`Log::PAGE`]: compaction's planning, which inlines this, keeps an 8-byte smaller
-    /// frame on Cortex-M0 that way (its deepest call).
+    /// Bytes a fresh page can surely hold for records: a constant.
     pub fn cap(&self) -> u32 {
-        self.page_size - Self::hdr_max()
+        Self::PAGE - Self::hdr_max()
     }
 
     /// Pages neither in the log nor reserved.
