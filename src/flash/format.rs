@@ -589,7 +589,7 @@ impl RecHead {
     #[cfg(test)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
         let (tag, time, expiry) = Self::fields(rec, base);
-        let e = Self::encode(rec, base, None);
+        let e = Self::encode(rec, None, base);
         RecHead {
             tag,
             klen: rec.key.len() as u8,
@@ -622,10 +622,10 @@ impl RecHead {
     /// Encodes the header of `rec` in a page of base time `base` ([`RecHead::new`]) at the
     /// start of `h` when there is one (none: the header only measured), and answers what
     /// the writer needs of it in two registers ([`Encoded`]): no header is built in the
-    /// caller's frame. One function measures and encodes a header: the writer stages it in
+    /// caller's frame. The base last: every argument is in a register. One function measures and encodes a header: the writer stages it in
     /// the request buffer with the length it measures.
     #[inline(never)]
-    pub(crate) fn encode(rec: &Rec<'_>, base: u64, mut h: Option<&mut [u8; MAX_WORD]>) -> Encoded {
+    pub(crate) fn encode(rec: &Rec<'_>, mut h: Option<&mut [u8; MAX_WORD]>, base: u64) -> Encoded {
         let (tag, time, expiry) = Self::fields(rec, base);
         let ty = tag >> 6;
         // Lengths as a header holds them (a key of at most 255 bytes, [`RecHead::klen`]).
@@ -877,8 +877,8 @@ mod tests {
             expiry,
         };
         let mut h = [0xffu8; MAX_WORD];
-        let e = RecHead::encode(&rec, base, Some(&mut h));
-        assert_eq!(e, RecHead::encode(&rec, base, None));
+        let e = RecHead::encode(&rec, Some(&mut h), base);
+        assert_eq!(e, RecHead::encode(&rec, None, base));
         let r = RecHead::new(&rec, base);
         assert_eq!(
             (e.end, e.hlen(), e.plen()),

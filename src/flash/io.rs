@@ -190,7 +190,7 @@ impl<E> Io<E> {
     /// the next write; returns what the writer needs of it.
     pub fn stage_head(&self, rec: &Rec<'_>, base: u64) -> Encoded {
         let mut b = self.buf.get();
-        let e = RecHead::encode(rec, base, Some(&mut b));
+        let e = RecHead::encode(rec, Some(&mut b), base);
         self.buf.set(b);
         e
     }
@@ -312,7 +312,7 @@ impl<'a, N: Nor> SyncIo<'a, N> {
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
     /// the next write; returns what the writer needs of it.
     pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64) -> Encoded {
-        RecHead::encode(rec, base, Some(self.buf))
+        RecHead::encode(rec, Some(self.buf), base)
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).

@@ -822,7 +822,7 @@ impl<F: Geometry> Log<F> {
     /// Bytes `rec` takes in a page of base time `base`.
     #[inline(never)]
     pub fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
-        RecHead::encode(rec, base, None).size(F::WRITE_SIZE) as u32
+        RecHead::encode(rec, None, base).size(F::WRITE_SIZE) as u32
     }
 
     /// Where the next record goes: the head page's first free byte. Out of line: the
