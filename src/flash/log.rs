@@ -472,12 +472,9 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Reads and checks the record at `off` of page `p` into `r`, whose `time` gives the
-    /// page's base time on entry ([`RecHead::in_page`]): false when blank or invalid (`r`
-    /// then means nothing). The record is read into the request buffer and checked there,
-    /// and its header decoded into `r`: no buffer and no header of its own on the stack,
-    /// and no argument on it (this lies on the deepest path of a call, compaction reading
-    /// a changed key's record).
+    /// Reads and checks the record at `off` of page `p` into `r` ([`Log::read_record_at`]
+    /// at its address).
+    #[blocking(inline(always))]
     pub async fn read_record_into(
         &mut self,
         io: &IoOf<F>,
@@ -485,12 +482,31 @@ impl<F: Geometry> Log<F> {
         off: u32,
         r: &mut RecHead,
     ) -> Res<bool, F> {
-        // `off` is at most the page's end: a record ends inside its page.
+        self.read_record_at(io, self.page_addr(p) + off, r).await
+    }
+
+    /// Reads and checks the record at flash address `addr` (in a log page) into `r`, whose
+    /// `time` gives the page's base time on entry ([`RecHead::in_page`]): false when blank
+    /// or invalid (`r` then means nothing). The record is read into the request buffer and
+    /// checked there, and its header decoded into `r`: no buffer and no header of its own
+    /// on the stack, and no argument on it (this lies on the deepest path of a call,
+    /// compaction reading a changed key's record). Pages start at multiples of the page
+    /// size (the region's start is one, [`Core::region`](super::Core)), so the address
+    /// tells the record's offset in its page: never 0 (a page's records start after its
+    /// header), so an address at a multiple of the page size is the end of the page before
+    /// it, where no record fits.
+    pub async fn read_record_at(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        r: &mut RecHead,
+    ) -> Res<bool, F> {
+        // `off` is in `1..=PAGE`: a record ends inside its page.
+        let off = addr.wrapping_sub(1) % Self::PAGE + 1;
         let room = (Self::PAGE - off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
         }
-        let addr = self.page_addr(p) + off;
         // One read request covers a short record whole (header, key, value and CRC).
         let skip = self.window(io, addr, room.min(SCRATCH)).await?;
         let hn = (SCRATCH - skip).min(room);
@@ -704,7 +720,7 @@ impl<F: Geometry> Log<F> {
         let mut off = align_up(from as usize, ws as usize) as u32;
         while off < to.min(Self::PAGE) {
             *r = RecHead::in_page(base);
-            if self.read_record_into(io, p, off, r).await? {
+            if self.read_record_at(io, self.page_addr(p) + off, r).await? {
                 return Ok(true);
             }
             off += ws;
@@ -777,7 +793,7 @@ impl<F: Geometry> Log<F> {
                 let (first, base) = (self.hdr.first, self.hdr.base);
                 let off = pos.off.max(first);
                 r.time = base;
-                if self.read_record_into(io, p, off, r).await? {
+                if self.read_record_at(io, self.page_addr(p) + off, r).await? {
                     return Ok(Some(Pos { li: pos.li, off }));
                 }
                 if pos.li >= self.checked {
