@@ -524,11 +524,11 @@ impl<F: Geometry> Log<F> {
             return Ok(false);
         }
         let hn = if in_window { hn } else { 0 };
-        self.check_record(io, addr, r, room, skip, hn).await
+        self.check_record(io, addr, r, skip, hn).await
     }
 
-    /// True when the record at `addr` with header `r` fits the `room` bytes left in its
-    /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
+    /// True when the record at `addr` with header `r` fits the bytes left in its page (told
+    /// by the address, as [`Log::read_record_at`] tells them) and its CRC checks out; its first `hn` bytes are in the request buffer from
     /// `skip` on (as read, or with a header of the caller's in place), the rest is read
     /// through it. The CRC runs over the stored CRC too: a record checks out when that
     /// ends in CRC-32C's residue ([`CRC_RESIDUE`]), so the stored bytes are never taken
@@ -541,11 +541,11 @@ impl<F: Geometry> Log<F> {
         io: &IoOf<F>,
         addr: u32,
         r: &RecHead,
-        room: usize,
         skip: usize,
         hn: usize,
     ) -> Res<bool, F> {
-        if r.size(F::WRITE_SIZE) > room {
+        let room = Self::PAGE - (addr.wrapping_sub(1) % Self::PAGE + 1);
+        if r.size(F::WRITE_SIZE) > room as usize {
             return Ok(false);
         }
         let end = r.body_end() as usize + REC_CRC;
@@ -699,8 +699,7 @@ impl<F: Geometry> Log<F> {
             }
         });
         let addr = self.page_addr(p) + off;
-        self.check_record(io, addr, r, (Self::PAGE - off) as usize, 0, hl)
-            .await
+        self.check_record(io, addr, r, 0, hl).await
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
