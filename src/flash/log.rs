@@ -181,6 +181,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The flash address of `pos`.
+    #[cfg(test)]
     pub fn addr(&self, pos: Pos) -> u32 {
         self.page_addr(self.phys(pos.li)) + pos.off
     }
@@ -774,14 +775,15 @@ impl<F: Geometry> Log<F> {
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
     /// the next log page when a page's records end (checked there while open reads the
     /// log, [`Log::checked`], with `h` for a page's last header bytes); `None` at the end of
-    /// the log. The position returned has a real offset.
+    /// the log. The position returned has a real offset; the record's flash address comes
+    /// with it.
     pub async fn next_rec(
         &mut self,
         io: &IoOf<F>,
         mut pos: Pos,
         r: &mut RecHead,
         h: &mut [u8; REC_HEAD_MAX],
-    ) -> Res<Option<Pos>, F> {
+    ) -> Res<Option<(Pos, u32)>, F> {
         // Bounded by the pages in the log: each turn moves to the next one.
         loop {
             if pos.li >= self.used {
@@ -792,8 +794,9 @@ impl<F: Geometry> Log<F> {
                 let (first, base) = (self.hdr.first, self.hdr.base);
                 let off = pos.off.max(first);
                 r.time = base;
-                if self.read_record_at(io, self.page_addr(p) + off, r).await? {
-                    return Ok(Some(Pos { li: pos.li, off }));
+                let at = self.page_addr(p) + off;
+                if self.read_record_at(io, at, r).await? {
+                    return Ok(Some((Pos { li: pos.li, off }, at)));
                 }
                 if pos.li >= self.checked {
                     self.checked = pos.li + 1;
@@ -920,25 +923,25 @@ impl Committed {
         }
     }
 
-    /// The position of the next record of a committed batch, its header decoded into `r`;
-    /// `None` at the end of the log.
+    /// The flash address of the next record of a committed batch, its header decoded into
+    /// `r`; `None` at the end of the log.
     pub async fn next_into<F: Geometry>(
         &mut self,
         io: &IoOf<F>,
         log: &mut Log<F>,
         r: &mut RecHead,
-    ) -> Res<Option<Pos>, F> {
+    ) -> Res<Option<u32>, F> {
         let ws = F::WRITE_SIZE;
-        // A record whose batch's end is being looked for (its header in `self.held`), and
-        // where the search is.
-        let mut first: Option<Pos> = None;
+        // The address of a record whose batch's end is being looked for (its header in
+        // `self.held`), and where the search is.
+        let mut first: Option<u32> = None;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some(at) = log.next_rec(io, q, r, &mut self.head).await? else {
+            let Some((at, addr)) = log.next_rec(io, q, r, &mut self.head).await? else {
                 return Ok(None);
             };
             q = Pos {
@@ -951,13 +954,13 @@ impl Committed {
                     if at == end {
                         self.end = None;
                     }
-                    return Ok(Some(at));
+                    return Ok(Some(addr));
                 }
                 if r.end() {
-                    return Ok(Some(at));
+                    return Ok(Some(addr));
                 }
                 // A batch (or what is left of one): look for its end before the next start.
-                first = Some(at);
+                first = Some(addr);
                 self.held = *r;
                 continue;
             };
@@ -985,6 +988,15 @@ impl Committed {
     ) -> Res<Option<(Pos, RecHead)>, F> {
         let mut r = RecHead::BLANK;
         let at = self.next_into_blocking(io, log, &mut r)?;
-        Ok(at.map(|at| (at, r)))
+        // The position of the record's address (never at a page's start).
+        let pos = |at: u32| {
+            let (page, off) = (
+                (at - log.base) / Log::<F>::PAGE,
+                (at - log.base) % Log::<F>::PAGE,
+            );
+            let li = (page + log.pages - log.tail) % log.pages;
+            Pos { li, off }
+        };
+        Ok(at.map(|at| (pos(at), r)))
     }
 }
