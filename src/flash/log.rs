@@ -423,10 +423,10 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Writes part A with `count` on page `p` (blank).
-    pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
+    /// Writes part A with `count` on the (blank) page at flash address `addr`.
+    pub async fn write_part_a(&mut self, io: &IoOf<F>, addr: u32, count: u32) -> Res<(), F> {
         io.stage_with(|b| part_a_into(b, count));
-        self.write_staged(io, self.page_addr(p), PART_A).await
+        self.write_staged(io, addr, PART_A).await
     }
 
     /// Erases page `p` and writes its part A with the count incremented: the count read
@@ -437,7 +437,7 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_part_a(io, p, count).await
+        self.write_part_a(io, addr, count).await
     }
 
     /// Takes the page after the head into the log with base time `time`: without a read

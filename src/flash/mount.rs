@@ -395,7 +395,7 @@ impl<
             }
             if !has_a {
                 let count = log.max_erase;
-                log.write_part_a(io, p, count).await?;
+                log.write_part_a(io, addr, count).await?;
             }
             li += 1;
         }
