@@ -494,11 +494,11 @@ pub(crate) enum Unread {
 }
 
 /// A record to write, whatever its kind: the one description every writer passes (its
-/// header depends on the page it lands in, [`RecHead::new`]).
+/// header depends on the page it lands in, [`RecHead::encode`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rec<'a> {
     /// The tag's type ([`T_PUT`], [`T_TOMB`], [`T_CLEAR`] or [`T_TIME`]), `S`, `E` and kind
-    /// (puts only) bits; [`RecHead::new`] adds `D` and `X`.
+    /// (puts only) bits; [`RecHead::encode`] adds `D` and `X`.
     pub tag: u8,
     /// The whole key (empty for clear and time records).
     pub key: &'a [u8],
@@ -619,11 +619,14 @@ impl RecHead {
         (tag, time, expiry)
     }
 
-    /// Encodes the header of `rec` in a page of base time `base` ([`RecHead::new`]) at the
-    /// start of `h` when there is one (none: the header only measured), and answers what
-    /// the writer needs of it in two registers ([`Encoded`]): no header is built in the
-    /// caller's frame. The base last: every argument is in a register. One function measures and encodes a header: the writer stages it in
-    /// the request buffer with the length it measures.
+    /// Encodes the header of `rec` in a page of base time `base` (a time older than `base`
+    /// is stored as `base`; the key and value lengths must be in range: `key` 1..=255
+    /// bytes for puts and tombstones, empty else, the value at most [`VLEN_MAX`] bytes)
+    /// at the start of `h` when there is one (none: the header only measured), and answers
+    /// what the writer needs of it in two registers ([`Encoded`]): no header is built in
+    /// the caller's frame. The base last: every argument is in a register. One function
+    /// measures and encodes a header: the writer stages it in the request buffer with the
+    /// length it measures.
     #[inline(never)]
     pub(crate) fn encode(rec: &Rec<'_>, mut h: Option<&mut [u8; MAX_WORD]>, base: u64) -> Encoded {
         let (tag, time, expiry) = Self::fields(rec, base);

@@ -534,7 +534,7 @@ impl<F: Geometry> Log<F> {
     /// through it. The CRC runs over the stored CRC too: a record checks out when that
     /// ends in CRC-32C's residue ([`CRC_RESIDUE`]), so the stored bytes are never taken
     /// apart. The one CRC check of every record read, at open, in compaction and in
-    /// damage checks. Out of line: [`Log::read_record_into`] keeps a small frame above the
+    /// damage checks. Out of line: [`Log::read_record_at`] keeps a small frame above the
     /// header's decoding, and the CRC's work is a sibling of it.
     #[inline(never)]
     async fn check_record(
@@ -572,7 +572,7 @@ impl<F: Geometry> Log<F> {
     /// Decodes the header of the record at `addr` (`room` bytes before the page's end) into
     /// `r` (the page's base time in `r.time`), read on its own: for a header across the end
     /// of a read window. Out of line, so its
-    /// buffer is not on `read_record_into`'s frame.
+    /// buffer is not on `read_record_at`'s frame.
     #[inline(never)]
     async fn read_head(
         &mut self,
@@ -746,7 +746,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
-    /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
+    /// ([`Log::append`]'s answer, [`Committed::next_into`]'s), with header `r`, into
     /// `key` and `val`, each when it fits (the caller tells by the lengths in `r`). The
     /// key is read whenever it fits, even when the value does not.
     #[inline(never)]
