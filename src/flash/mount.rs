@@ -430,7 +430,7 @@ impl<
             }
             if !has_a {
                 let count = log.max_erase;
-                log.write_part_a(io, p, count).await?;
+                log.write_part_a(io, addr, count).await?;
             }
             li += 1;
         }
@@ -469,13 +469,12 @@ impl<
         let key = &mut self.dirty_keys[0];
         let mut val = [0u8; V];
         let mut r = RecHead::BLANK;
-        while let Some(at) = it.next_into(io, &mut self.log, &mut r).await? {
+        while let Some(addr) = it.next_into(io, &mut self.log, &mut r).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
                 // A put restores its value, a tombstone drops its key.
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
-                    let addr = self.log.addr(at);
                     // Key and value are read when they fit their buffers (taken with no
                     // panic path below).
                     self.log.read_at(io, addr, &r, key, &mut val).await?;
