@@ -153,47 +153,32 @@ impl<
     fn place_kept(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
         for held in 0..2 {
             let held = held == 1;
-            for d in 0..self.dirty {
-                if !self.dirty_victim(d) {
-                    self.place_listed(pl, d, held, changes, false);
+            // The listed keys, then the changes that are not listed, each with the value
+            // length and expiry bytes of its record when the key is held after the changes
+            // (`None`: gone): one site places every record.
+            for j in 0..self.dirty + changes.len() {
+                let (k, state) = if j < self.dirty {
+                    if self.dirty_victim(j) {
+                        continue;
+                    }
+                    let k = self.dirty_key(j);
+                    let state = match changes.iter().find(|c| same(c.key, k)) {
+                        Some(c) => c.state(),
+                        None => (self.table.borrow().peek_any(k))
+                            .map(|(_, v, _, e)| (v.len(), xlen(e, self.time))),
+                    };
+                    (k, state)
+                } else {
+                    match changes.get(j - self.dirty) {
+                        Some(c) if self.dirty_index(c.key).is_none() => (c.key, c.state()),
+                        _ => continue,
+                    }
+                };
+                if state.is_some() == held {
+                    // A value, or a tombstone (no value, no expiry).
+                    let (vlen, x) = state.unwrap_or((0, 0));
+                    pl.place(key_cost(k), vlen, x);
                 }
-            }
-            for c in changes {
-                if c.held().is_some() == held && self.dirty_index(c.key).is_none() {
-                    c.place(pl);
-                }
-            }
-        }
-    }
-
-    /// Places changed key `d`'s record when the key is held (`held`), or gone, after
-    /// `changes` (and, with `marked`, after the cull whose victims are marked). Inlined:
-    /// under write-through [`Self::place_kept`] is its one caller, and its loop's frame
-    /// with the lookup in it is no deeper than the two frames were.
-    #[inline(always)]
-    fn place_listed(
-        &self,
-        pl: &mut Placer<F>,
-        d: usize,
-        held: bool,
-        changes: &[Change<'_>],
-        marked: bool,
-    ) {
-        let k = self.dirty_key(d);
-        if let Some(c) = changes.iter().find(|c| same(c.key, k)) {
-            if c.held().is_some() == held {
-                c.place(pl);
-            }
-        } else if marked && self.is_victim(k) {
-            if !held {
-                pl.place(key_cost(k), 0, 0);
-            }
-        } else {
-            let entry = self.table.borrow().peek_any(k);
-            if entry.is_some() == held {
-                // A value, or a tombstone (no value, no expiry).
-                let (vlen, x) = entry.map_or((0, 0), |(_, v, _, e)| (v.len(), xlen(e, self.time)));
-                pl.place(key_cost(k), vlen, x);
             }
         }
     }
@@ -479,11 +464,28 @@ impl<
         (self.dirty + victims < D, listed, alone)
     }
 
-    /// [`Self::place_listed`] for [`Self::fits_listed`] (victims marked, the put
-    /// changing). Out of line: its lookup's frame is not on the placement loop's.
+    /// Places changed key `d`'s record for [`Self::fits_listed`] when the key is held
+    /// (`held`), or gone, after the put `put` and the cull whose victims are marked. Out of
+    /// line: its lookup's frame is not on the placement loop's.
     #[inline(never)]
     fn place_listed_marked(&self, pl: &mut Placer<F>, d: usize, held: bool, put: &Change<'_>) {
-        self.place_listed(pl, d, held, core::slice::from_ref(put), true);
+        let k = self.dirty_key(d);
+        if same(put.key, k) {
+            if put.held().is_some() == held {
+                put.place(pl);
+            }
+        } else if self.is_victim(k) {
+            if !held {
+                pl.place(key_cost(k), 0, 0);
+            }
+        } else {
+            let entry = self.table.borrow().peek_any(k);
+            if entry.is_some() == held {
+                // A value, or a tombstone (no value, no expiry).
+                let (vlen, x) = entry.map_or((0, 0), |(_, v, _, e)| (v.len(), xlen(e, self.time)));
+                pl.place(key_cost(k), vlen, x);
+            }
+        }
     }
 
     /// The live victims of `plan` at `now`.
@@ -611,6 +613,12 @@ impl Change<'_> {
 
     fn held(&self) -> Option<usize> {
         (self.vlen != Self::GONE).then_some(self.vlen)
+    }
+
+    /// The value length and expiry bytes of its record when the key is held after the
+    /// operation (the longest expiry), `None` when it is gone.
+    fn state(&self) -> Option<(usize, usize)> {
+        self.held().map(|v| (v, XLEN_ANY))
     }
 
     /// Places its record: a value (with the longest expiry) or a tombstone.
