@@ -123,34 +123,25 @@ impl<
         }
     }
 
-    /// [`Self::placer`] with `now`, else [`Self::empty_placer`]. Out of line: the log's
+    /// A placer over the current free space (keeping one page spare for compaction) with
+    /// `now`, else [`Self::empty_placer`]. Out of line: the log's
     /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
     /// placement, and [`Self::fits_alone`] shares the one copy.
     #[inline(never)]
     fn placer_for(&self, now: bool) -> Placer<F> {
+        let mut pl = self.empty_placer();
         if now {
-            self.placer()
-        } else {
-            self.empty_placer()
+            // The current free space, keeping one page spare for compaction: the head
+            // page's rest (none in an empty log) and the free pages but one (there is one:
+            // [`Self::fits_now`], the one caller with `now`, checked).
+            let log = &self.log;
+            pl.spare = log.free().wrapping_sub(1);
+            if log.used != 0 {
+                pl.rem = log.page_size - log.head_off;
+                pl.dlen = log.delta_len(self.time);
+            }
         }
-    }
-
-    /// A placer over the current free space, keeping one page spare for compaction.
-    pub(super) fn placer(&self) -> Placer<F> {
-        let rem = if self.log.used == 0 {
-            0
-        } else {
-            self.log.page_size - self.log.head_off
-        };
-        Placer {
-            rem,
-            spare: self.log.free().saturating_sub(1),
-            cap: self.log.cap(),
-            dlen: self.log.delta_len(self.time),
-            bytes: 0,
-            ok: true,
-            flash: PhantomData,
-        }
+        pl
     }
 
     /// Makes room for `batch`: compacts the oldest pages, then, when
@@ -340,7 +331,7 @@ impl<
     }
 
     /// The bytes of `batch`'s records, placed in the free space (with `now`, one
-    /// page kept spare) or in an empty log; `None` when it does not fit there. Out of line:
+    /// page kept spare; called so only when a page is free) or in an empty log; `None` when it does not fit there. Out of line:
     /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
     fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
