@@ -166,8 +166,9 @@ impl<
         let keep = bytes.saturating_mul(2) <= (self.log.pages - 1) * self.log.cap();
         let mut round = 0;
         // The page count is read where it is used, not kept across the loop's calls: a
-        // smaller frame above compaction's copies.
-        while round < 3 * self.log.pages + 4 {
+        // smaller frame above compaction's copies. At most `3 * pages + 4` rounds, counted
+        // at the end of each (there is always a first).
+        loop {
             round += 1;
             let pages = self.log.pages;
             if self.fits_now(batch) {
@@ -178,16 +179,18 @@ impl<
                     .open_page(io, self.time)
                     .await
                     .map_err(Error::Backend)?;
-                continue;
+            } else {
+                // Records of changed keys are kept for the first cycle round the log only:
+                // when that made no room, dropping them (a power cut in the batch then loses
+                // those keys) comes before dropping entries.
+                // (`round` counts from 1 here.)
+                self.reclaim_tail(io, round > 2 * pages, keep && round <= pages)
+                    .await?;
             }
-            // Records of changed keys are kept for the first cycle round the log only: when
-            // that made no room, dropping them (a power cut in the batch then loses those
-            // keys) comes before dropping entries.
-            // (`round` counts from 1 here.)
-            self.reclaim_tail(io, round > 2 * pages, keep && round <= pages)
-                .await?;
+            if round >= 3 * self.log.pages + 4 {
+                return Err(Error::StorageFull);
+            }
         }
-        Err(Error::StorageFull)
     }
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
