@@ -194,7 +194,8 @@ impl<
     }
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
-    /// drops their entries; without `keep`, the records of changed keys are not copied),
+    /// drops their entries; without `keep`, never given with `evict`, the records of changed
+    /// keys are not copied),
     /// then erases it. Reads only the records of changed keys. Out of line with a small
     /// frame: it lies on the deepest path of a call (an operation making room).
     #[blocking(inline(always))]
@@ -220,7 +221,9 @@ impl<
             // Copied, or lost with the page (a miss after a power cut, never an older value:
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
-            if !evict && keep && !self.dirty_victim(d) {
+            // (`keep` is never given with `evict`: its caller keeps them for the first cycle
+            // only, evicts after the second.)
+            if keep && !self.dirty_victim(d) {
                 // The page's start is read (once: then it is known, and `load_start`
                 // reads nothing) beside the copy, not under it.
                 self.log
