@@ -27,12 +27,13 @@ use crate::table::Table;
 pub(super) struct Placer<F> {
     rem: u32,
     spare: u32,
+    /// Bytes a fresh page holds; 0 once a record did not fit (no record fits then:
+    /// [`Placer::ok`]).
     cap: u32,
     /// Bytes of the time delta in the page being filled (0 in a fresh page).
     dlen: usize,
     /// Bytes of the records placed.
     bytes: u32,
-    pub(super) ok: bool,
     flash: PhantomData<F>,
 }
 
@@ -75,6 +76,12 @@ pub(super) fn xlen(expiry: u64, time: u64) -> usize {
 }
 
 impl<F: Geometry> Placer<F> {
+    /// True while every record placed fit (a fresh page holds some bytes: a page holds
+    /// more than its header).
+    pub(super) fn ok(&self) -> bool {
+        self.cap != 0
+    }
+
     /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);
     /// 0 for clear and time records), `vlen` value bytes, `xlen` expiry bytes.
     /// A leaf (no division: the write size is a power of two), at the end of the path of
@@ -90,7 +97,7 @@ impl<F: Geometry> Placer<F> {
         }
         let fresh = (raw + pad) & !pad;
         if self.spare == 0 || fresh > self.cap {
-            self.ok = false;
+            self.cap = 0;
             return;
         }
         self.spare -= 1;
@@ -118,7 +125,6 @@ impl<
             cap: self.log.cap(),
             dlen: 0,
             bytes: 0,
-            ok: true,
             flash: PhantomData,
         }
     }
@@ -343,7 +349,7 @@ impl<
     fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
         let mut pl = self.placer_for(now);
         self.place_batch(&mut pl, batch);
-        pl.ok.then_some(pl.bytes)
+        pl.ok().then_some(pl.bytes)
     }
 
     /// True when changed key `d` is a victim of the insert making room (its flushed record
@@ -373,6 +379,6 @@ impl<
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
         let mut pl = self.placer_for(false);
         pl.place(kcost, vlen, XLEN_ANY);
-        pl.ok
+        pl.ok()
     }
 }

@@ -526,7 +526,7 @@ impl<
                 put.place(&mut listed);
             }
         }
-        listed.ok
+        listed.ok()
     }
 }
 
