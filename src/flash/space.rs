@@ -50,15 +50,13 @@ pub(super) enum Batch<'a> {
     /// [`Work::Room`]: super::Work::Room
     Small,
     /// The batch a flush writes after an operation that makes these changes
-    /// ([`Core::place_batch`]; [`Batch::FLUSH`]: none, a flush of the list as it is).
+    /// ([`Core::place_batch`]).
     After(&'a &'a [Change<'a>]),
+    /// The batch of a flush of the list as it is: [`Batch::After`] with no changes, named
+    /// without an empty slice in a static to point at.
+    Flush,
     /// The batch of an insert that culls, victims marked ([`Core::place_batch`]).
     Culling(&'a Staged<'a>),
-}
-
-impl Batch<'static> {
-    /// The batch of a flush of the list as it is.
-    pub const FLUSH: Self = Batch::After(&(&[] as &[Change<'static>]));
 }
 
 /// Expiry bytes of a record whose expiry is not known yet (the longest).

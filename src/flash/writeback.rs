@@ -243,7 +243,7 @@ impl<
     /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
     /// where it will be written, so the check is exact, not an estimate that another order
     /// could overflow. [`Batch::Small`]: one small record. A flush after an operation's
-    /// changes ([`Batch::After`]; none for [`Batch::FLUSH`]): a pending clear, then the changed keys
+    /// changes ([`Batch::After`]; none for [`Batch::Flush`]): a pending clear, then the changed keys
     /// ([`Self::place_kept`]; a change's value with the longest expiry). An insert that
     /// culls ([`Batch::Culling`], victims marked): a clear record, or the tombstones the
     /// cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
@@ -252,7 +252,7 @@ impl<
     pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
         let clear = match batch {
             Batch::Small => true,
-            Batch::After(_) => self.pending_clear,
+            Batch::After(_) | Batch::Flush => self.pending_clear,
             Batch::Culling(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
         };
         if clear {
@@ -261,6 +261,7 @@ impl<
         match batch {
             Batch::Small => {}
             Batch::After(changes) => self.place_kept(pl, changes),
+            Batch::Flush => self.place_kept(pl, &[]),
             Batch::Culling(s) => {
                 // A cull that clears drops every changed key.
                 if !clear {
@@ -277,7 +278,7 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(io, Batch::FLUSH).await?;
+        self.reserve(io, Batch::Flush).await?;
         self.write_batch(io, None).await?;
         Ok(())
     }
