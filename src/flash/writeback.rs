@@ -531,8 +531,8 @@ impl<
     }
 }
 
-/// Changed key `i` of a list held in `keys` and `lens` (empty past the list's capacity: no
-/// panic path). Out of line: one copy for every walk of the list and compaction's copy of
+/// Changed key `i` of a list held in `keys` and `lens` (the last past the list's capacity,
+/// where no caller asks: no panic path, no branch). Out of line: one copy for every walk of the list and compaction's copy of
 /// a changed key (fields of the core, so a caller may hold another field mutably meanwhile).
 #[inline(never)]
 pub(super) fn listed_key<'k, const K: usize>(
@@ -540,6 +540,7 @@ pub(super) fn listed_key<'k, const K: usize>(
     lens: &[u8],
     i: usize,
 ) -> &'k [u8] {
+    let i = i.min(keys.len().saturating_sub(1));
     match (keys.get(i), lens.get(i)) {
         (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
         _ => &[],
