@@ -228,12 +228,6 @@ impl<
             // (`keep` is never given with `evict`: its caller keeps them for the first cycle
             // only, evicts after the second.)
             if keep && !self.dirty_victim(d) {
-                // The page's start is read (once: then it is known, and `load_start`
-                // reads nothing) beside the copy, not under it.
-                self.log
-                    .load_start(io, tail)
-                    .await
-                    .map_err(Error::Backend)?;
                 self.copy_flushed(io, d, at).await.map_err(Error::Backend)?;
             }
         }
@@ -291,9 +285,11 @@ impl<
     }
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
-    /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
-    /// and fits, and sets where the copy starts as the key's record on flash (the caller
-    /// set [`NOWHERE`] there: left when it is not copied). The key comes from the list,
+    /// it reads first, [`Log::page_start`]: once, then it is known) to the head when it is
+    /// still live ([`Self::copied_now`]) and fits, and sets where the copy starts as the
+    /// key's record on flash (the caller set [`NOWHERE`] there: left when it is not
+    /// copied). The page start's read lies under this frame, beside the copy's reads and
+    /// writes, which go deeper. The key comes from the list,
     /// only the value is read. Answers no address: its result fits a register. Its errors
     /// are the flash's, widened once by the caller (not at each of its three calls).
     #[blocking(inline(never))]
@@ -304,10 +300,11 @@ impl<
         // The header's fields that the copy needs; the header itself is dead after this
         // block, so its slot is free for the copy's description below.
         let (expiry, kind, vl, from) = {
-            let Some(base) = log.known_base(tail) else {
+            // The page's start (read once: then it is known, and this reads nothing).
+            if !log.page_start(io, tail).await? {
                 return Ok(());
-            };
-            let mut r = RecHead::in_page(base);
+            }
+            let mut r = RecHead::in_page(log.hdr.base);
             let off = at - log.page_addr(tail);
             if !log.read_record_into(io, tail, off, &mut r).await?
                 || r.expiry <= log.written_time
