@@ -166,8 +166,9 @@ impl<
         let Some(bytes) = self.batch_bytes(batch) else {
             return Err(Error::StorageFull);
         };
-        // The records the batch replaces take about as much room as the batch.
-        let keep = bytes.saturating_mul(2) <= (self.log.pages - 1) * self.log.cap();
+        // The records the batch replaces take about as much room as the batch. (It fits
+        // the region, which ends below 2^31: twice its bytes cannot overflow.)
+        let keep = 2 * bytes <= (self.log.pages - 1) * self.log.cap();
         let mut round = 0;
         // The page count is read where it is used, not kept across the loop's calls: a
         // smaller frame above compaction's copies. At most `3 * pages + 4` rounds, counted
