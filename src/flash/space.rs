@@ -128,10 +128,9 @@ impl<
     }
 
     /// A placer over the current free space (keeping one page spare for compaction) with
-    /// `now`, else [`Self::empty_placer`]. Out of line: the log's
-    /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
-    /// placement, and [`Self::fits_alone`] shares the one copy.
-    #[inline(never)]
+    /// `now`, else [`Self::empty_placer`]. Inlined into [`Self::placed`], its one caller
+    /// (no call and frame of its own; `placed`'s frame stays as it was).
+    #[inline(always)]
     fn placer_for(&self, now: bool) -> Placer<F> {
         let mut pl = self.empty_placer();
         if now {
@@ -373,7 +372,7 @@ impl<
     /// True when one put record of this size fits the flash at all: placed in an empty log
     /// directly, with no batch to describe.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        let mut pl = self.placer_for(false);
+        let mut pl = self.empty_placer();
         pl.place(kcost, vlen, XLEN_ANY);
         pl.ok()
     }
