@@ -198,10 +198,10 @@ impl<
     }
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
-    /// drops their entries; without `keep`, never given with `evict`, the records of changed
-    /// keys are not copied),
-    /// then erases it. Reads only the records of changed keys. Out of line with a small
-    /// frame: it lies on the deepest path of a call (an operation making room).
+    /// drops their entries; without `keep`, never given with `evict`, the records of
+    /// changed keys are not copied), then erases it. Reads only the records of changed
+    /// keys. Out of line with a small frame: it lies on the deepest path of a call (an
+    /// operation making room).
     #[blocking(inline(always))]
     pub(super) async fn reclaim_tail(
         &mut self,
@@ -289,9 +289,9 @@ impl<
     /// still live ([`Self::copied_now`]) and fits, and sets where the copy starts as the
     /// key's record on flash (the caller set [`NOWHERE`] there: left when it is not
     /// copied). The page start's read lies under this frame, beside the copy's reads and
-    /// writes, which go deeper. The key comes from the list,
-    /// only the value is read. Answers no address: its result fits a register. Its errors
-    /// are the flash's, widened once by the caller (not at each of its three calls).
+    /// writes, which go deeper. The key comes from the list, only the value is read.
+    /// Answers no address: its result fits a register. Its errors are the flash's, widened
+    /// once by the caller (not at each of its three calls).
     #[blocking(inline(never))]
     async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Result<(), Fe<F>> {
         let log = &mut self.log;
@@ -337,9 +337,10 @@ impl<
         self.placed(false, batch)
     }
 
-    /// The bytes of `batch`'s records, placed in the free space (with `now`, one
-    /// page kept spare; called so only when a page is free) or in an empty log; `None` when it does not fit there. Out of line:
-    /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
+    /// The bytes of `batch`'s records, placed in the free space (with `now`, one page kept
+    /// spare; called so only when a page is free) or in an empty log; `None` when it does
+    /// not fit there. Out of line: its placer is not on the caller's frame
+    /// ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
     fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
         let mut pl = self.placer_for(now);

@@ -243,12 +243,12 @@ impl<
     /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
     /// where it will be written, so the check is exact, not an estimate that another order
     /// could overflow. [`Batch::Small`]: one small record. A flush after an operation's
-    /// changes ([`Batch::After`]; none for [`Batch::Flush`]): a pending clear, then the changed keys
-    /// ([`Self::place_kept`]; a change's value with the longest expiry). An insert that
-    /// culls ([`Batch::Culling`], victims marked): a clear record, or the tombstones the
-    /// cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
-    /// The three batches share one site for the clear record. Called by [`Self::placed`]
-    /// only.
+    /// changes ([`Batch::After`]; none for [`Batch::Flush`]): a pending clear, then the
+    /// changed keys ([`Self::place_kept`]; a change's value with the longest expiry). An
+    /// insert that culls ([`Batch::Culling`], victims marked): a clear record, or the
+    /// tombstones the cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then
+    /// the staged put. The batches share one site for the clear record. Called by
+    /// [`Self::placed`] only.
     pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
         let clear = match batch {
             Batch::Small => true,
@@ -532,8 +532,9 @@ impl<
 }
 
 /// Changed key `i` of a list held in `keys` and `lens` (the last past the list's capacity,
-/// where no caller asks: no panic path, no branch). Out of line: one copy for every walk of the list and compaction's copy of
-/// a changed key (fields of the core, so a caller may hold another field mutably meanwhile).
+/// where no caller asks: no panic path, no branch). Out of line: one copy for every walk of
+/// the list and compaction's copy of a changed key (fields of the core, so a caller may
+/// hold another field mutably meanwhile).
 #[inline(never)]
 pub(super) fn listed_key<'k, const K: usize>(
     keys: &'k [[u8; K]],
