@@ -270,18 +270,16 @@ impl<
         if !self.log.in_page(at & !CULL_MARK, tail) {
             return false;
         }
-        if at & CULL_MARK != 0 {
-            // A victim of the insert making room: its batch removes the entry, so the
-            // record is not copied (a power cut before the batch lands loses the entry).
-            self.loc[i] = CULL_MARK;
-            return false;
-        }
+        // A victim of the insert making room: its batch removes the entry, so the record
+        // is not copied (a power cut before the batch lands loses the entry).
+        let victim = at & CULL_MARK != 0;
         let (k, _, _, e) = self.table.borrow().slot(i);
-        if self.is_dirty(k) {
+        if !victim && self.is_dirty(k) {
             return false;
         }
-        self.loc[i] = NOWHERE;
-        e > self.copied_now()
+        // The address goes with the page ([`NOWHERE`]), a victim's mark stays.
+        self.loc[i] = at & CULL_MARK;
+        !victim && e > self.copied_now()
     }
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
