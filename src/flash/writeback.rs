@@ -534,14 +534,16 @@ impl<
 /// Changed key `i` of a list held in `keys` and `lens` (the last past the list's capacity,
 /// where no caller asks: no panic path, no branch). Out of line: one copy for every walk of
 /// the list and compaction's copy of a changed key (fields of the core, so a caller may
-/// hold another field mutably meanwhile).
+/// hold another field mutably meanwhile). The arrays by reference, their length `D` a
+/// constant of the code: three arguments in registers, none on the stack, in a firmware
+/// with lists of several sizes too.
 #[inline(never)]
-pub(super) fn listed_key<'k, const K: usize>(
-    keys: &'k [[u8; K]],
-    lens: &[u8],
+pub(super) fn listed_key<'k, const K: usize, const D: usize>(
+    keys: &'k [[u8; K]; D],
+    lens: &[u8; D],
     i: usize,
 ) -> &'k [u8] {
-    let i = i.min(keys.len().saturating_sub(1));
+    let i = i.min(D.saturating_sub(1));
     match (keys.get(i), lens.get(i)) {
         (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
         _ => &[],
