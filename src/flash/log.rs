@@ -326,22 +326,7 @@ impl<F: Geometry> Log<F> {
         Ok(true)
     }
 
-    /// Reads page `p`'s header into what is known of page starts unless it is known
-    /// already ([`Log::page_start`] without its answer, which fits a register;
-    /// [`Log::known_base`] gives it).
-    #[blocking(inline(always))]
-    pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
-        self.page_start(io, p).await?;
-        Ok(())
-    }
-
-    /// Page `p`'s base time when its start is known ([`Log::load_start`]); no read.
-    pub fn known_base(&self, p: u32) -> Option<u64> {
-        self.known(p).map(|&(_, _, base)| base)
-    }
-
-    /// What is known of page `p`'s start: one lookup for [`Log::page_start`] and
-    /// [`Log::known_base`].
+    /// What is known of page `p`'s start ([`Log::page_start`]'s lookup).
     fn known(&self, p: u32) -> Option<&(u32, u32, u64)> {
         self.starts.iter().flatten().find(|(q, _, _)| *q == p)
     }
