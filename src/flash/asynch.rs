@@ -294,6 +294,17 @@ impl<
     fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.drop_key(key, now, expired))
     }
+
+    /// [`Core::change`]: [`Backend::touch`] gives `key` expiry `set` through it.
+    fn change(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        expired: bool,
+        set: u64,
+    ) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.change(key, now, expired, set))
+    }
 }
 
 impl<

@@ -199,7 +199,7 @@ macro_rules! front_ops {
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
-            self.run(|c| c.touch(key, expiry, now))
+            self.change(key, now, false, expiry)
         }
 
         fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
