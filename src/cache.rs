@@ -208,11 +208,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 return now + u64::from(s as u32 * rate);
             }
         }
-        match timeout.ticks_unbounded(rate) {
-            None => NEVER,
-            Some(0) => EXPIRED,
-            Some(t) => now.saturating_add(t).min(NEVER - 1),
-        }
+        timeout.expiry_at(now, rate)
     }
 
     /// Stores through the backend; a timeout that is already over removes the key instead.
