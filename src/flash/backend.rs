@@ -482,19 +482,21 @@ impl<
     /// delete), and writes that when the policy says so. Out of line: a call passes no
     /// expiry, [`Persistent::change`] is called with [`EXPIRED`] once.
     #[inline(never)]
-    fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
-        self.change(key, now, expired, EXPIRED)
+    fn drop_key(&mut self, expired: bool, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
+        self.change(expired, key, now, EXPIRED)
     }
 
     /// [`Core::change`] run to its end: [`Persistent::drop_key`] with `set` [`EXPIRED`],
     /// else [`Backend::touch`]. Out of line and not generic: every read (typed, raw,
-    /// `has_key`), delete and touch share one copy.
+    /// `has_key`), delete and touch share one copy. The flag comes first, as in
+    /// `drop_key`: before the key it is passed in a register, where after the time (a
+    /// `u64` that 32-bit cores pass on the stack) it was stored by every caller.
     #[inline(never)]
     fn change(
         &mut self,
+        expired: bool,
         key: &[u8],
         now: u64,
-        expired: bool,
         set: u64,
     ) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.change(key, now, expired, set))
