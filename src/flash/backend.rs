@@ -371,7 +371,7 @@ impl<
     fn put_table(&mut self, s: &Staged<'_>) -> Res<(), F> {
         self.table
             .borrow_mut()
-            .put_bytes(s.key, s.expiry, s.val, s.kind)
+            .put_bytes(s.kind, s.key, s.val, s.expiry)
             .map_err(widen)
     }
 }
