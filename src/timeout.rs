@@ -80,8 +80,9 @@ impl Timeout {
         };
         let part = r * (per / 1000) + r * (per % 1000) / 1000;
         let ticks = mul_sat(q, per as u64).saturating_add(part as u64);
-        // Positive: never shorter than one tick.
-        let ticks = if ticks == 0 { 1 } else { ticks };
+        // Positive: never shorter than one tick (an OR of the zero test: no select of
+        // 64-bit values).
+        let ticks = ticks | (ticks == 0) as u64;
         // `now` is below `NEVER` (cache time is): `now + 1` plus the ticks saturates
         // exactly when `now` plus them would reach `NEVER`, and less one it is then
         // `NEVER - 1`, with no 64-bit compare for the bound.
