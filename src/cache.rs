@@ -208,11 +208,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 return now + u64::from(s as u32 * rate);
             }
         }
-        match timeout.ticks_unbounded(rate) {
-            None => NEVER,
-            Some(0) => EXPIRED,
-            Some(t) => now.saturating_add(t).min(NEVER - 1),
-        }
+        timeout.expiry_at(now, rate)
     }
 
     /// Stores through the backend; a timeout that is already over removes the key instead.
@@ -779,12 +775,24 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn incr_version_key(&mut self, key: Key<'_>, delta: i32) -> Res<i32, B> {
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
+        if self.move_version(key, version, to_version)? {
+            Ok(to_version)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Moves `key`'s value from `version` to `to_version` with the default timeout: true
+    /// when it was there to move. Its answer (a flag or an error) fits a register, where
+    /// the new version's result goes through memory on 32-bit cores: every error of the
+    /// move is passed on as it is, and the version is added once, by the caller.
+    fn move_version(&mut self, key: Key<'_>, version: i32, to_version: i32) -> Res<bool, B> {
         let (nf, now) = self.prepare(key.version(version))?;
         let from_buf = self.scratch;
         let from = made(&from_buf.0, nf);
         let (nt, _) = self.prepare(key.version(to_version))?;
         let to = made(&self.scratch.0, nt);
-        let moved = match self.expiry(Timeout::Default, now) {
+        match self.expiry(Timeout::Default, now) {
             // A default timeout of 0: both versions go. Read first, then delete: run again
             // after storage work (`AsyncSharedCache::with`), the answer is still the read's
             // (a first delete of `from` would answer "not found" the second time).
@@ -794,14 +802,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                     self.backend.delete(to, now)?;
                     self.backend.delete(from, now)?;
                 }
-                live
+                Ok(live)
             }
-            expiry => self.backend.rekey(from, to, expiry, now)?,
-        };
-        if moved {
-            Ok(to_version)
-        } else {
-            Err(Error::NotFound)
+            expiry => self.backend.rekey(from, to, expiry, now),
         }
     }
 

@@ -959,7 +959,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
         // Below the limit now: the insert needs no cull.
-        self.put_bytes(key, expiry, bytes, kind).ok()?;
+        self.put_bytes(kind, key, bytes, expiry).ok()?;
         self.newest()
     }
 
@@ -979,14 +979,16 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
     /// and its length is checked first, so nothing fails once an insert starts, and it is
     /// copied once (`insert` stages a value in a buffer on the stack so that a failing
-    /// encoder costs no culled entry).
+    /// encoder costs no culled entry). The kind comes first and the expiry last: on 32-bit
+    /// cores the kind and the key then travel in registers, where a `u64` after the key
+    /// left a register unused and every argument after it on the stack.
     #[inline(never)]
     pub(crate) fn put_bytes(
         &mut self,
-        key: &[u8],
-        expiry: u64,
-        bytes: &[u8],
         kind: Kind,
+        key: &[u8],
+        bytes: &[u8],
+        expiry: u64,
     ) -> Result<(), Error> {
         let len = bytes.len();
         // Its callers check the length first: nothing changes here.
