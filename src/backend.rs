@@ -44,6 +44,13 @@ pub trait Backend {
     /// The backend's own failure (for example a flash error). `Infallible` for RAM.
     type Error: Debug;
 
+    /// True for a backend whose [`Backend::flush_at`] records its time (a persistent one):
+    /// a [`Cache`](crate::Cache) over it reads the cache time through one out-of-line step,
+    /// shared by every operation and [`Cache::close`](crate::Cache::close). False by
+    /// default: a backend that ignores the time at a flush keeps the time's arithmetic
+    /// inline in the cache's one operation step.
+    const KEEPS_TIME: bool = false;
+
     /// Reads a live entry, making it most recent; `read` sees its bytes and kind.
     /// An expired entry is dropped and reads as a miss.
     fn get<R>(
@@ -135,6 +142,8 @@ pub trait Backend {
 /// ```
 impl<B: Backend + ?Sized> Backend for &mut B {
     type Error = B::Error;
+
+    const KEEPS_TIME: bool = B::KEEPS_TIME;
 
     #[inline]
     fn get<R>(

@@ -184,7 +184,26 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             Some(made) => made?,
             None => key::make(config, version, key.key, &mut self.scratch.0)?,
         };
-        Ok((n, self.now()))
+        Ok((n, self.time()))
+    }
+
+    /// [`Cache::now`] for an operation or a close: out of line over a backend that
+    /// [keeps time](Backend::KEEPS_TIME) (the clock's call and the offset's arithmetic
+    /// once, for [`Cache::prepare`] and [`Cache::close`]), inline over any other (its
+    /// close does not read the time, and the memory cache's operations save the call).
+    #[inline(always)]
+    fn time(&self) -> u64 {
+        if B::KEEPS_TIME {
+            self.now_out_of_line()
+        } else {
+            self.now()
+        }
+    }
+
+    /// [`Cache::now`], out of line.
+    #[inline(never)]
+    fn now_out_of_line(&self) -> u64 {
+        self.now()
     }
 
     /// Resolves a timeout to an absolute expiry tick, or [`EXPIRED`] when it is already
@@ -824,7 +843,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// backend) and records the current cache time with a persistent backend, so after a
     /// reboot time resumes from the close; the cache stays usable.
     pub fn close(&mut self) -> Res<(), B> {
-        let now = self.now();
+        let now = self.time();
         self.backend.flush_at(now)
     }
 }

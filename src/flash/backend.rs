@@ -531,6 +531,8 @@ impl<
 {
     type Error = FeOf<F>;
 
+    const KEEPS_TIME: bool = true;
+
     front_ops!();
 
     fn put(
