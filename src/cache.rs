@@ -219,7 +219,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // is one 32-bit product, and added to a time below 2^62 ticks it can neither
         // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
         // and saturation cost about 40 instructions a store).
-        if let Timeout::Secs(s) = timeout {
+        // Over a backend that keeps time the store's flash work dwarfs the general path's
+        // instructions: no fast path (smaller firmware).
+        if let (false, Timeout::Secs(s)) = (B::KEEPS_TIME, timeout) {
             if (s as u64).wrapping_sub(1) < 0xffff
                 && rate.wrapping_sub(1) < 0xffff
                 && now >> 62 == 0
