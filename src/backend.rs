@@ -44,6 +44,16 @@ pub trait Backend {
     /// The backend's own failure (for example a flash error). `Infallible` for RAM.
     type Error: Debug;
 
+    /// True for a backend whose [`Backend::flush_at`] records its time (a persistent one,
+    /// whose storage work dwarfs a call's instructions): a [`Cache`](crate::Cache) over it
+    /// is compiled for size, not speed. It reads the cache time through one out-of-line
+    /// step, shared by every operation and [`Cache::close`](crate::Cache::close), makes
+    /// every key through the general key maker (no inline fast path for the configured
+    /// prefix and version) and resolves every timeout through the general arithmetic (no
+    /// 32-bit fast path for seconds). False by default: a RAM backend keeps those fast
+    /// paths inline.
+    const KEEPS_TIME: bool = false;
+
     /// Reads a live entry, making it most recent; `read` sees its bytes and kind.
     /// An expired entry is dropped and reads as a miss.
     fn get<R>(
@@ -135,6 +145,8 @@ pub trait Backend {
 /// ```
 impl<B: Backend + ?Sized> Backend for &mut B {
     type Error = B::Error;
+
+    const KEEPS_TIME: bool = B::KEEPS_TIME;
 
     #[inline]
     fn get<R>(

@@ -175,7 +175,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
         let strict = matches!(config.policy, KeyPolicy::Strict);
-        let fast = if config.key_fn.is_none() && version == config.version {
+        // Over a backend that keeps time, every key takes the general path too: a
+        // persistent operation's storage work dwarfs its instructions (smaller firmware).
+        let fast = if !B::KEEPS_TIME && config.key_fn.is_none() && version == config.version {
             key::make_with_head(&config.head, key.key, &mut self.scratch.0, strict)
         } else {
             None
@@ -184,7 +186,26 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             Some(made) => made?,
             None => key::make(config, version, key.key, &mut self.scratch.0)?,
         };
-        Ok((n, self.now()))
+        Ok((n, self.time()))
+    }
+
+    /// [`Cache::now`] for an operation or a close: out of line over a backend that
+    /// [keeps time](Backend::KEEPS_TIME) (the clock's call and the offset's arithmetic
+    /// once, for [`Cache::prepare`] and [`Cache::close`]), inline over any other (its
+    /// close does not read the time, and the memory cache's operations save the call).
+    #[inline(always)]
+    fn time(&self) -> u64 {
+        if B::KEEPS_TIME {
+            self.now_out_of_line()
+        } else {
+            self.now()
+        }
+    }
+
+    /// [`Cache::now`], out of line.
+    #[inline(never)]
+    fn now_out_of_line(&self) -> u64 {
+        self.now()
     }
 
     /// Resolves a timeout to an absolute expiry tick, or [`EXPIRED`] when it is already
@@ -200,7 +221,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // is one 32-bit product, and added to a time below 2^62 ticks it can neither
         // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
         // and saturation cost about 40 instructions a store).
-        if let Timeout::Secs(s) = timeout {
+        // Over a backend that keeps time the store's flash work dwarfs the general path's
+        // instructions: no fast path (smaller firmware).
+        if let (false, Timeout::Secs(s)) = (B::KEEPS_TIME, timeout) {
             if (s as u64).wrapping_sub(1) < 0xffff
                 && rate.wrapping_sub(1) < 0xffff
                 && now >> 62 == 0
@@ -208,11 +231,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                 return now + u64::from(s as u32 * rate);
             }
         }
-        match timeout.ticks_unbounded(rate) {
-            None => NEVER,
-            Some(0) => EXPIRED,
-            Some(t) => now.saturating_add(t).min(NEVER - 1),
-        }
+        timeout.expiry_at(now, rate)
     }
 
     /// Stores through the backend; a timeout that is already over removes the key instead.
@@ -779,12 +798,24 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn incr_version_key(&mut self, key: Key<'_>, delta: i32) -> Res<i32, B> {
         let version = key.version.unwrap_or(self.config.version);
         let to_version = version.checked_add(delta).ok_or(Error::Overflow)?;
+        if self.move_version(key, version, to_version)? {
+            Ok(to_version)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Moves `key`'s value from `version` to `to_version` with the default timeout: true
+    /// when it was there to move. Its answer (a flag or an error) fits a register, where
+    /// the new version's result goes through memory on 32-bit cores: every error of the
+    /// move is passed on as it is, and the version is added once, by the caller.
+    fn move_version(&mut self, key: Key<'_>, version: i32, to_version: i32) -> Res<bool, B> {
         let (nf, now) = self.prepare(key.version(version))?;
         let from_buf = self.scratch;
         let from = made(&from_buf.0, nf);
         let (nt, _) = self.prepare(key.version(to_version))?;
         let to = made(&self.scratch.0, nt);
-        let moved = match self.expiry(Timeout::Default, now) {
+        match self.expiry(Timeout::Default, now) {
             // A default timeout of 0: both versions go. Read first, then delete: run again
             // after storage work (`AsyncSharedCache::with`), the answer is still the read's
             // (a first delete of `from` would answer "not found" the second time).
@@ -794,14 +825,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
                     self.backend.delete(to, now)?;
                     self.backend.delete(from, now)?;
                 }
-                live
+                Ok(live)
             }
-            expiry => self.backend.rekey(from, to, expiry, now)?,
-        };
-        if moved {
-            Ok(to_version)
-        } else {
-            Err(Error::NotFound)
+            expiry => self.backend.rekey(from, to, expiry, now),
         }
     }
 
@@ -821,7 +847,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     /// backend) and records the current cache time with a persistent backend, so after a
     /// reboot time resumes from the close; the cache stays usable.
     pub fn close(&mut self) -> Res<(), B> {
-        let now = self.now();
+        let now = self.time();
         self.backend.flush_at(now)
     }
 }

@@ -257,6 +257,14 @@ pub struct Table<const N: usize, const K: usize, const V: usize, S = DefaultHash
     hasher: S,
 }
 
+/// What a [`Table`] keeps across a clear ([`Table::kept`]): its culling limits, as it stores
+/// them, and its hasher.
+pub(crate) struct Kept<S> {
+    max_gap: u16,
+    freq_x: u16,
+    hasher: S,
+}
+
 impl<const N: usize, const K: usize, const V: usize, S> core::fmt::Debug for Table<N, K, V, S> {
     /// The entries held and the capacities, not the contents.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -357,6 +365,33 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         t.max_gap = (N - max_entries) as u16;
         t.freq_x = cull_frequency ^ 3;
         Ok(t)
+    }
+
+    /// What the table keeps across a clear: its culling limits and its hasher. A backend
+    /// that clears the table it is given builds the cleared table from them where it lives
+    /// ([`Table::emptied`]) rather than moving the whole table there and clearing it.
+    #[inline(always)]
+    pub(crate) fn kept(self) -> Kept<S> {
+        Kept {
+            max_gap: self.max_gap,
+            freq_x: self.freq_x,
+            hasher: self.hasher,
+        }
+    }
+
+    /// The table that gave `kept` ([`Table::kept`]), cleared: empty as [`Table::reset`]
+    /// leaves it, with its culling limits and hasher.
+    #[inline(always)]
+    pub(crate) fn emptied(kept: Kept<S>) -> Self {
+        let mut t = Self::with_hasher(kept.hasher);
+        t.max_gap = kept.max_gap;
+        t.freq_x = kept.freq_x;
+        // `reset` on the new table: its buckets are zero already.
+        t.ready = true;
+        t.head = NIL;
+        t.tail = NIL;
+        t.free = NIL;
+        t
     }
 
     /// The compile-time capacity `N`.
@@ -924,7 +959,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
         }
         // Below the limit now: the insert needs no cull.
-        self.put_bytes(key, expiry, bytes, kind).ok()?;
+        self.put_bytes(kind, key, bytes, expiry).ok()?;
         self.newest()
     }
 
@@ -944,14 +979,16 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
     /// and its length is checked first, so nothing fails once an insert starts, and it is
     /// copied once (`insert` stages a value in a buffer on the stack so that a failing
-    /// encoder costs no culled entry).
+    /// encoder costs no culled entry). The kind comes first and the expiry last: on 32-bit
+    /// cores the kind and the key then travel in registers, where a `u64` after the key
+    /// left a register unused and every argument after it on the stack.
     #[inline(never)]
     pub(crate) fn put_bytes(
         &mut self,
-        key: &[u8],
-        expiry: u64,
-        bytes: &[u8],
         kind: Kind,
+        key: &[u8],
+        bytes: &[u8],
+        expiry: u64,
     ) -> Result<(), Error> {
         let len = bytes.len();
         // Its callers check the length first: nothing changes here.

@@ -9,6 +9,8 @@
 
 use core::time::Duration;
 
+use crate::backend::{EXPIRED, NEVER};
+
 /// How long an entry lives.
 ///
 /// Integers convert to seconds, so `cache.set("k", &1, 75)` stores for 75 s; a
@@ -42,43 +44,49 @@ impl Timeout {
     /// collides with "never"). `Default` is resolved by the caller; here it counts as
     /// Django's 300 s.
     pub const fn to_ticks(self, rate: u32) -> Option<u64> {
-        match self.ticks_unbounded(rate) {
-            Some(t) if t >= u64::MAX - 1 => Some(u64::MAX - 1),
-            other => other,
+        // The expiry tick of an entry stored at time 0 is its count of ticks.
+        match self.expiry_at(0, rate) {
+            NEVER => None,
+            t => Some(t),
         }
     }
 
-    /// [`Timeout::to_ticks`] without its bound at `u64::MAX - 1`: what `Cache::expiry`
-    /// uses, since it bounds the expiry tick (the time plus these ticks) below
-    /// [`NEVER`](crate::backend::NEVER) anyway, and a second bound cost 20 bytes of
-    /// firmware.
-    pub(crate) const fn ticks_unbounded(self, rate: u32) -> Option<u64> {
-        // 64-bit saturating arithmetic only: no 128-bit multiply or divide in firmware.
-        let rate = rate as u64;
-        let ticks = match self {
-            Timeout::Never => return None,
-            // 300 times a 32-bit rate: no overflow.
-            Timeout::Default => 300 * rate,
-            // Below 2^32 seconds `mul_sat` is one 32 x 32-bit product (its high half is
-            // 0); a separate arm for it cost 8 bytes of firmware, and `Cache::expiry`
-            // takes the common timeouts in a 32-bit path of its own before this.
-            Timeout::Secs(s) if s > 0 => mul_sat(s as u64, rate),
-            Timeout::Millis(ms) if ms > 0 => {
-                // floor(ms * rate / 1000) exactly, without a 128-bit product:
-                // ms = 1000 q + r, so it is q * rate + floor(r * rate / 1000).
-                let (q, r) = crate::value::divrem_small(ms as u64, 1000);
-                let (part, _) = crate::value::divrem_small(r as u64 * rate, 1000);
-                mul_sat(q, rate).saturating_add(part)
-            }
-            Timeout::Ticks(t) if t > 0 => t as u64,
-            _ => return Some(0),
+    /// The expiry tick of an entry stored at `now` with this timeout at `rate` ticks per
+    /// second: [`NEVER`] for [`Timeout::Never`], [`EXPIRED`] (0) for a timeout that is
+    /// already over, else `now` plus [`Timeout::to_ticks`]' ticks, at most `NEVER - 1`.
+    /// `Default` is resolved by the caller; here it counts as Django's 300 s.
+    ///
+    /// Every kind of timeout is a count of units and a rate of ticks per unit (a tick's
+    /// rate is 1; milliseconds divide by 1,000 as well), so one product serves them all.
+    pub(crate) const fn expiry_at(self, now: u64, rate: u32) -> u64 {
+        let (n, per, millis) = match self {
+            Timeout::Never => return NEVER,
+            Timeout::Default => (300, rate, false),
+            Timeout::Secs(s) => (s, rate, false),
+            Timeout::Millis(ms) => (ms, rate, true),
+            Timeout::Ticks(t) => (t, 1, false),
         };
-        // Positive from here on: never shorter than one tick.
-        if ticks == 0 {
-            Some(1)
-        } else {
-            Some(ticks)
+        if n <= 0 {
+            return EXPIRED;
         }
+        // floor(ms * rate / 1000) exactly, without a 128-bit product: ms = 1000 q + r, so
+        // it is q * rate + floor(r * rate / 1000); seconds and ticks have no rest. With
+        // rate = 1000 a + b, floor(r * rate / 1000) = r * a + floor(r * b / 1000), below
+        // 2^32 for r below 1,000: 32-bit products and divisions by a constant.
+        let (q, r) = if millis {
+            crate::value::divrem_small(n as u64, 1000)
+        } else {
+            (n as u64, 0)
+        };
+        let part = r * (per / 1000) + r * (per % 1000) / 1000;
+        let ticks = mul_sat(q, per as u64).saturating_add(part as u64);
+        // Positive: never shorter than one tick (an OR of the zero test: no select of
+        // 64-bit values).
+        let ticks = ticks | (ticks == 0) as u64;
+        // `now` is below `NEVER` (cache time is): `now + 1` plus the ticks saturates
+        // exactly when `now` plus them would reach `NEVER`, and less one it is then
+        // `NEVER - 1`, with no 64-bit compare for the bound.
+        now.wrapping_add(1).saturating_add(ticks) - 1
     }
 
     /// True when the timeout is zero or negative: storing with it expires the entry at once.
@@ -132,6 +140,64 @@ impl From<Option<u32>> for Timeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `expiry_at` against the rules in 128-bit arithmetic: every kind of timeout, counts
+    /// from `i64::MIN` to `i64::MAX`, rates from 0 to `u32::MAX` (the rest of milliseconds
+    /// times the rate at its largest), times up to `NEVER - 1`.
+    #[test]
+    fn expiry_ticks_follow_the_rules_exactly() {
+        let counts = [
+            i64::MIN,
+            -1,
+            0,
+            1,
+            2,
+            999,
+            1000,
+            1001,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            i64::MAX / 1000,
+            i64::MAX,
+        ];
+        let rates = [0, 1, 3, 1000, 0xffff, 0x1_0000, 32_768, u32::MAX];
+        let times = [0, 1, 1 << 40, (1 << 62) - 1, 1 << 62, NEVER - 2, NEVER - 1];
+        for &n in &counts {
+            for &rate in &rates {
+                for &now in &times {
+                    for t in [
+                        Timeout::Secs(n),
+                        Timeout::Millis(n),
+                        Timeout::Ticks(n),
+                        Timeout::Default,
+                        Timeout::Never,
+                    ] {
+                        let r = u128::from(rate);
+                        // The ticks of a positive timeout, `None` for one already over.
+                        let ticks = match t {
+                            Timeout::Never => Some(u128::MAX),
+                            Timeout::Default => Some(300 * r),
+                            Timeout::Secs(s) if s > 0 => Some(s as u128 * r),
+                            Timeout::Millis(ms) if ms > 0 => Some(ms as u128 * r / 1000),
+                            Timeout::Ticks(t) if t > 0 => Some(t as u128),
+                            _ => None,
+                        };
+                        let want = match ticks {
+                            None => EXPIRED,
+                            Some(u128::MAX) => NEVER,
+                            // At least one tick, and at most `NEVER - 1`.
+                            Some(k) => {
+                                (u128::from(now) + k.max(1)).min(u128::from(NEVER - 1)) as u64
+                            }
+                        };
+                        assert_eq!(t.expiry_at(now, rate), want, "{t:?} at {rate}/s, {now}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn conversions_saturate() {

@@ -291,8 +291,19 @@ impl<
     /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,
     /// before a read: true when it is held and live; else true when it was live, a
     /// delete).
-    fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
+    fn drop_key(&mut self, expired: bool, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
         self.run(|c| c.drop_key(key, now, expired))
+    }
+
+    /// [`Core::change`]: [`Backend::touch`] gives `key` expiry `set` through it.
+    fn change(
+        &mut self,
+        expired: bool,
+        key: &[u8],
+        now: u64,
+        set: u64,
+    ) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.change(key, now, expired, set))
     }
 }
 

@@ -77,12 +77,12 @@ impl<
         self.change(key, now, expired, EXPIRED)
     }
 
-    /// The one body of [`Core::drop_key`] and [`Core::touch`]: with `set` [`EXPIRED`],
+    /// The one body of [`Core::drop_key`] and [`Backend::touch`]: with `set` [`EXPIRED`],
     /// drops `key` as `drop_key` does; else gives it expiry `set` when it is live (true)
-    /// and leaves it alone otherwise (false). Out of line: every read, delete and touch
-    /// share one copy.
-    #[inline(never)]
-    fn change(&mut self, key: &[u8], now: u64, expired: bool, set: u64) -> Res<bool, F> {
+    /// and leaves it alone otherwise (false). Inlined into the blocking front end's one
+    /// copy of it run to its end (`Persistent::change`), which every read, delete and
+    /// touch share.
+    pub(super) fn change(&mut self, key: &[u8], now: u64, expired: bool, set: u64) -> Res<bool, F> {
         self.see(now);
         let touch = set != EXPIRED;
         let (i, vlen, live) = match self.table.borrow().peek_any(key) {
@@ -250,12 +250,6 @@ impl<
         }
     }
 
-    /// [`Backend::touch`]: gives `key` expiry tick `expiry` when it is live at `now`, or
-    /// with [`EXPIRED`] deletes it; true when it was live.
-    pub(crate) fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Res<bool, F> {
-        self.change(key, now, false, expiry)
-    }
-
     /// Deletes `key` at `now`: true when it was live.
     pub(crate) fn delete(&mut self, key: &[u8], now: u64) -> Res<bool, F> {
         self.drop_key(key, now, false)
@@ -377,7 +371,7 @@ impl<
     fn put_table(&mut self, s: &Staged<'_>) -> Res<(), F> {
         self.table
             .borrow_mut()
-            .put_bytes(s.key, s.expiry, s.val, s.kind)
+            .put_bytes(s.kind, s.key, s.val, s.expiry)
             .map_err(widen)
     }
 }
@@ -485,11 +479,27 @@ impl<
 
     /// Drops `key` when it is held at `now` (with `expired`, only when it has expired,
     /// before a read: true when it is held and live; else true when it was live, a
-    /// delete), and writes that when the policy says so. Out of line and not generic:
-    /// every read (typed, raw, `has_key`) and every delete share one copy.
+    /// delete), and writes that when the policy says so. Out of line: a call passes no
+    /// expiry, [`Persistent::change`] is called with [`EXPIRED`] once.
     #[inline(never)]
-    fn drop_key(&mut self, key: &[u8], now: u64, expired: bool) -> Result<bool, Error<FeOf<F>>> {
-        self.run(|c| c.drop_key(key, now, expired))
+    fn drop_key(&mut self, expired: bool, key: &[u8], now: u64) -> Result<bool, Error<FeOf<F>>> {
+        self.change(expired, key, now, EXPIRED)
+    }
+
+    /// [`Core::change`] run to its end: [`Persistent::drop_key`] with `set` [`EXPIRED`],
+    /// else [`Backend::touch`]. Out of line and not generic: every read (typed, raw,
+    /// `has_key`), delete and touch share one copy. The flag comes first, as in
+    /// `drop_key`: before the key it is passed in a register, where after the time (a
+    /// `u64` that 32-bit cores pass on the stack) it was stored by every caller.
+    #[inline(never)]
+    fn change(
+        &mut self,
+        expired: bool,
+        key: &[u8],
+        now: u64,
+        set: u64,
+    ) -> Result<bool, Error<FeOf<F>>> {
+        self.run(|c| c.change(key, now, expired, set))
     }
 
     /// Runs a RAM operation of the core: performs the work it asks for first and runs it
@@ -520,6 +530,8 @@ impl<
     > Backend for Persistent<F, N, K, V, D, S, T>
 {
     type Error = FeOf<F>;
+
+    const KEEPS_TIME: bool = true;
 
     front_ops!();
 

@@ -494,11 +494,11 @@ pub(crate) enum Unread {
 }
 
 /// A record to write, whatever its kind: the one description every writer passes (its
-/// header depends on the page it lands in, [`RecHead::new`]).
+/// header depends on the page it lands in, [`RecHead::encode`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rec<'a> {
     /// The tag's type ([`T_PUT`], [`T_TOMB`], [`T_CLEAR`] or [`T_TIME`]), `S`, `E` and kind
-    /// (puts only) bits; [`RecHead::new`] adds `D` and `X`.
+    /// (puts only) bits; [`RecHead::encode`] adds `D` and `X`.
     pub tag: u8,
     /// The whole key (empty for clear and time records).
     pub key: &'a [u8],
@@ -582,61 +582,80 @@ impl RecHead {
     }
 
     /// The header of `rec` in a page of base time `base` (a time older than `base` is
-    /// stored as `base`). The key and value lengths must be in range (`key` 1..=255 bytes
-    /// for puts and tombstones, empty else; the value at most [`VLEN_MAX`] bytes).
+    /// stored as `base`), decoded: what [`RecHead::parse_into`] reads back from the bytes
+    /// [`RecHead::encode`] writes (the tests' reference). The key and value lengths must be
+    /// in range (`key` 1..=255 bytes for puts and tombstones, empty else; the value at most
+    /// [`VLEN_MAX`] bytes).
+    #[cfg(test)]
     pub(crate) fn new(rec: &Rec<'_>, base: u64) -> RecHead {
-        Self::new_into(rec, base, None)
+        let (tag, time, expiry) = Self::fields(rec, base);
+        let e = Self::encode(rec, None, base);
+        RecHead {
+            tag,
+            klen: rec.key.len() as u8,
+            pfx: e.plen() != 0,
+            vlen: rec.val.len() as u32,
+            time,
+            expiry,
+            hlen: e.hlen() as u8,
+        }
     }
 
-    /// [`RecHead::new`], its bytes written at the start of `h` on the way when there is
-    /// one (none: the header only measured). One function measures and encodes a header:
-    /// the writer stages it in the request buffer with the length it measures.
-    #[inline(never)]
-    pub(crate) fn new_into(
-        rec: &Rec<'_>,
-        base: u64,
-        mut h: Option<&mut [u8; MAX_WORD]>,
-    ) -> RecHead {
-        let (mut tag, key, vlen) = (rec.tag, rec.key, rec.val.len());
-        let ty = tag >> 6;
+    /// The tag (with `D` and `X`), time and expiry of `rec`'s header in a page of base time
+    /// `base`.
+    #[inline(always)]
+    fn fields(rec: &Rec<'_>, base: u64) -> (u8, u64, u64) {
+        let mut tag = rec.tag;
         let mut time = base;
         if rec.time > base {
             time = rec.time;
             tag |= TAG_DELTA;
         }
         let mut expiry = NEVER;
-        if ty == T_PUT && rec.expiry != NEVER {
+        if tag >> 6 == T_PUT && rec.expiry != NEVER {
             tag |= TAG_EXPIRY;
             expiry = rec.expiry.max(time);
         }
-        let mut r = RecHead {
-            tag,
-            klen: key.len() as u8,
-            pfx: prefixed(key),
-            vlen: vlen as u32,
-            time,
-            expiry,
-            hlen: 0,
-        };
+        (tag, time, expiry)
+    }
+
+    /// Encodes the header of `rec` in a page of base time `base` (a time older than `base`
+    /// is stored as `base`; the key and value lengths must be in range: `key` 1..=255
+    /// bytes for puts and tombstones, empty else, the value at most [`VLEN_MAX`] bytes)
+    /// at the start of `h` when there is one (none: the header only measured), and answers
+    /// what the writer needs of it in two registers ([`Encoded`]): no header is built in
+    /// the caller's frame. The base last: every argument is in a register. One function
+    /// measures and encodes a header: the writer stages it in the request buffer with the
+    /// length it measures.
+    #[inline(never)]
+    pub(crate) fn encode(rec: &Rec<'_>, mut h: Option<&mut [u8; MAX_WORD]>, base: u64) -> Encoded {
+        let (tag, time, expiry) = Self::fields(rec, base);
+        let ty = tag >> 6;
+        // Lengths as a header holds them (a key of at most 255 bytes, [`RecHead::klen`]).
+        let klen = usize::from(rec.key.len() as u8);
+        let vlen = rec.val.len() as u32;
+        let pfx = prefixed(rec.key);
+        let rest = klen - PREFIX.len() * usize::from(pfx);
         if let Some(h) = h.as_deref_mut() {
-            h[0] = r.tag;
+            h[0] = tag;
         }
         let mut n = 1;
         if ty <= T_TOMB {
-            let rest = usize::from(r.klen) - r.plen();
-            n = put_varint_at(h.as_deref_mut(), n, (rest << 1 | usize::from(r.pfx)) as u64);
+            n = put_varint_at(h.as_deref_mut(), n, (rest << 1 | usize::from(pfx)) as u64);
             if ty == T_PUT {
-                n = put_varint_at(h.as_deref_mut(), n, u64::from(r.vlen));
+                n = put_varint_at(h.as_deref_mut(), n, u64::from(vlen));
             }
         }
-        if r.tag & TAG_DELTA != 0 {
-            n = put_varint_at(h.as_deref_mut(), n, r.time - base);
+        if tag & TAG_DELTA != 0 {
+            n = put_varint_at(h.as_deref_mut(), n, time - base);
         }
-        if r.tag & TAG_EXPIRY != 0 {
-            n = put_varint_at(h, n, r.expiry - r.time);
+        if tag & TAG_EXPIRY != 0 {
+            n = put_varint_at(h, n, expiry - time);
         }
-        r.hlen = n as u8;
-        r
+        Encoded {
+            end: (n + rest) as u32 + vlen,
+            hp: n as u32 | u32::from(pfx) << 8,
+        }
     }
 
     /// Bytes of the key the prefix stands for (not on flash).
@@ -681,19 +700,22 @@ impl RecHead {
     /// [`RecHead::parse_into`] a header of its own.
     #[cfg(test)]
     pub(crate) fn parse(h: &[u8], base: u64) -> Result<RecHead, Unread> {
-        let mut r = RecHead::BLANK;
-        Self::parse_into(h, base, &mut r).map(|()| r)
+        let mut r = RecHead::in_page(base);
+        Self::parse_into(h, &mut r).map(|()| r)
     }
 
     /// Decodes a header from the start of `h` (which may run past it) in a page of base
-    /// time `base` into `r` (left partly written when the header does not decode), checking
+    /// time `r.time` on entry ([`RecHead::in_page`]: the base passed in the header filled,
+    /// no argument of its own) into `r` (left partly written when the header does not
+    /// decode), checking
     /// its shape (not the CRC, which needs key and value). Tells a header that `h` cuts
     /// short ([`Unread::Short`]: it may continue past `h`) from one that no bytes after `h`
     /// could make valid. The header is decoded where the caller keeps it, not copied out of
     /// a frame of its own (this lies on the deepest path of a call, compaction reading a
     /// changed key's record).
     #[inline(never)]
-    pub(crate) fn parse_into(h: &[u8], base: u64, r: &mut RecHead) -> Result<(), Unread> {
+    pub(crate) fn parse_into(h: &[u8], r: &mut RecHead) -> Result<(), Unread> {
+        let base = r.time;
         let tag = h.first().copied().ok_or(Unread::Short)?;
         let ty = tag >> 6;
         let x = tag & TAG_EXPIRY != 0;
@@ -769,6 +791,33 @@ impl RecHead {
     }
 }
 
+/// What the record writer needs of an encoded header ([`RecHead::encode`]): two words,
+/// answered in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Encoded {
+    /// Bytes before the CRC (header, the key's rest and value: [`RecHead::body_end`]).
+    pub end: u32,
+    /// The header's length, and in bit 8 whether the key's prefix is left out.
+    hp: u32,
+}
+
+impl Encoded {
+    /// Bytes of the header.
+    pub(crate) fn hlen(self) -> usize {
+        (self.hp & 0xff) as usize
+    }
+
+    /// Bytes of the key the prefix stands for (not on flash, [`RecHead::plen`]).
+    pub(crate) fn plen(self) -> usize {
+        PREFIX.len() * (self.hp >> 8) as usize
+    }
+
+    /// Bytes the record takes on flash with write size `ws` ([`RecHead::size`]).
+    pub(crate) fn size(self, ws: usize) -> usize {
+        align_up(self.end as usize + REC_CRC, ws)
+    }
+}
+
 /// Upper bound on the bytes a record takes on flash whose key takes `kcost` bytes
 /// ([`key_cost`]; 0 for clear and time records) with `vlen` value bytes, a time delta of
 /// `dlen` varint bytes (0: none) and an expiry varint of `xlen` bytes (0: never).
@@ -831,8 +880,13 @@ mod tests {
             expiry,
         };
         let mut h = [0xffu8; MAX_WORD];
-        let r = RecHead::new_into(&rec, base, Some(&mut h));
-        assert_eq!(r, RecHead::new(&rec, base));
+        let e = RecHead::encode(&rec, Some(&mut h), base);
+        assert_eq!(e, RecHead::encode(&rec, None, base));
+        let r = RecHead::new(&rec, base);
+        assert_eq!(
+            (e.end, e.hlen(), e.plen()),
+            (r.body_end(), usize::from(r.hlen), r.plen())
+        );
         (r, *h.first_chunk().unwrap())
     }
 

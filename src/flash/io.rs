@@ -31,7 +31,7 @@ use core::marker::PhantomData;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll};
 
-use super::format::{Rec, RecHead};
+use super::format::{Encoded, Rec, RecHead};
 use super::log::SCRATCH;
 use super::FlashError;
 
@@ -187,12 +187,12 @@ impl<E> Io<E> {
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write; returns the header.
-    pub fn stage_head(&self, rec: &Rec<'_>, base: u64) -> RecHead {
+    /// the next write; returns what the writer needs of it.
+    pub fn stage_head(&self, rec: &Rec<'_>, base: u64) -> Encoded {
         let mut b = self.buf.get();
-        let r = RecHead::new_into(rec, base, Some(&mut b));
+        let e = RecHead::encode(rec, Some(&mut b), base);
         self.buf.set(b);
-        r
+        e
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).
@@ -310,9 +310,9 @@ impl<'a, N: Nor> SyncIo<'a, N> {
     }
 
     /// Encodes the header of `rec` (page base time `base`) at the start of the buffer of
-    /// the next write; returns the header.
-    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64) -> RecHead {
-        RecHead::new_into(rec, base, Some(self.buf))
+    /// the next write; returns what the writer needs of it.
+    pub fn stage_head(&mut self, rec: &Rec<'_>, base: u64) -> Encoded {
+        RecHead::encode(rec, Some(self.buf), base)
     }
 
     /// Runs `f` over the buffer of the next write (to encode bytes in place).

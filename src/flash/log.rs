@@ -181,6 +181,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// The flash address of `pos`.
+    #[cfg(test)]
     pub fn addr(&self, pos: Pos) -> u32 {
         self.page_addr(self.phys(pos.li)) + pos.off
     }
@@ -207,11 +208,9 @@ impl<F: Geometry> Log<F> {
         self.free() > 0 || self.head_off as usize + size <= Self::PAGE as usize
     }
 
-    /// Bytes a fresh page can surely hold for records. From the page size field, not
-    /// [`Log::PAGE`]: compaction's planning, which inlines this, keeps an 8-byte smaller
-    /// frame on Cortex-M0 that way (its deepest call).
+    /// Bytes a fresh page can surely hold for records: a constant.
     pub fn cap(&self) -> u32 {
-        self.page_size - Self::hdr_max()
+        Self::PAGE - Self::hdr_max()
     }
 
     /// Pages neither in the log nor reserved.
@@ -295,9 +294,10 @@ impl<F: Geometry> Log<F> {
         } else {
             self.window(io, addr + a_len as u32, PART_B_MAX).await?
         };
-        let Some((seq, time, len)) = io
-            .with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
-            .filter(|_| a_ok)
+        if !a_ok {
+            return Ok(false);
+        }
+        let Some((seq, time, len)) = io.with_buf(|b| parse_part_b(&b[b_at..b_at + PART_B_MAX]))
         else {
             return Ok(false);
         };
@@ -326,22 +326,7 @@ impl<F: Geometry> Log<F> {
         Ok(true)
     }
 
-    /// Reads page `p`'s header into what is known of page starts unless it is known
-    /// already ([`Log::page_start`] without its answer, which fits a register;
-    /// [`Log::known_base`] gives it).
-    #[blocking(inline(always))]
-    pub async fn load_start(&mut self, io: &IoOf<F>, p: u32) -> Res<(), F> {
-        self.page_start(io, p).await?;
-        Ok(())
-    }
-
-    /// Page `p`'s base time when its start is known ([`Log::load_start`]); no read.
-    pub fn known_base(&self, p: u32) -> Option<u64> {
-        self.known(p).map(|&(_, _, base)| base)
-    }
-
-    /// What is known of page `p`'s start: one lookup for [`Log::page_start`] and
-    /// [`Log::known_base`].
+    /// What is known of page `p`'s start ([`Log::page_start`]'s lookup).
     fn known(&self, p: u32) -> Option<&(u32, u32, u64)> {
         self.starts.iter().flatten().find(|(q, _, _)| *q == p)
     }
@@ -423,10 +408,10 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Writes part A with `count` on page `p` (blank).
-    pub async fn write_part_a(&mut self, io: &IoOf<F>, p: u32, count: u32) -> Res<(), F> {
+    /// Writes part A with `count` on the (blank) page at flash address `addr`.
+    pub async fn write_part_a(&mut self, io: &IoOf<F>, addr: u32, count: u32) -> Res<(), F> {
         io.stage_with(|b| part_a_into(b, count));
-        self.write_staged(io, self.page_addr(p), PART_A).await
+        self.write_staged(io, addr, PART_A).await
     }
 
     /// Erases page `p` and writes its part A with the count incremented: the count read
@@ -437,7 +422,7 @@ impl<F: Geometry> Log<F> {
         io.erase(addr, addr + Self::PAGE).await?;
         let count = old.saturating_add(1);
         self.max_erase = self.max_erase.max(count);
-        self.write_part_a(io, p, count).await
+        self.write_part_a(io, addr, count).await
     }
 
     /// Takes the page after the head into the log with base time `time`: without a read
@@ -473,12 +458,9 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Reads and checks the record at `off` of page `p` into `r`, whose `time` gives the
-    /// page's base time on entry ([`RecHead::in_page`]): false when blank or invalid (`r`
-    /// then means nothing). The record is read into the request buffer and checked there,
-    /// and its header decoded into `r`: no buffer and no header of its own on the stack,
-    /// and no argument on it (this lies on the deepest path of a call, compaction reading
-    /// a changed key's record).
+    /// Reads and checks the record at `off` of page `p` into `r` ([`Log::read_record_at`]
+    /// at its address).
+    #[blocking(inline(always))]
     pub async fn read_record_into(
         &mut self,
         io: &IoOf<F>,
@@ -486,13 +468,31 @@ impl<F: Geometry> Log<F> {
         off: u32,
         r: &mut RecHead,
     ) -> Res<bool, F> {
-        let base = r.time;
-        // `off` is at most the page's end: a record ends inside its page.
+        self.read_record_at(io, self.page_addr(p) + off, r).await
+    }
+
+    /// Reads and checks the record at flash address `addr` (in a log page) into `r`, whose
+    /// `time` gives the page's base time on entry ([`RecHead::in_page`]): false when blank
+    /// or invalid (`r` then means nothing). The record is read into the request buffer and
+    /// checked there, and its header decoded into `r`: no buffer and no header of its own
+    /// on the stack, and no argument on it (this lies on the deepest path of a call,
+    /// compaction reading a changed key's record). Pages start at multiples of the page
+    /// size (the region's start is one, [`Core::region`](super::Core)), so the address
+    /// tells the record's offset in its page: never 0 (a page's records start after its
+    /// header), so an address at a multiple of the page size is the end of the page before
+    /// it, where no record fits.
+    pub async fn read_record_at(
+        &mut self,
+        io: &IoOf<F>,
+        addr: u32,
+        r: &mut RecHead,
+    ) -> Res<bool, F> {
+        // `off` is in `1..=PAGE`: a record ends inside its page.
+        let off = addr.wrapping_sub(1) % Self::PAGE + 1;
         let room = (Self::PAGE - off) as usize;
         if room < 1 + REC_CRC {
             return Ok(false);
         }
-        let addr = self.page_addr(p) + off;
         // One read request covers a short record whole (header, key, value and CRC).
         let skip = self.window(io, addr, room.min(SCRATCH)).await?;
         let hn = (SCRATCH - skip).min(room);
@@ -501,25 +501,25 @@ impl<F: Geometry> Log<F> {
         // over the record from its start.
         let in_window = hn >= room.min(REC_HEAD_MAX);
         let head = if in_window {
-            io.with_buf(|b| RecHead::parse_into(&b[skip..skip + hn.min(REC_HEAD_MAX)], base, r))
+            io.with_buf(|b| RecHead::parse_into(&b[skip..skip + hn.min(REC_HEAD_MAX)], r))
                 .is_ok()
         } else {
-            self.read_head(io, addr, room, base, r).await?
+            self.read_head(io, addr, room, r).await?
         };
         if !head {
             return Ok(false);
         }
         let hn = if in_window { hn } else { 0 };
-        self.check_record(io, addr, r, room, skip, hn).await
+        self.check_record(io, addr, r, skip, hn).await
     }
 
-    /// True when the record at `addr` with header `r` fits the `room` bytes left in its
-    /// page and its CRC checks out; its first `hn` bytes are in the request buffer from
+    /// True when the record at `addr` with header `r` fits the bytes left in its page (told
+    /// by the address, as [`Log::read_record_at`] tells them) and its CRC checks out; its first `hn` bytes are in the request buffer from
     /// `skip` on (as read, or with a header of the caller's in place), the rest is read
     /// through it. The CRC runs over the stored CRC too: a record checks out when that
     /// ends in CRC-32C's residue ([`CRC_RESIDUE`]), so the stored bytes are never taken
     /// apart. The one CRC check of every record read, at open, in compaction and in
-    /// damage checks. Out of line: [`Log::read_record_into`] keeps a small frame above the
+    /// damage checks. Out of line: [`Log::read_record_at`] keeps a small frame above the
     /// header's decoding, and the CRC's work is a sibling of it.
     #[inline(never)]
     async fn check_record(
@@ -527,11 +527,11 @@ impl<F: Geometry> Log<F> {
         io: &IoOf<F>,
         addr: u32,
         r: &RecHead,
-        room: usize,
         skip: usize,
         hn: usize,
     ) -> Res<bool, F> {
-        if r.size(F::WRITE_SIZE) > room {
+        let room = Self::PAGE - (addr.wrapping_sub(1) % Self::PAGE + 1);
+        if r.size(F::WRITE_SIZE) > room as usize {
             return Ok(false);
         }
         let end = r.body_end() as usize + REC_CRC;
@@ -554,27 +554,28 @@ impl<F: Geometry> Log<F> {
         Ok(crc.finish() == CRC_RESIDUE)
     }
 
-    /// Decodes the header of the record at `addr` (`room` bytes before the page's end),
-    /// read on its own: for a header across the end of a read window. Out of line, so its
-    /// buffer is not on `read_record_into`'s frame.
+    /// Decodes the header of the record at `addr` (`room` bytes before the page's end) into
+    /// `r` (the page's base time in `r.time`), read on its own: for a header across the end
+    /// of a read window. Out of line, so its
+    /// buffer is not on `read_record_at`'s frame.
     #[inline(never)]
     async fn read_head(
         &mut self,
         io: &IoOf<F>,
         addr: u32,
         room: usize,
-        base: u64,
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let mut h = [0u8; REC_HEAD_MAX];
         let n = room.min(REC_HEAD_MAX);
         self.read(io, addr, &mut h[..n]).await?;
-        Ok(RecHead::parse_into(&h[..n], base, r).is_ok())
+        Ok(RecHead::parse_into(&h[..n], r).is_ok())
     }
 
     /// How page `p`'s records, ending at `off` (no valid record there), end: in blank
-    /// flash, in a record a power cut tore, or in damage. Headers are decoded into `r`
-    /// (the caller's, whatever it holds).
+    /// flash, in a record a power cut tore, or in damage. The page's base time is the one
+    /// [`Log::page_start`] left in [`Log::hdr`]. Headers are decoded into `r` (the
+    /// caller's, whatever it holds).
     ///
     /// A torn record is a prefix of a record, followed by blank flash to the end of the
     /// page (nothing is written after a torn record: the page is sealed when the log is
@@ -586,6 +587,9 @@ impl<F: Geometry> Log<F> {
     /// back, makes a whole record. Other damage to a page's last record that makes it claim
     /// more bytes than were written, or leaves its last CRC byte 0xFF, reads as torn.
     ///
+    /// The last record's header bytes are read into `h` (the walk's own buffer,
+    /// [`Committed`]'s: zeroed once with the walk, not at every page's end).
+    ///
     /// Its blocking variant is always inlined into its one caller, [`Log::next_rec`] (open's
     /// replay); the async variant is left to the compiler (`#[cold]`: a page's end is met
     /// once a page).
@@ -596,9 +600,10 @@ impl<F: Geometry> Log<F> {
         io: &IoOf<F>,
         p: u32,
         off: u32,
-        base: u64,
         r: &mut RecHead,
+        h: &mut [u8; REC_HEAD_MAX],
     ) -> Res<End, F> {
+        let base = self.hdr.base;
         let addr = self.page_addr(p);
         // One past the last byte that is not 0xFF, relative to `off`.
         let mut written = 0u32;
@@ -616,9 +621,9 @@ impl<F: Geometry> Log<F> {
             return Ok(End::Blank);
         }
         let n = (written as usize).min(REC_HEAD_MAX);
-        let mut h = [0u8; REC_HEAD_MAX];
         self.read(io, addr + off, &mut h[..n]).await?;
-        let torn = match RecHead::parse_into(&h[..n], base, r) {
+        r.time = base;
+        let torn = match RecHead::parse_into(&h[..n], r) {
             Err(Unread::Short) => true,
             Err(Unread::Invalid) => false,
             Ok(()) => {
@@ -642,13 +647,14 @@ impl<F: Geometry> Log<F> {
         for bit in 0..n * 8 {
             let flip = 1 << (bit % 8);
             h[bit / 8] ^= flip;
-            if RecHead::parse_into(&h[..n], base, r).is_ok() {
+            r.time = base;
+            if RecHead::parse_into(&h[..n], r).is_ok() {
                 // It ends within the CRC's bytes past the written ones (`written` to
                 // `written + REC_CRC`, one compare); the record must fit the page:
                 // [`Log::check_record`] checks it.
                 let end = r.body_end() + REC_CRC as u32;
                 if end.wrapping_sub(written) < REC_CRC as u32
-                    && self.crc_ok(io, p, off, &h, r).await?
+                    && self.crc_ok(io, p, off, h, r).await?
                 {
                     return Ok(End::Damaged);
                 }
@@ -679,8 +685,7 @@ impl<F: Geometry> Log<F> {
             }
         });
         let addr = self.page_addr(p) + off;
-        self.check_record(io, addr, r, (Self::PAGE - off) as usize, 0, hl)
-            .await
+        self.check_record(io, addr, r, 0, hl).await
     }
 
     /// True when a valid record starts at a multiple of `WRITE_SIZE` in `from..to` of page
@@ -700,7 +705,7 @@ impl<F: Geometry> Log<F> {
         let mut off = align_up(from as usize, ws as usize) as u32;
         while off < to.min(Self::PAGE) {
             *r = RecHead::in_page(base);
-            if self.read_record_into(io, p, off, r).await? {
+            if self.read_record_at(io, self.page_addr(p) + off, r).await? {
                 return Ok(true);
             }
             off += ws;
@@ -726,7 +731,7 @@ impl<F: Geometry> Log<F> {
     }
 
     /// Reads the key (its prefix put back) and value of the record at flash address `at`
-    /// ([`Log::append`]'s answer, [`Log::addr`] of its position), with header `r`, into
+    /// ([`Log::append`]'s answer, [`Committed::next_into`]'s), with header `r`, into
     /// `key` and `val`, each when it fits (the caller tells by the lengths in `r`). The
     /// key is read whenever it fits, even when the value does not.
     #[inline(never)]
@@ -754,14 +759,16 @@ impl<F: Geometry> Log<F> {
 
     /// The first valid record at or after `pos`, its header decoded into `r`, moving to
     /// the next log page when a page's records end (checked there while open reads the
-    /// log, [`Log::checked`]); `None` at the end of the log. The position returned has a
-    /// real offset.
+    /// log, [`Log::checked`], with `h` for a page's last header bytes); `None` at the end of
+    /// the log. The position returned has a real offset; the record's flash address comes
+    /// with it.
     pub async fn next_rec(
         &mut self,
         io: &IoOf<F>,
         mut pos: Pos,
         r: &mut RecHead,
-    ) -> Res<Option<Pos>, F> {
+        h: &mut [u8; REC_HEAD_MAX],
+    ) -> Res<Option<(Pos, u32)>, F> {
         // Bounded by the pages in the log: each turn moves to the next one.
         loop {
             if pos.li >= self.used {
@@ -772,12 +779,13 @@ impl<F: Geometry> Log<F> {
                 let (first, base) = (self.hdr.first, self.hdr.base);
                 let off = pos.off.max(first);
                 r.time = base;
-                if self.read_record_into(io, p, off, r).await? {
-                    return Ok(Some(Pos { li: pos.li, off }));
+                let at = self.page_addr(p) + off;
+                if self.read_record_at(io, at, r).await? {
+                    return Ok(Some((Pos { li: pos.li, off }, at)));
                 }
                 if pos.li >= self.checked {
                     self.checked = pos.li + 1;
-                    let end = self.page_end(io, p, off, base, r).await?;
+                    let end = self.page_end(io, p, off, r, h).await?;
                     if end == End::Damaged {
                         self.trust_from = self.trust_from.max(pos.li + 1);
                     }
@@ -817,7 +825,7 @@ impl<F: Geometry> Log<F> {
     /// Bytes `rec` takes in a page of base time `base`.
     #[inline(never)]
     pub fn rec_size(rec: &Rec<'_>, base: u64) -> u32 {
-        RecHead::new(rec, base).size(F::WRITE_SIZE) as u32
+        RecHead::encode(rec, None, base).size(F::WRITE_SIZE) as u32
     }
 
     /// Where the next record goes: the head page's first free byte. Out of line: the
@@ -852,12 +860,10 @@ impl<F: Geometry> Log<F> {
         let base = self.head_base;
         let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
-        // needs of it is kept (its slot is free again below).
-        let (hl, plen) = {
-            let r = io.stage_head(rec, base);
-            self.head_off += r.size(F::WRITE_SIZE) as u32;
-            (usize::from(r.hlen), r.plen())
-        };
+        // needs of it comes back, in registers.
+        let e = io.stage_head(rec, base);
+        self.head_off += e.size(F::WRITE_SIZE) as u32;
+        let (hl, plen) = (e.hlen(), e.plen());
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
         if let Err(e) = self.write_parts(io, addr, hl, Crc::new(), &parts).await {
             // A torn record ends the page's readable records: write nothing after it.
@@ -872,15 +878,20 @@ impl<F: Geometry> Log<F> {
     }
 }
 
-/// Walks the records of committed batches from a position, oldest first.
+/// Walks the records of committed batches from a position, oldest first. Laid out in
+/// order (`repr(C)`): its two zeroed buffers side by side, cleared in one piece.
+#[repr(C)]
 pub(crate) struct Committed {
+    /// The header of the record whose batch's end [`Committed::next_into`] is looking for:
+    /// kept here, set once, so no call clears one of its own.
+    held: RecHead,
+    /// The bytes of a page's last header, for [`Log::page_end`]: kept here, zeroed once
+    /// with the walk, not at every page's end.
+    head: [u8; REC_HEAD_MAX],
     pos: Pos,
     /// End record of the batch being walked.
     end: Option<Pos>,
     budget: u32,
-    /// The header of the record whose batch's end [`Committed::next_into`] is looking for:
-    /// kept here, set once, so no call clears one of its own.
-    held: RecHead,
 }
 
 #[dual]
@@ -893,28 +904,29 @@ impl Committed {
             // `max_records` stays below 2^29.
             budget: log.max_records().wrapping_mul(3),
             held: RecHead::BLANK,
+            head: [0; REC_HEAD_MAX],
         }
     }
 
-    /// The position of the next record of a committed batch, its header decoded into `r`;
-    /// `None` at the end of the log.
+    /// The flash address of the next record of a committed batch, its header decoded into
+    /// `r`; `None` at the end of the log.
     pub async fn next_into<F: Geometry>(
         &mut self,
         io: &IoOf<F>,
         log: &mut Log<F>,
         r: &mut RecHead,
-    ) -> Res<Option<Pos>, F> {
+    ) -> Res<Option<u32>, F> {
         let ws = F::WRITE_SIZE;
-        // A record whose batch's end is being looked for (its header in `self.held`), and
-        // where the search is.
-        let mut first: Option<Pos> = None;
+        // The address of a record whose batch's end is being looked for (its header in
+        // `self.held`), and where the search is.
+        let mut first: Option<u32> = None;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
                 return Ok(None);
             }
             self.budget -= 1;
-            let Some(at) = log.next_rec(io, q, r).await? else {
+            let Some((at, addr)) = log.next_rec(io, q, r, &mut self.head).await? else {
                 return Ok(None);
             };
             q = Pos {
@@ -927,13 +939,13 @@ impl Committed {
                     if at == end {
                         self.end = None;
                     }
-                    return Ok(Some(at));
+                    return Ok(Some(addr));
                 }
                 if r.end() {
-                    return Ok(Some(at));
+                    return Ok(Some(addr));
                 }
                 // A batch (or what is left of one): look for its end before the next start.
-                first = Some(at);
+                first = Some(addr);
                 self.held = *r;
                 continue;
             };
@@ -961,6 +973,15 @@ impl Committed {
     ) -> Res<Option<(Pos, RecHead)>, F> {
         let mut r = RecHead::BLANK;
         let at = self.next_into_blocking(io, log, &mut r)?;
-        Ok(at.map(|at| (at, r)))
+        // The position of the record's address (never at a page's start).
+        let pos = |at: u32| {
+            let (page, off) = (
+                (at - log.base) / Log::<F>::PAGE,
+                (at - log.base) % Log::<F>::PAGE,
+            );
+            let li = (page + log.pages - log.tail) % log.pages;
+            Pos { li, off }
+        };
+        Ok(at.map(|at| (pos(at), r)))
     }
 }

@@ -188,22 +188,22 @@ macro_rules! front_ops {
             now: u64,
             read: impl FnOnce(&[u8], $crate::value::Kind) -> R,
         ) -> Result<Option<R>, Error<Self::Error>> {
-            if !self.drop_key(key, now, true)? {
+            if !self.drop_key(true, key, now)? {
                 return Ok(None);
             }
             Ok(self.core.table.borrow_mut().read_any(key, read))
         }
 
         fn has_key(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            self.drop_key(key, now, true)
+            self.drop_key(true, key, now)
         }
 
         fn touch(&mut self, key: &[u8], expiry: u64, now: u64) -> Result<bool, Error<Self::Error>> {
-            self.run(|c| c.touch(key, expiry, now))
+            self.change(false, key, now, expiry)
         }
 
         fn delete(&mut self, key: &[u8], now: u64) -> Result<bool, Error<Self::Error>> {
-            self.drop_key(key, now, false)
+            self.drop_key(false, key, now)
         }
 
         fn incr(&mut self, key: &[u8], delta: i64, now: u64) -> Result<i64, Error<Self::Error>> {

@@ -16,7 +16,7 @@ use super::log::{Committed, IoOf, Log, Pos, SyncIoOf, SCRATCH};
 use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, CULL_MARK, NOWHERE};
 use crate::backend::Backend;
 use crate::error::Error;
-use crate::table::Table;
+use crate::table::{Kept, Table};
 use crate::value::Kind;
 
 use super::format::{RecHead, T_CLEAR, T_PUT, T_TOMB};
@@ -86,26 +86,28 @@ impl<
     /// # }
     /// # Ok::<(), tickcache::flash::FlashError<tickcache::flash::MockError>>(())
     /// ```
+    #[inline(always)]
     pub fn open(
         flash: F,
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
     ) -> Result<Self, FeOf<F>> {
-        Self::start(flash, range, table, policy, false)
+        Self::start_owned(flash, range, table.kept(), policy, false)
     }
 
     /// [`Persistent::open`], but when the flash holds something it cannot open
     /// ([`FlashError::Corrupted`]), the region is formatted ([`Persistent::erase_all`]) and
     /// opens empty: for firmware that prefers an empty cache to a refused one. Flash
     /// errors and a bad range are still returned.
+    #[inline(always)]
     pub fn open_or_format(
         flash: F,
         range: Range<u32>,
         table: Table<N, K, V, S>,
         policy: Policy,
     ) -> Result<Self, FeOf<F>> {
-        Self::start(flash, range, table, policy, true)
+        Self::start_owned(flash, range, table.kept(), policy, true)
     }
 
     /// [`Persistent::open`] into a table that lives elsewhere, lent as `table` (any
@@ -138,7 +140,7 @@ impl<
         table: T,
         policy: Policy,
     ) -> Result<Persistent<F, N, K, V, D, S, T>, FeOf<F>> {
-        Persistent::start(flash, range, table, policy, false)
+        Persistent::start_lent(flash, range, table, policy, false)
     }
 
     /// [`Persistent::open_or_format`] into a lent table, as [`Persistent::open_in`].
@@ -148,7 +150,21 @@ impl<
         table: T,
         policy: Policy,
     ) -> Result<Persistent<F, N, K, V, D, S, T>, FeOf<F>> {
-        Persistent::start(flash, range, table, policy, true)
+        Persistent::start_lent(flash, range, table, policy, true)
+    }
+
+    /// Opens the region into an owned table, given as what it keeps across a clear: the
+    /// cleared table is built where the backend is ([`Table::emptied`]), so the whole table
+    /// is neither moved there nor cleared.
+    #[inline(always)]
+    fn start_owned(
+        flash: F,
+        range: Range<u32>,
+        kept: Kept<S>,
+        policy: Policy,
+        format: bool,
+    ) -> Result<Self, FeOf<F>> {
+        Self::start(flash, range, move || Table::emptied(kept), policy, format)
     }
 }
 
@@ -162,16 +178,32 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > Persistent<F, N, K, V, D, S, T>
 {
-    /// Opens the region into `table`, clearing what it held first. Out of line: the
-    /// backend is built once, in the caller's place, rather than moved through the
-    /// caller's frame (-192 bytes in the firmware's whole-API probe).
-    /// Inlined where `open` is called: a policy given there as a constant decides whether
-    /// write-back's culling step is linked ([`Core::list_cull_for`]).
+    /// Opens the region into a lent `table`, clearing what it held first.
     #[inline(always)]
-    pub(super) fn start(
+    fn start_lent(
         flash: F,
         range: Range<u32>,
         table: T,
+        policy: Policy,
+        format: bool,
+    ) -> Result<Self, FeOf<F>> {
+        let mut table = table;
+        // Cleared once the range is checked.
+        let cleared = move || {
+            let _ = table.borrow_mut().clear();
+            table
+        };
+        Self::start(flash, range, cleared, policy, format)
+    }
+
+    /// Opens the region into the table `table` makes (cleared), once the range is checked.
+    /// Inlined where `open` is called: a policy given there as a constant decides whether
+    /// write-back's culling step is linked ([`Core::list_cull_for`]).
+    #[inline(always)]
+    fn start(
+        flash: F,
+        range: Range<u32>,
+        table: impl FnOnce() -> T,
         policy: Policy,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
@@ -179,21 +211,24 @@ impl<
         Self::start_with(flash, range, table, policy, list_cull, format)
     }
 
+    /// [`Persistent::start`]. Out of line: the backend is built once, in the caller's
+    /// place, rather than moved through the caller's frame (-192 bytes in the firmware's
+    /// whole-API probe).
     #[inline(never)]
     fn start_with(
         flash: F,
         range: Range<u32>,
-        mut table: T,
+        table: impl FnOnce() -> T,
         policy: Policy,
         list_cull: Option<ListCull<Blocking<F>, N, K, V, D, S, T>>,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let log = Core::<Blocking<F>, N, K, V, D, S, T>::region(range, flash.capacity())?;
-        // The table is cleared where it was passed, and the result built around it in one
-        // piece, then the core mounted inside it: one copy of the table, one way out.
-        let _ = table.borrow_mut().clear();
+        // The result is built in one piece around the cleared table (a lent one cleared
+        // where it lies, an owned one built empty in place), then the core mounted inside
+        // it: the table is not copied, and there is one way out.
         let mut r = Ok(Persistent {
-            core: Core::build(log, table, policy, list_cull),
+            core: Core::build(log, table(), policy, list_cull),
             buf: [0; SCRATCH],
             flash,
         });
@@ -395,7 +430,7 @@ impl<
             }
             if !has_a {
                 let count = log.max_erase;
-                log.write_part_a(io, p, count).await?;
+                log.write_part_a(io, addr, count).await?;
             }
             li += 1;
         }
@@ -434,13 +469,12 @@ impl<
         let key = &mut self.dirty_keys[0];
         let mut val = [0u8; V];
         let mut r = RecHead::BLANK;
-        while let Some(at) = it.next_into(io, &mut self.log, &mut r).await? {
+        while let Some(addr) = it.next_into(io, &mut self.log, &mut r).await? {
             self.time = self.time.max(r.time);
             match r.ty() {
                 // A put restores its value, a tombstone drops its key.
                 ty @ (T_PUT | T_TOMB) => {
                     let kl = usize::from(r.klen);
-                    let addr = self.log.addr(at);
                     // Key and value are read when they fit their buffers (taken with no
                     // panic path below).
                     self.log.read_at(io, addr, &r, key, &mut val).await?;

@@ -27,12 +27,13 @@ use crate::table::Table;
 pub(super) struct Placer<F> {
     rem: u32,
     spare: u32,
+    /// Bytes a fresh page holds; 0 once a record did not fit (no record fits then:
+    /// [`Placer::ok`]).
     cap: u32,
     /// Bytes of the time delta in the page being filled (0 in a fresh page).
     dlen: usize,
     /// Bytes of the records placed.
     bytes: u32,
-    pub(super) ok: bool,
     flash: PhantomData<F>,
 }
 
@@ -49,15 +50,13 @@ pub(super) enum Batch<'a> {
     /// [`Work::Room`]: super::Work::Room
     Small,
     /// The batch a flush writes after an operation that makes these changes
-    /// ([`Core::place_batch`]; [`Batch::FLUSH`]: none, a flush of the list as it is).
+    /// ([`Core::place_batch`]).
     After(&'a &'a [Change<'a>]),
+    /// The batch of a flush of the list as it is: [`Batch::After`] with no changes, named
+    /// without an empty slice in a static to point at.
+    Flush,
     /// The batch of an insert that culls, victims marked ([`Core::place_batch`]).
     Culling(&'a Staged<'a>),
-}
-
-impl Batch<'static> {
-    /// The batch of a flush of the list as it is.
-    pub const FLUSH: Self = Batch::After(&(&[] as &[Change<'static>]));
 }
 
 /// Expiry bytes of a record whose expiry is not known yet (the longest).
@@ -75,6 +74,12 @@ pub(super) fn xlen(expiry: u64, time: u64) -> usize {
 }
 
 impl<F: Geometry> Placer<F> {
+    /// True while every record placed fit (a fresh page holds some bytes: a page holds
+    /// more than its header).
+    pub(super) fn ok(&self) -> bool {
+        self.cap != 0
+    }
+
     /// Places a record: a key taking `kcost` bytes ([`key_cost`](super::format::key_cost);
     /// 0 for clear and time records), `vlen` value bytes, `xlen` expiry bytes.
     /// A leaf (no division: the write size is a power of two), at the end of the path of
@@ -90,7 +95,7 @@ impl<F: Geometry> Placer<F> {
         }
         let fresh = (raw + pad) & !pad;
         if self.spare == 0 || fresh > self.cap {
-            self.ok = false;
+            self.cap = 0;
             return;
         }
         self.spare -= 1;
@@ -118,39 +123,28 @@ impl<
             cap: self.log.cap(),
             dlen: 0,
             bytes: 0,
-            ok: true,
             flash: PhantomData,
         }
     }
 
-    /// [`Self::placer`] with `now`, else [`Self::empty_placer`]. Out of line: the log's
-    /// fields it reads are not held in [`Self::placed`]'s frame, which lies above every
-    /// placement, and [`Self::fits_alone`] shares the one copy.
-    #[inline(never)]
+    /// A placer over the current free space (keeping one page spare for compaction) with
+    /// `now`, else [`Self::empty_placer`]. Inlined into [`Self::placed`], its one caller
+    /// (no call and frame of its own; `placed`'s frame stays as it was).
+    #[inline(always)]
     fn placer_for(&self, now: bool) -> Placer<F> {
+        let mut pl = self.empty_placer();
         if now {
-            self.placer()
-        } else {
-            self.empty_placer()
+            // The current free space, keeping one page spare for compaction: the head
+            // page's rest (none in an empty log) and the free pages but one (there is one:
+            // [`Self::fits_now`], the one caller with `now`, checked).
+            let log = &self.log;
+            pl.spare = log.free().wrapping_sub(1);
+            if log.used != 0 {
+                pl.rem = log.page_size - log.head_off;
+                pl.dlen = log.delta_len(self.time);
+            }
         }
-    }
-
-    /// A placer over the current free space, keeping one page spare for compaction.
-    pub(super) fn placer(&self) -> Placer<F> {
-        let rem = if self.log.used == 0 {
-            0
-        } else {
-            self.log.page_size - self.log.head_off
-        };
-        Placer {
-            rem,
-            spare: self.log.free().saturating_sub(1),
-            cap: self.log.cap(),
-            dlen: self.log.delta_len(self.time),
-            bytes: 0,
-            ok: true,
-            flash: PhantomData,
-        }
+        pl
     }
 
     /// Makes room for `batch`: compacts the oldest pages, then, when
@@ -171,12 +165,14 @@ impl<
         let Some(bytes) = self.batch_bytes(batch) else {
             return Err(Error::StorageFull);
         };
-        // The records the batch replaces take about as much room as the batch.
-        let keep = bytes.saturating_mul(2) <= (self.log.pages - 1) * self.log.cap();
+        // The records the batch replaces take about as much room as the batch. (It fits
+        // the region, which ends below 2^31: twice its bytes cannot overflow.)
+        let keep = 2 * bytes <= (self.log.pages - 1) * self.log.cap();
         let mut round = 0;
         // The page count is read where it is used, not kept across the loop's calls: a
-        // smaller frame above compaction's copies.
-        while round < 3 * self.log.pages + 4 {
+        // smaller frame above compaction's copies. At most `3 * pages + 4` rounds, counted
+        // at the end of each (there is always a first).
+        loop {
             round += 1;
             let pages = self.log.pages;
             if self.fits_now(batch) {
@@ -187,22 +183,25 @@ impl<
                     .open_page(io, self.time)
                     .await
                     .map_err(Error::Backend)?;
-                continue;
+            } else {
+                // Records of changed keys are kept for the first cycle round the log only:
+                // when that made no room, dropping them (a power cut in the batch then loses
+                // those keys) comes before dropping entries.
+                // (`round` counts from 1 here.)
+                self.reclaim_tail(io, round > 2 * pages, keep && round <= pages)
+                    .await?;
             }
-            // Records of changed keys are kept for the first cycle round the log only: when
-            // that made no room, dropping them (a power cut in the batch then loses those
-            // keys) comes before dropping entries.
-            // (`round` counts from 1 here.)
-            self.reclaim_tail(io, round > 2 * pages, keep && round <= pages)
-                .await?;
+            if round >= 3 * self.log.pages + 4 {
+                return Err(Error::StorageFull);
+            }
         }
-        Err(Error::StorageFull)
     }
 
     /// Compacts the oldest page: copies its live records to the head (or, with `evict`,
-    /// drops their entries; without `keep`, the records of changed keys are not copied),
-    /// then erases it. Reads only the records of changed keys. Out of line with a small
-    /// frame: it lies on the deepest path of a call (an operation making room).
+    /// drops their entries; without `keep`, never given with `evict`, the records of
+    /// changed keys are not copied), then erases it. Reads only the records of changed
+    /// keys. Out of line with a small frame: it lies on the deepest path of a call (an
+    /// operation making room).
     #[blocking(inline(always))]
     pub(super) async fn reclaim_tail(
         &mut self,
@@ -226,13 +225,9 @@ impl<
             // Copied, or lost with the page (a miss after a power cut, never an older value:
             // the key's older records were in pages erased before).
             self.dirty_loc[d] = NOWHERE;
-            if !evict && keep && !self.dirty_victim(d) {
-                // The page's start is read (once: then it is known, and `load_start`
-                // reads nothing) beside the copy, not under it.
-                self.log
-                    .load_start(io, tail)
-                    .await
-                    .map_err(Error::Backend)?;
+            // (`keep` is never given with `evict`: its caller keeps them for the first cycle
+            // only, evicts after the second.)
+            if keep && !self.dirty_victim(d) {
                 self.copy_flushed(io, d, at).await.map_err(Error::Backend)?;
             }
         }
@@ -269,32 +264,32 @@ impl<
     #[inline(never)]
     fn copy_wanted(&mut self, i: usize) -> bool {
         let tail = self.log.tail;
-        let Some(&at) = self.loc.get(i) else {
-            return false;
-        };
+        // A slot of the table's walk is below `N`: the clamp is one compare, no panic path.
+        let i = i.min(N - 1);
+        let at = self.loc[i];
         if !self.log.in_page(at & !CULL_MARK, tail) {
             return false;
         }
-        if at & CULL_MARK != 0 {
-            // A victim of the insert making room: its batch removes the entry, so the
-            // record is not copied (a power cut before the batch lands loses the entry).
-            self.loc[i] = CULL_MARK;
-            return false;
-        }
+        // A victim of the insert making room: its batch removes the entry, so the record
+        // is not copied (a power cut before the batch lands loses the entry).
+        let victim = at & CULL_MARK != 0;
         let (k, _, _, e) = self.table.borrow().slot(i);
-        if self.is_dirty(k) {
+        if !victim && self.is_dirty(k) {
             return false;
         }
-        self.loc[i] = NOWHERE;
-        e > self.copied_now()
+        // The address goes with the page ([`NOWHERE`]), a victim's mark stays.
+        self.loc[i] = at & CULL_MARK;
+        !victim && e > self.copied_now()
     }
 
     /// Copies the flushed record of changed key `d` at `at` (in the tail page, whose start
-    /// [`Log::load_start`] read) to the head when it is still live ([`Self::copied_now`])
-    /// and fits, and sets where the copy starts as the key's record on flash (the caller
-    /// set [`NOWHERE`] there: left when it is not copied). The key comes from the list,
-    /// only the value is read. Answers no address: its result fits a register. Its errors
-    /// are the flash's, widened once by the caller (not at each of its three calls).
+    /// it reads first, [`Log::page_start`]: once, then it is known) to the head when it is
+    /// still live ([`Self::copied_now`]) and fits, and sets where the copy starts as the
+    /// key's record on flash (the caller set [`NOWHERE`] there: left when it is not
+    /// copied). The page start's read lies under this frame, beside the copy's reads and
+    /// writes, which go deeper. The key comes from the list, only the value is read.
+    /// Answers no address: its result fits a register. Its errors are the flash's, widened
+    /// once by the caller (not at each of its three calls).
     #[blocking(inline(never))]
     async fn copy_flushed(&mut self, io: &IoOf<F>, d: usize, at: u32) -> Result<(), Fe<F>> {
         let log = &mut self.log;
@@ -303,10 +298,11 @@ impl<
         // The header's fields that the copy needs; the header itself is dead after this
         // block, so its slot is free for the copy's description below.
         let (expiry, kind, vl, from) = {
-            let Some(base) = log.known_base(tail) else {
+            // The page's start (read once: then it is known, and this reads nothing).
+            if !log.page_start(io, tail).await? {
                 return Ok(());
-            };
-            let mut r = RecHead::in_page(base);
+            }
+            let mut r = RecHead::in_page(log.hdr.base);
             let off = at - log.page_addr(tail);
             if !log.read_record_into(io, tail, off, &mut r).await?
                 || r.expiry <= log.written_time
@@ -339,14 +335,15 @@ impl<
         self.placed(false, batch)
     }
 
-    /// The bytes of `batch`'s records, placed in the free space (with `now`, one
-    /// page kept spare) or in an empty log; `None` when it does not fit there. Out of line:
-    /// its placer is not on the caller's frame ([`Self::reserve`]'s, an operation's).
+    /// The bytes of `batch`'s records, placed in the free space (with `now`, one page kept
+    /// spare; called so only when a page is free) or in an empty log; `None` when it does
+    /// not fit there. Out of line: its placer is not on the caller's frame
+    /// ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
     fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
         let mut pl = self.placer_for(now);
         self.place_batch(&mut pl, batch);
-        pl.ok.then_some(pl.bytes)
+        pl.ok().then_some(pl.bytes)
     }
 
     /// True when changed key `d` is a victim of the insert making room (its flushed record
@@ -374,8 +371,8 @@ impl<
     /// True when one put record of this size fits the flash at all: placed in an empty log
     /// directly, with no batch to describe.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
-        let mut pl = self.placer_for(false);
+        let mut pl = self.empty_placer();
         pl.place(kcost, vlen, XLEN_ANY);
-        pl.ok
+        pl.ok()
     }
 }

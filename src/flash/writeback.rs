@@ -121,13 +121,16 @@ impl<
     }
 
     /// True when the policy says the changes are to be written now (a pending clear is
-    /// written at once under both).
+    /// written at once under both); may be true with nothing to write
+    /// ([`Self::flush_dirty`] then writes nothing).
     pub(crate) fn should_flush(&self) -> bool {
         let max = match self.policy {
             Policy::WriteThrough => 0,
             Policy::WriteBack { max_dirty } => usize::from(max_dirty),
         };
-        self.pending_clear || (self.dirty() > 0 && self.dirty() >= max.min(D))
+        // With nothing listed, the flush that this asks for changes nothing: no test of
+        // that here (write-through asks at every call).
+        self.pending_clear || self.dirty >= max.min(D)
     }
 
     /// The record of changed key `d`: the value of the slot holding it
@@ -153,47 +156,32 @@ impl<
     fn place_kept(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
         for held in 0..2 {
             let held = held == 1;
-            for d in 0..self.dirty {
-                if !self.dirty_victim(d) {
-                    self.place_listed(pl, d, held, changes, false);
+            // The listed keys, then the changes that are not listed, each with the value
+            // length and expiry bytes of its record when the key is held after the changes
+            // (`None`: gone): one site places every record.
+            for j in 0..self.dirty + changes.len() {
+                let (k, state) = if j < self.dirty {
+                    if self.dirty_victim(j) {
+                        continue;
+                    }
+                    let k = self.dirty_key(j);
+                    let state = match changes.iter().find(|c| same(c.key, k)) {
+                        Some(c) => c.state(),
+                        None => (self.table.borrow().peek_any(k))
+                            .map(|(_, v, _, e)| (v.len(), xlen(e, self.time))),
+                    };
+                    (k, state)
+                } else {
+                    match changes.get(j - self.dirty) {
+                        Some(c) if self.dirty_index(c.key).is_none() => (c.key, c.state()),
+                        _ => continue,
+                    }
+                };
+                if state.is_some() == held {
+                    // A value, or a tombstone (no value, no expiry).
+                    let (vlen, x) = state.unwrap_or((0, 0));
+                    pl.place(key_cost(k), vlen, x);
                 }
-            }
-            for c in changes {
-                if c.held().is_some() == held && self.dirty_index(c.key).is_none() {
-                    c.place(pl);
-                }
-            }
-        }
-    }
-
-    /// Places changed key `d`'s record when the key is held (`held`), or gone, after
-    /// `changes` (and, with `marked`, after the cull whose victims are marked). Inlined:
-    /// under write-through [`Self::place_kept`] is its one caller, and its loop's frame
-    /// with the lookup in it is no deeper than the two frames were.
-    #[inline(always)]
-    fn place_listed(
-        &self,
-        pl: &mut Placer<F>,
-        d: usize,
-        held: bool,
-        changes: &[Change<'_>],
-        marked: bool,
-    ) {
-        let k = self.dirty_key(d);
-        if let Some(c) = changes.iter().find(|c| same(c.key, k)) {
-            if c.held().is_some() == held {
-                c.place(pl);
-            }
-        } else if marked && self.is_victim(k) {
-            if !held {
-                pl.place(key_cost(k), 0, 0);
-            }
-        } else {
-            let entry = self.table.borrow().peek_any(k);
-            if entry.is_some() == held {
-                // A value, or a tombstone (no value, no expiry).
-                let (vlen, x) = entry.map_or((0, 0), |(_, v, _, e)| (v.len(), xlen(e, self.time)));
-                pl.place(key_cost(k), vlen, x);
             }
         }
     }
@@ -255,16 +243,16 @@ impl<
     /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
     /// where it will be written, so the check is exact, not an estimate that another order
     /// could overflow. [`Batch::Small`]: one small record. A flush after an operation's
-    /// changes ([`Batch::After`]; none for [`Batch::FLUSH`]): a pending clear, then the changed keys
-    /// ([`Self::place_kept`]; a change's value with the longest expiry). An insert that
-    /// culls ([`Batch::Culling`], victims marked): a clear record, or the tombstones the
-    /// cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
-    /// The three batches share one site for the clear record. Called by [`Self::placed`]
-    /// only.
+    /// changes ([`Batch::After`]; none for [`Batch::Flush`]): a pending clear, then the
+    /// changed keys ([`Self::place_kept`]; a change's value with the longest expiry). An
+    /// insert that culls ([`Batch::Culling`], victims marked): a clear record, or the
+    /// tombstones the cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then
+    /// the staged put. The batches share one site for the clear record. Called by
+    /// [`Self::placed`] only.
     pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
         let clear = match batch {
             Batch::Small => true,
-            Batch::After(_) => self.pending_clear,
+            Batch::After(_) | Batch::Flush => self.pending_clear,
             Batch::Culling(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
         };
         if clear {
@@ -273,6 +261,7 @@ impl<
         match batch {
             Batch::Small => {}
             Batch::After(changes) => self.place_kept(pl, changes),
+            Batch::Flush => self.place_kept(pl, &[]),
             Batch::Culling(s) => {
                 // A cull that clears drops every changed key.
                 if !clear {
@@ -289,7 +278,7 @@ impl<
         if self.dirty() == 0 {
             return Ok(());
         }
-        self.reserve(io, Batch::FLUSH).await?;
+        self.reserve(io, Batch::Flush).await?;
         self.write_batch(io, None).await?;
         Ok(())
     }
@@ -479,11 +468,28 @@ impl<
         (self.dirty + victims < D, listed, alone)
     }
 
-    /// [`Self::place_listed`] for [`Self::fits_listed`] (victims marked, the put
-    /// changing). Out of line: its lookup's frame is not on the placement loop's.
+    /// Places changed key `d`'s record for [`Self::fits_listed`] when the key is held
+    /// (`held`), or gone, after the put `put` and the cull whose victims are marked. Out of
+    /// line: its lookup's frame is not on the placement loop's.
     #[inline(never)]
     fn place_listed_marked(&self, pl: &mut Placer<F>, d: usize, held: bool, put: &Change<'_>) {
-        self.place_listed(pl, d, held, core::slice::from_ref(put), true);
+        let k = self.dirty_key(d);
+        if same(put.key, k) {
+            if put.held().is_some() == held {
+                put.place(pl);
+            }
+        } else if self.is_victim(k) {
+            if !held {
+                pl.place(key_cost(k), 0, 0);
+            }
+        } else {
+            let entry = self.table.borrow().peek_any(k);
+            if entry.is_some() == held {
+                // A value, or a tombstone (no value, no expiry).
+                let (vlen, x) = entry.map_or((0, 0), |(_, v, _, e)| (v.len(), xlen(e, self.time)));
+                pl.place(key_cost(k), vlen, x);
+            }
+        }
     }
 
     /// The live victims of `plan` at `now`.
@@ -521,19 +527,23 @@ impl<
                 put.place(&mut listed);
             }
         }
-        listed.ok
+        listed.ok()
     }
 }
 
-/// Changed key `i` of a list held in `keys` and `lens` (empty past the list's capacity: no
-/// panic path). Out of line: one copy for every walk of the list and compaction's copy of
-/// a changed key (fields of the core, so a caller may hold another field mutably meanwhile).
+/// Changed key `i` of a list held in `keys` and `lens` (the last past the list's capacity,
+/// where no caller asks: no panic path, no branch). Out of line: one copy for every walk of
+/// the list and compaction's copy of a changed key (fields of the core, so a caller may
+/// hold another field mutably meanwhile). The arrays by reference, their length `D` a
+/// constant of the code: three arguments in registers, none on the stack, in a firmware
+/// with lists of several sizes too.
 #[inline(never)]
-pub(super) fn listed_key<'k, const K: usize>(
-    keys: &'k [[u8; K]],
-    lens: &[u8],
+pub(super) fn listed_key<'k, const K: usize, const D: usize>(
+    keys: &'k [[u8; K]; D],
+    lens: &[u8; D],
     i: usize,
 ) -> &'k [u8] {
+    let i = i.min(D.saturating_sub(1));
     match (keys.get(i), lens.get(i)) {
         (Some(k), Some(&l)) => k.get(..usize::from(l)).unwrap_or(k),
         _ => &[],
@@ -611,6 +621,12 @@ impl Change<'_> {
 
     fn held(&self) -> Option<usize> {
         (self.vlen != Self::GONE).then_some(self.vlen)
+    }
+
+    /// The value length and expiry bytes of its record when the key is held after the
+    /// operation (the longest expiry), `None` when it is gone.
+    fn state(&self) -> Option<(usize, usize)> {
+        self.held().map(|v| (v, XLEN_ANY))
     }
 
     /// Places its record: a value (with the longest expiry) or a tombstone.
