@@ -312,15 +312,15 @@ impl<
         };
         // Three parts, one append site: the clear or the cull's tombstones, the changed
         // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
+        // The first part's count, then the other two's (a cull that clears drops every
+        // changed key).
+        let (first, rest) = match put {
+            Some(_) if clear => (1, 0),
+            Some(_) => (N, self.dirty),
+            None => (usize::from(clear), self.dirty),
+        };
         for part in 0..3 {
-            let count = match part {
-                0 if clear => 1,
-                0 if put.is_some() => N,
-                0 => 0,
-                // A cull that clears drops every changed key.
-                _ if clear && put.is_some() => 0,
-                _ => self.dirty,
-            };
+            let count = if part == 0 { first } else { rest };
             for v in 0..count {
                 let what = match (part, put) {
                     (0, _) if clear => Listed::Clear,
