@@ -303,21 +303,19 @@ impl<
         io: &IoOf<F>,
         put: Option<&Staged<'_>>,
     ) -> Res<(), F> {
-        // The records of a flush's batch (a culling batch's put ends it).
-        let n = if put.is_some() { 0 } else { self.dirty() };
         let mut i = 0;
         let clear = match put {
             Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
             None => self.pending_clear,
         };
         // Three parts, one append site: the clear or the cull's tombstones, the changed
-        // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
-        // The first part's count, then the other two's (a cull that clears drops every
-        // changed key).
-        let (first, rest) = match put {
-            Some(_) if clear => (1, 0),
-            Some(_) => (N, self.dirty),
-            None => (usize::from(clear), self.dirty),
+        // keys gone, those held. The first part's count, then the other two's (a cull
+        // that clears drops every changed key), and the records of a flush's batch, `n`
+        // (0 in a culling batch: only its put ends it).
+        let (first, rest, n) = match put {
+            Some(_) if clear => (1, 0, 0),
+            Some(_) => (N, self.dirty, 0),
+            None => (usize::from(clear), self.dirty, self.dirty()),
         };
         for part in 0..3 {
             let count = if part == 0 { first } else { rest };
