@@ -355,7 +355,7 @@ impl<
     /// is not copied). Its table lookup is out of line ([`Self::held_kept`]): the lookup's
     /// frame is not on [`Self::reserve`]'s, which lies above compaction's copies.
     pub(super) fn dirty_victim(&self, d: usize) -> bool {
-        self.held_kept(d).is_none()
+        self.held_kept(d) == 0
     }
 
     /// The time compaction expires entries at: the latest time on flash, not the cache's
