@@ -135,10 +135,15 @@ impl<
         let mut pl = self.empty_placer();
         if now {
             // The current free space, keeping one page spare for compaction: the head
-            // page's rest (none in an empty log) and the free pages but one (there is one:
-            // [`Self::fits_now`], the one caller with `now`, checked).
+            // page's rest (none in an empty log) and the free pages but one. With no page
+            // free nothing fits (no page to keep spare): a zero fresh-page size says so
+            // ([`Placer::ok`]) whatever the records placed.
             let log = &self.log;
-            pl.spare = log.free().wrapping_sub(1);
+            let free = log.free();
+            pl.spare = free.wrapping_sub(1);
+            if free == 0 {
+                pl.cap = 0;
+            }
             if log.used != 0 {
                 pl.rem = log.page_size - log.head_off;
                 pl.dlen = log.delta_len(self.time);
@@ -336,8 +341,8 @@ impl<
     }
 
     /// The bytes of `batch`'s records, placed in the free space (with `now`, one page kept
-    /// spare; called so only when a page is free) or in an empty log; `None` when it does
-    /// not fit there. Out of line: its placer is not on the caller's frame
+    /// spare: `None` when no page is free) or in an empty log; `None` when it does not fit
+    /// there. Out of line: its placer is not on the caller's frame
     /// ([`Self::reserve`]'s, an operation's).
     #[inline(never)]
     fn placed(&self, now: bool, batch: Batch<'_>) -> Option<u32> {
@@ -350,7 +355,7 @@ impl<
     /// is not copied). Its table lookup is out of line ([`Self::held_kept`]): the lookup's
     /// frame is not on [`Self::reserve`]'s, which lies above compaction's copies.
     pub(super) fn dirty_victim(&self, d: usize) -> bool {
-        self.held_kept(d).is_none()
+        self.held_kept(d) == 0
     }
 
     /// The time compaction expires entries at: the latest time on flash, not the cache's
@@ -362,10 +367,11 @@ impl<
         self.log.written_time
     }
 
-    /// True when `batch` fits the free space now ([`Self::reserve`]
-    /// would not touch the flash; [`Self::placed`]).
+    /// True when `batch` fits the free space now, one page kept spare ([`Self::reserve`]
+    /// would not touch the flash; [`Self::placed`], which answers `None` when no page is
+    /// free).
     pub(super) fn fits_now(&self, batch: Batch<'_>) -> bool {
-        self.log.free() > 0 && self.placed(true, batch).is_some()
+        self.placed(true, batch).is_some()
     }
 
     /// True when one put record of this size fits the flash at all: placed in an empty log

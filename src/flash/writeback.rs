@@ -133,17 +133,19 @@ impl<
         self.pending_clear || self.dirty >= max.min(D)
     }
 
-    /// The record of changed key `d`: the value of the slot holding it
-    /// ([`Listed::Held`]), else its tombstone ([`Listed::Gone`]); `None` when it is a
-    /// victim of the insert writing its batch (marked). One table lookup for all three:
-    /// out of line, one copy for a batch's writer and its placement.
+    /// The record of changed key `d` as [`Listed::word`] holds it, no batch flags set: the
+    /// value of the slot holding it ([`Listed::Held`]), else its tombstone
+    /// ([`Listed::Gone`]); 0 (no such word) when it is a victim of the insert writing its
+    /// batch (marked). One table lookup for all three: out of line, one copy for a batch's
+    /// writer and its placement; the writer appends the word as it is.
     #[inline(never)]
-    pub(super) fn held_kept(&self, d: usize) -> Option<Listed> {
-        match self.table.borrow().slot_of(self.dirty_key(d)) {
-            Some(s) if self.loc[s] & CULL_MARK != 0 => None,
-            Some(s) => Some(Listed::Held(s)),
-            None => Some(Listed::Gone(d)),
-        }
+    pub(super) fn held_kept(&self, d: usize) -> usize {
+        let what = match self.table.borrow().slot_of(self.dirty_key(d)) {
+            Some(s) if self.loc[s] & CULL_MARK != 0 => return 0,
+            Some(s) => Listed::Held(s),
+            None => Listed::Gone(d),
+        };
+        what.word(false, false)
     }
 
     /// Places the changed keys of a batch after an operation that makes `changes`, as
@@ -303,38 +305,40 @@ impl<
         io: &IoOf<F>,
         put: Option<&Staged<'_>>,
     ) -> Res<(), F> {
-        // The records of a flush's batch (a culling batch's put ends it).
-        let n = if put.is_some() { 0 } else { self.dirty() };
         let mut i = 0;
         let clear = match put {
             Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
             None => self.pending_clear,
         };
         // Three parts, one append site: the clear or the cull's tombstones, the changed
-        // keys gone, those held. A culling batch's `n` is 0: only its put ends it.
+        // keys gone, those held. The first part's count, then the other two's (a cull
+        // that clears drops every changed key), and the records of a flush's batch, `n`
+        // (0 in a culling batch: only its put ends it).
+        let (first, rest, n) = match put {
+            Some(_) if clear => (1, 0, 0),
+            Some(_) => (N, self.dirty, 0),
+            None => (usize::from(clear), self.dirty, self.dirty()),
+        };
         for part in 0..3 {
-            let count = match part {
-                0 if clear => 1,
-                0 if put.is_some() => N,
-                0 => 0,
-                // A cull that clears drops every changed key.
-                _ if clear && put.is_some() => 0,
-                _ => self.dirty,
-            };
+            let count = if part == 0 { first } else { rest };
             for v in 0..count {
-                let what = match (part, put) {
-                    (0, _) if clear => Listed::Clear,
+                let w = match (part, put) {
+                    (0, _) if clear => Listed::Clear.word(false, false),
                     (0, Some(s)) => match self.cull_tomb(v, s.now) {
-                        Some(_) => Listed::Victim(v),
+                        Some(_) => Listed::Victim(v).word(false, false),
                         None => continue,
                     },
-                    // A victim of the cull is left out (none is marked in a flush).
+                    // The keys gone in part 1, those held in part 2 (their variant bits
+                    // follow each other). A victim of the cull is left out (none is marked
+                    // in a flush): its word is 0, neither.
                     _ => match self.held_kept(v) {
-                        Some(w) if matches!(w, Listed::Held(_)) == (part == 2) => w,
+                        w if w & 7 == Listed::GONE - 1 + part => w,
                         _ => continue,
                     },
                 };
-                self.append_listed(io, what, i == 0, i + 1 == n).await?;
+                let flags =
+                    (usize::from(i == 0) * Listed::START) | (usize::from(i + 1 == n) * Listed::END);
+                self.append_word(io, w | flags).await?;
                 i += 1;
             }
         }
@@ -580,7 +584,8 @@ impl Listed {
     const TIME: usize = 1;
     /// The variant bits of a [`Listed::Gone`].
     const GONE: usize = 2;
-    /// The variant bits of a [`Listed::Held`].
+    /// The variant bits of a [`Listed::Held`]: [`Listed::GONE`]'s next (the batch writer
+    /// tells a part's changed keys by the part's number).
     const HELD: usize = 3;
     /// The variant bits of a [`Listed::Victim`].
     const VICTIM: usize = 4;
