@@ -44,15 +44,16 @@ pub trait Backend {
     /// The backend's own failure (for example a flash error). `Infallible` for RAM.
     type Error: Debug;
 
-    /// True for a backend whose [`Backend::flush_at`] records its time (a persistent one,
-    /// whose storage work dwarfs a call's instructions): a [`Cache`](crate::Cache) over it
-    /// is compiled for size, not speed. It reads the cache time through one out-of-line
-    /// step, shared by every operation and [`Cache::close`](crate::Cache::close), makes
-    /// every key through the general key maker (no inline fast path for the configured
-    /// prefix and version) and resolves every timeout through the general arithmetic (no
-    /// 32-bit fast path for seconds). False by default: a RAM backend keeps those fast
-    /// paths inline.
-    const KEEPS_TIME: bool = false;
+    /// True for a backend whose operations are bound by storage work (a persistent one: a
+    /// store programs flash, which dwarfs the instructions around it): a
+    /// [`Cache`](crate::Cache) over it is compiled for size, not speed. It reads the cache
+    /// time through one out-of-line step, shared by every operation and
+    /// [`Cache::close`](crate::Cache::close), makes every key through the general key maker
+    /// (no inline fast path for the configured prefix and version) and resolves every
+    /// timeout through the general arithmetic (no 32-bit fast path for seconds). Reads pay
+    /// too (they touch no storage): see the README's cost table for the persistent backend.
+    /// False by default: a RAM backend keeps those fast paths inline.
+    const STORAGE_BOUND: bool = false;
 
     /// Reads a live entry, making it most recent; `read` sees its bytes and kind.
     /// An expired entry is dropped and reads as a miss.
@@ -146,7 +147,7 @@ pub trait Backend {
 impl<B: Backend + ?Sized> Backend for &mut B {
     type Error = B::Error;
 
-    const KEEPS_TIME: bool = B::KEEPS_TIME;
+    const STORAGE_BOUND: bool = B::STORAGE_BOUND;
 
     #[inline]
     fn get<R>(

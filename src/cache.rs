@@ -175,9 +175,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
         let strict = matches!(config.policy, KeyPolicy::Strict);
-        // Over a backend that keeps time, every key takes the general path too: a
-        // persistent operation's storage work dwarfs its instructions (smaller firmware).
-        let fast = if !B::KEEPS_TIME && config.key_fn.is_none() && version == config.version {
+        // Over a storage-bound backend every key takes the general path too: a persistent
+        // operation's storage work dwarfs its instructions (smaller firmware).
+        let fast = if !B::STORAGE_BOUND && config.key_fn.is_none() && version == config.version {
             key::make_with_head(&config.head, key.key, &mut self.scratch.0, strict)
         } else {
             None
@@ -190,12 +190,12 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     }
 
     /// [`Cache::now`] for an operation or a close: out of line over a backend that
-    /// [keeps time](Backend::KEEPS_TIME) (the clock's call and the offset's arithmetic
+    /// is [storage-bound](Backend::STORAGE_BOUND) (the clock's call and the offset's arithmetic
     /// once, for [`Cache::prepare`] and [`Cache::close`]), inline over any other (its
     /// close does not read the time, and the memory cache's operations save the call).
     #[inline(always)]
     fn time(&self) -> u64 {
-        if B::KEEPS_TIME {
+        if B::STORAGE_BOUND {
             self.now_out_of_line()
         } else {
             self.now()
@@ -221,9 +221,9 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // is one 32-bit product, and added to a time below 2^62 ticks it can neither
         // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
         // and saturation cost about 40 instructions a store).
-        // Over a backend that keeps time the store's flash work dwarfs the general path's
+        // Over a storage-bound backend the store's flash work dwarfs the general path's
         // instructions: no fast path (smaller firmware).
-        if let (false, Timeout::Secs(s)) = (B::KEEPS_TIME, timeout) {
+        if let (false, Timeout::Secs(s)) = (B::STORAGE_BOUND, timeout) {
             if (s as u64).wrapping_sub(1) < 0xffff
                 && rate.wrapping_sub(1) < 0xffff
                 && now >> 62 == 0

@@ -531,7 +531,7 @@ impl<
 {
     type Error = FeOf<F>;
 
-    const KEEPS_TIME: bool = true;
+    const STORAGE_BOUND: bool = true;
 
     front_ops!();
 
