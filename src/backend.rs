@@ -44,15 +44,13 @@ pub trait Backend {
     /// The backend's own failure (for example a flash error). `Infallible` for RAM.
     type Error: Debug;
 
-    /// True for a backend whose operations are bound by storage work (a persistent one: a
-    /// store programs flash, which dwarfs the instructions around it): a
-    /// [`Cache`](crate::Cache) over it is compiled for size, not speed. It reads the cache
+    /// True for a backend whose stores are bound by storage work (a persistent one: a store
+    /// programs flash, which dwarfs the instructions around it): a [`Cache`](crate::Cache)
+    /// over it is compiled for size where that costs its reads nothing. It reads the cache
     /// time through one out-of-line step, shared by every operation and
-    /// [`Cache::close`](crate::Cache::close), makes every key through the general key maker
-    /// (no inline fast path for the configured prefix and version) and resolves every
-    /// timeout through the general arithmetic (no 32-bit fast path for seconds). Reads pay
-    /// too (they touch no storage): see the README's cost table for the persistent backend.
-    /// False by default: a RAM backend keeps those fast paths inline.
+    /// [`Cache::close`](crate::Cache::close), and resolves every timeout through the
+    /// general arithmetic (no 32-bit fast path for seconds, which only stores take). False
+    /// by default: a RAM backend keeps those steps inline.
     const STORAGE_BOUND: bool = false;
 
     /// Reads a live entry, making it most recent; `read` sees its bytes and kind.

@@ -175,9 +175,7 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
         // Under the warning policy the configuration has no head, so every key takes the
         // general path, which calls the hook.
         let strict = matches!(config.policy, KeyPolicy::Strict);
-        // Over a storage-bound backend every key takes the general path too: a persistent
-        // operation's storage work dwarfs its instructions (smaller firmware).
-        let fast = if !B::STORAGE_BOUND && config.key_fn.is_none() && version == config.version {
+        let fast = if config.key_fn.is_none() && version == config.version {
             key::make_with_head(&config.head, key.key, &mut self.scratch.0, strict)
         } else {
             None
