@@ -439,9 +439,14 @@ fn make_default(
     out: &mut [u8],
     strict: bool,
 ) -> Result<usize, KeyError> {
-    let mut digits = [b'0'; 11];
-    let start = fmt_i32_start(version, &mut digits);
-    let parts: [&[u8]; 5] = [prefix.as_bytes(), b":", &digits[start..], b":", key];
+    // `:version:` as one part: the digits are written into the middle eleven bytes of
+    // `tail`, and the byte before the first digit is still a colon.
+    let mut tail = [b':'; 13];
+    let mut start = 0;
+    if let Some(digits) = tail[1..].first_chunk_mut::<11>() {
+        start = fmt_i32_start(version, digits);
+    }
+    let parts: [&[u8]; 3] = [prefix.as_bytes(), &tail[start..], key];
     let mut n = 0;
     let mut chars = 0;
     let mut bad = false;
