@@ -832,7 +832,7 @@ pub(crate) fn broken_rules(made: &[u8]) -> [Option<KeyError>; 2] {
 }
 
 /// Characters in a made key, and whether it holds a byte memcached refuses.
-#[inline(never)]
+#[inline]
 fn scan(made: &[u8]) -> (usize, bool) {
     let mut chars = 0usize;
     let mut bad = false;
