@@ -418,27 +418,24 @@ pub(crate) fn make(
         // Through the configuration's pointer, so a firmware that never asks for the
         // warning policy or a key function links none of their code.
         Some(general) => general(config, version, key, out),
-        None => make_default(
-            config.prefix,
-            version,
-            key,
-            out,
-            matches!(config.policy, KeyPolicy::Strict),
-        ),
+        None => make_default(config, version, key, out),
     }
 }
 
 /// [`default_key_fn`]'s made key, at any version and with any prefix, checked: one pass
 /// over the parts scans them for memcached's rules, measures them and copies them while
 /// they fit, so no second pass tells the rules from the capacity.
+///
+/// The prefix and the policy are read from `config` here, not passed: fewer arguments for
+/// the caller ([`Cache::prepare`](crate::Cache), inlining [`make`]) to set up.
 #[inline(never)]
 fn make_default(
-    prefix: &str,
+    config: &crate::Config,
     version: i32,
     key: &[u8],
     out: &mut [u8],
-    strict: bool,
 ) -> Result<usize, KeyError> {
+    let (prefix, strict) = (config.prefix, matches!(config.policy, KeyPolicy::Strict));
     // `:version:` as one part: the digits are written into the middle eleven bytes of
     // `tail`, and the byte before the first digit is still a colon.
     let mut tail = [b':'; 13];
