@@ -27,10 +27,10 @@ pub struct Config {
     pub(crate) version: i32,
     pub(crate) key_fn: Option<KeyFn>,
     pub(crate) policy: KeyPolicy,
-    /// The general path of key making when it is not the default key function's under a
-    /// silent policy: [`KeyPolicy::Warn`]'s, or a custom key function's. A pointer set by
-    /// the builder calls, so a firmware that asks for neither links none of their code.
-    pub(crate) general: Option<crate::key::General>,
+    /// The general path of key making: the default key function's under a silent policy,
+    /// [`KeyPolicy::Warn`]'s, or a custom key function's. A pointer set by the builder
+    /// calls, so a firmware that asks for neither of the last two links none of their code.
+    pub(crate) general: crate::key::General,
 }
 
 impl Default for Config {
@@ -51,7 +51,7 @@ impl Config {
             version: 1,
             key_fn: None,
             policy: KeyPolicy::Strict,
-            general: None,
+            general: crate::key::make_default,
         }
     }
 
@@ -94,9 +94,9 @@ impl Config {
     /// The general path of key making for the policy and the key function.
     const fn with_general(mut self) -> Self {
         self.general = match (self.policy, self.key_fn) {
-            (KeyPolicy::Warn(_), _) => Some(crate::key::warn),
-            (_, Some(_)) => Some(crate::key::make_custom),
-            (_, None) => None,
+            (KeyPolicy::Warn(_), _) => crate::key::warn,
+            (_, Some(_)) => crate::key::make_custom,
+            (_, None) => crate::key::make_default,
         };
         self
     }

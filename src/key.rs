@@ -414,12 +414,9 @@ pub(crate) fn make(
     key: &[u8],
     out: &mut [u8],
 ) -> Result<usize, KeyError> {
-    match config.general {
-        // Through the configuration's pointer, so a firmware that never asks for the
-        // warning policy or a key function links none of their code.
-        Some(general) => general(config, version, key, out),
-        None => make_default(config, version, key, out),
-    }
+    // Through the configuration's pointer, so a firmware that never asks for the warning
+    // policy or a key function links none of their code.
+    (config.general)(config, version, key, out)
 }
 
 /// [`default_key_fn`]'s made key, at any version and with any prefix, checked: one pass
@@ -429,7 +426,7 @@ pub(crate) fn make(
 /// The prefix and the policy are read from `config` here, not passed: fewer arguments for
 /// the caller ([`Cache::prepare`](crate::Cache), inlining [`make`]) to set up.
 #[inline(never)]
-fn make_default(
+pub(crate) fn make_default(
     config: &crate::Config,
     version: i32,
     key: &[u8],
@@ -497,7 +494,7 @@ pub(crate) fn make_custom(
     }
 }
 
-/// A general path of key making: [`warn`] or [`make_custom`].
+/// A path of key making: [`make_default`], [`warn`] or [`make_custom`].
 pub(crate) type General =
     fn(config: &crate::Config, version: i32, key: &[u8], out: &mut [u8]) -> Result<usize, KeyError>;
 
