@@ -172,10 +172,10 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
     fn prepare(&mut self, key: Key<'_>) -> Result<(usize, u64), KeyError> {
         let config = &self.config;
         let version = key.version.unwrap_or(config.version);
-        // Under the warning policy the configuration has no head, so every key takes the
-        // general path, which calls the hook.
+        // Under the warning policy or with a custom key function the configuration has no
+        // head, so every key takes the general path (which calls the hook or the function).
         let strict = matches!(config.policy, KeyPolicy::Strict);
-        let fast = if config.key_fn.is_none() && version == config.version {
+        let fast = if version == config.version {
             key::make_with_head(&config.head, key.key, &mut self.scratch.0, strict)
         } else {
             None

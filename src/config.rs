@@ -80,7 +80,7 @@ impl Config {
     /// A custom key function (Django's `KEY_FUNCTION`).
     pub const fn key_function(mut self, key_fn: KeyFn) -> Self {
         self.key_fn = Some(key_fn);
-        self.with_general()
+        self.with_general().with_head()
     }
 
     /// What a key that breaks memcached's rules gets: an error ([`KeyPolicy::Strict`], the
@@ -102,10 +102,10 @@ impl Config {
     }
 
     /// The prebuilt head for the prefix and version; none under the warning policy, whose
-    /// keys all take the path that calls the hook.
+    /// keys all take the path that calls the hook, nor with a custom key function.
     const fn with_head(mut self) -> Self {
-        self.head = match self.policy {
-            KeyPolicy::Warn(_) => crate::key::Head::NONE,
+        self.head = match (self.policy, self.key_fn) {
+            (KeyPolicy::Warn(_), _) | (_, Some(_)) => crate::key::Head::NONE,
             _ => crate::key::Head::new(self.prefix, self.version),
         };
         self
