@@ -37,9 +37,21 @@ pub(crate) enum Listing {
     Alone,
 }
 
-/// The type of [`Core::list_cull`].
+/// Write-back's steps, reached through the core's `list_cull` field, so a firmware that
+/// opens write-through links none of them ([`Core::list_cull_for`]).
+pub(crate) struct WriteBack<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T>
+{
+    /// The step of an insert that culls ([`Core::list_cull`]).
+    pub list_cull: fn(&mut Core<F, N, K, V, D, S, T>, CullPlan, &Staged<'_>) -> Listing,
+    /// An operation's check that the batch a flush writes after its changes fits
+    /// ([`Core::fits_after`]).
+    pub fits_after: fn(&Core<F, N, K, V, D, S, T>, &[Change<'_>]) -> bool,
+}
+
+/// The type of the core's write-back steps: a function answering them ([`WriteBack`]),
+/// one word (named for the first of them, [`Core::list_cull`]).
 pub(crate) type ListCull<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T> =
-    fn(&mut Core<F, N, K, V, D, S, T>, CullPlan, &Staged<'_>) -> Listing;
+    fn() -> WriteBack<F, N, K, V, D, S, T>;
 
 /// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
 #[derive(Clone, Copy)]
@@ -151,7 +163,7 @@ impl<
             // Under write-back, the tombstones of the cull join the list when they fit it
             // (`list_cull`, linked only when `open` was given a write-back policy); else
             // one batch of its own writes the cull and the put.
-            match self.list_cull.map(|list| list(self, plan, s)) {
+            match self.list_cull.map(|wb| (wb().list_cull)(self, plan, s)) {
                 Some(Listing::Listed) => {}
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
@@ -239,14 +251,22 @@ impl<
         table.apply_cull(plan, now, &mut |_, _| {});
     }
 
-    /// The write-back step [`Core::list_cull`] holds: `Some` for a write-back `policy`,
-    /// `None` for write-through. Inlined where `open` is called, so a policy given there as
-    /// a constant decides whether the step is linked (760 bytes on Cortex-M4).
+    /// The write-back steps the core's `list_cull` field holds ([`WriteBack`]): `Some` for
+    /// a write-back `policy`, `None` for write-through. Inlined where `open` is called, so
+    /// a policy given there as a constant decides whether the steps are linked.
     #[inline(always)]
     pub(crate) fn list_cull_for(policy: Policy) -> Option<ListCull<F, N, K, V, D, S, T>> {
         match policy {
             Policy::WriteThrough => None,
-            Policy::WriteBack { .. } => Some(Self::list_cull),
+            Policy::WriteBack { .. } => Some(Self::write_back),
+        }
+    }
+
+    /// Write-back's steps ([`Self::list_cull_for`]).
+    fn write_back() -> WriteBack<F, N, K, V, D, S, T> {
+        WriteBack {
+            list_cull: Self::list_cull,
+            fits_after: Self::fits_after,
         }
     }
 

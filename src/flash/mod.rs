@@ -45,7 +45,7 @@
 //!
 //! A policy passed to `open` as a constant decides what is linked: a write-through
 //! firmware does not carry write-back's step of an insert that culls (760 bytes on
-//! Cortex-M4).
+//! Cortex-M4) nor the placement of the batch an operation's changes will join.
 //!
 //! Under either policy a `set` that leaves a key's value, kind and expiry as its latest
 //! record on flash has them writes nothing (a setting stored again at every boot wears
@@ -393,8 +393,9 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     hasher: PhantomData<fn() -> S>,
     log: Log<F>,
     policy: Policy,
-    /// Write-back's step of an insert that culls, `None` under write-through (linked only
-    /// when `open` is given a write-back policy; see [`Core::list_cull_for`]).
+    /// Write-back's steps (an insert that culls, an operation's check of the batch its
+    /// changes join), `None` under write-through (linked only when `open` is given a
+    /// write-back policy; see [`Core::list_cull_for`]).
     list_cull: Option<backend::ListCull<F, N, K, V, D, S, T>>,
     /// Any batch of a full list fits the region, in whatever order it is written
     /// ([`Core::list_always_fits`]): an operation's check need not place its records.

@@ -17,7 +17,7 @@ use super::backend::Staged;
 use super::format::{record_bytes, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
-use super::writeback::{listed_key, Change, Listed};
+use super::writeback::{listed_key, Listed};
 use super::{Core, Fe, Res, CULL_MARK, NOWHERE};
 use crate::error::Error;
 use crate::table::Table;
@@ -49,11 +49,7 @@ pub(super) enum Batch<'a> {
     ///
     /// [`Work::Room`]: super::Work::Room
     Small,
-    /// The batch a flush writes after an operation that makes these changes
-    /// ([`Core::place_batch`]).
-    After(&'a &'a [Change<'a>]),
-    /// The batch of a flush of the list as it is: [`Batch::After`] with no changes, named
-    /// without an empty slice in a static to point at.
+    /// The batch of a flush of the list as it is.
     Flush,
     /// The batch of an insert that culls, victims marked ([`Core::place_batch`]).
     Culling(&'a Staged<'a>),

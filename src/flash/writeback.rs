@@ -8,6 +8,8 @@ use core::borrow::BorrowMut;
 use core::hash::BuildHasher;
 
 use super::backend::Staged;
+#[cfg(doc)]
+use super::backend::WriteBack;
 use super::format::{
     key_cost, record_size, same, Rec, TAG_END, TAG_START, T_CLEAR, T_PUT, T_TIME, T_TOMB,
 };
@@ -71,11 +73,18 @@ impl<
     /// Asks for a flush first ([`Work::Flush`], and [`Error::Settle`]: the operation
     /// changes nothing) when the keys an operation is about to change (`changes`) would not
     /// fit the list, or the batch the list then makes would not fit the flash. The batch
-    /// is placed as a flush will write it (see [`Batch::After`] in [`Self::place_batch`]), so an operation
-    /// allowed here never leads to a flush that cannot fit.
+    /// is placed as a flush will write it ([`Self::fits_after`]), so an operation allowed
+    /// here never leads to a flush that cannot fit. With nothing listed, a flush would
+    /// change nothing: the batch goes alone. Under write-through the list is empty at the
+    /// start of every operation unless a flush failed; then it is flushed first whenever
+    /// some batch of a full list may not fit the flash (the batch is not placed: its
+    /// placement is write-back's, [`WriteBack::fits_after`]).
     pub(super) fn room(&mut self, changes: &[Change<'_>]) -> Res<(), F> {
-        let fits = self.dirty + changes.len() <= D && (self.list_fits || self.fits_after(changes));
-        // With nothing listed, a flush would change nothing: the batch goes alone.
+        let fits = self.dirty + changes.len() <= D
+            && (self.list_fits
+                || self
+                    .list_cull
+                    .is_some_and(|wb| (wb().fits_after)(self, changes)));
         if !fits && self.dirty() > 0 {
             return self.ask(Work::Flush);
         }
@@ -92,11 +101,18 @@ impl<
     }
 
     /// True when the batch a flush writes after an operation that makes `changes` fits an
-    /// empty log, placed by [`Self::batch_bytes`]'s placer (out of line: the placement's
-    /// frames are not on an operation's path when any batch of the list fits,
-    /// [`Self::list_always_fits`]).
-    fn fits_after(&self, changes: &[Change<'_>]) -> bool {
-        self.batch_bytes(Batch::After(&changes)).is_some()
+    /// empty log: a pending clear, then the changed keys as [`Self::write_batch`] writes
+    /// them ([`Self::place_changed`]; a change's value with the longest expiry). Out of
+    /// line: the placement's frames are not on an operation's path when any batch of the
+    /// list fits ([`Self::list_always_fits`]). Write-back's ([`WriteBack::fits_after`]):
+    /// reached through the core's write-back steps only.
+    pub(super) fn fits_after(&self, changes: &[Change<'_>]) -> bool {
+        let mut pl = self.empty_placer();
+        if self.pending_clear {
+            pl.place(0, 0, 0);
+        }
+        self.place_changed(&mut pl, changes);
+        pl.ok()
     }
 
     /// True when the batch of a full list (`D` records of the largest size: a key of `K`
@@ -152,10 +168,11 @@ impl<
     /// [`Self::write_batch`] writes them: the keys gone in the list's order (keys the
     /// operation adds to the list after those listed), then the keys held likewise. Keys
     /// that are victims of a cull are left out (all are placed in a flush or an
-    /// operation's check: no victim is marked then). Out of line: a flush, an operation's
-    /// check and an insert that culls share one copy.
-    #[inline(never)]
-    fn place_kept(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
+    /// operation's check: no victim is marked then). The body of [`Self::place_kept`]
+    /// (no changes: a flush, an insert that culls) and [`Self::place_changed`]
+    /// (write-back's check of an operation), inlined into each.
+    #[inline(always)]
+    fn place_listed(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
         for held in 0..2 {
             let held = held == 1;
             // The listed keys, then the changes that are not listed, each with the value
@@ -186,6 +203,21 @@ impl<
                 }
             }
         }
+    }
+
+    /// Places the changed keys of a batch as [`Self::write_batch`] writes them
+    /// ([`Self::place_listed`] with no changes). Out of line: a flush and an insert that
+    /// culls share one copy.
+    #[inline(never)]
+    fn place_kept(&self, pl: &mut Placer<F>) {
+        self.place_listed(pl, &[]);
+    }
+
+    /// [`Self::place_listed`] after an operation that makes `changes`: write-back's
+    /// ([`Self::fits_after`]), not linked by a firmware that opens write-through.
+    #[inline(never)]
+    fn place_changed(&self, pl: &mut Placer<F>, changes: &[Change<'_>]) {
+        self.place_listed(pl, changes);
     }
 
     /// Marks the victims of the cull that an insert of `key` at `now` makes
@@ -244,17 +276,15 @@ impl<
 
     /// Places `batch`'s records in the order they are written ([`Self::write_batch`]), each
     /// where it will be written, so the check is exact, not an estimate that another order
-    /// could overflow. [`Batch::Small`]: one small record. A flush after an operation's
-    /// changes ([`Batch::After`]; none for [`Batch::Flush`]): a pending clear, then the
-    /// changed keys ([`Self::place_kept`]; a change's value with the longest expiry). An
-    /// insert that culls ([`Batch::Culling`], victims marked): a clear record, or the
-    /// tombstones the cull needs ([`Self::cull_tomb`]) and the changed keys it leaves; then
-    /// the staged put. The batches share one site for the clear record. Called by
-    /// [`Self::placed`] only.
+    /// could overflow. [`Batch::Small`]: one small record. A flush ([`Batch::Flush`]): a
+    /// pending clear, then the changed keys ([`Self::place_kept`]). An insert that culls
+    /// ([`Batch::Culling`], victims marked): a clear record, or the tombstones the cull
+    /// needs ([`Self::cull_tomb`]) and the changed keys it leaves; then the staged put.
+    /// The batches share one site for the clear record. Called by [`Self::placed`] only.
     pub(super) fn place_batch(&self, pl: &mut Placer<F>, batch: Batch<'_>) {
         let clear = match batch {
             Batch::Small => true,
-            Batch::After(_) | Batch::Flush => self.pending_clear,
+            Batch::Flush => self.pending_clear,
             Batch::Culling(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
         };
         if clear {
@@ -262,13 +292,12 @@ impl<
         }
         match batch {
             Batch::Small => {}
-            Batch::After(changes) => self.place_kept(pl, changes),
-            Batch::Flush => self.place_kept(pl, &[]),
+            Batch::Flush => self.place_kept(pl),
             Batch::Culling(s) => {
                 // A cull that clears drops every changed key.
                 if !clear {
                     self.place_tombs(pl, s.now);
-                    self.place_kept(pl, &[]);
+                    self.place_kept(pl);
                 }
                 pl.place(key_cost(s.key), s.val.len(), xlen(s.expiry, self.time));
             }
@@ -288,7 +317,7 @@ impl<
     /// Writes a batch, in the order its placement placed it (making room changes no listed
     /// key: compaction neither copies nor drops one). For a flush (`put` `None`; the list
     /// is not empty): a pending clear, the changed keys gone, then those held; the list is
-    /// then empty and the batch committed ([`Batch::After`] in [`Self::place_batch`]). For an
+    /// then empty and the batch committed ([`Batch::Flush`] in [`Self::place_batch`]). For an
     /// insert that culls (`put` its staged value, the victims marked: [`Work::CullingPut`]):
     /// the cull (one clear record, or the live victims' tombstones: expired ones stay
     /// expired after a reboot), the changed keys it leaves gone then held (the victims'
@@ -507,9 +536,8 @@ impl<
     }
 
     /// Whether the batch a flush writes once the live victims of `plan` and the put `s`
-    /// are listed fits an empty log, placed as [`Self::place_batch`] places a
-    /// [`Batch::After`], with the
-    /// victims gone: those listed in the list's order, the others after them (they join
+    /// are listed fits an empty log, placed as [`Self::fits_after`] places an operation's
+    /// changes, with the victims gone: those listed in the list's order, the others after them (they join
     /// the list in the cull's order). Victims marked.
     #[inline(never)]
     fn fits_listed(&self, plan: CullPlan, s: &Staged<'_>) -> bool {
@@ -613,7 +641,7 @@ impl Listed {
 
 /// A key an operation is about to change, as the flush's batch will hold it.
 #[derive(Clone, Copy)]
-pub(super) struct Change<'a> {
+pub(crate) struct Change<'a> {
     pub key: &'a [u8],
     /// The value's length when the key is held after the operation ([`Change::GONE`] when
     /// it is gone).
