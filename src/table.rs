@@ -123,10 +123,12 @@ pub(crate) enum CullPlan {
     },
 }
 
+#[cfg(test)]
 impl CullPlan {
-    /// The eviction of a replay ([`Table::restore`]): expired entries, then the least recent
-    /// live one if the table is still full. Never Django's fraction: a replay only overflows
-    /// when entries the log kept did not fit, and it loses as few as it can.
+    /// The eviction of a replay ([`Table::restore`]) as a plan: expired entries, then the
+    /// least recent live one if the table is still full. Never Django's fraction: a replay
+    /// only overflows when entries the log kept did not fit, and it loses as few as it can.
+    /// `restore` removes them through its own loop; a test checks it removes these.
     const RESTORE: CullPlan = CullPlan::Sweep { per: u16::MAX };
 }
 
@@ -609,14 +611,27 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         self.len -= 1;
     }
 
-    /// Removes the entry of slot `i` (compaction dropping an entry it cannot copy, a
-    /// persistent backend's delete of the slot it found).
-    pub(crate) fn remove_slot(&mut self, i: usize) {
+    /// Removes the entry of held slot `i`, its chain found by hashing its key here: the
+    /// removal of a cull, on the memory cache's evicting path.
+    fn remove_hashed(&mut self, i: usize) {
         // A held slot is below `N`: one compare where the key's read would carry a panic path.
         if i >= N {
             return;
         }
         let b = self.bucket_of(self.slot_key(i));
+        self.remove(b, i);
+    }
+
+    /// Removes the entry of held slot `i` (compaction dropping an entry it cannot copy, a
+    /// persistent backend's delete of the slot it found, a replay). Its chain is found by
+    /// the out-of-line lookup of its key ([`Table::locate_out`]): persistence links no
+    /// second copy of the hash.
+    pub(crate) fn remove_slot(&mut self, i: usize) {
+        // A held slot is below `N`: one compare where the key's read would carry a panic path.
+        if i >= N {
+            return;
+        }
+        let b = (self.locate_out(self.slot_key(i)) >> 16) as usize;
         self.remove(b, i);
     }
 
@@ -855,6 +870,14 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         }
     }
 
+    /// True when an insert of a key that is not held clears the table ([`Table::cull_plan`]
+    /// is [`CullPlan::Clear`] for it): no lookup of the key, where the caller knows it is
+    /// not held (an insert that culls).
+    #[inline]
+    pub(crate) fn insert_clears(&self) -> bool {
+        self.freq() == 0 && self.len >= self.limit()
+    }
+
     /// Django's cull of a table at `max_entries`: frequency 0 clears it; a cull of one
     /// entry (`len / cull_frequency <= 1`) takes the least recent one in O(1) without the
     /// sweep, so a one-out-one-in LRU (`cull_frequency == max_entries`) stays O(1) per
@@ -920,7 +943,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
                     s = self.prev[i];
                     if self.expiry[i] <= now {
                         f(self.slot_key(i), false);
-                        self.remove_slot(i);
+                        self.remove_hashed(i);
                     }
                 }
                 // Only live entries are left.
@@ -934,7 +957,7 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
                 break;
             }
             f(self.slot_key(t), self.expiry[t] > now);
-            self.remove_slot(t);
+            self.remove_hashed(t);
         }
     }
 
@@ -956,7 +979,21 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             return None;
         }
         if self.len >= self.limit() {
-            self.apply_cull(CullPlan::RESTORE, now, &mut |_, _| {});
+            // Expired entries, then the least recent if the table is still full, each
+            // removed through `remove_slot`, whose lookup is linked anyway: a persistent
+            // firmware links no cull (`apply_cull`) and no second copy of the hash.
+            let mut s = self.tail;
+            // The recency links are slots and `NIL` ends them (no panic path).
+            while (s as usize) < N {
+                let i = s as usize;
+                s = self.prev[i];
+                if self.expiry[i] <= now {
+                    self.remove_slot(i);
+                }
+            }
+            if self.len >= self.limit() {
+                self.remove_slot(usize::from(self.tail));
+            }
         }
         // Below the limit now: the insert needs no cull.
         self.put_bytes(kind, key, bytes, expiry).ok()?;
@@ -1221,6 +1258,53 @@ mod tests {
                 assert_eq!(listed, removed, "freq {freq}, {plan:?}");
                 assert!(!listed.is_empty() || plan == CullPlan::RESTORE);
             }
+        }
+    }
+
+    /// A replay's restore into a full table removes exactly the entries the replay's plan
+    /// ([`CullPlan::RESTORE`]) lists, and keeps the restored entry.
+    #[test]
+    fn restore_removes_what_its_plan_lists() {
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let held = |t: &Table<12, 4, 1>| {
+            let mut keys = std::vec::Vec::new();
+            t.for_each_lru(|k, _, _, _| keys.push(k.to_vec()));
+            keys.sort();
+            keys
+        };
+        for round in 0..400 {
+            let max = 1 + round % 12;
+            let mut t = Table::<12, 4, 1>::with_culling(max, 3);
+            let now = 100;
+            for i in 0..max as u8 {
+                let e = if next() % 3 == 0 { now - 1 } else { now + 1 };
+                assert!(t.restore(&[b'k', i], &[i], Kind::Bytes, e, 0).is_some());
+                if next() % 4 == 0 {
+                    let _ = t.get(&[b'k', next() as u8 % (i + 1)], 0, |_, _| ());
+                }
+            }
+            let mut listed = std::vec::Vec::new();
+            t.for_each_victim(CullPlan::RESTORE, now, &mut |k, _| listed.push(k.to_vec()));
+            let before = held(&t);
+            let slot = t.restore(b"new", &[7], Kind::Bytes, now + 5, now);
+            assert_eq!(slot, t.slot_of(b"new"), "round {round}");
+            let after = held(&t);
+            let mut removed: std::vec::Vec<_> = before
+                .iter()
+                .filter(|k| !after.contains(k))
+                .cloned()
+                .collect();
+            listed.sort();
+            removed.sort();
+            assert_eq!(listed, removed, "round {round}");
+            assert!(!listed.is_empty());
+            assert_eq!(after.len(), before.len() - listed.len() + 1);
         }
     }
 

@@ -285,7 +285,7 @@ impl<
         let clear = match batch {
             Batch::Small => true,
             Batch::Flush => self.pending_clear,
-            Batch::Culling(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
+            Batch::Culling(_) => self.table.borrow().insert_clears(),
         };
         if clear {
             pl.place(0, 0, 0);
@@ -336,7 +336,7 @@ impl<
     ) -> Res<(), F> {
         let mut i = 0;
         let clear = match put {
-            Some(s) => self.table.borrow().cull_plan(s.key) == CullPlan::Clear,
+            Some(_) => self.table.borrow().insert_clears(),
             None => self.pending_clear,
         };
         // Three parts, one append site: the clear or the cull's tombstones, the changed
