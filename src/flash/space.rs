@@ -14,7 +14,7 @@ use core::hash::BuildHasher;
 use core::marker::PhantomData;
 
 use super::backend::Staged;
-use super::format::{record_bytes, varint_len, Rec, RecHead};
+use super::format::{record_bytes, record_size, varint_len, Rec, RecHead};
 use super::io::Geometry;
 use super::log::{IoOf, Log, SyncIoOf};
 use super::writeback::{listed_key, Listed};
@@ -370,9 +370,14 @@ impl<
         self.placed(true, batch).is_some()
     }
 
-    /// True when one put record of this size fits the flash at all: placed in an empty log
-    /// directly, with no batch to describe.
+    /// True when one put record of this size (a key of at most `K` bytes, a value of at
+    /// most `V`) fits the flash at all: placed in an empty log directly, with no batch to
+    /// describe. When a record of the largest key and value fits a page, every one does:
+    /// that test is on constants and folds, so most firmware places nothing here.
     pub(super) fn fits_alone(&self, kcost: usize, vlen: usize) -> bool {
+        if record_size(K + 2, V, 0, XLEN_ANY, F::WRITE_SIZE) <= self.log.cap() as usize {
+            return true;
+        }
         let mut pl = self.empty_placer();
         pl.place(kcost, vlen, XLEN_ANY);
         pl.ok()
