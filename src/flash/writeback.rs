@@ -18,7 +18,7 @@ use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Batch, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
-use crate::table::{CullPlan, Table, VictimWalk};
+use crate::table::{CullPlan, Table};
 
 #[dual]
 impl<
@@ -226,13 +226,12 @@ impl<
     pub(super) fn mark_victims(&mut self, key: &[u8], now: u64) {
         let Self { table, loc, .. } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        let mut walk = VictimWalk::new(t, t.cull_plan(key), now);
-        while let Some(i) = walk.next(t, now) {
+        t.victim_slots(t.cull_plan(key), now, |i| {
             // A slot is below `N` (no panic path).
             if let Some(at) = loc.get_mut(i) {
                 *at |= CULL_MARK;
             }
-        }
+        });
     }
 
     pub(super) fn unmark_victims(&mut self) {
