@@ -445,7 +445,9 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             // A slot is below `N`: the walk ends there otherwise (no panic path).
             Some(i) => self.prev.get(i).copied().unwrap_or(NIL),
         };
-        (s != NIL).then_some(s as usize)
+        // The links are slots and `NIL` lies past them: comparing with `N` ends the walk at
+        // the same place and proves the caller's index of the slot.
+        (usize::from(s) < N).then_some(s as usize)
     }
 
     /// The made key, value, kind and expiry tick of the entry in slot `i` (held).
