@@ -1053,7 +1053,8 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
     /// themselves (a persistent backend removes, and logs, the entries a cull takes before
     /// the insert; a replay reclaims before it restores), so the table's insert is compiled
     /// once for all of them. An insert with no free slot is [`Error::StorageFull`]; a value
-    /// longer than `V` is [`Error::ValueTooLarge`] before anything changes.
+    /// longer than `V` is [`Error::ValueTooLarge`] before anything changes. An update keeps
+    /// its entry's slot (a persistent backend keeps where each slot's record lies).
     ///
     /// Written out rather than as `put` with a copying `fill`: the value is already aside
     /// and its length is checked first, so nothing fails once an insert starts, and it is
@@ -1075,28 +1076,23 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
             return Err(Error::ValueTooLarge);
         }
         let (b, found) = self.locate(key);
-        let i = match found {
-            Some(i) => i,
-            None => {
-                if key.len() > K {
-                    return Err(Error::Key(KeyError::OverCapacity));
-                }
-                if !self.ready {
-                    self.reset();
-                }
-                self.alloc().ok_or(Error::StorageFull)?
-            }
-        };
+        if let Some(i) = found {
+            // An update: the slot leaves its chain and the recency list through the one
+            // removal, and is taken back below from the head of the free list, where the
+            // removal put it: one path links it again, most recent, as an insert does.
+            self.remove(b, i);
+        } else if key.len() > K {
+            return Err(Error::Key(KeyError::OverCapacity));
+        }
+        if !self.ready {
+            self.reset();
+        }
+        let i = self.alloc().ok_or(Error::StorageFull)?;
         // A slot is below `N` and `len` at most `V`: the `get_mut`s always hit.
         if let Some(dst) = self.vals.get_mut(i).and_then(|v| v.get_mut(..len)) {
             words::copy(dst, bytes);
         }
-        if found.is_some() {
-            self.set_meta(i, len, kind, expiry);
-            self.touch_lru(i);
-        } else {
-            self.link(b, i, key, len, kind, expiry);
-        }
+        self.link(b, i, key, len, kind, expiry);
         Ok(())
     }
 }
