@@ -441,8 +441,10 @@ const INVALID: usize = 1;
 /// The varint of at most `max` bytes at `h[n..]` (`n` at least 1) and where it ends in
 /// `h`, or why there is none: an end of [`SHORT`] or [`INVALID`] (a varint ends at 2 or
 /// later), told apart by [`ended`]. The one varint reader of record and page headers; its
-/// answer is a plain pair, no result tag to store and test besides the end.
-#[inline(never)]
+/// answer is a plain pair, no result tag to store and test besides the end. Inlined into
+/// its two callers (the record header's decoder and part B's check): no call, and each
+/// copy folds its own offset and bound.
+#[inline(always)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
     let h = h.get(n..).unwrap_or_default();
     // Its length first: every byte but the last asks for one more.
