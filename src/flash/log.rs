@@ -828,9 +828,7 @@ impl<F: Geometry> Log<F> {
         RecHead::encode(rec, None, base).size(F::WRITE_SIZE) as u32
     }
 
-    /// Where the next record goes: the head page's first free byte. Out of line: the
-    /// writer keeps one word across its calls, not the fields it is computed from.
-    #[inline(never)]
+    /// Where the next record goes: the head page's first free byte.
     fn head_addr(&self) -> u32 {
         self.page_addr(self.phys(self.used - 1)) + self.head_off
     }
@@ -857,11 +855,11 @@ impl<F: Geometry> Log<F> {
     /// Writes `rec` at the head (it fits the head page).
     #[blocking(inline(never))]
     async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
-        let base = self.head_base;
-        let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
-        // needs of it comes back, in registers.
-        let e = io.stage_head(rec, base);
+        // needs of it comes back, in registers. The record's address is worked out after
+        // that call, so the frame keeps nothing across it but the arguments.
+        let e = io.stage_head(rec, self.head_base);
+        let addr = self.head_addr();
         self.head_off += e.size(F::WRITE_SIZE) as u32;
         let (hl, plen) = (e.hlen(), e.plen());
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
