@@ -916,8 +916,9 @@ impl Committed {
     ) -> Res<Option<u32>, F> {
         let ws = F::WRITE_SIZE;
         // The address of a record whose batch's end is being looked for (its header in
-        // `self.held`), and where the search is.
-        let mut first: Option<u32> = None;
+        // `self.held`; [`NOWHERE`](super::NOWHERE), which no record has, while none is),
+        // and where the search is.
+        let mut first = super::NOWHERE;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
@@ -931,7 +932,7 @@ impl Committed {
                 li: at.li,
                 off: at.off + r.size(ws) as u32,
             };
-            let Some(f) = first else {
+            if first == super::NOWHERE {
                 self.pos = q;
                 if let Some(end) = self.end {
                     if at == end {
@@ -943,19 +944,19 @@ impl Committed {
                     return Ok(Some(addr));
                 }
                 // A batch (or what is left of one): look for its end before the next start.
-                first = Some(addr);
+                first = addr;
                 self.held = *r;
                 continue;
-            };
+            }
             if r.start() {
                 // The batch never ended: go on from this record.
-                first = None;
+                first = super::NOWHERE;
                 q = at;
                 self.pos = at;
             } else if r.end() {
                 self.end = Some(at);
                 *r = self.held;
-                return Ok(Some(f));
+                return Ok(Some(first));
             }
         }
     }
