@@ -637,7 +637,8 @@ impl RecHead {
         let klen = usize::from(rec.key.len() as u8);
         let vlen = rec.val.len() as u32;
         let pfx = prefixed(rec.key);
-        let rest = klen - PREFIX.len() * usize::from(pfx);
+        let plen = PREFIX.len() * usize::from(pfx);
+        let rest = klen - plen;
         if let Some(h) = h.as_deref_mut() {
             h[0] = tag;
         }
@@ -656,7 +657,7 @@ impl RecHead {
         }
         Encoded {
             end: (n + rest) as u32 + vlen,
-            hp: n as u32 | u32::from(pfx) << 8,
+            hp: n as u32 | (plen as u32) << 8,
         }
     }
 
@@ -799,7 +800,7 @@ impl RecHead {
 pub(crate) struct Encoded {
     /// Bytes before the CRC (header, the key's rest and value: [`RecHead::body_end`]).
     pub end: u32,
-    /// The header's length, and in bit 8 whether the key's prefix is left out.
+    /// The header's length, and from bit 8 on the bytes of the key the prefix stands for.
     hp: u32,
 }
 
@@ -811,7 +812,7 @@ impl Encoded {
 
     /// Bytes of the key the prefix stands for (not on flash, [`RecHead::plen`]).
     pub(crate) fn plen(self) -> usize {
-        PREFIX.len() * (self.hp >> 8) as usize
+        (self.hp >> 8) as usize
     }
 
     /// Bytes the record takes on flash with write size `ws` ([`RecHead::size`]).
