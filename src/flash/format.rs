@@ -223,9 +223,10 @@ pub(crate) fn key_cost(key: &[u8]) -> usize {
     varint_len((rest << 1) as u64) + rest
 }
 
-/// Rounds `n` up to a multiple of `align` (a power of two or any positive number).
+/// Rounds `n` up to a multiple of `align` (a power of two or any positive number): one
+/// add and one mask for a power of two.
 pub(crate) const fn align_up(n: usize, align: usize) -> usize {
-    n.div_ceil(align) * align
+    (n + (align - 1)) / align * align
 }
 
 /// CRC-32C (Castagnoli), reflected, computed four bits at a time from a 16-entry table.
@@ -441,8 +442,10 @@ const INVALID: usize = 1;
 /// The varint of at most `max` bytes at `h[n..]` (`n` at least 1) and where it ends in
 /// `h`, or why there is none: an end of [`SHORT`] or [`INVALID`] (a varint ends at 2 or
 /// later), told apart by [`ended`]. The one varint reader of record and page headers; its
-/// answer is a plain pair, no result tag to store and test besides the end.
-#[inline(never)]
+/// answer is a plain pair, no result tag to store and test besides the end. Inlined into
+/// its two callers (the record header's decoder and part B's check): no call, and each
+/// copy folds its own offset and bound.
+#[inline(always)]
 fn varint_at(h: &[u8], n: usize, max: usize) -> (u64, usize) {
     let h = h.get(n..).unwrap_or_default();
     // Its length first: every byte but the last asks for one more.
@@ -635,7 +638,8 @@ impl RecHead {
         let klen = usize::from(rec.key.len() as u8);
         let vlen = rec.val.len() as u32;
         let pfx = prefixed(rec.key);
-        let rest = klen - PREFIX.len() * usize::from(pfx);
+        let plen = PREFIX.len() * usize::from(pfx);
+        let rest = klen - plen;
         if let Some(h) = h.as_deref_mut() {
             h[0] = tag;
         }
@@ -654,7 +658,7 @@ impl RecHead {
         }
         Encoded {
             end: (n + rest) as u32 + vlen,
-            hp: n as u32 | u32::from(pfx) << 8,
+            hp: n as u32 | (plen as u32) << 8,
         }
     }
 
@@ -797,7 +801,7 @@ impl RecHead {
 pub(crate) struct Encoded {
     /// Bytes before the CRC (header, the key's rest and value: [`RecHead::body_end`]).
     pub end: u32,
-    /// The header's length, and in bit 8 whether the key's prefix is left out.
+    /// The header's length, and from bit 8 on the bytes of the key the prefix stands for.
     hp: u32,
 }
 
@@ -809,7 +813,7 @@ impl Encoded {
 
     /// Bytes of the key the prefix stands for (not on flash, [`RecHead::plen`]).
     pub(crate) fn plen(self) -> usize {
-        PREFIX.len() * (self.hp >> 8) as usize
+        (self.hp >> 8) as usize
     }
 
     /// Bytes the record takes on flash with write size `ws` ([`RecHead::size`]).

@@ -408,7 +408,9 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Writes part A with `count` on the (blank) page at flash address `addr`.
+    /// Writes part A with `count` on the (blank) page at flash address `addr`. Out of line
+    /// in the blocking build: the page erase and mount share one copy.
+    #[blocking(inline(never))]
     pub async fn write_part_a(&mut self, io: &IoOf<F>, addr: u32, count: u32) -> Res<(), F> {
         io.stage_with(|b| part_a_into(b, count));
         self.write_staged(io, addr, PART_A).await
@@ -702,7 +704,8 @@ impl<F: Geometry> Log<F> {
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
-        let mut off = align_up(from as usize, ws as usize) as u32;
+        // The first multiple of `WRITE_SIZE` at or after `from`.
+        let mut off = from.div_ceil(ws) * ws;
         while off < to.min(Self::PAGE) {
             *r = RecHead::in_page(base);
             if self.read_record_at(io, self.page_addr(p) + off, r).await? {
@@ -828,9 +831,7 @@ impl<F: Geometry> Log<F> {
         RecHead::encode(rec, None, base).size(F::WRITE_SIZE) as u32
     }
 
-    /// Where the next record goes: the head page's first free byte. Out of line: the
-    /// writer keeps one word across its calls, not the fields it is computed from.
-    #[inline(never)]
+    /// Where the next record goes: the head page's first free byte.
     fn head_addr(&self) -> u32 {
         self.page_addr(self.phys(self.used - 1)) + self.head_off
     }
@@ -857,11 +858,11 @@ impl<F: Geometry> Log<F> {
     /// Writes `rec` at the head (it fits the head page).
     #[blocking(inline(never))]
     async fn write_record(&mut self, io: &IoOf<F>, rec: &Rec<'_>) -> Res<u32, F> {
-        let base = self.head_base;
-        let addr = self.head_addr();
         // The header is encoded straight into the request buffer; only what the write
-        // needs of it comes back, in registers.
-        let e = io.stage_head(rec, base);
+        // needs of it comes back, in registers. The record's address is worked out after
+        // that call, so the frame keeps nothing across it but the arguments.
+        let e = io.stage_head(rec, self.head_base);
+        let addr = self.head_addr();
         self.head_off += e.size(F::WRITE_SIZE) as u32;
         let (hl, plen) = (e.hlen(), e.plen());
         let parts: [&[u8]; 2] = [rec.key.get(plen..).unwrap_or(&[]), rec.val];
@@ -918,8 +919,9 @@ impl Committed {
     ) -> Res<Option<u32>, F> {
         let ws = F::WRITE_SIZE;
         // The address of a record whose batch's end is being looked for (its header in
-        // `self.held`), and where the search is.
-        let mut first: Option<u32> = None;
+        // `self.held`; [`NOWHERE`](super::NOWHERE), which no record has, while none is),
+        // and where the search is.
+        let mut first = super::NOWHERE;
         let mut q = self.pos;
         loop {
             if self.budget == 0 {
@@ -933,7 +935,7 @@ impl Committed {
                 li: at.li,
                 off: at.off + r.size(ws) as u32,
             };
-            let Some(f) = first else {
+            if first == super::NOWHERE {
                 self.pos = q;
                 if let Some(end) = self.end {
                     if at == end {
@@ -945,19 +947,19 @@ impl Committed {
                     return Ok(Some(addr));
                 }
                 // A batch (or what is left of one): look for its end before the next start.
-                first = Some(addr);
+                first = addr;
                 self.held = *r;
                 continue;
-            };
+            }
             if r.start() {
                 // The batch never ended: go on from this record.
-                first = None;
+                first = super::NOWHERE;
                 q = at;
                 self.pos = at;
             } else if r.end() {
                 self.end = Some(at);
                 *r = self.held;
-                return Ok(Some(f));
+                return Ok(Some(first));
             }
         }
     }
