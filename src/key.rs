@@ -660,16 +660,16 @@ pub(crate) fn make_with_head(
     if let Some(dst) = out.first_chunk_mut::<16>() {
         // The head in whole words (no `memcpy` call, which on Cortex-M0 copies a byte at a
         // time); the key then overwrites the last word's unused bytes. Cortex-M0 copies only
-        // the words the head fills (one for `:1:`), other cores all four in one sequence.
-        let count = if crate::words::ARMV6M {
-            h.div_ceil(4)
+        // the words the head fills (one for `:1:`); other cores copy all 16 bytes as one
+        // array, four words loaded and stored together.
+        if crate::words::ARMV6M {
+            let words = dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4));
+            for (d, s) in words.take(h.div_ceil(4)) {
+                let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+                d.copy_from_slice(&w.to_ne_bytes());
+            }
         } else {
-            4
-        };
-        let words = dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4));
-        for (d, s) in words.take(count) {
-            let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-            d.copy_from_slice(&w.to_ne_bytes());
+            *dst = head.bytes;
         }
     } else {
         crate::words::copy(out, &head.bytes[..h]);
