@@ -215,13 +215,17 @@ impl<C: Clock, B: Backend, const K: usize> Cache<C, B, K> {
             t => t,
         };
         let rate = self.clock.ticks_per_second();
+        // Over a storage-bound backend the store's flash work dwarfs the general path's
+        // instructions: no fast path, and one path for every kind of timeout (smaller
+        // firmware).
+        if B::STORAGE_BOUND {
+            return timeout.expiry_uniform(now, rate);
+        }
         // The common case in 32-bit arithmetic: 1 to 65,535 seconds at a rate below 65,536
         // is one 32-bit product, and added to a time below 2^62 ticks it can neither
         // saturate nor reach `NEVER - 1` (on Cortex-M0 the general path's 64-bit compares
         // and saturation cost about 40 instructions a store).
-        // Over a storage-bound backend the store's flash work dwarfs the general path's
-        // instructions: no fast path (smaller firmware).
-        if let (false, Timeout::Secs(s)) = (B::STORAGE_BOUND, timeout) {
+        if let Timeout::Secs(s) = timeout {
             if (s as u64).wrapping_sub(1) < 0xffff
                 && rate.wrapping_sub(1) < 0xffff
                 && now >> 62 == 0

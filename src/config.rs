@@ -22,7 +22,8 @@ use crate::timeout::Timeout;
 pub struct Config {
     pub(crate) timeout: Timeout,
     pub(crate) prefix: &'static str,
-    /// `prefix:version:` for the default version, when it fits.
+    /// `prefix:version:` for the default version, when it fits and the prefix holds no
+    /// byte memcached refuses.
     pub(crate) head: crate::key::Head,
     pub(crate) version: i32,
     pub(crate) key_fn: Option<KeyFn>,

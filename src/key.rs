@@ -566,9 +566,10 @@ pub(crate) fn fmt_i32(v: i32, buf: &mut [u8; 11]) -> &[u8] {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Head {
     bytes: [u8; 16],
-    /// Length, or 0 when the head does not fit in 16 bytes.
+    /// Length, or 0 for no head: it does not fit in 16 bytes, or the prefix holds a byte
+    /// memcached refuses (rare enough to leave to the general path).
     len: u8,
-    /// Characters in the head, or `u8::MAX` when the prefix holds a refused byte.
+    /// Characters in the head.
     chars: u8,
 }
 
@@ -586,12 +587,11 @@ impl Head {
         let mut digits = [0u8; 11];
         let start = fmt_i32_start(version, &mut digits);
         let n = p.len() + (11 - start) + 2;
-        if n > 16 {
-            return Head {
-                bytes,
-                len: 0,
-                chars: 0,
-            };
+        let prefix_chars = const_chars(p);
+        // A head that does not fit, or a prefix holding a byte memcached refuses: no head,
+        // and every key takes the general path, which tells the rule.
+        if n > 16 || prefix_chars == usize::MAX {
+            return Head::NONE;
         }
         let mut i = 0;
         while i < p.len() {
@@ -607,16 +607,10 @@ impl Head {
             d += 1;
         }
         bytes[i] = b':';
-        let prefix_chars = const_chars(p);
-        let chars = if prefix_chars == usize::MAX {
-            u8::MAX
-        } else {
-            (prefix_chars + (11 - start) + 2) as u8
-        };
         Head {
             bytes,
             len: n as u8,
-            chars,
+            chars: (prefix_chars + (11 - start) + 2) as u8,
         }
     }
 }
@@ -643,9 +637,10 @@ const fn fmt_i32_start(v: i32, buf: &mut [u8; 11]) -> usize {
 }
 
 /// The default key function's fastest path, for the configured version: the prebuilt head,
-/// then the key. `None` when the head did not fit its buffer, or when the made key does not
-/// fit `out` under the strict policy (the general path, [`make`], then tells memcached's
-/// rules from the capacity).
+/// then the key. `None` when there is no head ([`Head`]: it did not fit its buffer, or the
+/// prefix holds a byte memcached refuses), or when the made key does not fit `out` under
+/// the strict policy (the general path, [`make`], then tells memcached's rules from the
+/// capacity).
 #[inline(always)]
 pub(crate) fn make_with_head(
     head: &Head,
@@ -665,16 +660,16 @@ pub(crate) fn make_with_head(
     if let Some(dst) = out.first_chunk_mut::<16>() {
         // The head in whole words (no `memcpy` call, which on Cortex-M0 copies a byte at a
         // time); the key then overwrites the last word's unused bytes. Cortex-M0 copies only
-        // the words the head fills (one for `:1:`), other cores all four in one sequence.
-        let count = if crate::words::ARMV6M {
-            h.div_ceil(4)
+        // the words the head fills (one for `:1:`); other cores copy all 16 bytes as one
+        // array, four words loaded and stored together.
+        if crate::words::ARMV6M {
+            let words = dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4));
+            for (d, s) in words.take(h.div_ceil(4)) {
+                let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+                d.copy_from_slice(&w.to_ne_bytes());
+            }
         } else {
-            4
-        };
-        let words = dst.chunks_exact_mut(4).zip(head.bytes.chunks_exact(4));
-        for (d, s) in words.take(count) {
-            let w = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-            d.copy_from_slice(&w.to_ne_bytes());
+            *dst = head.bytes;
         }
     } else {
         crate::words::copy(out, &head.bytes[..h]);
@@ -685,23 +680,14 @@ pub(crate) fn make_with_head(
         copy_checked(key, &mut out[h..n])
     };
     if strict {
-        if n > MEMCACHED_MAX_KEY && head_chars(head) + chars(key) > MEMCACHED_MAX_KEY {
+        if n > MEMCACHED_MAX_KEY && usize::from(head.chars) + chars(key) > MEMCACHED_MAX_KEY {
             return Some(Err(KeyError::TooLong));
         }
-        if head.chars == u8::MAX || refused {
+        if refused {
             return Some(Err(KeyError::BadChar));
         }
     }
     Some(Ok(n))
-}
-
-/// Characters in the head, a refused byte in the prefix included.
-fn head_chars(head: &Head) -> usize {
-    if head.chars == u8::MAX {
-        chars(&head.bytes[..usize::from(head.len)])
-    } else {
-        usize::from(head.chars)
-    }
 }
 
 /// Characters in `bytes` (UTF-8 leading bytes), or `usize::MAX` if any byte is refused by
@@ -970,6 +956,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A prefix holding a byte memcached refuses leaves the configuration without a head:
+    /// every key takes the general path, which refuses it under the strict policy only.
+    #[test]
+    fn a_refused_prefix_takes_the_general_path() {
+        assert_eq!(Head::new("bad prefix", 1).len, 0);
+        assert_eq!(Head::new("site", 12).len, 8);
+        let clock = crate::ManualClock::new(1000);
+        let strict = crate::Config::new().key_prefix("bad prefix");
+        let mut c: crate::MemCache<_, 4, 32, 8> =
+            crate::MemCache::new(&clock, crate::Table::new(), strict);
+        assert_eq!(
+            c.set("k", &1u8, 60),
+            Err(crate::Error::Key(KeyError::BadChar))
+        );
+        let lenient = strict.key_policy(KeyPolicy::Lenient);
+        let mut c: crate::MemCache<_, 4, 32, 8> =
+            crate::MemCache::new(&clock, crate::Table::new(), lenient);
+        assert_eq!(c.set("k", &1u8, 60), Ok(()));
+        assert_eq!(c.get::<u8>("k"), Ok(Some(1)));
+        assert_eq!(c.get::<u8>(Key::new("k").version(1)), Ok(Some(1)));
     }
 
     #[test]

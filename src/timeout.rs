@@ -70,29 +70,56 @@ impl Timeout {
             return EXPIRED;
         }
         // floor(ms * rate / 1000) exactly, without a 128-bit product: ms = 1000 q + r, so
-        // it is q * rate + floor(r * rate / 1000); seconds and ticks have no rest. With
-        // rate = 1000 a + b, floor(r * rate / 1000) = r * a + floor(r * b / 1000), below
-        // 2^32 for r below 1,000: 32-bit products and divisions by a constant.
+        // it is q * rate + floor(r * rate / 1000); seconds and ticks have no rest.
         let (q, r) = if millis {
             crate::value::divrem_small(n as u64, 1000)
         } else {
             (n as u64, 0)
         };
-        let part = r * (per / 1000) + r * (per % 1000) / 1000;
-        let ticks = mul_sat(q, per as u64).saturating_add(part as u64);
-        // Positive: never shorter than one tick (an OR of the zero test: no select of
-        // 64-bit values).
-        let ticks = ticks | (ticks == 0) as u64;
-        // `now` is below `NEVER` (cache time is): `now + 1` plus the ticks saturates
-        // exactly when `now` plus them would reach `NEVER`, and less one it is then
-        // `NEVER - 1`, with no 64-bit compare for the bound.
-        now.wrapping_add(1).saturating_add(ticks) - 1
+        ticks_after(now, q, r, per, 1000)
+    }
+
+    /// [`Timeout::expiry_at`] with one path for every kind of timeout: seconds and ticks
+    /// divided by 1 (which the division answers at once) as milliseconds are by 1,000.
+    /// Smaller where any kind may come (a [storage-bound](crate::Backend::STORAGE_BOUND)
+    /// cache resolves every timeout here); `expiry_at` leaves seconds and ticks undivided,
+    /// so a firmware that never gives milliseconds links no division.
+    pub(crate) const fn expiry_uniform(self, now: u64, rate: u32) -> u64 {
+        let (n, per, div) = match self {
+            Timeout::Never => return NEVER,
+            Timeout::Default => (300, rate, 1),
+            Timeout::Secs(s) => (s, rate, 1),
+            Timeout::Millis(ms) => (ms, rate, 1000),
+            Timeout::Ticks(t) => (t, 1, 1),
+        };
+        if n <= 0 {
+            return EXPIRED;
+        }
+        let (q, r) = crate::value::divrem_small(n as u64, div);
+        ticks_after(now, q, r, per, div as u32)
     }
 
     /// True when the timeout is zero or negative: storing with it expires the entry at once.
     pub const fn is_expired_at_once(self, rate: u32) -> bool {
         matches!(self.to_ticks(rate), Some(0))
     }
+}
+
+/// The expiry of a positive timeout of `div q + r` units of `per / div` ticks, `r` below
+/// `div` (at most 1,000), at `now` (below [`NEVER`]): `now` plus floor((div q + r) per / div)
+/// ticks, at least one, at most `NEVER - 1`. Without a 128-bit product: with
+/// per = div a + b, floor(r per / div) = r a + floor(r b / div), below 2^32.
+#[inline(always)]
+const fn ticks_after(now: u64, q: u64, r: u32, per: u32, div: u32) -> u64 {
+    let part = r * (per / div) + r * (per % div) / div;
+    let ticks = mul_sat(q, per as u64).saturating_add(part as u64);
+    // Positive: never shorter than one tick (an OR of the zero test: no select of
+    // 64-bit values).
+    let ticks = ticks | (ticks == 0) as u64;
+    // `now` is below `NEVER` (cache time is): `now + 1` plus the ticks saturates
+    // exactly when `now` plus them would reach `NEVER`, and less one it is then
+    // `NEVER - 1`, with no 64-bit compare for the bound.
+    now.wrapping_add(1).saturating_add(ticks) - 1
 }
 
 /// `x * rate` for a 32-bit `rate`, saturating at `u64::MAX`: two 32 x 32-bit products
@@ -193,6 +220,8 @@ mod tests {
                             }
                         };
                         assert_eq!(t.expiry_at(now, rate), want, "{t:?} at {rate}/s, {now}");
+                        let uniform = t.expiry_uniform(now, rate);
+                        assert_eq!(uniform, want, "uniform {t:?} at {rate}/s, {now}");
                     }
                 }
             }
