@@ -202,7 +202,8 @@ impl<
     /// they fit the list and one batch with the changed keys and the put. When the list,
     /// the tombstones and the put do not fit one batch, the list is flushed first (the
     /// cull is decided again then: making room may have dropped entries). Reached through
-    /// [`Core::list_cull`], so a write-through firmware does not link it.
+    /// the core's write-back steps ([`WriteBack`]), so a write-through firmware does not
+    /// link it.
     fn list_cull(&mut self, plan: CullPlan, s: &Staged<'_>) -> Listing {
         let now = s.now;
         let (list_fits, listed_fits, alone_fits) = self.cull_fits(plan, s);
