@@ -223,9 +223,10 @@ pub(crate) fn key_cost(key: &[u8]) -> usize {
     varint_len((rest << 1) as u64) + rest
 }
 
-/// Rounds `n` up to a multiple of `align` (a power of two or any positive number).
+/// Rounds `n` up to a multiple of `align`, a power of two (as `READ_SIZE` and `WRITE_SIZE`
+/// are, checked when the flash's geometry is): one add and one mask.
 pub(crate) const fn align_up(n: usize, align: usize) -> usize {
-    n.div_ceil(align) * align
+    (n + (align - 1)) & !(align - 1)
 }
 
 /// CRC-32C (Castagnoli), reflected, computed four bits at a time from a 16-entry table.

@@ -702,7 +702,8 @@ impl<F: Geometry> Log<F> {
         r: &mut RecHead,
     ) -> Res<bool, F> {
         let ws = F::WRITE_SIZE as u32;
-        let mut off = align_up(from as usize, ws as usize) as u32;
+        // The first multiple of `WRITE_SIZE` at or after `from`.
+        let mut off = from.div_ceil(ws) * ws;
         while off < to.min(Self::PAGE) {
             *r = RecHead::in_page(base);
             if self.read_record_at(io, self.page_addr(p) + off, r).await? {
