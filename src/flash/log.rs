@@ -408,7 +408,9 @@ impl<F: Geometry> Log<F> {
         Ok(())
     }
 
-    /// Writes part A with `count` on the (blank) page at flash address `addr`.
+    /// Writes part A with `count` on the (blank) page at flash address `addr`. Out of line
+    /// in the blocking build: the page erase and mount share one copy.
+    #[blocking(inline(never))]
     pub async fn write_part_a(&mut self, io: &IoOf<F>, addr: u32, count: u32) -> Res<(), F> {
         io.stage_with(|b| part_a_into(b, count));
         self.write_staged(io, addr, PART_A).await
