@@ -212,9 +212,11 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// True when `key` starts with [`PREFIX`].
+/// True when `key` starts with [`PREFIX`]: its first bytes compared as one word, not
+/// through [`same`]'s loop.
 pub(crate) fn prefixed(key: &[u8]) -> bool {
-    key.get(..PREFIX.len()).is_some_and(|p| same(p, PREFIX))
+    key.first_chunk::<{ PREFIX.len() }>()
+        .is_some_and(|p| p == PREFIX)
 }
 
 /// Bytes `key` takes in a record: its varint and its rest. A key has at most 255 bytes
