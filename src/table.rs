@@ -876,10 +876,11 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
 
     /// True when an insert of a key that is not held clears the table ([`Table::cull_plan`]
     /// is [`CullPlan::Clear`] for it): no lookup of the key, where the caller knows it is
-    /// not held (an insert that culls).
+    /// not held (an insert that culls). Read from [`Table::full_plan`], the one place that
+    /// decides a cull.
     #[inline]
     pub(crate) fn insert_clears(&self) -> bool {
-        self.freq() == 0 && self.len >= self.limit()
+        self.len >= self.limit() && self.full_plan() == CullPlan::Clear
     }
 
     /// Django's cull of a table at `max_entries`: frequency 0 clears it; a cull of one
