@@ -1245,22 +1245,28 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Backend for
 mod tests {
     use super::*;
 
-    /// The entries a cull plan lists (what a persistent backend logs) are exactly the ones
-    /// applying it removes, for every plan: Django's at every frequency, and a replay's.
-    #[test]
-    fn a_cull_removes_exactly_the_victims_it_lists() {
-        let mut seed = 0x2545_f491_u32;
-        let mut next = move || {
+    /// A xorshift32 sequence from `seed`: the cull tests' inputs, the same on every run.
+    fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
             seed
-        };
-        let held = |t: &Table<12, 4, 1>| {
-            let mut keys = std::vec::Vec::new();
-            t.for_each_lru(|k, _, _, _| keys.push(k.to_vec()));
-            keys
-        };
+        }
+    }
+
+    /// The made keys `t` holds, most recent first.
+    fn held(t: &Table<12, 4, 1>) -> std::vec::Vec<std::vec::Vec<u8>> {
+        let mut keys = std::vec::Vec::new();
+        t.for_each_lru(|k, _, _, _| keys.push(k.to_vec()));
+        keys
+    }
+
+    /// The entries a cull plan lists (what a persistent backend logs) are exactly the ones
+    /// applying it removes, for every plan: Django's at every frequency, and a replay's.
+    #[test]
+    fn a_cull_removes_exactly_the_victims_it_lists() {
+        let mut next = xorshift(0x2545_f491);
         for freq in [0u16, 1, 2, 3, 4, 10] {
             for round in 0..200 {
                 let mut t = Table::<12, 4, 1>::with_culling(10, freq);
@@ -1310,16 +1316,9 @@ mod tests {
     /// ([`CullPlan::RESTORE`]) lists, and keeps the restored entry.
     #[test]
     fn restore_removes_what_its_plan_lists() {
-        let mut seed = 0x9e37_79b9_u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9);
         let held = |t: &Table<12, 4, 1>| {
-            let mut keys = std::vec::Vec::new();
-            t.for_each_lru(|k, _, _, _| keys.push(k.to_vec()));
+            let mut keys = held(t);
             keys.sort();
             keys
         };
