@@ -133,9 +133,9 @@ impl CullPlan {
 }
 
 /// The entries a cull plan removes, one at a time, least recent first, removing nothing:
-/// [`Table::for_each_victim`]'s walk as a cursor, its steps out of line (write-back's walks
-/// share one copy). [`Table::victim_slots`] is the same walk as one loop (a test checks
-/// they give the same entries). The table must not change during the walk.
+/// [`Table::for_each_victim`]'s walk as a cursor, for a caller that awaits between steps
+/// (the async flash core writes a tombstone per live victim). The table must not change
+/// during the walk.
 pub(crate) struct VictimWalk {
     /// Next slot to look at.
     s: u16,
@@ -147,7 +147,6 @@ pub(crate) struct VictimWalk {
 
 impl VictimWalk {
     /// Starts the walk of `plan` at `now` over `t`.
-    #[inline(never)]
     pub(crate) fn new<const N: usize, const K: usize, const V: usize, S: BuildHasher>(
         t: &Table<N, K, V, S>,
         plan: CullPlan,
@@ -182,7 +181,6 @@ impl VictimWalk {
     }
 
     /// The slot of the next victim (its entry is live when its expiry is after `now`).
-    #[inline(never)]
     pub(crate) fn next<const N: usize, const K: usize, const V: usize, S: BuildHasher>(
         &mut self,
         t: &Table<N, K, V, S>,
@@ -917,44 +915,6 @@ impl<const N: usize, const K: usize, const V: usize, S: BuildHasher> Table<N, K,
         key.get(..self.klen[i] as usize).unwrap_or(key)
     }
 
-    /// Calls `f` with the slot of each entry `plan` would remove at `now`, least recent
-    /// first, removing nothing (the table must not change meanwhile): [`VictimWalk`]'s
-    /// entries as one loop, inlined where a persistent backend marks a cull's victims (a
-    /// write-through firmware links no other walk). Expired entries go when sweeping, and
-    /// the least recent ones (live ones when sweeping) while the plan's count lasts.
-    #[inline]
-    pub(crate) fn victim_slots(&self, plan: CullPlan, now: u64, mut f: impl FnMut(usize)) {
-        let (sweep, mut lru) = match plan {
-            _ if !self.ready => return,
-            CullPlan::None => return,
-            CullPlan::Clear => (true, u16::MAX),
-            CullPlan::Tail => (false, 1),
-            CullPlan::Sweep { per } => {
-                let mut live = 0;
-                let mut s = self.tail;
-                // The recency links are slots and `NIL` ends them (no panic path).
-                while (s as usize) < N {
-                    live += u16::from(self.expiry[s as usize] > now);
-                    s = self.prev[s as usize];
-                }
-                (true, self.after_sweep(live, per))
-            }
-        };
-        let mut s = self.tail;
-        while (s as usize) < N {
-            let i = s as usize;
-            s = self.prev[i];
-            if sweep && self.expiry[i] <= now {
-                f(i);
-            } else if lru > 0 {
-                lru -= 1;
-                f(i);
-            } else if !sweep {
-                break;
-            }
-        }
-    }
-
     /// Calls `f` with the made key of each entry `plan` would remove at `now` and whether
     /// it is live, removing nothing: the same entries [`Table::apply_cull`] removes.
     pub(crate) fn for_each_victim(&self, plan: CullPlan, now: u64, f: &mut dyn FnMut(&[u8], bool)) {
@@ -1287,12 +1247,6 @@ mod tests {
                 };
                 let mut listed = std::vec::Vec::new();
                 t.for_each_victim(plan, now, &mut |k, live| listed.push((k.to_vec(), live)));
-                let mut slots = std::vec::Vec::new();
-                t.victim_slots(plan, now, |i| {
-                    let (k, _, _, e) = t.slot(i);
-                    slots.push((k.to_vec(), e > now));
-                });
-                assert_eq!(slots, listed, "freq {freq}, {plan:?}");
                 let before = held(&t);
                 let mut reported = std::vec::Vec::new();
                 t.apply_cull(plan, now, &mut |k, live| reported.push((k.to_vec(), live)));

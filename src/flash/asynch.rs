@@ -14,7 +14,7 @@ use core::ops::Range;
 
 use embedded_storage_async::nor_flash::{ErrorType, NorFlash};
 
-use super::backend::{ListCull, Staged};
+use super::backend::{Staged, WriteBackFn};
 use super::io::{drive_async, Async, Io};
 use super::{Core, FeOf, Policy, Wear, Work};
 use crate::async_shared::AsyncBackend;
@@ -183,7 +183,7 @@ impl<
         T: BorrowMut<Table<N, K, V, S>>,
     > AsyncPersistent<F, N, K, V, D, S, T>
 {
-    /// The opening future. Write-back's culling step ([`Core::list_cull_for`]) is chosen
+    /// The opening future. Write-back's culling step ([`Core::write_back_for`]) is chosen
     /// here, where `open` is called and before the future is made, so a policy given there
     /// as a constant decides whether it is linked.
     #[inline(always)]
@@ -199,7 +199,7 @@ impl<
             range,
             table,
             policy,
-            Core::list_cull_for(policy),
+            Core::write_back_for(policy),
             format,
         )
     }
@@ -209,11 +209,11 @@ impl<
         range: Range<u32>,
         table: T,
         policy: Policy,
-        list_cull: Option<ListCull<Async<F>, N, K, V, D, S, T>>,
+        write_back: Option<WriteBackFn<Async<F>, N, K, V, D, S, T>>,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let capacity = flash.capacity();
-        let mut core = Core::new(range, capacity, table, policy, list_cull)?;
+        let mut core = Core::new(range, capacity, table, policy, write_back)?;
         let io = Io::new();
         drive_async(&mut flash, &io, core.mount_or_format(&io, format)).await?;
         Ok(AsyncPersistent {

@@ -37,8 +37,8 @@ pub(crate) enum Listing {
     Alone,
 }
 
-/// Write-back's steps, reached through the core's `list_cull` field, so a firmware that
-/// opens write-through links none of them ([`Core::list_cull_for`]).
+/// Write-back's steps, reached through the core's `write_back` field, so a firmware that
+/// opens write-through links none of them ([`Core::write_back_for`]).
 pub(crate) struct WriteBack<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T>
 {
     /// The step of an insert that culls ([`Core::list_cull`]).
@@ -49,9 +49,16 @@ pub(crate) struct WriteBack<F, const N: usize, const K: usize, const V: usize, c
 }
 
 /// The type of the core's write-back steps: a function answering them ([`WriteBack`]),
-/// one word (named for the first of them, [`Core::list_cull`]).
-pub(crate) type ListCull<F, const N: usize, const K: usize, const V: usize, const D: usize, S, T> =
-    fn() -> WriteBack<F, N, K, V, D, S, T>;
+/// one word.
+pub(crate) type WriteBackFn<
+    F,
+    const N: usize,
+    const K: usize,
+    const V: usize,
+    const D: usize,
+    S,
+    T,
+> = fn() -> WriteBack<F, N, K, V, D, S, T>;
 
 /// A put staged by a front end for [`Work::CullingPut`]: the work writes it whole.
 #[derive(Clone, Copy)]
@@ -163,7 +170,7 @@ impl<
             // Under write-back, the tombstones of the cull join the list when they fit it
             // (`list_cull`, linked only when `open` was given a write-back policy); else
             // one batch of its own writes the cull and the put.
-            match self.list_cull.map(|wb| (wb().list_cull)(self, plan, s)) {
+            match self.write_back.map(|wb| (wb().list_cull)(self, plan, s)) {
                 Some(Listing::Listed) => {}
                 Some(Listing::FlushFirst) => return self.ask(Work::Flush),
                 _ => return self.ask(Work::CullingPut),
@@ -252,19 +259,19 @@ impl<
         table.apply_cull(plan, now, &mut |_, _| {});
     }
 
-    /// The write-back steps the core's `list_cull` field holds ([`WriteBack`]): `Some` for
+    /// The write-back steps the core's `write_back` field holds ([`WriteBack`]): `Some` for
     /// a write-back `policy`, `None` for write-through. Inlined where `open` is called, so
     /// a policy given there as a constant decides whether the steps are linked.
     #[inline(always)]
-    pub(crate) fn list_cull_for(policy: Policy) -> Option<ListCull<F, N, K, V, D, S, T>> {
+    pub(crate) fn write_back_for(policy: Policy) -> Option<WriteBackFn<F, N, K, V, D, S, T>> {
         match policy {
             Policy::WriteThrough => None,
-            Policy::WriteBack { .. } => Some(Self::write_back),
+            Policy::WriteBack { .. } => Some(Self::write_back_steps),
         }
     }
 
-    /// Write-back's steps ([`Self::list_cull_for`]).
-    fn write_back() -> WriteBack<F, N, K, V, D, S, T> {
+    /// Write-back's steps ([`Self::write_back_for`]).
+    fn write_back_steps() -> WriteBack<F, N, K, V, D, S, T> {
         WriteBack {
             list_cull: Self::list_cull,
             fits_after: Self::fits_after,

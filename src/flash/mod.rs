@@ -395,8 +395,8 @@ pub(crate) struct Core<F, const N: usize, const K: usize, const V: usize, const 
     policy: Policy,
     /// Write-back's steps (an insert that culls, an operation's check of the batch its
     /// changes join), `None` under write-through (linked only when `open` is given a
-    /// write-back policy; see [`Core::list_cull_for`]).
-    list_cull: Option<backend::ListCull<F, N, K, V, D, S, T>>,
+    /// write-back policy; see [`Core::write_back_for`]).
+    write_back: Option<backend::WriteBackFn<F, N, K, V, D, S, T>>,
     /// Any batch of a full list fits the region, in whatever order it is written
     /// ([`Core::list_always_fits`]): an operation's check need not place its records.
     list_fits: bool,

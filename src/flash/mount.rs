@@ -10,7 +10,7 @@ use core::ops::Range;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::backend::ListCull;
+use super::backend::WriteBackFn;
 use super::io::{Blocking, Geometry, SyncIo};
 use super::log::{Committed, IoOf, Log, Pos, SyncIoOf, SCRATCH};
 use super::{Core, Fe, FeOf, FlashError, Persistent, Policy, Work, CULL_MARK, NOWHERE};
@@ -198,7 +198,7 @@ impl<
 
     /// Opens the region into the table `table` makes (cleared), once the range is checked.
     /// Inlined where `open` is called: a policy given there as a constant decides whether
-    /// write-back's culling step is linked ([`Core::list_cull_for`]).
+    /// write-back's culling step is linked ([`Core::write_back_for`]).
     #[inline(always)]
     fn start(
         flash: F,
@@ -207,8 +207,8 @@ impl<
         policy: Policy,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
-        let list_cull = Core::list_cull_for(policy);
-        Self::start_with(flash, range, table, policy, list_cull, format)
+        let write_back = Core::write_back_for(policy);
+        Self::start_with(flash, range, table, policy, write_back, format)
     }
 
     /// [`Persistent::start`]. Out of line: the backend is built once, in the caller's
@@ -220,7 +220,7 @@ impl<
         range: Range<u32>,
         table: impl FnOnce() -> T,
         policy: Policy,
-        list_cull: Option<ListCull<Blocking<F>, N, K, V, D, S, T>>,
+        write_back: Option<WriteBackFn<Blocking<F>, N, K, V, D, S, T>>,
         format: bool,
     ) -> Result<Self, FeOf<F>> {
         let log = Core::<Blocking<F>, N, K, V, D, S, T>::region(range, flash.capacity())?;
@@ -228,7 +228,7 @@ impl<
         // where it lies, an owned one built empty in place), then the core mounted inside
         // it: the table is not copied, and there is one way out.
         let mut r = Ok(Persistent {
-            core: Core::build(log, table(), policy, list_cull),
+            core: Core::build(log, table(), policy, write_back),
             buf: [0; SCRATCH],
             flash,
         });
@@ -268,11 +268,11 @@ impl<
         capacity: usize,
         mut table: T,
         policy: Policy,
-        list_cull: Option<ListCull<F, N, K, V, D, S, T>>,
+        write_back: Option<WriteBackFn<F, N, K, V, D, S, T>>,
     ) -> Result<Self, Fe<F>> {
         let log = Self::region(range, capacity)?;
         let _ = table.borrow_mut().clear();
-        Ok(Self::build(log, table, policy, list_cull))
+        Ok(Self::build(log, table, policy, write_back))
     }
 
     /// A core on `log` (from [`Core::region`]) into `table`, cleared by the caller.
@@ -281,7 +281,7 @@ impl<
         log: Log<F>,
         table: T,
         policy: Policy,
-        list_cull: Option<ListCull<F, N, K, V, D, S, T>>,
+        write_back: Option<WriteBackFn<F, N, K, V, D, S, T>>,
     ) -> Self {
         Core {
             list_fits: Self::list_always_fits(&log),
@@ -289,7 +289,7 @@ impl<
             hasher: PhantomData,
             log,
             policy,
-            list_cull,
+            write_back,
             loc: const { [NOWHERE; N] },
             // Constants, so the zeroed arrays side by side are cleared in one piece.
             dirty_keys: const { [[0; K]; D] },

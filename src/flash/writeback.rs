@@ -18,7 +18,7 @@ use super::log::{IoOf, Log, SyncIoOf};
 use super::space::{xlen, Batch, Placer, XLEN_ANY};
 use super::{Core, Policy, Res, Work, CULL_MARK, NOWHERE};
 use crate::error::Error;
-use crate::table::{CullPlan, Table};
+use crate::table::{CullPlan, Table, VictimWalk};
 
 #[dual]
 impl<
@@ -83,7 +83,7 @@ impl<
         let fits = self.dirty + changes.len() <= D
             && (self.list_fits
                 || self
-                    .list_cull
+                    .write_back
                     .is_some_and(|wb| (wb().fits_after)(self, changes)));
         if !fits && self.dirty() > 0 {
             return self.ask(Work::Flush);
@@ -226,12 +226,13 @@ impl<
     pub(super) fn mark_victims(&mut self, key: &[u8], now: u64) {
         let Self { table, loc, .. } = self;
         let t: &Table<N, K, V, S> = (*table).borrow();
-        t.victim_slots(t.cull_plan(key), now, |i| {
+        let mut walk = VictimWalk::new(t, t.cull_plan(key), now);
+        while let Some(i) = walk.next(t, now) {
             // A slot is below `N` (no panic path).
             if let Some(at) = loc.get_mut(i) {
                 *at |= CULL_MARK;
             }
-        });
+        }
     }
 
     pub(super) fn unmark_victims(&mut self) {
